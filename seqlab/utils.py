@@ -1,0 +1,38 @@
+"""Small helpers shared across seqlab."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def tree_map(fn: Callable[[torch.Tensor], torch.Tensor], obj: Any) -> Any:
+    """Apply ``fn`` to every tensor inside nested dicts / lists / tuples / dataclass-free containers."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: tree_map(fn, v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [tree_map(fn, v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(tree_map(fn, v) for v in obj)
+    return obj
+
+
+def select_rows(obj: Any, index: torch.Tensor) -> Any:
+    """Select (or repeat) rows along dim 0 of every tensor in ``obj``; used for beams and K samples."""
+    return tree_map(lambda t: t.index_select(0, index), obj)
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """Boolean mask [B, T], True at valid positions."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
