@@ -42,6 +42,14 @@ class Encoded:
         return self.select(index)
 
 
+def mask_special(logits: torch.Tensor) -> torch.Tensor:
+    """Float logits with PAD and BOS excluded: the distribution that decoding samples from and ``score`` scores."""
+    logits = logits.float()
+    logits[..., PAD_ID] = float("-inf")
+    logits[..., BOS_ID] = float("-inf")
+    return logits
+
+
 def shift_right(tgt: torch.Tensor) -> torch.Tensor:
     """[y1..yT] -> [BOS, y1..y_{T-1}] (decoder inputs for teacher forcing)."""
     bos = torch.full_like(tgt[:, :1], BOS_ID)
@@ -77,7 +85,7 @@ class Seq2SeqModel(nn.Module):
 
     def token_log_probs(self, enc: Encoded, tgt: torch.Tensor) -> torch.Tensor:
         """Full log-distributions [B, T, V] under teacher forcing on ``tgt``."""
-        return F.log_softmax(self.decode(enc, shift_right(tgt)).float(), dim=-1)
+        return F.log_softmax(mask_special(self.decode(enc, shift_right(tgt))), dim=-1)
 
     def score(self, src: torch.Tensor, tgt: torch.Tensor, enc: Encoded | None = None) -> torch.Tensor:
         """Per-token log-probabilities log p(y_t | y_<t, x) [B, T]; 0 at padding."""

@@ -1,0 +1,143 @@
+"""Batched, cached decoding: greedy, ancestral sampling (K per source), beam search (GNMT length penalty).
+
+Every search encodes once and then calls ``model.step`` with the cache, so a prefix is never recomputed.
+Outputs follow the target convention: tokens, then EOS, then PAD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
+
+
+@dataclass
+class Hypotheses:
+    tokens: torch.Tensor  # [N, T]
+    scores: torch.Tensor  # [N] sum of log-probabilities (beam: length-penalised score)
+    token_log_probs: torch.Tensor | None = None  # [N, T] (greedy / sampling)
+
+
+def max_lengths(src: torch.Tensor, max_len_a: float, max_len_b: int, max_len: int) -> torch.Tensor:
+    """Per-source output length limit: min(a * |x| + b, max_len) (EOS included)."""
+    src_len = src.ne(PAD_ID).sum(1)
+    return (src_len.float() * max_len_a + max_len_b).long().clamp(min=1, max=max_len)
+
+
+def next_token_logits(model: Seq2SeqModel, enc: Encoded, prev: torch.Tensor, state):
+    """One cached step; PAD and BOS can never be generated."""
+    logits, state = model.step(enc, prev, state)
+    return mask_special(logits), state
+
+
+def _finish(tokens: list[torch.Tensor], logps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    out, lp = torch.stack(tokens, 1), torch.stack(logps, 1)
+    return out, lp
+
+
+@torch.no_grad()
+def sample_or_greedy(model: Seq2SeqModel, src: torch.Tensor, *, greedy: bool = True, temperature: float = 1.0,
+                     num_samples: int = 1, max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256,
+                     enc: Encoded | None = None, top_k: int = 0) -> Hypotheses:
+    """Greedy decoding, or ancestral sampling of ``num_samples`` sequences per source (rows b*K .. b*K+K-1).
+
+    ``token_log_probs`` are log p_theta (temperature 1, PAD/BOS excluded) of the chosen tokens, 0 at padding.
+    """
+    enc = model.encode(src) if enc is None else enc
+    if num_samples > 1:
+        enc = enc.repeat(num_samples)
+        src = src.repeat_interleave(num_samples, dim=0)
+    limits = max_lengths(src, max_len_a, max_len_b, max_len)
+    n, steps = src.size(0), int(limits.max())
+    state = model.init_state(enc)
+    prev = torch.full((n,), BOS_ID, dtype=torch.long, device=src.device)
+    done = torch.zeros(n, dtype=torch.bool, device=src.device)
+    tokens, logps = [], []
+    for t in range(steps):
+        logits, state = next_token_logits(model, enc, prev, state)
+        logp = torch.log_softmax(logits, dim=-1)
+        if greedy:
+            tok = logp.argmax(-1)
+        else:
+            scaled = logits / temperature
+            if top_k > 0:
+                kth = scaled.topk(top_k, dim=-1).values[:, -1:]
+                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+            tok = torch.multinomial(scaled.softmax(-1), 1).squeeze(1)
+        tok = torch.where(t + 1 >= limits, torch.full_like(tok, EOS_ID), tok)  # force EOS at the limit
+        tok = tok.masked_fill(done, PAD_ID)
+        tokens.append(tok)
+        logps.append(logp.gather(1, tok.unsqueeze(1)).squeeze(1).masked_fill(done, 0.0))
+        done = done | tok.eq(EOS_ID)
+        if bool(done.all()):
+            break
+        prev = tok
+    out, lp = _finish(tokens, logps)
+    return Hypotheses(out, lp.sum(1), lp)
+
+
+def greedy_search(model: Seq2SeqModel, src: torch.Tensor, **kw) -> Hypotheses:
+    return sample_or_greedy(model, src, greedy=True, **kw)
+
+
+def sample(model: Seq2SeqModel, src: torch.Tensor, num_samples: int = 1, temperature: float = 1.0,
+           **kw) -> Hypotheses:
+    return sample_or_greedy(model, src, greedy=False, num_samples=num_samples, temperature=temperature, **kw)
+
+
+def gnmt_length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
+    """((5 + |y|) / 6) ** alpha (Wu et al. 2016)."""
+    return ((5.0 + lengths.float()) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int = 5, length_penalty: float = 0.6,
+                max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, n_best: int = 1,
+                enc: Encoded | None = None) -> Hypotheses:
+    """Beam search; finished hypotheses stay in the beam with a frozen score, ranked at the end by
+    score / GNMT length penalty.  Returns ``n_best`` rows per source (b*n_best ...)."""
+    b, k = src.size(0), beam_size
+    enc = model.encode(src) if enc is None else enc
+    enc = enc.repeat(k)
+    limits = max_lengths(src, max_len_a, max_len_b, max_len).repeat_interleave(k)
+    steps = int(limits.max())
+    state = model.init_state(enc)
+    device = src.device
+    scores = torch.full((b, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    prev = torch.full((b * k,), BOS_ID, dtype=torch.long, device=device)
+    done = torch.zeros(b * k, dtype=torch.bool, device=device)
+    lengths = torch.zeros(b * k, dtype=torch.long, device=device)
+    history = torch.empty(b * k, 0, dtype=torch.long, device=device)
+    base = (torch.arange(b, device=device) * k).unsqueeze(1)
+    for t in range(steps):
+        logits, state = next_token_logits(model, enc, prev, state)
+        logp = torch.log_softmax(logits, dim=-1)
+        at_limit = (t + 1 >= limits) & ~done
+        eos_logp = logp[:, EOS_ID].clone()
+        logp[at_limit] = float("-inf")
+        logp[at_limit, EOS_ID] = eos_logp[at_limit]  # forced EOS at the length limit keeps its score
+        logp[done] = float("-inf")
+        logp[done, PAD_ID] = 0.0  # a finished hypothesis continues with PAD at no cost
+        v = logp.size(-1)
+        cand = (scores.view(-1, 1) + logp).view(b, k * v)
+        top_scores, top_idx = cand.topk(k, dim=1)
+        origin = (top_idx // v + base).view(-1)
+        tok = (top_idx % v).view(-1)
+        history = torch.cat([history.index_select(0, origin), tok.unsqueeze(1)], dim=1)
+        done = done.index_select(0, origin)
+        lengths = lengths.index_select(0, origin) + (~done).long()
+        done = done | tok.eq(EOS_ID)
+        scores = top_scores
+        state = model.select_state(state, origin)
+        prev = tok
+        if bool(done.all()):
+            break
+    normalized = scores.view(-1) / gnmt_length_penalty(lengths, length_penalty)
+    normalized = normalized.view(b, k)
+    order = normalized.argsort(dim=1, descending=True)[:, :n_best]
+    pick = (order + base).view(-1)
+    return Hypotheses(history.index_select(0, pick), normalized.view(-1).index_select(0, pick))

@@ -1,0 +1,194 @@
+"""Pre-norm Transformer encoder-decoder with tied embeddings, SDPA attention and a KV cache."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqlab.data.vocab import PAD_ID
+from seqlab.models.base import Encoded, Seq2SeqModel
+
+
+@dataclass
+class TransformerConfig:
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512
+    n_heads: int = 8
+    ffn_dim: int = 2048
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    max_positions: int = 1024
+    share_embeddings: bool = True  # source and target embeddings (needs a shared vocabulary)
+
+
+def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
+    pos = torch.arange(n, dtype=torch.float).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n, dim)
+    table[:, 0::2] = torch.sin(pos * div)
+    table[:, 1::2] = torch.cos(pos * div)
+    return table
+
+
+class Attention(nn.Module):
+    """Multi-head attention on PyTorch's scaled_dot_product_attention."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, self_attention: bool):
+        super().__init__()
+        self.n_heads, self.head_dim, self.dropout = n_heads, d_model // n_heads, dropout
+        if self_attention:
+            self.qkv = nn.Linear(d_model, 3 * d_model)
+        else:
+            self.q = nn.Linear(d_model, d_model)
+            self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Self-attention if ``kv`` is None (with optional incremental ``cache``), else cross-attention."""
+        if kv is None:
+            q, k, v = (self._heads(t) for t in self.qkv(x).chunk(3, dim=-1))
+            if cache is not None:
+                if "k" in cache:
+                    k = torch.cat([cache["k"], k], dim=2)
+                    v = torch.cat([cache["v"], v], dim=2)
+                cache["k"], cache["v"] = k, v
+        else:
+            q, (k, v) = self._heads(self.q(x)), kv
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        b, _, t, _ = y.shape
+        return self.out(y.transpose(1, 2).reshape(b, t, -1))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, ffn_dim: int, dropout: float):
+        super().__init__(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg.d_model, cfg.n_heads, cfg.attention_dropout, self_attention=True)
+        self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), mask=mask))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig, causal: bool = True):
+        super().__init__()
+        self.causal = causal
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(cfg.d_model) for _ in range(3))
+        self.self_attn = Attention(cfg.d_model, cfg.n_heads, cfg.attention_dropout, self_attention=True)
+        self.cross_attn = Attention(cfg.d_model, cfg.n_heads, cfg.attention_dropout, self_attention=False)
+        self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor,
+                self_mask: torch.Tensor | None = None, cache: dict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        causal = self.causal and cache is None and self_mask is None
+        x = x + self.drop(self.self_attn(self.norm1(x), mask=self_mask, is_causal=causal, cache=cache))
+        x = x + self.drop(self.cross_attn(self.norm2(x), mask=memory_mask, kv=memory_kv))
+        return x + self.drop(self.ffn(self.norm3(x)))
+
+
+def key_padding_bias(pad_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, S] True-at-padding -> additive bias [B, 1, 1, S] for SDPA."""
+    bias = torch.zeros(pad_mask.shape, dtype=dtype, device=pad_mask.device)
+    return bias.masked_fill(pad_mask, float("-inf"))[:, None, None, :]
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, cfg: TransformerConfig, embed: nn.Embedding):
+        super().__init__()
+        self.embed, self.scale = embed, math.sqrt(cfg.d_model)
+        self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pad_mask = src.eq(PAD_ID)
+        x = self.drop(self.embed(src) * self.scale + self.positions[: src.size(1)])
+        bias = key_padding_bias(pad_mask, x.dtype)
+        for layer in self.layers:
+            x = layer(x, bias)
+        return self.norm(x), pad_mask
+
+
+class Transformer(Seq2SeqModel):
+    """Pre-norm Transformer (Vaswani et al. 2017; pre-norm as in Xiong et al. 2020)."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg, self.vocab_size = cfg, cfg.tgt_vocab_size
+        self.tgt_embed = nn.Embedding(cfg.tgt_vocab_size, cfg.d_model, padding_idx=PAD_ID)
+        shared = cfg.share_embeddings and cfg.src_vocab_size == cfg.tgt_vocab_size
+        src_embed = self.tgt_embed if shared else nn.Embedding(cfg.src_vocab_size, cfg.d_model, padding_idx=PAD_ID)
+        self.encoder = TransformerEncoder(cfg, src_embed)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.scale = math.sqrt(cfg.d_model)
+        self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False)
+        for emb in {self.tgt_embed, src_embed}:
+            nn.init.normal_(emb.weight, std=cfg.d_model**-0.5)
+            with torch.no_grad():
+                emb.weight[PAD_ID].zero_()
+
+    def output_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Tied output projection."""
+        return F.linear(self.norm(h), self.tgt_embed.weight)
+
+    def encode(self, src: torch.Tensor) -> Encoded:
+        memory, pad_mask = self.encoder(src)
+        return Encoded(memory, pad_mask)
+
+    def _memory_kv(self, enc: Encoded) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [layer.cross_attn.project_kv(enc.memory) for layer in self.layers]
+
+    def _embed_tgt(self, tokens: torch.Tensor, offset: int) -> torch.Tensor:
+        pos = self.positions[offset: offset + tokens.size(1)]
+        return self.drop(self.tgt_embed(tokens) * self.scale + pos)
+
+    def decode(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
+        x = self._embed_tgt(tgt_in, 0)
+        bias = key_padding_bias(enc.pad_mask, x.dtype)
+        for layer, kv in zip(self.layers, self._memory_kv(enc), strict=True):
+            x = layer(x, kv, bias)
+        return self.output_logits(x)
+
+    def init_state(self, enc: Encoded) -> dict:
+        kvs = self._memory_kv(enc)
+        return {"t": 0, "mem_k": [k for k, _ in kvs], "mem_v": [v for _, v in kvs],
+                "self": [{} for _ in self.layers]}
+
+    def step(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        x = self._embed_tgt(tokens.unsqueeze(1), state["t"])
+        bias = key_padding_bias(enc.pad_mask, x.dtype)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, (state["mem_k"][i], state["mem_v"][i]), bias, cache=state["self"][i])
+        state["t"] = state["t"] + 1
+        return self.output_logits(x[:, 0]), state
