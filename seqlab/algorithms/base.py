@@ -1,0 +1,101 @@
+"""The algorithm interface: an algorithm turns a batch into proposals and coefficients for the one loss.
+
+The trainer only calls ``loss``.  An algorithm may own extra trainable modules (critics, Q-networks)
+returned by ``modules``; they are optimised with the model and saved in checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from seqlab.models.base import Seq2SeqModel
+
+if TYPE_CHECKING:
+    from seqlab.data.batching import Batch
+
+
+@dataclass
+class Progress:
+    """Where training stands: step, epoch, and the fraction of the budget used (0..1 when known)."""
+
+    step: int = 0
+    epoch: int = 0
+    fraction: float = 0.0
+
+
+@dataclass
+class AlgorithmContext:
+    """What an algorithm may know about the task (never about the architecture)."""
+
+    vocab_size: int
+    label_smoothing: float = 0.0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    tgt_tokenizer: Any = None
+    build_model: Callable[[], Seq2SeqModel] | None = None  # a fresh model of the trained architecture
+    unigram: torch.Tensor | None = None  # [V] target unigram distribution of the training data
+
+
+class Algorithm(nn.Module):
+    """Base class. Subclasses set ``name`` and implement :meth:`loss`."""
+
+    name: str = ""
+    #: parameters of the model that some steps leave unused (DDP needs to know)
+    has_unused_parameters: bool = False
+
+    def __init__(self, ctx: AlgorithmContext, **options: Any):
+        super().__init__()
+        if options:
+            raise TypeError(f"algorithm {self.name!r} got unknown option(s) {sorted(options)}")
+        self.ctx = ctx
+
+    def loss(self, model: Seq2SeqModel, batch: "Batch", progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def on_step_end(self, progress: Progress) -> None:
+        """Hook after each optimizer step (target-network updates, moving averages)."""
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {}
+
+
+def register(name: str) -> Callable[[type[Algorithm]], type[Algorithm]]:
+    def deco(cls: type[Algorithm]) -> type[Algorithm]:
+        if name in ALGORITHMS:
+            raise ValueError(f"algorithm {name!r} registered twice")
+        cls.name = name
+        ALGORITHMS[name] = cls
+        return cls
+    return deco
+
+
+#: modules outside seqlab.algorithms that register algorithms (imported on first use)
+PLUGIN_MODULES = ["seqlab.nat.algorithms", "seqlab.credit.algorithms"]
+
+
+def load_plugins() -> None:
+    import importlib
+
+    import seqlab.algorithms  # noqa: F401  (fills the registry)
+
+    for module in PLUGIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if not (e.name and module.startswith(e.name)):
+                raise
+
+
+def build_algorithm(name: str, ctx: AlgorithmContext, options: dict[str, Any] | None = None) -> Algorithm:
+    load_plugins()
+
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose from {sorted(ALGORITHMS)}")
+    try:
+        return ALGORITHMS[name](ctx, **(options or {}))
+    except TypeError as e:
+        raise ValueError(f"algorithm {name!r}: {e}") from e

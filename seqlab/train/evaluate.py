@@ -1,0 +1,79 @@
+"""Decode a corpus in length-sorted batches and score it with the field's metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from seqlab.config import DecodeConfig
+from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.decoding import beam_search, greedy_search
+from seqlab.metrics import compute_metrics
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out.to(device)
+
+
+def strip_ids(row: Sequence[int]) -> list[int]:
+    """Token ids up to (excluding) the first EOS, without padding."""
+    out = []
+    for t in row:
+        if t == EOS_ID:
+            break
+        if t != PAD_ID:
+            out.append(int(t))
+    return out
+
+
+@torch.no_grad()
+def decode_ids(model: Any, sources: Sequence[Sequence[int]], decode: DecodeConfig, device: torch.device,
+               beam_size: int | None = None, batch_size: int | None = None, show_progress: bool = False,
+               decoder: Any = None) -> list[list[int]]:
+    """Decode source id lists (EOS included); returns hypothesis ids (no EOS) in input order.
+
+    ``decoder(model, src) -> Hypotheses`` replaces greedy / beam search.  A model with a
+    ``generate(src, decode_cfg, beam_size)`` method (NAT models) brings its own decoding."""
+    was_training = model.training
+    model.eval()
+    beam = decode.beam_size if beam_size is None else beam_size
+    bs = batch_size or decode.batch_size
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    results: list[list[int]] = [[] for _ in sources]
+    kw = dict(max_len_a=decode.max_len_a, max_len_b=decode.max_len_b, max_len=decode.max_len)
+    chunks = [order[i: i + bs] for i in range(0, len(order), bs)]
+    for chunk in tqdm(chunks, desc="decode", disable=not show_progress, leave=False):
+        src = pad_batch([sources[i] for i in chunk], device)
+        if decoder is not None:
+            hyp = decoder(model, src)
+        elif hasattr(model, "generate"):
+            hyp = model.generate(src, decode, beam)
+        elif beam <= 1:
+            hyp = greedy_search(model, src, **kw)
+        else:
+            hyp = beam_search(model, src, beam_size=beam, length_penalty=decode.length_penalty, **kw)
+        for i, row in zip(chunk, hyp.tokens.tolist(), strict=True):
+            results[i] = strip_ids(row)
+    model.train(was_training)
+    return results
+
+
+def evaluate_corpus(model: Any, corpus: Any, src_tok: Any, tgt_tok: Any, metrics: list[str], decode: DecodeConfig,
+                    device: torch.device, beam_size: int | None = None, max_examples: int | None = None,
+                    show_progress: bool = False, decoder: Any = None) -> tuple[dict[str, float], list[str]]:
+    """Decode every distinct source of ``corpus`` and score against all its references."""
+    sources, refs = corpus.references()
+    if max_examples is not None:
+        sources, refs = sources[:max_examples], refs[:max_examples]
+    src_ids = [src_tok.encode(s)[: decode.max_len - 1] + [EOS_ID] for s in sources]
+    hyp_ids = decode_ids(model, src_ids, decode, device, beam_size=beam_size, show_progress=show_progress,
+                         decoder=decoder)
+    hyps = [tgt_tok.decode(h) for h in hyp_ids]
+    return compute_metrics(metrics, hyps, refs), hyps

@@ -1,0 +1,323 @@
+"""The trainer: one loop for every algorithm.
+
+batch -> algorithm.loss (proposals, coefficients, the one loss) -> backward -> clip -> optimizer.
+bf16 autocast on CUDA, DDP through torchrun, evaluation with best-checkpoint selection and early
+stopping, and exact resume (model, optimizer, scheduler, algorithm, data position, RNG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+from seqlab.config import Config, save_config
+from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
+from seqlab.data.tasks import load_task
+from seqlab.metrics import higher_is_better
+from seqlab.models import build_model
+from seqlab.train import checkpoint as ckpt
+from seqlab.train.distributed import barrier, broadcast_flag, cleanup, init_distributed
+from seqlab.train.evaluate import evaluate_corpus
+from seqlab.train.logger import MetricLogger
+from seqlab.utils import resolve_device
+
+
+class _LossModule(nn.Module):
+    """Model + algorithm as one module, so DDP sees every parameter the loss touches."""
+
+    def __init__(self, model: nn.Module, algorithm: nn.Module):
+        super().__init__()
+        self.model, self.algorithm = model, algorithm
+
+    def forward(self, batch: Any, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.algorithm.loss(self.model, batch, progress)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(params: list[nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adamw, adam or sgd")
+
+
+def lr_lambda(cfg: Any, total_steps: int | None):
+    """Multiplier on the base learning rate for each scheduler (warmup for all but constant)."""
+    warm = max(cfg.warmup_steps, 1)
+
+    def inverse_sqrt(step: int) -> float:
+        step = max(step, 1)
+        return min(step / warm, math.sqrt(warm / step))
+
+    def with_decay(shape: str):
+        def f(step: int) -> float:
+            if step < warm:
+                return max(step, 1) / warm
+            if not total_steps:
+                return 1.0
+            frac = min((step - warm) / max(total_steps - warm, 1), 1.0)
+            return 1.0 - frac if shape == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+        return f
+
+    table = {"inverse_sqrt": inverse_sqrt, "constant": lambda step: 1.0,
+             "linear": with_decay("linear"), "cosine": with_decay("cosine")}
+    if cfg.scheduler not in table:
+        raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose from {sorted(table)}")
+    return table[cfg.scheduler]
+
+
+def load_model_weights(model: nn.Module, path: str | Path) -> None:
+    state = ckpt.load(path)
+    model.load_state_dict(state["model"])
+
+
+class Trainer:
+    def __init__(self, cfg: Config, console: bool = True):
+        self.cfg, tc = cfg, cfg.train
+        self.device = resolve_device(tc.device)
+        self.dist = init_distributed(self.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        self.run_dir = Path(cfg.run_dir)
+        self.console = console and self.dist.is_main
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        seed_everything(tc.seed)
+        # rank 0 builds (and caches) tokenizers first, the others then load them
+        if self.dist.is_main:
+            self.task = load_task(cfg.task.name, cfg.task.options, self.run_dir / "tokenizers")
+        barrier(self.dist)
+        if not self.dist.is_main:
+            self.task = load_task(cfg.task.name, cfg.task.options, self.run_dir / "tokenizers")
+        self.train_data = encode_corpus(self.task.train, self.task.src_tokenizer, self.task.tgt_tokenizer,
+                                        max_len=tc.max_len)
+        self.sampler = TokenBatchSampler(self.train_data.lengths(), max_tokens=tc.max_tokens,
+                                         max_sentences=tc.max_sentences, shuffle=True, seed=tc.seed,
+                                         rank=self.dist.rank, world_size=self.dist.world_size)
+        self.model = self._new_model().to(self.device)
+        if tc.init_from:
+            load_model_weights(self.model, tc.init_from)
+        ctx = AlgorithmContext(vocab_size=self.task.tgt_tokenizer.vocab_size, label_smoothing=tc.label_smoothing,
+                               device=self.device, tgt_tokenizer=self.task.tgt_tokenizer,
+                               build_model=self._new_model)
+        self.algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options).to(self.device)
+        self.loss_module: nn.Module = _LossModule(self.model, self.algorithm)
+        params = [p for p in self.loss_module.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(params, tc)
+        self.total_steps = self._estimate_total_steps()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(tc, self.total_steps))
+        if self.dist.enabled:
+            self.loss_module = DistributedDataParallel(
+                self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.algorithm.has_unused_parameters)
+        self.step, self.epoch, self.train_seconds = 0, 0, 0.0
+        self.best_score: float | None = None
+        self.bad_evals = 0
+        self.logger = MetricLogger(self.run_dir, tensorboard=tc.tensorboard, enabled=self.dist.is_main)
+        if tc.resume and (self.run_dir / "checkpoint_last.pt").exists():
+            self.load_checkpoint(self.run_dir / "checkpoint_last.pt")
+
+    # ------------------------------------------------------------------ setup helpers
+    def _new_model(self) -> nn.Module:
+        return build_model(self.cfg.model.arch, self.task.src_tokenizer.vocab_size,
+                           self.task.tgt_tokenizer.vocab_size, **self.cfg.model.options)
+
+    def _estimate_total_steps(self) -> int | None:
+        tc = self.cfg.train
+        by_epochs = tc.max_epochs * len(self.sampler) if tc.max_epochs else None
+        if tc.max_steps and by_epochs:
+            return min(tc.max_steps, by_epochs)
+        return tc.max_steps or by_epochs
+
+    @property
+    def primary_metric(self) -> str:
+        return self.task.metrics[0]
+
+    def progress(self) -> Progress:
+        tc, fracs = self.cfg.train, []
+        if self.total_steps:
+            fracs.append(self.step / self.total_steps)
+        if tc.max_minutes:
+            fracs.append(self.train_seconds / 60.0 / tc.max_minutes)
+        return Progress(step=self.step, epoch=self.epoch, fraction=min(max(fracs, default=0.0), 1.0))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "algorithm": self.algorithm.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict(), "rng": ckpt.rng_state(), "step": self.step,
+                "epoch": self.epoch, "train_seconds": self.train_seconds, "best_score": self.best_score,
+                "bad_evals": self.bad_evals, "config": self.cfg.to_dict(),
+                "tokenizers": str((self.run_dir / "tokenizers").resolve())}
+
+    def save_checkpoint(self, name: str) -> None:
+        if self.dist.is_main:
+            ckpt.atomic_save(self.state_dict(), self.run_dir / name)
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = ckpt.load(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        ckpt.set_rng_state(state["rng"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.train_seconds, self.best_score = state["train_seconds"], state["best_score"]
+        self.bad_evals = state["bad_evals"]
+        if self.console:
+            print(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str = "valid", beam_size: int | None = None,
+                 max_examples: int | None = None) -> tuple[dict[str, float], list[str]]:
+        corpus = {"valid": self.task.valid, "test": self.task.test, "train": self.task.train}[split]
+        return evaluate_corpus(self.model, corpus, self.task.src_tokenizer, self.task.tgt_tokenizer,
+                               self.task.metrics, self.cfg.decode, self.device, beam_size=beam_size,
+                               max_examples=max_examples, show_progress=self.console and split != "valid")
+
+    def _validate(self) -> bool:
+        """Evaluate on valid (rank 0), keep the best checkpoint; returns True to stop early."""
+        tc, stop = self.cfg.train, False
+        if self.dist.is_main:
+            scores, _ = self.evaluate("valid", beam_size=tc.eval_beam_size, max_examples=tc.eval_max_examples)
+            score = scores[self.primary_metric]
+            better = self.best_score is None or (
+                score > self.best_score if higher_is_better(self.primary_metric) else score < self.best_score)
+            if better:
+                self.best_score, self.bad_evals = score, 0
+            else:
+                self.bad_evals += 1
+            self.logger.log("valid", self.step, {**scores, "epoch": self.epoch, "train_seconds": self.train_seconds})
+            if self.console:
+                shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
+                tqdm.write(f"step {self.step} epoch {self.epoch} valid: {shown}{' (best)' if better else ''}")
+            self.save_checkpoint("checkpoint_last.pt")
+            if better:
+                self.save_checkpoint("checkpoint_best.pt")
+            stop = tc.patience is not None and self.bad_evals >= tc.patience
+        return broadcast_flag(stop, self.dist, self.device)
+
+    # ------------------------------------------------------------------ training
+    def _budget_left(self) -> bool:
+        tc = self.cfg.train
+        if tc.max_steps is not None and self.step >= tc.max_steps:
+            return False
+        if tc.max_minutes is not None and self.train_seconds >= tc.max_minutes * 60:
+            return False
+        return self.epoch < tc.max_epochs
+
+    def train_step(self, batch: Any) -> dict[str, float]:
+        tc = self.cfg.train
+        self.loss_module.train()
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and tc.bf16
+                    else contextlib.nullcontext())
+        with autocast:
+            loss, extra = self.loss_module(batch, self.progress())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = None
+        if tc.clip_norm:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.loss_module.parameters(), tc.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.algorithm.on_step_end(self.progress())
+        out = {"loss": loss.detach(), **extra}
+        if grad_norm is not None:
+            out["grad_norm"] = grad_norm.detach()
+        return out
+
+    def fit(self) -> dict[str, Any]:
+        """Train until the budget is spent or early stopping; then score the best checkpoint on test."""
+        tc = self.cfg.train
+        stopped_early = False
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.cfg.algorithm.name}",
+                   disable=not (self.console and tc.progress_bar), dynamic_ncols=True)
+        window_tokens, window_start = 0, time.perf_counter()
+        while self._budget_left() and not stopped_early:
+            self.sampler.set_epoch(self.epoch)
+            for indices in self.sampler:
+                t0 = time.perf_counter()
+                batch = collate(self.train_data, indices).to(self.device)
+                stats = self.train_step(batch)
+                window_tokens += batch.num_tgt_tokens
+                if self.device.type == "cuda" and self.step % tc.log_every_steps == 0:
+                    torch.cuda.synchronize()
+                self.train_seconds += time.perf_counter() - t0
+                bar.update(1)
+                if self.step % tc.log_every_steps == 0:
+                    elapsed = time.perf_counter() - window_start
+                    vals = {k: float(v) for k, v in stats.items()}
+                    vals.update(lr=self.scheduler.get_last_lr()[0], tgt_tok_per_s=window_tokens / max(elapsed, 1e-9),
+                                epoch=self.epoch)
+                    self.logger.log("train", self.step, vals)
+                    bar.set_postfix(loss=f"{vals['loss']:.3f}", lr=f"{vals['lr']:.2e}")
+                    window_tokens, window_start = 0, time.perf_counter()
+                if tc.eval_every_steps and self.step % tc.eval_every_steps == 0:
+                    stopped_early = self._validate()
+                elif tc.save_every_steps and self.step % tc.save_every_steps == 0:
+                    self.save_checkpoint("checkpoint_last.pt")
+                if stopped_early or not self._budget_left():
+                    break
+            else:
+                self.epoch += 1
+                if not tc.eval_every_steps:
+                    stopped_early = self._validate()
+        bar.close()
+        if not tc.eval_every_steps or self.step % tc.eval_every_steps:
+            self.save_checkpoint("checkpoint_last.pt")
+        return self.finish(stopped_early)
+
+    def finish(self, stopped_early: bool = False) -> dict[str, Any]:
+        """Load the best checkpoint (if any) and evaluate it on valid and test with the decode config."""
+        results: dict[str, Any] = {"steps": self.step, "epochs": self.epoch, "train_seconds": self.train_seconds,
+                                   "stopped_early": stopped_early}
+        if self.dist.is_main:
+            best = self.run_dir / "checkpoint_best.pt"
+            if best.exists():
+                load_model_weights(self.model, best)
+            beam = self.cfg.decode.beam_size
+            for split in ("valid", "test"):
+                scores, hyps = self.evaluate(split, beam_size=beam)
+                results[split] = scores
+                (self.run_dir / f"{split}.hyp.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+            results["beam_size"] = beam
+            (self.run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+            self.logger.log("final", self.step, {f"{s}_{k}": v for s in ("valid", "test") for k, v in results[s].items()})
+        self.logger.close()
+        barrier(self.dist)
+        return results
+
+    def close(self) -> None:
+        cleanup(self.dist)
+
+
+def train(cfg: Config, console: bool = True) -> dict[str, Any]:
+    trainer = Trainer(cfg, console=console)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
