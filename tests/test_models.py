@@ -1,0 +1,123 @@
+"""Model protocol, cached decoding and search on both architectures (small CPU models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.decoding import beam_search, greedy_search, sample
+from seqlab.models import build_model, shift_right
+
+ARCHS = {
+    "transformer": dict(d_model=32, n_heads=4, ffn_dim=64, encoder_layers=2, decoder_layers=2, dropout=0.0),
+    "lstm": dict(embed_dim=16, hidden_dim=32, layers=2, dropout=0.0),
+}
+V = 23
+
+
+def make_model(arch: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(arch, V, V, **ARCHS[arch]).eval()
+
+
+def batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, V, (4, 9), generator=g)
+    tgt = torch.randint(4, V, (4, 7), generator=g)
+    for row, (ls, lt) in enumerate([(9, 7), (5, 3), (7, 6), (2, 1)]):
+        src[row, ls - 1] = EOS_ID
+        src[row, ls:] = PAD_ID
+        tgt[row, lt - 1] = EOS_ID
+        tgt[row, lt:] = PAD_ID
+    return src, tgt
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cached_decoding_equals_full_recomputation(arch):
+    model = make_model(arch)
+    src, tgt = batch()
+    full = model(src, shift_right(tgt))
+    enc = model.encode(src)
+    state = model.init_state(enc)
+    inputs = shift_right(tgt)
+    steps = []
+    for t in range(inputs.size(1)):
+        logits, state = model.step(enc, inputs[:, t], state)
+        steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_score_equals_teacher_forced_loss(arch):
+    model = make_model(arch)
+    src, tgt = batch()
+    scores = model.score(src, tgt)
+    logits = model(src, shift_right(tgt)).float()
+    logits[..., PAD_ID] = float("-inf")
+    logits[..., BOS_ID] = float("-inf")
+    nll = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=PAD_ID, reduction="sum")
+    assert torch.allclose(-scores.sum(), nll, atol=1e-4)
+    assert (scores[tgt.eq(PAD_ID)] == 0).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padding_does_not_change_outputs(arch):
+    model = make_model(arch)
+    src, tgt = batch()
+    padded_src = F.pad(src, (0, 5), value=PAD_ID)
+    assert torch.allclose(model.score(src, tgt), model.score(padded_src, tgt), atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_beam_one_equals_greedy(arch):
+    model = make_model(arch, seed=3)
+    src, _ = batch(1)
+    g = greedy_search(model, src, max_len_b=6)
+    b = beam_search(model, src, beam_size=1, max_len_b=6)
+    assert torch.equal(g.tokens, b.tokens)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_beam_search_scores_and_lengths(arch):
+    model = make_model(arch, seed=4)
+    src, _ = batch(2)
+    out = beam_search(model, src, beam_size=4, n_best=4, length_penalty=0.0, max_len_a=0.0, max_len_b=5)
+    assert out.tokens.size(0) == src.size(0) * 4
+    assert out.tokens.size(1) <= 5
+    # every hypothesis ends with EOS within the limit and its score is its log-probability
+    assert out.tokens.eq(EOS_ID).any(1).all()
+    scores = model.score(src.repeat_interleave(4, 0), out.tokens).sum(1)
+    assert torch.allclose(scores, out.scores, atol=1e-4)
+    # n-best is sorted and the best beats greedy (beam search never does worse on its own objective)
+    best = out.scores.view(-1, 4)
+    assert (best[:, :-1] >= best[:, 1:] - 1e-6).all()
+    greedy = greedy_search(model, src, max_len_a=0.0, max_len_b=5)
+    assert (best[:, 0] >= greedy.scores - 1e-4).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_sampling_log_probs_match_score(arch):
+    torch.manual_seed(0)
+    model = make_model(arch, seed=5)
+    src, _ = batch(3)
+    out = sample(model, src, num_samples=3, max_len_b=6)
+    assert out.tokens.size(0) == 12
+    scored = model.score(src.repeat_interleave(3, 0), out.tokens)
+    assert torch.allclose(scored, out.token_log_probs, atol=1e-4)
+
+
+def test_sampling_temperature_zero_limit_is_greedy():
+    torch.manual_seed(0)
+    model = make_model("transformer", seed=6)
+    src, _ = batch(4)
+    cold = sample(model, src, temperature=1e-4, max_len_b=6)
+    assert torch.equal(cold.tokens, greedy_search(model, src, max_len_b=6).tokens)
+
+
+def test_unknown_model_options_are_rejected():
+    with pytest.raises(ValueError, match="unknown option"):
+        build_model("transformer", 10, 10, d_modle=16)
+    with pytest.raises(ValueError, match="unknown model architecture"):
+        build_model("rnn", 10, 10)
