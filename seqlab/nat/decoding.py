@@ -1,0 +1,118 @@
+"""NAT decoding: one length (argmax), or length-parallel decoding (LPD) with autoregressive rescoring.
+
+LPD (Gu et al. 2018; Wei et al. 2019): for each source take the 2ΔT+1 lengths L̂ − ΔT .. L̂ + ΔT around
+the predicted length L̂ (clamped to at least 1), decode all (2ΔT+1)·B candidates in one NAT pass, score
+all of them in one teacher-forced pass of the autoregressive teacher, and keep per source the candidate
+with the highest teacher log-likelihood.  By default that log-likelihood is normalised by length (mean
+over the candidate's tokens and its EOS): the summed log-likelihood systematically prefers the shortest
+candidate, which costs BLEU through the brevity penalty.  ``normalize=False`` uses the sum.
+Without a teacher the NAT rescores its own candidates (log p(y | x, L) per token, same normalisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.decoding.search import Hypotheses
+
+
+@dataclass
+class Candidates:
+    """K = 2ΔT+1 candidates per source, rows b*K .. b*K+K-1."""
+
+    tokens: torch.Tensor  # [B*K, T] tokens, EOS, PAD
+    lengths: torch.Tensor  # [B*K] tokens without EOS
+    nat_scores: torch.Tensor  # [B*K] sum of the NAT's token log-probabilities
+    per_source: int  # K
+
+
+def collapse_repeats(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop consecutive duplicates within the first ``lengths`` tokens of each row (left-aligned)."""
+    width = tokens.size(1)
+    valid = torch.arange(width, device=tokens.device)[None, :] < lengths[:, None]
+    keep = valid.clone()
+    keep[:, 1:] &= tokens[:, 1:].ne(tokens[:, :-1])
+    new_len = keep.sum(1)
+    pos = (keep.cumsum(1) - 1).clamp(min=0)
+    out = torch.full_like(tokens, PAD_ID)
+    out.scatter_(1, torch.where(keep, pos, torch.full_like(pos, width - 1)), torch.where(keep, tokens, out))
+    out = out.masked_fill(torch.arange(width, device=tokens.device)[None, :] >= new_len[:, None], PAD_ID)
+    return out, new_len
+
+
+def append_eos(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[N, W] tokens valid up to ``lengths`` -> [N, max(lengths)+1] tokens, EOS, PAD."""
+    width = int(lengths.max()) + 1
+    out = torch.full((tokens.size(0), width), PAD_ID, dtype=torch.long, device=tokens.device)
+    n = min(width, tokens.size(1))
+    out[:, :n] = tokens[:, :n]
+    pos = torch.arange(width, device=tokens.device)[None, :]
+    out = out.masked_fill(pos >= lengths[:, None], PAD_ID)
+    return out.scatter(1, lengths.unsqueeze(1), EOS_ID)
+
+
+@torch.no_grad()
+def nat_candidates(model: Any, src: torch.Tensor, delta_t: int = 0, max_len: int = 256,
+                   dedupe: bool = False) -> Candidates:
+    """Decode 2ΔT+1 lengths per source around the predicted one, all in one NAT batch."""
+    enc = model.encode(src)
+    k = 2 * delta_t + 1
+    offsets = torch.arange(-delta_t, delta_t + 1, device=src.device)
+    lengths = (model.predict_lengths(enc)[:, None] + offsets[None, :]).reshape(-1)
+    lengths = lengths.clamp(1, max(max_len - 1, 1))
+    enc_k = enc.repeat(k) if k > 1 else enc
+    logp = model.log_probs(enc_k, lengths)
+    best, tokens = logp.max(-1)
+    valid = torch.arange(tokens.size(1), device=src.device)[None, :] < lengths[:, None]
+    scores = (best * valid).sum(1)
+    tokens = tokens.masked_fill(~valid, PAD_ID)
+    if dedupe:
+        tokens, lengths = collapse_repeats(tokens, lengths)
+    return Candidates(append_eos(tokens, lengths), lengths, scores, k)
+
+
+@torch.no_grad()
+def rescore(candidates: Candidates, src: torch.Tensor, teacher: Any | None = None, nat: Any | None = None,
+            normalize: bool = True) -> torch.Tensor:
+    """Scores [B, K] of the candidates: the teacher's log-likelihood (one batch, encoder run once per
+    source), or the NAT's own token log-probabilities without a teacher; optionally per token."""
+    k = candidates.per_source
+    if teacher is not None:
+        enc = teacher.encode(src)
+        enc = enc.repeat(k) if k > 1 else enc
+        src_k = src.repeat_interleave(k, dim=0)
+        total = teacher.score(src_k, candidates.tokens, enc=enc).float().sum(1)
+        count = candidates.lengths + 1  # tokens and EOS
+    else:
+        total, count = candidates.nat_scores, candidates.lengths.clamp(min=1)
+    scores = total / count.float() if normalize else total
+    return scores.view(-1, k)
+
+
+@torch.no_grad()
+def length_parallel_decode(model: Any, src: torch.Tensor, delta_t: int = 0, teacher: Any | None = None,
+                           normalize: bool = True, max_len: int = 256, dedupe: bool = False) -> Hypotheses:
+    """Best candidate per source (tokens, EOS, PAD) with its rescoring score; ΔT = 0 is argmax-length
+    decoding (no rescoring pass)."""
+    cands = nat_candidates(model, src, delta_t, max_len=max_len, dedupe=dedupe)
+    if cands.per_source == 1:
+        return Hypotheses(cands.tokens, cands.nat_scores)
+    scores = rescore(cands, src, teacher=teacher, normalize=normalize)
+    pick = scores.argmax(1) + torch.arange(scores.size(0), device=src.device) * cands.per_source
+    tokens = cands.tokens.index_select(0, pick)
+    width = int(cands.lengths.index_select(0, pick).max()) + 1
+    return Hypotheses(tokens[:, :width], scores.max(1).values)
+
+
+def make_nat_decoder(delta_t: int = 0, teacher: Any | None = None, normalize: bool = True, max_len: int = 256,
+                     dedupe: bool = False) -> Callable[[Any, torch.Tensor], Hypotheses]:
+    """A ``decoder(model, src)`` for :func:`seqlab.train.evaluate.evaluate_corpus` / ``decode_ids``."""
+    def decoder(model: Any, src: torch.Tensor) -> Hypotheses:
+        return length_parallel_decode(model, src, delta_t=delta_t, teacher=teacher, normalize=normalize,
+                                      max_len=max_len, dedupe=dedupe)
+    return decoder
