@@ -1,0 +1,285 @@
+"""NAT, imitate-NAT and the demonstrator: copying, imitation losses, decoding, algorithms, distillation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.decoding import beam_search
+from seqlab.models import build_model, shift_right
+from seqlab.models.base import Encoded
+from seqlab.nat.decoding import length_parallel_decode, nat_candidates, rescore
+from seqlab.nat.imitation import action_regularizer, imitation_kl, redistribute
+from seqlab.nat.models import init_from_teacher, soft_copy_weights, uniform_copy_indices
+
+V = 29
+SMALL = dict(d_model=32, n_heads=4, ffn_dim=64, encoder_layers=2, decoder_layers=2, dropout=0.0, n_actions=8)
+
+
+def make(arch: str, seed: int = 0, **extra):
+    torch.manual_seed(seed)
+    return build_model(arch, V, V, **{**SMALL, **extra}).eval()
+
+
+def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, V, (3, 8), generator=g)
+    tgt = torch.randint(4, V, (3, 7), generator=g)
+    for row, (ls, lt) in enumerate([(8, 7), (5, 3), (3, 5)]):
+        src[row, ls - 1], src[row, ls:] = EOS_ID, PAD_ID
+        tgt[row, lt - 1], tgt[row, lt:] = EOS_ID, PAD_ID
+    return src, tgt
+
+
+# ------------------------------------------------------------------------------------------ copying
+def test_uniform_copy_indices():
+    idx = uniform_copy_indices(torch.tensor([4, 6, 5, 3]), torch.tensor([8, 3, 2, 6]), 8)
+    assert idx[0].tolist() == [0, 1, 1, 2, 2, 3, 3, 4]  # round(4t/8), half-up
+    assert idx[1, :3].tolist() == [0, 2, 4]  # round(6t/3)
+    assert idx[2, :2].tolist() == [0, 3]  # round(2.5) = 3, not banker's 2
+    assert idx[3, :6].tolist() == [0, 1, 1, 2, 2, 3]  # round(3t/6): 0, .5, 1, 1.5, 2, 2.5
+    assert idx[1, 3:].eq(0).all() and idx[2, 2:].eq(0).all()  # padding positions
+
+
+def test_soft_copy_weights_follow_formula_and_sum_to_one():
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    tau = torch.tensor(0.7, requires_grad=True)
+    w = soft_copy_weights(6, pad, tau)
+    assert w.shape == (2, 6, 5)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 6))
+    for b, n in ((0, 5), (1, 3)):
+        for t in range(6):
+            e = torch.tensor([math.exp(-abs(t - j) / 0.7) for j in range(n)])
+            assert torch.allclose(w[b, t, :n], e / e.sum(), atol=1e-6)
+            assert w[b, t, n:].eq(0).all()
+    w[0, 0, 0].backward()
+    assert tau.grad is not None and tau.grad.abs() > 0  # τ is learnable
+
+
+def test_nat_decoder_inputs_are_copies():
+    model = make("nat", copy="uniform")
+    src, _ = batch()
+    enc = model.encode(src)
+    lengths = torch.tensor([4, 2, 6])
+    x = model.decoder_inputs(enc, lengths)
+    idx = uniform_copy_indices(torch.tensor([7, 4, 2]), lengths, 6)  # S′ = source tokens without EOS
+    for b in range(3):
+        for t in range(int(lengths[b])):
+            assert torch.equal(x[b, t], enc.memory[b, idx[b, t]])
+    soft = make("nat", copy="softcopy")
+    enc = soft.encode(src)
+    w = soft_copy_weights(6, enc.pad_mask, soft.tau)
+    assert torch.allclose(soft.decoder_inputs(enc, lengths), torch.bmm(w, enc.memory), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ NAT decoder
+def test_nat_decoder_is_non_causal_and_runs_once_per_batch():
+    model = make("nat")
+    assert all(not layer.causal for layer in model.layers)
+    src, _ = batch()
+    enc = model.encode(src)
+    lengths = torch.tensor([5, 5, 5])
+    base = model.decoder_inputs(enc, lengths)
+    logits, _ = model.decode_with_actions(enc, lengths)
+    bump = torch.zeros_like(base)
+    bump[:, 4] = torch.randn(3, 32)  # change the decoder input at the last position only
+    model.decoder_inputs = lambda enc, lengths: base + bump
+    changed, _ = model.decode_with_actions(enc, lengths)
+    del model.decoder_inputs
+    assert not torch.allclose(logits[:, 0], changed[:, 0])  # position 0 sees position 4
+
+    calls = []
+    model.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    out = model.generate(src)
+    assert len(calls) == 1
+    assert out.tokens.size(0) == 3
+    model.cfg.length_delta = 2
+    calls.clear()
+    model.generate(src)
+    assert len(calls) == 1  # all 2ΔT+1 candidates of all sources in one pass
+
+
+def test_nat_score_is_the_nat_factorisation():
+    model = make("nat", copy="uniform")
+    src, tgt = batch()
+    scores = model.score(src, tgt).detach()
+    enc = model.encode(src)
+    lengths = tgt.ne(PAD_ID).sum(1) - 1
+    logp = model.log_probs(enc, lengths)
+    len_logp = F.log_softmax(model.length_logits(enc), -1)
+    for b in range(3):
+        n = int(lengths[b])
+        want = sum(float(logp[b, t, tgt[b, t]].detach()) for t in range(n))
+        want += float(len_logp[b, model.length_to_class(enc, lengths)[b]].detach())
+        assert float(scores[b].sum()) == pytest.approx(want, abs=1e-4)
+        assert scores[b, n + 1:].eq(0).all()
+
+
+def test_nat_length_classes_round_trip():
+    for mode in ("offset", "absolute"):
+        model = make("nat", length_mode=mode, max_length_offset=4)
+        src, _ = batch()
+        enc = model.encode(src)
+        lengths = torch.tensor([9, 2, 5])  # S′ = 7, 4, 2
+        back = model.class_to_length(enc, model.length_to_class(enc, lengths))
+        assert back.tolist() == lengths.tolist()
+
+
+# ------------------------------------------------------------------------------------------ DAT
+def test_dat_keeps_the_autoregressive_protocol():
+    model = make("dat")
+    src, tgt = batch()
+    enc = model.encode(src)
+    full, log_pis = model.decode_with_actions(enc, shift_right(tgt))
+    assert len(log_pis) == 2 and log_pis[0].shape == (3, 7, 8)
+    assert torch.allclose(log_pis[0].exp().sum(-1), torch.ones(3, 7), atol=1e-5)
+    state, steps = model.init_state(enc), []
+    for t in range(tgt.size(1)):
+        logits, state = model.step(enc, shift_right(tgt)[:, t], state)
+        steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+    assert torch.allclose(model.decode(enc, shift_right(tgt)), full)
+    hyp = beam_search(model, src, beam_size=3, max_len=12)
+    assert hyp.tokens.size(0) == 3
+    assert model.score(src, tgt).shape == tgt.shape
+
+
+def test_imitation_module_adds_the_expected_action_embedding():
+    model = make("dat", decoder_layers=1)
+    module = model.imitation[0]
+    x = torch.randn(2, 3, 32)
+    u, log_pi = module(x)
+    pi = F.softmax(module.policy(module.norm(x)), -1)
+    assert torch.allclose(log_pi.exp(), pi, atol=1e-6)
+    assert torch.allclose(u, pi @ module.actions, atol=1e-6)
+
+
+def test_init_from_teacher_copies_matching_weights():
+    teacher, student = make("dat", seed=1), make("nat", seed=2, imitation=True)
+    copied = init_from_teacher(student, teacher)
+    t = teacher.state_dict()
+    for name, value in student.state_dict().items():
+        if name in copied:
+            assert torch.equal(value, t[name])
+    assert "layers.1.self_attn.qkv.weight" in copied and "imitation.1.actions" in copied
+    assert "encoder.layers.0.attn.qkv.weight" in copied and "tgt_embed.weight" in copied
+    assert "length_head.weight" not in copied
+
+
+# ------------------------------------------------------------------------------------------ losses
+def test_redistribution_and_regularizer_kl():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 5, generator=g, requires_grad=True)
+    usage = torch.tensor([0.1, 0.3, 0.2, 0.25, 0.15])
+    pi = logits.softmax(-1)
+    target = redistribute(pi.detach(), usage)
+    manual = pi.detach() ** 2 / usage
+    assert torch.allclose(target, manual / manual.sum(-1, keepdim=True))
+    mask = torch.tensor([[4, 4, 2], [4, 2, PAD_ID]])  # last position padding
+    n = 5
+    loss = action_regularizer(F.log_softmax(logits, -1), usage, mask, n)
+    valid = mask.ne(PAD_ID).float()
+    kl = (target * (target.log() - pi.detach().log())).sum(-1)
+    assert loss.item() == pytest.approx(float((kl * valid).sum() / n), abs=1e-6)
+    loss.backward()
+    # gradient of CE(π′, π) with π′ fixed: (π − π′) / n at valid positions
+    assert torch.allclose(logits.grad, (pi.detach() - target) * valid.unsqueeze(-1) / n, atol=1e-6)
+
+
+def test_regularizer_sharpens_and_rebalances():
+    pi = torch.tensor([[0.5, 0.3, 0.2]])
+    sharper = redistribute(pi, torch.ones(3) / 3)
+    assert sharper[0, 0] > pi[0, 0] and sharper[0, 2] < pi[0, 2]
+    rebalanced = redistribute(pi, torch.tensor([0.8, 0.1, 0.1]))  # category 0 over-used
+    assert rebalanced[0, 0] < sharper[0, 0]
+
+
+def test_imitation_loss_zero_for_equal_distributions_and_right_gradient():
+    g = torch.Generator().manual_seed(1)
+    student_logits = torch.randn(2, 4, 6, generator=g, requires_grad=True)
+    mask = torch.tensor([[5, 5, 5, 5], [5, 5, PAD_ID, PAD_ID]])
+    same = F.softmax(student_logits.detach(), -1)
+    zero = imitation_kl(F.log_softmax(student_logits, -1), same, mask, 6)
+    assert abs(float(zero)) < 1e-6
+    teacher = torch.randn(2, 4, 6, generator=g).softmax(-1)
+    loss = imitation_kl(F.log_softmax(student_logits, -1), teacher, mask, 6)
+    valid = mask.ne(PAD_ID).float()
+    ce = -(teacher * F.log_softmax(student_logits.detach(), -1)).sum(-1)
+    ent = -(teacher * teacher.log()).sum(-1)
+    assert float(loss) == pytest.approx(float(((ce - ent) * valid).sum() / 6), abs=1e-5)
+    assert float(loss) > 0
+    loss.backward()
+    expected = (same - teacher) * valid.unsqueeze(-1) / 6  # d CE / d logits = π_NAT − π_AT
+    assert torch.allclose(student_logits.grad, expected, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ decoding
+class LengthTeacher:
+    """A fake AR teacher whose log-likelihood prefers length ``want[b]`` for source b."""
+
+    def __init__(self, want: list[int]):
+        self.want, self.calls = want, 0
+
+    def encode(self, src: torch.Tensor) -> Encoded:
+        return Encoded(src.float().unsqueeze(-1), src.eq(PAD_ID), {"row": torch.arange(src.size(0))})
+
+    def score(self, src: torch.Tensor, tgt: torch.Tensor, enc: Encoded | None = None) -> torch.Tensor:
+        self.calls += 1
+        lengths = tgt.ne(PAD_ID).sum(1) - 1
+        want = torch.tensor(self.want)[enc.extra["row"]]
+        per_token = -(lengths - want).abs().float() / (lengths + 1).float()
+        return per_token[:, None].expand_as(tgt).masked_fill(tgt.eq(PAD_ID), 0.0)
+
+
+def test_length_parallel_decoding_candidates_and_teacher_choice():
+    model = make("nat")
+    src, _ = batch()
+    cands = nat_candidates(model, src, delta_t=3)
+    assert cands.per_source == 7 and cands.tokens.size(0) == 3 * 7
+    predicted = model.predict_lengths(model.encode(src))
+    for b in range(3):
+        lengths = cands.lengths[b * 7:(b + 1) * 7]
+        assert lengths.tolist() == (predicted[b] + torch.arange(-3, 4)).clamp(min=1).tolist()
+        for k, n in enumerate(lengths.tolist()):
+            row = cands.tokens[b * 7 + k]
+            assert row[n] == EOS_ID and row[:n].ne(EOS_ID).all() and row[:n].ne(PAD_ID).all()
+    want = [int(predicted[0]) + 2, max(int(predicted[1]) - 3, 1), int(predicted[2])]
+    teacher = LengthTeacher(want)
+    best = length_parallel_decode(model, src, delta_t=3, teacher=teacher)
+    assert teacher.calls == 1  # one scoring batch for all candidates
+    got = best.tokens.ne(PAD_ID).sum(1) - 1
+    assert got.tolist() == want
+
+
+def test_length_parallel_decoding_with_a_real_teacher_picks_its_best():
+    nat, teacher = make("nat", seed=3), make("dat", seed=4)
+    src, _ = batch()
+    best = length_parallel_decode(nat, src, delta_t=2, teacher=teacher, normalize=True)
+    cands = nat_candidates(nat, src, delta_t=2)
+    scores = rescore(cands, src, teacher=teacher, normalize=True)
+    for b in range(3):
+        one_by_one = []
+        for k in range(5):
+            row = cands.tokens[b * 5 + k: b * 5 + k + 1]
+            row = row[:, : int(row.ne(PAD_ID).sum())]
+            one_by_one.append(float(teacher.score(src[b:b + 1], row).sum()) / row.size(1))
+        assert scores[b].tolist() == pytest.approx(one_by_one, abs=1e-4)
+        k = max(range(5), key=lambda i: one_by_one[i])
+        chosen = cands.tokens[b * 5 + k]
+        n = int(chosen.ne(PAD_ID).sum())
+        assert best.tokens[b, :n].tolist() == chosen[:n].tolist()
+
+
+def test_generate_uses_attached_rescorer():
+    model = make("nat", length_delta=1)
+    src, _ = batch()
+    enc = model.encode(src)
+    predicted = model.predict_lengths(enc)
+    model.set_rescorer(LengthTeacher((predicted + 1).tolist()))
+    out = model.generate(src)
+    assert (out.tokens.ne(PAD_ID).sum(1) - 1).tolist() == (predicted + 1).tolist()
+    assert "_rescorer" not in dict(model.named_modules())
