@@ -1,0 +1,38 @@
+"""Data: corpora readers, tokenizers, tasks, and length-bucketed batching."""
+
+from seqlab.data.batching import (
+    Batch,
+    EncodedCorpus,
+    TokenBatchSampler,
+    collate,
+    encode_corpus,
+    iterate_batches,
+)
+from seqlab.data.corpus import (
+    Corpus,
+    read_corpus,
+    read_jsonl,
+    read_lines,
+    read_parallel,
+    read_tsv,
+    write_parallel,
+)
+from seqlab.data.errors import DataError, DataWarning
+from seqlab.data.tasks import TASKS, TaskData, load_task, register_task
+from seqlab.data.tokenizers import (
+    CharTokenizer,
+    SentencePieceTokenizer,
+    SymbolTokenizer,
+    Tokenizer,
+    build_tokenizers,
+    load_tokenizer,
+)
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+
+__all__ = [
+    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "TASKS", "Batch", "CharTokenizer", "Corpus",
+    "DataError", "DataWarning", "EncodedCorpus", "SentencePieceTokenizer", "SymbolTokenizer", "TaskData",
+    "TokenBatchSampler", "Tokenizer", "build_tokenizers", "collate", "encode_corpus", "iterate_batches",
+    "load_task", "load_tokenizer", "read_corpus", "read_jsonl", "read_lines", "read_parallel", "read_tsv",
+    "register_task", "write_parallel",
+]
