@@ -53,6 +53,15 @@ def class_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return one_loss(log_probs, present, coef)
 
 
+def same_vocabulary(a: Any, b: Any) -> bool:
+    """Whether two tokenizers map ids to the same tokens (True when either is unknown)."""
+    if a is None or b is None:
+        return True
+    if a.vocab_size != b.vocab_size:
+        return False
+    return all(a.id_to_token(i) == b.id_to_token(i) for i in range(a.vocab_size))
+
+
 def _require(model: Any, *methods: str, algorithm: str, arch: str) -> None:
     missing = [m for m in methods if not hasattr(model, m)]
     if missing:
@@ -113,9 +122,10 @@ class ImitateNAT(NATAlgorithm):
         model = loaded.model
         if not hasattr(model, "decode_with_actions") or not hasattr(model, "imitation"):
             raise ValueError(f"imitate_nat teacher {teacher} is a {type(model).__name__}, not a 'dat' model")
-        if model.vocab_size != ctx.vocab_size:
-            raise ValueError(f"imitate_nat teacher {teacher} has a target vocabulary of {model.vocab_size}, "
-                             f"the task {ctx.vocab_size}: train the NAT with the teacher's tokenizers")
+        if model.vocab_size != ctx.vocab_size or not same_vocabulary(loaded.tgt_tokenizer, ctx.tgt_tokenizer):
+            raise ValueError(f"imitate_nat teacher {teacher} has another target vocabulary than the task: "
+                             "train the NAT with the teacher's tokenizers (copy its run's tokenizers/ folder "
+                             "into run_dir before training)")
         for p in model.parameters():
             p.requires_grad_(False)
         self.teacher_path = str(teacher)
