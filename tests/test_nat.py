@@ -204,7 +204,7 @@ def test_imitation_loss_zero_for_equal_distributions_and_right_gradient():
     mask = torch.tensor([[5, 5, 5, 5], [5, 5, PAD_ID, PAD_ID]])
     same = F.softmax(student_logits.detach(), -1)
     zero = imitation_kl(F.log_softmax(student_logits, -1), same, mask, 6)
-    assert abs(float(zero)) < 1e-6
+    assert abs(zero.item()) < 1e-6
     teacher = torch.randn(2, 4, 6, generator=g).softmax(-1)
     loss = imitation_kl(F.log_softmax(student_logits, -1), teacher, mask, 6)
     valid = mask.ne(PAD_ID).float()
@@ -283,3 +283,189 @@ def test_generate_uses_attached_rescorer():
     out = model.generate(src)
     assert (out.tokens.ne(PAD_ID).sum(1) - 1).tolist() == (predicted + 1).tolist()
     assert "_rescorer" not in dict(model.named_modules())
+
+
+# ------------------------------------------------------------------------------------------ algorithms
+def test_nat_algorithm_loss_is_finite_with_label_smoothing_and_learns_lengths():
+    from tiny import TinyBatch
+
+    from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+
+    model = make("nat", copy="uniform").train()
+    src, tgt = batch()
+    ctx = AlgorithmContext(vocab_size=V, label_smoothing=0.1)
+    algo = build_algorithm("nat", ctx, {"length_loss_weight": 1.0})
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    first = None
+    for _ in range(30):
+        loss, stats = algo.loss(model, TinyBatch(src, tgt), Progress())
+        assert torch.isfinite(loss)
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < first and float(stats["length_acc"]) == 1.0
+    model.eval()
+    assert (model.generate(src).tokens.ne(PAD_ID).sum(1) - 1).tolist() == [6, 2, 4]
+
+
+def test_dat_algorithm_keeps_the_usage_average_as_state():
+    from tiny import TinyBatch
+
+    from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+
+    model = make("dat").train()
+    src, tgt = batch()
+    algo = build_algorithm("dat", AlgorithmContext(vocab_size=V), {"momentum": 0.5})
+    loss, stats = algo.loss(model, TinyBatch(src, tgt), Progress())
+    assert algo.usage.shape == (2, 8)
+    _, log_pis = model.decode_with_actions(model.encode(src), shift_right(tgt))
+    valid = tgt.ne(PAD_ID).unsqueeze(-1).float()
+    batch_mean = (log_pis[0].exp().detach() * valid).sum((0, 1)) / valid.sum()
+    assert torch.allclose(algo.usage[0], 0.5 / 8 + 0.5 * batch_mean, atol=1e-6)
+    assert torch.allclose(algo.usage.sum(-1), torch.ones(2), atol=1e-5)
+    assert float(stats["action_kl"]) > 0 and torch.isfinite(loss)
+    fresh = build_algorithm("dat", AlgorithmContext(vocab_size=V), {})
+    fresh.load_state_dict(algo.state_dict())
+    assert torch.equal(fresh.usage, algo.usage)
+
+
+# ------------------------------------------------------------------------------------------ distillation
+def test_distilled_lines_align_with_input_across_an_interruption(tmp_path):
+    from seqlab.nat.distill import distill_lines
+
+    sources = [f"line {i} " + "x" * (i % 7) for i in range(23)]
+    calls = []
+
+    def translate(lines):
+        calls.append(len(lines))
+        return [s.upper()[::-1] for s in lines]
+
+    stopped = distill_lines(translate, sources, tmp_path, chunk_size=5, max_chunks=2, show_progress=False)
+    assert stopped is None
+    out = distill_lines(translate, sources, tmp_path, chunk_size=5, show_progress=False)
+    assert calls == [5, 5, 5, 5, 3]  # the second call resumed at chunk 3
+    assert out == [s.upper()[::-1] for s in sources]
+    with pytest.raises(ValueError, match="another distillation"):
+        distill_lines(translate, sources, tmp_path, chunk_size=4, show_progress=False)
+
+
+TINY = ("{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 2, dropout: 0.0, "
+        "n_actions: 8}")
+
+
+def write_reverse_task(root, n_train=120, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    paths = {}
+    for split, n in (("train", n_train), ("valid", 12), ("test", 12)):
+        src, tgt = [], []
+        for _ in range(n):
+            word = [rng.choice("abcdefgh") for _ in range(rng.randint(2, 6))]
+            src.append(" ".join(word))
+            tgt.append(" ".join(reversed(word)))
+        (root / f"{split}.src").write_text("\n".join(src) + "\n")
+        (root / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
+        paths[split] = {"src": str(root / f"{split}.src"), "tgt": str(root / f"{split}.tgt")}
+    return paths
+
+
+def run_overrides(run_dir, task_options, arch, algorithm, steps, model=TINY, algo_options="{}"):
+    import json
+
+    return [f"run_dir={run_dir}", "task.name=parallel", f"task.options={json.dumps(task_options)}",
+            f"model.arch={arch}", f"model.options={model}", f"algorithm.name={algorithm}",
+            f"algorithm.options={algo_options}", "train.device=cpu", "train.max_tokens=240", "train.lr=0.003",
+            "train.warmup_steps=5", f"train.max_steps={steps}", "train.progress_bar=false",
+            "train.tensorboard=false", "decode.beam_size=2", "decode.batch_size=16"]
+
+
+@pytest.mark.slow
+def test_dat_distill_nat_imitate_nat_end_to_end(tmp_path, monkeypatch, capsys):
+    import json
+    import shutil
+
+    from seqlab.cli import main as cli_main
+    from seqlab.config import load_config
+    from seqlab.data.batching import collate
+    from seqlab.nat import distill as distill_mod
+    from seqlab.train.trainer import Trainer, train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    task = {**write_reverse_task(data), "tokenizer": "symbol", "metrics": ["bleu"]}
+    train(load_config(None, run_overrides(tmp_path / "dat", task, "dat", "dat", 40)), console=False)
+    teacher = tmp_path / "dat" / "checkpoint_last.pt"
+    state = torch.load(teacher, weights_only=False)
+    assert state["algorithm"]["usage"].shape == (2, 8)
+
+    # distillation, interrupted after its first chunk, then resumed by a second `seqlab distill`
+    real, calls = distill_mod.teacher_translator, []
+
+    def flaky(*args, **kwargs):
+        inner = real(*args, **kwargs)
+
+        def translate(lines):
+            calls.append(len(lines))
+            if len(calls) == 2 and not getattr(flaky, "resumed", False):
+                raise KeyboardInterrupt
+            return inner(lines)
+        return translate
+
+    monkeypatch.setattr(distill_mod, "teacher_translator", flaky)
+    out = tmp_path / "distilled"
+    args = ["distill", "--teacher", str(teacher), "--output", str(out), "--chunk-size", "50",
+            "--device", "cpu"]
+    with pytest.raises(KeyboardInterrupt):
+        cli_main(args)
+    flaky.resumed = True
+    assert cli_main(args) == 0
+    assert calls == [50, 50, 50, 20]  # chunk 1 kept, chunk 2 redone, then the rest
+    src_lines = (out / "train.src").read_text().splitlines()
+    tgt_lines = (out / "train.tgt").read_text().splitlines()
+    assert src_lines == (data / "train.src").read_text().splitlines() and len(tgt_lines) == len(src_lines)
+    from seqlab.inference import load_checkpoint_model
+    from seqlab.nat.distill import teacher_translator
+
+    loaded = load_checkpoint_model(teacher, "cpu")
+    translate = teacher_translator(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer,
+                                   loaded.config.decode, loaded.device, beam_size=2)
+    direct = translate([src_lines[0], src_lines[77]])
+    assert direct == [tgt_lines[0], tgt_lines[77]]
+    report = json.loads((out / "distill.json").read_text())
+    assert 0 <= report["distilled_vs_references"]["bleu"] <= 100 and "bleu" in report["teacher_test"]
+    assert not (out / ".chunks").exists()
+
+    # NAT on the distilled corpus (parallel task, the teacher's tokenizers), then imitate-NAT
+    dist_task = json.loads((out / "task.json").read_text())
+    dist_task.update(tokenizer="symbol")
+    for run in ("nat", "inat"):
+        shutil.copytree(out / "tokenizers", tmp_path / run / "tokenizers")
+    nat_model = TINY.replace("}", ", copy: uniform}")
+    res = train(load_config(None, run_overrides(tmp_path / "nat", dist_task, "nat", "nat", 15, nat_model)),
+                console=False)
+    assert res["steps"] == 15 and "bleu" in res["test"]
+    inat_model = TINY.replace("}", ", imitation: true, length_delta: 1}")
+    opts = json.dumps({"teacher": str(teacher), "imitation_weight": 0.01})
+    cfg = load_config(None, run_overrides(tmp_path / "inat", dist_task, "nat", "imitate_nat", 15, inat_model,
+                                          opts))
+    trainer = Trainer(cfg, console=False)
+    teacher_model = trainer.algorithm.teacher
+    first = collate(trainer.train_data, next(iter(trainer.sampler))).to(trainer.device)
+    trainer.algorithm.loss(trainer.model, first, trainer.progress())  # initialises from the teacher
+    assert bool(trainer.algorithm.initialized)
+    assert torch.equal(trainer.model.encoder.layers[0].attn.qkv.weight,
+                       teacher_model.encoder.layers[0].attn.qkv.weight)
+    res = trainer.fit()
+    assert res["steps"] == 15
+    inat_state = torch.load(tmp_path / "inat" / "checkpoint_last.pt", weights_only=False)
+    assert not any(k.startswith("teacher") for k in inat_state["algorithm"])  # the teacher is not saved
+
+    # `seqlab translate` with a NAT checkpoint
+    inp = tmp_path / "in.txt"
+    inp.write_text("a b c\nd e\nh g f e\n")
+    hyp = tmp_path / "hyp.txt"
+    assert cli_main(["translate", str(tmp_path / "inat" / "checkpoint_last.pt"), "-i", str(inp),
+                     "-o", str(hyp), "--device", "cpu"]) == 0
+    assert len(hyp.read_text().splitlines()) == 3

@@ -27,7 +27,13 @@ from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, regist
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.erpo.loss import Coefficients, one_loss, smoothed_targets
 from seqlab.models.base import mask_special, shift_right
-from seqlab.nat.imitation import action_regularizer, batch_action_usage, imitation_kl, update_usage
+from seqlab.nat.imitation import (
+    action_regularizer,
+    as_vocabulary,
+    batch_action_usage,
+    imitation_kl,
+    update_usage,
+)
 from seqlab.nat.models import init_from_teacher
 
 
@@ -46,8 +52,8 @@ def finite(log_probs: torch.Tensor) -> torch.Tensor:
 
 def class_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean NLL of class ``labels`` [N] under ``logits`` [N, K]: the one loss with c = one-hot(label)."""
-    log_probs = F.log_softmax(logits.float(), dim=-1).unsqueeze(1)
-    one_hot = F.one_hot(labels, logits.size(-1)).float().unsqueeze(1)
+    log_probs = as_vocabulary(F.log_softmax(logits.float(), dim=-1).unsqueeze(1))
+    one_hot = as_vocabulary(F.one_hot(labels, logits.size(-1)).float().unsqueeze(1))
     coef = Coefficients(dense=one_hot, normalizer=labels.numel())
     present = torch.ones_like(labels).unsqueeze(1)  # one non-PAD "token" per row
     return one_loss(log_probs, present, coef)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.data.vocab import PAD_ID
+from seqlab.data.vocab import BOS_ID, PAD_ID
 from seqlab.erpo.loss import Coefficients, one_loss
 
 
@@ -41,6 +41,16 @@ class ImitationModule(nn.Module):
         return u, log_pi
 
 
+#: token ids the one loss treats as never generated (PAD, BOS); distributions over categories are shifted
+#: past them so that no category is dropped (the shifted-in entries carry zero coefficient and zero log-prob)
+RESERVED_IDS = max(PAD_ID, BOS_ID) + 1
+
+
+def as_vocabulary(x: torch.Tensor) -> torch.Tensor:
+    """[..., K] category values -> [..., RESERVED_IDS + K], zeros in front: the one loss's id layout."""
+    return F.pad(x, (RESERVED_IDS, 0), value=0.0)
+
+
 def distribution_kl(log_q: torch.Tensor, target: torch.Tensor, mask_tokens: torch.Tensor,
                     normalizer: float | torch.Tensor) -> torch.Tensor:
     """KL(p ‖ q) summed over valid positions / ``normalizer``, through the one loss.
@@ -48,7 +58,8 @@ def distribution_kl(log_q: torch.Tensor, target: torch.Tensor, mask_tokens: torc
     ``log_q`` [B, T, A] model log-distribution, ``target`` [B, T, A] target distribution p (detached),
     ``mask_tokens`` [B, T] token ids whose PAD positions are ignored.  Gradient: that of CE(p, q)."""
     target = target.detach().float()
-    ce = one_loss(log_q.float(), mask_tokens, Coefficients(dense=target, normalizer=normalizer))
+    ce = one_loss(as_vocabulary(log_q.float()), mask_tokens,
+                  Coefficients(dense=as_vocabulary(target), normalizer=normalizer))
     valid = mask_tokens.ne(PAD_ID).float()
     neg_entropy = (torch.xlogy(target, target).sum(-1) * valid).sum() / normalizer
     return ce + neg_entropy.detach()
