@@ -138,7 +138,7 @@ def test_policy_gradient_converges_to_enumeration():
     src, ref = torch.tensor([[4, EOS_ID]]), make_targets([[5, 6]])
     ys = all_sequences_up_to([3, 4, 5, 6], 2)
     log_p = seq_log_probs(model, src, ys)
-    assert math.isclose(float(log_p.exp().sum()), 1.0, rel_tol=1e-5)
+    assert math.isclose(float(log_p.detach().exp().sum()), 1.0, rel_tol=1e-5)
     reward = table_reward(ys, ref.expand(len(ys), -1))
     exact = grads(model, -(log_p.exp() * reward).sum())  # gradient of -E_p[R]
     algo = build_algorithm("pg", ctx(), {"baseline": "mean", "num_samples": 60000})
@@ -165,19 +165,24 @@ def test_pg_baselines():
     assert torch.allclose(sc, torch.tensor([-1.0, 0.0, 1.0, 6.0]))
 
 
-def test_one_loss_label_smoothing_matches_cross_entropy():
+def test_one_loss_label_smoothing_matches_formula():
     torch.manual_seed(0)
     logits = torch.randn(3, 5, 11)
+    logits[..., :2] = float("-inf")  # PAD and BOS are never generated
     tgt = torch.randint(4, 11, (3, 5))
     tgt[2, 3:] = PAD_ID
     log_probs = logits.log_softmax(-1)
+    valid = tgt.ne(PAD_ID)
+    nll = -log_probs.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).masked_fill(~valid, 0.0)
+    smooth = -log_probs[..., 2:].mean(-1)  # uniform over the 9 generated ids
+    expect = ((0.9 * nll + 0.1 * smooth) * valid).sum() / valid.sum()
     loss = one_loss(log_probs, tgt, smoothed_targets(tgt, 11, 0.1))
-    ref = torch.nn.functional.cross_entropy(logits.view(-1, 11), tgt.view(-1), ignore_index=PAD_ID,
-                                            label_smoothing=0.1)
-    assert torch.allclose(loss, ref, atol=1e-6)
-    dense = torch.zeros(3, 5, 11).scatter_(-1, tgt.unsqueeze(-1), 1.0)
-    as_dense = one_loss(log_probs, tgt, Coefficients(dense=dense, normalizer=int(tgt.ne(PAD_ID).sum())))
+    assert torch.isfinite(loss) and torch.allclose(loss, expect, atol=1e-6)
+    # without smoothing it is plain cross-entropy, in sparse and in dense form
     ce = torch.nn.functional.cross_entropy(logits.view(-1, 11), tgt.view(-1), ignore_index=PAD_ID)
+    assert torch.allclose(one_loss(log_probs, tgt, smoothed_targets(tgt, 11, 0.0)), ce, atol=1e-6)
+    dense = torch.zeros(3, 5, 11).scatter_(-1, tgt.unsqueeze(-1), 1.0)
+    as_dense = one_loss(log_probs, tgt, Coefficients(dense=dense, normalizer=int(valid.sum())))
     assert torch.allclose(as_dense, ce, atol=1e-6)
 
 
@@ -231,9 +236,11 @@ def test_interpolation_token_frequencies_match_lambdas():
     share = torch.stack([(draw.components[valid] == z).float().mean() for z in (1, 2, 3)])
     assert torch.allclose(share, lam, atol=0.015)
     # data draws copy the reference token at their position
-    pos = torch.arange(draw.tokens.size(1))[None].expand_as(draw.tokens)
+    width = draw.tokens.size(1)
+    pos = torch.arange(width)[None].expand_as(draw.tokens)
     is_data = (draw.components == 3) & (pos < 6)
-    assert torch.equal(draw.tokens[is_data], tgt[:, : draw.tokens.size(1)][is_data])
+    padded = torch.nn.functional.pad(tgt, (0, max(width - tgt.size(1), 0)))[:, :width]
+    assert torch.equal(draw.tokens[is_data], padded[is_data])
 
 
 def test_interpolation_data_prefix_is_copied():
@@ -247,14 +254,25 @@ def test_interpolation_data_prefix_is_copied():
 
 
 def test_large_reward_scale_concentrates_on_reference_next_token():
+    from seqlab.models.base import mask_special
+    from seqlab.rewards import next_token_rewards
+
+    ref = make_targets([[4, 5, 6, 6, 5, 4]])
+    # after a reference prefix (t >= 1; at t = 0 sentence BLEU cannot tell which reference token comes
+    # first), exp(c * dR) with a large c puts its mass on the reference's next token (EOS at the end)
+    for t in range(1, 7):
+        delta = next_token_rewards("bleu", ref[:, :t], ref, V)
+        sharp = mask_special(200.0 * delta).softmax(-1)
+        assert sharp[0, ref[0, t]] > 0.95, t
+        flat = mask_special(1.0 * delta).softmax(-1)  # c = 1: close to uniform over the 5 generated ids
+        entropy = -(flat * flat.clamp_min(1e-30).log()).sum()
+        assert entropy > 0.95 * math.log(5)
     torch.manual_seed(0)
     model = TableModel(positions=8, eos_at=6, seed=7)
-    tgt = make_targets([[4, 5, 6, 6, 5, 4]] * 200)
-    draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=200.0)
-    match = (draw.tokens[:, :7] == tgt[:, :7]).float().mean()
-    assert match > 0.95
-    flat = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=0.01)
-    assert flat.reward_entropy > 1.0 and draw.reward_entropy < 0.2
+    tgt = ref.expand(200, -1)
+    sharp_draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=200.0)
+    flat_draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=1.0)
+    assert flat_draw.reward_entropy > 1.4 and sharp_draw.reward_entropy < 0.5
 
 
 def test_interpolation_schedule_clamps_and_renormalises():

@@ -3,7 +3,7 @@
 Every algorithm reduces to proposals ``y`` plus coefficients ``c``. Coefficients come in two shapes:
 
 * sparse: ``weights`` [N, T] on the proposal's own tokens (c = w * one-hot(y_t)): MLE, RAML, PG, ...
-* uniform: ``uniform`` [N, T], mass spread evenly over the vocabulary (label smoothing).
+* uniform: ``uniform`` [N, T], mass spread evenly over the generated vocabulary (label smoothing).
 * dense: ``dense`` [N, T, V] over the vocabulary: VAML targets, actor-critic.
 """
 
@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from seqlab.data.vocab import PAD_ID
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+
+#: PAD and BOS are never generated (their log-probabilities are -inf): vocabulary sums start here
+FIRST_GENERATED_ID = EOS_ID
+assert PAD_ID < FIRST_GENERATED_ID and BOS_ID < FIRST_GENERATED_ID
 
 
 @dataclass
@@ -28,16 +32,18 @@ class Coefficients:
 
 def one_loss(log_probs: torch.Tensor, targets: torch.Tensor, coef: Coefficients) -> torch.Tensor:
     """Weighted negative log-likelihood. ``log_probs`` [N, T, V], ``targets`` [N, T] (PAD ignored)."""
-    valid = targets.ne(PAD_ID).to(log_probs.dtype)
+    is_valid = targets.ne(PAD_ID)
+    valid = is_valid.to(log_probs.dtype)
     total = log_probs.new_zeros(())
     if coef.weights is not None:
-        tok = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        total = total - (coef.weights.detach().to(tok.dtype) * tok * valid).sum()
+        tok = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).masked_fill(~is_valid, 0.0)  # PAD: -inf
+        total = total - (coef.weights.detach().to(tok.dtype) * tok).sum()
+    generated = log_probs[..., FIRST_GENERATED_ID:]
     if coef.uniform is not None:
-        mean_logp = log_probs.mean(-1)
+        mean_logp = generated.mean(-1)
         total = total - (coef.uniform.detach().to(mean_logp.dtype) * mean_logp * valid).sum()
     if coef.dense is not None:
-        per_pos = (coef.dense.detach().to(log_probs.dtype) * log_probs).sum(-1)
+        per_pos = (coef.dense[..., FIRST_GENERATED_ID:].detach().to(log_probs.dtype) * generated).sum(-1)
         total = total - (per_pos * valid).sum()
     return total / coef.normalizer
 

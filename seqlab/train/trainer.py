@@ -52,10 +52,13 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(params: list[nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+    fused = bool(params) and params[0].is_cuda  # one fused kernel per step on the GPU
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                                 fused=fused or None)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                                fused=fused or None)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adamw, adam or sgd")
@@ -276,16 +279,17 @@ class Trainer:
                     self.logger.log("train", self.step, vals)
                     bar.set_postfix(loss=f"{vals['loss']:.3f}", lr=f"{vals['lr']:.2e}")
                     window_tokens, window_start = 0, time.perf_counter()
+                epoch_done = self.sampler.position >= len(self.sampler)
+                if epoch_done:  # bookkeeping here, so a run stopped on an epoch's last batch resumes exactly
+                    self.epoch += 1
                 if tc.eval_every_steps and self.step % tc.eval_every_steps == 0:
+                    stopped_early = self._validate()
+                elif epoch_done and not tc.eval_every_steps:
                     stopped_early = self._validate()
                 elif tc.save_every_steps and self.step % tc.save_every_steps == 0:
                     self.save_checkpoint("checkpoint_last.pt")
                 if stopped_early or not self._budget_left():
                     break
-            else:
-                self.epoch += 1
-                if not tc.eval_every_steps:
-                    stopped_early = self._validate()
         bar.close()
         if not tc.eval_every_steps or self.step % tc.eval_every_steps:
             self.save_checkpoint("checkpoint_last.pt")
@@ -294,7 +298,7 @@ class Trainer:
     def finish(self, stopped_early: bool = False) -> dict[str, Any]:
         """Load the best checkpoint (if any) and evaluate it on valid and test with the decode config."""
         results: dict[str, Any] = {"steps": self.step, "epochs": self.epoch, "train_seconds": self.train_seconds,
-                                   "stopped_early": stopped_early}
+                                   "stopped_early": stopped_early, "world_size": self.dist.world_size}
         if self.dist.is_main:
             best = self.run_dir / "checkpoint_best.pt"
             if best.exists():

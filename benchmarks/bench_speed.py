@@ -1,0 +1,250 @@
+"""Speed of seqlab against a plain PyTorch loop (nn.Transformer, no KV cache) and Hugging Face BART,
+on Multi30k de->en with the same model size, data and batches, measured in the same run.
+
+    python benchmarks/bench_speed.py --data ../shared/data/multi30k --config configs/multi30k_transformer.yaml
+
+Metrics: train_tok_per_s, train_tok_per_s_ratio_vs_plain, greedy_decode_sent_per_s,
+greedy_decode_sent_per_s_ratio_vs_plain, beam5_decode_sent_per_s, batch1_greedy_latency_ms, and the same
+for BART (hf_bart_*).  Writes benchmarks/results/speed_<device>.json unless --no-write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402
+
+from seqlab.config import load_config  # noqa: E402
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
+from seqlab.models.base import shift_right  # noqa: E402
+from seqlab.train.evaluate import decode_ids, pad_batch  # noqa: E402
+from seqlab.train.trainer import Trainer  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class PlainTransformer(nn.Module):
+    """What a user writes with nn.Transformer: embeddings, sinusoidal positions, full recomputation."""
+
+    def __init__(self, vocab: int, d_model: int, heads: int, ffn: int, enc_layers: int, dec_layers: int,
+                 dropout: float):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model, padding_idx=PAD_ID)
+        self.core = nn.Transformer(d_model, heads, enc_layers, dec_layers, ffn, dropout, batch_first=True,
+                                   norm_first=True)
+        self.out = nn.Linear(d_model, vocab)
+        pos = torch.arange(1024).unsqueeze(1)
+        div = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(1024, d_model)
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * div), torch.cos(pos * div)
+        self.register_buffer("pe", pe)
+        self.scale = math.sqrt(d_model)
+
+    def emb(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x) * self.scale + self.pe[: x.size(1)]
+
+    def encode(self, src: torch.Tensor) -> torch.Tensor:
+        return self.core.encoder(self.emb(src), src_key_padding_mask=src.eq(PAD_ID))
+
+    def decode(self, memory: torch.Tensor, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        mask = self.core.generate_square_subsequent_mask(tgt_in.size(1), device=tgt_in.device)
+        h = self.core.decoder(self.emb(tgt_in), memory, tgt_mask=mask, tgt_is_causal=True,
+                              memory_key_padding_mask=src.eq(PAD_ID))
+        return self.out(h)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(src), src, tgt_in)
+
+    @torch.no_grad()
+    def greedy(self, src: torch.Tensor, max_len: int) -> torch.Tensor:
+        memory = self.encode(src)
+        ys = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
+        done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+        for _ in range(max_len):
+            nxt = self.decode(memory, src, ys)[:, -1].argmax(-1)  # the whole prefix recomputed every step
+            ys = torch.cat([ys, nxt.unsqueeze(1)], 1)
+            done |= nxt.eq(EOS_ID)
+            if bool(done.all()):
+                break
+        return ys[:, 1:]
+
+
+def time_training(step_fn, batches, warmup: int) -> float:
+    """Target tokens per second over the batches after ``warmup`` steps."""
+    device = batches[0].tgt.device
+    for b in batches[:warmup]:
+        step_fn(b)
+    sync(device)
+    start, tokens = time.perf_counter(), 0
+    for b in batches[warmup:]:
+        step_fn(b)
+        tokens += int(b.tgt.ne(PAD_ID).sum())
+    sync(device)
+    return tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
+    ap.add_argument("--data", default="../shared/data/multi30k")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--decode-batch", type=int, default=256)
+    ap.add_argument("--latency-sentences", type=int, default=200)
+    ap.add_argument("--test-sentences", type=int, default=None)
+    ap.add_argument("--no-bart", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+
+    run_dir = tempfile.mkdtemp(prefix="seqlab_speed_")
+    cfg = load_config(args.config, [f"run_dir={run_dir}", f"task.options.path={args.data}",
+                                    "train.resume=false", "train.progress_bar=false", *args.overrides])
+    trainer = Trainer(cfg, console=False)
+    device = trainer.device
+    print(f"device {results_io.device_name()}; model {cfg.model.options}")
+    trainer.sampler.set_epoch(0)
+    from seqlab.data.batching import collate
+
+    batches = []
+    for indices in trainer.sampler:
+        batches.append(collate(trainer.train_data, indices).to(device))
+        if len(batches) >= args.steps + args.warmup:
+            break
+    results: dict[str, float] = {}
+
+    # --- training throughput: seqlab trainer step vs the plain loop, identical batches
+    results["train_tok_per_s"] = time_training(trainer.train_step, batches, args.warmup)
+    mo, vocab = cfg.model.options, trainer.task.tgt_tokenizer.vocab_size
+    plain = PlainTransformer(vocab, mo["d_model"], mo["n_heads"], mo["ffn_dim"], mo["encoder_layers"],
+                             mo["decoder_layers"], mo.get("dropout", 0.1)).to(device)
+    opt = torch.optim.AdamW(plain.parameters(), lr=1e-4)
+
+    def plain_step(b):
+        logits = plain(b.src, shift_right(b.tgt))
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), b.tgt.view(-1), ignore_index=PAD_ID,
+                               label_smoothing=0.1)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
+        opt.step()
+
+    results["plain_train_tok_per_s"] = time_training(plain_step, batches, args.warmup)
+    results["train_tok_per_s_ratio_vs_plain"] = results["train_tok_per_s"] / results["plain_train_tok_per_s"]
+
+    # --- decoding on the test set
+    sources, _ = trainer.task.test.references()
+    sources = sources[: args.test_sentences] if args.test_sentences else sources
+    src_ids = [trainer.task.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
+    model = trainer.model.eval()
+
+    def timed(fn) -> float:
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        return time.perf_counter() - t0
+
+    decode_ids(model, src_ids[:64], cfg.decode, device, beam_size=1, batch_size=args.decode_batch)  # warm-up
+    t = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=1, batch_size=args.decode_batch))
+    results["greedy_decode_sent_per_s"] = len(src_ids) / t
+    t = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch))
+    results["beam5_decode_sent_per_s"] = len(src_ids) / t
+    plain.eval()
+    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+
+    def plain_decode():
+        for i in range(0, len(order), args.decode_batch):
+            src = pad_batch([src_ids[j] for j in order[i: i + args.decode_batch]], device)
+            plain.greedy(src, max_len=int(src.size(1) * cfg.decode.max_len_a + cfg.decode.max_len_b))
+
+    results["plain_greedy_decode_sent_per_s"] = len(src_ids) / timed(plain_decode)
+    results["greedy_decode_sent_per_s_ratio_vs_plain"] = (results["greedy_decode_sent_per_s"]
+                                                         / results["plain_greedy_decode_sent_per_s"])
+    lat = []
+    for ids in src_ids[: args.latency_sentences]:
+        lat.append(timed(lambda ids=ids: decode_ids(model, [ids], cfg.decode, device, beam_size=1)) * 1000)
+    results["batch1_greedy_latency_ms"] = statistics.median(lat)
+
+    if not args.no_bart:
+        results.update(bench_bart(batches, args, vocab, mo, src_ids, device, cfg))
+    for k, v in results.items():
+        print(f"{k:45s} {v:12.2f}")
+    if not args.no_write:
+        units = {"tok_per_s": "target tokens/s", "sent_per_s": "sentences/s", "ratio": "x", "latency_ms": "ms"}
+        entries = []
+        for k, v in results.items():
+            unit = next((u for key, u in units.items() if key in k), "")
+            entries.append(results_io.entry(k, round(v, 3), unit))
+        print("wrote", results_io.write(f"speed_{device.type}", entries))
+
+
+def bench_bart(batches, args, vocab, mo, src_ids, device, cfg) -> dict[str, float]:
+    """The same size BART from transformers, trained on the same batches (bf16 autocast on CUDA)."""
+    try:
+        from transformers import BartConfig, BartForConditionalGeneration
+    except ImportError:
+        print("transformers not installed: BART comparison skipped")
+        return {}
+    bcfg = BartConfig(vocab_size=vocab, d_model=mo["d_model"], encoder_layers=mo["encoder_layers"],
+                      decoder_layers=mo["decoder_layers"], encoder_attention_heads=mo["n_heads"],
+                      decoder_attention_heads=mo["n_heads"], encoder_ffn_dim=mo["ffn_dim"],
+                      decoder_ffn_dim=mo["ffn_dim"], dropout=mo.get("dropout", 0.1), max_position_embeddings=512,
+                      pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, decoder_start_token_id=BOS_ID,
+                      forced_eos_token_id=EOS_ID)
+    bart = BartForConditionalGeneration(bcfg).to(device)
+    opt = torch.optim.AdamW(bart.parameters(), lr=1e-4)
+    amp = device.type == "cuda"
+
+    def step(b):
+        labels = b.tgt.masked_fill(b.tgt.eq(PAD_ID), -100)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            out = bart(input_ids=b.src, attention_mask=b.src.ne(PAD_ID), decoder_input_ids=shift_right(b.tgt),
+                       labels=labels)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+
+    res = {"hf_bart_train_tok_per_s": time_training(step, batches, args.warmup)}
+    bart.eval()
+    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+
+    def gen(ids_list):
+        src = pad_batch(ids_list, device)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            bart.generate(input_ids=src, attention_mask=src.ne(PAD_ID), num_beams=1, do_sample=False,
+                          max_new_tokens=int(src.size(1) * cfg.decode.max_len_a + cfg.decode.max_len_b))
+
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(0, len(order), args.decode_batch):
+        gen([src_ids[j] for j in order[i: i + args.decode_batch]])
+    sync(device)
+    res["hf_bart_greedy_decode_sent_per_s"] = len(src_ids) / (time.perf_counter() - t0)
+    lat = []
+    for ids in src_ids[: args.latency_sentences]:
+        sync(device)
+        t0 = time.perf_counter()
+        gen([ids])
+        sync(device)
+        lat.append((time.perf_counter() - t0) * 1000)
+    res["hf_bart_batch1_greedy_latency_ms"] = statistics.median(lat)
+    return res
+
+
+if __name__ == "__main__":
+    main()

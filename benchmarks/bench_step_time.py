@@ -1,0 +1,90 @@
+"""Training step time of every algorithm relative to an MLE step, on identical batches and the same model.
+
+    python benchmarks/bench_step_time.py --config configs/multi30k_transformer.yaml \
+        --algorithms mle,raml,alpha_dimt,pg,interpolation --steps 30
+
+Writes `<algo>_step_time_ratio_vs_mle` (and `<algo>_step_ms`) to benchmarks/results/step_time_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402
+
+from seqlab.algorithms.base import ALGORITHMS, load_plugins  # noqa: E402
+from seqlab.config import load_config  # noqa: E402
+from seqlab.data.batching import collate  # noqa: E402
+from seqlab.train.trainer import Trainer  # noqa: E402
+
+
+def step_times(cfg_path: str, algo: str, overrides: list[str], n_steps: int, warmup: int,
+               init_state: dict | None) -> tuple[list[float], dict]:
+    run_dir = tempfile.mkdtemp(prefix=f"seqlab_step_{algo}_")
+    cfg = load_config(cfg_path, [f"run_dir={run_dir}", f"algorithm.name={algo}", "train.resume=false",
+                                 "train.progress_bar=false", "train.tensorboard=false", *overrides])
+    trainer = Trainer(cfg, console=False)
+    if init_state is not None:
+        trainer.model.load_state_dict(init_state)
+    trainer.sampler.set_epoch(0)
+    batches = []
+    for indices in trainer.sampler:
+        batches.append(collate(trainer.train_data, indices).to(trainer.device))
+        if len(batches) >= n_steps + warmup:
+            break
+    torch.manual_seed(0)
+    times = []
+    for i, b in enumerate(batches):
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        trainer.train_step(b)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times, trainer.model.state_dict()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
+    ap.add_argument("--algorithms", default="mle,noising,raml,alpha_dimt,spg,pg,mixer,mixer_anneal,"
+                                            "scheduled_sampling,interpolation,erpo")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--init-from", help="an MLE checkpoint, so sampled lengths are realistic")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    load_plugins()
+    algos = [a for a in args.algorithms.split(",") if a]
+    unknown = [a for a in algos if a not in ALGORITHMS]
+    if unknown:
+        raise SystemExit(f"unknown algorithms {unknown}")
+    init = torch.load(args.init_from, map_location="cpu", weights_only=False)["model"] if args.init_from else None
+    medians = {}
+    for algo in ["mle", *[a for a in algos if a != "mle"]]:
+        times, _ = step_times(args.config, algo, args.overrides, args.steps, args.warmup, init)
+        medians[algo] = statistics.median(times)
+        print(f"{algo:20s} {medians[algo] * 1000:9.1f} ms/step  x{medians[algo] / medians['mle']:.2f}")
+    if not args.no_write:
+        entries = []
+        for algo, t in medians.items():
+            entries.append(results_io.entry(f"{algo}_step_ms", round(t * 1000, 2), "ms"))
+            if algo != "mle":
+                entries.append(results_io.entry(f"{algo}_step_time_ratio_vs_mle", round(t / medians["mle"], 3), "x"))
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        print("wrote", results_io.write(f"step_time_{dev}", entries))
+
+
+if __name__ == "__main__":
+    main()

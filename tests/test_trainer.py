@@ -1,0 +1,152 @@
+"""The trainer end to end on a tiny synthetic task: resume equivalence, DDP, CLI, early stopping."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqlab.cli import main as cli_main
+from seqlab.config import load_config
+from seqlab.train.trainer import Trainer, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = "{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.1}"
+
+
+def write_reverse_task(root: Path, n_train: int = 240, seed: int = 0) -> dict:
+    """Symbol sequences -> their reversal (a task small models learn quickly)."""
+    rng = random.Random(seed)
+    letters = "abcdefgh"
+    paths = {}
+    for split, n in (("train", n_train), ("valid", 30), ("test", 30)):
+        src, tgt = [], []
+        for _ in range(n):
+            word = [rng.choice(letters) for _ in range(rng.randint(2, 6))]
+            src.append(" ".join(word))
+            tgt.append(" ".join(reversed(word)))
+        (root / f"{split}.src").write_text("\n".join(src) + "\n")
+        (root / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
+        paths[split] = {"src": str(root / f"{split}.src"), "tgt": str(root / f"{split}.tgt")}
+    return paths
+
+
+def tiny_overrides(tmp_path: Path, run: str, **extra: str) -> list[str]:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    paths = write_reverse_task(data)
+    task = json.dumps({**paths, "tokenizer": "symbol", "metrics": ["wer", "per"]})
+    base = {
+        "run_dir": str(tmp_path / run),
+        "task.name": "parallel",
+        "task.options": task,
+        "model.arch": "transformer",
+        "model.options": TINY_MODEL,
+        "train.device": "cpu",
+        "train.max_tokens": 200,
+        "train.lr": 0.003,
+        "train.warmup_steps": 10,
+        "train.progress_bar": "false",
+        "train.tensorboard": "false",
+        "train.log_every_steps": 5,
+        "decode.beam_size": 1,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    full = Trainer(load_config(None, tiny_overrides(tmp_path, "full", **{"train.max_steps": "16"})), console=False)
+    full.fit()
+    first = Trainer(load_config(None, tiny_overrides(tmp_path, "split", **{"train.max_steps": "8"})), console=False)
+    first.fit()
+    assert first.step == 8
+    resumed = Trainer(load_config(None, tiny_overrides(tmp_path, "split", **{"train.max_steps": "16"})),
+                      console=False)
+    assert resumed.step == 8  # picked up checkpoint_last.pt
+    resumed.fit()
+    assert full.epoch == resumed.epoch and full.step == resumed.step == 16
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_training_learns_and_writes_artifacts(tmp_path):
+    model = "{d_model: 64, n_heads: 4, ffn_dim: 128, encoder_layers: 2, decoder_layers: 2, dropout: 0.0}"
+    cfg = load_config(None, tiny_overrides(tmp_path, "learn", **{
+        "train.max_steps": "300", "train.max_epochs": "1000", "train.eval_every_steps": "100",
+        "model.options": model}))
+    results = train(cfg, console=False)
+    run = Path(cfg.run_dir)
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt", "results.json", "log.jsonl", "config.yaml",
+                 "test.hyp.txt"):
+        assert (run / name).exists(), name
+    assert results["test"]["per"] < 40.0  # an untrained model is near 100
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "valid" for r in records) == 3
+    assert all(r["loss"] > 0 for r in records if r["kind"] == "train")
+
+
+def test_early_stopping(tmp_path):
+    cfg = load_config(None, tiny_overrides(tmp_path, "early", **{"train.max_steps": "400", "train.lr": "0.0",
+                                                                  "train.eval_every_steps": "5",
+                                                                  "train.patience": "2"}))
+    results = train(cfg, console=False)
+    assert results["stopped_early"] and results["steps"] == 15
+
+
+def test_cli_train_translate_evaluate(tmp_path, capsys, monkeypatch):
+    args = tiny_overrides(tmp_path, "cli", **{"train.max_steps": "30"})
+    assert cli_main(["train", *args]) == 0
+    ckpt = tmp_path / "cli" / "checkpoint_last.pt"
+    inp = tmp_path / "in.txt"
+    inp.write_text("a b c\nd e\nh\n")
+    out = tmp_path / "out.txt"
+    assert cli_main(["translate", str(ckpt), "-i", str(inp), "-o", str(out), "--beam-size", "3"]) == 0
+    assert len(out.read_text().splitlines()) == 3
+    capsys.readouterr()
+    assert cli_main(["evaluate", str(ckpt), "--split", "valid", "--beam-size", "2"]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scores["split"] == "valid" and 0 <= scores["wer"] <= 100
+
+
+def test_bad_config_gives_clear_error(tmp_path, capsys):
+    assert cli_main(["train", *tiny_overrides(tmp_path, "bad"), "train.nonsense=1"]) == 2
+    assert "unknown key 'nonsense'" in capsys.readouterr().err
+
+
+def test_two_process_gloo_ddp(tmp_path):
+    args = tiny_overrides(tmp_path, "ddp", **{"train.max_steps": "12", "train.max_tokens": "120"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", "-m", "seqlab.cli", "train", *args],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert results["world_size"] == 2 and results["steps"] == 12
+    state = torch.load(tmp_path / "ddp" / "checkpoint_last.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("arch", ["lstm"])
+def test_lstm_trains_through_the_same_trainer(tmp_path, arch):
+    cfg = load_config(None, tiny_overrides(tmp_path, arch, **{
+        "model.arch": arch, "model.options": "{embed_dim: 16, hidden_dim: 32, layers: 1}",
+        "train.max_steps": "10"}))
+    results = train(cfg, console=False)
+    assert results["steps"] == 10 and "wer" in results["test"]
+
+
+def test_quickstart_runs_on_a_tiny_budget(tmp_path, capsys):
+    code = cli_main(["quickstart", f"run_dir={tmp_path / 'qs'}", "task.options.max_train=300",
+                     "train.max_minutes=null", "train.max_steps=6", "train.eval_every_steps=3",
+                     "train.eval_max_examples=20", "train.progress_bar=false"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "wer" in out and "per" in out
+    assert json.loads((tmp_path / "qs" / "results.json").read_text())["test"]["wer"] >= 0
