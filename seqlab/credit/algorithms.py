@@ -1,0 +1,264 @@
+"""Token-level credit assignment (Dai, Xie & Hovy 2018): VAML, actor-critic (AC) and entropy-regularised AC
+(ERAC).
+
+Each algorithm owns a critic / Q-network conditioned on the reference (:class:`ReferenceCritic`), trained with
+the model by the trainer's optimizer and saved in checkpoints.  Phases run inside one trainer run, chosen
+from the
+trainer's step counter, so a resumed run continues in the right phase:
+
+* ``vaml``: steps [0, q_steps) train the Q-network by soft Q-learning (the model is untouched); later steps
+train the
+  model towards P_Q = softmax(Q / tau) on RAML-weighted n-gram-replaced samples (the Q-network is frozen).
+* ``erac`` / ``ac``: [0, actor_pretrain_steps) MLE; then ``critic_pretrain_steps`` of critic training with
+the actor
+  fixed; then joint training.  ``ac`` is ``erac`` with tau = 0.
+
+``critic_from: path`` starts the critic from a checkpoint of an earlier run (any of these algorithms), so
+phases can
+also be split across runs.  Every actor update goes through the one loss (:func:`seqlab.erpo.loss.one_loss`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, register
+from seqlab.credit.critic import ReferenceCritic, frozen_copy, load_critic_state, soft_update
+from seqlab.credit.targets import (
+    actor_coefficients,
+    critic_loss,
+    entropy,
+    erac_critic_target,
+    finite_log_probs,
+    soft_bellman_residual,
+    vaml_coefficients,
+)
+from seqlab.data.vocab import PAD_ID
+from seqlab.erpo.engine import reference_tokens
+from seqlab.erpo.loss import Coefficients, one_loss
+from seqlab.erpo.proposals import model_samples, ngram_replacement
+from seqlab.erpo.weightings import group_softmax
+from seqlab.models.base import Seq2SeqModel, mask_special, shift_right
+
+# phases (stored in the algorithm's ``phase`` buffer, so checkpoints record them)
+ACTOR_MLE, CRITIC, JOINT = 0, 1, 2  # erac / ac
+Q_LEARNING, Q_TARGETS = 1, 2  # vaml
+Stats = dict[str, float]
+PHASE_NAMES = {"erac": {ACTOR_MLE: "actor_mle", CRITIC: "critic", JOINT: "joint"},
+               "vaml": {Q_LEARNING: "q_learning", Q_TARGETS: "q_targets"}}
+
+
+def _source_vocab_size(ctx: AlgorithmContext) -> int | None:
+    """The source vocabulary size, read from a fresh model of the trained architecture."""
+    if ctx.build_model is None:
+        return None
+    cfg = getattr(ctx.build_model(), "cfg", None)
+    return getattr(cfg, "src_vocab_size", None)
+
+
+class CreditAlgorithm(Algorithm):
+    """Shared parts: the reference-conditioned critic, token rewards, phase bookkeeping."""
+
+    has_unused_parameters = True
+
+    def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", scale_by_length: bool = True,
+                 reward_scale: float = 1.0, critic_arch: str = "transformer",
+                 critic_options: dict[str, Any] | None = None, critic_reads_source: bool = False,
+                 source_vocab_size: int | None = None, critic_from: str | None = None):
+        super().__init__(ctx)
+        if critic_reads_source and source_vocab_size is None:
+            source_vocab_size = _source_vocab_size(ctx)
+        self.critic = ReferenceCritic.build(ctx.vocab_size, critic_arch, critic_options, critic_reads_source,
+                                            source_vocab_size)
+        if critic_from:
+            self.critic.load_state_dict(load_critic_state(critic_from))
+        self.reward_fn: Any = reward  # a registered name or a callable (hyp, ref) -> [N]
+        self.scale_by_length, self.reward_scale = scale_by_length, reward_scale
+        self.critic_from = critic_from
+        self.register_buffer("phase", torch.zeros((), dtype=torch.long))
+
+    def token_rewards(self, tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        """r_t = reward_scale * [|y*|] * (R(y_<=t) - R(y_<t)) [N, T] (prefix semantics, 0 at EOS / PAD)."""
+        from seqlab.rewards import reward_increments
+
+        with torch.no_grad():
+            inc = reward_increments(self.reward_fn, tokens, refs, scale_by_length=self.scale_by_length)
+        return inc.float() * self.reward_scale
+
+    def q_values(self, refs: torch.Tensor, tokens: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        return self.critic(refs, tokens, src)
+
+    def phase_name(self) -> str:
+        return PHASE_NAMES["vaml" if isinstance(self, VAML) else "erac"][int(self.phase)]
+
+
+# --------------------------------------------------------------------------- VAML
+@register("vaml")
+class VAML(CreditAlgorithm):
+    """Value-augmented maximum likelihood.
+
+    Phase 1 (steps < ``q_steps``): soft Q-learning of Q_phi(y_<t, w; y*) on the reference and ``num_samples``
+    - 1
+    n-gram replacements of it (squared soft Bellman residual, gradient through both sides, no target network).
+    Phase 2: the model's token targets are P_Q(. | y_<t) = softmax(Q_phi / tau) with probability ``kappa``
+    per token and
+    the sample's own token otherwise, each sample weighted by its self-normalised RAML weight
+    softmax(return / weight_tau) over the samples of its source (return = sum of the scaled token rewards)."""
+
+    def __init__(self, ctx: AlgorithmContext, tau: float = 0.4, kappa: float = 0.2, num_samples: int = 5,
+                 max_n: int = 4, q_steps: int = 0, weight_tau: float | None = None, **options: Any):
+        super().__init__(ctx, **options)
+        if tau <= 0:
+            raise ValueError("vaml needs tau > 0")
+        if not 0.0 <= kappa <= 1.0:
+            raise ValueError(f"kappa is a probability, got {kappa}")
+        if q_steps <= 0 and not self.critic_from:
+            warnings.warn("vaml with q_steps=0 and no critic_from trains the model towards an untrained "
+                          "Q-network", stacklevel=2)
+        self.tau, self.kappa, self.num_samples, self.max_n = tau, kappa, num_samples, max_n
+        self.q_steps = q_steps
+        self.weight_tau = tau if weight_tau is None else weight_tau
+        self.phase.fill_(Q_LEARNING if q_steps > 0 else Q_TARGETS)
+
+    def phase_at(self, step: int) -> int:
+        return Q_LEARNING if step < self.q_steps else Q_TARGETS
+
+    def propose(self, tgt: torch.Tensor):
+        return ngram_replacement(tgt, self.num_samples, self.ctx.vocab_size, self.max_n,
+                                 include_reference=True)
+
+    def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
+        phase = self.phase_at(progress.step)
+        self.phase.fill_(phase)
+        prop = self.propose(batch.tgt)
+        tokens, group = prop.tokens, prop.group
+        refs = batch.tgt.index_select(0, group)
+        rewards = self.token_rewards(tokens, refs)
+        n_tok = tokens.ne(PAD_ID).sum().clamp(min=1)
+        if phase == Q_LEARNING:
+            q = self.q_values(refs, tokens, batch.src.index_select(0, group))
+            residual = soft_bellman_residual(q, tokens, rewards, self.tau)
+            loss = 0.5 * residual.pow(2).sum() / n_tok
+            return loss, {"phase": float(phase), "td_abs": float(residual.detach().abs().sum() / n_tok),
+                          "return": float(rewards.sum(1).mean())}
+        with torch.no_grad():
+            was = self.critic.training
+            self.critic.eval()
+            q = self.q_values(refs, tokens, batch.src.index_select(0, group))
+            target = vaml_coefficients(q, self.tau)
+            self.critic.train(was)
+        w = group_softmax(rewards.sum(1) / self.weight_tau, group)
+        use_q = (torch.rand(tokens.shape, device=tokens.device) < self.kappa) & tokens.ne(PAD_ID)
+        sparse = w[:, None] * (~use_q).float()
+        dense = (w[:, None] * use_q.float())[..., None] * target
+        log_probs = model.token_log_probs(model.encode(batch.src).select(group), tokens)
+        loss = one_loss(finite_log_probs(log_probs), tokens,
+                        Coefficients(weights=sparse, dense=dense, normalizer=reference_tokens(batch.tgt)))
+        return loss, {"phase": float(phase), "weight_on_reference": float(w[prop.is_reference].mean()),
+                      "q_target_share": float(use_q.sum() / n_tok)}
+
+
+# --------------------------------------------------------------------------- AC / ERAC
+@register("erac")
+class ERAC(CreditAlgorithm):
+    """Entropy-regularised actor-critic.
+
+    Critic: TD towards Q^_t = r_t + sum_w pi(w|y_<=t) Q_bar(y_<=t, w) + tau H(pi(.|y_<=t))
+    (``future_entropy``) from a
+    target critic phi_bar <- beta phi + (1 - beta) phi_bar (``target_beta``; ``target_network=False`` uses
+    phi itself),
+    plus ``var_weight`` * the spread of Q over the vocabulary.  Actor: the one loss with dense coefficients
+    pi * (Q_phi - tau log pi) on ``num_samples`` samples per source (exactly the gradient of
+    sum_w pi(w) Q(w) + tau H(pi)), plus ``mle_weight`` * the MLE term on y*."""
+
+    def __init__(self, ctx: AlgorithmContext, tau: float = 0.04, future_entropy: bool = True,
+                 target_beta: float = 0.001, target_network: bool = True, var_weight: float = 0.001,
+                 var_reduction: str = "mean", mle_weight: float = 0.1, num_samples: int = 1,
+                 actor_pretrain_steps: int = 0, critic_pretrain_steps: int = 0, critic_weight: float = 1.0,
+                 max_len_a: float = 1.5, max_len_b: int = 10, **options: Any):
+        super().__init__(ctx, **options)
+        if tau < 0:
+            raise ValueError("tau must be >= 0")
+        if not 0.0 < target_beta <= 1.0:
+            raise ValueError(f"target_beta must be in (0, 1], got {target_beta}")
+        if var_reduction not in ("mean", "sum"):
+            raise ValueError(f"var_reduction must be 'mean' or 'sum', got {var_reduction!r}")
+        self.tau, self.future_entropy = tau, future_entropy
+        self.target_beta, self.target_network = target_beta, target_network
+        self.var_weight, self.var_reduction, self.mle_weight = var_weight, var_reduction, mle_weight
+        self.num_samples, self.critic_weight = num_samples, critic_weight
+        self.actor_pretrain_steps, self.critic_pretrain_steps = actor_pretrain_steps, critic_pretrain_steps
+        self.max_len_a, self.max_len_b = max_len_a, max_len_b
+        self.target_critic = frozen_copy(self.critic) if target_network else None
+        self.phase.fill_(self.phase_at(0))
+
+    def phase_at(self, step: int) -> int:
+        if step < self.actor_pretrain_steps:
+            return ACTOR_MLE
+        if step < self.actor_pretrain_steps + self.critic_pretrain_steps:
+            return CRITIC
+        return JOINT
+
+    def mle_loss(self, model: Seq2SeqModel, enc: Any, tgt: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        log_probs = finite_log_probs(model.token_log_probs(enc, tgt))
+        ones = torch.full(tgt.shape, weight, device=tgt.device)
+        return one_loss(log_probs, tgt, Coefficients(weights=ones, normalizer=reference_tokens(tgt)))
+
+    def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
+        phase = self.phase_at(progress.step)
+        if phase == CRITIC and int(self.phase) == ACTOR_MLE and self.target_critic is not None:
+            soft_update(self.target_critic, self.critic, 1.0)  # the critic phase starts from phi_bar = phi
+        self.phase.fill_(phase)
+        if phase == ACTOR_MLE:
+            return self.mle_loss(model, model.encode(batch.src), batch.tgt), {"phase": float(phase)}
+        joint = phase == JOINT
+        with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
+            enc = model.encode(batch.src)
+        prop, _ = model_samples(model, batch.src, self.num_samples, enc=enc, max_len_a=self.max_len_a,
+                                max_len_b=self.max_len_b)
+        tokens, group = prop.tokens, prop.group
+        refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
+        rewards = self.token_rewards(tokens, refs)
+        with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
+            log_pi = F.log_softmax(mask_special(model.decode(enc.select(group), shift_right(tokens))), dim=-1)
+        q = self.q_values(refs, tokens, src)
+        with torch.no_grad():
+            if self.target_critic is not None:
+                self.target_critic.eval()
+                q_bar = self.target_critic(refs, tokens, src)
+            else:
+                q_bar = q.detach()
+        target = erac_critic_target(rewards, tokens, log_pi, q_bar, self.tau, self.future_entropy)
+        n_tok = tokens.ne(PAD_ID).sum().clamp(min=1)
+        c_loss = critic_loss(q, tokens, target, self.var_weight, self.var_reduction)
+        loss = self.critic_weight * c_loss / n_tok
+        q_taken = q.detach().gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        valid = tokens.ne(PAD_ID)
+        stats = {"phase": float(phase), "td_abs": float(((q_taken - target).abs() * valid).sum() / n_tok),
+                 "return": float(rewards.sum(1).mean()),
+                 "entropy": float((entropy(log_pi.detach()) * valid).sum() / n_tok)}
+        if joint:
+            coef = actor_coefficients(log_pi, q, self.tau)
+            loss = loss + one_loss(finite_log_probs(log_pi), tokens,
+                                   Coefficients(dense=coef, normalizer=n_tok))
+            if self.mle_weight > 0:
+                loss = loss + self.mle_loss(model, enc, batch.tgt, self.mle_weight)
+        return loss, stats
+
+    def on_step_end(self, progress: Progress) -> None:
+        if self.target_critic is not None and int(self.phase) in (CRITIC, JOINT):
+            soft_update(self.target_critic, self.critic, self.target_beta)
+
+
+@register("ac")
+class AC(ERAC):
+    """Actor-critic (Bahdanau et al. 2017 in the ERAC code path): ERAC with tau = 0."""
+
+    def __init__(self, ctx: AlgorithmContext, **options: Any):
+        if options.pop("tau", 0.0) != 0.0:
+            raise ValueError("ac is erac with tau = 0; use erac for tau > 0")
+        super().__init__(ctx, tau=0.0, **options)

@@ -1,0 +1,144 @@
+"""Token-level credit assignment on batches: rewards, soft values, TD targets and actor coefficients.
+
+Conventions (the target convention of :mod:`seqlab.models.base`): a sequence row is ``y_1 .. y_m, EOS, PAD
+..``.
+Position ``t`` (0-based) is the decision taken in state ``s_t = y_<t``; its action is ``tokens[:, t]``, so
+``Q`` tensors are [N, T, V] with ``Q[:, t]`` = Q(y_<t, .), exactly the layout of a decoder's logits under
+teacher forcing.  Choosing EOS moves to the terminal state, whose value is 0.
+
+Rewards are per-token increments from :func:`seqlab.rewards.reward_increments` (prefix semantics: R of an
+unfinished prefix is R(prefix + EOS), so  r_t = s * (R(y_<=t) - R(y_<t)),  sum_t r_t = s * (R(y) - R(empty))
+and
+the EOS action has r = 0; ``s`` is the reward scale, see docs/credit.md).
+
+A Q of ``-inf`` marks an action that cannot be taken (PAD and BOS always, see
+:func:`seqlab.models.base.mask_special`); every function here treats such entries as absent.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from seqlab.data.vocab import EOS_ID, PAD_ID
+
+
+# --------------------------------------------------------------------------- masks and values
+def next_state_mask(tokens: torch.Tensor) -> torch.Tensor:
+    """[N, T] True where the action at t leads to a non-terminal state whose values sit at t+1."""
+    live = tokens.ne(PAD_ID) & tokens.ne(EOS_ID)
+    nxt = F.pad(tokens[:, 1:], (0, 1), value=PAD_ID).ne(PAD_ID)
+    return live & nxt
+
+
+def shift_next(values: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """values [N, T] of states s_t -> values of s_{t+1} at position t, 0 where s_{t+1} is terminal."""
+    nxt = F.pad(values[:, 1:], (0, 1))
+    return torch.where(next_state_mask(tokens), nxt, torch.zeros_like(nxt))
+
+
+def soft_value(q: torch.Tensor, tau: float) -> torch.Tensor:
+    """V(s) = tau * log sum_w exp(Q(s, w) / tau) over the allowed actions; max_w Q for tau = 0."""
+    if tau == 0:
+        return q.max(-1).values
+    return tau * torch.logsumexp(q / tau, dim=-1)
+
+
+def soft_policy(q: torch.Tensor, tau: float) -> torch.Tensor:
+    """P_Q(w | s) = softmax(Q(s, .) / tau) (0 on forbidden actions)."""
+    return torch.softmax(q / tau, dim=-1)
+
+
+def expectation(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """sum_w p(w) v(w), skipping entries where p = 0 or v = -inf (forbidden actions)."""
+    keep = (probs > 0) & torch.isfinite(values)
+    return torch.where(keep, probs * torch.where(keep, values, torch.zeros_like(values)),
+                       torch.zeros_like(probs)).sum(-1)
+
+
+def entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """H(pi) = -sum_w pi(w) log pi(w), with 0 log 0 = 0."""
+    probs = log_probs.exp()
+    return -expectation(probs, log_probs)
+
+
+# --------------------------------------------------------------------------- VAML: soft Q-learning
+def soft_bellman_residual(q: torch.Tensor, tokens: torch.Tensor, rewards: torch.Tensor,
+                          tau: float) -> torch.Tensor:
+    """Q(s_t, a_t) - [r_t + V(s_{t+1})] with V the soft value of the *same* Q (no target network), [N, T]."""
+    q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    v_next = shift_next(soft_value(q, tau), tokens)
+    valid = tokens.ne(PAD_ID)
+    return torch.where(valid, q_taken - (rewards + v_next), torch.zeros_like(q_taken))
+
+
+def soft_q_loss(q: torch.Tensor, tokens: torch.Tensor, rewards: torch.Tensor, tau: float) -> torch.Tensor:
+    """Soft Q-learning: sum of squared soft Bellman residuals / 2 (gradient through both sides)."""
+    return 0.5 * soft_bellman_residual(q, tokens, rewards, tau).pow(2).sum()
+
+
+def vaml_coefficients(q: torch.Tensor, tau: float) -> torch.Tensor:
+    """VAML's token-level target distribution P_Q(. | y_<t) = softmax(Q / tau), [N, T, V] (detached)."""
+    return soft_policy(q.detach().float(), tau)
+
+
+# --------------------------------------------------------------------------- ERAC
+def erac_critic_target(rewards: torch.Tensor, tokens: torch.Tensor, log_pi: torch.Tensor, q_bar: torch.Tensor,
+                       tau: float, future_entropy: bool = True) -> torch.Tensor:
+    """Q^_t = r_t + sum_w pi(w | y_<=t) Q_bar(y_<=t, w) + tau H(pi(. | y_<=t)), [N, T] (detached).
+
+    ``log_pi`` and ``q_bar`` are [N, T, V] on the same positions as the tokens (index t+1 is the next state);
+    ``future_entropy=False`` drops the tau H term (the actor keeps it)."""
+    log_pi, q_bar = log_pi.detach().float(), q_bar.detach().float()
+    v = expectation(log_pi.exp(), q_bar)
+    if future_entropy and tau > 0:
+        v = v + tau * entropy(log_pi)
+    return (rewards + shift_next(v, tokens)).detach()
+
+
+def value_variance(q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """sum_w (Q(w) - mean_w Q)^2 over the allowed actions (``"sum"``) or its mean over them (``"mean"``), [N,
+    T]."""
+    allowed = torch.isfinite(q)
+    count = allowed.sum(-1).clamp(min=1)
+    q0 = torch.where(allowed, q, torch.zeros_like(q))
+    mean = q0.sum(-1, keepdim=True) / count[..., None]
+    sq = torch.where(allowed, (q0 - mean).pow(2), torch.zeros_like(q0)).sum(-1)
+    if reduction == "sum":
+        return sq
+    if reduction == "mean":
+        return sq / count
+    raise ValueError(f"variance reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def critic_loss(q: torch.Tensor, tokens: torch.Tensor, target: torch.Tensor, var_weight: float = 0.0,
+                var_reduction: str = "mean") -> torch.Tensor:
+    """sum_t [ (Q(s_t, a_t) - Q^_t)^2 / 2 + lambda_var * Var_w Q(s_t, w) ] over valid positions (Q^
+    detached)."""
+    valid = tokens.ne(PAD_ID)
+    q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    td = torch.where(valid, q_taken - target.detach(), torch.zeros_like(q_taken))
+    loss = 0.5 * td.pow(2).sum()
+    if var_weight > 0:
+        loss = loss + var_weight * (value_variance(q, var_reduction) * valid).sum()
+    return loss
+
+
+def actor_coefficients(log_pi: torch.Tensor, q: torch.Tensor, tau: float) -> torch.Tensor:
+    """Dense coefficients c = pi * (Q - tau log pi) over the vocabulary, [N, T, V] (detached).
+
+    With the one loss  -sum <c, log pi>  their gradient is exactly that of  -sum_t [sum_w pi(w) Q(w) + tau
+    H(pi)]
+    (sum_w pi(w) grad log pi(w) = 0, so no baseline is needed and a constant shift of Q changes nothing).
+    Forbidden actions (pi = 0 or Q = -inf) get 0; log pi is used as is, never normalised."""
+    log_pi, q = log_pi.detach().float(), q.detach().float()
+    probs = log_pi.exp()
+    keep = (probs > 0) & torch.isfinite(q) & torch.isfinite(log_pi)
+    zeros = torch.zeros_like(q)
+    adv = torch.where(keep, q - tau * torch.where(keep, log_pi, zeros), zeros)
+    return probs * adv
+
+
+def finite_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """log-probabilities with -inf (PAD, BOS) replaced by 0, so that 0 * log p stays 0 in the one loss."""
+    return torch.where(torch.isfinite(log_probs), log_probs, torch.zeros_like(log_probs))

@@ -1,0 +1,436 @@
+"""Token-level credit assignment (VAML, AC, ERAC): exact checks on an enumerable MDP and the algorithms'
+wiring."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tiny import TinyBatch, make_targets
+
+from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+from seqlab.credit.algorithms import CRITIC, JOINT, Q_LEARNING, Q_TARGETS
+from seqlab.credit.critic import ReferenceCritic, critic_source, soft_update
+from seqlab.credit.mdp import EnumerableMDP, PrefixTable
+from seqlab.credit.targets import (
+    actor_coefficients,
+    critic_loss,
+    erac_critic_target,
+    finite_log_probs,
+    soft_bellman_residual,
+    value_variance,
+)
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.erpo.loss import Coefficients, one_loss
+from seqlab.erpo.proposals import Proposal
+from seqlab.models.base import mask_special
+from seqlab.rewards import reward_increments
+
+REGULAR = [4, 5, 6]  # with EOS: 4 actions
+V = 7
+MAX_LEN = 3
+TINY_CRITIC = {"d_model": 8, "n_heads": 2, "ffn_dim": 8, "encoder_layers": 1, "decoder_layers": 1}
+
+
+def table_mdp(seed: int = 0, scale: float = 1.0) -> EnumerableMDP:
+    """A reward given as a table over every sequence of length <= 3 (prefix semantics: R(prefix) =
+    table[prefix])."""
+    g = torch.Generator().manual_seed(seed)
+    states = EnumerableMDP(lambda s: 0.0, REGULAR, MAX_LEN, V).sequences()
+    table = {s: float(torch.rand(1, generator=g)) * 2 - 0.5 for s in states}
+    return EnumerableMDP(table, REGULAR, MAX_LEN, V, scale=scale)
+
+
+def ctx() -> AlgorithmContext:
+    return AlgorithmContext(vocab_size=V, label_smoothing=0.0)
+
+
+def tabular(algo, mdp: EnumerableMDP, seed: int = 1) -> None:
+    """Give an algorithm an exact tabular critic (and its target copy) and the MDP's table reward."""
+    algo.critic = ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=seed), V)
+    if getattr(algo, "target_critic", None) is not None:
+        from seqlab.credit.critic import frozen_copy
+
+        algo.target_critic = frozen_copy(algo.critic)
+    algo.reward_fn, algo.scale_by_length = mdp.reward_fn(), False
+
+
+def allowed_close(a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
+    finite = torch.isfinite(b)
+    assert torch.equal(torch.isfinite(a), finite)
+    assert (a[finite] - b[finite]).abs().max() < atol, float((a[finite] - b[finite]).abs().max())
+
+
+# --------------------------------------------------------------------------- dynamic programming, Prop. 1
+@pytest.mark.parametrize("tau", [0.2, 0.5, 1.5])
+def test_soft_q_star_token_targets_reproduce_raml_distribution(tau):
+    mdp = table_mdp(seed=3)
+    q = mdp.soft_q_star(tau)
+    policy = mdp.q_policy(q, tau)
+    p_q = torch.tensor([mdp.sequence_log_prob(policy, s) for s in mdp.sequences()], dtype=torch.float64).exp()
+    raml = mdp.raml_distribution(tau)
+    assert abs(float(p_q.sum()) - 1.0) < 1e-12
+    assert (p_q - raml).abs().max() < 1e-12
+    # V*(empty) = tau log sum_y exp(return(y) / tau)
+    returns = torch.tensor([mdp.return_of(s) for s in mdp.sequences()], dtype=torch.float64)
+    v_root = tau * torch.logsumexp(q[()] / tau, 0)
+    assert math.isclose(float(v_root), float(tau * torch.logsumexp(returns / tau, 0)), rel_tol=1e-12)
+
+
+def test_hard_limit_tau_zero_is_max_return():
+    mdp = table_mdp(seed=4)
+    q = mdp.soft_q_star(0.0)
+    best = max(mdp.return_of(s) for s in mdp.sequences())
+    assert math.isclose(float(q[()].max()), best, rel_tol=1e-12)
+
+
+def test_token_rewards_from_the_reward_module_match_the_mdp():
+    mdp = table_mdp(seed=5)
+    tokens = mdp.targets()
+    r = reward_increments(mdp.reward_fn(), tokens, tokens, scale_by_length=False)
+    for i, s in enumerate(mdp.sequences()):
+        for t in range(len(s) + 1):
+            a = s[t] if t < len(s) else EOS_ID
+            assert math.isclose(float(r[i, t]), mdp.step_reward(s[:t], a), abs_tol=1e-6)
+        assert math.isclose(float(r[i].sum()), mdp.return_of(s), abs_tol=1e-5)
+    # length scaling multiplies every increment by |y*| (EOS excluded)
+    refs = make_targets([[4, 5]] * len(tokens))
+    scaled = reward_increments(mdp.reward_fn(), tokens, refs, scale_by_length=True)
+    assert torch.allclose(scaled, 2.0 * r, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- VAML: soft Q-learning
+def test_soft_q_learning_converges_to_q_star():
+    """The VAML algorithm's phase-1 loss (soft Bellman residual, gradient through both sides, no target
+    network),
+    minimised on every sequence of the MDP with a tabular Q-network, reaches Q* of dynamic programming."""
+    torch.manual_seed(0)
+    tau = 0.5
+    mdp = table_mdp(seed=6)
+    algo = build_algorithm("vaml", ctx(), {"tau": tau, "q_steps": 10**9, "critic_options": TINY_CRITIC})
+    tabular(algo, mdp)
+    tokens = mdp.targets()
+    algo.propose = lambda tgt: Proposal(tokens, torch.zeros(len(tokens), dtype=torch.long), None,
+                                        tokens.eq(tokens[0]).all(1))
+    batch = TinyBatch(torch.tensor([[4, EOS_ID]]), make_targets([[4, 5]]))
+    opt = torch.optim.Adam(algo.critic.parameters(), lr=0.05)
+    for _ in range(1500):
+        loss, stats = algo.loss(None, batch, Progress(step=0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert int(algo.phase) == Q_LEARNING and stats["td_abs"] < 1e-4
+    q_star = mdp.q_tensor(mdp.soft_q_star(tau), tokens).float()
+    q_net = algo.critic(tokens, tokens).detach()
+    valid = tokens.ne(PAD_ID)
+    allowed_close(q_net[valid], q_star[valid], atol=1e-3)
+
+
+def test_soft_bellman_residual_is_zero_at_q_star_and_terminal_value_is_zero():
+    tau = 0.3
+    mdp = table_mdp(seed=7)
+    tokens = mdp.targets()
+    q = mdp.q_tensor(mdp.soft_q_star(tau), tokens)
+    rewards = reward_increments(mdp.reward_fn(), tokens, tokens).double()
+    res = soft_bellman_residual(q, tokens, rewards, tau)
+    assert res.abs().max() < 1e-12
+    # the EOS action: Q(s, EOS) = 0 + V(terminal) = 0
+    eos = tokens.eq(EOS_ID)
+    assert q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)[eos].abs().max() < 1e-12
+
+
+@pytest.mark.filterwarnings("ignore:vaml with q_steps=0")
+def test_vaml_phase_two_coefficients():
+    """kappa = 1: the loss is the RAML-weighted cross-entropy towards softmax(Q / tau); kappa = 0:
+    RAML-weighted NLL."""
+    tau = 0.5
+    mdp = table_mdp(seed=8)
+    model = PrefixTable(mdp, init_std=1.0, seed=3)
+    batch = TinyBatch(torch.tensor([[4, EOS_ID]]), make_targets([[4, 5, 6]]))
+    for kappa in (0.0, 1.0):
+        algo = build_algorithm("vaml", ctx(), {"tau": tau, "kappa": kappa, "num_samples": 6, "q_steps": 0,
+                                               "critic_from": None, "critic_options": TINY_CRITIC})
+        tabular(algo, mdp)
+        algo.critic.net.load_q(mdp.soft_q_star(tau))
+        torch.manual_seed(11)
+        loss, stats = algo.loss(model, batch, Progress(step=5))
+        assert int(algo.phase) == Q_TARGETS
+        torch.manual_seed(11)
+        prop = algo.propose(batch.tgt)
+        returns = reward_increments(mdp.reward_fn(), prop.tokens, prop.tokens).sum(1)
+        w = torch.softmax(returns / tau, 0)
+        logp = finite_log_probs(model.token_log_probs(model.encode(batch.src).repeat(6), prop.tokens))
+        valid = prop.tokens.ne(PAD_ID)
+        if kappa == 0.0:
+            per_seq = (logp.gather(-1, prop.tokens.unsqueeze(-1)).squeeze(-1) * valid).sum(1)
+        else:
+            p_q = torch.softmax(mdp.q_tensor(mdp.soft_q_star(tau), prop.tokens).float() / tau, -1)
+            per_seq = ((p_q * logp).sum(-1) * valid).sum(1)
+        expect = -(w * per_seq).sum() / 4  # 4 reference tokens (EOS included)
+        assert torch.allclose(loss, expect, atol=1e-5), (kappa, float(loss), float(expect))
+        assert math.isclose(stats["q_target_share"], kappa)
+
+
+# --------------------------------------------------------------------------- ERAC: critic target and actor
+def test_erac_critic_target_matches_formula():
+    torch.manual_seed(0)
+    n, t = 3, 5
+    tokens = torch.randint(4, V, (n, t))
+    tokens[0, 4] = EOS_ID
+    tokens[1, 2], tokens[1, 3:] = EOS_ID, PAD_ID
+    tokens[2, 4] = 5  # truncated: no EOS, the last next state is treated as terminal
+    rewards = torch.randn(n, t) * tokens.ne(PAD_ID)
+    log_pi = torch.log_softmax(mask_special(torch.randn(n, t, V)), -1)
+    q_bar = mask_special(torch.randn(n, t, V))
+    tau = 0.3
+    for fe in (True, False):
+        got = erac_critic_target(rewards, tokens, log_pi, q_bar, tau, future_entropy=fe)
+        for i in range(n):
+            for s in range(t):
+                expect = float(rewards[i, s])
+                nxt_ok = tokens[i, s] not in (EOS_ID, PAD_ID) and s + 1 < t and tokens[i, s + 1] != PAD_ID
+                if nxt_ok:
+                    pi = log_pi[i, s + 1].exp()
+                    allowed = pi > 0
+                    expect += float((pi[allowed] * q_bar[i, s + 1][allowed]).sum())
+                    if fe:
+                        expect += tau * float(-(pi[allowed] * log_pi[i, s + 1][allowed]).sum())
+                assert math.isclose(float(got[i, s]), expect, abs_tol=1e-5)
+    # critic loss: squared TD error / 2 + lambda_var * spread of Q over the allowed actions
+    q = mask_special(torch.randn(n, t, V))
+    target = erac_critic_target(rewards, tokens, log_pi, q_bar, tau)
+    valid = tokens.ne(PAD_ID)
+    td = torch.where(valid, q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - target, 0.0)
+    allowed_q = q[..., 2:]  # every id but PAD and BOS
+    var_sum = ((allowed_q - allowed_q.mean(-1, keepdim=True)) ** 2).sum(-1)
+    assert torch.allclose(value_variance(q, "sum"), var_sum, atol=1e-5)
+    assert torch.allclose(value_variance(q, "mean"), var_sum / (V - 2), atol=1e-5)
+    expect = 0.5 * (td**2).sum() + 0.01 * (var_sum * valid).sum()
+    assert torch.allclose(critic_loss(q, tokens, target, 0.01, "sum"), expect, atol=1e-5)
+
+
+@pytest.mark.parametrize("future_entropy", [True, False])
+def test_erac_target_fixed_point_is_the_soft_q_of_the_policy(future_entropy):
+    """With phi_bar = Q^pi (dynamic programming) the ERAC target reproduces Q^pi exactly; at pi =
+    softmax(Q*/tau) and
+    phi_bar = Q* it reproduces Q* (the entropy-regularised optimum)."""
+    tau = 0.4
+    mdp = table_mdp(seed=9)
+    actor = PrefixTable(mdp, init_std=1.0, seed=4)
+    tokens = mdp.targets()
+    log_pi = actor.token_log_probs(actor.encode(tokens), tokens).detach().double()
+
+    def policy(s):
+        logits = actor.decode(None, torch.tensor([[BOS_ID, *s]]))[0, -1]
+        return torch.log_softmax(mask_special(logits), 0).double()
+
+    q_pi = mdp.soft_q_policy(policy, tau, future_entropy)
+    q_bar = mdp.q_tensor(q_pi, tokens)
+    rewards = reward_increments(mdp.reward_fn(), tokens, tokens).double()
+    target = erac_critic_target(rewards, tokens, log_pi, q_bar, tau, future_entropy).double()
+    q_taken = q_bar.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    valid = tokens.ne(PAD_ID)
+    assert (target - q_taken)[valid].abs().max() < 1e-5
+    if future_entropy:
+        q_star = mdp.q_tensor(mdp.soft_q_star(tau), tokens)
+        log_pi_star = torch.log_softmax(q_star / tau, -1)
+        target = erac_critic_target(rewards, tokens, log_pi_star, q_star, tau).double()
+        q_star_taken = q_star.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        assert (target - q_star_taken)[valid].abs().max() < 1e-6  # float32 targets
+
+
+def _expected_q_objective(log_pi: torch.Tensor, q: torch.Tensor, tau: float,
+                          valid: torch.Tensor) -> torch.Tensor:
+    """sum over valid positions of sum_w pi(w) Q(w) + tau H(pi), by autograd-friendly ops."""
+    pi = log_pi.exp()
+    allowed = torch.isfinite(log_pi)
+    q0 = torch.where(allowed, q, torch.zeros_like(q))
+    lp0 = torch.where(allowed, log_pi, torch.zeros_like(log_pi))
+    per_pos = (pi * q0).sum(-1) - tau * (pi * lp0).sum(-1)
+    return (per_pos * valid).sum()
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.05, 0.7])
+def test_actor_coefficients_give_the_gradient_of_expected_q_plus_entropy(tau):
+    torch.manual_seed(1)
+    n, t = 4, 6
+    logits = torch.randn(n, t, V, requires_grad=True)
+    tokens = torch.randint(4, V, (n, t))
+    tokens[1, 3], tokens[1, 4:] = EOS_ID, PAD_ID
+    tokens[:, -1] = torch.where(tokens[:, -1] == PAD_ID, PAD_ID, EOS_ID)
+    q = mask_special(torch.randn(n, t, V) * 3)
+    valid = tokens.ne(PAD_ID)
+
+    log_pi = torch.log_softmax(mask_special(logits * 1.0), -1)
+    coef = actor_coefficients(log_pi, q, tau)
+    loss = one_loss(finite_log_probs(log_pi), tokens, Coefficients(dense=coef))
+    (g_coef,) = torch.autograd.grad(loss, logits)
+
+    log_pi = torch.log_softmax(mask_special(logits * 1.0), -1)
+    (g_auto,) = torch.autograd.grad(-_expected_q_objective(log_pi, q, tau, valid), logits)
+    assert torch.isfinite(g_coef).all()
+    assert torch.allclose(g_coef, g_auto, atol=1e-6)
+    # the coefficients are pi * (Q - tau log pi) exactly (log pi is never normalised), 0 on PAD / BOS
+    pi = log_pi.detach().exp()
+    allowed = pi > 0
+    assert torch.allclose(coef[allowed], (pi * (q - tau * log_pi.detach()))[allowed], atol=1e-6)
+    assert (coef[..., PAD_ID] == 0).all() and (coef[..., BOS_ID] == 0).all()
+    # no baseline needed: shifting Q by any constant per position leaves the gradient unchanged
+    shifted = q + torch.randn(n, t, 1) * 10
+    log_pi = torch.log_softmax(mask_special(logits * 1.0), -1)
+    coef = actor_coefficients(log_pi, shifted, tau)
+    loss = one_loss(finite_log_probs(log_pi), tokens, Coefficients(dense=coef))
+    (g_shift,) = torch.autograd.grad(loss, logits)
+    assert torch.allclose(g_shift, g_coef, atol=1e-5)
+
+
+def test_erac_algorithm_wires_the_formulas():
+    """The erac loss's gradients equal (actor) autograd of -[sum pi Q_phi + tau H] / n - mle term and
+    (critic) autograd
+    of the TD loss against the target critic, on the same samples."""
+    tau, mdp = 0.3, table_mdp(seed=10)
+    model = PrefixTable(mdp, init_std=1.0, seed=5)
+    opts = {"tau": tau, "num_samples": 8, "mle_weight": 0.5, "var_weight": 0.01, "target_beta": 0.5,
+            "critic_options": TINY_CRITIC}
+    algo = build_algorithm("erac", ctx(), opts)
+    tabular(algo, mdp)
+    soft_update(algo.target_critic, ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=9), V), 1.0)
+    batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[4, 5], [6]]))
+    torch.manual_seed(3)
+    loss, stats = algo.loss(model, batch, Progress(step=0))
+    assert int(algo.phase) == JOINT
+    loss.backward()
+    g_actor, g_critic = model.table.grad.clone(), algo.critic.net.table.grad.clone()
+
+    from seqlab.erpo.proposals import model_samples
+
+    torch.manual_seed(3)
+    prop, _ = model_samples(model, batch.src, 8)
+    tokens, refs = prop.tokens, batch.tgt.index_select(0, prop.group)
+    valid = tokens.ne(PAD_ID)
+    n_tok = valid.sum()
+    model.zero_grad()
+    algo.critic.zero_grad()
+    log_pi = model.token_log_probs(model.encode(batch.src).select(prop.group), tokens)
+    q = algo.critic(refs, tokens)
+    actor = -_expected_q_objective(log_pi, q.detach(), tau, valid) / n_tok
+    mle = -0.5 * model.score(batch.src, batch.tgt).sum() / batch.tgt.ne(PAD_ID).sum()
+    rewards = reward_increments(mdp.reward_fn(), tokens, refs)
+    target = erac_critic_target(rewards, tokens, log_pi, algo.target_critic(refs, tokens), tau)
+    crit = critic_loss(q, tokens, target, 0.01, "mean") / n_tok
+    (actor + mle + crit).backward()
+    assert torch.allclose(g_actor, model.table.grad, atol=1e-5)
+    assert torch.allclose(g_critic, algo.critic.net.table.grad, atol=1e-5)
+    # the target critic moves by beta towards the critic after the step
+    before = algo.target_critic.net.table.detach().clone()
+    algo.on_step_end(Progress(step=1))
+    assert torch.allclose(algo.target_critic.net.table, 0.5 * before + 0.5 * algo.critic.net.table.detach())
+
+
+def has_grad(p: torch.Tensor) -> bool:
+    return p.grad is not None and bool(p.grad.abs().sum() > 0)
+
+
+def test_erac_phases_and_state():
+    mdp = table_mdp(seed=11)
+    model = PrefixTable(mdp, init_std=1.0, seed=6)
+    opts = {"actor_pretrain_steps": 2, "critic_pretrain_steps": 3, "num_samples": 4,
+            "critic_options": TINY_CRITIC}
+    algo = build_algorithm("erac", ctx(), opts)
+    tabular(algo, mdp)
+    assert algo.has_unused_parameters
+    assert all(not p.requires_grad for p in algo.target_critic.parameters())
+    batch = TinyBatch(torch.tensor([[4, EOS_ID]]), make_targets([[4, 5]]))
+    seen = []
+    for step in range(7):
+        model.zero_grad()
+        algo.critic.zero_grad()
+        loss, stats = algo.loss(model, batch, Progress(step=step))
+        loss.backward()
+        seen.append((algo.phase_name(), has_grad(model.table), has_grad(algo.critic.net.table)))
+        algo.on_step_end(Progress(step=step + 1))
+    expect = [("actor_mle", True, False)] * 2 + [("critic", False, True)] * 3 + [("joint", True, True)] * 2
+    assert seen == expect
+    # a fresh algorithm restored from the state dict is in the same phase with the same target critic
+    state = algo.state_dict()
+    assert "phase" in state and any(k.startswith("target_critic.") for k in state)
+    other = build_algorithm("erac", ctx(), opts)
+    tabular(other, mdp)
+    other.load_state_dict(state)
+    assert int(other.phase) == JOINT
+    assert torch.equal(other.target_critic.net.table, algo.target_critic.net.table)
+
+
+def test_ac_is_erac_with_tau_zero():
+    mdp = table_mdp(seed=12)
+    model = PrefixTable(mdp, init_std=1.0, seed=7)
+    batch = TinyBatch(torch.tensor([[4, EOS_ID]]), make_targets([[6, 5]]))
+    common = {"num_samples": 5, "critic_options": TINY_CRITIC}
+    losses = []
+    for name, extra in (("ac", {}), ("erac", {"tau": 0.0})):
+        algo = build_algorithm(name, ctx(), {**common, **extra})
+        tabular(algo, mdp)
+        torch.manual_seed(5)
+        losses.append(algo.loss(model, batch, Progress())[0])
+    assert torch.allclose(losses[0], losses[1])
+    with pytest.raises(ValueError):
+        build_algorithm("ac", ctx(), {"tau": 0.1})
+
+
+# --------------------------------------------------------------------------- critics behind the model
+# protocol
+@pytest.mark.parametrize("arch,options", [
+    ("transformer", {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1, "decoder_layers": 1}),
+    ("lstm", {"embed_dim": 8, "hidden_dim": 16, "layers": 1}),
+])
+@pytest.mark.parametrize("read_source", [False, True])
+def test_reference_critic_builds_for_both_architectures(arch, options, read_source):
+    torch.manual_seed(0)
+    critic = ReferenceCritic.build(V, arch, options, read_source=read_source,
+                                   src_vocab_size=9 if read_source else None)
+    ref = make_targets([[4, 5, 6], [5]])
+    src = make_targets([[7, 8], [4, 5, 6, 7]])
+    tokens = make_targets([[4, 4], [6, 5, 4, 4]])
+    q = critic(ref, tokens, src)
+    assert q.shape == (2, tokens.size(1), V) and q.dtype == torch.float
+    assert torch.isinf(q[..., PAD_ID]).all() and torch.isinf(q[..., BOS_ID]).all()
+    assert torch.isfinite(q[..., 2:]).all()
+
+
+def test_critic_source_layout():
+    ref = make_targets([[4, 5, 6], [5]])
+    src = make_targets([[7, 8], [4, 5, 6, 7]])
+    out = critic_source(ref, src, offset=10)
+    assert out.tolist() == [[4, 5, 6, EOS_ID, 17, 18, 12], [5, EOS_ID, 14, 15, 16, 17, 12]]
+
+
+def test_critic_from_reuses_a_trained_critic_across_algorithms(tmp_path):
+    opts = {"critic_options": TINY_CRITIC}
+    torch.manual_seed(0)
+    vaml = build_algorithm("vaml", ctx(), {**opts, "q_steps": 5})
+    path = tmp_path / "checkpoint_last.pt"
+    torch.save({"model": {}, "algorithm": vaml.state_dict()}, path)
+    torch.manual_seed(1)
+    for name in ("vaml", "erac"):
+        algo = build_algorithm(name, ctx(), {**opts, "critic_from": str(path)})
+        pairs = zip(algo.critic.state_dict().items(), vaml.critic.state_dict().items(), strict=True)
+        for (k, a), (_, b) in pairs:
+            assert torch.equal(a, b), k
+        if name == "erac":
+            for a, b in zip(algo.target_critic.parameters(), vaml.critic.parameters(), strict=True):
+                assert torch.equal(a, b)
+    with pytest.raises(ValueError):
+        torch.save({"model": {}, "algorithm": {"phase": torch.tensor(0)}}, tmp_path / "nocritic.pt")
+        build_algorithm("erac", ctx(), {**opts, "critic_from": str(tmp_path / "nocritic.pt")})
+
+
+def test_vaml_phase_follows_the_step_counter():
+    opts = {"q_steps": 3, "critic_options": TINY_CRITIC}
+    algo = build_algorithm("vaml", ctx(), opts)
+    assert [algo.phase_at(s) for s in range(5)] == [Q_LEARNING] * 3 + [Q_TARGETS] * 2
+    with pytest.warns(UserWarning):
+        build_algorithm("vaml", ctx(), {**opts, "q_steps": 0})
+    erac = build_algorithm("erac", ctx(), {"critic_pretrain_steps": 2, **{k: v for k, v in opts.items()
+                                                                           if k != "q_steps"}})
+    assert [erac.phase_at(s) for s in range(4)] == [CRITIC, CRITIC, JOINT, JOINT]
