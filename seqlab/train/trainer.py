@@ -257,7 +257,8 @@ class Trainer:
         """Train until the budget is spent or early stopping; then score the best checkpoint on test."""
         tc = self.cfg.train
         stopped_early = False
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.cfg.algorithm.name}",
+        bar_total = None if tc.max_minutes and not tc.max_steps else self.total_steps  # time-bound: a counter
+        bar = tqdm(total=bar_total, initial=self.step, desc=f"train {self.cfg.algorithm.name}",
                    disable=not (self.console and tc.progress_bar), dynamic_ncols=True)
         window_tokens, window_start = 0, time.perf_counter()
         while self._budget_left() and not stopped_early:
@@ -277,7 +278,10 @@ class Trainer:
                     vals.update(lr=self.scheduler.get_last_lr()[0], tgt_tok_per_s=window_tokens / max(elapsed, 1e-9),
                                 epoch=self.epoch)
                     self.logger.log("train", self.step, vals)
-                    bar.set_postfix(loss=f"{vals['loss']:.3f}", lr=f"{vals['lr']:.2e}")
+                    post = {"loss": f"{vals['loss']:.3f}", "lr": f"{vals['lr']:.2e}"}
+                    if tc.max_minutes:
+                        post["min_left"] = f"{max(tc.max_minutes - self.train_seconds / 60, 0):.1f}"
+                    bar.set_postfix(post)
                     window_tokens, window_start = 0, time.perf_counter()
                 epoch_done = self.sampler.position >= len(self.sampler)
                 if epoch_done:  # bookkeeping here, so a run stopped on an epoch's last batch resumes exactly
