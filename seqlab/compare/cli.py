@@ -1,0 +1,110 @@
+"""``seqlab compare``: algorithms x seeds on one task, one shared MLE checkpoint, the same budget, a report.
+
+    seqlab compare --config configs/g2p_lstm.yaml --algorithms mle,raml,pg --seeds 1,2,3 \\
+        --pretrain-steps 4000 --budget-steps 2000 --out runs/compare_g2p [--gpus auto|0,1|none] \\
+        [train.lr=3e-4 interpolation:algorithm.options.reward_scale=20 ...]
+
+``key=value`` overrides apply to every run; ``label:key=value`` only to that algorithm's runs.
+``seqlab compare --report-only --out DIR`` rewrites the report of an existing comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from seqlab.compare.runner import CompareSpec, load_compare_yaml, run_compare, split_overrides
+from seqlab.config import ConfigError
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in str(text).split(",") if x.strip()]
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in str(text).split(",") if x.strip()]
+
+
+def build_spec(args: argparse.Namespace) -> CompareSpec:
+    """Command-line flags over the compare YAML (if any) over the defaults."""
+    data: dict[str, Any] = load_compare_yaml(args.compare_config) if args.compare_config else {}
+    common, per = split_overrides(args.overrides)
+    for key, value in (("config", args.config), ("out", args.out), ("pretrain_steps", args.pretrain_steps),
+                       ("budget_steps", args.budget_steps), ("budget_minutes", args.budget_minutes),
+                       ("init_from", args.init_from), ("gpus", args.gpus), ("baseline", args.baseline),
+                       ("reward", args.reward)):
+        if value is not None:
+            data[key] = value
+    if args.algorithms:
+        data["algorithms"] = _str_list(args.algorithms)
+    if args.seeds:
+        data["seeds"] = _int_list(args.seeds)
+    data["overrides"] = list(data.get("overrides", [])) + common
+    merged = {k: list(v) for k, v in data.get("algorithm_overrides", {}).items()}
+    for label, items in per.items():
+        merged.setdefault(label, []).extend(items)
+    data["algorithm_overrides"] = merged
+    for key in ("config", "out", "algorithms", "seeds"):
+        if not data.get(key):
+            raise ConfigError(f"seqlab compare: --{key} is required (on the command line or in --compare-config)")
+    if isinstance(data["algorithms"], str):
+        data["algorithms"] = _str_list(data["algorithms"])
+    if isinstance(data["seeds"], (str, int)):
+        data["seeds"] = _int_list(str(data["seeds"]))
+    unknown = set(merged) - set(data["algorithms"])
+    if unknown:
+        raise ConfigError(f"seqlab compare: overrides for {sorted(unknown)}, which are not in --algorithms")
+    if len(set(data["algorithms"])) != len(data["algorithms"]):
+        raise ConfigError("seqlab compare: an algorithm is listed twice (use variants for several settings)")
+    if data.get("budget_steps") is None and data.get("budget_minutes") is None:
+        raise ConfigError("seqlab compare: give --budget-steps or --budget-minutes (the same budget for every run)")
+    return CompareSpec(**data)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if args.report_only:
+        from seqlab.compare.report import write_report
+
+        if not args.out:
+            raise ConfigError("seqlab compare --report-only needs --out DIR")
+        paths = write_report(args.out, baseline=args.baseline, n_samples=args.bootstrap_samples)
+        print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+        return 0
+    spec = build_spec(args)
+    if args.dry_run:
+        from seqlab.compare.runner import plan_pretrain, plan_runs, train_command
+
+        out = Path(spec.out).resolve()
+        pre = plan_pretrain(spec, out)
+        for run in ([pre] if pre else []) + plan_runs(spec, out):
+            print(("[done] " if run.done else "") + " ".join(train_command(str(out / "task.yaml"), run)))
+        return 0
+    summary = run_compare(spec)
+    return 1 if summary["failed"] else 0
+
+
+def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("compare", help="algorithms x seeds on one task from one MLE checkpoint; a report",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="task YAML (the same file `seqlab train` takes)")
+    p.add_argument("--compare-config", help="YAML with compare settings: algorithms, seeds, budget_steps, "
+                   "algorithm_options {label: {option: value}}, algorithm_overrides, variants {label: {algorithm, "
+                   "overrides}}, ...; flags override it")
+    p.add_argument("--algorithms", help="comma-separated algorithm names or variant labels, e.g. mle,raml,pg")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2,3,4,5")
+    p.add_argument("--pretrain-steps", type=int, help="steps of the shared MLE pre-training (0: none)")
+    p.add_argument("--init-from", help="an existing MLE checkpoint to start every run from (skips pre-training)")
+    p.add_argument("--budget-steps", type=int, help="training steps of every run")
+    p.add_argument("--budget-minutes", type=float, help="wall-clock minutes of training of every run")
+    p.add_argument("--out", help="comparison directory (rerun it to resume)")
+    p.add_argument("--gpus", help="auto (default: every visible GPU, one run each), none (in sequence), or 0,1")
+    p.add_argument("--baseline", help="the label significance is tested against (default mle)")
+    p.add_argument("--reward", help="reward of every reward-based algorithm (e.g. rouge for summarization)")
+    p.add_argument("--bootstrap-samples", type=int, default=1000)
+    p.add_argument("--report-only", action="store_true", help="only rewrite the report of --out")
+    p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
+    p.add_argument("overrides", nargs="*", help="key=value (every run) or label:key=value (one algorithm)")
+    p.set_defaults(func=cmd_compare)
+    return p

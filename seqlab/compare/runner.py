@@ -1,0 +1,396 @@
+"""Run algorithms x seeds on one task from one shared MLE checkpoint, with the same budget each.
+
+Layout of a comparison directory ``DIR``::
+
+    DIR/compare.json          the plan: base config, budget, algorithms, seeds (checked on every rerun)
+    DIR/task.yaml             the resolved task config every run starts from
+    DIR/pretrain/             the shared MLE checkpoint (step 1; resumable, trained once)
+    DIR/runs/<algo>/seed<k>/  one ``seqlab train`` run per (algorithm, seed) (step 2)
+    DIR/test.refs.json        the test references (for paired bootstrap in the report)
+    DIR/report/               report.md, report.html and the PNG figures (step 3)
+
+Every run is a subprocess ``python -m seqlab.compare train --config DIR/task.yaml ...`` (``seqlab train``
+with the task plugins of :mod:`seqlab.tasks` registered); a run whose
+``results.json`` exists is skipped, an interrupted one resumes from its ``checkpoint_last.pt``.  With GPUs
+a small scheduler keeps exactly one run per GPU (``CUDA_VISIBLE_DEVICES``); without, runs go in sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seqlab.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, save_config
+
+#: a huge epoch limit: with a step / minute budget the budget alone decides when a run ends
+UNLIMITED_EPOCHS = 1_000_000
+
+
+@dataclass
+class Variant:
+    """One entry of the comparison: a label, the registered algorithm it runs, and its overrides."""
+
+    label: str
+    algorithm: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CompareSpec:
+    """Everything that defines a comparison (what ``compare.json`` records)."""
+
+    config: str  # the task YAML
+    out: str
+    algorithms: list[str]
+    seeds: list[int]
+    pretrain_steps: int = 0  # 0: no shared pre-training (every run starts from scratch)
+    budget_steps: int | None = None
+    budget_minutes: float | None = None
+    init_from: str | None = None  # use this existing MLE checkpoint instead of pre-training
+    overrides: list[str] = field(default_factory=list)  # applied to every run (and the pre-training)
+    pretrain_overrides: list[str] = field(default_factory=list)  # only the pre-training
+    algorithm_overrides: dict[str, list[str]] = field(default_factory=dict)  # per label
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> {algorithm, overrides}
+    baseline: str = "mle"
+    gpus: str = "auto"  # auto | none | "0,1"
+    reward: str | None = None  # algorithm.options.reward of every reward-based algorithm (e.g. rouge)
+
+    def variant(self, label: str) -> Variant:
+        spec = self.variants.get(label, {})
+        algorithm = spec.get("algorithm", label)
+        extra = list(spec.get("overrides", [])) + list(self.algorithm_overrides.get(label, []))
+        if self.reward and uses_reward(algorithm):
+            extra.insert(0, f"algorithm.options.reward={self.reward}")
+        return Variant(label, algorithm, extra)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings every run shares; a rerun into the same directory must not change them."""
+        return {"config": _config_text(self.config, self.overrides), "pretrain_steps": self.pretrain_steps,
+                "budget_steps": self.budget_steps, "budget_minutes": self.budget_minutes,
+                "init_from": self.init_from, "pretrain_overrides": self.pretrain_overrides, "reward": self.reward}
+
+
+def uses_reward(algorithm: str) -> bool:
+    """Whether a registered algorithm takes a ``reward`` option."""
+    import inspect
+
+    from seqlab.algorithms.base import ALGORITHMS, load_plugins
+
+    load_plugins()
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {algorithm!r}; choose from {sorted(ALGORITHMS)}")
+    return any("reward" in inspect.signature(c.__init__).parameters for c in ALGORITHMS[algorithm].__mro__
+               if "__init__" in vars(c))
+
+
+def _config_text(path: str, overrides: list[str]) -> dict[str, Any]:
+    cfg = load_config(path, overrides)
+    data = cfg.to_dict()
+    data.pop("run_dir", None)
+    return data
+
+
+def split_overrides(items: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Split ``key=value`` (every run) from ``label:key=value`` (one algorithm label's runs)."""
+    common: list[str] = []
+    per: dict[str, list[str]] = {}
+    for item in items:
+        key = item.split("=", 1)[0]
+        if ":" in key:
+            label, rest = item.split(":", 1)
+            per.setdefault(label.strip(), []).append(rest)
+        else:
+            common.append(item)
+    return common, per
+
+
+def load_compare_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a compare YAML: any CompareSpec field (``algorithms``, ``seeds``, ``budget_steps``,
+    ``algorithm_overrides``, ``variants``, ...) plus ``algorithm_options: {label: {option: value}}``."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    known = set(CompareSpec.__dataclass_fields__) | {"algorithm_options"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    options = data.pop("algorithm_options", None) or {}
+    per = {k: list(v) for k, v in (data.get("algorithm_overrides") or {}).items()}
+    for label, opts in options.items():
+        per.setdefault(label, []).extend(f"algorithm.options.{k}={json.dumps(v)}" for k, v in opts.items())
+    data["algorithm_overrides"] = per
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- runs
+@dataclass
+class Run:
+    """One training subprocess: where it goes and the overrides that make it."""
+
+    name: str
+    run_dir: Path
+    overrides: list[str]
+
+    @property
+    def done(self) -> bool:
+        return (self.run_dir / "results.json").exists()
+
+
+def run_dir_for(out: Path, label: str, seed: int) -> Path:
+    return out / "runs" / label / f"seed{seed}"
+
+
+def pretrain_checkpoint(out: Path) -> Path:
+    return out / "pretrain" / "checkpoint_best.pt"
+
+
+def _budget_overrides(spec: CompareSpec) -> list[str]:
+    out = []
+    if spec.budget_steps is not None:
+        out.append(f"train.max_steps={spec.budget_steps}")
+    if spec.budget_minutes is not None:
+        out.append(f"train.max_minutes={spec.budget_minutes}")
+    if out:
+        out.append(f"train.max_epochs={UNLIMITED_EPOCHS}")
+    return out
+
+
+#: every run is a non-interactive subprocess: no progress bar in its train.out
+COMMON_OVERRIDES = ["train.progress_bar=false"]
+
+
+def plan_pretrain(spec: CompareSpec, out: Path) -> Run | None:
+    """The shared MLE pre-training run (None without pre-training or with ``init_from``)."""
+    if spec.init_from or spec.pretrain_steps <= 0:
+        return None
+    overrides = [*COMMON_OVERRIDES, f"run_dir={out / 'pretrain'}", "algorithm.name=mle",
+                 "algorithm.options={}", f"train.max_steps={spec.pretrain_steps}",
+                 f"train.max_epochs={UNLIMITED_EPOCHS}", "train.max_minutes=null", "train.init_from=null",
+                 *spec.pretrain_overrides]
+    return Run("pretrain", out / "pretrain", overrides)
+
+
+def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
+    """Every (algorithm, seed) run, seeds outermost so that an interrupted comparison is balanced."""
+    init = spec.init_from or (str(pretrain_checkpoint(out)) if spec.pretrain_steps > 0 else None)
+    runs = []
+    for seed in spec.seeds:
+        for label in spec.algorithms:
+            v = spec.variant(label)
+            rd = run_dir_for(out, label, seed)
+            overrides = [*COMMON_OVERRIDES, f"run_dir={rd}", f"train.seed={seed}",
+                         f"algorithm.name={v.algorithm}", "algorithm.options={}",
+                         f"train.init_from={json.dumps(init) if init else 'null'}", *_budget_overrides(spec),
+                         *v.overrides]
+            runs.append(Run(f"{label}/seed{seed}", rd, overrides))
+    return runs
+
+
+def _check_overrides(config: str, runs: Sequence[Run]) -> None:
+    """Validate every run's config up front, so a typo fails now and not after hours of training."""
+    for run in runs:
+        try:
+            load_config(config, run.overrides)
+        except ConfigError as e:
+            raise ConfigError(f"run {run.name}: {e}") from e
+
+
+# ---------------------------------------------------------------------------------------------- GPUs
+def detect_gpus(spec: str) -> list[str]:
+    """GPU ids to spread runs over: ``auto`` (all visible), ``none`` (run in sequence), or ``0,1``."""
+    spec = str(spec).strip().lower()
+    if spec in ("none", "cpu", ""):
+        return []
+    if spec != "auto":
+        return [g.strip() for g in spec.split(",") if g.strip()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # noqa: BLE001  (no usable CUDA: run in sequence)
+        count = 0
+    if visible is not None:
+        ids = [g.strip() for g in visible.split(",") if g.strip()]
+        return ids[:count] if count else []
+    return [str(i) for i in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------- execution
+Launcher = Callable[[Run, str, "str | None"], int]
+
+
+def train_command(config: str, run: Run) -> list[str]:
+    """``python -m seqlab.compare train ...``: ``seqlab train`` with the task plugins of seqlab.tasks loaded."""
+    return [sys.executable, "-m", "seqlab.compare", "train", "--config", config, *run.overrides]
+
+
+def subprocess_launcher(run: Run, config: str, gpu: str | None) -> int:
+    """Run ``seqlab train`` in a subprocess, its output appended to ``run_dir/train.out``."""
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run.run_dir / "train.out", "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(train_command(config, run))}\n")
+        log.flush()
+        return subprocess.call(train_command(config, run), stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+@dataclass
+class RunOutcome:
+    name: str
+    status: str  # done | skipped | failed
+    seconds: float = 0.0
+    gpu: str | None = None
+    returncode: int = 0
+
+
+def execute(runs: Sequence[Run], config: str, gpus: Sequence[str], launcher: Launcher = subprocess_launcher,
+            echo: Callable[[str], None] = print, before: Callable[[Run], None] | None = None) -> list[RunOutcome]:
+    """Run what is not done yet: one run per GPU at a time, or in sequence without GPUs."""
+    outcomes: list[RunOutcome] = []
+    todo: queue.Queue[Run] = queue.Queue()
+    for run in runs:
+        if run.done:
+            outcomes.append(RunOutcome(run.name, "skipped"))
+        else:
+            todo.put(run)
+    if todo.empty():
+        return outcomes
+    lock = threading.Lock()
+    total = todo.qsize()
+
+    def worker(gpu: str | None) -> None:
+        while True:
+            try:
+                run = todo.get_nowait()
+            except queue.Empty:
+                return
+            if before is not None:
+                before(run)
+            where = f"GPU {gpu}" if gpu is not None else "in sequence"
+            with lock:
+                echo(f"[compare] start {run.name} ({where})")
+            t0 = time.time()
+            rc = launcher(run, config, gpu)
+            ok = rc == 0 and run.done
+            out = RunOutcome(run.name, "done" if ok else "failed", time.time() - t0, gpu, rc)
+            with lock:
+                outcomes.append(out)
+                finished = sum(o.status != "skipped" for o in outcomes)
+                tail = "" if ok else f" (exit {rc}; see {run.run_dir / 'train.out'})"
+                echo(f"[compare] {out.status} {run.name} in {out.seconds:.0f}s [{finished}/{total}]{tail}")
+
+    slots: list[str | None] = list(gpus) if gpus else [None]
+    threads = [threading.Thread(target=worker, args=(g,), daemon=True) for g in slots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------------- the whole thing
+def _share_tokenizers(out: Path) -> Callable[[Run], None]:
+    """Copy the pre-training run's tokenizers into a run before it starts (same vocabulary guaranteed)."""
+    source = out / "pretrain" / "tokenizers"
+
+    def copy(run: Run) -> None:
+        target = run.run_dir / "tokenizers"
+        if source.is_dir() and not target.exists():
+            shutil.copytree(source, target)
+    return copy
+
+
+def _check_plan(out: Path, spec: CompareSpec) -> None:
+    """Refuse to mix runs with different shared settings in one directory (adding algorithms / seeds is fine)."""
+    path = out / "compare.json"
+    new = spec.fingerprint()
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        before = old.get("fingerprint", {})
+        changed = sorted(k for k in new if before.get(k) != new[k])
+        if changed:
+            raise ConfigError(f"{out} holds a comparison with different {', '.join(changed)}; use a new --out "
+                              f"directory (finished runs there would not be comparable)")
+        algorithms = list(dict.fromkeys(old["spec"]["algorithms"] + spec.algorithms))
+        seeds = list(dict.fromkeys(old["spec"]["seeds"] + spec.seeds))
+    else:
+        algorithms, seeds = spec.algorithms, spec.seeds
+    record = {"spec": {**asdict(spec), "algorithms": algorithms, "seeds": seeds}, "fingerprint": new}
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def write_test_references(out: Path, cfg: Config) -> Path:
+    """Dump the test split's sources' references (list of lists) for the report's bootstrap tests."""
+    import seqlab.tasks  # noqa: F401  (registration)
+    from seqlab.data.tasks import load_task
+
+    path = out / "test.refs.json"
+    if path.exists():
+        return path
+    tok_dir = out / "pretrain" / "tokenizers"
+    if not tok_dir.is_dir():
+        runs = sorted((out / "runs").glob("*/seed*/tokenizers"))
+        tok_dir = runs[0] if runs else out / "tokenizers"
+    task = load_task(cfg.task.name, cfg.task.options, tok_dir)
+    _, refs = task.test.references()
+    path.write_text(json.dumps({"metrics": list(task.metrics), "references": refs}), encoding="utf-8")
+    return path
+
+
+def run_compare(spec: CompareSpec, launcher: Launcher = subprocess_launcher, echo: Callable[[str], None] = print,
+                report: bool = True) -> dict[str, Any]:
+    """Pre-train (once), run every (algorithm, seed) not yet finished, then write the report."""
+    out = Path(spec.out).resolve()
+    if spec.baseline not in spec.algorithms:
+        echo(f"[compare] note: the baseline {spec.baseline!r} is not among the algorithms; "
+             "the report will have no significance column")
+    _check_plan(out, spec)
+    base = load_config(spec.config, spec.overrides)
+    task_yaml = out / "task.yaml"
+    save_config(base, task_yaml)
+    config = str(task_yaml)
+    pre = plan_pretrain(spec, out)
+    runs = plan_runs(spec, out)
+    _check_overrides(config, ([pre] if pre else []) + runs)
+    gpus = detect_gpus(spec.gpus)
+    outcomes: list[RunOutcome] = []
+    if pre is not None:
+        outcomes += execute([pre], config, gpus[:1], launcher, echo)
+        if not pretrain_checkpoint(out).exists():
+            raise RuntimeError(f"pre-training failed: no {pretrain_checkpoint(out)}; see "
+                               f"{out / 'pretrain' / 'train.out'}")
+    elif spec.init_from and not Path(spec.init_from).exists():
+        raise FileNotFoundError(f"--init-from checkpoint not found: {spec.init_from}")
+    outcomes += execute(runs, config, gpus, launcher, echo, before=_share_tokenizers(out))
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    summary: dict[str, Any] = {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes],
+                               "failed": failed}
+    if report:
+        from seqlab.compare.report import write_report
+
+        try:
+            write_test_references(out, config_from_dict(apply_overrides(base.to_dict(), [])))
+        except Exception as e:  # noqa: BLE001  (the report still works, without significance tests)
+            echo(f"[compare] could not load test references ({e}); no significance tests")
+        paths = write_report(out)
+        summary["report"] = {k: str(v) for k, v in paths.items()}
+        echo(f"[compare] report: {paths['markdown']} and {paths['html']}")
+    return summary
