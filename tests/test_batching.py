@@ -184,3 +184,20 @@ def test_fast_on_a_large_corpus():
     n = len(s)
     assert time.perf_counter() - t0 < 2.0
     assert sorted(flat(s.plan())) == list(range(170_000)) and n > 100
+
+
+def test_ragged_ids_pack_and_pad_match_naive():
+    from seqlab.data.batching import RaggedIds
+
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(4, 50, rng.integers(0, 9)).tolist() for _ in range(200)]
+    packed = RaggedIds.from_lists(rows)
+    assert len(packed) == 200 and packed.lengths.tolist() == [len(r) + 1 for r in rows]
+    assert all(packed[i].tolist() == r + [EOS_ID] for i, r in enumerate(rows))
+    assert packed[-1].tolist() == rows[-1] + [EOS_ID]
+    idx = rng.permutation(200)[:37]
+    width = max(len(rows[i]) + 1 for i in idx)
+    naive = [rows[i] + [EOS_ID] + [PAD_ID] * (width - len(rows[i]) - 1) for i in idx]
+    assert packed.pad(idx).tolist() == naive
+    plain = RaggedIds.from_lists([[5, 6], []], append_eos=False)
+    assert plain.pad([0, 1]).tolist() == [[5, 6], [PAD_ID, PAD_ID]]

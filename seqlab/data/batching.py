@@ -18,9 +18,10 @@ set ``max_len`` in :func:`encode_corpus`).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,33 +33,85 @@ from seqlab.data.tokenizers import Tokenizer
 from seqlab.data.vocab import EOS_ID, PAD_ID
 
 
+class RaggedIds(Sequence[np.ndarray]):
+    """Variable-length int32 id rows in one flat buffer: row ``i`` is ``data[offsets[i]:offsets[i + 1]]``."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray):
+        self.data = np.asarray(data, dtype=np.int32)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        if self.offsets.ndim != 1 or len(self.offsets) < 1 or self.offsets[-1] != len(self.data):
+            raise ValueError("offsets must be [N + 1] and end at len(data)")
+        self.lengths = np.diff(self.offsets)
+
+    @classmethod
+    def from_lists(cls, rows: Sequence[Sequence[int]], append_eos: bool = True) -> RaggedIds:
+        """Pack id lists (optionally each followed by EOS) without per-token Python work."""
+        lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        tokens = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lens.sum()))
+        extra = 1 if append_eos else 0
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lens + extra, out=offsets[1:])
+        if not append_eos:
+            return cls(tokens, offsets)
+        data = np.empty(int(offsets[-1]), dtype=np.int32)
+        is_token = np.ones(len(data), dtype=bool)
+        is_token[offsets[1:] - 1] = False
+        data[is_token] = tokens
+        data[offsets[1:] - 1] = EOS_ID
+        return cls(data, offsets)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        i = range(len(self))[i]
+        return self.data[self.offsets[i]: self.offsets[i + 1]]
+
+    def pad(self, indices: Sequence[int] | np.ndarray, pad_id: int = PAD_ID) -> np.ndarray:
+        """[B, max length] int64 matrix of rows ``indices``, right-padded with ``pad_id`` (vectorized)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        lens = self.lengths[idx]
+        width = int(lens.max()) if len(idx) else 0
+        cols = np.arange(width)
+        mask = cols[None, :] < lens[:, None]
+        pos = np.where(mask, self.offsets[idx][:, None] + cols[None, :], 0)
+        out = self.data[pos].astype(np.int64) if len(self.data) else np.zeros(pos.shape, dtype=np.int64)
+        out[~mask] = pad_id
+        return out
+
+
 @dataclass
 class EncodedCorpus:
-    """Id arrays (EOS appended) of a corpus's examples that survived the length filter.
+    """Id rows (EOS appended) of a corpus's examples that survived the length filter.
 
-    ``index[i]`` is the corpus example that encoded example ``i`` came from; ``group[i]`` its source group."""
+    ``src[i]`` / ``tgt[i]`` are int32 arrays; ``index[i]`` is the corpus example that encoded example ``i``
+    came from and ``group[i]`` its source group."""
 
-    src: list[np.ndarray]
-    tgt: list[np.ndarray]
+    src: RaggedIds
+    tgt: RaggedIds
     index: np.ndarray
     group: np.ndarray
     num_truncated: int = 0
     num_dropped: int = 0
-    src_lengths: np.ndarray = field(init=False, repr=False)
-    tgt_lengths: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (len(self.src) == len(self.tgt) == len(self.index) == len(self.group)):
             raise ValueError("src, tgt, index and group must have the same length")
-        self.src_lengths = np.fromiter((len(a) for a in self.src), dtype=np.int64, count=len(self.src))
-        self.tgt_lengths = np.fromiter((len(a) for a in self.tgt), dtype=np.int64, count=len(self.tgt))
 
     def __len__(self) -> int:
         return len(self.src)
 
+    @property
+    def src_lengths(self) -> np.ndarray:
+        return self.src.lengths
+
+    @property
+    def tgt_lengths(self) -> np.ndarray:
+        return self.tgt.lengths
+
     def lengths(self) -> np.ndarray:
         """[N, 2] int array of (source length, target length), EOS included (what the sampler needs)."""
-        return np.stack([self.src_lengths, self.tgt_lengths], axis=1)
+        return np.stack([self.src.lengths, self.tgt.lengths], axis=1)
 
 
 def encode_corpus(corpus: Corpus, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None = None,
@@ -74,30 +127,29 @@ def encode_corpus(corpus: Corpus, src_tok: Tokenizer, tgt_tok: Tokenizer, max_le
         raise ValueError(f"max_len must be at least 2 (one token and EOS), got {max_len}")
     src_ids = src_tok.encode_batch(corpus.sources)
     tgt_ids = tgt_tok.encode_batch(corpus.targets)
-    src, tgt, keep = [], [], []
+    n = len(src_ids)
+    src_len = np.fromiter(map(len, src_ids), dtype=np.int64, count=n)
+    tgt_len = np.fromiter(map(len, tgt_ids), dtype=np.int64, count=n)
     truncated = dropped = 0
-    limit = None if max_len is None else max_len - 1
-    for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True)):
-        if limit is not None and (len(s) > limit or len(t) > limit):
-            if on_long == "drop":
-                dropped += 1
-                continue
-            truncated += 1
-            s, t = s[:limit], t[:limit]
-        a = np.empty(len(s) + 1, dtype=np.int32)
-        a[:-1] = s
-        a[-1] = EOS_ID
-        b = np.empty(len(t) + 1, dtype=np.int32)
-        b[:-1] = t
-        b[-1] = EOS_ID
-        src.append(a)
-        tgt.append(b)
-        keep.append(i)
+    keep = np.arange(n)
+    if max_len is not None:
+        long = (src_len >= max_len) | (tgt_len >= max_len)
+        if on_long == "drop":
+            dropped = int(long.sum())
+            keep = np.flatnonzero(~long)
+        else:
+            truncated = int(long.sum())
+            for i in np.flatnonzero(long).tolist():
+                src_ids[i], tgt_ids[i] = src_ids[i][: max_len - 1], tgt_ids[i][: max_len - 1]
     if dropped or truncated:
         what = f"dropped {dropped}" if dropped else f"truncated {truncated}"
         warnings.warn(f"{corpus.name or 'corpus'}: {what} of {len(corpus)} examples longer than "
                       f"max_len={max_len}", DataWarning, stacklevel=2)
-    index = np.asarray(keep, dtype=np.int64)
+    keep_list = keep.tolist()
+    if len(keep_list) < n:
+        src_ids, tgt_ids = [src_ids[i] for i in keep_list], [tgt_ids[i] for i in keep_list]
+    src, tgt = RaggedIds.from_lists(src_ids), RaggedIds.from_lists(tgt_ids)
+    index = keep.astype(np.int64)
     group = np.asarray(corpus.group, dtype=np.int64)[index] if len(index) else np.zeros(0, dtype=np.int64)
     return EncodedCorpus(src, tgt, index, group, truncated, dropped)
 
@@ -134,20 +186,12 @@ class Batch:
         return Batch(self.src.pin_memory(), self.tgt.pin_memory(), idx, self.num_tgt_tokens)
 
 
-def _pad(rows: list[np.ndarray], lengths: np.ndarray) -> torch.Tensor:
-    out = np.full((len(rows), int(lengths.max()) if len(rows) else 0), PAD_ID, dtype=np.int64)
-    for r, (row, n) in enumerate(zip(rows, lengths, strict=True)):
-        out[r, :n] = row
-    return torch.from_numpy(out)
-
-
 def collate(encoded: EncodedCorpus, indices: Sequence[int]) -> Batch:
     """The padded batch of encoded examples ``indices`` (positions in ``encoded``, as the sampler yields)."""
     idx = np.asarray(indices, dtype=np.int64)
-    src_len, tgt_len = encoded.src_lengths[idx], encoded.tgt_lengths[idx]
-    src = _pad([encoded.src[i] for i in idx], src_len)
-    tgt = _pad([encoded.tgt[i] for i in idx], tgt_len)
-    return Batch(src, tgt, torch.from_numpy(encoded.index[idx]), int(tgt_len.sum()))
+    src = torch.from_numpy(encoded.src.pad(idx))
+    tgt = torch.from_numpy(encoded.tgt.pad(idx))
+    return Batch(src, tgt, torch.from_numpy(encoded.index[idx]), int(encoded.tgt.lengths[idx].sum()))
 
 
 class TokenBatchSampler:
