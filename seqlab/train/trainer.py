@@ -124,7 +124,7 @@ class Trainer:
             load_model_weights(self.model, tc.init_from)
         ctx = AlgorithmContext(vocab_size=self.task.tgt_tokenizer.vocab_size, label_smoothing=tc.label_smoothing,
                                device=self.device, tgt_tokenizer=self.task.tgt_tokenizer,
-                               build_model=self._new_model)
+                               build_model=self._new_model, unigram=self._target_unigram())
         self.algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options).to(self.device)
         self.loss_module: nn.Module = _LossModule(self.model, self.algorithm)
         params = [p for p in self.loss_module.parameters() if p.requires_grad]
@@ -146,6 +146,15 @@ class Trainer:
     def _new_model(self) -> nn.Module:
         return build_model(self.cfg.model.arch, self.task.src_tokenizer.vocab_size,
                            self.task.tgt_tokenizer.vocab_size, **self.cfg.model.options)
+
+    def _target_unigram(self) -> torch.Tensor:
+        """Unigram distribution of the training targets over regular tokens (specials get zero mass)."""
+        ids = np.asarray(self.train_data.tgt.data)
+        counts = np.bincount(ids, minlength=self.task.tgt_tokenizer.vocab_size).astype(np.float64)
+        counts[:4] = 0.0  # PAD, BOS, EOS, UNK
+        if counts.sum() == 0:
+            counts[4:] = 1.0
+        return torch.from_numpy(counts / counts.sum()).float()
 
     def _estimate_total_steps(self) -> int | None:
         tc = self.cfg.train
