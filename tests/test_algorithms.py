@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 
 import pytest
+from test_trainer import tiny_overrides
 
 from seqlab.config import load_config
 from seqlab.train.trainer import train
-from test_trainer import tiny_overrides
 
 ERPO_ALGORITHMS = {
     "noising": {"gamma": 0.2},

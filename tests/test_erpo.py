@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from tiny import TableModel, TinyBatch, all_sequences, all_sequences_up_to, make_targets, seq_log_probs
 
 from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
 from seqlab.data.vocab import EOS_ID, PAD_ID
@@ -13,7 +14,6 @@ from seqlab.erpo.loss import Coefficients, one_loss, smoothed_targets
 from seqlab.erpo.proposals import hamming_edits, ngram_replacement, seq_lengths, token_mixture, unigram_noise
 from seqlab.erpo.schedules import make_schedule
 from seqlab.erpo.weightings import erpo_log_target, group_softmax, pg_advantages
-from tiny import TableModel, TinyBatch, all_sequences, all_sequences_up_to, make_targets, seq_log_probs
 
 REGULAR = [4, 5, 6]
 V = 7

@@ -9,6 +9,13 @@ from seqlab.algorithms import (  # noqa: F401  (registration)
     raml,
     scheduled_sampling,
 )
-from seqlab.algorithms.base import ALGORITHMS, Algorithm, AlgorithmContext, Progress, build_algorithm, register
+from seqlab.algorithms.base import (
+    ALGORITHMS,
+    Algorithm,
+    AlgorithmContext,
+    Progress,
+    build_algorithm,
+    register,
+)
 
 __all__ = ["ALGORITHMS", "Algorithm", "AlgorithmContext", "Progress", "build_algorithm", "register"]

@@ -53,7 +53,7 @@ class Algorithm(nn.Module):
             raise TypeError(f"algorithm {self.name!r} got unknown option(s) {sorted(options)}")
         self.ctx = ctx
 
-    def loss(self, model: Seq2SeqModel, batch: "Batch", progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model: Seq2SeqModel, batch: Batch, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def on_step_end(self, progress: Progress) -> None:

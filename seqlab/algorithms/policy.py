@@ -64,7 +64,8 @@ class PolicyGradient(SamplingAlgorithm):
             base_r = self.reward(greedy.tokens, batch.tgt)
         adv = pg_advantages(reward, prop.group, self.baseline, base_r)
         loss = weighted_sequence_loss(model, enc, prop.tokens, prop.group, adv, len(prop))
-        return self.combine(model, enc, batch, loss), {"reward": float(reward.mean()), "advantage_abs": float(adv.abs().mean())}
+        stats = {"reward": float(reward.mean()), "advantage_abs": float(adv.abs().mean())}
+        return self.combine(model, enc, batch, loss), stats
 
 
 @register("spg")
@@ -111,7 +112,8 @@ class MIXER(SamplingAlgorithm):
         reward = self.reward(draw.tokens, tgt)
         adv = reward - group_mean(reward, src_rows)
         is_data = draw.components.eq(3)
-        weights = torch.where(is_data, torch.ones_like(draw.tokens, dtype=torch.float), adv[:, None].expand_as(draw.tokens))
+        ones = torch.ones_like(draw.tokens, dtype=torch.float)
+        weights = torch.where(is_data, ones, adv[:, None].expand_as(draw.tokens))
         weights = weights.masked_fill(draw.tokens.eq(PAD_ID), 0.0)
         loss = weighted_sequence_loss(model, enc, draw.tokens, src_rows, weights, len(src_rows))
         return self.combine(model, enc, batch, loss), {"reward": float(reward.mean()), "prefix": m}

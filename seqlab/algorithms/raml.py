@@ -31,7 +31,8 @@ class RAML(RewardAlgorithm):
         prop = self.propose(batch)
         enc = model.encode(batch.src)
         log_probs = model.token_log_probs(enc.select(prop.group), prop.tokens)
-        w = self.weights(prop, batch.tgt.index_select(0, prop.group), sequence_log_prob(log_probs, prop.tokens).detach())
+        refs = batch.tgt.index_select(0, prop.group)
+        w = self.weights(prop, refs, sequence_log_prob(log_probs, prop.tokens).detach())
         loss = weighted_sequence_loss(model, enc, prop.tokens, prop.group, w, reference_tokens(batch.tgt),
                                       log_probs=log_probs)
         return loss, {"weight_on_reference": float(w[prop.is_reference].mean())}

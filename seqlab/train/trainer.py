@@ -323,7 +323,8 @@ class Trainer:
                 (self.run_dir / f"{split}.hyp.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
             results["beam_size"] = beam
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-            self.logger.log("final", self.step, {f"{s}_{k}": v for s in ("valid", "test") for k, v in results[s].items()})
+            final = {f"{s}_{k}": v for s in ("valid", "test") for k, v in results[s].items()}
+            self.logger.log("final", self.step, final)
         self.logger.close()
         barrier(self.dist)
         return results
