@@ -72,8 +72,7 @@ def closest_ref_len(hyp_len: torch.Tensor, ref_lens: torch.Tensor, missing: torc
     """sacrebleu's rule: the reference length closest to the hypothesis length, the shorter on ties.
 
     ``hyp_len`` [...], ``ref_lens`` and ``missing`` [K, ...]."""
-    big = int(ref_lens.max()) + 1 if ref_lens.numel() else 1
-    key = (hyp_len[None] - ref_lens).abs() * big + ref_lens
+    key = (hyp_len[None] - ref_lens).abs() * (1 << 31) + ref_lens  # no host sync, lengths < 2^31
     key = key.masked_fill(missing, torch.iinfo(torch.long).max)
     return ref_lens.gather(0, key.argmin(0, keepdim=True)).squeeze(0)
 
