@@ -6,8 +6,11 @@ Conventions (chosen on purpose, see the docstrings):
   reward of the empty hypothesis, the increments sum to R(y) − R(empty), and the EOS step itself
   has increment 0 (its effect is already in every prefix's brevity penalty / recall).
 * ``scale_by_length``: the sentence reward is multiplied by the reference length (mean length of the
-  non-missing references with several).  ERAC (Bahdanau et al. 2017; Dai et al. 2018) scales
-  sentence BLEU this way so the per-token increments are O(1) instead of O(1 / length).
+  non-missing references with several).  ERAC (Dai et al. 2018) scales sentence BLEU this way so
+  the per-token increments are O(1) instead of O(1 / length).  Default: off (plain [0, 1] BLEU).
+* For BLEU the brevity penalty exp(1 − |y*| / t) makes every ΔR tiny while the prefix is much
+  shorter than the reference (at t = 0 all reference tokens tie), so a draw ∝ exp(c·ΔR) needs a
+  large c (or ``scale_by_length``) to follow the reference early in the sentence.
 """
 
 from __future__ import annotations
