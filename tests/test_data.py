@@ -158,6 +158,7 @@ def test_read_corpus_dispatch_and_write_roundtrip(tmp_path):
     assert back.sources == c.sources and back.targets == c.targets
     write(tmp_path / "t.tsv", "a\tb\n")
     assert read_corpus({"path": str(tmp_path / "t.tsv")}).targets == ["b"]
+    assert read_corpus("t.tsv", root=tmp_path).sources == ["a"]
     write(tmp_path / "t.data", '{"s": "a", "t": "b"}\n')
     assert read_corpus({"path": "t.data", "format": "jsonl", "src_key": "s", "tgt_key": "t"},
                        root=tmp_path).sources == ["a"]

@@ -3,6 +3,7 @@
 from seqlab.data.batching import (
     Batch,
     EncodedCorpus,
+    RaggedIds,
     TokenBatchSampler,
     collate,
     encode_corpus,
@@ -31,7 +32,8 @@ from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 __all__ = [
     "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "TASKS", "Batch", "CharTokenizer", "Corpus",
-    "DataError", "DataWarning", "EncodedCorpus", "SentencePieceTokenizer", "SymbolTokenizer", "TaskData",
+    "DataError", "DataWarning", "EncodedCorpus", "RaggedIds", "SentencePieceTokenizer", "SymbolTokenizer",
+    "TaskData",
     "TokenBatchSampler", "Tokenizer", "build_tokenizers", "collate", "encode_corpus", "iterate_batches",
     "load_task", "load_tokenizer", "read_corpus", "read_jsonl", "read_lines", "read_parallel", "read_tsv",
     "register_task", "write_parallel",

@@ -236,7 +236,10 @@ def read_corpus(spec: dict[str, Any], root: str | Path | None = None) -> Corpus:
     * ``{"path": p, "format": "jsonl", "src_key": "source", "tgt_key": "target"}``.
 
     ``format`` may be omitted for ``path`` when its name ends in .tsv / .jsonl (optionally + .gz).
-    Relative paths are resolved against ``root`` when given.  ``on_empty`` is accepted by every format."""
+    A bare path string stands for ``{"path": ...}``.  Relative paths are resolved against ``root`` when
+    given.  ``on_empty`` is accepted by every format."""
+    if isinstance(spec, (str, Path)):
+        spec = {"path": str(spec)}
     if not isinstance(spec, dict):
         raise DataError(f"a corpus spec must be a mapping with 'src'/'tgt' or 'path', got {spec!r}")
     spec = dict(spec)
