@@ -84,8 +84,18 @@ class Job:
         self.name, self.argv, self.log, self.marker = name, argv, log, marker
 
 
-def run_jobs(jobs: list[Job], gpus: int) -> None:
-    """Run pending jobs, at most one per GPU at a time (sequentially on the CPU when ``gpus`` is 0)."""
+class DeadlineReached(SystemExit):
+    pass
+
+
+def check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.time() > deadline:
+        raise DeadlineReached("deadline reached: rerun the same command to continue (every stage resumes)")
+
+
+def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None) -> None:
+    """Run pending jobs, at most one per GPU at a time (sequentially on the CPU when ``gpus`` is 0).
+    At ``deadline`` (epoch seconds) running jobs are terminated; they resume from their last checkpoint."""
     pending = [j for j in jobs if not j.marker.exists()]
     for j in jobs:
         if j.marker.exists():
@@ -107,6 +117,13 @@ def run_jobs(jobs: list[Job], gpus: int) -> None:
             running.append((job, subprocess.Popen(job.argv, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                                   cwd=REPO), fh, slot))
         time.sleep(1.0)
+        if deadline is not None and time.time() > deadline:
+            for job, proc, fh, _ in running:
+                proc.terminate()
+                proc.wait()
+                fh.close()
+                print(f"[stopped] {job.name}")
+            check_deadline(deadline)
         for item in list(running):
             job, proc, fh, slot = item
             if proc.poll() is None:
@@ -254,6 +271,7 @@ def evaluate_pair(args: argparse.Namespace, pair: str, teacher_path: Path, laten
     for row in ROWS:
         if f"{row}_bleu" in done:
             continue
+        check_deadline(args.deadline)
         if row.startswith("at_"):
             beam = 1 if row == "at_greedy" else args.beam
             scores, _ = evaluate_corpus(teacher.model, test, src_tok, tgt_tok, ["bleu"], decode, device,
@@ -277,6 +295,7 @@ def evaluate_pair(args: argparse.Namespace, pair: str, teacher_path: Path, laten
         for row in TRAINED_ROWS:
             fns[row] = (lambda m: lambda s: length_parallel_decode(m, s, 0, max_len=max_len))(nats[row])
         for row in ROWS:
+            check_deadline(args.deadline)
             done[f"{row}_latency_ms"] = batch1_latency_ms(fns[row], ids, device)
             print(f"{pair} {row}: batch-1 latency {done[f'{row}_latency_ms']:.2f} ms")
         cache.write_text(json.dumps(done, indent=2))
@@ -303,7 +322,10 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny models, few steps: proves the pipeline only")
     p.add_argument("--smoke-steps", type=int, default=300)
     p.add_argument("--no-record", action="store_true", help="never write benchmarks/results/")
+    p.add_argument("--deadline-minutes", type=float, default=None,
+                   help="stop (resumably) after this many minutes, e.g. under a per-command time limit")
     args = p.parse_args()
+    args.deadline = None if args.deadline_minutes is None else time.time() + 60 * args.deadline_minutes
     if args.smoke:
         args.max_train = args.max_train or 3000
         args.vocab_size = min(args.vocab_size, 2000)
@@ -313,11 +335,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     given = dict(item.split("=", 1) for item in args.teacher)
 
-    run_jobs(teacher_jobs(args, args.pairs, given), args.gpus)
+    run_jobs(teacher_jobs(args, args.pairs, given), args.gpus, args.deadline)
     teachers = {pair: Path(given[pair]).resolve() if pair in given else best_checkpoint(work / pair / "dat")
                 for pair in args.pairs}
-    run_jobs(distill_jobs(args, args.pairs, teachers), args.gpus)
-    run_jobs(row_jobs(args, args.pairs, teachers), args.gpus)
+    run_jobs(distill_jobs(args, args.pairs, teachers), args.gpus, args.deadline)
+    run_jobs(row_jobs(args, args.pairs, teachers), args.gpus, args.deadline)
 
     command = results_io.command_line()
     entries, summary = [], {}
