@@ -140,19 +140,32 @@ def table(records: dict[str, list[RunRecord]], split: str, metric: str) -> dict[
 
 # ---------------------------------------------------------------------------------------------- significance
 def significance(records: dict[str, list[RunRecord]], baseline: str, metric: str, references: list[list[str]],
-                 n_samples: int = 1000, seed: int = 12345) -> dict[str, dict[str, Any]]:
-    """Paired bootstrap of each algorithm against ``baseline`` on seed-matched, concatenated test outputs."""
+                 n_samples: int = 1000, seed: int = 12345) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Paired bootstrap of each algorithm against ``baseline`` on seed-matched, concatenated test outputs.
+
+    Returns the test results by label and the runs left out (no seed-matched baseline run, or test
+    hypotheses that do not line up with the references)."""
     from seqlab.metrics import paired_bootstrap
 
+    n_refs = len(references)
     base = {r.seed: r.hyps("test") for r in records.get(baseline, [])}
     out: dict[str, dict[str, Any]] = {}
+    skipped: list[str] = []
     for label, runs in records.items():
         if label == baseline:
             continue
-        sys_h, base_h, refs, seeds = [], [], [], []
+        sys_h: list[str] = []
+        base_h: list[str] = []
+        refs: list[list[str]] = []
+        seeds = []
         for r in sorted(runs, key=lambda r: r.seed):
             h, b = r.hyps("test"), base.get(r.seed)
-            if h is None or b is None or len(h) != len(references) or len(b) != len(references):
+            if b is None:
+                skipped.append(f"{label}/seed{r.seed} (no {baseline} run with seed {r.seed})")
+                continue
+            if h is None or len(h) != n_refs or len(b) != n_refs:
+                got = "none" if h is None else len(h)
+                skipped.append(f"{label}/seed{r.seed} ({got} test hypotheses for {n_refs} references)")
                 continue
             sys_h += h
             base_h += b
@@ -162,7 +175,7 @@ def significance(records: dict[str, list[RunRecord]], baseline: str, metric: str
             continue
         res = paired_bootstrap(base_h, sys_h, refs, metric=metric, n=n_samples, seed=seed)
         out[label] = {**res, "delta": res["score_b"] - res["score_a"], "seeds": seeds}
-    return out
+    return out, skipped
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -371,7 +384,9 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     sig_note = ""
     if baseline in records and task_refs:
         try:
-            sig = significance(records, baseline, primary, task_refs["references"], n_samples=n_samples)
+            sig, skipped = significance(records, baseline, primary, task_refs["references"], n_samples=n_samples)
+            if skipped:
+                sig_note = f"Left out of the significance tests: {'; '.join(skipped)}."
         except Exception as e:  # noqa: BLE001  (report without the column rather than no report)
             sig_note = f"Significance tests failed: {e}"
     elif baseline not in records:

@@ -77,9 +77,10 @@ class CompareSpec:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings every run shares; a rerun into the same directory must not change them."""
-        return {"config": _config_text(self.config, self.overrides), "pretrain_steps": self.pretrain_steps,
+        data = {"config": _config_text(self.config, self.overrides), "pretrain_steps": self.pretrain_steps,
                 "budget_steps": self.budget_steps, "budget_minutes": self.budget_minutes,
                 "init_from": self.init_from, "pretrain_overrides": self.pretrain_overrides, "reward": self.reward}
+        return json.loads(json.dumps(data))  # as compare.json stores it (tuples become lists)
 
 
 def uses_reward(algorithm: str) -> bool:

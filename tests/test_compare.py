@@ -1,0 +1,267 @@
+"""seqlab compare: planning, resuming, the one-run-per-GPU scheduler, the report and its plots."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from seqlab.compare.cli import add_compare_parser, build_spec
+from seqlab.compare.report import Stats, write_report
+from seqlab.compare.runner import (
+    CompareSpec,
+    Run,
+    detect_gpus,
+    execute,
+    load_compare_yaml,
+    plan_pretrain,
+    plan_runs,
+    run_compare,
+    split_overrides,
+    uses_reward,
+)
+from seqlab.config import ConfigError, load_config
+
+
+def write_task(root: Path, seed: int = 0) -> Path:
+    """A tiny symbol-reversal task config (the `parallel` task) and its data."""
+    rng = random.Random(seed)
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, n in (("train", 120), ("valid", 12), ("test", 12)):
+        src, tgt = [], []
+        for _ in range(n):
+            word = [rng.choice("abcdef") for _ in range(rng.randint(2, 5))]
+            src.append(" ".join(word))
+            tgt.append(" ".join(reversed(word)))
+        (data / f"{split}.src").write_text("\n".join(src) + "\n")
+        (data / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
+        paths[split] = {"src": str(data / f"{split}.src"), "tgt": str(data / f"{split}.tgt")}
+    cfg = {
+        "run_dir": str(root / "unused"),
+        "task": {"name": "parallel", "options": {**paths, "tokenizer": "symbol", "metrics": ["bleu", "chrf"]}},
+        "model": {"arch": "lstm", "options": {"embed_dim": 16, "hidden_dim": 32, "layers": 1, "dropout": 0.0}},
+        "train": {"device": "cpu", "max_tokens": 300, "optimizer": "adam", "lr": 0.01, "scheduler": "constant",
+                  "warmup_steps": 1, "eval_every_steps": 4, "log_every_steps": 2, "progress_bar": False,
+                  "tensorboard": False, "label_smoothing": 0.0},
+        "decode": {"beam_size": 1},
+    }
+    path = root / "task.yaml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+def spec_for(root: Path, **kw) -> CompareSpec:
+    base = dict(config=str(write_task(root)), out=str(root / "cmp"), algorithms=["mle", "raml"], seeds=[1, 2],
+                pretrain_steps=6, budget_steps=4, gpus="none")
+    base.update(kw)
+    return CompareSpec(**base)
+
+
+def fake_launcher(calls: list, score_of=None):
+    """Pretends to train: writes what a finished run leaves (results, validation log, test hypotheses)."""
+
+    def launch(run: Run, config: str, gpu: str | None) -> int:
+        calls.append((run.name, gpu))
+        cfg = load_config(config, run.overrides)
+        rd = Path(cfg.run_dir)
+        rd.mkdir(parents=True, exist_ok=True)
+        (rd / "config.yaml").write_text(json.dumps(cfg.to_dict()))
+        if run.name == "pretrain":
+            (rd / "checkpoint_best.pt").write_bytes(b"x")
+            (rd / "log.jsonl").write_text(json.dumps({"kind": "valid", "step": 6, "bleu": 10.0}) + "\n")
+        from seqlab.data.corpus import read_parallel
+
+        _, refs = read_parallel(cfg.task.options["test"]["src"], cfg.task.options["test"]["tgt"]).references()
+        refs = [r[0] for r in refs]  # one hypothesis per distinct source, as the trainer writes them
+        rng = random.Random(cfg.train.seed * 7 + len(cfg.algorithm.name))
+        good = 0.9 if cfg.algorithm.name == "raml" else 0.5
+        hyps = [r if rng.random() < good else "a" for r in refs]
+        bleu = (score_of or {}).get(cfg.algorithm.name, 20.0 + 10 * good) + cfg.train.seed
+        (rd / "test.hyp.txt").write_text("\n".join(hyps) + "\n")
+        (rd / "log.jsonl").write_text("".join(json.dumps({"kind": "valid", "step": s, "bleu": bleu * s / 4,
+                                                          "chrf": 40.0}) + "\n" for s in (2, 4)))
+        (rd / "results.json").write_text(json.dumps({"steps": 4, "train_seconds": 1.0,
+                                                     "valid": {"bleu": bleu, "chrf": 40.0},
+                                                     "test": {"bleu": bleu - 1, "chrf": 41.0}}))
+        return 0
+
+    return launch
+
+
+# ---------------------------------------------------------------------------------------------- planning
+def test_split_overrides_and_yaml(tmp_path):
+    common, per = split_overrides(["train.lr=1e-3", "pg:algorithm.options.baseline=mean",
+                                   "task.options.path=C:/x", "pg:train.lr=1e-4"])
+    assert common == ["train.lr=1e-3", "task.options.path=C:/x"]
+    assert per == {"pg": ["algorithm.options.baseline=mean", "train.lr=1e-4"]}
+    y = tmp_path / "cmp.yaml"
+    y.write_text("algorithms: [mle, interpolation]\nseeds: [1, 2]\nbudget_steps: 100\n"
+                 "algorithm_options: {interpolation: {reward_scale: 20}}\n")
+    data = load_compare_yaml(y)
+    assert data["algorithm_overrides"] == {"interpolation": ["algorithm.options.reward_scale=20"]}
+    y.write_text("algoritms: [mle]\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_compare_yaml(y)
+
+
+def test_plan_runs_share_checkpoint_budget_and_per_algorithm_overrides(tmp_path):
+    spec = spec_for(tmp_path, algorithm_overrides={"raml": ["algorithm.options.tau=0.8"]}, reward="neg_edit",
+                    variants={"scst": {"algorithm": "pg", "overrides": ["algorithm.options.baseline=greedy"]}},
+                    algorithms=["mle", "raml", "scst"])
+    out = Path(spec.out)
+    pre = plan_pretrain(spec, out)
+    assert pre is not None and "train.max_steps=6" in pre.overrides and "algorithm.name=mle" in pre.overrides
+    runs = {r.name: r for r in plan_runs(spec, out)}
+    assert list(runs) == ["mle/seed1", "raml/seed1", "scst/seed1", "mle/seed2", "raml/seed2", "scst/seed2"]
+    raml = runs["raml/seed2"].overrides
+    assert f"train.init_from={json.dumps(str(out / 'pretrain' / 'checkpoint_best.pt'))}" in raml
+    assert "train.max_steps=4" in raml and "train.seed=2" in raml and "algorithm.options.tau=0.8" in raml
+    assert "algorithm.options.reward=neg_edit" in raml
+    assert "algorithm.options.reward=neg_edit" not in runs["mle/seed1"].overrides  # MLE takes no reward
+    assert "algorithm.name=pg" in runs["scst/seed1"].overrides
+    cfg = load_config(spec.config, raml)
+    assert cfg.algorithm.options == {"reward": "neg_edit", "tau": 0.8} and cfg.train.max_steps == 4
+    assert uses_reward("pg") and not uses_reward("scheduled_sampling")
+    assert plan_pretrain(spec_for(tmp_path, pretrain_steps=0), out) is None
+    scratch = plan_runs(spec_for(tmp_path, pretrain_steps=0), out)[0].overrides
+    assert "train.init_from=null" in scratch
+
+
+def test_cli_flags_build_the_spec(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_compare_parser(parser.add_subparsers(dest="command"))
+    cfg = write_task(tmp_path)
+    args = parser.parse_args(["compare", "--config", str(cfg), "--algorithms", "mle,pg", "--seeds", "1,2,3",
+                              "--pretrain-steps", "10", "--budget-steps", "5", "--out", str(tmp_path / "o"),
+                              "train.lr=0.002", "pg:algorithm.options.num_samples=2"])
+    spec = build_spec(args)
+    assert spec.algorithms == ["mle", "pg"] and spec.seeds == [1, 2, 3] and spec.overrides == ["train.lr=0.002"]
+    assert spec.algorithm_overrides == {"pg": ["algorithm.options.num_samples=2"]}
+    bad = parser.parse_args(["compare", "--config", str(cfg), "--algorithms", "mle", "--seeds", "1",
+                             "--out", str(tmp_path / "o")])
+    with pytest.raises(ConfigError, match="budget"):
+        build_spec(bad)
+    bad = parser.parse_args(["compare", "--config", str(cfg), "--algorithms", "mle", "--seeds", "1",
+                             "--budget-steps", "3", "--out", str(tmp_path / "o"), "pg:train.lr=1"])
+    with pytest.raises(ConfigError, match="not in --algorithms"):
+        build_spec(bad)
+
+
+def test_detect_gpus(monkeypatch):
+    assert detect_gpus("none") == []
+    assert detect_gpus("0,3") == ["0", "3"]
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert detect_gpus("auto") == ["4", "5"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert detect_gpus("auto") == []
+
+
+# ---------------------------------------------------------------------------------------------- execution
+def test_scheduler_keeps_one_run_per_gpu(tmp_path):
+    runs = [Run(f"r{i}", tmp_path / f"r{i}", []) for i in range(5)]
+    busy: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def launch(run: Run, config: str, gpu: str | None) -> int:
+        with lock:
+            busy[gpu] = busy.get(gpu, 0) + 1
+            peak[gpu] = max(peak.get(gpu, 0), busy[gpu])
+        time.sleep(0.05)
+        run.run_dir.mkdir()
+        (run.run_dir / "results.json").write_text("{}")
+        with lock:
+            busy[gpu] -= 1
+        return 0
+
+    (tmp_path / "r0").mkdir()
+    (tmp_path / "r0" / "results.json").write_text("{}")  # finished before: skipped
+    outcomes = execute(runs, "cfg.yaml", ["0", "1"], launch, echo=lambda s: None)
+    status = {o.name: o.status for o in outcomes}
+    assert status == {"r0": "skipped", "r1": "done", "r2": "done", "r3": "done", "r4": "done"}
+    assert peak == {"0": 1, "1": 1}  # both GPUs used, never two runs on one
+    failed = execute([Run("bad", tmp_path / "bad", [])], "cfg.yaml", [], lambda r, c, g: 1, echo=lambda s: None)
+    assert failed[0].status == "failed" and failed[0].gpu is None
+
+
+def test_compare_resumes_reports_and_refuses_changed_budget(tmp_path):
+    pytest.importorskip("matplotlib")
+    calls: list = []
+    spec = spec_for(tmp_path)
+    summary = run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
+    assert [c[0] for c in calls] == ["pretrain", "mle/seed1", "raml/seed1", "mle/seed2", "raml/seed2"]
+    assert summary["failed"] == []
+    out = Path(spec.out)
+    rep = out / "report"
+    for name in ("curves.png", "space.png"):
+        data = (rep / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+    md = (rep / "report.md").read_text()
+    assert "| MLE | 2 |" in md and "| RAML | 2 |" in md and "(baseline)" in md
+    html = (rep / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "src=\"http" not in html and "<table>" in html
+    summ = json.loads((rep / "summary.json").read_text())
+    assert summ["primary_metric"] == "bleu"
+    assert summ["test"]["bleu"]["raml"]["n"] == 2 and summ["test"]["bleu"]["raml"]["mean"] == pytest.approx(29.5)
+    sig = summ["significance"]["raml"]
+    assert sig["seeds"] == [1, 2] and 0 < sig["p_value"] <= 1 and sig["delta"] > 0  # RAML's outputs are better
+    # rerun: everything is finished, nothing is launched again
+    calls.clear()
+    run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
+    assert calls == []
+    # a third seed is added; the finished ones are kept
+    run_compare(spec_for(tmp_path, seeds=[1, 2, 3]), launcher=fake_launcher(calls), echo=lambda s: None)
+    assert [c[0] for c in calls] == ["mle/seed3", "raml/seed3"]
+    # the same directory with another budget would mix incomparable runs
+    with pytest.raises(ConfigError, match="budget_steps"):
+        run_compare(spec_for(tmp_path, budget_steps=8), launcher=fake_launcher(calls), echo=lambda s: None)
+
+
+def test_report_statistics_and_missing_runs(tmp_path):
+    pytest.importorskip("matplotlib")
+    s = Stats.of([1.0, 2.0, 4.0])
+    assert (s.mean, s.min, s.max, s.n) == (pytest.approx(7 / 3), 1.0, 4.0, 3)
+    assert s.std == pytest.approx(1.5275, abs=1e-4)  # sample std (ddof = 1)
+    assert Stats.of([3.0]).std == 0.0
+    calls: list = []
+    spec = spec_for(tmp_path, algorithms=["mle", "raml", "pg"], seeds=[1])
+
+    def launch(run, config, gpu):
+        return 1 if run.name.startswith("pg") else fake_launcher(calls)(run, config, gpu)
+
+    summary = run_compare(spec, launcher=launch, echo=lambda s: None)
+    assert summary["failed"] == ["pg/seed1"]
+    md = (Path(spec.out) / "report" / "report.md").read_text()
+    assert "Unfinished runs (not in the table): pg/seed1" in md
+    paths = write_report(spec.out, baseline="raml", n_samples=50)
+    assert "(baseline)" in paths["markdown"].read_text()
+
+
+@pytest.mark.slow
+def test_compare_end_to_end_with_real_training(tmp_path):
+    """Real subprocesses: pre-training, MLE and PG from its checkpoint, the report."""
+    pytest.importorskip("matplotlib")
+    spec = CompareSpec(config=str(write_task(tmp_path)), out=str(tmp_path / "cmp"), algorithms=["mle", "pg"],
+                       seeds=[1], pretrain_steps=8, budget_steps=4, gpus="none", reward="neg_edit",
+                       algorithm_overrides={"pg": ["algorithm.options.num_samples=2"]})
+    summary = run_compare(spec, echo=lambda s: None)
+    assert summary["failed"] == [], summary
+    out = Path(spec.out)
+    assert (out / "runs" / "pg" / "seed1" / "tokenizers").is_dir()  # copied from the pre-training
+    cfg = load_config(out / "runs" / "pg" / "seed1" / "config.yaml")
+    assert cfg.train.init_from == str(out / "pretrain" / "checkpoint_best.pt") and cfg.train.max_steps == 4
+    res = json.loads((out / "runs" / "pg" / "seed1" / "results.json").read_text())
+    assert res["steps"] == 4
+    assert json.loads((out / "test.refs.json").read_text())["metrics"] == ["bleu", "chrf"]
+    assert (out / "report" / "report.html").stat().st_size > 10_000
