@@ -299,7 +299,7 @@ def test_erac_algorithm_wires_the_formulas():
     batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[4, 5], [6]]))
     torch.manual_seed(3)
     loss, stats = algo.loss(model, batch, Progress(step=0))
-    assert int(algo.phase) == JOINT
+    assert int(algo.phase) == JOINT and all(math.isfinite(v) for v in stats.values())
     loss.backward()
     g_actor, g_critic = model.table.grad.clone(), algo.critic.net.table.grad.clone()
 

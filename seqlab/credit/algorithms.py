@@ -238,7 +238,8 @@ class ERAC(CreditAlgorithm):
         loss = self.critic_weight * c_loss / n_tok
         q_taken = q.detach().gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         valid = tokens.ne(PAD_ID)
-        stats = {"phase": float(phase), "td_abs": float(((q_taken - target).abs() * valid).sum() / n_tok),
+        td_abs = torch.where(valid, (q_taken - target).abs(), torch.zeros_like(target))
+        stats = {"phase": float(phase), "td_abs": float(td_abs.sum() / n_tok),
                  "return": float(rewards.sum(1).mean()),
                  "entropy": float((entropy(log_pi.detach()) * valid).sum() / n_tok)}
         if joint:
