@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import gzip
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -63,7 +64,10 @@ def device_name(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{model} ({torch.get_num_threads()} torch threads)"
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", 1-min load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"  # shared machines
+    return f"{model} ({torch.get_num_threads()} torch threads{load})"
 
 
 def commit() -> str:
