@@ -1,6 +1,6 @@
 """Throughput of the batched sentence-BLEU reward against sacrebleu on the same sentence pairs.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_rewards.py --device cpu
+    OMP_NUM_THREADS=1 python benchmarks/bench_rewards.py --device cpu
 
 Pairs come from Multi30k val English (whitespace words mapped to ids): hypothesis = sentence i,
 reference = another sentence, ``--batch`` pairs in one [N, T] batch.  seqlab's ``sentence_bleu`` scores
@@ -123,7 +123,8 @@ def main() -> None:
     common = {
         "device": device_name(device),
         "commit": commit(),
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+        "command": " ".join([f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ]
+                            + ["python", Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     T = hyp.size(1)
