@@ -469,3 +469,15 @@ def test_dat_distill_nat_imitate_nat_end_to_end(tmp_path, monkeypatch, capsys):
     assert cli_main(["translate", str(tmp_path / "inat" / "checkpoint_last.pt"), "-i", str(inp),
                      "-o", str(hyp), "--device", "cpu"]) == 0
     assert len(hyp.read_text().splitlines()) == 3
+
+
+def test_collapse_repeats():
+    from seqlab.nat.decoding import append_eos, collapse_repeats
+
+    tokens = torch.tensor([[5, 5, 6, 6, 6, 7, 9], [4, 4, 4, 8, 8, 8, 8], [5, 6, 5, 6, 7, 7, 7]])
+    out, lengths = collapse_repeats(tokens, torch.tensor([6, 3, 7]))
+    assert lengths.tolist() == [3, 1, 5]
+    assert out[0, :3].tolist() == [5, 6, 7] and out[1, :1].tolist() == [4] and out[2, :5].tolist() == [5, 6, 5, 6, 7]
+    assert out[0, 3:].eq(PAD_ID).all() and out[1, 1:].eq(PAD_ID).all()
+    with_eos = append_eos(out, lengths)
+    assert with_eos.shape == (3, 6) and with_eos[1].tolist() == [4, EOS_ID, 0, 0, 0, 0]
