@@ -4,7 +4,8 @@
         --pretrain-steps 4000 --budget-steps 2000 --out runs/compare_g2p [--gpus auto|0,1|none] \\
         [train.lr=3e-4 interpolation:algorithm.options.reward_scale=20 ...]
 
-``key=value`` overrides apply to every run; ``label:key=value`` only to that algorithm's runs.
+``key=value`` overrides apply to every run (and the pre-training); ``label:key=value`` only to that
+algorithm's runs; ``pretrain:key=value`` only to the shared MLE pre-training.
 ``seqlab compare --report-only --out DIR`` rewrites the report of an existing comparison.
 """
 
@@ -17,6 +18,9 @@ from typing import Any
 
 from seqlab.compare.runner import CompareSpec, load_compare_yaml, run_compare, split_overrides
 from seqlab.config import ConfigError
+
+#: ``pretrain:key=value`` overrides only the shared MLE pre-training (e.g. its own learning rate)
+PRETRAIN_LABEL = "pretrain"
 
 
 def _int_list(text: str) -> list[int]:
@@ -42,6 +46,7 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
     if args.seeds:
         data["seeds"] = _int_list(args.seeds)
     data["overrides"] = list(data.get("overrides", [])) + common
+    data["pretrain_overrides"] = list(data.get("pretrain_overrides", [])) + per.pop(PRETRAIN_LABEL, [])
     merged = {k: list(v) for k, v in data.get("algorithm_overrides", {}).items()}
     for label, items in per.items():
         merged.setdefault(label, []).extend(items)
@@ -56,6 +61,8 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
     unknown = set(merged) - set(data["algorithms"])
     if unknown:
         raise ConfigError(f"seqlab compare: overrides for {sorted(unknown)}, which are not in --algorithms")
+    if PRETRAIN_LABEL in data["algorithms"]:
+        raise ConfigError(f"seqlab compare: {PRETRAIN_LABEL!r} is reserved for the shared pre-training")
     if len(set(data["algorithms"])) != len(data["algorithms"]):
         raise ConfigError("seqlab compare: an algorithm is listed twice (use variants for several settings)")
     if data.get("budget_steps") is None and data.get("budget_minutes") is None:
@@ -74,11 +81,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     spec = build_spec(args)
     if args.dry_run:
-        from seqlab.compare.runner import plan_pretrain, plan_runs, train_command
+        from seqlab.compare.runner import check_runs, plan_pretrain, plan_runs, train_command
 
         out = Path(spec.out).resolve()
         pre = plan_pretrain(spec, out)
-        for run in ([pre] if pre else []) + plan_runs(spec, out):
+        runs = ([pre] if pre else []) + plan_runs(spec, out)
+        check_runs(spec.config, runs, spec.overrides)
+        for run in runs:
             print(("[done] " if run.done else "") + " ".join(train_command(str(out / "task.yaml"), run)))
         return 0
     summary = run_compare(spec)
@@ -105,6 +114,7 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-samples", type=int, default=1000)
     p.add_argument("--report-only", action="store_true", help="only rewrite the report of --out")
     p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
-    p.add_argument("overrides", nargs="*", help="key=value (every run) or label:key=value (one algorithm)")
+    p.add_argument("overrides", nargs="*", help="key=value (every run), label:key=value (one algorithm's runs) "
+                   "or pretrain:key=value (the pre-training)")
     p.set_defaults(func=cmd_compare)
     return p

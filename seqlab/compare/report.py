@@ -365,6 +365,15 @@ def _pretrain_score(out: Path, metric: str) -> float | None:
     return max(vals) if higher_is_better(metric) else min(vals)
 
 
+def _pretrain_results(out: Path) -> str:
+    path = out / "pretrain" / "results.json"
+    if not path.exists():
+        return "–"
+    res = json.loads(path.read_text(encoding="utf-8"))
+    return "; ".join(f"{split} " + ", ".join(f"{k} {v:.2f}" for k, v in res.get(split, {}).items())
+                     for split in ("valid", "test") if res.get(split))
+
+
 def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 1000) -> dict[str, Path]:
     """Write ``out/report/{report.md, report.html, curves.png, space.png, summary.json}``; returns the paths."""
     out = Path(out)
@@ -413,6 +422,7 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         ("shared MLE pre-training", f"{spec.get('pretrain_steps', 0)} steps" if not spec.get("init_from")
          else f"from {spec['init_from']}"),
         ("budget per run", budget.strip() or "the task config's"),
+        ("shared MLE checkpoint scores", _pretrain_results(out)),
         ("seeds", ", ".join(map(str, spec.get("seeds", [])))),
         ("decoding", f"beam {cfg.get('decode', {}).get('beam_size', '?')} (test), best validation checkpoint"),
         ("training time per run", f"{statistics.fmean(seconds) / 60:.1f} min on average" if seconds else "?"),

@@ -83,8 +83,8 @@ class CompareSpec:
         return json.loads(json.dumps(data))  # as compare.json stores it (tuples become lists)
 
 
-def uses_reward(algorithm: str) -> bool:
-    """Whether a registered algorithm takes a ``reward`` option."""
+def algorithm_options(algorithm: str) -> set[str]:
+    """The option names a registered algorithm accepts (the keyword parameters along its class hierarchy)."""
     import inspect
 
     from seqlab.algorithms.base import ALGORITHMS, load_plugins
@@ -92,8 +92,17 @@ def uses_reward(algorithm: str) -> bool:
     load_plugins()
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algorithm!r}; choose from {sorted(ALGORITHMS)}")
-    return any("reward" in inspect.signature(c.__init__).parameters for c in ALGORITHMS[algorithm].__mro__
-               if "__init__" in vars(c))
+    names: set[str] = set()
+    for cls in ALGORITHMS[algorithm].__mro__:
+        if "__init__" in vars(cls):
+            params = inspect.signature(cls.__init__).parameters.values()
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names - {"self", "ctx"}
+
+
+def uses_reward(algorithm: str) -> bool:
+    """Whether a registered algorithm takes a ``reward`` option."""
+    return "reward" in algorithm_options(algorithm)
 
 
 def _config_text(path: str, overrides: list[str]) -> dict[str, Any]:
@@ -159,12 +168,13 @@ def pretrain_checkpoint(out: Path) -> Path:
 
 
 def _budget_overrides(spec: CompareSpec) -> list[str]:
-    out = []
+    """The budget, and nothing else, ends a run: no early stopping, no epoch limit below it."""
+    out = ["train.patience=null"]
     if spec.budget_steps is not None:
         out.append(f"train.max_steps={spec.budget_steps}")
     if spec.budget_minutes is not None:
         out.append(f"train.max_minutes={spec.budget_minutes}")
-    if out:
+    if len(out) > 1:
         out.append(f"train.max_epochs={UNLIMITED_EPOCHS}")
     return out
 
@@ -200,13 +210,17 @@ def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
     return runs
 
 
-def _check_overrides(config: str, runs: Sequence[Run]) -> None:
-    """Validate every run's config up front, so a typo fails now and not after hours of training."""
+def check_runs(config: str, runs: Sequence[Run], prefix: Sequence[str] = ()) -> None:
+    """Validate every run's config and algorithm options up front: a typo fails now, not hours later."""
     for run in runs:
         try:
-            load_config(config, run.overrides)
+            cfg = load_config(config, [*prefix, *run.overrides])
         except ConfigError as e:
             raise ConfigError(f"run {run.name}: {e}") from e
+        unknown = set(cfg.algorithm.options) - algorithm_options(cfg.algorithm.name)
+        if unknown:
+            raise ConfigError(f"run {run.name}: algorithm {cfg.algorithm.name!r} has no option(s) {sorted(unknown)}; "
+                              f"known: {sorted(algorithm_options(cfg.algorithm.name))}")
 
 
 # ---------------------------------------------------------------------------------------------- GPUs
@@ -370,7 +384,7 @@ def run_compare(spec: CompareSpec, launcher: Launcher = subprocess_launcher, ech
     config = str(task_yaml)
     pre = plan_pretrain(spec, out)
     runs = plan_runs(spec, out)
-    _check_overrides(config, ([pre] if pre else []) + runs)
+    check_runs(config, ([pre] if pre else []) + runs)
     gpus = detect_gpus(spec.gpus)
     outcomes: list[RunOutcome] = []
     if pre is not None:
