@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -70,7 +71,7 @@ class PlainTransformer(nn.Module):
         return self.decode(self.encode(src), src, tgt_in)
 
     @torch.no_grad()
-    def greedy(self, src: torch.Tensor, max_len: int) -> torch.Tensor:
+    def greedy(self, src: torch.Tensor, max_len: int, stop_at_eos: bool = True) -> torch.Tensor:
         memory = self.encode(src)
         ys = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
         done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
@@ -78,15 +79,18 @@ class PlainTransformer(nn.Module):
             nxt = self.decode(memory, src, ys)[:, -1].argmax(-1)  # the whole prefix recomputed every step
             ys = torch.cat([ys, nxt.unsqueeze(1)], 1)
             done |= nxt.eq(EOS_ID)
-            if bool(done.all()):
+            if stop_at_eos and bool(done.all()):
                 break
         return ys[:, 1:]
 
 
 def time_training(step_fn, batches, warmup: int) -> float:
-    """Target tokens per second over the batches after ``warmup`` steps."""
+    """Target tokens per second on a second pass over the batches.
+
+    The first pass is untimed: every batch shape is slow the first time on a GPU (allocator and kernel
+    selection), so timing a first pass favours whichever system runs later in the process."""
     device = batches[0].tgt.device
-    for b in batches[:warmup]:
+    for b in batches:
         step_fn(b)
     sync(device)
     start, tokens = time.perf_counter(), 0
@@ -106,12 +110,16 @@ def main() -> None:
     ap.add_argument("--decode-batch", type=int, default=256)
     ap.add_argument("--latency-sentences", type=int, default=200)
     ap.add_argument("--test-sentences", type=int, default=None)
+    ap.add_argument("--checkpoint", help="trained seqlab checkpoint: decoding is timed on realistic outputs")
+    ap.add_argument("--tokenizers", help="the tokenizers folder of that checkpoint's run (reused, not retrained)")
     ap.add_argument("--no-bart", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
     run_dir = tempfile.mkdtemp(prefix="seqlab_speed_")
+    if args.tokenizers:
+        shutil.copytree(args.tokenizers, Path(run_dir) / "tokenizers")
     cfg = load_config(args.config, [f"run_dir={run_dir}", f"task.options.path={args.data}",
                                     "train.resume=false", "train.progress_bar=false", *args.overrides])
     trainer = Trainer(cfg, console=False)
@@ -150,6 +158,8 @@ def main() -> None:
     sources, _ = trainer.task.test.references()
     sources = sources[: args.test_sentences] if args.test_sentences else sources
     src_ids = [trainer.task.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
+    if args.checkpoint:
+        trainer.model.load_state_dict(torch.load(args.checkpoint, map_location=device, weights_only=False)["model"])
     model = trainer.model.eval()
 
     def timed(fn) -> float:
@@ -159,9 +169,14 @@ def main() -> None:
         sync(device)
         return time.perf_counter() - t0
 
-    decode_ids(model, src_ids[:64], cfg.decode, device, beam_size=1, batch_size=args.decode_batch)  # warm-up
-    t = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=1, batch_size=args.decode_batch))
+    for beam in (1, 5):  # warm-up pass over every batch shape
+        decode_ids(model, src_ids, cfg.decode, device, beam_size=beam, batch_size=args.decode_batch)
+    hyps: list[list[int]] = []
+    t = timed(lambda: hyps.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=1,
+                                             batch_size=args.decode_batch)))
     results["greedy_decode_sent_per_s"] = len(src_ids) / t
+    # the baselines decode exactly as many steps per batch as seqlab's outputs need (they may be untrained)
+    steps_of = [len(h) + 1 for h in hyps]
     t = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch))
     results["beam5_decode_sent_per_s"] = len(src_ids) / t
     plain.eval()
@@ -169,19 +184,23 @@ def main() -> None:
 
     def plain_decode():
         for i in range(0, len(order), args.decode_batch):
-            src = pad_batch([src_ids[j] for j in order[i: i + args.decode_batch]], device)
-            plain.greedy(src, max_len=int(src.size(1) * cfg.decode.max_len_a + cfg.decode.max_len_b))
+            chunk = order[i: i + args.decode_batch]
+            src = pad_batch([src_ids[j] for j in chunk], device)
+            plain.greedy(src, max_len=max(steps_of[j] for j in chunk), stop_at_eos=False)
 
+    plain_decode()  # warm-up
     results["plain_greedy_decode_sent_per_s"] = len(src_ids) / timed(plain_decode)
     results["greedy_decode_sent_per_s_ratio_vs_plain"] = (results["greedy_decode_sent_per_s"]
                                                          / results["plain_greedy_decode_sent_per_s"])
     lat = []
+    for ids in src_ids[: 20]:  # warm-up
+        decode_ids(model, [ids], cfg.decode, device, beam_size=1)
     for ids in src_ids[: args.latency_sentences]:
         lat.append(timed(lambda ids=ids: decode_ids(model, [ids], cfg.decode, device, beam_size=1)) * 1000)
     results["batch1_greedy_latency_ms"] = statistics.median(lat)
 
     if not args.no_bart:
-        results.update(bench_bart(batches, args, vocab, mo, src_ids, device, cfg))
+        results.update(bench_bart(batches, args, vocab, mo, src_ids, steps_of, device))
     for k, v in results.items():
         print(f"{k:45s} {v:12.2f}")
     if not args.no_write:
@@ -193,7 +212,7 @@ def main() -> None:
         print("wrote", results_io.write(f"speed_{device.type}", entries))
 
 
-def bench_bart(batches, args, vocab, mo, src_ids, device, cfg) -> dict[str, float]:
+def bench_bart(batches, args, vocab, mo, src_ids, steps_of, device) -> dict[str, float]:
     """The same size BART from transformers, trained on the same batches (bf16 autocast on CUDA)."""
     try:
         from transformers import BartConfig, BartForConditionalGeneration
@@ -223,23 +242,28 @@ def bench_bart(batches, args, vocab, mo, src_ids, device, cfg) -> dict[str, floa
     bart.eval()
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
 
-    def gen(ids_list):
-        src = pad_batch(ids_list, device)
+    def gen(chunk):
+        src = pad_batch([src_ids[j] for j in chunk], device)
+        steps = max(steps_of[j] for j in chunk)  # as many steps as seqlab's outputs of this batch
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             bart.generate(input_ids=src, attention_mask=src.ne(PAD_ID), num_beams=1, do_sample=False,
-                          max_new_tokens=int(src.size(1) * cfg.decode.max_len_a + cfg.decode.max_len_b))
+                          max_new_tokens=steps, min_new_tokens=steps)
 
+    for i in range(0, len(order), args.decode_batch):  # warm-up
+        gen(order[i: i + args.decode_batch])
     sync(device)
     t0 = time.perf_counter()
     for i in range(0, len(order), args.decode_batch):
-        gen([src_ids[j] for j in order[i: i + args.decode_batch]])
+        gen(order[i: i + args.decode_batch])
     sync(device)
     res["hf_bart_greedy_decode_sent_per_s"] = len(src_ids) / (time.perf_counter() - t0)
     lat = []
-    for ids in src_ids[: args.latency_sentences]:
+    for j in range(20):
+        gen([j])
+    for j in range(min(args.latency_sentences, len(src_ids))):
         sync(device)
         t0 = time.perf_counter()
-        gen([ids])
+        gen([j])
         sync(device)
         lat.append((time.perf_counter() - t0) * 1000)
     res["hf_bart_batch1_greedy_latency_ms"] = statistics.median(lat)

@@ -34,6 +34,11 @@ def device_name() -> str:
 
 
 def commit() -> str:
+    """The code's commit: $SEQLAB_COMMIT when set (copies without git history), else git's HEAD."""
+    import os
+
+    if os.environ.get("SEQLAB_COMMIT"):
+        return os.environ["SEQLAB_COMMIT"]
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
                                        cwd=Path(__file__).parent).strip()

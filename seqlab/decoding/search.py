@@ -33,9 +33,15 @@ def next_token_logits(model: Seq2SeqModel, enc: Encoded, prev: torch.Tensor, sta
     return mask_special(logits), state
 
 
+#: the "all sequences finished?" check syncs host and device; doing it every few steps lets the host run ahead
+DONE_CHECK_EVERY = 4
+
+
 def _finish(tokens: list[torch.Tensor], logps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack per-step outputs and drop trailing all-PAD columns (steps taken after every row finished)."""
     out, lp = torch.stack(tokens, 1), torch.stack(logps, 1)
-    return out, lp
+    width = int(out.ne(PAD_ID).any(0).nonzero().max()) + 1 if out.ne(PAD_ID).any() else 1
+    return out[:, :width], lp[:, :width]
 
 
 @torch.no_grad()
@@ -72,7 +78,7 @@ def sample_or_greedy(model: Seq2SeqModel, src: torch.Tensor, *, greedy: bool = T
         tokens.append(tok)
         logps.append(logp.gather(1, tok.unsqueeze(1)).squeeze(1).masked_fill(done, 0.0))
         done = done | tok.eq(EOS_ID)
-        if bool(done.all()):
+        if t % DONE_CHECK_EVERY == DONE_CHECK_EVERY - 1 and bool(done.all()):
             break
         prev = tok
     out, lp = _finish(tokens, logps)
@@ -116,12 +122,12 @@ def beam_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int = 5, leng
     for t in range(steps):
         logits, state = next_token_logits(model, enc, prev, state)
         logp = torch.log_softmax(logits, dim=-1)
-        at_limit = (t + 1 >= limits) & ~done
-        eos_logp = logp[:, EOS_ID].clone()
-        logp[at_limit] = float("-inf")
-        logp[at_limit, EOS_ID] = eos_logp[at_limit]  # forced EOS at the length limit keeps its score
-        logp[done] = float("-inf")
-        logp[done, PAD_ID] = 0.0  # a finished hypothesis continues with PAD at no cost
+        at_limit = ((t + 1 >= limits) & ~done).unsqueeze(1)
+        vocab_ids = torch.arange(logp.size(1), device=device)
+        # at the length limit only EOS (with its score); a finished hypothesis continues with PAD at no cost
+        logp = torch.where(at_limit & vocab_ids.ne(EOS_ID), torch.full_like(logp, float("-inf")), logp)
+        finished = torch.where(vocab_ids.eq(PAD_ID), 0.0, float("-inf")).expand_as(logp)
+        logp = torch.where(done.unsqueeze(1), finished, logp)
         v = logp.size(-1)
         cand = (scores.view(-1, 1) + logp).view(b, k * v)
         top_scores, top_idx = cand.topk(k, dim=1)
@@ -134,10 +140,13 @@ def beam_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int = 5, leng
         scores = top_scores
         state = model.select_state(state, origin)
         prev = tok
-        if bool(done.all()):
+        if t % DONE_CHECK_EVERY == DONE_CHECK_EVERY - 1 and bool(done.all()):
             break
     normalized = scores.view(-1) / gnmt_length_penalty(lengths, length_penalty)
     normalized = normalized.view(b, k)
     order = normalized.argsort(dim=1, descending=True)[:, :n_best]
     pick = (order + base).view(-1)
-    return Hypotheses(history.index_select(0, pick), normalized.view(-1).index_select(0, pick))
+    best = history.index_select(0, pick)
+    keep = best.ne(PAD_ID).any(0)
+    width = int(keep.nonzero().max()) + 1 if bool(keep.any()) else 1
+    return Hypotheses(best[:, :width], normalized.view(-1).index_select(0, pick))

@@ -183,11 +183,11 @@ class Transformer(Seq2SeqModel):
     def init_state(self, enc: Encoded) -> dict:
         kvs = self._memory_kv(enc)
         return {"t": 0, "mem_k": [k for k, _ in kvs], "mem_v": [v for _, v in kvs],
-                "self": [{} for _ in self.layers]}
+                "mem_bias": key_padding_bias(enc.pad_mask, enc.memory.dtype), "self": [{} for _ in self.layers]}
 
     def step(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         x = self._embed_tgt(tokens.unsqueeze(1), state["t"])
-        bias = key_padding_bias(enc.pad_mask, x.dtype)
+        bias = state["mem_bias"].to(x.dtype)
         for i, layer in enumerate(self.layers):
             x = layer(x, (state["mem_k"][i], state["mem_v"][i]), bias, cache=state["self"][i])
         state["t"] = state["t"] + 1

@@ -1,0 +1,315 @@
+"""Token-level credit assignment on Multi30k de->en: MLE, RAML, VAML, AC, ERAC and ERAC without future entropy,
+all fine-tuned from one MLE checkpoint with one budget, 3 seeds, test_2016 BLEU (beam 5); plus the ERAC ablation
+over the target-network rate beta x the variance penalty lambda_var on validation BLEU, with divergences counted.
+
+    # the MLE checkpoint shared with the ERPO benchmarks (or omit --mle-checkpoint to train one first)
+    python benchmarks/bench_credit.py --mle-checkpoint runs/multi30k_transformer/checkpoint_best.pt \
+        --minutes 10 --critic-steps 3000 --seeds 1,2,3 --ablation
+    # an end-to-end check of the pipeline on a CPU in minutes (tiny models, a Multi30k subset; writes nothing)
+    python benchmarks/bench_credit.py --tiny
+
+Protocol (docs/credit.md): every algorithm starts from the same MLE weights and tokenizers and gets the same
+fine-tuning budget (``--minutes`` / ``--steps``, Adam, constant learning rate ``--lr``).  The critics / Q-networks
+of vaml, ac and erac are first trained in a run of their own with the actor fixed (``--critic-steps`` at
+``--critic-lr``; reported as ``<algo>_critic_minutes``) and handed over with ``critic_from``.  "mle" continues MLE
+for the same budget.  A run is *diverged* when its last checkpoint's greedy validation BLEU fell more than
+``--divergence-drop`` below the MLE checkpoint's, or its training loss became non-finite.
+
+Writes to benchmarks/results/credit_<device>.json: ``multi30k_deen_<algo>_test2016_bleu_mean`` / ``_std``,
+``<algo>_step_time_ratio_vs_mle``, ``multi30k_deen_erac_future_entropy_gain``, the ablation's
+``multi30k_deen_erac_ablation_beta<b>_var<l>_valid_bleu`` / ``_diverged`` and
+``multi30k_deen_erac_ablation_divergences``.  Finished runs are skipped when the script is started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402
+
+from seqlab.config import load_config  # noqa: E402
+from seqlab.data.batching import collate  # noqa: E402
+from seqlab.train.trainer import Trainer, load_model_weights  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+PREFIX = "multi30k_deen"
+
+#: algorithm label -> (config, algorithm overrides); critic-based ones get a critic pre-training run
+ALGORITHMS: dict[str, tuple[str, list[str]]] = {
+    "mle": ("multi30k_erac.yaml", ["algorithm.name=mle", "algorithm.options={}", "train.label_smoothing=0.1"]),
+    "raml": ("multi30k_erac.yaml", ["algorithm.name=raml", "algorithm.options={tau: 0.4, num_samples: 8}"]),
+    "vaml": ("multi30k_vaml.yaml", []),
+    "ac": ("multi30k_ac.yaml", []),
+    "erac": ("multi30k_erac.yaml", []),
+    "erac_no_future_entropy": ("multi30k_erac.yaml", ["algorithm.options.future_entropy=false"]),
+}
+CRITIC_ALGOS = {"vaml", "ac", "erac", "erac_no_future_entropy"}
+BETAS = [0.001, 0.01, 0.1, 1.0]
+VAR_WEIGHTS = [0.0, 0.001]
+
+TINY = [
+    "task.options.max_train=1500", "task.options.vocab_size=600",
+    "model.options={d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.1}",
+    "train.device=cpu", "train.max_tokens=1500", "train.eval_max_examples=100", "decode.beam_size=1",
+    "decode.batch_size=500", "train.log_every_steps=4",
+]
+TINY_CRITIC = ("{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.1}")
+
+
+def log(msg: str) -> None:
+    print(f"[bench_credit {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def make_trainer(config: str | Path, run_dir: Path, overrides: list[str], tokenizers: Path | None) -> Trainer:
+    if tokenizers is not None and not (run_dir / "tokenizers").exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(tokenizers, run_dir / "tokenizers")
+    cfg = load_config(config, [f"run_dir={run_dir}", "train.progress_bar=false", "train.tensorboard=false",
+                               *overrides])
+    return Trainer(cfg, console=False)
+
+
+def train_run(config: str | Path, run_dir: Path, overrides: list[str], tokenizers: Path | None,
+              final_eval: bool = True) -> dict[str, Any]:
+    """Train (or resume) one run; ``results.json`` marks it finished.  Without ``final_eval`` (critic runs, whose
+    actor never changes) the test decoding is skipped."""
+    done = run_dir / "results.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    trainer = make_trainer(config, run_dir, overrides, tokenizers)
+    if not final_eval:
+        trainer.finish = lambda stopped_early=False: {"steps": trainer.step, "train_seconds": trainer.train_seconds}
+    t0 = time.perf_counter()
+    results = trainer.fit()
+    trainer.close()
+    results["wall_seconds"] = time.perf_counter() - t0
+    results["nonfinite_loss"] = nonfinite_loss(run_dir)
+    done.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def nonfinite_loss(run_dir: Path) -> bool:
+    path = run_dir / "log.jsonl"
+    if not path.exists():
+        return False
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "train" and not math.isfinite(float(rec.get("loss", 0.0))):
+            return True
+    return False
+
+
+def last_checkpoint_valid_bleu(config: str | Path, run_dir: Path, overrides: list[str]) -> float:
+    """Greedy validation BLEU of a run's *last* checkpoint (best-checkpoint selection would hide divergence)."""
+    trainer = make_trainer(config, run_dir, [*overrides, "train.resume=false"], None)
+    load_model_weights(trainer.model, run_dir / "checkpoint_last.pt")
+    scores, _ = trainer.evaluate("valid", beam_size=1)
+    trainer.close()
+    return float(scores["bleu"])
+
+
+# --------------------------------------------------------------------------- step time
+def step_time_ratios(algos: list[str], base: list[str], critic_opts: list[str], tokenizers: Path, n_steps: int,
+                     warmup: int = 3) -> dict[str, float]:
+    """Median joint-phase step time of each algorithm / MLE's, on identical batches from the same weights."""
+    medians: dict[str, float] = {}
+    state = None
+    for algo in ["mle", *[a for a in algos if a != "mle"]]:
+        config, extra = ALGORITHMS[algo]
+        over = [*base, *extra, *(critic_opts if algo in CRITIC_ALGOS else [])]
+        if algo in CRITIC_ALGOS:
+            over += ["algorithm.options.critic_pretrain_steps=0"] if algo != "vaml" else ["algorithm.options.q_steps=0"]
+        run_dir = Path(f"/tmp/bench_credit_step_{algo}_{int(time.time())}")
+        trainer = make_trainer(CONFIGS / config, run_dir, [*over, "train.resume=false"], tokenizers)
+        if state is None:
+            state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.model.load_state_dict(state)
+        trainer.sampler.set_epoch(0)
+        times = []
+        torch.manual_seed(0)
+        for i, indices in enumerate(trainer.sampler):
+            if i >= n_steps + warmup:
+                break
+            batch = collate(trainer.train_data, indices).to(trainer.device)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            trainer.train_step(batch)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        trainer.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        medians[algo] = statistics.median(times)
+        log(f"step time {algo:24s} {medians[algo] * 1000:8.1f} ms  x{medians[algo] / medians['mle']:.2f}")
+    return {a: medians[a] / medians["mle"] for a in medians if a != "mle"}
+
+
+# --------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mle-checkpoint", help="the shared MLE checkpoint (its run dir's tokenizers are reused)")
+    ap.add_argument("--mle-config", default=str(CONFIGS / "multi30k_transformer.yaml"),
+                    help="trains the MLE checkpoint when --mle-checkpoint is not given")
+    ap.add_argument("--work-dir", default="runs/bench_credit")
+    ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--minutes", type=float, default=10.0, help="fine-tuning budget of every algorithm")
+    ap.add_argument("--steps", type=int, default=None, help="a step budget instead of / besides --minutes")
+    ap.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam, constant)")
+    ap.add_argument("--critic-steps", type=int, default=3000, help="critic / Q-network pre-training steps")
+    ap.add_argument("--critic-lr", type=float, default=1e-3)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--raml-options", default="{tau: 0.4, num_samples: 8}",
+                    help="RAML's options (use the ERPO benchmarks' setting)")
+    ap.add_argument("--ablation", action="store_true", help="also run the beta x lambda_var ablation (seed 1)")
+    ap.add_argument("--ablation-betas", default=",".join(f"{b:g}" for b in BETAS))
+    ap.add_argument("--ablation-vars", default=",".join(f"{v:g}" for v in VAR_WEIGHTS))
+    ap.add_argument("--divergence-drop", type=float, default=3.0, help="BLEU below the MLE checkpoint's")
+    ap.add_argument("--step-time-steps", type=int, default=30)
+    ap.add_argument("--tiny", action="store_true", help="CPU end-to-end check: tiny models, no results written")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
+    args = ap.parse_args()
+    work = Path(args.work_dir if not args.tiny or args.work_dir != "runs/bench_credit" else "/tmp/bench_credit_tiny")
+    write = not (args.no_write or args.tiny)
+    algos = [a for a in args.algorithms.split(",") if a]
+    unknown = set(algos) - set(ALGORITHMS)
+    if unknown:
+        raise SystemExit(f"unknown algorithms {sorted(unknown)}; choose from {sorted(ALGORITHMS)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    ALGORITHMS["raml"] = (ALGORITHMS["raml"][0], ["algorithm.name=raml", f"algorithm.options={args.raml_options}"])
+    base = [*(TINY if args.tiny else []), *args.overrides]
+    critic_opts = [f"algorithm.options.critic_options={TINY_CRITIC}"] if args.tiny else []
+
+    # ---- the shared MLE checkpoint
+    if args.mle_checkpoint:
+        mle_ckpt = Path(args.mle_checkpoint)
+    else:
+        mle_over = [*base, *(["train.max_steps=150", "train.lr=0.003", "train.warmup_steps=50",
+                              "train.eval_every_steps=150"] if args.tiny else [])]
+        log(f"training the MLE checkpoint with {args.mle_config}")
+        train_run(args.mle_config, work / "mle_checkpoint", mle_over, None)
+        mle_ckpt = work / "mle_checkpoint" / "checkpoint_best.pt"
+    tokenizers = mle_ckpt.parent / "tokenizers"
+    budget = [f"train.init_from={mle_ckpt.resolve()}", f"train.lr={args.lr}", f"train.max_minutes={args.minutes}",
+              f"train.eval_every_steps={args.eval_every}", "train.patience=null"]
+    if args.steps:
+        budget.append(f"train.max_steps={args.steps}")
+    command = " ".join(["python", "benchmarks/bench_credit.py", *sys.argv[1:]])
+    entries: list[dict] = []
+
+    def critic_run(algo: str, seed: int, extra: list[str], tag: str) -> Path:
+        """Pre-train the critic / Q-network of ``algo`` with the actor fixed; returns its checkpoint."""
+        config, algo_over = ALGORITHMS[algo]
+        phase = ("algorithm.options.q_steps" if algo == "vaml" else "algorithm.options.critic_pretrain_steps")
+        run_dir = work / f"critic_{tag}_s{seed}"
+        res = train_run(CONFIGS / config, run_dir,
+                        [*base, *algo_over, *critic_opts, *extra, f"train.seed={seed}",
+                         f"train.init_from={mle_ckpt.resolve()}", f"train.lr={args.critic_lr}",
+                         f"train.max_steps={args.critic_steps}", f"{phase}={args.critic_steps}",
+                         "train.max_minutes=null", f"train.eval_every_steps={10**9}", "train.patience=null"],
+                        tokenizers, final_eval=False)
+        entries.append(results_io.entry(f"{PREFIX}_{tag}_critic_s{seed}_minutes",
+                                        round(res["train_seconds"] / 60, 2), "min", command))
+        return run_dir / "checkpoint_last.pt"
+
+    def main_run(algo: str, seed: int, extra: list[str], tag: str) -> tuple[dict, Path, list[str]]:
+        config, algo_over = ALGORITHMS[algo]
+        over = [*base, *algo_over, *budget, *extra, f"train.seed={seed}"]
+        if algo in CRITIC_ALGOS:
+            crit = critic_run(algo, seed, extra, tag)
+            phase = "algorithm.options.q_steps=0" if algo == "vaml" else "algorithm.options.critic_pretrain_steps=0"
+            over += [*critic_opts, f"algorithm.options.critic_from={crit.resolve()}", phase]
+        run_dir = work / f"{tag}_s{seed}"
+        log(f"{tag} seed {seed} -> {run_dir}")
+        return train_run(CONFIGS / config, run_dir, over, tokenizers), run_dir, over
+
+    # ---- main comparison
+    scores: dict[str, list[float]] = {}
+    for algo in algos:
+        for seed in seeds:
+            res, _, _ = main_run(algo, seed, [], algo)
+            scores.setdefault(algo, []).append(float(res["test"]["bleu"]))
+            log(f"{algo} seed {seed}: test BLEU {scores[algo][-1]:.2f} (valid {res['valid']['bleu']:.2f})")
+        vals = scores[algo]
+        mean, std = statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        entries += [results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_mean", round(mean, 2), "BLEU", command),
+                    results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_std", round(std, 2), "BLEU", command)]
+    means = {a: statistics.mean(v) for a, v in scores.items()}
+    if "erac" in means and "erac_no_future_entropy" in means:
+        gain = means["erac"] - means["erac_no_future_entropy"]
+        entries.append(results_io.entry(f"{PREFIX}_erac_future_entropy_gain", round(gain, 2), "BLEU", command))
+    for a, b, margin in (("vaml", "raml", 0.3), ("erac", "ac", 0.2), ("erac", "mle", 0.8)):
+        if a in means and b in means:
+            diff = means[a] - means[b]
+            log(f"target {a} >= {b} + {margin}: {diff:+.2f} BLEU -> {'met' if diff >= margin else 'NOT met'}")
+
+    # ---- step time (joint phase) relative to MLE
+    ratios = step_time_ratios(algos, [*base, *budget], critic_opts, tokenizers, args.step_time_steps)
+    entries += [results_io.entry(f"{a}_step_time_ratio_vs_mle", round(r, 2), "x", command) for a, r in ratios.items()]
+
+    # ---- ablation: beta x lambda_var on validation BLEU, divergences counted
+    if args.ablation:
+        init_bleu = None
+        diverged_total = 0
+        for beta in [float(b) for b in args.ablation_betas.split(",")]:
+            for var in [float(v) for v in args.ablation_vars.split(",")]:
+                default = beta == 0.001 and var == 0.001 and "erac" in algos  # the main runs' setting
+                tag = "erac" if default else f"erac_beta{beta:g}_var{var:g}"
+                extra = [f"algorithm.options.target_beta={beta}", f"algorithm.options.var_weight={var}"]
+                res, run_dir, over = main_run("erac", seeds[0], extra, tag)
+                config = CONFIGS / ALGORITHMS["erac"][0]
+                if init_bleu is None:
+                    init_bleu = _init_valid_bleu(config, work, over, mle_ckpt)
+                last = last_checkpoint_valid_bleu(config, run_dir, over)
+                diverged = res.get("nonfinite_loss", False) or last < init_bleu - args.divergence_drop
+                diverged_total += int(diverged)
+                log(f"ablation beta {beta:g} var {var:g}: valid BLEU best {res['valid']['bleu']:.2f}, last {last:.2f}"
+                    f" (MLE {init_bleu:.2f}){' DIVERGED' if diverged else ''}")
+                name = f"{PREFIX}_erac_ablation_beta{beta:g}_var{var:g}"
+                entries += [results_io.entry(f"{name}_valid_bleu", round(float(res["valid"]["bleu"]), 2), "BLEU",
+                                             command),
+                            results_io.entry(f"{name}_diverged", int(diverged), "bool", command)]
+        entries.append(results_io.entry(f"{PREFIX}_erac_ablation_divergences", diverged_total, "runs", command))
+
+    dev = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    if write:
+        log(f"wrote {results_io.write(f'credit_{dev}', entries)}")
+    else:
+        out = work / "entries.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(entries, indent=2))
+        log(f"not recorded as a benchmark (tiny / --no-write); entries in {out}")
+
+
+def _init_valid_bleu(config: Path, work: Path, over: list[str], mle_ckpt: Path) -> float:
+    """Greedy validation BLEU of the MLE checkpoint itself (the divergence reference)."""
+    cache = work / "mle_init_valid_bleu.json"
+    if cache.exists():
+        return float(json.loads(cache.read_text())["bleu"])
+    over = [o for o in over if not o.startswith("algorithm.")] + ["algorithm.name=mle", "algorithm.options={}"]
+    trainer = make_trainer(config, work / "mle_init_eval", [*over, "train.resume=false"],
+                           mle_ckpt.parent / "tokenizers")
+    load_model_weights(trainer.model, mle_ckpt)
+    scores, _ = trainer.evaluate("valid", beam_size=1)
+    trainer.close()
+    cache.write_text(json.dumps({"bleu": scores["bleu"]}))
+    return float(scores["bleu"])
+
+
+if __name__ == "__main__":
+    main()
