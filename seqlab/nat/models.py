@@ -112,7 +112,8 @@ class DAT(Transformer):
     def step(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         x = self._embed_tgt(tokens.unsqueeze(1), state["t"])
         kvs = list(zip(state["mem_k"], state["mem_v"], strict=True))
-        x, _ = self._layers(x, kvs, key_padding_bias(enc.pad_mask, x.dtype), caches=state["self"])
+        bias = state["mem_bias"] if "mem_bias" in state else key_padding_bias(enc.pad_mask, x.dtype)
+        x, _ = self._layers(x, kvs, bias.to(x.dtype), caches=state["self"])
         state["t"] = state["t"] + 1
         return self.output_logits(x[:, 0]), state
 
