@@ -34,16 +34,47 @@ import results_io  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def launch(config: str, algorithm: str, nproc: int, run_dir: Path, steps: int, device: str,
-           init_from: str | None, log_every: int, overrides: list[str]) -> Path:
+def launch(
+    config: str,
+    algorithm: str,
+    nproc: int,
+    run_dir: Path,
+    steps: int,
+    device: str,
+    init_from: str | None,
+    log_every: int,
+    overrides: list[str],
+) -> Path:
     """One torchrun training run; returns its log.jsonl."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "seqlab.compare", "train", "--config", config, f"run_dir={run_dir}", f"algorithm.name={algorithm}",
-           "algorithm.options={}", f"train.max_steps={steps}", "train.max_epochs=1000000", "train.max_minutes=null",
-           "train.eval_every_steps=100000000", "train.save_every_steps=null", "train.patience=null",
-           f"train.log_every_steps={log_every}", "train.progress_bar=false", "train.tensorboard=false",
-           "train.resume=false", f"train.device={device}", "decode.beam_size=1",
-           f"train.init_from={json.dumps(init_from) if init_from else 'null'}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "seqlab.compare",
+        "train",
+        "--config",
+        config,
+        f"run_dir={run_dir}",
+        f"algorithm.name={algorithm}",
+        "algorithm.options={}",
+        f"train.max_steps={steps}",
+        "train.max_epochs=1000000",
+        "train.max_minutes=null",
+        "train.eval_every_steps=100000000",
+        "train.save_every_steps=null",
+        "train.patience=null",
+        f"train.log_every_steps={log_every}",
+        "train.progress_bar=false",
+        "train.tensorboard=false",
+        "train.resume=false",
+        f"train.device={device}",
+        "decode.beam_size=1",
+        f"train.init_from={json.dumps(init_from) if init_from else 'null'}",
+        *overrides,
+    ]
     env = dict(os.environ)
     if device == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(nproc))
@@ -60,12 +91,16 @@ def launch(config: str, algorithm: str, nproc: int, run_dir: Path, steps: int, d
 
 def throughput(log: Path, world_size: int, skip_windows: int) -> tuple[float, int]:
     """Global target tokens per second (median over the logging windows after the first ``skip_windows``)."""
-    rates = [json.loads(line)["tgt_tok_per_s"] for line in log.read_text(encoding="utf-8").splitlines()
-             if json.loads(line).get("kind") == "train"]
+    rates = [
+        json.loads(line)["tgt_tok_per_s"]
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if json.loads(line).get("kind") == "train"
+    ]
     kept = rates[skip_windows:]
     if not kept:
-        raise RuntimeError(f"{log}: {len(rates)} logging windows, none left after skipping {skip_windows}; "
-                           "raise --steps")
+        raise RuntimeError(
+            f"{log}: {len(rates)} logging windows, none left after skipping {skip_windows}; raise --steps"
+        )
     return world_size * statistics.median(kept), len(kept)
 
 
@@ -86,23 +121,36 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         if torch.cuda.device_count() < 2:
-            raise SystemExit(f"bench_ddp: needs 2 GPUs, found {torch.cuda.device_count()} (use --device cpu "
-                             "to check the 2-process path on a CPU)")
+            raise SystemExit(
+                f"bench_ddp: needs 2 GPUs, found {torch.cuda.device_count()} (use --device cpu "
+                "to check the 2-process path on a CPU)"
+            )
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="seqlab_ddp_"))
     entries, report = [], {}
     for algo in [a.strip() for a in args.algorithms.split(",") if a.strip()]:
         rates = {}
         for n in (1, 2):
-            log = launch(args.config, algo, n, work / f"{algo}_{n}", args.steps, args.device, args.init_from,
-                         args.log_every, args.overrides)
+            log = launch(
+                args.config,
+                algo,
+                n,
+                work / f"{algo}_{n}",
+                args.steps,
+                args.device,
+                args.init_from,
+                args.log_every,
+                args.overrides,
+            )
             rates[n], windows = throughput(log, n, args.skip_windows)
             print(f"{algo}: {n} process(es): {rates[n]:,.0f} target tokens/s (median of {windows} windows)")
         eff = rates[2] / (2 * rates[1])
         report[algo] = {"tok_per_s_1": rates[1], "tok_per_s_2": rates[2], "efficiency": eff}
         print(f"{algo}: scaling efficiency on 2 {'GPUs' if args.device == 'cuda' else 'CPU processes'}: {eff:.3f}")
-        entries += [results_io.entry(f"ddp_scaling_efficiency_2gpu_{algo}", round(eff, 4), "ratio"),
-                    results_io.entry(f"ddp_train_tok_per_s_1gpu_{algo}", round(rates[1], 1), "tgt tokens/s"),
-                    results_io.entry(f"ddp_train_tok_per_s_2gpu_{algo}", round(rates[2], 1), "tgt tokens/s")]
+        entries += [
+            results_io.entry(f"ddp_scaling_efficiency_2gpu_{algo}", round(eff, 4), "ratio"),
+            results_io.entry(f"ddp_train_tok_per_s_1gpu_{algo}", round(rates[1], 1), "tgt tokens/s"),
+            results_io.entry(f"ddp_train_tok_per_s_2gpu_{algo}", round(rates[2], 1), "tgt tokens/s"),
+        ]
     print(json.dumps(report, indent=2))
     if args.device != "cuda":
         print("bench_ddp: CPU run (gloo): not recorded; the ddp_* metrics are GPU figures")

@@ -89,8 +89,9 @@ def test_task_groups_captions_by_image(tmp_path):
         load_task("captioning", {**opts, "captions": str(tmp_path / "bad.tsv")}, tmp_path / "tok2")
     jl = tmp_path / "caps.jsonl"
     jl.write_text(json.dumps({"image_id": ids[0], "captions": ["A b", "c d"]}) + "\n")
-    split = load_task("captioning", {"features": str(pt), "train": str(jl), "valid": str(jl), "test": str(jl)},
-                      tmp_path / "tok3")
+    split = load_task(
+        "captioning", {"features": str(pt), "train": str(jl), "valid": str(jl), "test": str(jl)}, tmp_path / "tok3"
+    )
     assert split.test.references()[1] == [["a b", "c d"]]
     assert normalize_caption("A dog, running!") == "a dog , running !"
 
@@ -139,9 +140,15 @@ def test_multi_reference_reward_equals_sacrebleu(tmp_path):
     for k, i in enumerate(rows):
         refs = refs_of[group[i]]
         assert len(refs) == 3
-        expect = sacrebleu.sentence_bleu(" ".join(map(str, tok.encode(hyps_text[k]))),
-                                         [" ".join(map(str, tok.encode(r))) for r in refs], tokenize="none",
-                                         use_effective_order=True).score / 100
+        expect = (
+            sacrebleu.sentence_bleu(
+                " ".join(map(str, tok.encode(hyps_text[k]))),
+                [" ".join(map(str, tok.encode(r))) for r in refs],
+                tokenize="none",
+                use_effective_order=True,
+            ).score
+            / 100
+        )
         assert got[k].item() == pytest.approx(expect, abs=1e-5)
     assert REFERENCE_SETS.expand(ref).shape[1] == 3
 
@@ -151,15 +158,41 @@ def test_nic_trains_on_cpu_and_multi_reference_bleu_evaluates(tmp_path):
 
     pt, caps = synthetic(tmp_path)
     task = json.dumps({"features": str(pt), "captions": str(caps), "valid_percent": 15, "test_percent": 15})
-    common = [f"task.options={task}", "task.name=captioning", "model.arch=nic",
-              f"model.options={{features: {pt}, embed_dim: 32, hidden_dim: 64, dropout: 0.0}}", "train.device=cpu",
-              "train.optimizer=adam", "train.lr=0.01", "train.scheduler=constant", "train.warmup_steps=1",
-              "train.max_sentences=32", "train.max_epochs=1000", "train.label_smoothing=0",
-              "train.tensorboard=false", "train.progress_bar=false", "decode.beam_size=3"]
-    res = train(load_config(None, [*common, f"run_dir={tmp_path / 'mle'}", "train.max_steps=120",
-                                   "train.eval_every_steps=60"]), console=False)
+    common = [
+        f"task.options={task}",
+        "task.name=captioning",
+        "model.arch=nic",
+        f"model.options={{features: {pt}, embed_dim: 32, hidden_dim: 64, dropout: 0.0}}",
+        "train.device=cpu",
+        "train.optimizer=adam",
+        "train.lr=0.01",
+        "train.scheduler=constant",
+        "train.warmup_steps=1",
+        "train.max_sentences=32",
+        "train.max_epochs=1000",
+        "train.label_smoothing=0",
+        "train.tensorboard=false",
+        "train.progress_bar=false",
+        "decode.beam_size=3",
+    ]
+    res = train(
+        load_config(None, [*common, f"run_dir={tmp_path / 'mle'}", "train.max_steps=120", "train.eval_every_steps=60"]),
+        console=False,
+    )
     assert res["test"]["bleu"] > 60, res  # every image has a fixed caption set: the model learns it
-    rl = train(load_config(None, [*common, f"run_dir={tmp_path / 'scst'}", "train.max_steps=3", "train.lr=0.0005",
-                                  "algorithm.name=pg", "algorithm.options={reward: bleu_multiref, num_samples: 2}",
-                                  f"train.init_from={tmp_path / 'mle' / 'checkpoint_best.pt'}"]), console=False)
+    rl = train(
+        load_config(
+            None,
+            [
+                *common,
+                f"run_dir={tmp_path / 'scst'}",
+                "train.max_steps=3",
+                "train.lr=0.0005",
+                "algorithm.name=pg",
+                "algorithm.options={reward: bleu_multiref, num_samples: 2}",
+                f"train.init_from={tmp_path / 'mle' / 'checkpoint_best.pt'}",
+            ],
+        ),
+        console=False,
+    )
     assert rl["test"]["bleu"] > 50

@@ -46,9 +46,19 @@ def write_task(root: Path, seed: int = 0) -> Path:
         "run_dir": str(root / "unused"),
         "task": {"name": "parallel", "options": {**paths, "tokenizer": "symbol", "metrics": ["bleu", "chrf"]}},
         "model": {"arch": "lstm", "options": {"embed_dim": 16, "hidden_dim": 32, "layers": 1, "dropout": 0.0}},
-        "train": {"device": "cpu", "max_tokens": 300, "optimizer": "adam", "lr": 0.01, "scheduler": "constant",
-                  "warmup_steps": 1, "eval_every_steps": 4, "log_every_steps": 2, "progress_bar": False,
-                  "tensorboard": False, "label_smoothing": 0.0},
+        "train": {
+            "device": "cpu",
+            "max_tokens": 300,
+            "optimizer": "adam",
+            "lr": 0.01,
+            "scheduler": "constant",
+            "warmup_steps": 1,
+            "eval_every_steps": 4,
+            "log_every_steps": 2,
+            "progress_bar": False,
+            "tensorboard": False,
+            "label_smoothing": 0.0,
+        },
         "decode": {"beam_size": 1},
     }
     path = root / "task.yaml"
@@ -57,8 +67,15 @@ def write_task(root: Path, seed: int = 0) -> Path:
 
 
 def spec_for(root: Path, **kw) -> CompareSpec:
-    base = dict(config=str(write_task(root)), out=str(root / "cmp"), algorithms=["mle", "raml"], seeds=[1, 2],
-                pretrain_steps=6, budget_steps=4, gpus="none")
+    base = dict(
+        config=str(write_task(root)),
+        out=str(root / "cmp"),
+        algorithms=["mle", "raml"],
+        seeds=[1, 2],
+        pretrain_steps=6,
+        budget_steps=4,
+        gpus="none",
+    )
     base.update(kw)
     return CompareSpec(**base)
 
@@ -84,11 +101,19 @@ def fake_launcher(calls: list, score_of=None):
         hyps = [r if rng.random() < good else "a" for r in refs]
         bleu = (score_of or {}).get(cfg.algorithm.name, 20.0 + 10 * good) + cfg.train.seed
         (rd / "test.hyp.txt").write_text("\n".join(hyps) + "\n")
-        (rd / "log.jsonl").write_text("".join(json.dumps({"kind": "valid", "step": s, "bleu": bleu * s / 4,
-                                                          "chrf": 40.0}) + "\n" for s in (2, 4)))
-        (rd / "results.json").write_text(json.dumps({"steps": 4, "train_seconds": 1.0,
-                                                     "valid": {"bleu": bleu, "chrf": 40.0},
-                                                     "test": {"bleu": bleu - 1, "chrf": 41.0}}))
+        (rd / "log.jsonl").write_text(
+            "".join(json.dumps({"kind": "valid", "step": s, "bleu": bleu * s / 4, "chrf": 40.0}) + "\n" for s in (2, 4))
+        )
+        (rd / "results.json").write_text(
+            json.dumps(
+                {
+                    "steps": 4,
+                    "train_seconds": 1.0,
+                    "valid": {"bleu": bleu, "chrf": 40.0},
+                    "test": {"bleu": bleu - 1, "chrf": 41.0},
+                }
+            )
+        )
         return 0
 
     return launch
@@ -96,13 +121,16 @@ def fake_launcher(calls: list, score_of=None):
 
 # ---------------------------------------------------------------------------------------------- planning
 def test_split_overrides_and_yaml(tmp_path):
-    common, per = split_overrides(["train.lr=1e-3", "pg:algorithm.options.baseline=mean",
-                                   "task.options.path=C:/x", "pg:train.lr=1e-4"])
+    common, per = split_overrides(
+        ["train.lr=1e-3", "pg:algorithm.options.baseline=mean", "task.options.path=C:/x", "pg:train.lr=1e-4"]
+    )
     assert common == ["train.lr=1e-3", "task.options.path=C:/x"]
     assert per == {"pg": ["algorithm.options.baseline=mean", "train.lr=1e-4"]}
     y = tmp_path / "cmp.yaml"
-    y.write_text("algorithms: [mle, interpolation]\nseeds: [1, 2]\nbudget_steps: 100\n"
-                 "algorithm_options: {interpolation: {reward_scale: 20}}\n")
+    y.write_text(
+        "algorithms: [mle, interpolation]\nseeds: [1, 2]\nbudget_steps: 100\n"
+        "algorithm_options: {interpolation: {reward_scale: 20}}\n"
+    )
     data = load_compare_yaml(y)
     assert data["algorithm_overrides"] == {"interpolation": ["algorithm.options.reward_scale=20"]}
     y.write_text("algoritms: [mle]\n")
@@ -111,9 +139,13 @@ def test_split_overrides_and_yaml(tmp_path):
 
 
 def test_plan_runs_share_checkpoint_budget_and_per_algorithm_overrides(tmp_path):
-    spec = spec_for(tmp_path, algorithm_overrides={"raml": ["algorithm.options.tau=0.8"]}, reward="neg_edit",
-                    variants={"scst": {"algorithm": "pg", "overrides": ["algorithm.options.baseline=greedy"]}},
-                    algorithms=["mle", "raml", "scst"])
+    spec = spec_for(
+        tmp_path,
+        algorithm_overrides={"raml": ["algorithm.options.tau=0.8"]},
+        reward="neg_edit",
+        variants={"scst": {"algorithm": "pg", "overrides": ["algorithm.options.baseline=greedy"]}},
+        algorithms=["mle", "raml", "scst"],
+    )
     out = Path(spec.out)
     pre = plan_pretrain(spec, out)
     assert pre is not None and "train.max_steps=6" in pre.overrides and "algorithm.name=mle" in pre.overrides
@@ -139,18 +171,49 @@ def test_cli_flags_build_the_spec(tmp_path):
     parser = argparse.ArgumentParser()
     add_compare_parser(parser.add_subparsers(dest="command"))
     cfg = write_task(tmp_path)
-    args = parser.parse_args(["compare", "--config", str(cfg), "--algorithms", "mle,pg", "--seeds", "1,2,3",
-                              "--pretrain-steps", "10", "--budget-steps", "5", "--out", str(tmp_path / "o"),
-                              "train.lr=0.002", "pg:algorithm.options.num_samples=2"])
+    args = parser.parse_args(
+        [
+            "compare",
+            "--config",
+            str(cfg),
+            "--algorithms",
+            "mle,pg",
+            "--seeds",
+            "1,2,3",
+            "--pretrain-steps",
+            "10",
+            "--budget-steps",
+            "5",
+            "--out",
+            str(tmp_path / "o"),
+            "train.lr=0.002",
+            "pg:algorithm.options.num_samples=2",
+        ]
+    )
     spec = build_spec(args)
     assert spec.algorithms == ["mle", "pg"] and spec.seeds == [1, 2, 3] and spec.overrides == ["train.lr=0.002"]
     assert spec.algorithm_overrides == {"pg": ["algorithm.options.num_samples=2"]}
-    bad = parser.parse_args(["compare", "--config", str(cfg), "--algorithms", "mle", "--seeds", "1",
-                             "--out", str(tmp_path / "o")])
+    bad = parser.parse_args(
+        ["compare", "--config", str(cfg), "--algorithms", "mle", "--seeds", "1", "--out", str(tmp_path / "o")]
+    )
     with pytest.raises(ConfigError, match="budget"):
         build_spec(bad)
-    bad = parser.parse_args(["compare", "--config", str(cfg), "--algorithms", "mle", "--seeds", "1",
-                             "--budget-steps", "3", "--out", str(tmp_path / "o"), "pg:train.lr=1"])
+    bad = parser.parse_args(
+        [
+            "compare",
+            "--config",
+            str(cfg),
+            "--algorithms",
+            "mle",
+            "--seeds",
+            "1",
+            "--budget-steps",
+            "3",
+            "--out",
+            str(tmp_path / "o"),
+            "pg:train.lr=1",
+        ]
+    )
     with pytest.raises(ConfigError, match="not in --algorithms"):
         build_spec(bad)
 
@@ -210,7 +273,7 @@ def test_compare_resumes_reports_and_refuses_changed_budget(tmp_path):
     md = (rep / "report.md").read_text()
     assert "| MLE | 2 |" in md and "| RAML | 2 |" in md and "(baseline)" in md
     html = (rep / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "src=\"http" not in html and "<table>" in html
+    assert html.count("data:image/png;base64,") == 2 and 'src="http' not in html and "<table>" in html
     summ = json.loads((rep / "summary.json").read_text())
     assert summ["primary_metric"] == "bleu"
     assert summ["test"]["bleu"]["raml"]["n"] == 2 and summ["test"]["bleu"]["raml"]["mean"] == pytest.approx(29.5)
@@ -252,9 +315,17 @@ def test_report_statistics_and_missing_runs(tmp_path):
 def test_compare_end_to_end_with_real_training(tmp_path):
     """Real subprocesses: pre-training, MLE and PG from its checkpoint, the report."""
     pytest.importorskip("matplotlib")
-    spec = CompareSpec(config=str(write_task(tmp_path)), out=str(tmp_path / "cmp"), algorithms=["mle", "pg"],
-                       seeds=[1], pretrain_steps=8, budget_steps=4, gpus="none", reward="neg_edit",
-                       algorithm_overrides={"pg": ["algorithm.options.num_samples=2"]})
+    spec = CompareSpec(
+        config=str(write_task(tmp_path)),
+        out=str(tmp_path / "cmp"),
+        algorithms=["mle", "pg"],
+        seeds=[1],
+        pretrain_steps=8,
+        budget_steps=4,
+        gpus="none",
+        reward="neg_edit",
+        algorithm_overrides={"pg": ["algorithm.options.num_samples=2"]},
+    )
     summary = run_compare(spec, echo=lambda s: None)
     assert summary["failed"] == [], summary
     out = Path(spec.out)

@@ -47,8 +47,11 @@ def test_gigaword_directory_with_several_references(tmp_path):
     assert refs[1][1] == " ".join(sources[1].split()[:2])
     # the Gigaword release's file names work too
     giga = write_gigaword(tmp_path / "giga2", multi_ref=False, names="gigaword")
-    task = load_task("summarization", {"path": str(giga), "tokenizer": "symbol", "vocab_size": None,
-                                       "max_src_words": 4, "lowercase": True}, tmp_path / "tok2")
+    task = load_task(
+        "summarization",
+        {"path": str(giga), "tokenizer": "symbol", "vocab_size": None, "max_src_words": 4, "lowercase": True},
+        tmp_path / "tok2",
+    )
     assert all(len(s.split()) == 4 for s in task.train.sources)
 
 
@@ -57,8 +60,11 @@ def test_explicit_files_and_errors(tmp_path):
     opts = {"tokenizer": "symbol", "vocab_size": None}
     for split in ("train", "valid", "test"):
         opts[f"{split}_src"] = str(root / f"{split}.src")
-        opts[f"{split}_tgt"] = str(root / f"{split}.tgt") if split == "train" else \
-            [str(root / f"{split}.tgt.0"), str(root / f"{split}.tgt.1")]
+        opts[f"{split}_tgt"] = (
+            str(root / f"{split}.tgt")
+            if split == "train"
+            else [str(root / f"{split}.tgt.0"), str(root / f"{split}.tgt.1")]
+        )
     task = load_task("summarization", opts, tmp_path / "tok")
     assert task.valid.num_groups == 6 and len(task.valid) == 9
     (root / "valid.tgt.1").write_text("only one line\n")
@@ -78,8 +84,10 @@ def test_identical_articles_stay_separate_items(tmp_path):
 
 
 def test_parse_aeslc_file():
-    text = ("Hi all,  please find   the report.\nThanks,\n\n@subject\nWeekly report\n\n@ann0\nweekly report\n\n"
-            "@ann1\nreport attached\n\n@ann2\nthe weekly report\n")
+    text = (
+        "Hi all,  please find   the report.\nThanks,\n\n@subject\nWeekly report\n\n@ann0\nweekly report\n\n"
+        "@ann1\nreport attached\n\n@ann2\nthe weekly report\n"
+    )
     body, subject, anns = parse_aeslc(text)
     assert body == "Hi all, please find the report. Thanks,"
     assert subject == "Weekly report"
@@ -95,20 +103,48 @@ def test_lstm_trains_with_rouge_and_rouge_reward(tmp_path):
 
     root = write_gigaword(tmp_path / "giga", n_train=80)
     task = json.dumps({"path": str(root), "tokenizer": "symbol", "vocab_size": None})
-    common = [f"task.options={task}", "task.name=summarization", "model.arch=lstm",
-              "model.options={embed_dim: 32, hidden_dim: 32, layers: 1, dropout: 0.0}", "train.device=cpu",
-              "train.optimizer=adam", "train.lr=0.01", "train.scheduler=constant", "train.warmup_steps=1",
-              "train.max_sentences=16", "train.max_tokens=100000", "train.max_epochs=1000",
-              "train.label_smoothing=0", "train.tensorboard=false", "train.progress_bar=false", "decode.beam_size=2",
-              "decode.max_len_a=0", "decode.max_len_b=6"]
-    mle = train(load_config(None, [*common, f"run_dir={tmp_path / 'mle'}", "train.max_steps=60",
-                                   "train.eval_every_steps=30"]), console=False)
+    common = [
+        f"task.options={task}",
+        "task.name=summarization",
+        "model.arch=lstm",
+        "model.options={embed_dim: 32, hidden_dim: 32, layers: 1, dropout: 0.0}",
+        "train.device=cpu",
+        "train.optimizer=adam",
+        "train.lr=0.01",
+        "train.scheduler=constant",
+        "train.warmup_steps=1",
+        "train.max_sentences=16",
+        "train.max_tokens=100000",
+        "train.max_epochs=1000",
+        "train.label_smoothing=0",
+        "train.tensorboard=false",
+        "train.progress_bar=false",
+        "decode.beam_size=2",
+        "decode.max_len_a=0",
+        "decode.max_len_b=6",
+    ]
+    mle = train(
+        load_config(None, [*common, f"run_dir={tmp_path / 'mle'}", "train.max_steps=60", "train.eval_every_steps=30"]),
+        console=False,
+    )
     assert set(mle["test"]) == {"rouge", "rouge1", "rouge2", "rougeL"}
     assert mle["test"]["rouge1"] > 60, mle
-    pg = train(load_config(None, [*common, f"run_dir={tmp_path / 'pg'}", "train.max_steps=4", "train.lr=0.001",
-                                  "train.log_every_steps=2", "algorithm.name=pg",
-                                  "algorithm.options={reward: rouge, num_samples: 2, baseline: mean}",
-                                  f"train.init_from={tmp_path / 'mle' / 'checkpoint_best.pt'}"]), console=False)
+    pg = train(
+        load_config(
+            None,
+            [
+                *common,
+                f"run_dir={tmp_path / 'pg'}",
+                "train.max_steps=4",
+                "train.lr=0.001",
+                "train.log_every_steps=2",
+                "algorithm.name=pg",
+                "algorithm.options={reward: rouge, num_samples: 2, baseline: mean}",
+                f"train.init_from={tmp_path / 'mle' / 'checkpoint_best.pt'}",
+            ],
+        ),
+        console=False,
+    )
     logs = [json.loads(line) for line in (tmp_path / "pg" / "log.jsonl").read_text().splitlines()]
     rewards = [rec["reward"] for rec in logs if rec["kind"] == "train"]
     assert rewards and all(0.0 <= r <= 3.0 for r in rewards)  # R1 + R2 + RL

@@ -35,10 +35,17 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
     """Command-line flags over the compare YAML (if any) over the defaults."""
     data: dict[str, Any] = load_compare_yaml(args.compare_config) if args.compare_config else {}
     common, per = split_overrides(args.overrides)
-    for key, value in (("config", args.config), ("out", args.out), ("pretrain_steps", args.pretrain_steps),
-                       ("budget_steps", args.budget_steps), ("budget_minutes", args.budget_minutes),
-                       ("init_from", args.init_from), ("gpus", args.gpus), ("baseline", args.baseline),
-                       ("reward", args.reward)):
+    for key, value in (
+        ("config", args.config),
+        ("out", args.out),
+        ("pretrain_steps", args.pretrain_steps),
+        ("budget_steps", args.budget_steps),
+        ("budget_minutes", args.budget_minutes),
+        ("init_from", args.init_from),
+        ("gpus", args.gpus),
+        ("baseline", args.baseline),
+        ("reward", args.reward),
+    ):
         if value is not None:
             data[key] = value
     if args.algorithms:
@@ -95,12 +102,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("compare", help="algorithms x seeds on one task from one MLE checkpoint; a report",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "compare",
+        help="algorithms x seeds on one task from one MLE checkpoint; a report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", help="task YAML (the same file `seqlab train` takes)")
-    p.add_argument("--compare-config", help="YAML with compare settings: algorithms, seeds, budget_steps, "
-                   "algorithm_options {label: {option: value}}, algorithm_overrides, variants {label: {algorithm, "
-                   "overrides}}, ...; flags override it")
+    p.add_argument(
+        "--compare-config",
+        help="YAML with compare settings: algorithms, seeds, budget_steps, "
+        "algorithm_options {label: {option: value}}, algorithm_overrides, variants {label: {algorithm, "
+        "overrides}}, ...; flags override it",
+    )
     p.add_argument("--algorithms", help="comma-separated algorithm names or variant labels, e.g. mle,raml,pg")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2,3,4,5")
     p.add_argument("--pretrain-steps", type=int, help="steps of the shared MLE pre-training (0: none)")
@@ -114,7 +128,10 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-samples", type=int, default=1000)
     p.add_argument("--report-only", action="store_true", help="only rewrite the report of --out")
     p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
-    p.add_argument("overrides", nargs="*", help="key=value (every run), label:key=value (one algorithm's runs) "
-                   "or pretrain:key=value (the pre-training)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value (every run), label:key=value (one algorithm's runs) or pretrain:key=value (the pre-training)",
+    )
     p.set_defaults(func=cmd_compare)
     return p

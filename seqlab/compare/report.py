@@ -30,16 +30,44 @@ from typing import Any
 #: reward-weighted neighbourhood; interpolation / MIXER mix data, reward draws and model samples; SPG
 #: reweights model samples toward the reward; PG learns from the model's samples alone.
 BREADTH: dict[str, float] = {
-    "mle": 0, "noising": 1, "scheduled_sampling": 1, "raml": 2, "alpha_dimt": 2, "erpo": 2, "vaml": 2,
-    "interpolation": 3, "mixer": 3, "mixer_anneal": 3, "spg": 4, "pg": 5, "ac": 5, "erac": 5,
+    "mle": 0,
+    "noising": 1,
+    "scheduled_sampling": 1,
+    "raml": 2,
+    "alpha_dimt": 2,
+    "erpo": 2,
+    "vaml": 2,
+    "interpolation": 3,
+    "mixer": 3,
+    "mixer_anneal": 3,
+    "spg": 4,
+    "pg": 5,
+    "ac": 5,
+    "erac": 5,
 }
-BREADTH_LABELS = ["data y*", "perturbed data", "reward-weighted\nneighbours of y*", "data/reward/model\nmixture",
-                  "model samples\ntilted to reward", "model samples"]
+BREADTH_LABELS = [
+    "data y*",
+    "perturbed data",
+    "reward-weighted\nneighbours of y*",
+    "data/reward/model\nmixture",
+    "model samples\ntilted to reward",
+    "model samples",
+]
 #: algorithms that move along the axis during training (drawn as an arrow from MLE to where they end)
 ANNEALED = {"interpolation", "mixer", "mixer_anneal", "scheduled_sampling"}
-DISPLAY = {"mle": "MLE", "raml": "RAML", "mixer": "MIXER", "mixer_anneal": "MIXER-alike anneal",
-           "pg": "self-critic (PG)", "spg": "SPG", "scheduled_sampling": "scheduled sampling",
-           "interpolation": "interpolation", "noising": "data noising", "alpha_dimt": "α-DiMT", "erpo": "ERPO"}
+DISPLAY = {
+    "mle": "MLE",
+    "raml": "RAML",
+    "mixer": "MIXER",
+    "mixer_anneal": "MIXER-alike anneal",
+    "pg": "self-critic (PG)",
+    "spg": "SPG",
+    "scheduled_sampling": "scheduled sampling",
+    "interpolation": "interpolation",
+    "noising": "data noising",
+    "alpha_dimt": "α-DiMT",
+    "erpo": "ERPO",
+}
 
 
 @dataclass
@@ -101,8 +129,11 @@ def _algorithm_of(run_dir: Path, label: str) -> str:
 def collect(out: Path) -> tuple[dict[str, list[RunRecord]], list[str]]:
     """Finished runs by label (in the comparison's algorithm order) and the names of unfinished ones."""
     out = Path(out)
-    plan = json.loads((out / "compare.json").read_text(encoding="utf-8"))["spec"] if (out / "compare.json").exists() \
+    plan = (
+        json.loads((out / "compare.json").read_text(encoding="utf-8"))["spec"]
+        if (out / "compare.json").exists()
         else {"algorithms": sorted(p.name for p in (out / "runs").iterdir()), "seeds": []}
+    )
     labels = list(plan["algorithms"])
     records: dict[str, list[RunRecord]] = {}
     missing = []
@@ -114,8 +145,10 @@ def collect(out: Path) -> tuple[dict[str, list[RunRecord]], list[str]]:
                 missing.append(f"{label}/seed{seed}")
                 continue
             results = json.loads((rd / "results.json").read_text(encoding="utf-8"))
-            curve = [(int(r["step"]), {k: v for k, v in r.items() if isinstance(v, (int, float))})
-                     for r in _read_jsonl(rd / "log.jsonl", "valid")]
+            curve = [
+                (int(r["step"]), {k: v for k, v in r.items() if isinstance(v, (int, float))})
+                for r in _read_jsonl(rd / "log.jsonl", "valid")
+            ]
             records.setdefault(label, []).append(RunRecord(label, _algorithm_of(rd, label), seed, rd, results, curve))
     return records, missing
 
@@ -134,13 +167,21 @@ def metric_names(records: dict[str, list[RunRecord]], primary: str | None = None
 
 
 def table(records: dict[str, list[RunRecord]], split: str, metric: str) -> dict[str, Stats]:
-    return {label: Stats.of([float(r.results[split][metric]) for r in runs if metric in r.results.get(split, {})])
-            for label, runs in records.items()}
+    return {
+        label: Stats.of([float(r.results[split][metric]) for r in runs if metric in r.results.get(split, {})])
+        for label, runs in records.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------- significance
-def significance(records: dict[str, list[RunRecord]], baseline: str, metric: str, references: list[list[str]],
-                 n_samples: int = 1000, seed: int = 12345) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def significance(
+    records: dict[str, list[RunRecord]],
+    baseline: str,
+    metric: str,
+    references: list[list[str]],
+    n_samples: int = 1000,
+    seed: int = 12345,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Paired bootstrap of each algorithm against ``baseline`` on seed-matched, concatenated test outputs.
 
     Returns the test results by label and the runs left out (no seed-matched baseline run, or test
@@ -204,11 +245,19 @@ def plot_curves(records: dict[str, list[RunRecord]], metric: str, path: Path, st
         steps = sorted(by_step)
         mean = [statistics.fmean(by_step[s]) for s in steps]
         color = f"C{i % 10}"
-        ax.plot(steps, mean, marker="o", ms=3, lw=1.6, color=color,
-                label=f"{_display(label, runs[0].algorithm)} (n={len(runs)})")
+        ax.plot(
+            steps,
+            mean,
+            marker="o",
+            ms=3,
+            lw=1.6,
+            color=color,
+            label=f"{_display(label, runs[0].algorithm)} (n={len(runs)})",
+        )
         if len(runs) > 1:
-            ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
-                            color=color, alpha=0.15, lw=0)
+            ax.fill_between(
+                steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps], color=color, alpha=0.15, lw=0
+            )
     if start is not None:
         ax.axhline(start, color="gray", ls="--", lw=1, label="shared MLE checkpoint (step 0)")
     ax.set_xlabel("training step (after the shared MLE checkpoint)")
@@ -238,12 +287,16 @@ def plot_space(records: dict[str, list[RunRecord]], stats: dict[str, Stats], met
     n_pos = int(max(placed)) + 1 if placed else 1
     n_pos = max(n_pos, len(BREADTH_LABELS))
     names = [BREADTH_LABELS[t] if t < len(BREADTH_LABELS) else "other" for t in range(n_pos)]
-    fig, (top, ax) = plt.subplots(2, 1, figsize=(10, 7.2), dpi=120, sharex=True,
-                                  gridspec_kw={"height_ratios": [1.9, 3], "hspace": 0.05})
+    fig, (top, ax) = plt.subplots(
+        2, 1, figsize=(10, 7.2), dpi=120, sharex=True, gridspec_kw={"height_ratios": [1.9, 3], "hspace": 0.05}
+    )
     # top: nested spaces around the data point y*, each containing every narrower one
     for k in range(n_pos - 1, -1, -1):
-        top.add_patch(Ellipse((-0.5, 0), 2 * (k + 1), 1.9 * (k + 1) / n_pos, fc=plt.cm.Blues(0.08 + 0.075 * k),
-                              ec="white", lw=1.5))
+        top.add_patch(
+            Ellipse(
+                (-0.5, 0), 2 * (k + 1), 1.9 * (k + 1) / n_pos, fc=plt.cm.Blues(0.08 + 0.075 * k), ec="white", lw=1.5
+            )
+        )
     top.plot([-0.5], [0], "k*", ms=9)
     top.annotate("y*", (-0.5, 0), xytext=(-2, -14), textcoords="offset points", fontsize=9)
     for k, name in enumerate(names):
@@ -254,12 +307,13 @@ def plot_space(records: dict[str, list[RunRecord]], stats: dict[str, Stats], met
             score = f"{st.mean:.2f} ± {st.std:.2f}" if st.n else "–"
             lines.append(f"{_display(lb, records[lb][0].algorithm)}\n{score}")
         if lines:
-            top.text(k, 0.5, "\n".join(lines), ha="center", va="top", fontsize=7, weight="bold",
-                     linespacing=1.15)
+            top.text(k, 0.5, "\n".join(lines), ha="center", va="top", fontsize=7, weight="bold", linespacing=1.15)
     top.set_ylim(-1, 1)
     top.set_yticks([])
-    top.set_title("Algorithm space (ERPO paper, Fig. 1): exploration breadth of the training targets, "
-                  "with measured scores", fontsize=10)
+    top.set_title(
+        "Algorithm space (ERPO paper, Fig. 1): exploration breadth of the training targets, with measured scores",
+        fontsize=10,
+    )
     for spine in ("left", "right", "top"):
         top.spines[spine].set_visible(False)
     # bottom: measured scores
@@ -275,17 +329,33 @@ def plot_space(records: dict[str, list[RunRecord]], stats: dict[str, Stats], met
             xx = x + (j - (len(labels) - 1) / 2) * 0.25
             color = f"C{list(records).index(label) % 10}"
             if runs[0].algorithm in ANNEALED and x > 0:
-                ax.annotate("", xy=(xx, st.mean), xytext=(0, st.mean),
-                            arrowprops=dict(arrowstyle="->", color=color, lw=0.8, ls=":", alpha=0.7), zorder=1)
-            ax.errorbar([xx], [st.mean], yerr=[st.std], fmt="o", ms=7, capsize=4, color=color, zorder=3,
-                        label=f"{_display(label, runs[0].algorithm)}: {st.mean:.2f} ± {st.std:.2f} (n={st.n})")
+                ax.annotate(
+                    "",
+                    xy=(xx, st.mean),
+                    xytext=(0, st.mean),
+                    arrowprops=dict(arrowstyle="->", color=color, lw=0.8, ls=":", alpha=0.7),
+                    zorder=1,
+                )
+            ax.errorbar(
+                [xx],
+                [st.mean],
+                yerr=[st.std],
+                fmt="o",
+                ms=7,
+                capsize=4,
+                color=color,
+                zorder=3,
+                label=f"{_display(label, runs[0].algorithm)}: {st.mean:.2f} ± {st.std:.2f} (n={st.n})",
+            )
     ax.set_xticks(range(n_pos), [n.replace("\n", " ") if len(n) < 14 else n for n in names], fontsize=7.5)
     ax.set_xlim(-0.6, n_pos - 0.4)
     ax.set_ylim(lo - pad, hi + pad)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7.5, loc="best", framealpha=0.9)
-    ax.set_xlabel("exploration breadth  →  (data only … the model's own samples);  dotted arrows: annealed "
-                  "from MLE during training")
+    ax.set_xlabel(
+        "exploration breadth  →  (data only … the model's own samples);  dotted arrows: annealed "
+        "from MLE during training"
+    )
     ax.set_ylabel(f"test {metric}\n(mean ± std over seeds)")
     fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.12)
     fig.savefig(path)
@@ -300,15 +370,19 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 def _git_commit() -> str:
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
-                                       cwd=Path(__file__).parent, stderr=subprocess.DEVNULL).strip()
+        return subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], text=True, cwd=Path(__file__).parent, stderr=subprocess.DEVNULL
+        ).strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def _settings(out: Path) -> dict[str, Any]:
-    spec = json.loads((out / "compare.json").read_text(encoding="utf-8"))["spec"] if (out / "compare.json").exists() \
+    spec = (
+        json.loads((out / "compare.json").read_text(encoding="utf-8"))["spec"]
+        if (out / "compare.json").exists()
         else {}
+    )
     cfg: dict[str, Any] = {}
     if (out / "task.yaml").exists():
         import yaml
@@ -317,8 +391,9 @@ def _settings(out: Path) -> dict[str, Any]:
     return {"spec": spec, "config": cfg}
 
 
-def _rows(records: dict[str, list[RunRecord]], metrics: list[str], sig: dict[str, dict[str, Any]],
-          baseline: str) -> tuple[list[str], list[list[str]]]:
+def _rows(
+    records: dict[str, list[RunRecord]], metrics: list[str], sig: dict[str, dict[str, Any]], baseline: str
+) -> tuple[list[str], list[list[str]]]:
     primary = metrics[0]
     head = ["algorithm", "runs (n)"]
     for m in metrics:
@@ -365,13 +440,36 @@ def _pretrain_score(out: Path, metric: str) -> float | None:
     return max(vals) if higher_is_better(metric) else min(vals)
 
 
+def benchmark_entries(out: str | Path, prefix: str, split_name: str = "test") -> list[tuple[str, float, str]]:
+    """(metric, value, unit) rows of a finished report for benchmark result files:
+    ``<prefix>_<label>_<split_name>_<metric>_{mean,std,min,max,n}`` and ``..._p_vs_<baseline>``."""
+    summary = json.loads((Path(out) / "report" / "summary.json").read_text(encoding="utf-8"))
+    rows: list[tuple[str, float, str]] = []
+    for metric, by_label in summary["test"].items():
+        for label, st in by_label.items():
+            if not st["n"]:
+                continue
+            base = f"{prefix}_{label}_{split_name}_{metric}"
+            rows += [(f"{base}_{k}", round(float(st[k]), 4), metric.upper()) for k in ("mean", "std", "min", "max")]
+            rows.append((f"{base}_n", int(st["n"]), "runs"))
+    primary, baseline = summary["primary_metric"], summary["baseline"]
+    for label, t in summary["significance"].items():
+        rows.append(
+            (f"{prefix}_{label}_{split_name}_{primary}_p_vs_{baseline}", round(float(t["p_value"]), 4), "p-value")
+        )
+    return rows
+
+
 def _pretrain_results(out: Path) -> str:
     path = out / "pretrain" / "results.json"
     if not path.exists():
         return "–"
     res = json.loads(path.read_text(encoding="utf-8"))
-    return "; ".join(f"{split} " + ", ".join(f"{k} {v:.2f}" for k, v in res.get(split, {}).items())
-                     for split in ("valid", "test") if res.get(split))
+    return "; ".join(
+        f"{split} " + ", ".join(f"{k} {v:.2f}" for k, v in res.get(split, {}).items())
+        for split in ("valid", "test")
+        if res.get(split)
+    )
 
 
 def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 1000) -> dict[str, Path]:
@@ -408,19 +506,24 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     space = plot_space(records, test_stats, primary, rep / "space.png")
     head, rows = _rows(records, metrics, sig, baseline)
     vhead = ["algorithm", "n", f"valid {primary} mean ± std", "min", "max"]
-    vrows = [[_display(k, records[k][0].algorithm), str(s.n), f"{_fmt(s.mean)} ± {_fmt(s.std)}", _fmt(s.min),
-              _fmt(s.max)] for k, s in valid_stats.items()]
+    vrows = [
+        [_display(k, records[k][0].algorithm), str(s.n), f"{_fmt(s.mean)} ± {_fmt(s.std)}", _fmt(s.min), _fmt(s.max)]
+        for k, s in valid_stats.items()
+    ]
     cfg = settings["config"]
     task = cfg.get("task", {}).get("name", "?")
-    budget = (f"{spec.get('budget_steps')} steps" if spec.get("budget_steps") else "") + \
-             (f" {spec.get('budget_minutes')} min" if spec.get("budget_minutes") else "")
+    budget = (f"{spec.get('budget_steps')} steps" if spec.get("budget_steps") else "") + (
+        f" {spec.get('budget_minutes')} min" if spec.get("budget_minutes") else ""
+    )
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     seconds = [r.results.get("train_seconds", 0.0) for runs in records.values() for r in runs]
     facts = [
         ("task", f"{task} ({json.dumps(cfg.get('task', {}).get('options', {}))})"),
         ("model", f"{cfg.get('model', {}).get('arch', '?')} {json.dumps(cfg.get('model', {}).get('options', {}))}"),
-        ("shared MLE pre-training", f"{spec.get('pretrain_steps', 0)} steps" if not spec.get("init_from")
-         else f"from {spec['init_from']}"),
+        (
+            "shared MLE pre-training",
+            f"{spec.get('pretrain_steps', 0)} steps" if not spec.get("init_from") else f"from {spec['init_from']}",
+        ),
         ("budget per run", budget.strip() or "the task config's"),
         ("shared MLE checkpoint scores", _pretrain_results(out)),
         ("seeds", ", ".join(map(str, spec.get("seeds", [])))),
@@ -429,10 +532,10 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         ("generated", f"{when}, seqlab commit {_git_commit()}"),
     ]
     notes = [
-        f"mean ± std over seeds (sample std, ddof=1). Δ, p and \"Δ>0 in\" from a paired bootstrap ({n_samples} "
+        f'mean ± std over seeds (sample std, ddof=1). Δ, p and "Δ>0 in" from a paired bootstrap ({n_samples} '
         f"resamples) of each algorithm against {baseline} on the seed-matched, concatenated test outputs "
         "(sacrebleu's paired bootstrap statistics for BLEU): Δ is the difference of the corpus scores of the "
-        "concatenations, p the two-sided p-value, \"Δ>0 in\" the share of resamples where the algorithm's "
+        'concatenations, p the two-sided p-value, "Δ>0 in" the share of resamples where the algorithm\'s '
         "score is the higher one (for error rates such as WER / PER, lower is better).",
         f"{DISPLAY.get(baseline, baseline)} continues maximum-likelihood training from the shared checkpoint for "
         "the same budget, so every row has seen the same number of updates.",
@@ -442,24 +545,59 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     if missing:
         notes.append(f"Unfinished runs (not in the table): {', '.join(missing)}.")
     summary = {
-        "task": task, "primary_metric": primary, "baseline": baseline, "settings": spec,
+        "task": task,
+        "primary_metric": primary,
+        "baseline": baseline,
+        "settings": spec,
         "test": {m: {k: vars(s) for k, s in table(records, "test", m).items()} for m in metrics},
         "valid": {k: vars(s) for k, s in valid_stats.items()},
-        "significance": sig, "missing": missing,
-        "runs": {k: [{"seed": r.seed, "test": r.results.get("test"), "valid": r.results.get("valid"),
-                      "steps": r.results.get("steps"), "train_seconds": r.results.get("train_seconds")}
-                     for r in v] for k, v in records.items()},
+        "significance": sig,
+        "missing": missing,
+        "runs": {
+            k: [
+                {
+                    "seed": r.seed,
+                    "test": r.results.get("test"),
+                    "valid": r.results.get("valid"),
+                    "steps": r.results.get("steps"),
+                    "train_seconds": r.results.get("train_seconds"),
+                }
+                for r in v
+            ]
+            for k, v in records.items()
+        },
     }
     (rep / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
 
-    md = [f"# seqlab compare: {task}", "", *[f"- **{k}**: {v}" for k, v in facts], "",
-          f"## Test {', '.join(metrics)}", "", _markdown_table(head, rows), "",
-          f"## Validation {primary} (best checkpoint)", "", _markdown_table(vhead, vrows), "",
-          "## Validation curves", "", "![validation curves](curves.png)", "",
-          "## Algorithm space", "",
-          "Algorithms placed by how far their training targets reach from the data (ERPO paper, Fig. 1), "
-          "annotated with the measured test scores.", "", "![algorithm space](space.png)", "",
-          "## Notes", "", *[f"- {n}" for n in notes], ""]
+    md = [
+        f"# seqlab compare: {task}",
+        "",
+        *[f"- **{k}**: {v}" for k, v in facts],
+        "",
+        f"## Test {', '.join(metrics)}",
+        "",
+        _markdown_table(head, rows),
+        "",
+        f"## Validation {primary} (best checkpoint)",
+        "",
+        _markdown_table(vhead, vrows),
+        "",
+        "## Validation curves",
+        "",
+        "![validation curves](curves.png)",
+        "",
+        "## Algorithm space",
+        "",
+        "Algorithms placed by how far their training targets reach from the data (ERPO paper, Fig. 1), "
+        "annotated with the measured test scores.",
+        "",
+        "![algorithm space](space.png)",
+        "",
+        "## Notes",
+        "",
+        *[f"- {n}" for n in notes],
+        "",
+    ]
     md_path = rep / "report.md"
     md_path.write_text("\n".join(md), encoding="utf-8")
 
@@ -467,20 +605,32 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         data = base64.b64encode(p.read_bytes()).decode("ascii")
         return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;"
-             "padding:4px 8px;text-align:right}th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}"
-             "img{max-width:100%;border:1px solid #eee}li{margin:.2em 0}")
-    body = [f"<h1>seqlab compare: {html.escape(task)}</h1>",
-            "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts) + "</ul>",
-            f"<h2>Test {html.escape(', '.join(metrics))}</h2>", _html_table(head, rows),
-            f"<h2>Validation {html.escape(primary)} (best checkpoint)</h2>", _html_table(vhead, vrows),
-            "<h2>Validation curves</h2>", img(curves, "validation curves"),
-            "<h2>Algorithm space</h2>", "<p>Algorithms placed by how far their training targets reach from the "
-            "data (ERPO paper, Fig. 1), annotated with the measured test scores.</p>", img(space, "algorithm space"),
-            "<h2>Notes</h2>", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;"
+        "padding:4px 8px;text-align:right}th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%;border:1px solid #eee}li{margin:.2em 0}"
+    )
+    body = [
+        f"<h1>seqlab compare: {html.escape(task)}</h1>",
+        "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts) + "</ul>",
+        f"<h2>Test {html.escape(', '.join(metrics))}</h2>",
+        _html_table(head, rows),
+        f"<h2>Validation {html.escape(primary)} (best checkpoint)</h2>",
+        _html_table(vhead, vrows),
+        "<h2>Validation curves</h2>",
+        img(curves, "validation curves"),
+        "<h2>Algorithm space</h2>",
+        "<p>Algorithms placed by how far their training targets reach from the "
+        "data (ERPO paper, Fig. 1), annotated with the measured test scores.</p>",
+        img(space, "algorithm space"),
+        "<h2>Notes</h2>",
+        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
+    ]
     html_path = rep / "report.html"
-    html_path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>seqlab compare: "
-                         f"{html.escape(task)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>",
-                         encoding="utf-8")
+    html_path.write_text(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>seqlab compare: "
+        f"{html.escape(task)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>",
+        encoding="utf-8",
+    )
     return {"markdown": md_path, "html": html_path, "curves": curves, "space": space, "summary": rep / "summary.json"}

@@ -77,9 +77,15 @@ class CompareSpec:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings every run shares; a rerun into the same directory must not change them."""
-        data = {"config": _config_text(self.config, self.overrides), "pretrain_steps": self.pretrain_steps,
-                "budget_steps": self.budget_steps, "budget_minutes": self.budget_minutes,
-                "init_from": self.init_from, "pretrain_overrides": self.pretrain_overrides, "reward": self.reward}
+        data = {
+            "config": _config_text(self.config, self.overrides),
+            "pretrain_steps": self.pretrain_steps,
+            "budget_steps": self.budget_steps,
+            "budget_minutes": self.budget_minutes,
+            "init_from": self.init_from,
+            "pretrain_overrides": self.pretrain_overrides,
+            "reward": self.reward,
+        }
         return json.loads(json.dumps(data))  # as compare.json stores it (tuples become lists)
 
 
@@ -187,10 +193,17 @@ def plan_pretrain(spec: CompareSpec, out: Path) -> Run | None:
     """The shared MLE pre-training run (None without pre-training or with ``init_from``)."""
     if spec.init_from or spec.pretrain_steps <= 0:
         return None
-    overrides = [*COMMON_OVERRIDES, f"run_dir={out / 'pretrain'}", "algorithm.name=mle",
-                 "algorithm.options={}", f"train.max_steps={spec.pretrain_steps}",
-                 f"train.max_epochs={UNLIMITED_EPOCHS}", "train.max_minutes=null", "train.init_from=null",
-                 *spec.pretrain_overrides]
+    overrides = [
+        *COMMON_OVERRIDES,
+        f"run_dir={out / 'pretrain'}",
+        "algorithm.name=mle",
+        "algorithm.options={}",
+        f"train.max_steps={spec.pretrain_steps}",
+        f"train.max_epochs={UNLIMITED_EPOCHS}",
+        "train.max_minutes=null",
+        "train.init_from=null",
+        *spec.pretrain_overrides,
+    ]
     return Run("pretrain", out / "pretrain", overrides)
 
 
@@ -202,10 +215,16 @@ def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
         for label in spec.algorithms:
             v = spec.variant(label)
             rd = run_dir_for(out, label, seed)
-            overrides = [*COMMON_OVERRIDES, f"run_dir={rd}", f"train.seed={seed}",
-                         f"algorithm.name={v.algorithm}", "algorithm.options={}",
-                         f"train.init_from={json.dumps(init) if init else 'null'}", *_budget_overrides(spec),
-                         *v.overrides]
+            overrides = [
+                *COMMON_OVERRIDES,
+                f"run_dir={rd}",
+                f"train.seed={seed}",
+                f"algorithm.name={v.algorithm}",
+                "algorithm.options={}",
+                f"train.init_from={json.dumps(init) if init else 'null'}",
+                *_budget_overrides(spec),
+                *v.overrides,
+            ]
             runs.append(Run(f"{label}/seed{seed}", rd, overrides))
     return runs
 
@@ -219,8 +238,10 @@ def check_runs(config: str, runs: Sequence[Run], prefix: Sequence[str] = ()) -> 
             raise ConfigError(f"run {run.name}: {e}") from e
         unknown = set(cfg.algorithm.options) - algorithm_options(cfg.algorithm.name)
         if unknown:
-            raise ConfigError(f"run {run.name}: algorithm {cfg.algorithm.name!r} has no option(s) {sorted(unknown)}; "
-                              f"known: {sorted(algorithm_options(cfg.algorithm.name))}")
+            raise ConfigError(
+                f"run {run.name}: algorithm {cfg.algorithm.name!r} has no option(s) {sorted(unknown)}; "
+                f"known: {sorted(algorithm_options(cfg.algorithm.name))}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- GPUs
@@ -275,8 +296,14 @@ class RunOutcome:
     returncode: int = 0
 
 
-def execute(runs: Sequence[Run], config: str, gpus: Sequence[str], launcher: Launcher = subprocess_launcher,
-            echo: Callable[[str], None] = print, before: Callable[[Run], None] | None = None) -> list[RunOutcome]:
+def execute(
+    runs: Sequence[Run],
+    config: str,
+    gpus: Sequence[str],
+    launcher: Launcher = subprocess_launcher,
+    echo: Callable[[str], None] = print,
+    before: Callable[[Run], None] | None = None,
+) -> list[RunOutcome]:
     """Run what is not done yet: one run per GPU at a time, or in sequence without GPUs."""
     outcomes: list[RunOutcome] = []
     todo: queue.Queue[Run] = queue.Queue()
@@ -329,6 +356,7 @@ def _share_tokenizers(out: Path) -> Callable[[Run], None]:
         target = run.run_dir / "tokenizers"
         if source.is_dir() and not target.exists():
             shutil.copytree(source, target)
+
     return copy
 
 
@@ -341,8 +369,10 @@ def _check_plan(out: Path, spec: CompareSpec) -> None:
         before = old.get("fingerprint", {})
         changed = sorted(k for k in new if before.get(k) != new[k])
         if changed:
-            raise ConfigError(f"{out} holds a comparison with different {', '.join(changed)}; use a new --out "
-                              f"directory (finished runs there would not be comparable)")
+            raise ConfigError(
+                f"{out} holds a comparison with different {', '.join(changed)}; use a new --out "
+                f"directory (finished runs there would not be comparable)"
+            )
         algorithms = list(dict.fromkeys(old["spec"]["algorithms"] + spec.algorithms))
         seeds = list(dict.fromkeys(old["spec"]["seeds"] + spec.seeds))
     else:
@@ -370,13 +400,19 @@ def write_test_references(out: Path, cfg: Config) -> Path:
     return path
 
 
-def run_compare(spec: CompareSpec, launcher: Launcher = subprocess_launcher, echo: Callable[[str], None] = print,
-                report: bool = True) -> dict[str, Any]:
+def run_compare(
+    spec: CompareSpec,
+    launcher: Launcher = subprocess_launcher,
+    echo: Callable[[str], None] = print,
+    report: bool = True,
+) -> dict[str, Any]:
     """Pre-train (once), run every (algorithm, seed) not yet finished, then write the report."""
     out = Path(spec.out).resolve()
     if spec.baseline not in spec.algorithms:
-        echo(f"[compare] note: the baseline {spec.baseline!r} is not among the algorithms; "
-             "the report will have no significance column")
+        echo(
+            f"[compare] note: the baseline {spec.baseline!r} is not among the algorithms; "
+            "the report will have no significance column"
+        )
     _check_plan(out, spec)
     base = load_config(spec.config, spec.overrides)
     task_yaml = out / "task.yaml"
@@ -390,14 +426,19 @@ def run_compare(spec: CompareSpec, launcher: Launcher = subprocess_launcher, ech
     if pre is not None:
         outcomes += execute([pre], config, gpus[:1], launcher, echo)
         if not pretrain_checkpoint(out).exists():
-            raise RuntimeError(f"pre-training failed: no {pretrain_checkpoint(out)}; see "
-                               f"{out / 'pretrain' / 'train.out'}")
+            raise RuntimeError(
+                f"pre-training failed: no {pretrain_checkpoint(out)}; see {out / 'pretrain' / 'train.out'}"
+            )
     elif spec.init_from and not Path(spec.init_from).exists():
         raise FileNotFoundError(f"--init-from checkpoint not found: {spec.init_from}")
     outcomes += execute(runs, config, gpus, launcher, echo, before=_share_tokenizers(out))
     failed = [o.name for o in outcomes if o.status == "failed"]
-    summary: dict[str, Any] = {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes],
-                               "failed": failed}
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "gpus": gpus,
+        "outcomes": [asdict(o) for o in outcomes],
+        "failed": failed,
+    }
     if report:
         from seqlab.compare.report import write_report
 

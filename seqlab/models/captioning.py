@@ -79,9 +79,11 @@ class NIC(Seq2SeqModel):
             raise ValueError("model 'nic' needs model.options.features (the image feature file)")
         feats, _ = load_features(cfg.features)
         if feats.size(0) + NUM_SPECIAL != cfg.src_vocab_size:
-            raise ValueError(f"model 'nic': {cfg.features} has {feats.size(0)} images but the source vocabulary "
-                             f"has {cfg.src_vocab_size - NUM_SPECIAL}; model.options.features and "
-                             "task.options.features must name the same file")
+            raise ValueError(
+                f"model 'nic': {cfg.features} has {feats.size(0)} images but the source vocabulary "
+                f"has {cfg.src_vocab_size - NUM_SPECIAL}; model.options.features and "
+                "task.options.features must name the same file"
+            )
         self.cfg, self.vocab_size = cfg, cfg.tgt_vocab_size
         self.register_buffer("features", feats, persistent=False)
         h, L = cfg.hidden_dim, cfg.layers

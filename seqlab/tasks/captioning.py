@@ -95,15 +95,18 @@ def image_tokenizer(ids: list[str]) -> SymbolTokenizer:
     return SymbolTokenizer(list(SPECIAL_TOKENS) + list(ids), {"image_ids": True})
 
 
-def _tokenizers(cache_dir: Path, ids: list[str], train: Corpus, min_freq: int,
-                vocab_size: int | None) -> tuple[Tokenizer, Tokenizer]:
+def _tokenizers(
+    cache_dir: Path, ids: list[str], train: Corpus, min_freq: int, vocab_size: int | None
+) -> tuple[Tokenizer, Tokenizer]:
     src_dir, tgt_dir = cache_dir / "src", cache_dir / "tgt"
     if (src_dir / HEADER).is_file() and (tgt_dir / HEADER).is_file():
         src, tgt = load_tokenizer(src_dir), load_tokenizer(tgt_dir)
         if src.vocab_size != len(ids) + len(SPECIAL_TOKENS) or any(
-                src.id_to_token(len(SPECIAL_TOKENS) + r) != i for r, i in enumerate(ids)):
-            raise DataError("cached image-id vocabulary does not match the feature file (delete it to rebuild)",
-                            src_dir)
+            src.id_to_token(len(SPECIAL_TOKENS) + r) != i for r, i in enumerate(ids)
+        ):
+            raise DataError(
+                "cached image-id vocabulary does not match the feature file (delete it to rebuild)", src_dir
+            )
         return src, tgt
     src = image_tokenizer(ids)
     tgt = train_tokenizer("symbol", train.targets, vocab_size=vocab_size, min_freq=min_freq)
@@ -166,10 +169,24 @@ REWARDS.setdefault("bleu_multiref", multi_reference_bleu)
 @register_task("captioning")
 def captioning(options: dict[str, Any], cache_dir: Path) -> TaskData:
     """Captions from image features (see the module docstring for the options)."""
-    opt = task_options("captioning", options,
-                       {"captions": None, "train": None, "valid": None, "test": None, "valid_percent": 5.0,
-                        "test_percent": 5.0, "lowercase": True, "min_freq": 1, "vocab_size": None, "max_train": None,
-                        "salt": "seqlab-captioning"}, required=("features",))
+    opt = task_options(
+        "captioning",
+        options,
+        {
+            "captions": None,
+            "train": None,
+            "valid": None,
+            "test": None,
+            "valid_percent": 5.0,
+            "test_percent": 5.0,
+            "lowercase": True,
+            "min_freq": 1,
+            "vocab_size": None,
+            "max_train": None,
+            "salt": "seqlab-captioning",
+        },
+        required=("features",),
+    )
     _, ids = load_features(opt["features"])
     known = set(ids)
     lower = bool(opt["lowercase"])
@@ -182,17 +199,31 @@ def captioning(options: dict[str, Any], cache_dir: Path) -> TaskData:
         for image in dict.fromkeys(i for i, _ in pairs):
             bucket = stable_hash(image, opt["salt"]) % 10_000 / 100.0
             split_of[image] = "test" if bucket < tp else "valid" if bucket < tp + vp else "train"
-        corpora = {s: _corpus([p for p in pairs if split_of[p[0]] == s], known, lower, f"captioning/{s}",
-                              opt["captions"]) for s in ("train", "valid", "test")}
+        corpora = {
+            s: _corpus([p for p in pairs if split_of[p[0]] == s], known, lower, f"captioning/{s}", opt["captions"])
+            for s in ("train", "valid", "test")
+        }
     else:
         missing = [s for s in ("train", "valid", "test") if not opt[s]]
         if missing:
-            raise DataError(f"task captioning: give 'captions' (one file) or 'train', 'valid' and 'test' "
-                            f"(missing {', '.join(missing)})")
-        corpora = {s: _corpus(read_captions(opt[s]), known, lower, f"captioning/{s}", opt[s])
-                   for s in ("train", "valid", "test")}
+            raise DataError(
+                f"task captioning: give 'captions' (one file) or 'train', 'valid' and 'test' "
+                f"(missing {', '.join(missing)})"
+            )
+        corpora = {
+            s: _corpus(read_captions(opt[s]), known, lower, f"captioning/{s}", opt[s])
+            for s in ("train", "valid", "test")
+        }
     train = subsample(corpora["train"], opt["max_train"])
     src_tok, tgt_tok = _tokenizers(Path(cache_dir), ids, train, int(opt["min_freq"]), opt["vocab_size"])
     REFERENCE_SETS.set(train, tgt_tok)
-    return TaskData(train, corpora["valid"], corpora["test"], src_tok, tgt_tok, ["bleu"], "captioning",
-                    {"images": len(ids), "features": str(opt["features"])})
+    return TaskData(
+        train,
+        corpora["valid"],
+        corpora["test"],
+        src_tok,
+        tgt_tok,
+        ["bleu"],
+        "captioning",
+        {"images": len(ids), "features": str(opt["features"])},
+    )

@@ -28,8 +28,15 @@ METRICS = ["rouge", "rouge1", "rouge2", "rougeL"]
 SPLITS = ("train", "valid", "test")
 #: file names tried for a split in a directory: seqlab's, then the Gigaword release's (Rush et al. 2015)
 DIR_NAMES = (("{s}.src", "{s}.tgt"), ("{s}.article.txt", "{s}.title.txt"))
-TOKENIZER_DEFAULTS = {"tokenizer": "sentencepiece", "vocab_size": 8000, "shared_vocab": True, "model_type": "bpe",
-                      "max_train": None, "max_src_words": None, "lowercase": False}
+TOKENIZER_DEFAULTS = {
+    "tokenizer": "sentencepiece",
+    "vocab_size": 8000,
+    "shared_vocab": True,
+    "model_type": "bpe",
+    "max_train": None,
+    "max_src_words": None,
+    "lowercase": False,
+}
 
 
 def _clip_words(text: str, max_words: int | None) -> str:
@@ -37,8 +44,13 @@ def _clip_words(text: str, max_words: int | None) -> str:
     return " ".join(words if max_words is None else words[: int(max_words)])
 
 
-def read_multi_reference(src_path: str | Path, tgt_paths: list[str | Path], name: str = "",
-                         max_src_words: int | None = None, lowercase: bool = False) -> Corpus:
+def read_multi_reference(
+    src_path: str | Path,
+    tgt_paths: list[str | Path],
+    name: str = "",
+    max_src_words: int | None = None,
+    lowercase: bool = False,
+) -> Corpus:
     """Line-aligned source and reference files: one group per source line, one example per non-empty reference.
 
     Lines whose source or every reference is empty are skipped.  Groups follow the lines, so two
@@ -46,8 +58,9 @@ def read_multi_reference(src_path: str | Path, tgt_paths: list[str | Path], name
     return _read_aligned(src_path, tgt_paths, name, max_src_words, lowercase)[0]
 
 
-def _read_aligned(src_path: str | Path, tgt_paths: list[str | Path], name: str, max_src_words: int | None,
-                  lowercase: bool) -> tuple[Corpus, list[int]]:
+def _read_aligned(
+    src_path: str | Path, tgt_paths: list[str | Path], name: str, max_src_words: int | None, lowercase: bool
+) -> tuple[Corpus, list[int]]:
     """The corpus and, for each of its groups, the 0-based line it came from."""
     src = read_lines(src_path)
     refs = [read_lines(p) for p in tgt_paths]
@@ -97,18 +110,27 @@ def _split_files(opt: dict[str, Any], split: str) -> tuple[Path, list[Path]]:
             tgt = _existing(root / tgt_name.format(s=split))
             if tgt is not None:
                 return src, [tgt]
-            numbered = sorted(root.glob(f"{tgt_name.format(s=split)}.[0-9]*"),
-                              key=lambda p: int(p.name.removesuffix(".gz").rsplit(".", 1)[1]))
+            numbered = sorted(
+                root.glob(f"{tgt_name.format(s=split)}.[0-9]*"),
+                key=lambda p: int(p.name.removesuffix(".gz").rsplit(".", 1)[1]),
+            )
             if numbered:
                 return src, numbered
             raise DataError(f"no targets for {src.name} ({tgt_name.format(s=split)} or .0, .1, ...)", root)
-    raise DataError(f"no {split} split: expected {split}.src / {split}.tgt (or {split}.article.txt / "
-                    f"{split}.title.txt)", root)
+    raise DataError(
+        f"no {split} split: expected {split}.src / {split}.tgt (or {split}.article.txt / {split}.title.txt)", root
+    )
 
 
 def _tokenizers(opt: dict[str, Any], train: Corpus, cache_dir: Path):
-    return build_tokenizers(str(opt["tokenizer"]), train, cache_dir, vocab_size=opt["vocab_size"],
-                            shared=bool(opt["shared_vocab"]), model_type=opt["model_type"])
+    return build_tokenizers(
+        str(opt["tokenizer"]),
+        train,
+        cache_dir,
+        vocab_size=opt["vocab_size"],
+        shared=bool(opt["shared_vocab"]),
+        model_type=opt["model_type"],
+    )
 
 
 @register_task("summarization")
@@ -125,8 +147,9 @@ def summarization(options: dict[str, Any], cache_dir: Path) -> TaskData:
     corpora = {}
     for split in SPLITS:
         src, tgts = _split_files(opt, split)
-        corpora[split] = read_multi_reference(src, tgts, f"summarization/{split}", opt["max_src_words"],
-                                              bool(opt["lowercase"]))
+        corpora[split] = read_multi_reference(
+            src, tgts, f"summarization/{split}", opt["max_src_words"], bool(opt["lowercase"])
+        )
     train = subsample(corpora["train"], opt["max_train"])
     src_tok, tgt_tok = _tokenizers(opt, train, cache_dir)
     return TaskData(train, corpora["valid"], corpora["test"], src_tok, tgt_tok, list(METRICS), "summarization")
@@ -176,8 +199,7 @@ def _locate_aeslc(path: Any) -> Path:
         archive = c if c.is_file() else c / AESLC_ARCHIVE
         if archive.is_file():
             return archive
-    raise DataError(f"AESLC archive {AESLC_ARCHIVE} not found (set task.options.path to its directory)",
-                    candidates[0])
+    raise DataError(f"AESLC archive {AESLC_ARCHIVE} not found (set task.options.path to its directory)", candidates[0])
 
 
 def extract_aeslc(archive: Path, out_dir: Path) -> Path:
@@ -209,11 +231,20 @@ def extract_aeslc(archive: Path, out_dir: Path) -> Path:
         (tmp / f"{split}.tgt").write_text("".join(r[2] + "\n" for r in rows), encoding="utf-8")
         if split == "dev":
             for k in range(3):
-                (tmp / f"dev.ann.{k}").write_text("".join((r[3][k] if len(r[3]) > k else "") + "\n" for r in rows),
-                                                  encoding="utf-8")
-    (tmp / "DONE.json").write_text(json.dumps({"version": CACHE_VERSION, "archive": str(archive),
-                                               "sha256": AESLC_SHA256,
-                                               "counts": {k: len(v) for k, v in items.items()}}), encoding="utf-8")
+                (tmp / f"dev.ann.{k}").write_text(
+                    "".join((r[3][k] if len(r[3]) > k else "") + "\n" for r in rows), encoding="utf-8"
+                )
+    (tmp / "DONE.json").write_text(
+        json.dumps(
+            {
+                "version": CACHE_VERSION,
+                "archive": str(archive),
+                "sha256": AESLC_SHA256,
+                "counts": {k: len(v) for k, v in items.items()},
+            }
+        ),
+        encoding="utf-8",
+    )
     if out_dir.exists():
         import shutil
 
@@ -234,8 +265,11 @@ def aeslc(options: dict[str, Any], cache_dir: Path) -> TaskData:
     (one reference, the original subject); train = the remaining training emails.  The archive's test
     split is withheld by the data package, so this is the standard "benchmark on dev" setup.  Bodies are
     truncated to ``max_src_words`` words (default 128)."""
-    opt = task_options("aeslc", options, {"path": None, "data_dir": None, "valid_size": 1000,
-                                          **TOKENIZER_DEFAULTS, "max_src_words": 128})
+    opt = task_options(
+        "aeslc",
+        options,
+        {"path": None, "data_dir": None, "valid_size": 1000, **TOKENIZER_DEFAULTS, "max_src_words": 128},
+    )
     archive = _locate_aeslc(opt["path"])
     data_dir = Path(str(opt["data_dir"])).expanduser() if opt["data_dir"] else cache_dir.parent / "data_cache" / "aeslc"
     root = extract_aeslc(archive, data_dir)
@@ -247,10 +281,18 @@ def aeslc(options: dict[str, Any], cache_dir: Path) -> TaskData:
     train = full.subset([i for i, g in enumerate(full.group) if g not in held])
     valid = full.subset([i for i, g in enumerate(full.group) if g in held])
     train.name, valid.name = "aeslc/train", "aeslc/valid"
-    test = read_multi_reference(root / "dev.src", [root / f"dev.ann.{k}" for k in range(3)], "aeslc/test(dev)",
-                                clip, lower)
+    test = read_multi_reference(
+        root / "dev.src", [root / f"dev.ann.{k}" for k in range(3)], "aeslc/test(dev)", clip, lower
+    )
     train = subsample(train, opt["max_train"])
     src_tok, tgt_tok = _tokenizers(opt, train, cache_dir)
-    return TaskData(train, valid, test, src_tok, tgt_tok, list(METRICS), "aeslc",
-                    {"data_dir": str(root), "test_split": "dev (3 annotated references)"})
-
+    return TaskData(
+        train,
+        valid,
+        test,
+        src_tok,
+        tgt_tok,
+        list(METRICS),
+        "aeslc",
+        {"data_dir": str(root), "test_split": "dev (3 annotated references)"},
+    )
