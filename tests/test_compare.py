@@ -165,6 +165,20 @@ def test_plan_runs_share_checkpoint_budget_and_per_algorithm_overrides(tmp_path)
     assert "train.init_from=null" in scratch
 
 
+def test_runs_share_the_checkpoints_tokenizers(tmp_path):
+    import torch
+
+    from seqlab.compare.runner import tokenizer_source
+
+    out = tmp_path / "cmp"
+    assert tokenizer_source(out, None) == out / "pretrain" / "tokenizers"
+    (tmp_path / "mle" / "tokenizers").mkdir(parents=True)
+    torch.save({"tokenizers": str(tmp_path / "elsewhere")}, tmp_path / "mle" / "ckpt.pt")
+    assert tokenizer_source(out, str(tmp_path / "mle" / "ckpt.pt")) == tmp_path / "mle" / "tokenizers"
+    (tmp_path / "elsewhere").mkdir()
+    assert tokenizer_source(out, str(tmp_path / "mle" / "ckpt.pt")) == tmp_path / "elsewhere"
+
+
 def test_cli_flags_build_the_spec(tmp_path):
     import argparse
 

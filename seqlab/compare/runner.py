@@ -348,9 +348,18 @@ def execute(
 
 
 # ---------------------------------------------------------------------------------------------- the whole thing
-def _share_tokenizers(out: Path) -> Callable[[Run], None]:
-    """Copy the pre-training run's tokenizers into a run before it starts (same vocabulary guaranteed)."""
-    source = out / "pretrain" / "tokenizers"
+def tokenizer_source(out: Path, init_from: str | None) -> Path:
+    """The tokenizers of the shared checkpoint: the pre-training's, or those of ``--init-from``'s run."""
+    if init_from:
+        from seqlab.train import checkpoint as ckpt
+
+        saved = Path(str(ckpt.load(init_from).get("tokenizers", "")))
+        return saved if saved.is_dir() else Path(init_from).resolve().parent / "tokenizers"
+    return out / "pretrain" / "tokenizers"
+
+
+def _share_tokenizers(source: Path) -> Callable[[Run], None]:
+    """Copy the shared checkpoint's tokenizers into a run before it starts (same vocabulary guaranteed)."""
 
     def copy(run: Run) -> None:
         target = run.run_dir / "tokenizers"
@@ -391,7 +400,7 @@ def write_test_references(out: Path, cfg: Config) -> Path:
     if path.exists():
         return path
     tok_dir = out / "pretrain" / "tokenizers"
-    if not tok_dir.is_dir():
+    if not (tok_dir / "src").is_dir():
         runs = sorted((out / "runs").glob("*/seed*/tokenizers"))
         tok_dir = runs[0] if runs else out / "tokenizers"
     task = load_task(cfg.task.name, cfg.task.options, tok_dir)
@@ -431,7 +440,8 @@ def run_compare(
             )
     elif spec.init_from and not Path(spec.init_from).exists():
         raise FileNotFoundError(f"--init-from checkpoint not found: {spec.init_from}")
-    outcomes += execute(runs, config, gpus, launcher, echo, before=_share_tokenizers(out))
+    share = _share_tokenizers(tokenizer_source(out, spec.init_from))
+    outcomes += execute(runs, config, gpus, launcher, echo, before=share)
     failed = [o.name for o in outcomes if o.status == "failed"]
     summary: dict[str, Any] = {
         "out": str(out),
