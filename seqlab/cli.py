@@ -78,12 +78,27 @@ def _load_for_inference(checkpoint: str, device: str) -> tuple[Any, Any, Any, An
     return loaded.config, loaded.model, (loaded.src_tokenizer, loaded.tgt_tokenizer), loaded.device
 
 
+def _nat_decoding(model: Any, args: argparse.Namespace, device: Any) -> None:
+    """Length-parallel decoding for NAT checkpoints: ``--length-delta`` candidates, rescored by ``--rescorer``."""
+    if getattr(args, "length_delta", None) is None and getattr(args, "rescorer", None) is None:
+        return
+    if not hasattr(model, "set_rescorer"):
+        raise ValueError("--length-delta / --rescorer apply to NAT checkpoints only")
+    if args.length_delta is not None:
+        model.cfg.length_delta = args.length_delta
+    if args.rescorer:
+        from seqlab.inference import load_checkpoint_model
+
+        model.set_rescorer(load_checkpoint_model(args.rescorer, device).model)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from seqlab.config import apply_overrides, config_from_dict
     from seqlab.data.tasks import load_task
     from seqlab.train.evaluate import evaluate_corpus
 
     cfg, model, (src_tok, tgt_tok), dev = _load_for_inference(args.checkpoint, args.device)
+    _nat_decoding(model, args, dev)
     cfg = config_from_dict(apply_overrides(cfg.to_dict(), args.overrides))
     task = load_task(cfg.task.name, cfg.task.options, Path(args.checkpoint).resolve().parent / "tokenizers")
     corpus = {"valid": task.valid, "test": task.test, "train": task.train}[args.split]
@@ -100,6 +115,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from seqlab.train.evaluate import decode_ids
 
     cfg, model, (src_tok, tgt_tok), dev = _load_for_inference(args.checkpoint, args.device)
+    _nat_decoding(model, args, dev)
     src = open(args.input, encoding="utf-8") if args.input else sys.stdin
     lines = [line.rstrip("\n") for line in src]
     ids = [src_tok.encode(line)[: cfg.decode.max_len - 1] + [EOS_ID] for line in lines]
@@ -109,6 +125,12 @@ def cmd_translate(args: argparse.Namespace) -> int:
         out.write(tgt_tok.decode(h) + "\n")
     out.flush()
     return 0
+
+
+def _add_nat_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--length-delta", type=int, default=None,
+                   help="NAT: decode 2*delta+1 candidate lengths around the predicted one")
+    p.add_argument("--rescorer", help="NAT: an autoregressive checkpoint that picks among the candidates")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--output", help="write hypotheses here")
     p.add_argument("overrides", nargs="*", help="e.g. task.options.path=/data/multi30k")
+    _add_nat_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("translate", help="decode lines from stdin or a file")
@@ -140,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto")
+    _add_nat_flags(p)
     p.set_defaults(func=cmd_translate)
 
     for module, adder in (("seqlab.control.cli", "add_control_parser"), ("seqlab.nat.cli", "add_distill_parser"),

@@ -56,6 +56,7 @@ class TrainConfig:
     save_every_steps: int | None = None  # extra checkpoints between evaluations
     init_from: str | None = None  # start from this checkpoint's model weights (e.g. an MLE model)
     resume: bool = True  # continue from run_dir/checkpoint_last.pt when present
+    tokenizers_from: str | None = None  # reuse another run's tokenizers folder (e.g. a teacher's)
     progress_bar: bool = True
     tensorboard: bool = True
 

@@ -60,6 +60,8 @@ def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
 
 def load_task(name: str, options: dict[str, Any] | None, cache_dir: str | Path) -> TaskData:
     """Load task ``name`` with ``options``; tokenizers are built into (or loaded from) ``cache_dir``."""
+    import seqlab.tasks  # noqa: F401  (summarization, aeslc, captioning register themselves; lazy: no cycle)
+
     if name not in TASKS:
         raise DataError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS))}")
     data = TASKS[name](dict(options or {}), Path(cache_dir))

@@ -15,7 +15,9 @@ import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
-#: PAD and BOS are never generated (their log-probabilities are -inf): vocabulary sums start here
+#: PAD and BOS are never generated (their log-probabilities are -inf): vocabulary sums start here.
+#: This assumes the last axis of ``log_probs`` is the token vocabulary; distributions over other
+#: categories (NAT action or length classes) are shifted past these ids first (seqlab.nat.imitation).
 FIRST_GENERATED_ID = EOS_ID
 assert PAD_ID < FIRST_GENERATED_ID and BOS_ID < FIRST_GENERATED_ID
 

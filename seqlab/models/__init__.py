@@ -23,8 +23,25 @@ def register_model(name: str, config_cls: type) -> Callable[[type], type]:
     return deco
 
 
+#: modules that register further architectures (NAT / DAT, the captioning NIC), imported on first need
+MODEL_PLUGIN_MODULES = ["seqlab.nat.models", "seqlab.models.captioning"]
+
+
+def load_model_plugins() -> None:
+    import importlib
+
+    for module in MODEL_PLUGIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if not (e.name and module.startswith(e.name)):
+                raise
+
+
 def build_model(arch: str, src_vocab_size: int, tgt_vocab_size: int, **options: Any) -> Seq2SeqModel:
     """Build a model by architecture name; unknown options raise a clear error."""
+    if arch not in MODELS:
+        load_model_plugins()
     if arch not in MODELS:
         raise ValueError(f"unknown model architecture {arch!r}; choose from {sorted(MODELS)}")
     cls, cfg_cls = MODELS[arch]

@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,11 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
         seed_everything(tc.seed)
+        if tc.tokenizers_from and self.dist.is_main and not (self.run_dir / "tokenizers").exists():
+            src = Path(tc.tokenizers_from)
+            if not src.is_dir():
+                raise FileNotFoundError(f"train.tokenizers_from: no tokenizers folder at {src}")
+            shutil.copytree(src, self.run_dir / "tokenizers")
         # rank 0 builds (and caches) tokenizers first, the others then load them
         if self.dist.is_main:
             self.task = load_task(cfg.task.name, cfg.task.options, self.run_dir / "tokenizers")
