@@ -160,7 +160,10 @@ def collect(args: argparse.Namespace) -> dict:
 
 
 def command(args: argparse.Namespace) -> str:
-    return "python benchmarks/control/figure3.py " + " ".join(sys.argv[1:])
+    """The grid's command line, quoted (a ``--report-only`` pass records the grid it reports on)."""
+    import shlex
+
+    return shlex.join(["python", "benchmarks/control/figure3.py", *[a for a in sys.argv[1:] if a != "--report-only"]])
 
 
 def report(args: argparse.Namespace) -> None:
