@@ -266,12 +266,12 @@ def plot(data: dict, args: argparse.Namespace) -> None:
                 steps = np.array([p["steps"] for p in runs[0]["curve"][:k]])
                 vals = np.array([[p["return"] for p in r["curve"][:k]] for r in runs])
                 mu, sd = vals.mean(0), vals.std(0)
-                ax.plot(steps, mu, label=f"{LABELS[m]} ({len(runs)} seeds)")
-                ax.fill_between(steps, mu - sd, mu + sd, alpha=0.2)
+                ax.plot(steps / 1000, mu, label=f"{LABELS[m]} ({len(runs)} seeds)")
+                ax.fill_between(steps / 1000, mu - sd, mu + sd, alpha=0.2)
             if "expert" in e:
                 ax.axhline(e["expert"]["return_mean"], color="k", ls="--", lw=1)
             ax.set_title(f"{env_id(env)}, {n} demos", fontsize=9)
-            ax.set_xlabel("policy steps")
+            ax.set_xlabel("policy steps (thousands)")
             ax.set_ylabel("return")
             if any(not line.get_label().startswith("_") for line in ax.lines):
                 ax.legend(fontsize=7)
