@@ -175,6 +175,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam, constant)")
     ap.add_argument("--critic-steps", type=int, default=3000, help="critic / Q-network pre-training steps")
     ap.add_argument("--critic-lr", type=float, default=1e-3)
+    ap.add_argument("--share-critic", action="store_true",
+                    help="pre-train each critic once (first seed) and reuse it for every seed")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--raml-options", default="{tau: 0.4, num_samples: 8}",
                     help="RAML's options (use the ERPO benchmarks' setting)")
@@ -219,6 +221,8 @@ def main() -> None:
         """Pre-train the critic / Q-network of ``algo`` with the actor fixed; returns its checkpoint."""
         config, algo_over = ALGORITHMS[algo]
         phase = ("algorithm.options.q_steps" if algo == "vaml" else "algorithm.options.critic_pretrain_steps")
+        if args.share_critic:
+            seed = seeds[0]
         run_dir = work / f"critic_{tag}_s{seed}"
         res = train_run(CONFIGS / config, run_dir,
                         [*base, *algo_over, *critic_opts, *extra, f"train.seed={seed}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -175,6 +176,16 @@ def main() -> None:
     t = timed(lambda: hyps.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=1,
                                              batch_size=args.decode_batch)))
     results["greedy_decode_sent_per_s"] = len(src_ids) / t
+    if device.type == "cuda":  # CUDA-graph decoding must give the eager decoder's outputs
+        os.environ["SEQLAB_CUDA_GRAPHS"] = "0"
+        eager = decode_ids(model, src_ids, cfg.decode, device, beam_size=1, batch_size=args.decode_batch)
+        t_eager = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=1,
+                                           batch_size=args.decode_batch))
+        os.environ["SEQLAB_CUDA_GRAPHS"] = "1"
+        same = sum(a == b for a, b in zip(eager, hyps, strict=True)) / len(hyps)
+        results["greedy_graph_vs_eager_identical_fraction"] = same
+        results["greedy_decode_sent_per_s_eager"] = len(src_ids) / t_eager
+        print(f"CUDA graphs vs eager: {same:.4f} of hypotheses identical")
     # the baselines decode exactly as many steps per batch as seqlab's outputs need (they may be untrained)
     steps_of = [len(h) + 1 for h in hyps]
     t = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch))

@@ -7,10 +7,12 @@ Outputs follow the target convention: tokens, then EOS, then PAD.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, pad_source, round_up, stepper_for
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 
 
@@ -47,23 +49,47 @@ def _finish(tokens: list[torch.Tensor], logps: list[torch.Tensor]) -> tuple[torc
 @torch.no_grad()
 def sample_or_greedy(model: Seq2SeqModel, src: torch.Tensor, *, greedy: bool = True, temperature: float = 1.0,
                      num_samples: int = 1, max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256,
-                     enc: Encoded | None = None, top_k: int = 0) -> Hypotheses:
+                     enc: Encoded | None = None, top_k: int = 0, static: bool | None = None) -> Hypotheses:
     """Greedy decoding, or ancestral sampling of ``num_samples`` sequences per source (rows b*K .. b*K+K-1).
 
     ``token_log_probs`` are log p_theta (temperature 1, PAD/BOS excluded) of the chosen tokens, 0 at padding.
+    ``static``: step on a fixed-shape cache (default: on CUDA, replayed as a CUDA graph, in fp32).
     """
+    use_graph = graphs_enabled(model, src.device)
+    static = use_graph if static is None else static
+    if static and use_graph:
+        with torch.autocast(device_type="cuda", enabled=False):
+            return _sample_or_greedy(model, src, greedy, temperature, num_samples, max_len_a, max_len_b,
+                                     max_len, enc, top_k, static, use_graph)
+    return _sample_or_greedy(model, src, greedy, temperature, num_samples, max_len_a, max_len_b, max_len, enc,
+                             top_k, static, False)
+
+
+def _sample_or_greedy(model, src, greedy, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k,
+                      static, use_graph) -> Hypotheses:
+    if static and enc is None:
+        src = pad_source(src)
     enc = model.encode(src) if enc is None else enc
     if num_samples > 1:
         enc = enc.repeat(num_samples)
         src = src.repeat_interleave(num_samples, dim=0)
     limits = max_lengths(src, max_len_a, max_len_b, max_len)
     n, steps = src.size(0), int(limits.max())
-    state = model.init_state(enc)
+    if static:
+        stepper = stepper_for(model, enc, round_up(steps, STEP_BUCKET), graph=use_graph)
+
+        def step(prev: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+            return mask_special(stepper.step(prev)), state
+        state = None
+    else:
+        def step(prev: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+            return next_token_logits(model, enc, prev, state)
+        state = model.init_state(enc)
     prev = torch.full((n,), BOS_ID, dtype=torch.long, device=src.device)
     done = torch.zeros(n, dtype=torch.bool, device=src.device)
     tokens, logps = [], []
     for t in range(steps):
-        logits, state = next_token_logits(model, enc, prev, state)
+        logits, state = step(prev, state)
         logp = torch.log_softmax(logits, dim=-1)
         if greedy:
             tok = logp.argmax(-1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, round_up, stepper_for
 from seqlab.decoding.search import Hypotheses, max_lengths, sample
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 
@@ -191,7 +192,11 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
     lam = lambdas.to(device).float()
     need_model = bool((lam[..., 0] > 0).any())
     need_reward = bool((lam[..., 1] > 0).any())
-    state = model.init_state(enc) if need_model else None
+    stepper = None
+    if need_model and graphs_enabled(model, device):  # fixed-shape steps replayed as a CUDA graph (fp32)
+        with torch.autocast(device_type="cuda", enabled=False):
+            stepper = stepper_for(model, enc, round_up(steps, STEP_BUCKET), graph=True)
+    state = model.init_state(enc) if need_model and stepper is None else None
     prev = torch.full((n,), 1, dtype=torch.long, device=device)  # BOS
     done = torch.zeros(n, dtype=torch.bool, device=device)
     tokens, comps, entropies = [], [], []
@@ -205,7 +210,11 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
         data_tok = torch.where(t >= ref_len, torch.full_like(data_tok, EOS_ID), data_tok)
         tok = data_tok.clone()
         if need_model:
-            logits, state = model.step(enc, prev, state)
+            if stepper is not None:
+                with torch.autocast(device_type="cuda", enabled=False):
+                    logits = stepper.step(prev)
+            else:
+                logits, state = model.step(enc, prev, state)
             probs = (mask_special(logits) / model_temperature).softmax(-1)
             tok = torch.where(z == 1, torch.multinomial(probs, 1).squeeze(1), tok)
         if need_reward and bool((z == 2).any()):

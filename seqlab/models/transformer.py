@@ -61,10 +61,18 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False,
                 kv: tuple[torch.Tensor, torch.Tensor] | None = None,
                 cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Self-attention if ``kv`` is None (with optional incremental ``cache``), else cross-attention."""
+        """Self-attention if ``kv`` is None (with optional incremental ``cache``), else cross-attention.
+
+        A ``cache`` holding preallocated ``k_buf`` / ``v_buf`` [B, H, L, dh] and a position tensor ``t`` is
+        written in place at ``t`` (fixed shapes, so the step can be captured in a CUDA graph); ``mask``
+        then hides the positions after ``t``."""
         if kv is None:
             q, k, v = (self._heads(t) for t in self.qkv(x).chunk(3, dim=-1))
-            if cache is not None:
+            if cache is not None and "k_buf" in cache:
+                cache["k_buf"].index_copy_(2, cache["t"], k)
+                cache["v_buf"].index_copy_(2, cache["t"], v)
+                k, v = cache["k_buf"], cache["v_buf"]
+            elif cache is not None:
                 if "k" in cache:
                     k = torch.cat([cache["k"], k], dim=2)
                     v = torch.cat([cache["v"], v], dim=2)
@@ -192,3 +200,30 @@ class Transformer(Seq2SeqModel):
             x = layer(x, (state["mem_k"][i], state["mem_v"][i]), bias, cache=state["self"][i])
         state["t"] = state["t"] + 1
         return self.output_logits(x[:, 0]), state
+
+    # ---------------------------------------------------------------- fixed-shape decoding (CUDA graphs)
+    def init_static_state(self, enc: Encoded, max_len: int) -> dict:
+        """A decoding cache of fixed shape: self-attention K/V preallocated for ``max_len`` steps."""
+        heads, head_dim = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
+        kvs = self._memory_kv(enc)
+        b, dev, dt = enc.memory.size(0), enc.memory.device, kvs[0][0].dtype  # projections' dtype (autocast)
+        t = torch.zeros(1, dtype=torch.long, device=dev)
+        return {"t": t, "max_len": max_len, "mem_k": [k for k, _ in kvs], "mem_v": [v for _, v in kvs],
+                "mem_bias": key_padding_bias(enc.pad_mask, dt),
+                "self": [{"k_buf": torch.zeros(b, heads, max_len, head_dim, device=dev, dtype=dt),
+                          "v_buf": torch.zeros(b, heads, max_len, head_dim, device=dev, dtype=dt), "t": t}
+                         for _ in self.layers]}
+
+    def static_step(self, tokens: torch.Tensor, state: dict) -> torch.Tensor:
+        """One decoding step on a static cache (only tensor ops, fixed shapes); advances ``state["t"]``."""
+        t = state["t"]
+        x = self.drop(self.tgt_embed(tokens.unsqueeze(1)) * self.scale + self.positions.index_select(0, t))
+        steps = torch.arange(state["max_len"], device=t.device)
+        self_bias = torch.zeros(steps.shape, dtype=x.dtype, device=t.device).masked_fill(steps > t, float("-inf"))
+        self_bias = self_bias.view(1, 1, 1, -1)
+        mem_bias = state["mem_bias"].to(x.dtype)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, (state["mem_k"][i], state["mem_v"][i]), mem_bias, self_mask=self_bias,
+                      cache=state["self"][i])
+        t.add_(1)
+        return self.output_logits(x[:, 0])

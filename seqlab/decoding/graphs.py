@@ -1,0 +1,134 @@
+"""Fixed-shape decoding steps, captured as CUDA graphs and replayed.
+
+A decoding step of a small model is a hundred tiny kernels: on a GPU its time is launch overhead. A model
+that offers ``init_static_state(enc, max_len)`` and ``static_step(tokens, state)`` (the Transformer does)
+runs on a preallocated cache whose shapes never change, so one step can be captured once per shape
+(batch size, source length, step budget) and replayed: one launch per step.  Captured graphs are kept in a
+small cache keyed by shape; a new batch of the same shape copies its encoder states into the graph's
+buffers.  Source lengths and step budgets are rounded up to buckets so that few shapes occur.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any
+
+import torch
+
+from seqlab.data.vocab import PAD_ID
+from seqlab.models.base import Encoded
+
+SOURCE_BUCKET = 8
+STEP_BUCKET = 16
+ROW_BUCKET = 16
+MAX_GRAPHS = 48
+
+
+def bucket_rows(n: int) -> int:
+    """Batch sizes share graphs: 1, 2, 4, 8, then multiples of ROW_BUCKET."""
+    if n <= 8:
+        return 1 << (n - 1).bit_length()
+    return round_up(n, ROW_BUCKET)
+
+
+def bucketed(enc: Encoded) -> Encoded:
+    """Pad encoder states to bucketed shapes: extra rows repeat row 0, extra positions are masked out."""
+    b, s = enc.memory.shape[:2]
+    rows, width = bucket_rows(b), round_up(s, SOURCE_BUCKET)
+    if rows > b:
+        index = torch.cat([torch.arange(b), torch.zeros(rows - b, dtype=torch.long)]).to(enc.memory.device)
+        enc = enc.select(index)
+    if width > s:
+        memory = torch.nn.functional.pad(enc.memory, (0, 0, 0, width - s))
+        mask = torch.nn.functional.pad(enc.pad_mask, (0, width - s), value=True)
+        enc = Encoded(memory, mask, enc.extra)
+    return enc
+
+
+def graphs_enabled(model: Any, device: torch.device) -> bool:
+    """CUDA graphs are used on CUDA for models with a static step, unless SEQLAB_CUDA_GRAPHS=0."""
+    return (device.type == "cuda" and hasattr(model, "static_step")
+            and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0")
+
+
+def round_up(n: int, bucket: int) -> int:
+    return ((n + bucket - 1) // bucket) * bucket
+
+
+def pad_source(src: torch.Tensor, bucket: int = SOURCE_BUCKET) -> torch.Tensor:
+    """Right-pad the source batch with PAD to a multiple of ``bucket`` (masking makes it a no-op)."""
+    width = round_up(src.size(1), bucket)
+    return torch.nn.functional.pad(src, (0, width - src.size(1)), value=PAD_ID) if width > src.size(1) else src
+
+
+class StaticStepper:
+    """Steps ``model`` on a static cache; with ``graph=True`` through a captured CUDA graph."""
+
+    def __init__(self, model: Any, enc: Encoded, max_len: int, graph: bool):
+        self.model, self.max_len, self.rows = model, max_len, enc.memory.size(0)
+        self.state = model.init_static_state(enc, max_len)
+        self.tokens = torch.zeros(enc.memory.size(0), dtype=torch.long, device=enc.memory.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.logits: torch.Tensor | None = None
+        if graph:
+            self._capture()
+
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm-up outside the graph (allocations, kernel selection)
+                self.model.static_step(self.tokens, self.state)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.state["t"].zero_()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self.model.static_step(self.tokens, self.state)
+        self.state["t"].zero_()
+
+    def load(self, enc: Encoded, rows: int) -> StaticStepper:
+        """Point the (captured) buffers at a new batch of the same shape and restart at step 0."""
+        self.rows = rows
+        fresh = self.model.init_static_state(enc, self.max_len)
+        for key in ("mem_k", "mem_v"):
+            for dst, src in zip(self.state[key], fresh[key], strict=True):
+                dst.copy_(src)
+        self.state["mem_bias"].copy_(fresh["mem_bias"])
+        self.state["t"].zero_()
+        return self
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits [rows, V] for the next position of the real (unpadded) rows."""
+        self.tokens[: tokens.size(0)].copy_(tokens)
+        if self.graph is None:
+            return self.model.static_step(self.tokens, self.state)[: self.rows]
+        self.graph.replay()
+        return self.logits[: self.rows]
+
+
+_CACHE: OrderedDict[tuple, StaticStepper] = OrderedDict()
+
+
+def stepper_for(model: Any, enc: Encoded, max_len: int, graph: bool) -> StaticStepper:
+    """A stepper for this batch: a cached captured graph of the same shape when one exists."""
+    if not graph:
+        return StaticStepper(model, enc, max_len, graph=False)
+    rows = enc.memory.size(0)
+    enc = bucketed(enc)
+    key = (id(model), enc.memory.size(0), enc.memory.size(1), max_len, enc.memory.dtype, enc.memory.device)
+    stepper = _CACHE.get(key)
+    if stepper is not None and stepper.model is model:
+        _CACHE.move_to_end(key)
+        return stepper.load(enc, rows)
+    stepper = StaticStepper(model, enc, max_len, graph=True)
+    stepper.rows = rows
+    _CACHE[key] = stepper
+    while len(_CACHE) > MAX_GRAPHS:
+        _CACHE.popitem(last=False)
+    return stepper
+
+
+def clear_graphs() -> None:
+    """Drop every captured graph (e.g. after the model's weights were replaced by a new object)."""
+    _CACHE.clear()
