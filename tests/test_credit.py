@@ -1,5 +1,4 @@
-"""Token-level credit assignment (VAML, AC, ERAC): exact checks on an enumerable MDP and the algorithms'
-wiring."""
+"""Token-level credit assignment (VAML, AC, ERAC): exact checks on an enumerable MDP, and the wiring."""
 
 from __future__ import annotations
 
@@ -102,8 +101,7 @@ def test_token_rewards_from_the_reward_module_match_the_mdp():
 
 # --------------------------------------------------------------------------- VAML: soft Q-learning
 def test_soft_q_learning_converges_to_q_star():
-    """The VAML algorithm's phase-1 loss (soft Bellman residual, gradient through both sides, no target
-    network),
+    """The VAML algorithm's phase-1 loss (soft Bellman residual, gradient through both sides, no target network),
     minimised on every sequence of the MDP with a tabular Q-network, reaches Q* of dynamic programming."""
     torch.manual_seed(0)
     tau = 0.5
@@ -142,8 +140,8 @@ def test_soft_bellman_residual_is_zero_at_q_star_and_terminal_value_is_zero():
 
 @pytest.mark.filterwarnings("ignore:vaml with q_steps=0")
 def test_vaml_phase_two_coefficients():
-    """kappa = 1: the loss is the RAML-weighted cross-entropy towards softmax(Q / tau); kappa = 0:
-    RAML-weighted NLL."""
+    """kappa = 1: the loss is the RAML-weighted cross-entropy towards softmax(Q / tau); kappa = 0: RAML-weighted
+    NLL."""
     tau = 0.5
     mdp = table_mdp(seed=8)
     model = PrefixTable(mdp, init_std=1.0, seed=3)
@@ -212,9 +210,8 @@ def test_erac_critic_target_matches_formula():
 
 @pytest.mark.parametrize("future_entropy", [True, False])
 def test_erac_target_fixed_point_is_the_soft_q_of_the_policy(future_entropy):
-    """With phi_bar = Q^pi (dynamic programming) the ERAC target reproduces Q^pi exactly; at pi =
-    softmax(Q*/tau) and
-    phi_bar = Q* it reproduces Q* (the entropy-regularised optimum)."""
+    """With phi_bar = Q^pi (dynamic programming) the ERAC target reproduces Q^pi exactly; at pi = softmax(Q*/tau)
+    and phi_bar = Q* it reproduces Q* (the entropy-regularised optimum)."""
     tau = 0.4
     mdp = table_mdp(seed=9)
     actor = PrefixTable(mdp, init_std=1.0, seed=4)
@@ -286,9 +283,8 @@ def test_actor_coefficients_give_the_gradient_of_expected_q_plus_entropy(tau):
 
 
 def test_erac_algorithm_wires_the_formulas():
-    """The erac loss's gradients equal (actor) autograd of -[sum pi Q_phi + tau H] / n - mle term and
-    (critic) autograd
-    of the TD loss against the target critic, on the same samples."""
+    """The erac loss's gradients equal (actor) autograd of -[sum pi Q_phi + tau H] / n - mle term and (critic)
+    autograd of the TD loss against the target critic, on the same samples."""
     tau, mdp = 0.3, table_mdp(seed=10)
     model = PrefixTable(mdp, init_std=1.0, seed=5)
     opts = {"tau": tau, "num_samples": 8, "mle_weight": 0.5, "var_weight": 0.01, "target_beta": 0.5,

@@ -1,21 +1,19 @@
-"""Token-level credit assignment (Dai, Xie & Hovy 2018): VAML, actor-critic (AC) and entropy-regularised AC
-(ERAC).
+"""Token-level credit assignment (Dai, Xie & Hovy 2018): VAML, actor-critic (AC) and entropy-regularised
+actor-critic (ERAC).
 
 Each algorithm owns a critic / Q-network conditioned on the reference (:class:`ReferenceCritic`), trained with
-the model by the trainer's optimizer and saved in checkpoints.  Phases run inside one trainer run, chosen
-from the
-trainer's step counter, so a resumed run continues in the right phase:
+the model by the trainer's optimizer and saved in checkpoints.  Phases run inside one trainer run, chosen from
+the trainer's step counter, so a resumed run continues in the right phase:
 
 * ``vaml``: steps [0, q_steps) train the Q-network by soft Q-learning (the model is untouched); later steps
-train the
-  model towards P_Q = softmax(Q / tau) on RAML-weighted n-gram-replaced samples (the Q-network is frozen).
-* ``erac`` / ``ac``: [0, actor_pretrain_steps) MLE; then ``critic_pretrain_steps`` of critic training with
-the actor
-  fixed; then joint training.  ``ac`` is ``erac`` with tau = 0.
+  train the model towards P_Q = softmax(Q / tau) on RAML-weighted n-gram-replaced samples (the Q-network is
+  frozen).
+* ``erac`` / ``ac``: [0, actor_pretrain_steps) MLE; then ``critic_pretrain_steps`` of critic training with the
+  actor fixed; then joint training.  ``ac`` is ``erac`` with tau = 0.
 
 ``critic_from: path`` starts the critic from a checkpoint of an earlier run (any of these algorithms), so
-phases can
-also be split across runs.  Every actor update goes through the one loss (:func:`seqlab.erpo.loss.one_loss`).
+phases can also be split across runs.  Every actor update goes through the one loss
+(:func:`seqlab.erpo.loss.one_loss`).
 """
 
 from __future__ import annotations
@@ -101,13 +99,12 @@ class CreditAlgorithm(Algorithm):
 class VAML(CreditAlgorithm):
     """Value-augmented maximum likelihood.
 
-    Phase 1 (steps < ``q_steps``): soft Q-learning of Q_phi(y_<t, w; y*) on the reference and ``num_samples``
-    - 1
-    n-gram replacements of it (squared soft Bellman residual, gradient through both sides, no target network).
-    Phase 2: the model's token targets are P_Q(. | y_<t) = softmax(Q_phi / tau) with probability ``kappa``
-    per token and
-    the sample's own token otherwise, each sample weighted by its self-normalised RAML weight
-    softmax(return / weight_tau) over the samples of its source (return = sum of the scaled token rewards)."""
+    Phase 1 (steps < ``q_steps``): soft Q-learning of Q_phi(y_<t, w; y*) on the reference and
+    ``num_samples`` - 1 n-gram replacements of it (squared soft Bellman residual, gradient through both
+    sides, no target network).  Phase 2: the model's token targets are P_Q(. | y_<t) = softmax(Q_phi / tau)
+    with probability ``kappa`` per token and the sample's own token otherwise, each sample weighted by its
+    self-normalised RAML weight softmax(return / weight_tau) over the samples of its source (return = sum of
+    the scaled token rewards)."""
 
     def __init__(self, ctx: AlgorithmContext, tau: float = 0.4, kappa: float = 0.2, num_samples: int = 5,
                  max_n: int = 4, q_steps: int = 0, weight_tau: float | None = None, **options: Any):
@@ -168,12 +165,11 @@ class ERAC(CreditAlgorithm):
     """Entropy-regularised actor-critic.
 
     Critic: TD towards Q^_t = r_t + sum_w pi(w|y_<=t) Q_bar(y_<=t, w) + tau H(pi(.|y_<=t))
-    (``future_entropy``) from a
-    target critic phi_bar <- beta phi + (1 - beta) phi_bar (``target_beta``; ``target_network=False`` uses
-    phi itself),
-    plus ``var_weight`` * the spread of Q over the vocabulary.  Actor: the one loss with dense coefficients
-    pi * (Q_phi - tau log pi) on ``num_samples`` samples per source (exactly the gradient of
-    sum_w pi(w) Q(w) + tau H(pi)), plus ``mle_weight`` * the MLE term on y*."""
+    (``future_entropy``) from a target critic phi_bar <- beta phi + (1 - beta) phi_bar (``target_beta``;
+    ``target_network=False`` uses phi itself), plus ``var_weight`` * the spread of Q over the vocabulary.
+    Actor: the one loss with dense coefficients pi * (Q_phi - tau log pi) on ``num_samples`` samples per
+    source (exactly the gradient of sum_w pi(w) Q(w) + tau H(pi)), plus ``mle_weight`` * the MLE term on y*.
+    """
 
     def __init__(self, ctx: AlgorithmContext, tau: float = 0.04, future_entropy: bool = True,
                  target_beta: float = 0.001, target_network: bool = True, var_weight: float = 0.001,

@@ -2,11 +2,9 @@
 
 A critic is an ordinary seq2seq model of :mod:`seqlab.models` whose *source* is the reference y* (optionally
 followed by the source sentence x, whose ids are shifted past the target vocabulary) and whose decoder reads
-the
-prefix y_<t; its output logits are read as Q-values over the vocabulary.  It therefore sits behind the same
-protocol as every model (``encode`` once, ``decode`` all prefix positions), in either architecture and at any
-size
-(``build_model(arch, V_in, V, **options)``).  The critic's ``Encoded`` is its own, never the actor's.
+the prefix y_<t; its output logits are read as Q-values over the vocabulary.  It therefore sits behind the
+same protocol as every model (``encode`` once, ``decode`` all prefix positions), in either architecture and at
+any size (``build_model(arch, V_in, V, **options)``).  The critic's ``Encoded`` is its own, never the actor's.
 """
 
 from __future__ import annotations
@@ -24,8 +22,7 @@ from seqlab.models.base import Encoded, Seq2SeqModel, mask_special, shift_right
 
 
 def critic_source(ref: torch.Tensor, src: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
-    """The critic's input: y* (with EOS), then, if given, x with every id shifted by ``offset``;
-    right-padded."""
+    """The critic's input: y* (with EOS), then (if given) x with ids shifted by ``offset``; right-padded."""
     if src is None:
         return ref
     ref_len = ref.ne(PAD_ID).sum(1)
@@ -70,8 +67,7 @@ class ReferenceCritic(nn.Module):
         return self.net.encode(self.source(ref, src))
 
     def q_values(self, enc: Encoded, tokens: torch.Tensor) -> torch.Tensor:
-        """Q(y_<t, w) for every position t of ``tokens`` [N, T] and every w: [N, T, V] float, -inf at
-        PAD/BOS."""
+        """Q(y_<t, w) for every position t of ``tokens`` [N, T]: [N, T, V] float, -inf at PAD and BOS."""
         return mask_special(self.net.decode(enc, shift_right(tokens)))
 
     def forward(self, ref: torch.Tensor, tokens: torch.Tensor,
@@ -101,8 +97,8 @@ def soft_update(target: nn.Module, source: nn.Module, beta: float) -> None:
 
 
 def load_critic_state(path: str | Path, prefix: str = "critic.") -> dict[str, torch.Tensor]:
-    """The critic's weights from a trainer checkpoint (``algorithm`` entries under ``prefix``) or a bare
-    state dict."""
+    """The critic's weights from a trainer checkpoint (``algorithm`` entries under ``prefix``) or a bare state
+    dict."""
     from seqlab.train.checkpoint import load
 
     state = load(path)

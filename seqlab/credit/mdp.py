@@ -1,17 +1,16 @@
 """Exact dynamic programming on an enumerable sequence MDP, for tests and for checking the algorithms.
 
 The MDP of Dai, Xie & Hovy (2018): a state is a prefix y_<t (a tuple of regular token ids), an action is the
-next
-token (EOS ends the sequence; at ``max_len`` tokens only EOS is allowed), the reward of action a in state s is
-r = scale * (R(s + a) - R(s)) with R(prefix) = R(prefix + EOS) (so r(EOS) = 0), gamma = 1, entropy weight tau.
+next token (EOS ends the sequence; at ``max_len`` tokens only EOS is allowed), the reward of action a in state
+s is r = scale * (R(s + a) - R(s)) with R(prefix) = R(prefix + EOS) (so r(EOS) = 0), gamma = 1, entropy weight
+tau.
 
-* :meth:`EnumerableMDP.soft_q_star`: the optimal soft Q-function, Q*(s, a) = r + tau log sum_w exp(Q*(s', w)
-/ tau).
+* :meth:`EnumerableMDP.soft_q_star`: the optimal soft Q-function, Q*(s, a) = r + tau log sum_w exp(Q*(s', w) /
+  tau).
 * :meth:`EnumerableMDP.soft_q_policy`: the soft Q-function of a fixed policy, the fixed point of ERAC's critic
   target Q(s, a) = r + sum_w pi(w|s') Q(s', w) [+ tau H(pi(.|s'))].
 * :class:`PrefixTable`: a tabular model behind the model protocol, one free logit vector per prefix: used as
-an
-  exact critic / Q-network or as an arbitrary actor on the enumerable MDP.
+  an exact critic / Q-network or as an arbitrary actor on the enumerable MDP.
 """
 
 from __future__ import annotations
@@ -31,8 +30,7 @@ LogPolicy = Callable[[State], torch.Tensor]  # state -> log pi(. | state) [V]
 
 
 class EnumerableMDP:
-    """All sequences over ``tokens`` of length <= ``max_len``; ``reward`` maps a content tuple (no EOS) to
-    R."""
+    """Sequences over ``tokens`` of length <= ``max_len``; ``reward`` maps a content tuple (no EOS) to R."""
 
     def __init__(self, reward: Callable[[State], float] | Mapping[State, float], tokens: Sequence[int],
                  max_len: int, vocab_size: int, scale: float = 1.0):
@@ -70,8 +68,7 @@ class EnumerableMDP:
 
     # ---------------------------------------------------------------- dynamic programming
     def soft_q_star(self, tau: float) -> dict[State, torch.Tensor]:
-        """Optimal soft Q-values [V] per state (float64, -inf on forbidden actions); tau = 0 gives the hard
-        max."""
+        """Optimal soft Q-values [V] per state (float64, -inf on forbidden actions); tau = 0: hard max."""
         q: dict[State, torch.Tensor] = {}
         for state in reversed(self.states()):
             row = torch.full((self.vocab_size,), -math.inf, dtype=torch.float64)
@@ -140,8 +137,7 @@ class EnumerableMDP:
         return fn
 
     def q_tensor(self, q: Mapping[State, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
-        """Q(y_<t, .) for every position of ``tokens`` [N, T] -> [N, T, V] (rows past EOS repeat the last
-        state)."""
+        """Q(y_<t, .) for every position of ``tokens`` [N, T] -> [N, T, V] (past EOS: the last state)."""
         rows = []
         for row in tokens.tolist():
             states = prefix_states(row, self.max_len)

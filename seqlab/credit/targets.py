@@ -1,15 +1,13 @@
 """Token-level credit assignment on batches: rewards, soft values, TD targets and actor coefficients.
 
-Conventions (the target convention of :mod:`seqlab.models.base`): a sequence row is ``y_1 .. y_m, EOS, PAD
-..``.
-Position ``t`` (0-based) is the decision taken in state ``s_t = y_<t``; its action is ``tokens[:, t]``, so
-``Q`` tensors are [N, T, V] with ``Q[:, t]`` = Q(y_<t, .), exactly the layout of a decoder's logits under
-teacher forcing.  Choosing EOS moves to the terminal state, whose value is 0.
+Conventions (those of :mod:`seqlab.models.base`): a sequence row is ``y_1 .. y_m, EOS, PAD ..``.  Position
+``t`` (0-based) is the decision taken in state ``s_t = y_<t``; its action is ``tokens[:, t]``, so ``Q`` tensors
+are [N, T, V] with ``Q[:, t]`` = Q(y_<t, .), exactly the layout of a decoder's logits under teacher forcing.
+Choosing EOS moves to the terminal state, whose value is 0.
 
 Rewards are per-token increments from :func:`seqlab.rewards.reward_increments` (prefix semantics: R of an
 unfinished prefix is R(prefix + EOS), so  r_t = s * (R(y_<=t) - R(y_<t)),  sum_t r_t = s * (R(y) - R(empty))
-and
-the EOS action has r = 0; ``s`` is the reward scale, see docs/credit.md).
+and the EOS action has r = 0; ``s`` is the reward scale, see docs/credit.md).
 
 A Q of ``-inf`` marks an action that cannot be taken (PAD and BOS always, see
 :func:`seqlab.models.base.mask_special`); every function here treats such entries as absent.
@@ -97,8 +95,7 @@ def erac_critic_target(rewards: torch.Tensor, tokens: torch.Tensor, log_pi: torc
 
 
 def value_variance(q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """sum_w (Q(w) - mean_w Q)^2 over the allowed actions (``"sum"``) or its mean over them (``"mean"``), [N,
-    T]."""
+    """sum_w (Q(w) - mean_w Q)^2 over the allowed actions (``"sum"``) or its mean (``"mean"``), [N, T]."""
     allowed = torch.isfinite(q)
     count = allowed.sum(-1).clamp(min=1)
     q0 = torch.where(allowed, q, torch.zeros_like(q))
@@ -113,8 +110,7 @@ def value_variance(q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
 
 def critic_loss(q: torch.Tensor, tokens: torch.Tensor, target: torch.Tensor, var_weight: float = 0.0,
                 var_reduction: str = "mean") -> torch.Tensor:
-    """sum_t [ (Q(s_t, a_t) - Q^_t)^2 / 2 + lambda_var * Var_w Q(s_t, w) ] over valid positions (Q^
-    detached)."""
+    """sum_t [(Q(s_t, a_t) - Q^_t)^2 / 2 + lambda_var * spread_w Q(s_t, w)] over valid positions."""
     valid = tokens.ne(PAD_ID)
     q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     td = torch.where(valid, q_taken - target.detach(), torch.zeros_like(q_taken))
@@ -128,9 +124,8 @@ def actor_coefficients(log_pi: torch.Tensor, q: torch.Tensor, tau: float) -> tor
     """Dense coefficients c = pi * (Q - tau log pi) over the vocabulary, [N, T, V] (detached).
 
     With the one loss  -sum <c, log pi>  their gradient is exactly that of  -sum_t [sum_w pi(w) Q(w) + tau
-    H(pi)]
-    (sum_w pi(w) grad log pi(w) = 0, so no baseline is needed and a constant shift of Q changes nothing).
-    Forbidden actions (pi = 0 or Q = -inf) get 0; log pi is used as is, never normalised."""
+    H(pi)] (sum_w pi(w) grad log pi(w) = 0, so no baseline is needed and a constant shift of Q changes
+    nothing). Forbidden actions (pi = 0 or Q = -inf) get 0; log pi is used as is, never normalised."""
     log_pi, q = log_pi.detach().float(), q.detach().float()
     probs = log_pi.exp()
     keep = (probs > 0) & torch.isfinite(q) & torch.isfinite(log_pi)
