@@ -161,7 +161,7 @@ class Transformer(Seq2SeqModel):
         self.drop = nn.Dropout(cfg.dropout)
         self.scale = math.sqrt(cfg.d_model)
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False)
-        for emb in {self.tgt_embed, src_embed}:
+        for emb in dict.fromkeys([self.tgt_embed, src_embed]):  # fixed order: reproducible init
             nn.init.normal_(emb.weight, std=cfg.d_model**-0.5)
             with torch.no_grad():
                 emb.weight[PAD_ID].zero_()
