@@ -36,3 +36,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import optional modules that register components; a module that is not installed is skipped."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if not (e.name and module.startswith(e.name)):
+                raise

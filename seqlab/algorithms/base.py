@@ -78,16 +78,10 @@ PLUGIN_MODULES = ["seqlab.nat.algorithms", "seqlab.credit.algorithms"]
 
 
 def load_plugins() -> None:
-    import importlib
-
     import seqlab.algorithms  # noqa: F401  (fills the registry)
+    from seqlab.utils import import_plugins
 
-    for module in PLUGIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if not (e.name and module.startswith(e.name)):
-                raise
+    import_plugins(PLUGIN_MODULES)
 
 
 def build_algorithm(name: str, ctx: AlgorithmContext, options: dict[str, Any] | None = None) -> Algorithm:

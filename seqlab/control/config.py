@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from seqlab.config import ConfigError, apply_overrides
+from seqlab.config import ConfigError, apply_overrides, read_yaml_mapping
 
 
 @dataclass
@@ -144,15 +142,7 @@ def _check_gail(g: GailConfig, where: str) -> None:
 
 
 def load_control_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ControlConfig:
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(read_yaml_mapping(path), overrides or [])
     return _build(ControlConfig, data, str(path) if path else "control")
 
 

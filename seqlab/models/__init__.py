@@ -28,14 +28,9 @@ MODEL_PLUGIN_MODULES = ["seqlab.nat.models", "seqlab.models.captioning"]
 
 
 def load_model_plugins() -> None:
-    import importlib
+    from seqlab.utils import import_plugins
 
-    for module in MODEL_PLUGIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if not (e.name and module.startswith(e.name)):
-                raise
+    import_plugins(MODEL_PLUGIN_MODULES)
 
 
 def build_model(arch: str, src_vocab_size: int, tgt_vocab_size: int, **options: Any) -> Seq2SeqModel:
