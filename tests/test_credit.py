@@ -524,3 +524,31 @@ def test_erac_actor_updates_climb_to_the_soft_optimum():
     values.append(soft_value()[0])
     assert values[-1] > values[0] + 0.3 * (v_star - values[0])
     assert 0 <= v_star - values[-1] < 0.02, (values[0], values[-1], v_star)  # 1.71 -> 2.951 of 2.956
+
+
+def test_critic_trains_at_its_own_learning_rate_and_critic_phase_skips_validation(tmp_path):
+    import json
+    from pathlib import Path
+
+    from test_trainer import tiny_overrides
+
+    from seqlab.config import load_config
+    from seqlab.train.trainer import Trainer
+
+    opts = json.dumps({"critic_lr_scale": 10.0, "actor_pretrain_steps": 0, "critic_pretrain_steps": 4,
+                       "num_samples": 2, "reward": "neg_edit",
+                       "critic_options": {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1,
+                                          "decoder_layers": 1}})
+    cfg = load_config(None, tiny_overrides(tmp_path, "erac", **{
+        "algorithm.name": "erac", "algorithm.options": opts, "train.max_steps": "6", "train.lr": "0.001",
+        "train.eval_every_steps": "2", "train.scheduler": "constant"}))
+    trainer = Trainer(cfg, console=False)
+    lrs = sorted(g["lr"] for g in trainer.optimizer.param_groups)
+    assert lrs == pytest.approx([0.001, 0.01])
+    critic_ids = {id(p) for p in trainer.algorithm.critic.parameters()}
+    critic_group = max(trainer.optimizer.param_groups, key=lambda g: g["lr"])
+    assert {id(p) for p in critic_group["params"]} == critic_ids
+    trainer.fit()
+    valid = [json.loads(x) for x in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()
+             if json.loads(x)["kind"] == "valid"]
+    assert [r["step"] for r in valid] == [6]  # steps 2 and 4 were critic-only: no validation

@@ -59,6 +59,16 @@ class Algorithm(nn.Module):
     def on_step_end(self, progress: Progress) -> None:
         """Hook after each optimizer step (target-network updates, moving averages)."""
 
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups of this algorithm's own modules with their own ``lr_scale`` (e.g. a critic trained
+        at 10x the actor's learning rate); parameters not listed train with the model's settings.
+        Each group is also clipped on its own, so a critic's gradient never eats the actor's clipping share."""
+        return []
+
+    def trains_model(self, progress: Progress) -> bool:
+        """False while only the algorithm's own modules learn (critic pre-training): validation is skipped."""
+        return True
+
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
 

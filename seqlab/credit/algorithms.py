@@ -66,8 +66,10 @@ class CreditAlgorithm(Algorithm):
     def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", scale_by_length: bool = True,
                  reward_scale: float = 1.0, critic_arch: str = "transformer",
                  critic_options: dict[str, Any] | None = None, critic_reads_source: bool = False,
-                 source_vocab_size: int | None = None, critic_from: str | None = None):
+                 source_vocab_size: int | None = None, critic_from: str | None = None,
+                 critic_lr_scale: float = 1.0):
         super().__init__(ctx)
+        self.critic_lr_scale = critic_lr_scale  # the paper: critic 1e-3 with actor 1e-4 -> 10
         if critic_reads_source and source_vocab_size is None:
             source_vocab_size = _source_vocab_size(ctx)
         self.critic = ReferenceCritic.build(ctx.vocab_size, critic_arch, critic_options, critic_reads_source,
@@ -93,6 +95,14 @@ class CreditAlgorithm(Algorithm):
     def phase_name(self) -> str:
         return PHASE_NAMES["vaml" if isinstance(self, VAML) else "erac"][int(self.phase)]
 
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        return [{"params": list(self.critic.parameters()), "lr_scale": self.critic_lr_scale}]
+
+    def trains_model(self, progress: Progress) -> bool:
+        return self.phase_at(progress.step) not in self.critic_only_phases
+
+    critic_only_phases: tuple[int, ...] = ()
+
 
 # --------------------------------------------------------------------------- VAML
 @register("vaml")
@@ -105,6 +115,8 @@ class VAML(CreditAlgorithm):
     with probability ``kappa`` per token and the sample's own token otherwise, each sample weighted by its
     self-normalised RAML weight softmax(return / weight_tau) over the samples of its source (return = sum of
     the scaled token rewards)."""
+
+    critic_only_phases = (Q_LEARNING,)
 
     def __init__(self, ctx: AlgorithmContext, tau: float = 0.4, kappa: float = 0.2, num_samples: int = 5,
                  max_n: int = 4, q_steps: int = 0, weight_tau: float | None = None, **options: Any):
@@ -170,6 +182,8 @@ class ERAC(CreditAlgorithm):
     Actor: the one loss with dense coefficients pi * (Q_phi - tau log pi) on ``num_samples`` samples per
     source (exactly the gradient of sum_w pi(w) Q(w) + tau H(pi)), plus ``mle_weight`` * the MLE term on y*.
     """
+
+    critic_only_phases = (CRITIC,)
 
     def __init__(self, ctx: AlgorithmContext, tau: float = 0.04, future_entropy: bool = True,
                  target_beta: float = 0.001, target_network: bool = True, var_weight: float = 0.001,

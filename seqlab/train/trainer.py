@@ -52,8 +52,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(params: list[nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
-    fused = bool(params) and params[0].is_cuda  # one fused kernel per step on the GPU
+def build_optimizer(params: list[Any], cfg: Any) -> torch.optim.Optimizer:
+    """``params``: parameters or parameter groups (dicts with "params" and their own "lr")."""
+    flat = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    fused = bool(flat) and flat[0].is_cuda  # one fused kernel per step on the GPU
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
                                  fused=fused or None)
@@ -133,8 +135,7 @@ class Trainer:
                                build_model=self._new_model, unigram=self._target_unigram())
         self.algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options).to(self.device)
         self.loss_module: nn.Module = _LossModule(self.model, self.algorithm)
-        params = [p for p in self.loss_module.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(params, tc)
+        self.optimizer = build_optimizer(self._param_groups(), tc)
         self.total_steps = self._estimate_total_steps()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(tc, self.total_steps))
         if self.dist.enabled:
@@ -152,6 +153,18 @@ class Trainer:
     def _new_model(self) -> nn.Module:
         return build_model(self.cfg.model.arch, self.task.src_tokenizer.vocab_size,
                            self.task.tgt_tokenizer.vocab_size, **self.cfg.model.options)
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """The model's (and algorithm's) parameters at the base learning rate, plus the algorithm's own groups
+        with their ``lr_scale``."""
+        special, groups = set(), []
+        for g in self.algorithm.optimizer_groups():
+            params = [p for p in g["params"] if p.requires_grad and id(p) not in special]
+            special.update(id(p) for p in params)
+            if params:
+                groups.append({"params": params, "lr": self.cfg.train.lr * float(g.get("lr_scale", 1.0))})
+        rest = [p for p in self.loss_module.parameters() if p.requires_grad and id(p) not in special]
+        return [{"params": rest, "lr": self.cfg.train.lr}, *groups]
 
     def _target_unigram(self) -> torch.Tensor:
         """Unigram distribution of the training targets over regular tokens (specials get zero mass)."""
@@ -219,6 +232,10 @@ class Trainer:
     def _validate(self) -> bool:
         """Evaluate on valid (rank 0), keep the best checkpoint; returns True to stop early."""
         tc, stop = self.cfg.train, False
+        last = Progress(step=self.step - 1, epoch=self.epoch)  # the step just taken
+        if not self.algorithm.trains_model(last):  # e.g. critic pre-training: the model is unchanged
+            self.save_checkpoint("checkpoint_last.pt")
+            return False
         if self.dist.is_main:
             scores, _ = self.evaluate("valid", beam_size=tc.eval_beam_size, max_examples=tc.eval_max_examples)
             score = scores[self.primary_metric]
@@ -257,8 +274,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = None
-        if tc.clip_norm:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.loss_module.parameters(), tc.clip_norm)
+        if tc.clip_norm:  # each parameter group on its own (model vs an algorithm's critic)
+            norms = [torch.nn.utils.clip_grad_norm_(g["params"], tc.clip_norm) for g in self.optimizer.param_groups]
+            grad_norm = norms[0]
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
