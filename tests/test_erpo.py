@@ -285,3 +285,20 @@ def test_interpolation_schedule_clamps_and_renormalises():
     assert final == pytest.approx((0.48 / 1.12, 0.64 / 1.12, 0.0), abs=1e-9)
     assert sched.value(epoch=40) == pytest.approx((3 / 7, 4 / 7, 0.0))
     assert all(v >= 0 for e in range(60) for v in sched.value(epoch=e))
+
+
+def test_sequence_log_prob_of_padded_rows_is_finite_and_alpha_weights_keep_them():
+    from seqlab.erpo.engine import sequence_log_prob
+
+    model = TableModel(seed=1)
+    tgt = make_targets([[4, 5], [6]])  # the second row is padded
+    log_probs = model.token_log_probs(model.encode(tgt), tgt)
+    assert torch.allclose(sequence_log_prob(log_probs, tgt), model.score(tgt, tgt).sum(1))
+    torch.manual_seed(0)
+    algo = build_algorithm("alpha_dimt", ctx(), {"alpha": 0.5, "tau": 0.8, "num_samples": 4, "max_edits": 1})
+    algo._reward = table_reward
+    prop = algo.propose(TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), tgt))
+    lp = model.token_log_probs(model.encode(tgt).select(prop.group), prop.tokens)
+    w = algo.weights(prop, tgt.index_select(0, prop.group), sequence_log_prob(lp, prop.tokens).detach())
+    per_source = torch.zeros(2).index_add_(0, prop.group, w)
+    assert torch.isfinite(w).all() and torch.allclose(per_source, torch.ones(2))  # the padded source too

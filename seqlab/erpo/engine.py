@@ -23,7 +23,7 @@ def weighted_sequence_loss(model: Seq2SeqModel, enc: Encoded, tokens: torch.Tens
 def sequence_log_prob(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """log p(y) [N] from full log-distributions [N, T, V]."""
     tok = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return (tok * tokens.ne(PAD_ID)).sum(1)
+    return tok.masked_fill(tokens.eq(PAD_ID), 0.0).sum(1)  # log p(PAD) is -inf: mask, never multiply
 
 
 def reference_tokens(tgt: torch.Tensor) -> torch.Tensor:

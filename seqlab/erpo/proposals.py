@@ -16,6 +16,7 @@ from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, round_up, stepper_for
 from seqlab.decoding.search import Hypotheses, max_lengths, sample
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
+from seqlab.rewards._common import content_lengths
 
 FIRST_REGULAR_ID = 4  # ids below are PAD, BOS, EOS, UNK
 
@@ -33,10 +34,7 @@ class Proposal:
 
 def seq_lengths(tokens: torch.Tensor) -> torch.Tensor:
     """Number of tokens before EOS (EOS and padding excluded)."""
-    is_end = tokens.eq(EOS_ID) | tokens.eq(PAD_ID)
-    has_end = is_end.any(1)
-    first = is_end.float().argmax(1)
-    return torch.where(has_end, first, torch.full_like(first, tokens.size(1)))
+    return content_lengths(tokens)
 
 
 def with_eos(body: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
