@@ -183,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as e:
+        from seqlab.config import ConfigError
         from seqlab.data.errors import DataError
 
-        if isinstance(e, DataError) or type(e).__name__ in ("ConfigError",) or isinstance(e, FileNotFoundError):
+        if isinstance(e, (DataError, ConfigError, FileNotFoundError)):  # the user's input: a message, no trace
             print(f"seqlab: error: {e}", file=sys.stderr)
             return 2
         raise

@@ -39,10 +39,17 @@ def next_token_logits(model: Seq2SeqModel, enc: Encoded, prev: torch.Tensor, sta
 DONE_CHECK_EVERY = 4
 
 
+def content_width(tokens: torch.Tensor) -> int:
+    """Columns up to the last one holding a non-PAD token (at least 1): steps taken after every row finished
+    only add PAD columns."""
+    keep = tokens.ne(PAD_ID).any(0)
+    return int(keep.nonzero().max()) + 1 if bool(keep.any()) else 1
+
+
 def _finish(tokens: list[torch.Tensor], logps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack per-step outputs and drop trailing all-PAD columns (steps taken after every row finished)."""
+    """Stack per-step outputs and drop trailing all-PAD columns."""
     out, lp = torch.stack(tokens, 1), torch.stack(logps, 1)
-    width = int(out.ne(PAD_ID).any(0).nonzero().max()) + 1 if out.ne(PAD_ID).any() else 1
+    width = content_width(out)
     return out[:, :width], lp[:, :width]
 
 
@@ -173,6 +180,4 @@ def beam_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int = 5, leng
     order = normalized.argsort(dim=1, descending=True)[:, :n_best]
     pick = (order + base).view(-1)
     best = history.index_select(0, pick)
-    keep = best.ne(PAD_ID).any(0)
-    width = int(keep.nonzero().max()) + 1 if bool(keep.any()) else 1
-    return Hypotheses(best[:, :width], normalized.view(-1).index_select(0, pick))
+    return Hypotheses(best[:, : content_width(best)], normalized.view(-1).index_select(0, pick))
