@@ -27,8 +27,26 @@ from seqlab.data.batching import collate  # noqa: E402
 from seqlab.train.trainer import Trainer  # noqa: E402
 
 
+def profile_steps(trainer: Trainer, batches: list, path: Path) -> None:
+    """Where a step's time goes: torch.profiler over a few steps, the top operators by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for b in batches[:3]:
+            trainer.train_step(b)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    text = [prof.key_averages().table(sort_by=key, row_limit=40),
+            prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(text), encoding="utf-8")
+
+
 def step_times(cfg_path: str, algo: str, overrides: list[str], n_steps: int, warmup: int,
-               init_state: dict | None, tokenizers: str | None) -> tuple[list[float], dict]:
+               init_state: dict | None, tokenizers: str | None,
+               profile_dir: Path | None = None) -> tuple[list[float], dict]:
     run_dir = tempfile.mkdtemp(prefix=f"seqlab_step_{algo}_")
     if tokenizers:
         shutil.copytree(tokenizers, Path(run_dir) / "tokenizers")
@@ -56,6 +74,8 @@ def step_times(cfg_path: str, algo: str, overrides: list[str], n_steps: int, war
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
+    if profile_dir is not None:
+        profile_steps(trainer, batches, profile_dir / f"{algo}.txt")
     return times, trainer.model.state_dict()
 
 
@@ -69,6 +89,7 @@ def main() -> None:
     ap.add_argument("--init-from", help="an MLE checkpoint, so sampled lengths are realistic")
     ap.add_argument("--tokenizers", help="that checkpoint's tokenizers folder (reused, not retrained)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--profile", type=Path, help="also write each algorithm's torch.profiler table to this folder")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     load_plugins()
@@ -80,7 +101,8 @@ def main() -> None:
     medians = {}
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     for algo in ["mle", *[a for a in algos if a != "mle"]]:
-        times, _ = step_times(args.config, algo, args.overrides, args.steps, args.warmup, init, args.tokenizers)
+        times, _ = step_times(args.config, algo, args.overrides, args.steps, args.warmup, init, args.tokenizers,
+                              args.profile)
         t = medians[algo] = statistics.median(times)
         print(f"{algo:20s} {t * 1000:9.1f} ms/step  x{t / medians['mle']:.2f}", flush=True)
         if not args.no_write:  # written after every algorithm, so a time limit loses nothing measured

@@ -272,10 +272,37 @@ def test_scheduler_keeps_one_run_per_gpu(tmp_path):
     assert failed[0].status == "failed" and failed[0].gpu is None
 
 
+def test_scheduler_runs_several_per_gpu(tmp_path):
+    runs = [Run(f"r{i}", tmp_path / f"r{i}", []) for i in range(6)]
+    busy = {"n": 0, "peak": 0}
+    lock = threading.Lock()
+    gpus_seen: set[str | None] = set()
+
+    def launch(run: Run, config: str, gpu: str | None) -> int:
+        with lock:
+            busy["n"] += 1
+            busy["peak"] = max(busy["peak"], busy["n"])
+            gpus_seen.add(gpu)
+        time.sleep(0.05)
+        run.run_dir.mkdir()
+        (run.run_dir / "results.json").write_text("{}")
+        with lock:
+            busy["n"] -= 1
+        return 0
+
+    outcomes = execute(runs, "cfg.yaml", ["0"], launch, echo=lambda s: None, runs_per_gpu=3)
+    assert all(o.status == "done" for o in outcomes) and len(outcomes) == 6
+    assert 1 < busy["peak"] <= 3 and gpus_seen == {"0"}
+    with pytest.raises(ConfigError, match="runs_per_gpu"):
+        execute(runs[:1], "cfg.yaml", ["0"], launch, runs_per_gpu=0)
+
+
 def test_compare_resumes_reports_and_refuses_changed_budget(tmp_path):
     pytest.importorskip("matplotlib")
     calls: list = []
     spec = spec_for(tmp_path)
+    run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None, pretrain_only=True)
+    assert [c[0] for c in calls] == ["pretrain"]  # stops after the shared pre-training
     summary = run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
     assert [c[0] for c in calls] == ["pretrain", "mle/seed1", "raml/seed1", "mle/seed2", "raml/seed2"]
     assert summary["failed"] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.profiler import record_function
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext
 from seqlab.erpo.schedules import Schedule, make_schedule
@@ -21,7 +22,7 @@ class RewardAlgorithm(Algorithm):
         self._reward = get_reward(reward)
 
     def reward(self, tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), record_function("seqlab.reward"):
             return self._reward(tokens, refs).float()
 
 

@@ -4,6 +4,7 @@ sequences whose every token is drawn from a mixture of model (z=1), reward (z=2)
 from __future__ import annotations
 
 import torch
+from torch.profiler import record_function
 
 from seqlab.algorithms.base import AlgorithmContext, Progress, register
 from seqlab.algorithms.common import RewardAlgorithm
@@ -27,9 +28,10 @@ class MixtureAlgorithm(RewardAlgorithm):
     def draw(self, model, enc, tgt, lambdas: torch.Tensor, data_prefix: torch.Tensor | None = None):
         was = model.training
         model.eval()
-        out = token_mixture(model, enc, tgt, lambdas, reward_name=self.reward_name, reward_scale=self.reward_scale,
-                            model_temperature=self.model_temperature, data_prefix=data_prefix,
-                            max_len_a=self.max_len_a, max_len_b=self.max_len_b)
+        with record_function("seqlab.token_mixture"):
+            out = token_mixture(model, enc, tgt, lambdas, reward_name=self.reward_name,
+                                reward_scale=self.reward_scale, model_temperature=self.model_temperature,
+                                data_prefix=data_prefix, max_len_a=self.max_len_a, max_len_b=self.max_len_b)
         model.train(was)
         return out
 

@@ -4,6 +4,7 @@ policy gradient (SPG), and MIXER (Ranzato et al. 2016)."""
 from __future__ import annotations
 
 import torch
+from torch.profiler import record_function
 
 from seqlab.algorithms.base import AlgorithmContext, Progress, register
 from seqlab.algorithms.common import RewardAlgorithm
@@ -59,7 +60,9 @@ class PolicyGradient(SamplingAlgorithm):
             with torch.no_grad():
                 was = model.training
                 model.eval()
-                greedy = greedy_search(model, batch.src, enc=enc, max_len_a=self.max_len_a, max_len_b=self.max_len_b)
+                with record_function("seqlab.greedy_baseline"):
+                    greedy = greedy_search(model, batch.src, enc=enc, max_len_a=self.max_len_a,
+                                           max_len_b=self.max_len_b)
                 model.train(was)
             base_r = self.reward(greedy.tokens, batch.tgt)
         adv = pg_advantages(reward, prop.group, self.baseline, base_r)

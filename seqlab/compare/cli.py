@@ -43,6 +43,7 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
         ("budget_minutes", args.budget_minutes),
         ("init_from", args.init_from),
         ("gpus", args.gpus),
+        ("runs_per_gpu", args.runs_per_gpu),
         ("baseline", args.baseline),
         ("reward", args.reward),
     ):
@@ -97,7 +98,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for run in runs:
             print(("[done] " if run.done else "") + " ".join(train_command(str(out / "task.yaml"), run)))
         return 0
-    summary = run_compare(spec)
+    summary = run_compare(spec, pretrain_only=args.pretrain_only)
     return 1 if summary["failed"] else 0
 
 
@@ -123,10 +124,12 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=float, help="wall-clock minutes of training of every run")
     p.add_argument("--out", help="comparison directory (rerun it to resume)")
     p.add_argument("--gpus", help="auto (default: every visible GPU, one run each), none (in sequence), or 0,1")
+    p.add_argument("--runs-per-gpu", type=int, help="concurrent runs on each GPU (default 1)")
     p.add_argument("--baseline", help="the label significance is tested against (default mle)")
     p.add_argument("--reward", help="reward of every reward-based algorithm (e.g. rouge for summarization)")
     p.add_argument("--bootstrap-samples", type=int, default=1000)
     p.add_argument("--report-only", action="store_true", help="only rewrite the report of --out")
+    p.add_argument("--pretrain-only", action="store_true", help="stop after the shared MLE pre-training")
     p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
     p.add_argument(
         "overrides",

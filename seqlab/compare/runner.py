@@ -12,7 +12,8 @@ Layout of a comparison directory ``DIR``::
 Every run is a subprocess ``python -m seqlab.compare train --config DIR/task.yaml ...`` (``seqlab train``
 with the task plugins of :mod:`seqlab.tasks` registered); a run whose
 ``results.json`` exists is skipped, an interrupted one resumes from its ``checkpoint_last.pt``.  With GPUs
-a small scheduler keeps exactly one run per GPU (``CUDA_VISIBLE_DEVICES``); without, runs go in sequence.
+a small scheduler keeps ``runs_per_gpu`` runs (default one) on each GPU (``CUDA_VISIBLE_DEVICES``); without
+GPUs, runs go in sequence.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class CompareSpec:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> {algorithm, overrides}
     baseline: str = "mle"
     gpus: str = "auto"  # auto | none | "0,1"
+    runs_per_gpu: int = 1  # concurrent runs on each GPU (small, launch-bound models share a GPU well)
     reward: str | None = None  # algorithm.options.reward of every reward-based algorithm (e.g. rouge)
 
     def variant(self, label: str) -> Variant:
@@ -303,8 +305,11 @@ def execute(
     launcher: Launcher = subprocess_launcher,
     echo: Callable[[str], None] = print,
     before: Callable[[Run], None] | None = None,
+    runs_per_gpu: int = 1,
 ) -> list[RunOutcome]:
-    """Run what is not done yet: one run per GPU at a time, or in sequence without GPUs."""
+    """Run what is not done yet: ``runs_per_gpu`` runs on each GPU at a time, or in sequence without GPUs."""
+    if runs_per_gpu < 1:
+        raise ConfigError(f"runs_per_gpu must be at least 1, got {runs_per_gpu}")
     outcomes: list[RunOutcome] = []
     todo: queue.Queue[Run] = queue.Queue()
     for run in runs:
@@ -338,7 +343,7 @@ def execute(
                 tail = "" if ok else f" (exit {rc}; see {run.run_dir / 'train.out'})"
                 echo(f"[compare] {out.status} {run.name} in {out.seconds:.0f}s [{finished}/{total}]{tail}")
 
-    slots: list[str | None] = list(gpus) if gpus else [None]
+    slots: list[str | None] = [g for g in gpus for _ in range(runs_per_gpu)] if gpus else [None]
     threads = [threading.Thread(target=worker, args=(g,), daemon=True) for g in slots]
     for t in threads:
         t.start()
@@ -414,8 +419,10 @@ def run_compare(
     launcher: Launcher = subprocess_launcher,
     echo: Callable[[str], None] = print,
     report: bool = True,
+    pretrain_only: bool = False,
 ) -> dict[str, Any]:
-    """Pre-train (once), run every (algorithm, seed) not yet finished, then write the report."""
+    """Pre-train (once), run every (algorithm, seed) not yet finished, then write the report.
+    ``pretrain_only`` stops after the shared pre-training (to inspect or convert its checkpoint first)."""
     out = Path(spec.out).resolve()
     if spec.baseline not in spec.algorithms:
         echo(
@@ -440,8 +447,10 @@ def run_compare(
             )
     elif spec.init_from and not Path(spec.init_from).exists():
         raise FileNotFoundError(f"--init-from checkpoint not found: {spec.init_from}")
+    if pretrain_only:
+        return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
-    outcomes += execute(runs, config, gpus, launcher, echo, before=share)
+    outcomes += execute(runs, config, gpus, launcher, echo, before=share, runs_per_gpu=spec.runs_per_gpu)
     failed = [o.name for o in outcomes if o.status == "failed"]
     summary: dict[str, Any] = {
         "out": str(out),

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, round_up, stepper_for
@@ -136,8 +137,9 @@ def model_samples(model: Seq2SeqModel, src: torch.Tensor, num_samples: int, temp
     """K ancestral samples per source from the model (cached sampler); log_q = log p_theta(y)."""
     was_training = model.training
     model.eval()
-    hyp = sample(model, src, num_samples=num_samples, temperature=temperature, enc=enc,
-                 max_len_a=max_len_a, max_len_b=max_len_b, max_len=max_len)
+    with record_function("seqlab.model_samples"):
+        hyp = sample(model, src, num_samples=num_samples, temperature=temperature, enc=enc,
+                     max_len_a=max_len_a, max_len_b=max_len_b, max_len=max_len)
     model.train(was_training)
     group = torch.arange(src.size(0), device=src.device).repeat_interleave(num_samples)
     log_q = hyp.scores if temperature == 1.0 else None

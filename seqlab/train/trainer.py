@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
@@ -269,15 +270,17 @@ class Trainer:
         self.loss_module.train()
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and tc.bf16
                     else contextlib.nullcontext())
-        with autocast:
+        with autocast, record_function("seqlab.loss"):
             loss, extra = self.loss_module(batch, self.progress())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with record_function("seqlab.backward"):
+            loss.backward()
         grad_norm = None
         if tc.clip_norm:  # each parameter group on its own (model vs an algorithm's critic)
             norms = [torch.nn.utils.clip_grad_norm_(g["params"], tc.clip_norm) for g in self.optimizer.param_groups]
             grad_norm = norms[0]
-        self.optimizer.step()
+        with record_function("seqlab.optimizer"):
+            self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         self.algorithm.on_step_end(self.progress())
