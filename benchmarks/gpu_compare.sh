@@ -4,7 +4,7 @@
 #   SEQLAB_COMMIT=<hash> TASKS="m30k g2p" REWARDS=1 STEP_TIMES=1 DEADLINE=570 bash benchmarks/gpu_compare.sh
 #
 # m30k: Multi30k de->en, the Transformer of configs/multi30k_transformer.yaml, one shared MLE checkpoint
-#       (4000 steps), then 11 algorithms x seeds 1-3, 200 steps each (constant lr 2e-4), eight runs at once.
+#       (4000 steps), then 11 algorithms x seeds 1-3, 200 steps each (constant lr 2e-4), four runs at once.
 # g2p:  CMUdict G2P, configs/g2p_transformer.yaml, MLE 5000 steps, then the same algorithms, 300 steps each.
 # State: .devdata/cmp/<task> (carried in; the shared checkpoint as bf16 weights, see ckpt_weights.py) is
 # continued in /tmp/cmp/<task>; what comes back is $OUT/<task>.tar (no checkpoints but the shared one,
@@ -26,7 +26,7 @@ FINETUNE="train.max_minutes=null train.scheduler=constant train.lr=0.0002 train.
   pretrain:train.eval_every_steps=1000 erpo:algorithm.options.alpha=0.2 erpo:algorithm.options.beta=0.4"
 args_m30k() {
   echo --config configs/multi30k_transformer.yaml --algorithms $ALGOS --seeds ${SEEDS_M30K:-1,2,3} \
-    --pretrain-steps 4000 --budget-steps 200 --out $W/m30k --runs-per-gpu ${SLOTS_M30K:-8} \
+    --pretrain-steps 4000 --budget-steps 200 --out $W/m30k --runs-per-gpu ${SLOTS_M30K:-4} \
     task.options.path=$D train.eval_every_steps=50 $FINETUNE
 }
 args_g2p() {
@@ -50,7 +50,7 @@ save() {
 trap save EXIT
 
 if [ "${REWARDS:-0}" = 1 ]; then
-  timeout 45 python3 benchmarks/bench_rewards.py --device cuda
+  timeout 45 python3 benchmarks/bench_rewards.py --device cuda --data $D
 fi
 # the shared MLE checkpoints (skipped when carried in), rounded to bf16 before any run starts from them
 for t in $TASKS; do

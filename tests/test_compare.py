@@ -377,3 +377,20 @@ def test_compare_end_to_end_with_real_training(tmp_path):
     assert res["steps"] == 4
     assert json.loads((out / "test.refs.json").read_text())["metrics"] == ["bleu", "chrf"]
     assert (out / "report" / "report.html").stat().st_size > 10_000
+
+
+def test_runs_sharing_a_gpu_share_its_memory(tmp_path, monkeypatch):
+    """With --runs-per-gpu N each run's trainer is told to cap its CUDA cache at 0.95 / N of the GPU."""
+    import seqlab.compare.runner as runner
+    from seqlab.train.trainer import MEMORY_FRACTION_ENV
+
+    seen: list = []
+    monkeypatch.setattr(runner.subprocess, "call", lambda cmd, stdout, stderr, env: seen.append(env) or 0)
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "")
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    monkeypatch.delenv(MEMORY_FRACTION_ENV, raising=False)
+    runner.subprocess_launcher(Run("a", tmp_path / "a", []), "cfg.yaml", "0", memory_fraction=0.95 / 4)
+    runner.subprocess_launcher(Run("b", tmp_path / "b", []), "cfg.yaml", "1")
+    assert seen[0][MEMORY_FRACTION_ENV] == "0.2375" and seen[0]["CUDA_VISIBLE_DEVICES"] == "0"
+    assert seen[0]["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert MEMORY_FRACTION_ENV not in seen[1] and seen[1]["CUDA_VISIBLE_DEVICES"] == "1"

@@ -18,6 +18,7 @@ GPUs, runs go in sequence.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -269,6 +270,8 @@ def detect_gpus(spec: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- execution
 Launcher = Callable[[Run, str, "str | None"], int]
+#: what runs sharing a GPU leave free for the CUDA contexts themselves
+GPU_SHARE_HEADROOM = 0.95
 
 
 def train_command(config: str, run: Run) -> list[str]:
@@ -276,11 +279,17 @@ def train_command(config: str, run: Run) -> list[str]:
     return [sys.executable, "-m", "seqlab.compare", "train", "--config", config, *run.overrides]
 
 
-def subprocess_launcher(run: Run, config: str, gpu: str | None) -> int:
-    """Run ``seqlab train`` in a subprocess, its output appended to ``run_dir/train.out``."""
+def subprocess_launcher(run: Run, config: str, gpu: str | None, memory_fraction: float | None = None) -> int:
+    """Run ``seqlab train`` in a subprocess, its output appended to ``run_dir/train.out``.
+    ``memory_fraction``: the share of the GPU's memory the run may hold (when runs share a GPU)."""
     env = dict(os.environ)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+    if memory_fraction is not None:
+        from seqlab.train.trainer import MEMORY_FRACTION_ENV
+
+        env[MEMORY_FRACTION_ENV] = f"{memory_fraction:.4f}"
+        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     env.setdefault("PYTHONUNBUFFERED", "1")
     run.run_dir.mkdir(parents=True, exist_ok=True)
     with open(run.run_dir / "train.out", "a", encoding="utf-8") as log:
@@ -450,6 +459,8 @@ def run_compare(
     if pretrain_only:
         return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
+    if launcher is subprocess_launcher and gpus and spec.runs_per_gpu > 1:  # runs sharing a GPU share its memory
+        launcher = functools.partial(subprocess_launcher, memory_fraction=GPU_SHARE_HEADROOM / spec.runs_per_gpu)
     outcomes += execute(runs, config, gpus, launcher, echo, before=share, runs_per_gpu=spec.runs_per_gpu)
     failed = [o.name for o in outcomes if o.status == "failed"]
     summary: dict[str, Any] = {

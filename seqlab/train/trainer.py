@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -98,6 +99,18 @@ def load_model_weights(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(state["model"])
 
 
+#: the share of the GPU's memory a run may hold (``seqlab compare --runs-per-gpu`` sets it)
+MEMORY_FRACTION_ENV = "SEQLAB_CUDA_MEMORY_FRACTION"
+
+
+def limit_cuda_memory(device: torch.device) -> None:
+    """Cap the CUDA caching allocator at ``$SEQLAB_CUDA_MEMORY_FRACTION`` of the GPU (runs sharing one GPU):
+    a run then frees its cache and retries at its share instead of starving its neighbours."""
+    fraction = os.environ.get(MEMORY_FRACTION_ENV)
+    if device.type == "cuda" and fraction:
+        torch.cuda.set_per_process_memory_fraction(float(fraction), device)
+
+
 class Trainer:
     def __init__(self, cfg: Config, console: bool = True):
         self.cfg, tc = cfg, cfg.train
@@ -106,6 +119,7 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
+        limit_cuda_memory(self.device)
         self.run_dir = Path(cfg.run_dir)
         self.console = console and self.dist.is_main
         if self.dist.is_main:
