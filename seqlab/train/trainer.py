@@ -108,7 +108,7 @@ def limit_cuda_memory(device: torch.device) -> None:
     a run then frees its cache and retries at its share instead of starving its neighbours."""
     fraction = os.environ.get(MEMORY_FRACTION_ENV)
     if device.type == "cuda" and fraction:
-        torch.cuda.set_per_process_memory_fraction(float(fraction), device)
+        torch.cuda.set_per_process_memory_fraction(float(fraction), device.index or torch.cuda.current_device())
 
 
 class Trainer:
