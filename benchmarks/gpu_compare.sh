@@ -68,7 +68,7 @@ if [ "${STEP_TIMES:-0}" = 1 ] && [ -f $W/m30k/pretrain/checkpoint_best.pt ]; the
     task.options.path=$D train.progress_bar=false train.tensorboard=false
 fi
 for t in $TASKS; do
-  timeout $(( $(left) - 45 )) python3 -m seqlab.cli compare $(args_$t) > $W/$t.compare.log 2>&1 &
+  timeout $(( $(left) - 20 )) python3 -m seqlab.cli compare $(args_$t) > $W/$t.compare.log 2>&1 &
 done
 wait
 pkill -f "seqlab.compare train" 2>/dev/null
