@@ -18,7 +18,6 @@ import gzip
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,9 @@ from sacrebleu.metrics import BLEU
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import results_io  # noqa: E402
 
 from seqlab.data.vocab import EOS_ID, PAD_ID  # noqa: E402
 from seqlab.rewards import sentence_bleu  # noqa: E402
@@ -68,15 +70,6 @@ def device_name(device: torch.device) -> str:
     if hasattr(os, "getloadavg"):
         load = f", 1-min load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"  # shared machines
     return f"{model} ({torch.get_num_threads()} torch threads{load})"
-
-
-def commit() -> str:
-    try:
-        proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True)
-        return proc.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def sync(device: torch.device) -> None:
@@ -122,7 +115,7 @@ def main() -> None:
 
     common = {
         "device": device_name(device),
-        "commit": commit(),
+        "commit": results_io.commit(),
         "command": " ".join([f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ]
                             + ["python", Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
