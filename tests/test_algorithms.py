@@ -69,3 +69,26 @@ def test_unknown_algorithm_and_option_are_rejected(tmp_path):
         train(load_config(None, tiny_overrides(tmp_path, "y", **{"algorithm.name": "raml",
                                                                   "algorithm.options": "{temperature: 2}"})),
               console=False)
+
+
+def test_finetune_lr_warning_for_algorithms_that_learn_from_their_own_samples():
+    """PG / SPG / MIXER / MIXER-alike anneal collapse when fine-tuned at MLE learning rates: the trainer warns."""
+    import warnings
+    from types import SimpleNamespace
+
+    from seqlab.algorithms.base import ALGORITHMS, load_plugins
+    from seqlab.train.trainer import warn_finetune_lr
+
+    load_plugins()
+    limited = {name for name, cls in ALGORITHMS.items() if cls.max_finetune_lr is not None}
+    assert {"pg", "spg", "mixer", "mixer_anneal"} <= limited
+    assert not limited & {"mle", "raml", "alpha_dimt", "interpolation", "noising", "scheduled_sampling"}
+    pg = SimpleNamespace(name="pg", max_finetune_lr=ALGORITHMS["pg"].max_finetune_lr)
+    with pytest.warns(UserWarning, match="train.lr=5e-05"):
+        warn_finetune_lr(pg, SimpleNamespace(init_from="mle.pt", lr=2e-4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_finetune_lr(pg, SimpleNamespace(init_from="mle.pt", lr=2e-5))  # below the limit
+        warn_finetune_lr(pg, SimpleNamespace(init_from=None, lr=1e-3))  # from scratch: no checkpoint to protect
+        raml = SimpleNamespace(name="raml", max_finetune_lr=None)
+        warn_finetune_lr(raml, SimpleNamespace(init_from="mle.pt", lr=1e-3))

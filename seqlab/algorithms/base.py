@@ -46,6 +46,9 @@ class Algorithm(nn.Module):
     name: str = ""
     #: parameters of the model that some steps leave unused (DDP needs to know)
     has_unused_parameters: bool = False
+    #: the largest learning rate that is safe when fine-tuning a trained model (None: no known limit).
+    #: Algorithms that learn from the model's own samples collapse above it (BENCHMARKS.md, Multi30k).
+    max_finetune_lr: float | None = None
 
     def __init__(self, ctx: AlgorithmContext, **options: Any):
         super().__init__()

@@ -67,6 +67,8 @@ class Interpolation(MixtureAlgorithm):
 
 @register("mixer_anneal")
 class MixerAnneal(MixtureAlgorithm):
+    max_finetune_lr = 5e-5  # model-drawn suffixes: 41 -> 9 validation BLEU in 200 steps at lr 2e-4 (Multi30k)
+
     """MIXER inside the framework: the first m tokens copied from the data (z=3), the rest drawn from
     (model, reward) with weights ``tail``; m shrinks along the ``prefix`` schedule."""
 

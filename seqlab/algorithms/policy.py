@@ -20,6 +20,9 @@ from seqlab.erpo.weightings import group_mean, pg_advantages, spg_weights
 class SamplingAlgorithm(RewardAlgorithm):
     """Draws K samples per source from the model; optionally mixes in an MLE term with weight ``mle_weight``."""
 
+    #: PG and SPG fell from 41 to 0.2 and 8.5 BLEU within 50 steps at lr 2e-4 on Multi30k; 2e-5 was stable
+    max_finetune_lr = 5e-5
+
     def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", num_samples: int = 4,
                  temperature: float = 1.0, mle_weight: float = 0.0, max_len_a: float = 1.5, max_len_b: int = 10):
         super().__init__(ctx, reward)

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
-from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_algorithm
 from seqlab.config import Config, save_config
 from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
 from seqlab.data.tasks import load_task
@@ -99,6 +100,15 @@ def load_model_weights(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(state["model"])
 
 
+def warn_finetune_lr(algorithm: Algorithm, tc: Any) -> None:
+    """Warn when a trained model is fine-tuned above the algorithm's known-safe learning rate."""
+    limit = algorithm.max_finetune_lr
+    if tc.init_from and limit is not None and tc.lr > limit:
+        warnings.warn(f"algorithm {algorithm.name!r} fine-tunes {tc.init_from} at lr {tc.lr:g}; above "
+                      f"{limit:g} it tends to collapse (it learns from the model's own samples): consider "
+                      f"train.lr={limit:g} or lower", stacklevel=2)
+
+
 #: the share of the GPU's memory a run may hold (``seqlab compare --runs-per-gpu`` sets it)
 MEMORY_FRACTION_ENV = "SEQLAB_CUDA_MEMORY_FRACTION"
 
@@ -149,6 +159,7 @@ class Trainer:
                                device=self.device, tgt_tokenizer=self.task.tgt_tokenizer,
                                build_model=self._new_model, unigram=self._target_unigram())
         self.algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options).to(self.device)
+        warn_finetune_lr(self.algorithm, tc)
         self.loss_module: nn.Module = _LossModule(self.model, self.algorithm)
         self.optimizer = build_optimizer(self._param_groups(), tc)
         self.total_steps = self._estimate_total_steps()
