@@ -20,6 +20,7 @@ from seqlab.compare.runner import (
     load_compare_yaml,
     plan_pretrain,
     plan_runs,
+    ran_out_of_memory,
     run_compare,
     split_overrides,
     uses_reward,
@@ -394,3 +395,34 @@ def test_runs_sharing_a_gpu_share_its_memory(tmp_path, monkeypatch):
     assert seen[0][MEMORY_FRACTION_ENV] == "0.2375" and seen[0]["CUDA_VISIBLE_DEVICES"] == "0"
     assert seen[0]["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
     assert MEMORY_FRACTION_ENV not in seen[1] and seen[1]["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_runs_out_of_memory_while_sharing_are_retried_alone(tmp_path):
+    """A run that hits CUDA OOM next to others gets a second attempt once the shared phase is over;
+    other failures are not retried."""
+    pytest.importorskip("matplotlib")
+    calls: list = []
+    attempts: dict[str, int] = {}
+    finish = fake_launcher(calls)
+
+    def launch(run: Run, config: str, gpu: str | None) -> int:
+        attempts[run.name] = attempts.get(run.name, 0) + 1
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run.run_dir / "train.out", "a") as log:
+            log.write(f"$ train {run.name}\n")
+            if run.name.startswith("raml") and attempts[run.name] == 1:
+                log.write("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+                return 1
+            if run.name == "mle/seed2":
+                log.write("ValueError: something else\n")
+                return 1
+        return finish(run, config, gpu)
+
+    spec = spec_for(tmp_path, gpus="0", runs_per_gpu=2)
+    summary = run_compare(spec, launcher=launch, echo=lambda s: None)
+    assert attempts == {"pretrain": 1, "mle/seed1": 1, "raml/seed1": 2, "mle/seed2": 1, "raml/seed2": 2}
+    assert summary["failed"] == ["mle/seed2"]
+    statuses = {o["name"]: o["status"] for o in summary["outcomes"]}
+    assert statuses["raml/seed1"] == statuses["raml/seed2"] == "done"
+    # a rerun finds raml's last attempt finished and mle/seed2's failure not memory-related
+    assert not ran_out_of_memory(Run("raml/seed1", Path(spec.out) / "runs" / "raml" / "seed1", []))

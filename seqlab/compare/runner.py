@@ -361,6 +361,18 @@ def execute(
     return outcomes
 
 
+OUT_OF_MEMORY_MARKERS = ("torch.OutOfMemoryError", "CUDA out of memory")
+
+
+def ran_out_of_memory(run: Run) -> bool:
+    """Whether the last attempt of ``run`` (the tail of its train.out) stopped on CUDA out-of-memory."""
+    log = run.run_dir / "train.out"
+    if not log.exists():
+        return False
+    last_attempt = log.read_text(encoding="utf-8", errors="replace").rsplit("\n$ ", 1)[-1]
+    return any(marker in last_attempt for marker in OUT_OF_MEMORY_MARKERS)
+
+
 # ---------------------------------------------------------------------------------------------- the whole thing
 def tokenizer_source(out: Path, init_from: str | None) -> Path:
     """The tokenizers of the shared checkpoint: the pre-training's, or those of ``--init-from``'s run."""
@@ -459,9 +471,17 @@ def run_compare(
     if pretrain_only:
         return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
+    shared = launcher
     if launcher is subprocess_launcher and gpus and spec.runs_per_gpu > 1:  # runs sharing a GPU share its memory
-        launcher = functools.partial(subprocess_launcher, memory_fraction=GPU_SHARE_HEADROOM / spec.runs_per_gpu)
-    outcomes += execute(runs, config, gpus, launcher, echo, before=share, runs_per_gpu=spec.runs_per_gpu)
+        shared = functools.partial(subprocess_launcher, memory_fraction=GPU_SHARE_HEADROOM / spec.runs_per_gpu)
+    outcomes += execute(runs, config, gpus, shared, echo, before=share, runs_per_gpu=spec.runs_per_gpu)
+    if gpus and spec.runs_per_gpu > 1:  # too big to share a GPU: once the others are done, alone
+        retry = [r for r in runs if not r.done and ran_out_of_memory(r)]
+        if retry:
+            echo(f"[compare] {len(retry)} run(s) ran out of GPU memory while sharing; again, one per GPU")
+            failed_first = {r.name for r in retry}
+            outcomes = [o for o in outcomes if o.name not in failed_first]
+            outcomes += execute(retry, config, gpus, launcher, echo, before=share)
     failed = [o.name for o in outcomes if o.status == "failed"]
     summary: dict[str, Any] = {
         "out": str(out),
