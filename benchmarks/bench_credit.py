@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results_io  # noqa: E402
+from step_timing import timed_train_step  # noqa: E402
 
 from seqlab.config import load_config  # noqa: E402
 from seqlab.data.batching import collate  # noqa: E402
@@ -145,15 +146,9 @@ def step_time_ratios(algos: list[str], base: list[str], critic_opts: list[str], 
         for i, indices in enumerate(trainer.sampler):
             if i >= n_steps + warmup:
                 break
-            batch = collate(trainer.train_data, indices).to(trainer.device)
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            trainer.train_step(batch)
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize()
+            seconds = timed_train_step(trainer, collate(trainer.train_data, indices).to(trainer.device))
             if i >= warmup:
-                times.append(time.perf_counter() - t0)
+                times.append(seconds)
         trainer.close()
         shutil.rmtree(run_dir, ignore_errors=True)
         medians[algo] = statistics.median(times)

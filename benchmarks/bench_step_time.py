@@ -13,13 +13,13 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results_io  # noqa: E402
+from step_timing import timed_train_step  # noqa: E402
 
 from seqlab.algorithms.base import ALGORITHMS, load_plugins  # noqa: E402
 from seqlab.config import load_config  # noqa: E402
@@ -66,14 +66,9 @@ def step_times(cfg_path: str, algo: str, overrides: list[str], n_steps: int, war
         trainer.train_step(b)
     times = []
     for i, b in enumerate(batches):
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        trainer.train_step(b)
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
+        seconds = timed_train_step(trainer, b)
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            times.append(seconds)
     if profile_dir is not None:
         profile_steps(trainer, batches, profile_dir / f"{algo}.txt")
     return times, trainer.model.state_dict()
