@@ -15,13 +15,13 @@ from seqlab.config import ConfigError, apply_overrides, read_yaml_mapping
 
 
 @dataclass
-class ExpertConfig:
-    """PPO on the true reward (stable-baselines3), observations and rewards normalised (VecNormalize)."""
+class PPOSettings:
+    """stable-baselines3 PPO settings shared by the expert and GAIL's policy (two tanh layers of 128)."""
 
-    total_steps: int = 1_000_000
+    total_steps: int = 1_000_000  # environment steps
     n_envs: int = 8
     n_steps: int = 256  # per environment and iteration: 8 x 256 = 2,048 transitions per update
-    batch_size: int = 128
+    batch_size: int = 256
     n_epochs: int = 10
     lr: float = 3e-4
     gamma: float = 0.99
@@ -29,6 +29,13 @@ class ExpertConfig:
     clip_range: float = 0.2
     ent_coef: float = 0.0
     net_arch: list[int] = field(default_factory=lambda: [128, 128])
+
+
+@dataclass
+class ExpertConfig(PPOSettings):
+    """PPO on the true reward (stable-baselines3), observations and rewards normalised (VecNormalize)."""
+
+    batch_size: int = 128
     log_std_init: float = 0.0
     checkpoint_every: int = 50_000  # environment steps between checkpoints (resume continues from the last)
     eval_episodes: int = 10
@@ -42,25 +49,14 @@ class DemosConfig:
 
 
 @dataclass
-class GailConfig:
+class GailConfig(PPOSettings):
     """GAIL (``method: gail``) and GAIL with the interpolation schedule (``method: gail_interp``)."""
 
     method: str = "gail"  # gail | gail_interp
     n_demos: int = 4  # trajectories taken from the front of the demonstration file
     pairs_per_trajectory: int = 50  # state-action pairs sampled per trajectory (Ho & Ermon's protocol)
     subsample: str = "random"  # random: uniform without replacement | stride: every len/50-th step
-    total_steps: int = 1_000_000  # environment steps (policy steps only; the demonstration prefix is free)
-    # policy: PPO, two tanh layers of 128 units for the policy and for the value function
-    n_envs: int = 8
-    n_steps: int = 256  # per environment: 8 x 256 = 2,048 state-action pairs per iteration
-    batch_size: int = 256
-    n_epochs: int = 10
-    lr: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    net_arch: list[int] = field(default_factory=lambda: [128, 128])
+    # policy: PPOSettings (total_steps counts policy steps only; the demonstration prefix is free)
     normalize_obs: bool = True
     normalize_reward: bool = True
     # discriminator: two tanh layers of 128 units on (normalised obs, action); D = P(pair is expert)

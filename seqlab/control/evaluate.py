@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,21 @@ class PPOActor:
         if vecnorm is None or not getattr(vecnorm, "norm_obs", False):
             return cls(policy, None, deterministic=deterministic)
         return cls(policy, vecnorm.obs_rms, vecnorm.clip_obs, vecnorm.epsilon, deterministic)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, policy_file: str, deterministic: bool = True) -> PPOActor:
+        """A saved SB3 PPO (``run_dir/policy_file``) with its ``vecnormalize.pkl`` as a raw-observation actor."""
+        import pickle
+
+        from stable_baselines3 import PPO
+
+        run_dir = Path(run_dir)
+        if not (run_dir / policy_file).exists():
+            raise FileNotFoundError(f"no trained policy {policy_file} in {run_dir}")
+        model = PPO.load(str(run_dir / policy_file), device="cpu")
+        with open(run_dir / "vecnormalize.pkl", "rb") as f:
+            vecnorm = pickle.load(f)
+        return cls.from_vecnormalize(model.policy, vecnorm, deterministic)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         if self.mean is None:

@@ -114,17 +114,9 @@ def train_expert(cfg: ControlConfig, run_dir: str | Path) -> dict[str, Any]:
 
 def load_expert(run_dir: str | Path, deterministic: bool = True) -> PPOActor:
     """The saved expert (``expert.zip`` + ``vecnormalize.pkl``) as a raw-observation actor."""
-    import pickle
-
-    from stable_baselines3 import PPO
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "expert.zip").exists():
+    if not (Path(run_dir) / "expert.zip").exists():
         raise FileNotFoundError(f"no expert in {run_dir} (run `seqlab control expert` first)")
-    model = PPO.load(str(run_dir / "expert.zip"), device="cpu")
-    with open(run_dir / "vecnormalize.pkl", "rb") as f:
-        vecnorm = pickle.load(f)
-    return PPOActor.from_vecnormalize(model.policy, vecnorm, deterministic)
+    return PPOActor.load(run_dir, "expert.zip", deterministic)
 
 
 def make_demos(cfg: ControlConfig, expert_dir: str | Path, out: str | Path) -> tuple[Path, DemoDataset]:

@@ -267,14 +267,4 @@ def train_gail(cfg: ControlConfig, demos: str | Path | DemoDataset, run_dir: str
 
 def load_policy(run_dir: str | Path, deterministic: bool = True) -> PPOActor:
     """A trained GAIL policy (``policy.zip`` + ``vecnormalize.pkl``) as a raw-observation actor."""
-    import pickle
-
-    from stable_baselines3 import PPO
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "policy.zip").exists():
-        raise FileNotFoundError(f"no trained policy in {run_dir}")
-    model = PPO.load(str(run_dir / "policy.zip"), device="cpu")
-    with open(run_dir / "vecnormalize.pkl", "rb") as f:
-        vecnorm = pickle.load(f)
-    return PPOActor.from_vecnormalize(model.policy, vecnorm, deterministic)
+    return PPOActor.load(run_dir, "policy.zip", deterministic)
