@@ -1,0 +1,69 @@
+"""Does fine-tuning an MLE checkpoint with a sample-based algorithm collapse at a given learning rate?
+
+    OMP_NUM_THREADS=1 python benchmarks/finetune_lr_check.py --compare-dir .devdata/cmp/m30k --lrs 2e-4 2e-5
+
+Builds the comparison's task on the CPU from its shared checkpoint (``DIR/pretrain``), runs ``--steps``
+training steps of ``--algorithm`` on the same batches at each learning rate (constant, bf16 off) and prints the
+mean sample reward of every step.  Writes ``<algo>_lr<lr>_reward_first`` / ``_reward_last`` (the mean of the
+first / last three steps) to benchmarks/results/finetune_lr_check.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402
+
+from seqlab.config import load_config  # noqa: E402
+from seqlab.data.batching import collate  # noqa: E402
+from seqlab.train.trainer import Trainer  # noqa: E402
+
+
+def rewards_at(compare_dir: Path, algorithm: str, lr: float, steps: int, max_tokens: int) -> list[float]:
+    run = Path(tempfile.mkdtemp(prefix="seqlab_lr_check_"))
+    shutil.copytree(compare_dir / "pretrain" / "tokenizers", run / "tokenizers")
+    cfg = load_config(str(compare_dir / "task.yaml"), [
+        f"run_dir={run}", f"algorithm.name={algorithm}", "train.device=cpu", f"train.max_tokens={max_tokens}",
+        "train.tensorboard=false", "train.progress_bar=false", "train.bf16=false", "train.scheduler=constant",
+        f"train.init_from={compare_dir / 'pretrain' / 'checkpoint_best.pt'}", f"train.lr={lr}",
+        "train.warmup_steps=20"])
+    trainer = Trainer(cfg, console=False)
+    trainer.sampler.set_epoch(0)
+    batches = iter(trainer.sampler)
+    out = []
+    for step in range(steps):
+        stats = trainer.train_step(collate(trainer.train_data, next(batches)))
+        out.append(float(stats["reward"]))
+        print(f"lr {lr:g} step {step}: reward {out[-1]:.4f}", flush=True)
+    trainer.close()
+    shutil.rmtree(run, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--compare-dir", type=Path, required=True)
+    ap.add_argument("--algorithm", default="pg")
+    ap.add_argument("--lrs", nargs="+", type=float, default=[2e-4, 2e-5])
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--max-tokens", type=int, default=600)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    entries = []
+    for lr in args.lrs:
+        r = rewards_at(args.compare_dir, args.algorithm, lr, args.steps, args.max_tokens)
+        for name, part in (("first", r[:3]), ("last", r[-3:])):
+            entries.append(results_io.entry(f"{args.algorithm}_lr{lr:g}_reward_{name}",
+                                            round(sum(part) / len(part), 4), "mean sample reward (sentence BLEU)"))
+    print(results_io.write("finetune_lr_check", entries))
+
+
+if __name__ == "__main__":
+    main()
