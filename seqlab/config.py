@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,12 +112,19 @@ def _dataclass_type(f: dataclasses.Field) -> type | None:
     return _SECTIONS.get(f.name) if f.name in _SECTIONS else None
 
 
+#: numbers like 2e-05 or 1E3, which YAML 1.1 (PyYAML) leaves as strings without a decimal point
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def parse_value(text: str) -> Any:
     """A CLI value parsed as YAML (numbers, booleans, lists, null); plain text otherwise."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):  # YAML 1.1 reads 2e-05 as text
+        return float(value)
+    return value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -150,3 +150,13 @@ def test_quickstart_runs_on_a_tiny_budget(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "wer" in out and "per" in out
     assert json.loads((tmp_path / "qs" / "results.json").read_text())["test"]["wer"] >= 0
+
+
+def test_overrides_read_scientific_notation_as_numbers():
+    """PyYAML leaves 2e-05 (no decimal point) as text; an override must still give a float."""
+    from seqlab.config import parse_value
+
+    assert parse_value("2e-05") == 2e-05 and isinstance(parse_value("2e-05"), float)
+    assert parse_value("1E3") == 1000.0 and parse_value("-3.5e-2") == -0.035
+    assert parse_value("0.001") == 0.001 and parse_value("4") == 4
+    assert parse_value("e5") == "e5" and parse_value("bleu") == "bleu"
