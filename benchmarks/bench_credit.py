@@ -24,10 +24,13 @@ Writes to benchmarks/results/credit_<device>.json: ``multi30k_deen_<algo>_test20
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -47,6 +50,7 @@ from seqlab.train.trainer import Trainer, load_model_weights  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 PREFIX = "multi30k_deen"
+COLLECT_ONLY = False  # --collect-only: report finished runs, train nothing
 
 #: algorithm label -> (config, algorithm overrides); critic-based ones get a critic pre-training run
 ALGORITHMS: dict[str, tuple[str, list[str]]] = {
@@ -90,6 +94,9 @@ def train_run(config: str | Path, run_dir: Path, overrides: list[str], tokenizer
     done = run_dir / "results.json"
     if done.exists():
         return json.loads(done.read_text())
+    if COLLECT_ONLY:
+        log(f"unfinished, left out (--collect-only): {run_dir}")
+        return {}
     trainer = make_trainer(config, run_dir, overrides, tokenizers)
     if not final_eval:
         trainer.finish = lambda stopped_early=False: {"steps": trainer.step, "train_seconds": trainer.train_seconds}
@@ -156,6 +163,41 @@ def step_time_ratios(algos: list[str], base: list[str], critic_opts: list[str], 
     return {a: medians[a] / medians["mle"] for a in medians if a != "mle"}
 
 
+# --------------------------------------------------------------------------- --jobs workers
+def run_workers(units: list[str], jobs: int, memory_share: float | None, work: Path) -> None:
+    """Train ``units`` in up to ``jobs`` worker subprocesses of this script (same arguments plus ``--unit``),
+    each capped at ``memory_share / jobs`` of the GPU's memory; a failed unit is retried in the parent."""
+    from seqlab.train.trainer import MEMORY_FRACTION_ENV
+
+    argv, skip = [], False
+    for a in sys.argv[1:]:  # drop --jobs N / --jobs=N
+        if skip or a.startswith("--jobs"):
+            skip = a == "--jobs" and not skip
+            continue
+        argv.append(a)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if memory_share is not None:
+        env[MEMORY_FRACTION_ENV] = f"{memory_share / jobs:.4f}"
+        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    pending, running = list(units), []
+    while pending or running:
+        while pending and len(running) < jobs:
+            unit = pending.pop(0)
+            logf = work / "logs" / f"{unit.replace(':', '_')}.log"
+            logf.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(logf, "a", encoding="utf-8")
+            log(f"[start] {unit} (log {logf})")
+            running.append((unit, fh, subprocess.Popen([sys.executable, __file__, *argv, "--unit", unit],
+                                                       stdout=fh, stderr=subprocess.STDOUT, env=env)))
+        time.sleep(1.0)
+        for item in list(running):
+            unit, fh, proc = item
+            if proc.poll() is not None:
+                fh.close()
+                running.remove(item)
+                log(f"[{'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}] {unit}")
+
+
 # --------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,8 +224,17 @@ def main() -> None:
     ap.add_argument("--step-time-steps", type=int, default=30)
     ap.add_argument("--tiny", action="store_true", help="CPU end-to-end check: tiny models, no results written")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="training runs side by side (worker subprocesses)")
+    ap.add_argument("--gpu-memory-share", type=float, default=None,
+                    help="share of the GPU's memory all --jobs workers together may hold (default: uncapped)")
+    ap.add_argument("--skip-step-time", action="store_true",
+                    help="leave out the step-time ratios (measure them later with the GPU to themselves)")
+    ap.add_argument("--collect-only", action="store_true", help="report the finished runs; train nothing")
+    ap.add_argument("--unit", help=argparse.SUPPRESS)  # internal: the one run a --jobs worker trains
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = ap.parse_args()
+    global COLLECT_ONLY
+    COLLECT_ONLY = args.collect_only
     work = Path(args.work_dir if not args.tiny or args.work_dir != "runs/bench_credit" else "/tmp/bench_credit_tiny")
     write = not (args.no_write or args.tiny)
     algos = [a for a in args.algorithms.split(",") if a]
@@ -225,29 +276,69 @@ def main() -> None:
                          f"train.max_steps={args.critic_steps}", f"{phase}={args.critic_steps}",
                          "train.max_minutes=null", f"train.eval_every_steps={10**9}", "train.patience=null"],
                         tokenizers, final_eval=False)
-        entries.append(results_io.entry(f"{PREFIX}_{tag}_critic_s{seed}_minutes",
-                                        round(res["train_seconds"] / 60, 2), "min", command))
+        if res:
+            entries.append(results_io.entry(f"{PREFIX}_{tag}_critic_s{seed}_minutes",
+                                            round(res["train_seconds"] / 60, 2), "min", command))
         return run_dir / "checkpoint_last.pt"
 
-    def main_run(algo: str, seed: int, extra: list[str], tag: str) -> tuple[dict, Path, list[str]]:
+    def main_run(algo: str, seed: int, extra: list[str], tag: str,
+                 critic_tag: str | None = None) -> tuple[dict, Path, list[str]]:
+        """Fine-tune ``algo`` from the MLE checkpoint; critic-based ones start from the pre-trained critic of
+        ``critic_tag`` (default: their own, pre-trained with the same ``extra`` options)."""
         config, algo_over = ALGORITHMS[algo]
         over = [*base, *algo_over, *budget, *extra, f"train.seed={seed}"]
         if algo in CRITIC_ALGOS:
-            crit = critic_run(algo, seed, extra, tag)
+            crit = critic_run(algo, seed, [], critic_tag) if critic_tag else critic_run(algo, seed, extra, tag)
             phase = "algorithm.options.q_steps=0" if algo == "vaml" else "algorithm.options.critic_pretrain_steps=0"
             over += [*critic_opts, f"algorithm.options.critic_from={crit.resolve()}", phase]
         run_dir = work / f"{tag}_s{seed}"
         log(f"{tag} seed {seed} -> {run_dir}")
         return train_run(CONFIGS / config, run_dir, over, tokenizers), run_dir, over
 
+    # the ablation's settings; every one starts from the main runs' pre-trained ERAC critic and differs in the
+    # joint phase only (beta: target-critic rate, lambda_var: variance penalty)
+    def ablation_tag(beta: float, var: float) -> str:
+        return "erac" if beta == 0.001 and var == 0.001 and "erac" in algos else f"erac_beta{beta:g}_var{var:g}"
+
+    ablation = [(beta, var, ablation_tag(beta, var),
+                 [f"algorithm.options.target_beta={beta}", f"algorithm.options.var_weight={var}"])
+                for beta in [float(b) for b in args.ablation_betas.split(",")]
+                for var in [float(v) for v in args.ablation_vars.split(",")]] if args.ablation else []
+
+    # ---- every training run as a named unit, for --jobs workers: critics first, then the fine-tuning runs
+    critic_units: dict[str, Any] = {}
+    run_units: dict[str, Any] = {}
+    for algo in algos:
+        for seed in seeds:
+            if algo in CRITIC_ALGOS:
+                s = seeds[0] if args.share_critic else seed
+                critic_units[f"critic:{algo}:{s}"] = functools.partial(critic_run, algo, s, [], algo)
+            run_units[f"run:{algo}:{seed}"] = functools.partial(main_run, algo, seed, [], algo)
+    for _, _, tag, extra in ablation:
+        critic_units[f"critic:erac:{seeds[0]}"] = functools.partial(critic_run, "erac", seeds[0], [], "erac")
+        run_units[f"run:{tag}:{seeds[0]}"] = functools.partial(main_run, "erac", seeds[0], extra, tag, "erac")
+    if args.unit:  # a worker of --jobs: one unit, nothing recorded
+        units = {**critic_units, **run_units}
+        if args.unit not in units:
+            raise SystemExit(f"unknown unit {args.unit!r}; one of {sorted(units)}")
+        units[args.unit]()
+        return
+    if args.jobs > 1:
+        for phase in (critic_units, run_units):
+            run_workers(list(phase), args.jobs, args.gpu_memory_share, work)
+
     # ---- main comparison
     scores: dict[str, list[float]] = {}
     for algo in algos:
         for seed in seeds:
             res, _, _ = main_run(algo, seed, [], algo)
+            if not res:
+                continue
             scores.setdefault(algo, []).append(float(res["test"]["bleu"]))
             log(f"{algo} seed {seed}: test BLEU {scores[algo][-1]:.2f} (valid {res['valid']['bleu']:.2f})")
-        vals = scores[algo]
+        vals = scores.get(algo)
+        if not vals:
+            continue
         mean, std = statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
         entries += [results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_mean", round(mean, 2), "BLEU", command),
                     results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_std", round(std, 2), "BLEU", command)]
@@ -260,32 +351,32 @@ def main() -> None:
             diff = means[a] - means[b]
             log(f"target {a} >= {b} + {margin}: {diff:+.2f} BLEU -> {'met' if diff >= margin else 'NOT met'}")
 
-    # ---- step time (joint phase) relative to MLE
-    ratios = step_time_ratios(algos, [*base, *budget], critic_opts, tokenizers, args.step_time_steps)
-    entries += [results_io.entry(f"{a}_step_time_ratio_vs_mle", round(r, 2), "x", command) for a, r in ratios.items()]
+    # ---- step time (joint phase) relative to MLE, alone on the device
+    if not args.skip_step_time:
+        ratios = step_time_ratios(algos, [*base, *budget], critic_opts, tokenizers, args.step_time_steps)
+        entries += [results_io.entry(f"{a}_step_time_ratio_vs_mle", round(r, 2), "x", command)
+                    for a, r in ratios.items()]
 
     # ---- ablation: beta x lambda_var on validation BLEU, divergences counted
-    if args.ablation:
+    if ablation:
         init_bleu = None
         diverged_total = 0
-        for beta in [float(b) for b in args.ablation_betas.split(",")]:
-            for var in [float(v) for v in args.ablation_vars.split(",")]:
-                default = beta == 0.001 and var == 0.001 and "erac" in algos  # the main runs' setting
-                tag = "erac" if default else f"erac_beta{beta:g}_var{var:g}"
-                extra = [f"algorithm.options.target_beta={beta}", f"algorithm.options.var_weight={var}"]
-                res, run_dir, over = main_run("erac", seeds[0], extra, tag)
-                config = CONFIGS / ALGORITHMS["erac"][0]
-                if init_bleu is None:
-                    init_bleu = _init_valid_bleu(config, work, over, mle_ckpt)
-                last = last_checkpoint_valid_bleu(config, run_dir, over)
-                diverged = res.get("nonfinite_loss", False) or last < init_bleu - args.divergence_drop
-                diverged_total += int(diverged)
-                log(f"ablation beta {beta:g} var {var:g}: valid BLEU best {res['valid']['bleu']:.2f}, last {last:.2f}"
-                    f" (MLE {init_bleu:.2f}){' DIVERGED' if diverged else ''}")
-                name = f"{PREFIX}_erac_ablation_beta{beta:g}_var{var:g}"
-                entries += [results_io.entry(f"{name}_valid_bleu", round(float(res["valid"]["bleu"]), 2), "BLEU",
-                                             command),
-                            results_io.entry(f"{name}_diverged", int(diverged), "bool", command)]
+        for beta, var, tag, extra in ablation:
+            res, run_dir, over = main_run("erac", seeds[0], extra, tag, "erac")
+            if not res:
+                continue
+            config = CONFIGS / ALGORITHMS["erac"][0]
+            if init_bleu is None:
+                init_bleu = _init_valid_bleu(config, work, over, mle_ckpt)
+            last = last_checkpoint_valid_bleu(config, run_dir, over)
+            diverged = res.get("nonfinite_loss", False) or last < init_bleu - args.divergence_drop
+            diverged_total += int(diverged)
+            log(f"ablation beta {beta:g} var {var:g}: valid BLEU best {res['valid']['bleu']:.2f}, last {last:.2f}"
+                f" (MLE {init_bleu:.2f}){' DIVERGED' if diverged else ''}")
+            name = f"{PREFIX}_erac_ablation_beta{beta:g}_var{var:g}"
+            entries += [results_io.entry(f"{name}_valid_bleu", round(float(res["valid"]["bleu"]), 2), "BLEU",
+                                         command),
+                        results_io.entry(f"{name}_diverged", int(diverged), "bool", command)]
         entries.append(results_io.entry(f"{PREFIX}_erac_ablation_divergences", diverged_total, "runs", command))
 
     entries = list({e["metric"]: e for e in entries}.values())  # a reused run reports once

@@ -93,14 +93,18 @@ def check_deadline(deadline: float | None) -> None:
         raise DeadlineReached("deadline reached: rerun the same command to continue (every stage resumes)")
 
 
-def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None) -> None:
-    """Run pending jobs, at most one per GPU at a time (sequentially on the CPU when ``gpus`` is 0).
+def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None, per_gpu: int = 1,
+             memory_share: float | None = None) -> None:
+    """Run pending jobs, at most ``per_gpu`` per GPU at a time (sequentially on the CPU when ``gpus`` is 0), each
+    capped at ``memory_share / per_gpu`` of its GPU's memory when ``memory_share`` is given.
     At ``deadline`` (epoch seconds) running jobs are terminated; they resume from their last checkpoint."""
+    from seqlab.train.trainer import MEMORY_FRACTION_ENV
+
     pending = [j for j in jobs if not j.marker.exists()]
     for j in jobs:
         if j.marker.exists():
             print(f"[skip] {j.name}: {j.marker} exists")
-    slots = list(range(gpus)) if gpus > 0 else [None]
+    slots = [g for g in range(gpus) for _ in range(per_gpu)] if gpus > 0 else [None]
     running: list[tuple[Job, subprocess.Popen, Any, int | None]] = []
     failed: list[str] = []
     while pending or running:
@@ -111,6 +115,9 @@ def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None) -> None:
                 env.setdefault("OMP_NUM_THREADS", "1")
             else:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot)
+                if memory_share is not None:
+                    env[MEMORY_FRACTION_ENV] = f"{memory_share / per_gpu:.4f}"
+                    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
             job.log.parent.mkdir(parents=True, exist_ok=True)
             fh = open(job.log, "a", encoding="utf-8")
             print(f"[start] {job.name}" + ("" if slot is None else f" on GPU {slot}") + f" (log {job.log})")
@@ -153,9 +160,11 @@ def multi30k_options(args: argparse.Namespace, pair: str) -> dict[str, Any]:
     return opts
 
 
-def common_overrides(args: argparse.Namespace, run_dir: Path, minutes: float) -> list[str]:
+def common_overrides(args: argparse.Namespace, run_dir: Path, minutes: float, steps: int | None) -> list[str]:
     out = [f"run_dir={run_dir}", f"train.device={'cuda' if args.gpus > 0 else 'cpu'}",
            f"train.max_minutes={minutes}", "train.progress_bar=false"]
+    if steps is not None and not args.smoke:
+        out.append(f"train.max_steps={steps}")
     if args.smoke:
         out += [f"model.options={yaml_value(SMOKE_MODEL)}", f"train.max_steps={args.smoke_steps}",
                 "train.max_tokens=2048", "train.warmup_steps=100", "train.lr=0.002",
@@ -170,8 +179,8 @@ def teacher_jobs(args: argparse.Namespace, pairs: list[str], given: dict[str, st
         if pair in given:
             continue
         run = Path(args.work) / pair / "dat"
-        ov = common_overrides(args, run, args.teacher_minutes) + [
-            "task.name=multi30k", f"task.options={yaml_value(multi30k_options(args, pair))}"]
+        ov = common_overrides(args, run, args.teacher_minutes, args.teacher_steps) + [
+            "task.name=multi30k", f"task.options={yaml_value(multi30k_options(args, pair))}", *args.teacher_override]
         jobs.append(Job(f"{pair}/dat", seqlab_train(CONFIGS / "multi30k_dat.yaml", ov), run / "train.log",
                         run / "results.json"))
     return jobs
@@ -203,11 +212,12 @@ def row_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Pat
                 shutil.copytree(distilled / "tokenizers", run / "tokenizers")
             task = (["task.name=parallel", f"task.options={yaml_value(kd_task)}"] if kd else
                     ["task.name=multi30k", f"task.options={yaml_value(multi30k_options(args, pair))}"])
-            ov = common_overrides(args, run, args.nat_minutes) + task + [f"model.options.copy={copy}"]
+            ov = common_overrides(args, run, args.nat_minutes, args.nat_steps) + task + [f"model.options.copy={copy}"]
             if args.smoke:  # the smoke model options replaced the config's: restore the row's switch
                 ov.append(f"model.options.imitation={yaml_value(row.startswith('imitate'))}")
             if row.startswith("imitate"):
                 ov.append(f"algorithm.options.teacher={teachers[pair]}")
+            ov += args.nat_override
             jobs.append(Job(f"{pair}/{row}", seqlab_train(CONFIGS / config, ov), run / "train.log",
                             run / "results.json"))
     return jobs
@@ -313,6 +323,16 @@ def main() -> None:
                    help="use this dat checkpoint as the demonstrator of PAIR instead of training one")
     p.add_argument("--teacher-minutes", type=float, default=8.0)
     p.add_argument("--nat-minutes", type=float, default=6.0)
+    p.add_argument("--teacher-steps", type=int, default=None, help="a step budget besides --teacher-minutes")
+    p.add_argument("--nat-steps", type=int, default=None,
+                   help="a step budget besides --nat-minutes (equal steps per row when rows share a GPU)")
+    p.add_argument("--teacher-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of the demonstrator runs (repeatable)")
+    p.add_argument("--nat-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of every NAT / imitate-NAT run (repeatable), e.g. train.warmup_steps=400")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="trainings / distillations side by side per GPU")
+    p.add_argument("--gpu-memory-share", type=float, default=None,
+                   help="share of each GPU's memory all jobs together may hold (default: uncapped)")
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--max-train", type=int, default=None, help="distinct training sources kept")
     p.add_argument("--beam", type=int, default=5)
@@ -322,6 +342,8 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny models, few steps: proves the pipeline only")
     p.add_argument("--smoke-steps", type=int, default=300)
     p.add_argument("--no-record", action="store_true", help="never write benchmarks/results/")
+    p.add_argument("--train-only", action="store_true",
+                   help="stop after training (evaluate later, e.g. with the GPU to itself for the latencies)")
     p.add_argument("--deadline-minutes", type=float, default=None,
                    help="stop (resumably) after this many minutes, e.g. under a per-command time limit")
     args = p.parse_args()
@@ -335,11 +357,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     given = dict(item.split("=", 1) for item in args.teacher)
 
-    run_jobs(teacher_jobs(args, args.pairs, given), args.gpus, args.deadline)
+    sharing = dict(per_gpu=args.jobs_per_gpu, memory_share=args.gpu_memory_share)
+    run_jobs(teacher_jobs(args, args.pairs, given), args.gpus, args.deadline, **sharing)
     teachers = {pair: Path(given[pair]).resolve() if pair in given else best_checkpoint(work / pair / "dat")
                 for pair in args.pairs}
-    run_jobs(distill_jobs(args, args.pairs, teachers), args.gpus, args.deadline)
-    run_jobs(row_jobs(args, args.pairs, teachers), args.gpus, args.deadline)
+    run_jobs(distill_jobs(args, args.pairs, teachers), args.gpus, args.deadline, **sharing)
+    run_jobs(row_jobs(args, args.pairs, teachers), args.gpus, args.deadline, **sharing)
+    if args.train_only:
+        print("trained every row (--train-only): rerun without it to evaluate")
+        return
 
     command = results_io.command_line()
     entries, summary = [], {}

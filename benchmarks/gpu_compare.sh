@@ -10,7 +10,8 @@
 #       are moved aside below, so that every run of a label has the same settings.
 # g2p:  CMUdict G2P, configs/g2p_transformer.yaml, MLE 5000 steps, then the same algorithms, 300 steps each.
 # State: .devdata/cmp/<task> (carried in; the shared checkpoint as bf16 weights, see ckpt_weights.py) is
-# continued in /tmp/cmp/<task>; what comes back is $OUT/<task>.tar (no checkpoints but the shared one,
+# continued in /tmp/cmp/<task> (GPU_SHARE: the share of the GPU's memory its runs may hold, default 0.95);
+# what comes back is $OUT/<task>.tar (no checkpoints but the shared one,
 # split in 15 MiB parts), the reports, and the JSON results.  Every stage has a time limit; DEADLINE (s)
 # bounds the whole call.
 set -u
@@ -34,6 +35,7 @@ FINETUNE="train.max_minutes=null train.scheduler=constant train.lr=0.0002 train.
 args_m30k() {
   echo --config configs/multi30k_transformer.yaml --algorithms $ALGOS --seeds ${SEEDS_M30K:-1,2,3} \
     --pretrain-steps 4000 --budget-steps 200 --out $W/m30k --runs-per-gpu ${SLOTS_M30K:-4} \
+    ${GPU_SHARE:+--gpu-memory-share $GPU_SHARE} \
     task.options.path=$D train.eval_every_steps=50 $FINETUNE
 }
 args_g2p() {

@@ -426,3 +426,19 @@ def test_runs_out_of_memory_while_sharing_are_retried_alone(tmp_path):
     assert statuses["raml/seed1"] == statuses["raml/seed2"] == "done"
     # a rerun finds raml's last attempt finished and mle/seed2's failure not memory-related
     assert not ran_out_of_memory(Run("raml/seed1", Path(spec.out) / "runs" / "raml" / "seed1", []))
+
+
+def test_gpu_memory_share_bounds_the_comparison_on_a_gpu_shared_with_other_work(tmp_path, monkeypatch):
+    """--gpu-memory-share S with --runs-per-gpu N caps each run at S / N; a share outside (0, 1] is refused."""
+    import seqlab.compare.runner as runner
+    from seqlab.train.trainer import MEMORY_FRACTION_ENV
+
+    fractions: list = []
+    monkeypatch.setattr(runner.subprocess, "call",
+                        lambda cmd, stdout, stderr, env: fractions.append(env.get(MEMORY_FRACTION_ENV)) or 1)
+    spec = spec_for(tmp_path, gpus="0", runs_per_gpu=2, gpu_memory_share=0.5, pretrain_steps=0)
+    with pytest.raises(RuntimeError, match="no finished runs"):  # every fake run failed: nothing to report
+        run_compare(spec, echo=lambda s: None)
+    assert len(fractions) == 4 and set(fractions) == {"0.2500"}
+    with pytest.raises(ConfigError, match="gpu_memory_share"):
+        run_compare(spec_for(tmp_path, gpus="0", gpu_memory_share=1.5, pretrain_steps=0), echo=lambda s: None)

@@ -44,6 +44,7 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
         ("init_from", args.init_from),
         ("gpus", args.gpus),
         ("runs_per_gpu", args.runs_per_gpu),
+        ("gpu_memory_share", args.gpu_memory_share),
         ("baseline", args.baseline),
         ("reward", args.reward),
     ):
@@ -125,6 +126,9 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", help="comparison directory (rerun it to resume)")
     p.add_argument("--gpus", help="auto (default: every visible GPU, one run each), none (in sequence), or 0,1")
     p.add_argument("--runs-per-gpu", type=int, help="concurrent runs on each GPU (default 1)")
+    p.add_argument("--gpu-memory-share", type=float,
+                   help="share of each GPU's memory all runs together may hold (default 0.95; less when other "
+                        "work shares the GPU)")
     p.add_argument("--baseline", help="the label significance is tested against (default mle)")
     p.add_argument("--reward", help="reward of every reward-based algorithm (e.g. rouge for summarization)")
     p.add_argument("--bootstrap-samples", type=int, default=1000)

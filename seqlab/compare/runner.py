@@ -68,6 +68,7 @@ class CompareSpec:
     baseline: str = "mle"
     gpus: str = "auto"  # auto | none | "0,1"
     runs_per_gpu: int = 1  # concurrent runs on each GPU (small, launch-bound models share a GPU well)
+    gpu_memory_share: float = 0.95  # of each GPU's memory, for all of this comparison's runs on it together
     reward: str | None = None  # algorithm.options.reward of every reward-based algorithm (e.g. rouge)
 
     def variant(self, label: str) -> Variant:
@@ -471,9 +472,14 @@ def run_compare(
     if pretrain_only:
         return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
-    shared = launcher
-    if launcher is subprocess_launcher and gpus and spec.runs_per_gpu > 1:  # runs sharing a GPU share its memory
-        shared = functools.partial(subprocess_launcher, memory_fraction=GPU_SHARE_HEADROOM / spec.runs_per_gpu)
+    shared, alone = launcher, launcher
+    if not 0.0 < spec.gpu_memory_share <= 1.0:
+        raise ConfigError(f"gpu_memory_share must be in (0, 1], got {spec.gpu_memory_share}")
+    capped = spec.runs_per_gpu > 1 or spec.gpu_memory_share < GPU_SHARE_HEADROOM
+    if launcher is subprocess_launcher and gpus and capped:  # runs sharing a GPU share its memory
+        shared = functools.partial(subprocess_launcher, memory_fraction=spec.gpu_memory_share / spec.runs_per_gpu)
+        if spec.gpu_memory_share < GPU_SHARE_HEADROOM:  # other work on the GPU keeps the rest, even then
+            alone = functools.partial(subprocess_launcher, memory_fraction=spec.gpu_memory_share)
     outcomes += execute(runs, config, gpus, shared, echo, before=share, runs_per_gpu=spec.runs_per_gpu)
     if gpus and spec.runs_per_gpu > 1:  # too big to share a GPU: once the others are done, alone
         retry = [r for r in runs if not r.done and ran_out_of_memory(r)]
@@ -481,7 +487,7 @@ def run_compare(
             echo(f"[compare] {len(retry)} run(s) ran out of GPU memory while sharing; again, one per GPU")
             failed_first = {r.name for r in retry}
             outcomes = [o for o in outcomes if o.name not in failed_first]
-            outcomes += execute(retry, config, gpus, launcher, echo, before=share)
+            outcomes += execute(retry, config, gpus, alone, echo, before=share)
     failed = [o.name for o in outcomes if o.status == "failed"]
     summary: dict[str, Any] = {
         "out": str(out),
