@@ -40,7 +40,8 @@ snapshot() {
   cp benchmarks/results/*cuda*.json "$OUT"/ 2>/dev/null
   [ -d /tmp/cmp/m30k ] && timeout 60 python3 -m seqlab.cli compare --report-only --out /tmp/cmp/m30k > /dev/null 2>&1
   tar -C $W -cf "$OUT/session.tar" --exclude='*.pt' --exclude='tensorboard' --exclude='*.pt.full' \
-    --exclude='train.src' --exclude='train.tgt' --exclude='erpo_out' .
+    --exclude='train.src' --exclude='train.tgt' --exclude='erpo_out' --exclude='tokenizers' --exclude='*.hyp.txt' \
+    --exclude='*.src' --exclude='*.tgt' .
   [ -d /tmp/cmp/m30k ] && tar -C /tmp/cmp -cf "$OUT/m30k.tar" --exclude='*.pt' --exclude='tensorboard' \
     --exclude='runs/*/seed*/tokenizers' m30k
   nvidia-smi --query-gpu=memory.used,memory.total,utilization.gpu --format=csv,noheader
