@@ -98,10 +98,32 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         sub = _dataclass_type(fields[key])
         if sub is not None and isinstance(value, dict):
             value = _build(sub, value, f"{where}.{key}")
+        elif sub is None:
+            value = _checked(value, str(fields[key].type), f"{where}.{key}")
         if key == "betas" and isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _checked(value: Any, annotation: str, where: str) -> Any:
+    """``value`` as the scalar type ``annotation`` names (``int``, ``float | None``, ...), or a ConfigError.
+    Integers pass as floats and whole floats as integers; other annotations are not checked."""
+    kinds = {k.strip() for k in annotation.split("|")}
+    if value is None and "None" in kinds:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if "bool" in kinds and isinstance(value, bool):
+        return value
+    if "float" in kinds and number:
+        return float(value)
+    if "int" in kinds and number and float(value).is_integer():
+        return int(value)
+    if "str" in kinds and isinstance(value, str):
+        return value
+    if not kinds & {"bool", "float", "int", "str"}:
+        return value
+    raise ConfigError(f"{where}: expected {annotation}, got {value!r} ({type(value).__name__})")
 
 
 _SECTIONS = {"task": TaskConfig, "model": ModelConfig, "algorithm": AlgorithmConfig,
@@ -143,6 +165,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def _numbers_as_floats(node: Any) -> Any:
+    """YAML 1.2 numbers: ``1e-3`` (which PyYAML's YAML 1.1 leaves as text) becomes a float, at any depth."""
+    if isinstance(node, dict):
+        return {k: _numbers_as_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_numbers_as_floats(v) for v in node]
+    if isinstance(node, str) and SCIENTIFIC.fullmatch(node.strip()):
+        return float(node)
+    return node
+
+
 def read_yaml_mapping(path: str | Path | None) -> dict[str, Any]:
     """The mapping at the top of a YAML file ({} for None), with clear errors naming the file."""
     if path is None:
@@ -157,7 +190,7 @@ def read_yaml_mapping(path: str | Path | None) -> dict[str, Any]:
             raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    return data
+    return _numbers_as_floats(data)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -160,3 +160,26 @@ def test_overrides_read_scientific_notation_as_numbers():
     assert parse_value("1E3") == 1000.0 and parse_value("-3.5e-2") == -0.035
     assert parse_value("0.001") == 0.001 and parse_value("4") == 4
     assert parse_value("e5") == "e5" and parse_value("bleu") == "bleu"
+
+
+def test_config_files_read_scientific_notation_and_check_types(tmp_path):
+    """A YAML file's 1e-3 is a float (PyYAML alone leaves it text), also inside algorithm options; whole numbers
+    fit float and int fields; a value of the wrong type is an error naming the file and the key."""
+    from seqlab.config import ConfigError, load_config
+
+    good = tmp_path / "good.yaml"
+    good.write_text("train: {lr: 1e-3, max_steps: 1e3, max_minutes: 5, clip_norm: null}\n"
+                    "algorithm: {name: erpo, options: {alpha: 2e-5, beta: 1}}\n")
+    cfg = load_config(good)
+    assert cfg.train.lr == 0.001 and isinstance(cfg.train.lr, float)
+    assert cfg.train.max_steps == 1000 and isinstance(cfg.train.max_steps, int)
+    assert cfg.train.max_minutes == 5.0 and cfg.train.clip_norm is None
+    assert cfg.algorithm.options == {"alpha": 2e-5, "beta": 1}
+    for bad, key in (("train: {lr: fast}", "train.lr"), ("train: {max_tokens: 12.5}", "train.max_tokens"),
+                     ("train: {bf16: 1}", "train.bf16"), ("decode: {beam_size: null}", "decode.beam_size")):
+        path = tmp_path / "bad.yaml"
+        path.write_text(bad + "\n")
+        with pytest.raises(ConfigError, match=rf"bad.yaml\.{key.split('.')[0]}\.{key.split('.')[1]}: expected"):
+            load_config(path)
+    with pytest.raises(ConfigError, match=r"config\.train\.warmup_steps: expected int"):
+        load_config(None, ["train.warmup_steps=ten"])
