@@ -22,6 +22,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 W=/tmp/session; mkdir -p $W
 D=.devdata/multi30k
 MLE=.devdata/cmp/m30k/pretrain/checkpoint_best.pt
+[ -f $MLE ] && [ -d .whl ] || { echo "carry .whl and .devdata (every call: paths not carried are removed)"; exit 2; }
 
 NAT_ARGS="--data $D --work $W/nat --teacher-steps 2000 --teacher-minutes 30 --nat-steps 1000 --nat-minutes 30
   --nat-override train.warmup_steps=400 --jobs-per-gpu 4 --gpu-memory-share 0.28 --latency-pair en-de"
