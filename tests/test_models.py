@@ -161,3 +161,27 @@ def test_bucketed_encoder_states_do_not_change_static_steps():
     assert bucketed(enc).memory.shape[:2] == (4, 8)
     for t in range(inputs.size(1)):
         assert torch.allclose(plain.step(inputs[:, t]), padded.step(inputs[:, t]), atol=1e-5)
+
+
+def test_graph_cache_is_bounded_by_count_and_by_bytes(monkeypatch):
+    """Captured steppers are evicted least-recently-used first once there are too many or they hold too many
+    bytes together (training samples change shape every batch); the newest always stays."""
+    from collections import OrderedDict
+    from types import SimpleNamespace
+
+    from seqlab.decoding.graphs import StaticStepper, evict, graph_cache_bytes, tensor_bytes
+
+    cache = OrderedDict((k, SimpleNamespace(nbytes=n)) for k, n in [("a", 40), ("b", 30), ("c", 20), ("d", 50)])
+    evict(cache, max_entries=3, max_bytes=1000)
+    assert list(cache) == ["b", "c", "d"]
+    evict(cache, max_entries=3, max_bytes=75)
+    assert list(cache) == ["c", "d"]
+    evict(cache, max_entries=3, max_bytes=10)
+    assert list(cache) == ["d"]
+    assert tensor_bytes({"k": [torch.zeros(2, 3), torch.zeros(4, dtype=torch.long)], "t": 1}) == 2 * 3 * 4 + 4 * 8
+    model = make_model("transformer", seed=8)
+    src, _ = batch(3)
+    stepper = StaticStepper(model, model.encode(src), max_len=16, graph=False)
+    assert stepper.nbytes == tensor_bytes([stepper.state, stepper.tokens]) > 0
+    monkeypatch.setenv("SEQLAB_GRAPH_CACHE_MB", "1.5")
+    assert graph_cache_bytes() == 3 * 2**19

@@ -23,6 +23,10 @@ SOURCE_BUCKET = 8
 STEP_BUCKET = 16
 ROW_BUCKET = 16
 MAX_GRAPHS = 48
+#: the static buffers (KV caches, encoder states, logits) all cached graphs may hold together, in MiB.  Training
+#: samples (K x batch rows) need ~4 GiB per shape on Multi30k and shapes vary from batch to batch: without a
+#: byte bound the cache alone filled a GPU.  ``SEQLAB_GRAPH_CACHE_MB`` overrides it.
+DEFAULT_GRAPH_CACHE_MB = 8192
 
 
 def bucket_rows(n: int) -> int:
@@ -73,6 +77,7 @@ class StaticStepper:
         self.logits: torch.Tensor | None = None
         if graph:
             self._capture()
+        self.nbytes = tensor_bytes([self.state, self.tokens, self.logits])
 
     def _capture(self) -> None:
         stream = torch.cuda.Stream()
@@ -124,9 +129,30 @@ def stepper_for(model: Any, enc: Encoded, max_len: int, graph: bool) -> StaticSt
     stepper = StaticStepper(model, enc, max_len, graph=True)
     stepper.rows = rows
     _CACHE[key] = stepper
-    while len(_CACHE) > MAX_GRAPHS:
-        _CACHE.popitem(last=False)
+    evict(_CACHE, MAX_GRAPHS, graph_cache_bytes())
     return stepper
+
+
+def graph_cache_bytes() -> int:
+    return int(float(os.environ.get("SEQLAB_GRAPH_CACHE_MB", DEFAULT_GRAPH_CACHE_MB)) * 2**20)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in ``obj`` (tensors, dicts, lists and tuples of them; other values count 0)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def evict(cache: OrderedDict, max_entries: int, max_bytes: int) -> None:
+    """Drop the least recently used steppers until at most ``max_entries`` remain holding at most ``max_bytes``
+    together; the newest one always stays."""
+    while len(cache) > 1 and (len(cache) > max_entries or sum(s.nbytes for s in cache.values()) > max_bytes):
+        cache.popitem(last=False)
 
 
 def clear_graphs() -> None:

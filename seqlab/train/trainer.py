@@ -29,6 +29,7 @@ from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_
 from seqlab.config import Config, save_config
 from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
 from seqlab.data.tasks import load_task
+from seqlab.erpo.engine import loss_chunk_tokens
 from seqlab.metrics import higher_is_better
 from seqlab.models import build_model
 from seqlab.train import checkpoint as ckpt
@@ -295,7 +296,7 @@ class Trainer:
         self.loss_module.train()
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and tc.bf16
                     else contextlib.nullcontext())
-        with autocast, record_function("seqlab.loss"):
+        with autocast, loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss"):
             loss, extra = self.loss_module(batch, self.progress())
         self.optimizer.zero_grad(set_to_none=True)
         with record_function("seqlab.backward"):
