@@ -62,6 +62,7 @@ ALGORITHMS: dict[str, tuple[str, list[str]]] = {
     "erac_no_future_entropy": ("multi30k_erac.yaml", ["algorithm.options.future_entropy=false"]),
 }
 CRITIC_ALGOS = {"vaml", "ac", "erac", "erac_no_future_entropy"}
+ACTOR_CRITIC = {"ac", "erac", "erac_no_future_entropy"}  # actors learning from their own samples
 BETAS = [0.001, 0.01, 0.1, 1.0]
 VAR_WEIGHTS = [0.0, 0.001]
 
@@ -210,6 +211,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="fine-tuning budget of every algorithm")
     ap.add_argument("--steps", type=int, default=None, help="a step budget instead of / besides --minutes")
     ap.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam, constant)")
+    ap.add_argument("--actor-critic-lr", type=float, default=1e-5,
+                    help="fine-tuning lr of ac / erac (they collapsed at 1e-4; None: --lr)")
     ap.add_argument("--critic-steps", type=int, default=3000, help="critic / Q-network pre-training steps")
     ap.add_argument("--critic-lr", type=float, default=1e-3)
     ap.add_argument("--share-critic", action="store_true",
@@ -273,6 +276,7 @@ def main() -> None:
         res = train_run(CONFIGS / config, run_dir,
                         [*base, *algo_over, *critic_opts, *extra, f"train.seed={seed}",
                          f"train.init_from={mle_ckpt.resolve()}", f"train.lr={args.critic_lr}",
+                         "algorithm.options.critic_lr_scale=1",  # train.lr is the critic's own here
                          f"train.max_steps={args.critic_steps}", f"{phase}={args.critic_steps}",
                          "train.max_minutes=null", f"train.eval_every_steps={10**9}", "train.patience=null"],
                         tokenizers, final_eval=False)
@@ -287,6 +291,8 @@ def main() -> None:
         ``critic_tag`` (default: their own, pre-trained with the same ``extra`` options)."""
         config, algo_over = ALGORITHMS[algo]
         over = [*base, *algo_over, *budget, *extra, f"train.seed={seed}"]
+        if algo in ACTOR_CRITIC and args.actor_critic_lr is not None:
+            over.append(f"train.lr={args.actor_critic_lr}")
         if algo in CRITIC_ALGOS:
             crit = critic_run(algo, seed, [], critic_tag) if critic_tag else critic_run(algo, seed, extra, tag)
             phase = "algorithm.options.q_steps=0" if algo == "vaml" else "algorithm.options.critic_pretrain_steps=0"

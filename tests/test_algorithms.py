@@ -81,8 +81,8 @@ def test_finetune_lr_warning_for_algorithms_that_learn_from_their_own_samples():
 
     load_plugins()
     limited = {name for name, cls in ALGORITHMS.items() if cls.max_finetune_lr is not None}
-    assert {"pg", "spg", "mixer", "mixer_anneal"} <= limited
-    assert not limited & {"mle", "raml", "alpha_dimt", "interpolation", "noising", "scheduled_sampling"}
+    assert {"pg", "spg", "mixer", "mixer_anneal", "ac", "erac"} <= limited
+    assert not limited & {"mle", "raml", "alpha_dimt", "interpolation", "noising", "scheduled_sampling", "vaml"}
     pg = SimpleNamespace(name="pg", max_finetune_lr=ALGORITHMS["pg"].max_finetune_lr)
     with pytest.warns(UserWarning, match="train.lr=5e-05"):
         warn_finetune_lr(pg, SimpleNamespace(init_from="mle.pt", lr=2e-4))

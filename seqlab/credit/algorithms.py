@@ -184,6 +184,10 @@ class ERAC(CreditAlgorithm):
     """
 
     critic_only_phases = (CRITIC,)
+    # the actor learns from its own samples: at lr 1e-4 AC and ERAC collapsed within 100 joint steps on Multi30k
+    # (41 -> <2 greedy validation BLEU, 3 seeds each, BENCHMARKS.md), the actor following a critic that could not
+    # yet rank tokens; 1e-5 held on a CPU check
+    max_finetune_lr = 5e-5
 
     def __init__(self, ctx: AlgorithmContext, tau: float = 0.04, future_entropy: bool = True,
                  target_beta: float = 0.001, target_network: bool = True, var_weight: float = 0.001,
