@@ -10,7 +10,7 @@
 #       are moved aside below, so that every run of a label has the same settings.
 # g2p:  CMUdict G2P, configs/g2p_transformer.yaml, MLE 5000 steps, then the same algorithms, 300 steps each.
 # State: .devdata/cmp/<task> (carried in; the shared checkpoint as bf16 weights, see ckpt_weights.py) is
-# continued in /tmp/cmp/<task> (GPU_SHARE: the share of the GPU's memory its runs may hold, default 0.95);
+# continued in /tmp/cmp/<task> (GPU_SHARE / GPU_SHARE_G2P: the share of the GPU's memory its runs may hold);
 # what comes back is $OUT/<task>.tar (no checkpoints but the shared one,
 # split in 15 MiB parts), the reports, and the JSON results.  Every stage has a time limit; DEADLINE (s)
 # bounds the whole call.
@@ -41,6 +41,7 @@ args_m30k() {
 args_g2p() {
   echo --config configs/g2p_transformer.yaml --algorithms $ALGOS --seeds ${SEEDS_G2P:-1,2,3} \
     --pretrain-steps 5000 --budget-steps 300 --out $W/g2p --runs-per-gpu ${SLOTS_G2P:-5} --reward neg_edit \
+    ${GPU_SHARE_G2P:+--gpu-memory-share $GPU_SHARE_G2P} \
     train.eval_every_steps=100 $FINETUNE
 }
 save() {
