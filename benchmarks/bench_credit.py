@@ -168,18 +168,12 @@ def step_time_ratios(algos: list[str], base: list[str], critic_opts: list[str], 
 def run_workers(units: list[str], jobs: int, memory_share: float | None, work: Path) -> None:
     """Train ``units`` in up to ``jobs`` worker subprocesses of this script (same arguments plus ``--unit``),
     each capped at ``memory_share / jobs`` of the GPU's memory; a failed unit is retried in the parent."""
-    from seqlab.train.trainer import MEMORY_FRACTION_ENV
+    from seqlab.train.trainer import share_gpu_memory
 
-    argv, skip = [], False
-    for a in sys.argv[1:]:  # drop --jobs N / --jobs=N
-        if skip or a.startswith("--jobs"):
-            skip = a == "--jobs" and not skip
-            continue
-        argv.append(a)
+    argv = sys.argv[1:]  # a worker sees --jobs too, but --unit makes it train its one unit and return
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if memory_share is not None:
-        env[MEMORY_FRACTION_ENV] = f"{memory_share / jobs:.4f}"
-        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+        share_gpu_memory(env, memory_share / jobs)
     pending, running = list(units), []
     while pending or running:
         while pending and len(running) < jobs:
@@ -212,7 +206,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="a step budget instead of / besides --minutes")
     ap.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam, constant)")
     ap.add_argument("--actor-critic-lr", type=float, default=1e-5,
-                    help="fine-tuning lr of ac / erac (they collapsed at 1e-4; None: --lr)")
+                    help="fine-tuning lr of ac / erac (they collapsed at 1e-4)")
     ap.add_argument("--critic-steps", type=int, default=3000, help="critic / Q-network pre-training steps")
     ap.add_argument("--critic-lr", type=float, default=1e-3)
     ap.add_argument("--share-critic", action="store_true",
@@ -291,7 +285,7 @@ def main() -> None:
         ``critic_tag`` (default: their own, pre-trained with the same ``extra`` options)."""
         config, algo_over = ALGORITHMS[algo]
         over = [*base, *algo_over, *budget, *extra, f"train.seed={seed}"]
-        if algo in ACTOR_CRITIC and args.actor_critic_lr is not None:
+        if algo in ACTOR_CRITIC:
             over.append(f"train.lr={args.actor_critic_lr}")
         if algo in CRITIC_ALGOS:
             crit = critic_run(algo, seed, [], critic_tag) if critic_tag else critic_run(algo, seed, extra, tag)

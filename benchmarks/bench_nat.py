@@ -98,7 +98,7 @@ def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None, per_gpu:
     """Run pending jobs, at most ``per_gpu`` per GPU at a time (sequentially on the CPU when ``gpus`` is 0), each
     capped at ``memory_share / per_gpu`` of its GPU's memory when ``memory_share`` is given.
     At ``deadline`` (epoch seconds) running jobs are terminated; they resume from their last checkpoint."""
-    from seqlab.train.trainer import MEMORY_FRACTION_ENV
+    from seqlab.train.trainer import share_gpu_memory
 
     pending = [j for j in jobs if not j.marker.exists()]
     for j in jobs:
@@ -116,8 +116,7 @@ def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None, per_gpu:
             else:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot)
                 if memory_share is not None:
-                    env[MEMORY_FRACTION_ENV] = f"{memory_share / per_gpu:.4f}"
-                    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+                    share_gpu_memory(env, memory_share / per_gpu)
             job.log.parent.mkdir(parents=True, exist_ok=True)
             fh = open(job.log, "a", encoding="utf-8")
             print(f"[start] {job.name}" + ("" if slot is None else f" on GPU {slot}") + f" (log {job.log})")

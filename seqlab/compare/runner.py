@@ -287,10 +287,9 @@ def subprocess_launcher(run: Run, config: str, gpu: str | None, memory_fraction:
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     if memory_fraction is not None:
-        from seqlab.train.trainer import MEMORY_FRACTION_ENV
+        from seqlab.train.trainer import share_gpu_memory
 
-        env[MEMORY_FRACTION_ENV] = f"{memory_fraction:.4f}"
-        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+        share_gpu_memory(env, memory_fraction)
     env.setdefault("PYTHONUNBUFFERED", "1")
     run.run_dir.mkdir(parents=True, exist_ok=True)
     with open(run.run_dir / "train.out", "a", encoding="utf-8") as log:

@@ -114,6 +114,14 @@ def warn_finetune_lr(algorithm: Algorithm, tc: Any) -> None:
 MEMORY_FRACTION_ENV = "SEQLAB_CUDA_MEMORY_FRACTION"
 
 
+def share_gpu_memory(env: dict[str, str], fraction: float) -> dict[str, str]:
+    """``env`` for a training subprocess that may hold ``fraction`` of its GPU's memory (expandable segments, so
+    that a capped cache fragments less)."""
+    env[MEMORY_FRACTION_ENV] = f"{fraction:.4f}"
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    return env
+
+
 def limit_cuda_memory(device: torch.device) -> None:
     """Cap the CUDA caching allocator at ``$SEQLAB_CUDA_MEMORY_FRACTION`` of the GPU (runs sharing one GPU):
     a run then frees its cache and retries at its share instead of starving its neighbours."""
