@@ -47,7 +47,8 @@ class TrainConfig:
     warmup_steps: int = 4000
     label_smoothing: float = 0.1
     # padded target positions per pass of the one loss on proposals (K samples, edits): larger proposal sets
-    # are scored and back-propagated in chunks, same gradient, bounded memory (seqlab.erpo.engine); null: one pass
+    # are scored and back-propagated in chunks, same gradient, bounded memory (seqlab.erpo.engine); null: one pass;
+    # 4x MLE's 8192-token batch, so MLE-sized passes never chunk
     loss_chunk_tokens: int | None = 32768
     clip_norm: float | None = 1.0
     bf16: bool = True  # autocast on CUDA only

@@ -19,6 +19,7 @@ from contextvars import ContextVar
 import torch
 from torch.profiler import record_function
 
+from seqlab.config import TrainConfig
 from seqlab.data.vocab import PAD_ID
 from seqlab.erpo.loss import Coefficients, one_loss
 from seqlab.models.base import Encoded, Seq2SeqModel
@@ -26,8 +27,8 @@ from seqlab.models.base import Encoded, Seq2SeqModel
 #: padded target positions (rows x width) scored in one pass of the one loss; larger proposal sets are
 #: chunked.  4x MLE's 8192-token batch: MLE-sized passes and small batches never chunk, while K=4 samples
 #: of an 8192-token batch ([2400, ~60] on Multi30k) run in a few chunks of ~1 GiB of fp32 log-probs
-#: (V = 8000) each.  ``train.loss_chunk_tokens`` sets it; None: never chunk.
-DEFAULT_LOSS_CHUNK_TOKENS = 32768
+#: (V = 8000) each.  ``train.loss_chunk_tokens`` sets it (this is its default); None: never chunk.
+DEFAULT_LOSS_CHUNK_TOKENS = TrainConfig.loss_chunk_tokens
 
 _CHUNK_TOKENS: ContextVar[int | None] = ContextVar("seqlab_loss_chunk_tokens", default=DEFAULT_LOSS_CHUNK_TOKENS)
 
