@@ -8,6 +8,7 @@ stopping, and exact resume (model, optimizer, scheduler, algorithm, data positio
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -391,6 +392,14 @@ class Trainer:
         return results
 
     def close(self) -> None:
+        """Release the DDP wrapper (its reducer holds the process group), then leave the group.
+
+        Freeing the reducer first means no gloo worker thread outlives the group into interpreter shutdown,
+        where it can abort the process after a run that otherwise succeeded.
+        """
+        if isinstance(self.loss_module, DistributedDataParallel):
+            self.loss_module = self.loss_module.module
+            gc.collect()
         cleanup(self.dist)
 
 
