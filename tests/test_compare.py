@@ -442,3 +442,19 @@ def test_gpu_memory_share_bounds_the_comparison_on_a_gpu_shared_with_other_work(
     assert len(fractions) == 4 and set(fractions) == {"0.2500"}
     with pytest.raises(ConfigError, match="gpu_memory_share"):
         run_compare(spec_for(tmp_path, gpus="0", gpu_memory_share=1.5, pretrain_steps=0), echo=lambda s: None)
+
+
+def test_plan_check_accepts_settings_added_since_at_their_defaults(tmp_path):
+    from seqlab.compare.runner import _check_plan
+
+    spec = spec_for(tmp_path)
+    out = Path(spec.out)
+    _check_plan(out, spec)
+    record = json.loads((out / "compare.json").read_text())
+    train = record["fingerprint"]["config"]["train"]
+    assert train.pop("loss_chunk_tokens") == 32768  # as if written before seqlab had this setting
+    (out / "compare.json").write_text(json.dumps(record))
+    _check_plan(out, spec)  # the new setting at its default: the same comparison
+    (out / "compare.json").write_text(json.dumps(record))  # the old record again, then a changed value
+    with pytest.raises(ConfigError, match="different config"):
+        _check_plan(out, spec_for(tmp_path, overrides=["train.loss_chunk_tokens=1000"]))

@@ -34,7 +34,16 @@ from typing import Any
 
 import yaml
 
-from seqlab.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, save_config
+from seqlab.config import (
+    Config,
+    ConfigError,
+    DecodeConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    save_config,
+)
 
 #: a huge epoch limit: with a step / minute budget the budget alone decides when a run ends
 UNLIMITED_EPOCHS = 1_000_000
@@ -395,13 +404,31 @@ def _share_tokenizers(source: Path) -> Callable[[Run], None]:
     return copy
 
 
+def _with_added_defaults(before: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``before`` with the train / decode settings that seqlab added since it was written filled in, where the
+    new fingerprint holds them at their defaults: a new option at its default changes no finished run."""
+    defaults = {"train": asdict(TrainConfig()), "decode": asdict(DecodeConfig())}
+    old_cfg, new_cfg = before.get("config"), new.get("config")
+    if not isinstance(old_cfg, dict) or not isinstance(new_cfg, dict):
+        return before
+    filled = {**old_cfg}
+    for section, section_defaults in defaults.items():
+        old_sec, new_sec = old_cfg.get(section), new_cfg.get(section)
+        if not isinstance(old_sec, dict) or not isinstance(new_sec, dict):
+            continue
+        added = {k: v for k, v in new_sec.items()
+                 if k not in old_sec and k in section_defaults and v == json.loads(json.dumps(section_defaults[k]))}
+        filled[section] = {**old_sec, **added}
+    return {**before, "config": filled}
+
+
 def _check_plan(out: Path, spec: CompareSpec) -> None:
     """Refuse to mix runs with different shared settings in one directory (adding algorithms / seeds is fine)."""
     path = out / "compare.json"
     new = spec.fingerprint()
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        before = old.get("fingerprint", {})
+        before = _with_added_defaults(old.get("fingerprint", {}), new)
         changed = sorted(k for k in new if before.get(k) != new[k])
         if changed:
             raise ConfigError(
