@@ -13,10 +13,13 @@ from seqlab.credit.algorithms import CRITIC, JOINT, Q_LEARNING, Q_TARGETS
 from seqlab.credit.critic import ReferenceCritic, critic_source, soft_update
 from seqlab.credit.mdp import EnumerableMDP, PrefixTable
 from seqlab.credit.targets import (
+    action_rewards,
     actor_coefficients,
     critic_loss,
     erac_critic_target,
+    erac_next_value,
     finite_log_probs,
+    other_action_targets,
     soft_bellman_residual,
     value_variance,
 )
@@ -552,3 +555,108 @@ def test_critic_trains_at_its_own_learning_rate_and_critic_phase_skips_validatio
     valid = [json.loads(x) for x in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()
              if json.loads(x)["kind"] == "valid"]
     assert [r["step"] for r in valid] == [6]  # steps 2 and 4 were critic-only: no validation
+
+
+# --------------------------------------------------------------------------- critic targets for the actions not taken
+@pytest.mark.parametrize("reward,scale", [("bleu", True), ("neg_edit", False)])
+def test_action_rewards_are_the_reward_increment_of_every_next_token(reward, scale):
+    from seqlab.rewards import get_reward, prefix_rewards
+
+    g = torch.Generator().manual_seed(0)
+    vocab = 12
+    refs = make_targets([[4, 5, 6, 7], [8, 9, 4], [5, 5, 6, 10, 11]])
+    tokens = torch.randint(4, vocab, (3, 6), generator=g)
+    tokens[0, 4], tokens[0, 5] = EOS_ID, PAD_ID
+    tokens[1, 2], tokens[1, 3:] = EOS_ID, PAD_ID
+    r_all = action_rewards(reward, tokens, refs, vocab, scale_by_length=scale)
+    assert r_all.shape == (3, 6, vocab)
+    valid = tokens.ne(PAD_ID)
+    taken = r_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(taken[valid], reward_increments(reward, tokens, refs, scale_by_length=scale)[valid],
+                          atol=1e-6)
+    fn = get_reward(reward)
+    for i, t in [(0, 0), (0, 3), (1, 2), (2, 5)]:
+        prefix = tokens[i, :t].tolist()
+        base = float(prefix_rewards(fn, tokens[i:i + 1, :t], refs[i:i + 1], scale_by_length=scale)[0, -1]) \
+            if t else float(prefix_rewards(fn, tokens[i:i + 1, :1], refs[i:i + 1], scale_by_length=scale)[0, 0])
+        for w in range(4, vocab):  # every regular id, in the references or not
+            seq = make_targets([prefix + [w]])
+            new = float(prefix_rewards(fn, seq, refs[i:i + 1], scale_by_length=scale)[0, -1])
+            assert math.isclose(float(r_all[i, t, w]), new - base, abs_tol=1e-5)
+        assert float(r_all[i, t, EOS_ID]) == 0.0
+
+
+def test_other_action_targets_and_their_critic_loss():
+    torch.manual_seed(1)
+    n, t = 2, 4
+    tokens = torch.randint(4, V, (n, t))
+    tokens[0, 3] = EOS_ID
+    tokens[1, 2], tokens[1, 3] = EOS_ID, PAD_ID
+    rewards = torch.randn(n, t) * tokens.ne(PAD_ID)
+    log_pi = torch.log_softmax(mask_special(torch.randn(n, t, V)), -1)
+    q_bar = mask_special(torch.randn(n, t, V))
+    r_all = torch.randn(n, t, V)
+    r_all.scatter_(-1, tokens.unsqueeze(-1), rewards.unsqueeze(-1))  # the sampled token's reward is r_t
+    nxt = erac_next_value(tokens, log_pi, q_bar, 0.3)
+    others = other_action_targets(r_all, nxt)
+    target = erac_critic_target(rewards, tokens, log_pi, q_bar, 0.3)
+    valid = tokens.ne(PAD_ID)
+    # at the sampled token: exactly the TD target; EOS: 0; elsewhere r(s, w) + V_bar(s')
+    assert torch.allclose(others.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)[valid & tokens.ne(EOS_ID)],
+                          target[valid & tokens.ne(EOS_ID)])
+    assert torch.all(others[..., EOS_ID] == 0)
+    assert math.isclose(float(others[0, 1, 4]), float(r_all[0, 1, 4] + nxt[0, 1]), abs_tol=1e-6)
+    assert float(nxt[0, 3]) == 0.0 and float(nxt[1, 2]) == 0.0  # after EOS: terminal
+    # the loss: the TD term + lambda * mean over the allowed actions other than a_t of the squared error / 2
+    q = mask_special(torch.randn(n, t, V)).requires_grad_(True)
+    lam = 0.7
+    loss = critic_loss(q, tokens, target, 0.0, "mean", others, lam)
+    expect = critic_loss(q, tokens, target)
+    for i in range(n):
+        for s in range(t):
+            if not valid[i, s]:
+                continue
+            ws = [w for w in range(2, V) if w != int(tokens[i, s])]  # PAD and BOS are forbidden
+            expect = expect + lam * 0.5 * sum((q[i, s, w] - others[i, s, w]) ** 2 for w in ws) / len(ws)
+    assert torch.allclose(loss, expect, atol=1e-5)
+    (g,) = torch.autograd.grad(loss, q)
+    assert torch.all(g[~valid] == 0) and torch.all(g[..., :2] == 0)
+    w = 4 if int(tokens[0, 1]) != 4 else 5  # an action not taken at (0, 1)
+    expect_g = lam * (q[0, 1, w] - others[0, 1, w]).detach() / (V - 3)  # V - PAD, BOS and the taken action
+    assert math.isclose(float(g[0, 1, w]), float(expect_g), abs_tol=1e-6)
+
+
+def test_erac_other_actions_weight_adds_exactly_that_term(monkeypatch):
+    import seqlab.credit.algorithms as credit_algorithms
+
+    mdp = table_mdp(seed=2)
+    model = PrefixTable(mdp, init_std=1.0, seed=4)
+    batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[4, 5], [6, 4, 5]]))
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return critic_loss(*args)
+
+    monkeypatch.setattr(credit_algorithms, "critic_loss", spy)
+    losses, state = {}, None
+    for lam in (0.0, 0.5):
+        algo = build_algorithm("erac", ctx(), {"other_actions_weight": lam, "num_samples": 3, "reward": "neg_edit",
+                                               "scale_by_length": False, "critic_options": TINY_CRITIC})
+        state = state or algo.state_dict()
+        algo.load_state_dict(state)
+        torch.manual_seed(5)
+        losses[lam], _ = algo.loss(model, batch, Progress(step=0))
+    q, tokens, target, _, _, others, lam = calls[-1]
+    assert lam == 0.5 and calls[0][5] is None  # weight 0: no targets computed
+    refs = torch.repeat_interleave(batch.tgt, 3, 0)  # model_samples groups the K samples of a source together
+    r_all = action_rewards("neg_edit", tokens, refs, V)
+    shared = others[..., 3:] - r_all[..., 3:]  # every non-EOS action: r(s, w) + the same V_bar(s')
+    assert torch.allclose(shared, shared[..., :1].expand_as(shared), atol=1e-6)
+    live = tokens.ne(PAD_ID) & tokens.ne(EOS_ID)
+    assert torch.allclose(others.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)[live], target[live], atol=1e-6)
+    term = critic_loss(q, tokens, target, 0.0, "mean", others, 1.0) - critic_loss(q, tokens, target)
+    n_tok = tokens.ne(PAD_ID).sum()
+    assert torch.allclose(losses[0.5] - losses[0.0], 0.5 * term / n_tok, atol=1e-6)
+    with pytest.raises(ValueError, match="other_actions_weight"):
+        build_algorithm("erac", ctx(), {"other_actions_weight": -1.0, "critic_options": TINY_CRITIC})

@@ -27,11 +27,13 @@ import torch.nn.functional as F
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, register
 from seqlab.credit.critic import ReferenceCritic, frozen_copy, load_critic_state, soft_update
 from seqlab.credit.targets import (
+    action_rewards,
     actor_coefficients,
     critic_loss,
     entropy,
-    erac_critic_target,
+    erac_next_value,
     finite_log_probs,
+    other_action_targets,
     soft_bellman_residual,
     vaml_coefficients,
 )
@@ -181,6 +183,8 @@ class ERAC(CreditAlgorithm):
     ``target_network=False`` uses phi itself), plus ``var_weight`` * the spread of Q over the vocabulary.
     Actor: the one loss with dense coefficients pi * (Q_phi - tau log pi) on ``num_samples`` samples per
     source (exactly the gradient of sum_w pi(w) Q(w) + tau H(pi)), plus ``mle_weight`` * the MLE term on y*.
+    ``other_actions_weight`` > 0 also regresses Q of the actions not sampled towards r(s, w) + V_bar(s')
+    (:func:`~seqlab.credit.targets.other_action_targets`); 0 (default) is the paper's critic.
     """
 
     critic_only_phases = (CRITIC,)
@@ -193,8 +197,11 @@ class ERAC(CreditAlgorithm):
                  target_beta: float = 0.001, target_network: bool = True, var_weight: float = 0.001,
                  var_reduction: str = "mean", mle_weight: float = 0.1, num_samples: int = 1,
                  actor_pretrain_steps: int = 0, critic_pretrain_steps: int = 0, critic_weight: float = 1.0,
-                 max_len_a: float = 1.5, max_len_b: int = 10, **options: Any):
+                 max_len_a: float = 1.5, max_len_b: int = 10, other_actions_weight: float = 0.0, **options: Any):
         super().__init__(ctx, **options)
+        if other_actions_weight < 0:
+            raise ValueError(f"other_actions_weight must be >= 0, got {other_actions_weight}")
+        self.other_actions_weight = other_actions_weight
         if tau < 0:
             raise ValueError("tau must be >= 0")
         if not 0.0 < target_beta <= 1.0:
@@ -246,9 +253,15 @@ class ERAC(CreditAlgorithm):
                 q_bar = self.target_critic(refs, tokens, src)
             else:
                 q_bar = q.detach()
-        target = erac_critic_target(rewards, tokens, log_pi, q_bar, self.tau, self.future_entropy)
+        next_value = erac_next_value(tokens, log_pi, q_bar, self.tau, self.future_entropy)
+        target = rewards + next_value
+        others = None
+        if self.other_actions_weight > 0:
+            r_all = action_rewards(self.reward_fn, tokens, refs, q.size(-1), self.scale_by_length) * self.reward_scale
+            others = other_action_targets(r_all, next_value)
         n_tok = tokens.ne(PAD_ID).sum().clamp(min=1)
-        c_loss = critic_loss(q, tokens, target, self.var_weight, self.var_reduction)
+        c_loss = critic_loss(q, tokens, target, self.var_weight, self.var_reduction, others,
+                             self.other_actions_weight)
         loss = self.critic_weight * c_loss / n_tok
         q_taken = q.detach().gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         valid = tokens.ne(PAD_ID)

@@ -15,6 +15,8 @@ A Q of ``-inf`` marks an action that cannot be taken (PAD and BOS always, see
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -81,9 +83,10 @@ def vaml_coefficients(q: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- ERAC
-def erac_critic_target(rewards: torch.Tensor, tokens: torch.Tensor, log_pi: torch.Tensor, q_bar: torch.Tensor,
-                       tau: float, future_entropy: bool = True) -> torch.Tensor:
-    """Q^_t = r_t + sum_w pi(w | y_<=t) Q_bar(y_<=t, w) + tau H(pi(. | y_<=t)), [N, T] (detached).
+def erac_next_value(tokens: torch.Tensor, log_pi: torch.Tensor, q_bar: torch.Tensor, tau: float,
+                    future_entropy: bool = True) -> torch.Tensor:
+    """V_bar(s_{t+1}) = sum_w pi(w | y_<=t) Q_bar(y_<=t, w) + tau H(pi(. | y_<=t)) at position t, [N, T]
+    (0 where s_{t+1} is terminal; detached).
 
     ``log_pi`` and ``q_bar`` are [N, T, V] on the same positions as the tokens (index t+1 is the next state);
     ``future_entropy=False`` drops the tau H term (the actor keeps it)."""
@@ -91,7 +94,41 @@ def erac_critic_target(rewards: torch.Tensor, tokens: torch.Tensor, log_pi: torc
     v = expectation(log_pi.exp(), q_bar)
     if future_entropy and tau > 0:
         v = v + tau * entropy(log_pi)
-    return (rewards + shift_next(v, tokens)).detach()
+    return shift_next(v, tokens).detach()
+
+
+def erac_critic_target(rewards: torch.Tensor, tokens: torch.Tensor, log_pi: torch.Tensor, q_bar: torch.Tensor,
+                       tau: float, future_entropy: bool = True) -> torch.Tensor:
+    """Q^_t = r_t + V_bar(s_{t+1}) (:func:`erac_next_value`), [N, T] (detached)."""
+    return (rewards + erac_next_value(tokens, log_pi, q_bar, tau, future_entropy)).detach()
+
+
+def other_action_targets(action_rewards: torch.Tensor, next_value: torch.Tensor) -> torch.Tensor:
+    """Targets for every action of a visited state: r(s_t, w) + V_bar(s_{t+1}) for w != EOS, 0 for EOS, [N, T, V].
+
+    The actions the actor did not sample get the sampled path's next-state value (the approximation of
+    Bahdanau et al. 2017), so only their immediate rewards tell them apart.  For the sampled action this is
+    exactly the TD target Q^_t.  ``action_rewards`` [N, T, V] comes from :func:`action_rewards`."""
+    target = action_rewards.float() + next_value.float()[..., None]
+    target[..., EOS_ID] = 0.0  # EOS ends the episode: r = 0 and no future
+    return target.detach()
+
+
+def action_rewards(reward_fn: Any, tokens: torch.Tensor, refs: torch.Tensor, vocab_size: int,
+                   scale_by_length: bool = False) -> torch.Tensor:
+    """r(s_t, w) = R(y_<t w) - R(y_<t) for every position t of ``tokens`` [N, T] and every id w, [N, T, V].
+
+    One batched :func:`seqlab.rewards.next_token_rewards` call on the N*T prefixes y_<t; at the sampled
+    token it equals :func:`seqlab.rewards.reward_increments`."""
+    from seqlab.rewards import next_token_rewards
+
+    n, t = tokens.shape
+    pos = torch.arange(t, device=tokens.device)
+    prefixes = tokens[:, None, :].expand(n, t, t).masked_fill(pos[None, None, :] >= pos[None, :, None], PAD_ID)
+    with torch.no_grad():
+        r = next_token_rewards(reward_fn, prefixes.reshape(n * t, t), refs.repeat_interleave(t, 0), vocab_size,
+                               scale_by_length=scale_by_length)
+    return r.view(n, t, vocab_size)
 
 
 def value_variance(q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -109,14 +146,24 @@ def value_variance(q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
 
 
 def critic_loss(q: torch.Tensor, tokens: torch.Tensor, target: torch.Tensor, var_weight: float = 0.0,
-                var_reduction: str = "mean") -> torch.Tensor:
-    """sum_t [(Q(s_t, a_t) - Q^_t)^2 / 2 + lambda_var * spread_w Q(s_t, w)] over valid positions."""
+                var_reduction: str = "mean", other_targets: torch.Tensor | None = None,
+                other_weight: float = 0.0) -> torch.Tensor:
+    """sum_t [(Q(s_t, a_t) - Q^_t)^2 / 2 + lambda_var * spread_w Q(s_t, w)
+    + lambda_other * mean_{w != a_t} (Q(s_t, w) - target(s_t, w))^2 / 2] over valid positions.
+
+    The last term (``other_targets`` [N, T, V], :func:`other_action_targets`) trains the actions not taken,
+    which the TD term alone never reaches; the mean runs over the allowed actions other than a_t."""
     valid = tokens.ne(PAD_ID)
     q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     td = torch.where(valid, q_taken - target.detach(), torch.zeros_like(q_taken))
     loss = 0.5 * td.pow(2).sum()
     if var_weight > 0:
         loss = loss + var_weight * (value_variance(q, var_reduction) * valid).sum()
+    if other_targets is not None and other_weight > 0:
+        others = torch.isfinite(q) & ~F.one_hot(tokens, q.size(-1)).bool()
+        diff = torch.where(others, q - other_targets.detach(), torch.zeros_like(q))
+        per_state = 0.5 * diff.pow(2).sum(-1) / others.sum(-1).clamp(min=1)
+        loss = loss + other_weight * (per_state * valid).sum()
     return loss
 
 
