@@ -4,7 +4,7 @@
 # Transformer (d 128, 2+2) on 20K CMUdict words, greedy decoding, reward = negative edit distance.
 # Not the issue's GPU benchmark (benchmarks/compare_g2p.sh is).  Resumable: rerun the same command.
 # Report -> docs/compare_g2p_cpu; numbers -> benchmarks/results/compare_g2p_cpu_reduced.json.
-# Environment: OUT, SEEDS.
+# Environment: OUT, SEEDS, REPORT_ONLY (set: only rewrite the report and the entries from finished runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/compare_g2p_cpu}
@@ -12,7 +12,7 @@ SEEDS=${SEEDS:-1,2,3}
 COMMAND="OUT=$OUT SEEDS=$SEEDS bash benchmarks/compare_g2p_cpu.sh"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python -m seqlab.cli compare --config configs/g2p_transformer.yaml \
   --algorithms mle,noising,raml,alpha_dimt,erpo,spg,pg,mixer,mixer_anneal,scheduled_sampling,interpolation \
-  --seeds "$SEEDS" --pretrain-steps 800 --budget-steps 200 --out "$OUT" --gpus none --reward neg_edit \
+  --seeds "$SEEDS" --pretrain-steps 800 --budget-steps 200 --out "$OUT" --gpus none --reward neg_edit ${REPORT_ONLY:+--report-only} \
   task.options.max_train=20000 task.options.valid_percent=1 task.options.test_percent=1 \
   "model.options={d_model: 128, n_heads: 4, ffn_dim: 512, encoder_layers: 2, decoder_layers: 2, dropout: 0.1}" \
   train.device=cpu train.max_tokens=3000 train.eval_every_steps=100 train.eval_max_examples=300 \
