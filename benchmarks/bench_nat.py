@@ -20,9 +20,16 @@ Training runs are ``seqlab train`` subprocesses; with several GPUs they run side
     python benchmarks/bench_nat.py --data ../shared/data/multi30k --gpus 4
     python benchmarks/bench_nat.py --smoke --work /tmp/bench_nat_smoke     # tiny CPU run, nothing recorded
 
-Metrics: multi30k_<pair>_<row>_test2016_bleu (pair de_en / en_de), multi30k_<pair>_distilled_corpus_bleu,
-multi30k_<pair>_teacher_beam_test2016_bleu (from distillation), and, on ``--latency-pair`` (default the
-first pair), <row>_batch1_latency_ms, <row>_speedup_vs_at_greedy, <row>_speedup_vs_at_beam.  Written to
+Metrics: multi30k_<pair>_<row>_test2016_bleu (pair deen / ende), multi30k_<pair>_<row>_train_steps,
+multi30k_<pair>_distilled_corpus_bleu, multi30k_<pair>_teacher_beam_test2016_bleu (from distillation), and, on
+``--latency-pair`` (default the first pair), <row>_batch1_latency_ms, <row>_speedup_vs_at_greedy,
+<row>_speedup_vs_at_beam (seqlab's default decoding: CUDA graphs for the AT searches and for NAT batches of
+up to 8 sources), the same with the ``_eager`` suffix (no graphs), and <row>_batch1_graph_equals_eager (the
+fraction of the latency sentences whose graph output equals the eager one).
+
+``--nat-steps 1000,2000,3000`` trains in stages: every row reaches a stage before any goes on, each stage's
+best checkpoints are kept (``<row>/step<N>.pt``) and scored in the background while the next trains, and the
+report is the last stage every row completed (``--evaluate-only`` after an interruption).  Written to
 benchmarks/results/nat_<device type>.json only for full (non-smoke) runs on a GPU; always to
 <work>/results.json.
 """
@@ -69,7 +76,8 @@ SMOKE_MODEL = {"d_model": 64, "n_heads": 4, "ffn_dim": 128, "encoder_layers": 2,
 
 
 def pair_name(pair: str) -> str:
-    return pair.replace("-", "_")
+    """``de-en`` -> ``deen`` (the issue's metric names)."""
+    return pair.replace("-", "")
 
 
 def yaml_value(value: Any) -> str:
@@ -78,10 +86,19 @@ def yaml_value(value: Any) -> str:
 
 # ------------------------------------------------------------------------------------------ jobs
 class Job:
-    """One ``seqlab`` subprocess; done when ``marker`` exists."""
+    """One ``seqlab`` subprocess; done when ``marker`` exists (and, for a training run with a step budget, when
+    its results.json reports at least ``steps`` steps: a later stage resumes the run from its last checkpoint)."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, marker: Path):
-        self.name, self.argv, self.log, self.marker = name, argv, log, marker
+    def __init__(self, name: str, argv: list[str], log: Path, marker: Path, steps: int | None = None):
+        self.name, self.argv, self.log, self.marker, self.steps = name, argv, log, marker, steps
+
+    def done(self) -> bool:
+        if not self.marker.exists():
+            return False
+        if self.steps is None:
+            return True
+        results = json.loads(self.marker.read_text())
+        return results["steps"] >= self.steps or results.get("stopped_early", False)
 
 
 class DeadlineReached(SystemExit):
@@ -100,10 +117,10 @@ def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None, per_gpu:
     At ``deadline`` (epoch seconds) running jobs are terminated; they resume from their last checkpoint."""
     from seqlab.train.trainer import share_gpu_memory
 
-    pending = [j for j in jobs if not j.marker.exists()]
+    pending = [j for j in jobs if not j.done()]
     for j in jobs:
-        if j.marker.exists():
-            print(f"[skip] {j.name}: {j.marker} exists")
+        if j not in pending:
+            print(f"[skip] {j.name}: done ({j.marker})")
     slots = [g for g in range(gpus) for _ in range(per_gpu)] if gpus > 0 else [None]
     running: list[tuple[Job, subprocess.Popen, Any, int | None]] = []
     failed: list[str] = []
@@ -137,7 +154,7 @@ def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None, per_gpu:
             fh.close()
             running.remove(item)
             slots.append(slot)
-            status = "done" if proc.returncode == 0 and job.marker.exists() else f"FAILED ({proc.returncode})"
+            status = "done" if proc.returncode == 0 and job.done() else f"FAILED ({proc.returncode})"
             print(f"[{status}] {job.name}")
             if status != "done":
                 failed.append(job.name)
@@ -165,9 +182,9 @@ def common_overrides(args: argparse.Namespace, run_dir: Path, minutes: float, st
     if steps is not None and not args.smoke:
         out.append(f"train.max_steps={steps}")
     if args.smoke:
-        out += [f"model.options={yaml_value(SMOKE_MODEL)}", f"train.max_steps={args.smoke_steps}",
+        out += [f"model.options={yaml_value(SMOKE_MODEL)}", f"train.max_steps={steps or args.smoke_steps}",
                 "train.max_tokens=2048", "train.warmup_steps=100", "train.lr=0.002",
-                f"train.eval_every_steps={max(args.smoke_steps // 2, 1)}", "train.eval_max_examples=100",
+                f"train.eval_every_steps={max((steps or args.smoke_steps) // 2, 1)}", "train.eval_max_examples=100",
                 "train.tensorboard=false", "decode.batch_size=200"]
     return out
 
@@ -200,7 +217,7 @@ def distill_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str,
     return jobs
 
 
-def row_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Path]) -> list[Job]:
+def row_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Path], steps: int | None) -> list[Job]:
     jobs = []
     for pair in pairs:
         distilled = Path(args.work) / pair / "distilled"
@@ -211,18 +228,41 @@ def row_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Pat
                 shutil.copytree(distilled / "tokenizers", run / "tokenizers")
             task = (["task.name=parallel", f"task.options={yaml_value(kd_task)}"] if kd else
                     ["task.name=multi30k", f"task.options={yaml_value(multi30k_options(args, pair))}"])
-            ov = common_overrides(args, run, args.nat_minutes, args.nat_steps) + task + [f"model.options.copy={copy}"]
+            ov = common_overrides(args, run, args.nat_minutes, steps) + task + [f"model.options.copy={copy}"]
             if args.smoke:  # the smoke model options replaced the config's: restore the row's switch
                 ov.append(f"model.options.imitation={yaml_value(row.startswith('imitate'))}")
             if row.startswith("imitate"):
                 ov.append(f"algorithm.options.teacher={teachers[pair]}")
             ov += args.nat_override
             jobs.append(Job(f"{pair}/{row}", seqlab_train(CONFIGS / config, ov), run / "train.log",
-                            run / "results.json"))
+                            run / "results.json", steps))
     return jobs
 
 
+# ------------------------------------------------------------------------------------------ stages
+def stage_tag(steps: int | None) -> str:
+    return "final" if steps is None else f"step{steps}"
+
+
+def freeze_stage(args: argparse.Namespace, pairs: list[str], steps: int | None) -> None:
+    """Keep every row's best checkpoint and results of this stage (the next stage trains on from them)."""
+    tag = stage_tag(steps)
+    for pair in pairs:
+        for row in TRAINED_ROWS:
+            run = Path(args.work) / pair / row
+            shutil.copyfile(best_checkpoint(run), run / f"{tag}.pt")
+            shutil.copyfile(run / "results.json", run / f"results_{tag}.json")
+    (Path(args.work) / f"{tag}.done").write_text(json.dumps({"pairs": pairs}) + "\n")
+    print(f"[stage] {tag}: every row kept")
+
+
+def completed_stages(args: argparse.Namespace) -> list[int | None]:
+    stages = [None] if args.stages is None else args.stages
+    return [s for s in stages if (Path(args.work) / f"{stage_tag(s)}.done").exists()]
+
+
 def best_checkpoint(run: Path) -> Path:
+    """The run's best checkpoint (its last one when it kept no best)."""
     best = run / "checkpoint_best.pt"
     return best if best.exists() else run / "checkpoint_last.pt"
 
@@ -233,85 +273,185 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def batch1_latency_ms(fn: Any, sources: list[list[int]], device: torch.device, warmup: int = 10) -> float:
-    """Median wall-clock milliseconds of ``fn(src [1, S])`` over ``sources`` (after ``warmup`` calls)."""
+def batch1_decode(fn: Any, sources: list[list[int]], device: torch.device, warmup: int = 10
+                  ) -> tuple[float, list[list[int]]]:
+    """Median wall-clock milliseconds of ``fn(src [1, S])`` over ``sources`` (after ``warmup`` calls), and the
+    outputs (token ids up to EOS)."""
     tensors = [torch.tensor([s], dtype=torch.long, device=device) for s in sources]
+    outputs, times = [], []
     with torch.no_grad():
         for t in tensors[:warmup]:
             fn(t)
-        times = []
         for t in tensors:
             sync(device)
             t0 = time.perf_counter()
-            fn(t)
+            hyp = fn(t)
             sync(device)
             times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
+            row = hyp.tokens[0].tolist()
+            outputs.append(row[: row.index(EOS_ID)] if EOS_ID in row else row)
+    return statistics.median(times), outputs
 
 
-def evaluate_pair(args: argparse.Namespace, pair: str, teacher_path: Path, latency: bool) -> dict[str, Any]:
-    """BLEU of every row on test_2016_flickr (and latencies); cached in <work>/<pair>/eval.json."""
-    import seqlab.nat  # noqa: F401  (registers the nat / dat models)
-    from seqlab.data.tasks import load_task
-    from seqlab.decoding import beam_search, greedy_search
-    from seqlab.inference import load_checkpoint_model
-    from seqlab.nat.decoding import length_parallel_decode, make_nat_decoder
+class PairModels:
+    """The demonstrator and the NAT rows of one pair at one stage, on ``device``."""
+
+    def __init__(self, args: argparse.Namespace, pair: str, teacher_path: Path, tag: str):
+        import seqlab.nat  # noqa: F401  (registers the nat / dat models)
+        from seqlab.data.tasks import load_task
+        from seqlab.inference import load_checkpoint_model
+
+        self.device = torch.device("cuda" if args.gpus > 0 else "cpu")
+        self.teacher = load_checkpoint_model(teacher_path, self.device)
+        self.decode: DecodeConfig = self.teacher.config.decode
+        tokenizers = Path(args.work) / pair / "distilled" / "tokenizers"
+        self.test = load_task("multi30k", multi30k_options(args, pair), tokenizers).test
+        self.nats = {row: load_checkpoint_model(Path(args.work) / pair / row / f"{tag}.pt", self.device).model
+                     for row in TRAINED_ROWS}
+        self.nats["imitate_nat_lpd"] = self.nats["imitate_nat"]
+        self.delta = {row: args.delta_t if row == "imitate_nat_lpd" else 0 for row in self.nats}
+
+    def nat_decoder(self, row: str, graphs: bool | None = None) -> Any:
+        from seqlab.nat.decoding import length_parallel_decode
+
+        teacher = self.teacher.model if self.delta[row] else None
+        model, delta, max_len = self.nats[row], self.delta[row], self.decode.max_len
+        return lambda m, s: length_parallel_decode(model, s, delta, teacher=teacher, max_len=max_len, graphs=graphs)
+
+    def one_source(self, row: str, graphs: bool | None) -> Any:
+        """``fn(src)`` decoding with the row's NAT decoder."""
+        decoder = self.nat_decoder(row, graphs)
+        return lambda src: decoder(None, src)
+
+
+def bleu_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str) -> dict[str, Any]:
+    """test_2016_flickr BLEU of every row (batched decoding); cached in <work>/<pair>/eval_<tag>.json."""
     from seqlab.train.evaluate import evaluate_corpus
 
-    cache = Path(args.work) / pair / "eval.json"
+    cache = Path(args.work) / pair / f"eval_{tag}.json"
     done = json.loads(cache.read_text()) if cache.exists() else {}
-    have_latency = not latency or all(f"{r}_latency_ms" in done for r in ROWS)
-    if all(f"{r}_bleu" in done for r in ROWS) and have_latency:
+    if all(f"{r}_bleu" in done for r in ROWS):
         return done
-    device = torch.device("cuda" if args.gpus > 0 else "cpu")
-    teacher = load_checkpoint_model(teacher_path, device)
-    decode: DecodeConfig = teacher.config.decode
-    tokenizers = Path(args.work) / pair / "distilled" / "tokenizers"
-    task = load_task("multi30k", multi30k_options(args, pair), tokenizers)
-    test = task.test
-    src_tok, tgt_tok = teacher.src_tokenizer, teacher.tgt_tokenizer
-    nats = {row: load_checkpoint_model(best_checkpoint(Path(args.work) / pair / row), device).model
-            for row in TRAINED_ROWS}
-    nats["imitate_nat_lpd"] = nats["imitate_nat"]
-    max_len = decode.max_len
-    decoders: dict[str, Any] = {row: make_nat_decoder(0, max_len=max_len) for row in TRAINED_ROWS}
-    decoders["imitate_nat_lpd"] = make_nat_decoder(args.delta_t, teacher=teacher.model, max_len=max_len)
-    kw = dict(max_len_a=decode.max_len_a, max_len_b=decode.max_len_b, max_len=max_len)
+    m = PairModels(args, pair, teacher_path, tag)
+    tok = (m.teacher.src_tokenizer, m.teacher.tgt_tokenizer)
     for row in ROWS:
         if f"{row}_bleu" in done:
             continue
         check_deadline(args.deadline)
         if row.startswith("at_"):
             beam = 1 if row == "at_greedy" else args.beam
-            scores, _ = evaluate_corpus(teacher.model, test, src_tok, tgt_tok, ["bleu"], decode, device,
-                                        beam_size=beam)
+            scores, _ = evaluate_corpus(m.teacher.model, m.test, *tok, ["bleu"], m.decode, m.device, beam_size=beam)
         else:
-            scores, _ = evaluate_corpus(nats[row], test, src_tok, tgt_tok, ["bleu"], decode, device,
-                                        decoder=decoders[row])
+            scores, _ = evaluate_corpus(m.nats[row], m.test, *tok, ["bleu"], m.decode, m.device,
+                                        decoder=m.nat_decoder(row))
         done[f"{row}_bleu"] = scores["bleu"]
-        print(f"{pair} {row}: test2016 BLEU {scores['bleu']:.2f}")
+        print(f"{pair} {tag} {row}: test2016 BLEU {scores['bleu']:.2f}")
         cache.write_text(json.dumps(done, indent=2))
-    if latency:
-        sources, _ = test.references()
-        ids = [src_tok.encode(s)[: max_len - 1] + [EOS_ID] for s in sources[: args.latency_sentences]]
-        fns: dict[str, Any] = {
-            "at_greedy": lambda s: greedy_search(teacher.model, s, **kw),
-            "at_beam": lambda s: beam_search(teacher.model, s, beam_size=args.beam,
-                                             length_penalty=decode.length_penalty, **kw),
-            "imitate_nat_lpd": lambda s: length_parallel_decode(nats["imitate_nat"], s, args.delta_t,
-                                                                teacher=teacher.model, max_len=max_len),
-        }
-        for row in TRAINED_ROWS:
-            fns[row] = (lambda m: lambda s: length_parallel_decode(m, s, 0, max_len=max_len))(nats[row])
-        for row in ROWS:
-            check_deadline(args.deadline)
-            done[f"{row}_latency_ms"] = batch1_latency_ms(fns[row], ids, device)
-            print(f"{pair} {row}: batch-1 latency {done[f'{row}_latency_ms']:.2f} ms")
-        cache.write_text(json.dumps(done, indent=2))
+    for row in TRAINED_ROWS:
+        done[f"{row}_steps"] = json.loads((Path(args.work) / pair / row / f"results_{tag}.json").read_text())["steps"]
+    cache.write_text(json.dumps(done, indent=2))
     return done
 
 
+def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str) -> dict[str, Any]:
+    """Batch-1 latencies of every row, with CUDA graphs (seqlab's default) and eagerly, and how many graph
+    outputs equal the eager ones; cached in <work>/<pair>/latency_<tag>.json."""
+    from seqlab.decoding import beam_search, greedy_search
+
+    cache = Path(args.work) / pair / f"latency_{tag}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    m = PairModels(args, pair, teacher_path, tag)
+    kw = dict(max_len_a=m.decode.max_len_a, max_len_b=m.decode.max_len_b, max_len=m.decode.max_len)
+    sources, _ = m.test.references()
+    ids = [m.teacher.src_tokenizer.encode(s)[: m.decode.max_len - 1] + [EOS_ID]
+           for s in sources[: args.latency_sentences]]
+    fns: dict[str, Any] = {
+        "at_greedy": lambda s: greedy_search(m.teacher.model, s, **kw),
+        "at_beam": lambda s: beam_search(m.teacher.model, s, beam_size=args.beam,
+                                         length_penalty=m.decode.length_penalty, **kw),
+    }
+    done: dict[str, Any] = {}
+    for mode, env in (("graph", "1"), ("eager", "0")):
+        os.environ["SEQLAB_CUDA_GRAPHS"] = env  # the AT searches' switch; the NAT decoders get it explicitly
+        for row in ROWS:
+            check_deadline(args.deadline)
+            fn = fns.get(row) or m.one_source(row, graphs=None if mode == "graph" else False)
+            ms, outputs = batch1_decode(fn, ids, m.device)
+            key = f"{row}_latency_ms" if mode == "graph" else f"{row}_latency_eager_ms"
+            done[key], done[f"{row}_{mode}_outputs"] = ms, outputs
+            print(f"{pair} {tag} {row}: batch-1 latency {ms:.2f} ms ({mode})")
+    os.environ.pop("SEQLAB_CUDA_GRAPHS")
+    for row in ROWS:
+        graph, eager = done.pop(f"{row}_graph_outputs"), done.pop(f"{row}_eager_outputs")
+        done[f"{row}_graph_equals_eager"] = sum(g == e for g, e in zip(graph, eager, strict=True)) / len(graph)
+    cache.write_text(json.dumps(done, indent=2))
+    return done
+
+
+# ------------------------------------------------------------------------------------------ report
+def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | None) -> list[dict[str, Any]]:
+    """Entries (and <work>/results.json, summary.json) of one completed stage."""
+    work, tag, latency_pair = Path(args.work), stage_tag(steps), args.latency_pair or args.pairs[0]
+    command = results_io.command_line()
+    entries, summary = [], {"stage": tag}
+    for pair in args.pairs:
+        res = bleu_pass(args, pair, teachers[pair], tag)
+        if pair == latency_pair and (args.gpus > 0 or args.smoke):
+            res = {**res, **latency_pass(args, pair, teachers[pair], tag)}
+        distill = json.loads((work / pair / "distilled" / "distill.json").read_text())
+        summary[pair] = {"eval": res, "distill": {k: v for k, v in distill.items() if k != "task_options"}}
+        name = f"multi30k_{pair_name(pair)}"
+        for row in ROWS:
+            entries.append(results_io.entry(f"{name}_{row}_test2016_bleu", round(res[f"{row}_bleu"], 2), "BLEU",
+                                            command))
+        for row in TRAINED_ROWS:
+            entries.append(results_io.entry(f"{name}_{row}_train_steps", res[f"{row}_steps"], "steps", command))
+        entries.append(results_io.entry(f"{name}_distilled_corpus_bleu",
+                                        round(distill["distilled_vs_references"]["bleu"], 2), "BLEU", command))
+        if "teacher_test" in distill:
+            entries.append(results_io.entry(f"{name}_teacher_beam_test2016_bleu",
+                                            round(distill["teacher_test"]["bleu"], 2), "BLEU", command))
+        if "at_greedy_latency_ms" not in res:
+            continue
+        for mode, suffix in (("", "_latency_ms"), ("_eager", "_latency_eager_ms")):
+            at_greedy, at_beam = res[f"at_greedy{suffix}"], res[f"at_beam{suffix}"]
+            for row in ROWS:
+                ms = res[f"{row}{suffix}"]
+                entries.append(results_io.entry(f"{row}_batch1{suffix}", round(ms, 3), "ms", command))
+                if row != "at_greedy":
+                    entries.append(results_io.entry(f"{row}_speedup_vs_at_greedy{mode}", round(at_greedy / ms, 2),
+                                                    "x", command))
+                if row != "at_beam":
+                    entries.append(results_io.entry(f"{row}_speedup_vs_at_beam{mode}", round(at_beam / ms, 2),
+                                                    "x", command))
+        for row in ROWS:
+            entries.append(results_io.entry(f"{row}_batch1_graph_equals_eager", res[f"{row}_graph_equals_eager"],
+                                            "fraction", command))
+    (work / "results.json").write_text(json.dumps(entries, indent=2) + "\n")
+    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {work / 'results.json'} and {work / 'summary.json'}")
+    return entries
+
+
+def background_bleu(args: argparse.Namespace, steps: int | None) -> subprocess.Popen:
+    """Score a frozen stage in a subprocess while the next stage trains."""
+    argv = [sys.executable, *sys.argv, "--bleu-stage", str(steps)]
+    log = Path(args.work) / f"bleu_{stage_tag(steps)}.log"
+    print(f"[start] BLEU of {stage_tag(steps)} (log {log})")
+    return subprocess.Popen(argv, stdout=open(log, "a", encoding="utf-8"), stderr=subprocess.STDOUT, cwd=REPO)
+
+
 # ------------------------------------------------------------------------------------------ main
+def parse_stages(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    stages = [int(x) for x in text.split(",")]
+    if stages != sorted(set(stages)) or stages[0] <= 0:
+        raise SystemExit(f"--nat-steps: increasing positive step counts, got {text!r}")
+    return stages
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "multi30k"))
@@ -323,8 +463,10 @@ def main() -> None:
     p.add_argument("--teacher-minutes", type=float, default=8.0)
     p.add_argument("--nat-minutes", type=float, default=6.0)
     p.add_argument("--teacher-steps", type=int, default=None, help="a step budget besides --teacher-minutes")
-    p.add_argument("--nat-steps", type=int, default=None,
-                   help="a step budget besides --nat-minutes (equal steps per row when rows share a GPU)")
+    p.add_argument("--nat-steps", default=None, metavar="N[,N2,...]",
+                   help="step budget(s) besides --nat-minutes (equal steps per row when rows share a GPU); several "
+                        "are stages: every row trains on to the next, each stage is kept and scored, the report "
+                        "is the last stage every row completed")
     p.add_argument("--teacher-override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the demonstrator runs (repeatable)")
     p.add_argument("--nat-override", action="append", default=[], metavar="KEY=VALUE",
@@ -343,58 +485,50 @@ def main() -> None:
     p.add_argument("--no-record", action="store_true", help="never write benchmarks/results/")
     p.add_argument("--train-only", action="store_true",
                    help="stop after training (evaluate later, e.g. with the GPU to itself for the latencies)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="train nothing: report the last stage every row completed")
+    p.add_argument("--bleu-stage", default=None, help=argparse.SUPPRESS)  # internal: score one frozen stage
     p.add_argument("--deadline-minutes", type=float, default=None,
                    help="stop (resumably) after this many minutes, e.g. under a per-command time limit")
     args = p.parse_args()
+    args.stages = parse_stages(args.nat_steps)
     args.deadline = None if args.deadline_minutes is None else time.time() + 60 * args.deadline_minutes
     if args.smoke:
         args.max_train = args.max_train or 3000
         args.vocab_size = min(args.vocab_size, 2000)
         args.latency_sentences = min(args.latency_sentences, 30)
-    latency_pair = args.latency_pair or args.pairs[0]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     given = dict(item.split("=", 1) for item in args.teacher)
-
-    sharing = dict(per_gpu=args.jobs_per_gpu, memory_share=args.gpu_memory_share)
-    run_jobs(teacher_jobs(args, args.pairs, given), args.gpus, args.deadline, **sharing)
     teachers = {pair: Path(given[pair]).resolve() if pair in given else best_checkpoint(work / pair / "dat")
                 for pair in args.pairs}
-    run_jobs(distill_jobs(args, args.pairs, teachers), args.gpus, args.deadline, **sharing)
-    run_jobs(row_jobs(args, args.pairs, teachers), args.gpus, args.deadline, **sharing)
-    if args.train_only:
-        print("trained every row (--train-only): rerun without it to evaluate")
+    if args.bleu_stage is not None:
+        for pair in args.pairs:
+            steps = None if args.bleu_stage == "None" else int(args.bleu_stage)
+            bleu_pass(args, pair, teachers[pair], stage_tag(steps))
         return
 
-    command = results_io.command_line()
-    entries, summary = [], {}
-    for pair in args.pairs:
-        res = evaluate_pair(args, pair, teachers[pair], latency=pair == latency_pair)
-        report = json.loads((work / pair / "distilled" / "distill.json").read_text())
-        summary[pair] = {"eval": res, "distill": {k: v for k, v in report.items() if k != "task_options"}}
-        name = f"multi30k_{pair_name(pair)}"
-        for row in ROWS:
-            bleu = round(res[f"{row}_bleu"], 2)
-            entries.append(results_io.entry(f"{name}_{row}_test2016_bleu", bleu, "BLEU", command))
-        entries.append(results_io.entry(f"{name}_distilled_corpus_bleu",
-                                        round(report["distilled_vs_references"]["bleu"], 2), "BLEU", command))
-        if "teacher_test" in report:
-            entries.append(results_io.entry(f"{name}_teacher_beam_test2016_bleu",
-                                            round(report["teacher_test"]["bleu"], 2), "BLEU", command))
-        if pair == latency_pair:
-            at_greedy, at_beam = res["at_greedy_latency_ms"], res["at_beam_latency_ms"]
-            for row in ROWS:
-                ms = res[f"{row}_latency_ms"]
-                entries.append(results_io.entry(f"{row}_batch1_latency_ms", round(ms, 3), "ms", command))
-                if row != "at_greedy":
-                    entries.append(results_io.entry(f"{row}_speedup_vs_at_greedy", round(at_greedy / ms, 2),
-                                                    "x", command))
-                if row != "at_beam":
-                    entries.append(results_io.entry(f"{row}_speedup_vs_at_beam", round(at_beam / ms, 2),
-                                                    "x", command))
-    (work / "results.json").write_text(json.dumps(entries, indent=2) + "\n")
-    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {work / 'results.json'} and {work / 'summary.json'}")
+    scoring: list[subprocess.Popen] = []
+    if not args.evaluate_only:
+        sharing = dict(per_gpu=args.jobs_per_gpu, memory_share=args.gpu_memory_share)
+        run_jobs(teacher_jobs(args, args.pairs, given), args.gpus, args.deadline, **sharing)
+        run_jobs(distill_jobs(args, args.pairs, teachers), args.gpus, args.deadline, **sharing)
+        for steps in [None] if args.stages is None else args.stages:
+            if steps in completed_stages(args):
+                continue
+            run_jobs(row_jobs(args, args.pairs, teachers, steps), args.gpus, args.deadline, **sharing)
+            freeze_stage(args, args.pairs, steps)
+            if args.train_only:
+                scoring.append(background_bleu(args, steps))
+        for proc in scoring:
+            proc.wait()
+        if args.train_only:
+            print("trained every row (--train-only): rerun with --evaluate-only for the latencies and the report")
+            return
+    stages = completed_stages(args)
+    if not stages:
+        raise SystemExit("no stage completed yet: train first")
+    entries = report(args, teachers, stages[-1])
     on_gpu = args.gpus > 0 and torch.cuda.is_available()
     if args.smoke or args.no_record or not on_gpu:
         print("not recorded in benchmarks/results/ (smoke run, --no-record, or no GPU)")

@@ -8,8 +8,9 @@
 #   SEQLAB_COMMIT=<hash> bash benchmarks/gpu_session.sh finish      # stop what still trains, then measure alone
 #
 # WORKLOADS (default "credit erpo"):
-#   nat     issue 5: bench_nat.py, both pairs, demonstrators 2000 steps, every NAT row 1000 steps (measured in
-#           session 3)
+#   nat     issue 5: bench_nat.py, both pairs, demonstrators 2000 steps, every NAT row NAT_STEPS steps (default
+#           1000, as measured in session 3; e.g. NAT_STEPS=1000,2000,3000 NAT_JOBS=12 NAT_SHARE=0.95 on an H200 with
+#           WORKLOADS=nat: all twelve rows side by side, in stages); only .devdata/multi30k is needed
 #   credit  issue 4: bench_credit.py from the ERPO benchmarks' MLE checkpoint, 200 steps per run (the ERPO
 #           budget), critics pre-trained 500 steps (one per algorithm), 3 seeds, the beta x lambda_var ablation;
 #           finished runs carried in .devdata/credit are kept
@@ -26,11 +27,14 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 W=/tmp/session; mkdir -p $W
 D=.devdata/multi30k
 MLE=.devdata/cmp/m30k/pretrain/checkpoint_best.pt
-[ -f $MLE ] && [ -d .whl ] || { echo "carry .whl and .devdata (every call: paths not carried are removed)"; exit 2; }
-
-NAT_ARGS="--data $D --work $W/nat --teacher-steps 2000 --teacher-minutes 30 --nat-steps 1000 --nat-minutes 30
-  --nat-override train.warmup_steps=400 --jobs-per-gpu 4 --gpu-memory-share 0.28 --latency-pair en-de"
 WORKLOADS=${WORKLOADS:-credit erpo}
+NEED=$D; [ "$WORKLOADS" != nat ] && NEED=$MLE
+[ -e $NEED ] && [ -d .whl ] || { echo "carry .whl and .devdata (every call: paths not carried are removed)"; exit 2; }
+
+# NAT_STEPS: one step budget per row, or increasing stages (each kept and scored; the report is the last one done)
+NAT_ARGS="--data $D --work $W/nat --teacher-steps 2000 --teacher-minutes 30 --nat-steps ${NAT_STEPS:-1000}
+  --nat-minutes 60 --nat-override train.warmup_steps=400 --jobs-per-gpu ${NAT_JOBS:-4}
+  --gpu-memory-share ${NAT_SHARE:-0.28} --latency-pair en-de"
 CREDIT_ARGS="--mle-checkpoint $MLE --work-dir $W/credit --steps 200 --minutes 30 --critic-steps 500
   --seeds 1,2,3 --share-critic --ablation --eval-every 100 task.options.path=$D"
 
@@ -78,8 +82,10 @@ wait)
 finish)
   for n in $(running); do kill -- -"$(cat $W/$n.pid)" 2>/dev/null && echo "stopped $n"; done
   sleep 3
-  [[ " $WORKLOADS " == *" nat "* ]] && timeout 240 python3 benchmarks/bench_nat.py $NAT_ARGS --deadline-minutes 3.5
-  timeout 200 python3 benchmarks/bench_credit.py $CREDIT_ARGS --collect-only --step-time-steps 20
+  [[ " $WORKLOADS " == *" nat "* ]] && timeout 300 python3 benchmarks/bench_nat.py $NAT_ARGS --evaluate-only \
+    --deadline-minutes 4.5
+  [[ " $WORKLOADS " == *" credit "* ]] && timeout 200 python3 benchmarks/bench_credit.py $CREDIT_ARGS --collect-only \
+    --step-time-steps 20
   ;;
 esac
 snapshot

@@ -87,7 +87,7 @@ def test_nat_decoder_is_non_causal_and_runs_once_per_batch():
     logits, _ = model.decode_with_actions(enc, lengths)
     bump = torch.zeros_like(base)
     bump[:, 4] = torch.randn(3, 32)  # change the decoder input at the last position only
-    model.decoder_inputs = lambda enc, lengths: base + bump
+    model.decoder_inputs = lambda enc, lengths, width=None: base + bump
     changed, _ = model.decode_with_actions(enc, lengths)
     del model.decoder_inputs
     assert not torch.allclose(logits[:, 0], changed[:, 0])  # position 0 sees position 4
@@ -272,6 +272,45 @@ def test_length_parallel_decoding_with_a_real_teacher_picks_its_best():
         chosen = cands.tokens[b * 5 + k]
         n = int(chosen.ne(PAD_ID).sum())
         assert best.tokens[b, :n].tolist() == chosen[:n].tolist()
+
+
+@pytest.mark.parametrize("options", [dict(copy="softcopy"), dict(copy="uniform"),
+                                     dict(copy="softcopy", length_mode="absolute", max_positions=40)])
+@pytest.mark.parametrize("delta_t,with_teacher,dedupe", [(0, False, False), (2, True, False), (1, False, True)])
+def test_fixed_shape_decode_equals_the_eager_one(options, delta_t, with_teacher, dedupe):
+    from seqlab.nat.graphs import CapturedNATDecoder
+
+    nat, teacher = make("nat", seed=5, **options), make("dat", seed=6)
+    teacher = teacher if with_teacher else None
+    src, _ = batch(seed=2)
+    want = length_parallel_decode(nat, src, delta_t, teacher=teacher, dedupe=dedupe, max_len=30, graphs=False)
+    for rows, width in [(3, 8), (4, 16)]:  # the exact shape, and padded rows and source positions
+        fixed = CapturedNATDecoder(nat, teacher, rows, width, delta_t, max_len=30, normalize=True, dedupe=dedupe,
+                                   graph=False)
+        tokens, scores, lengths = fixed(src)
+        assert tokens.shape == (3, fixed.run.keywords["width"] + 1)
+        assert tokens[:, : want.tokens.size(1)].tolist() == want.tokens.tolist()
+        assert tokens[:, want.tokens.size(1):].eq(PAD_ID).all()
+        assert lengths.tolist() == (want.tokens.ne(PAD_ID).sum(1) - 1).tolist()
+        assert scores.tolist() == pytest.approx(want.scores.tolist(), abs=1e-5)
+
+
+def test_fixed_shape_decode_never_waits_for_the_device():
+    """A full-graph trace fails on any host read of a tensor value (``int(t)``, ``.item()``, data-dependent
+    shapes): what traces whole can be captured as one CUDA graph."""
+    from seqlab.nat.decoding import best_candidates, candidate_width
+
+    nat, teacher = make("nat", seed=5), make("dat", seed=6)
+    src, _ = batch(seed=2)
+    width = candidate_width(nat, src.size(1), 2, max_len=30)
+    traced = torch.compile(best_candidates, backend="eager", fullgraph=True, dynamic=False)
+    got = traced(nat, src, 2, teacher, True, 30, False, width)
+    want = best_candidates(nat, src, 2, teacher, True, 30, False, width)
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    # the check has teeth: without a fixed width the decode reads max(L) on the host
+    with pytest.raises(torch._dynamo.exc.TorchDynamoException):
+        torch.compile(best_candidates, backend="eager", fullgraph=True, dynamic=False)(
+            nat, src, 2, teacher, True, 30, False, None)
 
 
 def test_generate_uses_attached_rescorer():

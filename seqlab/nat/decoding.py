@@ -45,9 +45,10 @@ def collapse_repeats(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch
     return out, new_len
 
 
-def append_eos(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """[N, W] tokens valid up to ``lengths`` -> [N, max(lengths)+1] tokens, EOS, PAD."""
-    width = int(lengths.max()) + 1
+def append_eos(tokens: torch.Tensor, lengths: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """[N, W] tokens valid up to ``lengths`` -> [N, width] tokens, EOS, PAD; ``width`` defaults to
+    max(lengths) + 1 (a device sync: a fixed width, at least that, keeps the shapes static)."""
+    width = int(lengths.max()) + 1 if width is None else width
     out = torch.full((tokens.size(0), width), PAD_ID, dtype=torch.long, device=tokens.device)
     n = min(width, tokens.size(1))
     out[:, :n] = tokens[:, :n]
@@ -56,24 +57,34 @@ def append_eos(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return out.scatter(1, lengths.unsqueeze(1), EOS_ID)
 
 
+def candidate_width(model: Any, source_width: int, delta_t: int, max_len: int) -> int:
+    """An upper bound on every candidate length for sources of ``source_width`` positions, from shapes alone:
+    the fixed decoder width of a sync-free (CUDA-graph) pass."""
+    cap = min(max_len - 1, model.cfg.max_positions - 1)
+    if model.cfg.length_mode == "offset":  # L = S′ + offset, S′ <= source_width - 1 (the EOS)
+        cap = min(cap, source_width - 1 + model.cfg.max_length_offset + delta_t)
+    return max(cap, 1)
+
+
 @torch.no_grad()
 def nat_candidates(model: Any, src: torch.Tensor, delta_t: int = 0, max_len: int = 256,
-                   dedupe: bool = False) -> Candidates:
-    """Decode 2ΔT+1 lengths per source around the predicted one, all in one NAT batch."""
+                   dedupe: bool = False, width: int | None = None) -> Candidates:
+    """Decode 2ΔT+1 lengths per source around the predicted one, all in one NAT batch.  With ``width``
+    (see :func:`candidate_width`) every shape is fixed and nothing waits for the device."""
     enc = model.encode(src)
     k = 2 * delta_t + 1
     offsets = torch.arange(-delta_t, delta_t + 1, device=src.device)
     lengths = (model.predict_lengths(enc)[:, None] + offsets[None, :]).reshape(-1)
     lengths = lengths.clamp(1, max(max_len - 1, 1))
     enc_k = enc.repeat(k) if k > 1 else enc
-    logp = model.log_probs(enc_k, lengths)
+    logp = model.log_probs(enc_k, lengths, width)
     best, tokens = logp.max(-1)
     valid = torch.arange(tokens.size(1), device=src.device)[None, :] < lengths[:, None]
     scores = (best * valid).sum(1)
     tokens = tokens.masked_fill(~valid, PAD_ID)
     if dedupe:
         tokens, lengths = collapse_repeats(tokens, lengths)
-    return Candidates(append_eos(tokens, lengths), lengths, scores, k)
+    return Candidates(append_eos(tokens, lengths, None if width is None else width + 1), lengths, scores, k)
 
 
 @torch.no_grad()
@@ -95,18 +106,35 @@ def rescore(candidates: Candidates, src: torch.Tensor, teacher: Any | None = Non
 
 
 @torch.no_grad()
-def length_parallel_decode(model: Any, src: torch.Tensor, delta_t: int = 0, teacher: Any | None = None,
-                           normalize: bool = True, max_len: int = 256, dedupe: bool = False) -> Hypotheses:
-    """Best candidate per source (tokens, EOS, PAD) with its rescoring score; ΔT = 0 is argmax-length
-    decoding (no rescoring pass)."""
-    cands = nat_candidates(model, src, delta_t, max_len=max_len, dedupe=dedupe)
+def best_candidates(model: Any, src: torch.Tensor, delta_t: int = 0, teacher: Any | None = None,
+                    normalize: bool = True, max_len: int = 256, dedupe: bool = False, width: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per source the best candidate: tokens [B, W+1] (tokens, EOS, PAD), score [B], length [B] (without
+    EOS).  ΔT = 0 is argmax-length decoding (no rescoring pass).  Sync-free when ``width`` is given."""
+    cands = nat_candidates(model, src, delta_t, max_len=max_len, dedupe=dedupe, width=width)
     if cands.per_source == 1:
-        return Hypotheses(cands.tokens, cands.nat_scores)
+        return cands.tokens, cands.nat_scores, cands.lengths
     scores = rescore(cands, src, teacher=teacher, normalize=normalize)
     pick = scores.argmax(1) + torch.arange(scores.size(0), device=src.device) * cands.per_source
-    tokens = cands.tokens.index_select(0, pick)
-    width = int(cands.lengths.index_select(0, pick).max()) + 1
-    return Hypotheses(tokens[:, :width], scores.max(1).values)
+    return cands.tokens.index_select(0, pick), scores.max(1).values, cands.lengths.index_select(0, pick)
+
+
+@torch.no_grad()
+def length_parallel_decode(model: Any, src: torch.Tensor, delta_t: int = 0, teacher: Any | None = None,
+                           normalize: bool = True, max_len: int = 256, dedupe: bool = False,
+                           graphs: bool | None = None) -> Hypotheses:
+    """Best candidate per source (tokens, EOS, PAD) with its rescoring score.  Small batches on CUDA replay a
+    captured graph of the whole decode (encoder, lengths, NAT pass, teacher rescoring; see
+    :mod:`seqlab.nat.graphs`) unless ``graphs`` is False; the result is the same."""
+    from seqlab.nat.graphs import captured_decoder, nat_graphs_enabled
+
+    if graphs is None:
+        graphs = nat_graphs_enabled(model, teacher, src)
+    if graphs:
+        tokens, scores, lengths = captured_decoder(model, src, delta_t, teacher, normalize, max_len, dedupe)(src)
+    else:
+        tokens, scores, lengths = best_candidates(model, src, delta_t, teacher, normalize, max_len, dedupe)
+    return Hypotheses(tokens[:, : int(lengths.max()) + 1], scores)
 
 
 def make_nat_decoder(delta_t: int = 0, teacher: Any | None = None, normalize: bool = True, max_len: int = 256,

@@ -202,21 +202,23 @@ class NAT(Seq2SeqModel):
         return self.class_to_length(enc, self.length_logits(enc).argmax(-1))
 
     # ------------------------------------------------------------------ decoder
-    def decoder_inputs(self, enc: Encoded, lengths: torch.Tensor) -> torch.Tensor:
-        """Copied encoder states for target lengths ``lengths`` [B] -> [B, max L, D] (before positions)."""
-        width = int(lengths.max())
+    def decoder_inputs(self, enc: Encoded, lengths: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """Copied encoder states for target lengths ``lengths`` [B] -> [B, width, D] (before positions);
+        ``width`` defaults to max L (a device sync: give it, at least max L, for a fixed-shape pass)."""
+        width = int(lengths.max()) if width is None else width
         if self.cfg.copy == "uniform":
             idx = uniform_copy_indices(source_lengths(enc), lengths, width)
             return enc.memory.gather(1, idx.unsqueeze(-1).expand(-1, -1, enc.memory.size(-1)))
         w = soft_copy_weights(width, enc.pad_mask, self.tau)
         return torch.bmm(w.to(enc.memory.dtype), enc.memory)
 
-    def decode_with_actions(self, enc: Encoded, lengths: torch.Tensor
+    def decode_with_actions(self, enc: Encoded, lengths: torch.Tensor, width: int | None = None
                             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One non-causal pass for target lengths [B]: logits [B, max L, V] (raw) and per-layer
-        action log-distributions [B, max L, A] (empty list without imitation modules)."""
+        """One non-causal pass for target lengths [B]: logits [B, W, V] (raw) and per-layer
+        action log-distributions [B, W, A] (empty list without imitation modules); W = ``width`` or max L.
+        Positions at or past a row's length are padding: they do not change the others."""
         lengths = lengths.clamp(min=1)
-        x = self.decoder_inputs(enc, lengths)
+        x = self.decoder_inputs(enc, lengths, width)
         width = x.size(1)
         x = self.drop(x + self.positions[:width].to(x.dtype))
         tgt_pad = torch.arange(width, device=x.device)[None, :] >= lengths[:, None]
@@ -231,9 +233,9 @@ class NAT(Seq2SeqModel):
             x = layer(x, layer.cross_attn.project_kv(enc.memory), mem_bias, self_mask=self_bias)
         return F.linear(self.norm(x), self.tgt_embed.weight), log_pis
 
-    def log_probs(self, enc: Encoded, lengths: torch.Tensor) -> torch.Tensor:
-        """Token log-distributions [B, max L, V]; PAD, BOS and EOS excluded."""
-        logits = mask_special(self.decode_with_actions(enc, lengths)[0])
+    def log_probs(self, enc: Encoded, lengths: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """Token log-distributions [B, W, V] (W = ``width`` or max L); PAD, BOS and EOS excluded."""
+        logits = mask_special(self.decode_with_actions(enc, lengths, width)[0])
         logits[..., EOS_ID] = float("-inf")
         return F.log_softmax(logits, dim=-1)
 
