@@ -181,11 +181,15 @@ class Transformer(Seq2SeqModel):
         pos = self.positions[offset: offset + tokens.size(1)]
         return self.drop(self.tgt_embed(tokens) * self.scale + pos)
 
+    def _layer_input(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """What decoder layer ``i`` receives given the stream ``x`` (a hook: the DAT adds its action embedding)."""
+        return x
+
     def decode(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
         x = self._embed_tgt(tgt_in, 0)
         bias = key_padding_bias(enc.pad_mask, x.dtype)
-        for layer, kv in zip(self.layers, self._memory_kv(enc), strict=True):
-            x = layer(x, kv, bias)
+        for i, (layer, kv) in enumerate(zip(self.layers, self._memory_kv(enc), strict=True)):
+            x = layer(self._layer_input(i, x), kv, bias)
         return self.output_logits(x)
 
     def init_state(self, enc: Encoded) -> dict:
@@ -197,7 +201,7 @@ class Transformer(Seq2SeqModel):
         x = self._embed_tgt(tokens.unsqueeze(1), state["t"])
         bias = state["mem_bias"].to(x.dtype)
         for i, layer in enumerate(self.layers):
-            x = layer(x, (state["mem_k"][i], state["mem_v"][i]), bias, cache=state["self"][i])
+            x = layer(self._layer_input(i, x), (state["mem_k"][i], state["mem_v"][i]), bias, cache=state["self"][i])
         state["t"] = state["t"] + 1
         return self.output_logits(x[:, 0]), state
 
@@ -223,7 +227,7 @@ class Transformer(Seq2SeqModel):
         self_bias = self_bias.view(1, 1, 1, -1)
         mem_bias = state["mem_bias"].to(x.dtype)
         for i, layer in enumerate(self.layers):
-            x = layer(x, (state["mem_k"][i], state["mem_v"][i]), mem_bias, self_mask=self_bias,
+            x = layer(self._layer_input(i, x), (state["mem_k"][i], state["mem_v"][i]), mem_bias, self_mask=self_bias,
                       cache=state["self"][i])
         t.add_(1)
         return self.output_logits(x[:, 0])

@@ -90,32 +90,20 @@ class DAT(Transformer):
         self.imitation = nn.ModuleList(ImitationModule(cfg.d_model, cfg.n_actions, cfg.imitation_hidden)
                                        for _ in range(cfg.decoder_layers))
 
-    def _layers(self, x: torch.Tensor, kvs: list[tuple[torch.Tensor, torch.Tensor]], bias: torch.Tensor,
-                caches: list[dict] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        log_pis = []
-        for i, (layer, imitation) in enumerate(zip(self.layers, self.imitation, strict=True)):
-            u, log_pi = imitation(x)
-            log_pis.append(log_pi)
-            x = layer(x + u, kvs[i], bias, cache=None if caches is None else caches[i])
-        return x, log_pis
+    def _layer_input(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return x + self.imitation[i](x)[0]  # o_{l+1} = Layer(u + o): every decoding path (step, static step)
 
     def decode_with_actions(self, enc: Encoded, tgt_in: torch.Tensor
                             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Teacher-forced logits [B, T, V] and per-layer action log-distributions [B, T, A]."""
         x = self._embed_tgt(tgt_in, 0)
-        x, log_pis = self._layers(x, self._memory_kv(enc), key_padding_bias(enc.pad_mask, x.dtype))
+        bias = key_padding_bias(enc.pad_mask, x.dtype)
+        log_pis = []
+        for layer, kv, imitation in zip(self.layers, self._memory_kv(enc), self.imitation, strict=True):
+            u, log_pi = imitation(x)
+            log_pis.append(log_pi)
+            x = layer(x + u, kv, bias)
         return self.output_logits(x), log_pis
-
-    def decode(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
-        return self.decode_with_actions(enc, tgt_in)[0]
-
-    def step(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
-        x = self._embed_tgt(tokens.unsqueeze(1), state["t"])
-        kvs = list(zip(state["mem_k"], state["mem_v"], strict=True))
-        bias = state["mem_bias"] if "mem_bias" in state else key_padding_bias(enc.pad_mask, x.dtype)
-        x, _ = self._layers(x, kvs, bias.to(x.dtype), caches=state["self"])
-        state["t"] = state["t"] + 1
-        return self.output_logits(x[:, 0]), state
 
 
 # ---------------------------------------------------------------------------------------------- NAT
