@@ -428,9 +428,36 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
         for row in ROWS:
             entries.append(results_io.entry(f"{row}_batch1_graph_equals_eager", res[f"{row}_graph_equals_eager"],
                                             "fraction", command))
+    if args.stages is not None and len(args.stages) > 1:  # every scored stage, for the BLEU-vs-steps table
+        entries += stage_entries(work, None, None, None, command, strict=False)
     (work / "results.json").write_text(json.dumps(entries, indent=2) + "\n")
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {work / 'results.json'} and {work / 'summary.json'}")
+    return entries
+
+
+def stage_entries(work: Path, stages: list[int] | None, device: str | None, commit: str | None, command: str,
+                  skip_rows: tuple[str, ...] = (), strict: bool = True) -> list[dict]:
+    """``multi30k_<pair>_<row>_test2016_bleu_step<N>`` of every scored stage (device / commit: this run's when
+    None); a stage not fully scored is an error, or skipped when not ``strict``."""
+    entries = []
+    for path in sorted(work.glob("*/eval_step*.json")):
+        pair, steps = path.parent.name, int(path.stem.removeprefix("eval_step"))
+        if stages is not None and steps not in stages:
+            continue
+        scores = json.loads(path.read_text())
+        missing = [r for r in ROWS if f"{r}_bleu" not in scores]
+        if missing and strict:
+            raise SystemExit(f"{path}: stage not fully scored (no BLEU for {missing})")
+        if missing:
+            print(f"[skip] {path}: stage not fully scored")
+            continue
+        for row in (r for r in ROWS if r not in skip_rows):
+            e = results_io.entry(f"multi30k_{pair_name(pair)}_{row}_test2016_bleu_step{steps}",
+                                 round(scores[f"{row}_bleu"], 2), "BLEU", command)
+            entries.append({**e, "device": device or e["device"], "commit": commit or e["commit"]})
+    if not entries:
+        raise SystemExit(f"no eval_step<N>.json under {work}/<pair>/")
     return entries
 
 
