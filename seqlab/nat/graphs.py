@@ -60,7 +60,8 @@ class CapturedNATDecoder:
             self.out = self.run(self.src)
 
     def __call__(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tokens [B, W+1], scores [B], lengths [B] of ``src`` [B, S] (B <= rows, S <= source width)."""
+        """Tokens [B, W+1], scores [B], lengths [B] of ``src`` [B, S] (B <= rows, S <= source width); copies,
+        not views of the graph's buffers, which the next replay overwrites."""
         b, s = src.shape
         self.src.fill_(PAD_ID)
         self.src[:b, :s].copy_(src)
@@ -71,7 +72,7 @@ class CapturedNATDecoder:
         else:
             self.graph.replay()
             out = self.out
-        return out[0][:b], out[1][:b], out[2][:b]
+        return out[0][:b].clone(), out[1][:b].clone(), out[2][:b].clone()
 
 
 _CACHE: OrderedDict[tuple, CapturedNATDecoder] = OrderedDict()
@@ -97,8 +98,3 @@ def captured_decoder(model: Any, src: torch.Tensor, delta_t: int, teacher: Any |
     _CACHE[key] = decoder
     evict(_CACHE, MAX_GRAPHS, graph_cache_bytes())
     return decoder
-
-
-def clear_nat_graphs() -> None:
-    """Drop every captured NAT decoder."""
-    _CACHE.clear()
