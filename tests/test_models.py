@@ -148,6 +148,25 @@ def test_static_cache_decoding_equals_dynamic():
     assert torch.allclose(steps, model(src, inputs), atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["transformer", "dat"])
+def test_every_static_step_computes_the_teacher_forced_model(arch):
+    """Every architecture with a fixed-shape step (what CUDA-graph decoding replays) gives, position by position,
+    the logits of teacher forcing: a subclass that adds to its decoder (the DAT's imitation modules) cannot
+    leave the step behind.  The parametrisation must list every such architecture."""
+    from seqlab.decoding.graphs import StaticStepper
+    from seqlab.models import MODELS, load_model_plugins
+
+    load_model_plugins()
+    assert sorted(name for name, (cls, _) in MODELS.items() if hasattr(cls, "static_step")) == ["dat", "transformer"]
+    torch.manual_seed(11)
+    model = build_model(arch, V, V, **ARCHS["transformer"]).eval()
+    src, tgt = batch(3)
+    inputs = shift_right(tgt)
+    stepper = StaticStepper(model, model.encode(src), max_len=16, graph=False)
+    steps = torch.stack([stepper.step(inputs[:, t]) for t in range(inputs.size(1))], 1)
+    assert torch.allclose(steps, model(src, inputs), atol=1e-5)
+
+
 def test_bucketed_encoder_states_do_not_change_static_steps():
     from seqlab.decoding.graphs import StaticStepper, bucketed
 

@@ -148,19 +148,6 @@ def test_dat_keeps_the_autoregressive_protocol():
     assert model.score(src, tgt).shape == tgt.shape
 
 
-def test_dat_static_step_keeps_the_imitation_modules():
-    """The fixed-shape step (CUDA-graph greedy decoding) computes the same model as teacher forcing."""
-    from seqlab.decoding.graphs import StaticStepper
-
-    model = make("dat", seed=7)
-    src, tgt = batch()
-    inputs = shift_right(tgt)
-    stepper = StaticStepper(model, model.encode(src), max_len=16, graph=False)
-    steps = torch.stack([stepper.step(inputs[:, t]) for t in range(inputs.size(1))], 1)
-    assert torch.allclose(steps, model.decode_with_actions(model.encode(src), inputs)[0], atol=1e-5)
-    assert torch.allclose(steps, model(src, inputs), atol=1e-5)
-
-
 def test_imitation_module_adds_the_expected_action_embedding():
     model = make("dat", decoder_layers=1)
     module = model.imitation[0]
