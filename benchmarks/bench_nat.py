@@ -312,16 +312,16 @@ class PairModels:
         self.delta = {row: args.delta_t if row == "imitate_nat_lpd" else 0 for row in self.nats}
 
     def nat_decoder(self, row: str, graphs: bool | None = None) -> Any:
-        from seqlab.nat.decoding import length_parallel_decode
+        """The row's ``decoder(model, src)``: argmax length, or LPD rescored by the demonstrator."""
+        from seqlab.nat.decoding import make_nat_decoder
 
         teacher = self.teacher.model if self.delta[row] else None
-        model, delta, max_len = self.nats[row], self.delta[row], self.decode.max_len
-        return lambda m, s: length_parallel_decode(model, s, delta, teacher=teacher, max_len=max_len, graphs=graphs)
+        return make_nat_decoder(self.delta[row], teacher=teacher, max_len=self.decode.max_len, graphs=graphs)
 
     def one_source(self, row: str, graphs: bool | None) -> Any:
-        """``fn(src)`` decoding with the row's NAT decoder."""
-        decoder = self.nat_decoder(row, graphs)
-        return lambda src: decoder(None, src)
+        """``fn(src)`` decoding with the row's model and decoder."""
+        decoder, model = self.nat_decoder(row, graphs), self.nats[row]
+        return lambda src: decoder(model, src)
 
 
 def bleu_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str) -> dict[str, Any]:

@@ -138,9 +138,9 @@ def length_parallel_decode(model: Any, src: torch.Tensor, delta_t: int = 0, teac
 
 
 def make_nat_decoder(delta_t: int = 0, teacher: Any | None = None, normalize: bool = True, max_len: int = 256,
-                     dedupe: bool = False) -> Callable[[Any, torch.Tensor], Hypotheses]:
+                     dedupe: bool = False, graphs: bool | None = None) -> Callable[[Any, torch.Tensor], Hypotheses]:
     """A ``decoder(model, src)`` for :func:`seqlab.train.evaluate.evaluate_corpus` / ``decode_ids``."""
     def decoder(model: Any, src: torch.Tensor) -> Hypotheses:
         return length_parallel_decode(model, src, delta_t=delta_t, teacher=teacher, normalize=normalize,
-                                      max_len=max_len, dedupe=dedupe)
+                                      max_len=max_len, dedupe=dedupe, graphs=graphs)
     return decoder
