@@ -372,16 +372,22 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
                                          length_penalty=m.decode.length_penalty, **kw),
     }
     done: dict[str, Any] = {}
-    for mode, env in (("graph", "1"), ("eager", "0")):
-        os.environ["SEQLAB_CUDA_GRAPHS"] = env  # the AT searches' switch; the NAT decoders get it explicitly
-        for row in ROWS:
-            check_deadline(args.deadline)
-            fn = fns.get(row) or m.one_source(row, graphs=None if mode == "graph" else False)
-            ms, outputs = batch1_decode(fn, ids, m.device)
-            key = f"{row}_latency_ms" if mode == "graph" else f"{row}_latency_eager_ms"
-            done[key], done[f"{row}_{mode}_outputs"] = ms, outputs
-            print(f"{pair} {tag} {row}: batch-1 latency {ms:.2f} ms ({mode})")
-    os.environ.pop("SEQLAB_CUDA_GRAPHS")
+    before = os.environ.get("SEQLAB_CUDA_GRAPHS")
+    try:
+        for mode, env in (("graph", "1"), ("eager", "0")):
+            os.environ["SEQLAB_CUDA_GRAPHS"] = env  # the AT searches' switch; the NAT decoders get it explicitly
+            for row in ROWS:
+                check_deadline(args.deadline)
+                fn = fns.get(row) or m.one_source(row, graphs=None if mode == "graph" else False)
+                ms, outputs = batch1_decode(fn, ids, m.device)
+                key = f"{row}_latency_ms" if mode == "graph" else f"{row}_latency_eager_ms"
+                done[key], done[f"{row}_{mode}_outputs"] = ms, outputs
+                print(f"{pair} {tag} {row}: batch-1 latency {ms:.2f} ms ({mode})")
+    finally:  # the caller's setting, as it was
+        if before is None:
+            os.environ.pop("SEQLAB_CUDA_GRAPHS", None)
+        else:
+            os.environ["SEQLAB_CUDA_GRAPHS"] = before
     for row in ROWS:
         graph, eager = done.pop(f"{row}_graph_outputs"), done.pop(f"{row}_eager_outputs")
         done[f"{row}_graph_equals_eager"] = sum(g == e for g, e in zip(graph, eager, strict=True)) / len(graph)
