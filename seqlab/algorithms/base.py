@@ -26,6 +26,7 @@ class Progress:
     step: int = 0
     epoch: int = 0
     fraction: float = 0.0
+    total_steps: int | None = None  # the step budget, when known
 
 
 @dataclass
@@ -67,6 +68,11 @@ class Algorithm(nn.Module):
         at 10x the actor's learning rate); parameters not listed train with the model's settings.
         Each group is also clipped on its own, so a critic's gradient never eats the actor's clipping share."""
         return []
+
+    def schedules(self) -> dict[str, Callable[[Progress], Any]]:
+        """The annealed hyperparameters by option name, each a function of the progress (checked against the
+        budget by :mod:`seqlab.erpo.budget`, logged every step by the algorithm itself)."""
+        return {}
 
     def trains_model(self, progress: Progress) -> bool:
         """False while only the algorithm's own modules learn (critic pre-training): validation is skipped."""

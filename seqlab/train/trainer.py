@@ -228,7 +228,8 @@ class Trainer:
             fracs.append(self.step / self.total_steps)
         if tc.max_minutes:
             fracs.append(self.train_seconds / 60.0 / tc.max_minutes)
-        return Progress(step=self.step, epoch=self.epoch, fraction=min(max(fracs, default=0.0), 1.0))
+        return Progress(step=self.step, epoch=self.epoch, fraction=min(max(fracs, default=0.0), 1.0),
+                        total_steps=self.total_steps)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
