@@ -14,7 +14,7 @@ from seqlab.models import build_model, shift_right
 from seqlab.models.base import Encoded
 from seqlab.nat.decoding import length_parallel_decode, nat_candidates, rescore
 from seqlab.nat.imitation import action_regularizer, imitation_kl, redistribute
-from seqlab.nat.models import init_from_teacher, soft_copy_weights, uniform_copy_indices
+from seqlab.nat.models import init_from_teacher, scaled_copy_stride, soft_copy_weights, uniform_copy_indices
 
 V = 29
 SMALL = dict(d_model=32, n_heads=4, ffn_dim=64, encoder_layers=2, decoder_layers=2, dropout=0.0, n_actions=8)
@@ -60,20 +60,65 @@ def test_soft_copy_weights_follow_formula_and_sum_to_one():
     assert tau.grad is not None and tau.grad.abs() > 0  # τ is learnable
 
 
-def test_nat_decoder_inputs_are_copies():
-    model = make("nat", copy="uniform")
+@pytest.mark.parametrize("copy", ["uniform", "softcopy"])
+def test_nat_decoder_inputs_copy_source_embeddings_by_default(copy):
+    """The papers (Gu et al. 2018, Wei et al. 2019) and fairseq copy the scaled source embeddings; ``copy_source:
+    encoder`` copies the top encoder states."""
+    src, _ = batch()
+    lengths = torch.tensor([4, 2, 6])
+    idx = uniform_copy_indices(torch.tensor([7, 4, 2]), lengths, 6)  # S′ = source tokens without EOS
+    for source in ("embeddings", "encoder"):
+        model = make("nat", copy=copy) if source == "embeddings" else make("nat", copy=copy, copy_source=source)
+        enc = model.encode(src)
+        states = enc.memory if source == "encoder" else model.encoder.embed(src) * math.sqrt(32)
+        assert not torch.allclose(states, enc.memory if source == "embeddings" else model.encoder.embed(src))
+        x = model.decoder_inputs(enc, lengths)
+        if copy == "uniform":
+            for b in range(3):
+                for t in range(int(lengths[b])):
+                    assert torch.equal(x[b, t], states[b, idx[b, t]])
+        else:
+            w = soft_copy_weights(6, enc.pad_mask, model.tau)
+            assert torch.allclose(x, torch.bmm(w, states), atol=1e-6)
+
+
+def test_scaled_soft_copy_maps_first_and_last_positions_onto_each_other():
+    """``softcopy_positions: scaled``: c_t = t (S′ − 1) / (L − 1), fairseq's uniform assignment unrounded."""
+    pad = torch.tensor([[False] * 9, [False] * 4 + [True] * 5, [False] * 3 + [True] * 6])  # S′ = 8, 3, 2
+    src_lengths, tgt_lengths = torch.tensor([8, 3, 2]), torch.tensor([4, 3, 1])
+    stride = scaled_copy_stride(src_lengths, tgt_lengths)
+    assert stride.tolist() == pytest.approx([7 / 3, 1.0, 0.0])
+    w = soft_copy_weights(4, pad, 0.5, stride)
+    for b, (s, n) in enumerate([(9, 4), (4, 3), (3, 1)]):
+        for t in range(n):
+            center = t * float(stride[b])
+            e = torch.tensor([math.exp(-abs(center - j) / 0.5) for j in range(s)])
+            assert torch.allclose(w[b, t, :s], e / e.sum(), atol=1e-6)
+    assert w[0, 3].argmax() == 7 and w[0, 0].argmax() == 0  # last target position <-> last source token
+    assert torch.allclose(w[1, :3], soft_copy_weights(3, pad[1:2], 0.5)[0], atol=1e-6)  # S′ = L: unscaled
+    model = make("nat", softcopy_positions="scaled")
     src, _ = batch()
     enc = model.encode(src)
-    lengths = torch.tensor([4, 2, 6])
-    x = model.decoder_inputs(enc, lengths)
-    idx = uniform_copy_indices(torch.tensor([7, 4, 2]), lengths, 6)  # S′ = source tokens without EOS
-    for b in range(3):
-        for t in range(int(lengths[b])):
-            assert torch.equal(x[b, t], enc.memory[b, idx[b, t]])
-    soft = make("nat", copy="softcopy")
-    enc = soft.encode(src)
-    w = soft_copy_weights(6, enc.pad_mask, soft.tau)
-    assert torch.allclose(soft.decoder_inputs(enc, lengths), torch.bmm(w, enc.memory), atol=1e-6)
+    lengths = torch.tensor([3, 6, 2])
+    want = soft_copy_weights(6, enc.pad_mask, model.tau, scaled_copy_stride(torch.tensor([7, 4, 2]), lengths))
+    assert torch.allclose(model.decoder_inputs(enc, lengths), torch.bmm(want, enc.extra["embedded"]), atol=1e-6)
+
+
+def test_nat_initialisation_does_not_depend_on_memory_addresses(monkeypatch):
+    """With unshared embeddings the two tables are drawn in a fixed order (a set's order follows the objects'
+    hashes, i.e. their addresses): force both orders of the old set and get the same weights."""
+    from torch import nn
+
+    def build():
+        torch.manual_seed(0)
+        return build_model("nat", V, V + 2, **SMALL).state_dict()
+
+    monkeypatch.setattr(nn.Embedding, "__hash__", lambda self: self.num_embeddings)  # slots 29 & 7, 31 & 7
+    first = build()
+    monkeypatch.setattr(nn.Embedding, "__hash__", lambda self: -self.num_embeddings)  # the other order
+    second = build()
+    assert not torch.equal(first["encoder.embed.weight"][:V], first["tgt_embed.weight"][:V])
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 # ------------------------------------------------------------------------------------------ NAT decoder
@@ -168,6 +213,47 @@ def test_init_from_teacher_copies_matching_weights():
     assert "layers.1.self_attn.qkv.weight" in copied and "imitation.1.actions" in copied
     assert "encoder.layers.0.attn.qkv.weight" in copied and "tgt_embed.weight" in copied
     assert "length_head.weight" not in copied
+
+
+def test_nat_algorithm_starts_from_the_demonstrator(monkeypatch):
+    """``nat`` with ``init_from`` (and ``imitate_nat`` at any imitation weight, 0 included): at the first step
+    the NAT's embeddings, encoder, decoder layers and output norm (and imitation modules, when it has them)
+    equal the demonstrator's; the length head keeps its own; a resumed run is not re-initialised."""
+    from tiny import TinyBatch
+
+    import seqlab.inference
+    from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+    from seqlab.inference import LoadedModel
+
+    teacher = make("dat", seed=1)
+    teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    loaded = LoadedModel(None, teacher, None, None, torch.device("cpu"))
+    monkeypatch.setattr(seqlab.inference, "load_checkpoint_model", lambda path, device: loaded)
+    src, tgt = batch()
+    ctx = AlgorithmContext(vocab_size=V)
+    for name, options, imitation in [("nat", {"init_from": "dat.pt"}, False),
+                                     ("imitate_nat", {"teacher": "dat.pt", "imitation_weight": 0.0}, True)]:
+        student = make("nat", seed=2, imitation=imitation).train()
+        fresh = {k: v.clone() for k, v in student.state_dict().items()}
+        algo = build_algorithm(name, ctx, options)
+        algo.loss(student, TinyBatch(src, tgt), Progress())
+        state = student.state_dict()
+        shared = [k for k in state if k in teacher_state]
+        assert {"tgt_embed.weight", "encoder.embed.weight", "encoder.layers.1.ffn.0.weight", "encoder.norm.weight",
+                "layers.1.self_attn.qkv.weight", "layers.0.cross_attn.kv.bias", "layers.1.norm3.weight",
+                "norm.weight"} <= set(shared)
+        assert any(k.startswith("imitation.") for k in shared) == imitation
+        assert all(torch.equal(state[k], teacher_state[k]) for k in shared)
+        assert torch.equal(state["length_head.weight"], fresh["length_head.weight"])
+        assert int(algo.initialized) == 1
+        resumed = build_algorithm(name, ctx, options)
+        resumed.load_state_dict(algo.state_dict())
+        with torch.no_grad():
+            student.layers[0].ffn[0].weight.add_(1.0)  # "trained" since
+        resumed.loss(student, TinyBatch(src, tgt), Progress())
+        assert not torch.equal(student.layers[0].ffn[0].weight, teacher_state["layers.0.ffn.0.weight"])
+    plain = build_algorithm("nat", ctx, {})
+    assert "initialized" not in plain.state_dict()  # runs without init_from keep their checkpoint layout
 
 
 # ------------------------------------------------------------------------------------------ losses
@@ -275,7 +361,9 @@ def test_length_parallel_decoding_with_a_real_teacher_picks_its_best():
 
 
 @pytest.mark.parametrize("options", [dict(copy="softcopy"), dict(copy="uniform"),
-                                     dict(copy="softcopy", length_mode="absolute", max_positions=40)])
+                                     dict(copy="softcopy", length_mode="absolute", max_positions=40),
+                                     dict(copy="softcopy", softcopy_positions="scaled", copy_source="encoder"),
+                                     dict(copy="uniform", copy_source="encoder")])
 @pytest.mark.parametrize("delta_t,with_teacher,dedupe", [(0, False, False), (2, True, False), (1, False, True)])
 def test_fixed_shape_decode_equals_the_eager_one(options, delta_t, with_teacher, dedupe):
     from seqlab.nat.graphs import CapturedNATDecoder
@@ -311,6 +399,22 @@ def test_fixed_shape_decode_never_waits_for_the_device():
     with pytest.raises(torch._dynamo.exc.TorchDynamoException):
         torch.compile(best_candidates, backend="eager", fullgraph=True, dynamic=False)(
             nat, src, 2, teacher, True, 30, False, None)
+
+
+def test_self_rescoring_after_repeat_removal_divides_by_the_decoded_length():
+    """Without a teacher a candidate's score is the NAT's mean log-probability over the L positions it decoded;
+    repeat removal shortens the output, not the positions that were scored."""
+    model = make("nat", seed=7, copy="uniform")
+    src, _ = batch(seed=3)
+    plain = nat_candidates(model, src, delta_t=2)
+    deduped = nat_candidates(model, src, delta_t=2, dedupe=True)
+    assert deduped.lengths.lt(plain.lengths).any()  # repeats were removed somewhere
+    assert torch.equal(deduped.nat_scores, plain.nat_scores)
+    want = (plain.nat_scores / plain.lengths.float()).view(3, 5)
+    assert torch.allclose(rescore(deduped, src, normalize=True), want)
+    assert torch.allclose(rescore(plain, src, normalize=True), want)
+    best = length_parallel_decode(model, src, delta_t=2, dedupe=True, graphs=False)
+    assert torch.allclose(best.scores, want.max(1).values)
 
 
 def test_generate_uses_attached_rescorer():

@@ -2,14 +2,17 @@
 
 * ``nat``: token NLL of the reference at its own length (c = one-hot(y*_t), optionally smoothed) plus
   ``length_loss_weight`` × the length-class NLL (c = one-hot(L*)).  Decoder inputs are copies of the
-  encoder states for the reference length L* (the length predictor is trained, not used, here).
+  source embeddings (or encoder states) for the reference length L* (the length predictor is trained, not used,
+  here).  With ``init_from`` (a ``dat`` checkpoint) the NAT starts from the demonstrator's weights, as
+  imitate-NAT does, so that the two differ in the imitation term only.
 * ``dat``: MLE plus λ1 × Σ_layers KL(π′ ‖ π), π′ ∝ π² / c, with c the moving average
   c ← m·c + (1−m)·mean_t π(o_t) per layer (a buffer of this algorithm: saved in checkpoints; under DDP
   the batch mean is all-reduced, so every rank keeps the same c).
 * ``imitate_nat``: the ``nat`` loss plus λ2 × Σ_layers KL(π_AT ‖ π_NAT) (= CE minus the teacher's
   constant entropy, one loss with c = π_AT).  The frozen demonstrator (a ``dat`` checkpoint) computes
   π_AT with teacher forcing on the same reference positions; the NAT is initialised from its weights
-  (every tensor whose name and shape match) at the first step of a fresh run.
+  (every tensor whose name and shape match, :func:`~seqlab.nat.models.init_from_teacher`) at the first step of
+  a fresh run.  ``imitation_weight: 0`` is the control: the same initialisation and data, no imitation.
 
 Likelihood-type terms are averaged over target tokens (the KL terms too, summed over layers), the
 length term over sentences.
@@ -68,6 +71,22 @@ def same_vocabulary(a: Any, b: Any) -> bool:
     return all(a.id_to_token(i) == b.id_to_token(i) for i in range(a.vocab_size))
 
 
+def load_demonstrator(path: str, ctx: AlgorithmContext, algorithm: str) -> Any:
+    """The frozen, eval-mode model of checkpoint ``path`` on ``ctx.device``, checked to share the task's target
+    vocabulary (token by token)."""
+    from seqlab.inference import load_checkpoint_model
+
+    loaded = load_checkpoint_model(path, ctx.device)
+    model = loaded.model
+    if model.vocab_size != ctx.vocab_size or not same_vocabulary(loaded.tgt_tokenizer, ctx.tgt_tokenizer):
+        raise ValueError(f"{algorithm}: {path} has another target vocabulary than the task: train the NAT with "
+                         "the demonstrator's tokenizers (copy its run's tokenizers/ folder into run_dir before "
+                         "training)")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
 def _require(model: Any, *methods: str, algorithm: str, arch: str) -> None:
     missing = [m for m in methods if not hasattr(model, m)]
     if missing:
@@ -77,13 +96,34 @@ def _require(model: Any, *methods: str, algorithm: str, arch: str) -> None:
 
 @register("nat")
 class NATAlgorithm(Algorithm):
-    """NAT likelihood at the reference length plus the length-prediction loss."""
+    """NAT likelihood at the reference length plus the length-prediction loss; optionally initialised from a
+    demonstrator checkpoint (``init_from``)."""
 
     def __init__(self, ctx: AlgorithmContext, label_smoothing: float | None = None,
-                 length_loss_weight: float = 0.1):
+                 length_loss_weight: float = 0.1, init_from: str | None = None):
         super().__init__(ctx)
         self.label_smoothing = ctx.label_smoothing if label_smoothing is None else label_smoothing
         self.length_loss_weight = length_loss_weight
+        self.__dict__["init_source"] = None  # the model whose weights start a fresh run (outside the module tree)
+        if init_from:
+            self.set_init_source(load_demonstrator(init_from, ctx, self.name), str(init_from))
+
+    def set_init_source(self, model: Any, description: str) -> None:
+        """Start a fresh run from ``model``'s weights (at the first step; a resumed run keeps its own)."""
+        self.__dict__["init_source"] = model
+        self.init_description = description
+        if not hasattr(self, "initialized"):
+            self.register_buffer("initialized", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def maybe_initialize(self, model: Any) -> None:
+        """Copy the init source's matching tensors into ``model`` once per run (the flag is saved in checkpoints)."""
+        source = self.__dict__["init_source"]
+        if source is None or bool(self.initialized):
+            return
+        if not init_from_teacher(model, source):
+            raise ValueError(f"{self.name}: no tensor of {self.init_description} matches the NAT by name and shape")
+        self.initialized.fill_(1)
 
     def nat_terms(self, model: Any, batch: Any) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor,
                                                          list[torch.Tensor]]:
@@ -108,6 +148,7 @@ class NATAlgorithm(Algorithm):
         return loss, stats, body, log_pis
 
     def loss(self, model: Any, batch: Any, progress: Progress) -> tuple[torch.Tensor, dict[str, Any]]:
+        self.maybe_initialize(model)
         loss, stats, _, _ = self.nat_terms(model, batch)
         return loss, stats
 
@@ -122,23 +163,16 @@ class ImitateNAT(NATAlgorithm):
         super().__init__(ctx, label_smoothing=label_smoothing, length_loss_weight=length_loss_weight)
         if not teacher:
             raise ValueError("imitate_nat needs option 'teacher': the path of a trained 'dat' checkpoint")
-        from seqlab.inference import load_checkpoint_model
-
-        loaded = load_checkpoint_model(teacher, ctx.device)
-        model = loaded.model
+        model = load_demonstrator(teacher, ctx, self.name)
         if not hasattr(model, "decode_with_actions") or not hasattr(model, "imitation"):
             raise ValueError(f"imitate_nat teacher {teacher} is a {type(model).__name__}, not a 'dat' model")
-        if model.vocab_size != ctx.vocab_size or not same_vocabulary(loaded.tgt_tokenizer, ctx.tgt_tokenizer):
-            raise ValueError(f"imitate_nat teacher {teacher} has another target vocabulary than the task: "
-                             "train the NAT with the teacher's tokenizers (copy its run's tokenizers/ folder "
-                             "into run_dir before training)")
-        for p in model.parameters():
-            p.requires_grad_(False)
         self.teacher_path = str(teacher)
-        self.__dict__["teacher"] = model.eval()  # frozen, outside the module tree: not saved, not optimised
+        self.__dict__["teacher"] = model  # frozen, outside the module tree: not saved, not optimised
         self.imitation_weight = imitation_weight
         self.init_teacher_weights = init_from_teacher
-        self.register_buffer("initialized", torch.zeros((), dtype=torch.long))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.long))  # saved whether or not it is used
+        if init_from_teacher:
+            self.set_init_source(model, f"teacher {teacher}")
 
     @torch.no_grad()
     def teacher_actions(self, batch: Any) -> list[torch.Tensor]:
@@ -148,11 +182,7 @@ class ImitateNAT(NATAlgorithm):
         return [lp.float().exp() for lp in log_pis]
 
     def loss(self, model: Any, batch: Any, progress: Progress) -> tuple[torch.Tensor, dict[str, Any]]:
-        if self.init_teacher_weights and not bool(self.initialized):
-            copied = init_from_teacher(model, self.__dict__["teacher"])
-            if not copied:
-                raise ValueError("imitate_nat: no teacher tensor matches the NAT by name and shape")
-            self.initialized.fill_(1)
+        self.maybe_initialize(model)
         loss, stats, body, student = self.nat_terms(model, batch)
         if not student:
             raise ValueError("imitate_nat needs a NAT with imitation modules (model option imitation: true)")

@@ -6,7 +6,8 @@ all of them in one teacher-forced pass of the autoregressive teacher, and keep p
 with the highest teacher log-likelihood.  By default that log-likelihood is normalised by length (mean
 over the candidate's tokens and its EOS): the summed log-likelihood systematically prefers the shortest
 candidate, which costs BLEU through the brevity penalty.  ``normalize=False`` uses the sum.
-Without a teacher the NAT rescores its own candidates (log p(y | x, L) per token, same normalisation).
+Without a teacher the NAT rescores its own candidates (log p(y | x, L), normalised by the L positions it decoded,
+also when repeat removal has shortened a candidate since).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ class Candidates:
 
     tokens: torch.Tensor  # [B*K, T] tokens, EOS, PAD
     lengths: torch.Tensor  # [B*K] tokens without EOS
-    nat_scores: torch.Tensor  # [B*K] sum of the NAT's token log-probabilities
+    nat_scores: torch.Tensor  # [B*K] sum of the NAT's token log-probabilities over its decoded positions
     per_source: int  # K
+    decoded_lengths: torch.Tensor | None = None  # [B*K] positions summed in nat_scores (lengths before dedupe)
 
 
 def collapse_repeats(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,16 +84,18 @@ def nat_candidates(model: Any, src: torch.Tensor, delta_t: int = 0, max_len: int
     valid = torch.arange(tokens.size(1), device=src.device)[None, :] < lengths[:, None]
     scores = (best * valid).sum(1)
     tokens = tokens.masked_fill(~valid, PAD_ID)
+    decoded = lengths
     if dedupe:
         tokens, lengths = collapse_repeats(tokens, lengths)
-    return Candidates(append_eos(tokens, lengths, None if width is None else width + 1), lengths, scores, k)
+    return Candidates(append_eos(tokens, lengths, None if width is None else width + 1), lengths, scores, k, decoded)
 
 
 @torch.no_grad()
 def rescore(candidates: Candidates, src: torch.Tensor, teacher: Any | None = None, nat: Any | None = None,
             normalize: bool = True) -> torch.Tensor:
     """Scores [B, K] of the candidates: the teacher's log-likelihood (one batch, encoder run once per
-    source), or the NAT's own token log-probabilities without a teacher; optionally per token."""
+    source), or the NAT's own token log-probabilities without a teacher; optionally per token (the teacher's over
+    the candidate's tokens and EOS, the NAT's over the positions it decoded, which repeat removal does not change)."""
     k = candidates.per_source
     if teacher is not None:
         enc = teacher.encode(src)
@@ -100,7 +104,8 @@ def rescore(candidates: Candidates, src: torch.Tensor, teacher: Any | None = Non
         total = teacher.score(src_k, candidates.tokens, enc=enc).float().sum(1)
         count = candidates.lengths + 1  # tokens and EOS
     else:
-        total, count = candidates.nat_scores, candidates.lengths.clamp(min=1)
+        decoded = candidates.lengths if candidates.decoded_lengths is None else candidates.decoded_lengths
+        total, count = candidates.nat_scores, decoded.clamp(min=1)
     scores = total / count.float() if normalize else total
     return scores.view(-1, k)
 

@@ -5,10 +5,12 @@
 protocol (encode / decode / init_state / step), so beam search, ``score`` and the MLE path work on it,
 and adds :meth:`DAT.decode_with_actions` returning the per-layer action log-distributions.
 
-``nat``: the same encoder; a non-causal decoder whose inputs are copies of the (top) encoder states —
-UniformCopy (source position round(T′ t / T)) or SoftCopy (w_tj = softmax_j(−|t − j| / τ), τ learnable) —
-plus sinusoidal positions; a length predictor (classification over the target length or over its offset
-from the source length, from the mean-pooled encoder output); optional imitation modules.  All target
+``nat``: the same encoder; a non-causal decoder whose inputs are copies of the source embeddings (the papers'
+choice; ``copy_source: encoder`` copies the top encoder states instead) — UniformCopy (source position
+round(S′ t / L)) or SoftCopy (w_tj = softmax_j(−|c_t − j| / τ), τ learnable, c_t = t or, with
+``softcopy_positions: scaled``, t scaled to the source length) — plus sinusoidal positions; a length
+predictor (classification over the target length or over its offset from the source length, from the
+mean-pooled encoder output); optional imitation modules.  All target
 tokens come out of one decoder pass.  Parameter names mirror ``dat`` (``tgt_embed``, ``encoder``,
 ``layers``, ``norm``, ``imitation``) so :func:`init_from_teacher` can copy a demonstrator's weights.
 
@@ -55,18 +57,28 @@ def uniform_copy_indices(src_lengths: torch.Tensor, tgt_lengths: torch.Tensor, w
     return idx.masked_fill(t >= tgt_lengths[:, None], 0)
 
 
-def soft_copy_weights(width: int, src_pad_mask: torch.Tensor, tau: torch.Tensor | float) -> torch.Tensor:
-    """SoftCopy (Wei et al. 2019): w_tj = softmax_j(−|t − j| / τ) over the non-padding source positions j.
+def soft_copy_weights(width: int, src_pad_mask: torch.Tensor, tau: torch.Tensor | float,
+                      stride: torch.Tensor | None = None) -> torch.Tensor:
+    """SoftCopy (Wei et al. 2019): w_tj = softmax_j(−|c_t − j| / τ) over the non-padding source positions j,
+    with c_t = t, or c_t = stride_b · t given a per-row ``stride`` [B] (source positions per target position).
 
     Returns [B, width, S]; every row sums to one."""
     s = src_pad_mask.size(1)
     t = torch.arange(width, device=src_pad_mask.device, dtype=torch.float)
     j = torch.arange(s, device=src_pad_mask.device, dtype=torch.float)
     tau = torch.as_tensor(tau, device=src_pad_mask.device, dtype=torch.float)
-    logits = -(t[:, None] - j[None, :]).abs() / tau  # [T, S]
-    logits = logits[None].expand(src_pad_mask.size(0), -1, -1)
+    centers = t[None, :] if stride is None else stride.float()[:, None] * t[None, :]  # [1 or B, T]
+    logits = -(centers[:, :, None] - j[None, None, :]).abs() / tau  # [1 or B, T, S]
+    logits = logits.expand(src_pad_mask.size(0), -1, -1)
     logits = logits.masked_fill(src_pad_mask[:, None, :], float("-inf"))
     return logits.softmax(-1)
+
+
+def scaled_copy_stride(src_lengths: torch.Tensor, tgt_lengths: torch.Tensor) -> torch.Tensor:
+    """Source positions per target position that map the first and last of L target positions onto the first and
+    last of S′ source tokens, (S′ − 1) / (L − 1) (0 for L = 1): fairseq's uniform assignment, unrounded."""
+    stride = (src_lengths.float() - 1) / (tgt_lengths.float() - 1).clamp(min=1)
+    return stride.masked_fill(tgt_lengths <= 1, 0.0)
 
 
 def source_lengths(enc: Encoded) -> torch.Tensor:
@@ -110,7 +122,9 @@ class DAT(Transformer):
 @dataclass
 class NATConfig(TransformerConfig):
     copy: str = "softcopy"  # softcopy | uniform
+    copy_source: str = "embeddings"  # embeddings (scaled source embeddings, the papers') | encoder (top states)
     softcopy_tau: float = 1.0  # initial τ (learned as log τ)
+    softcopy_positions: str = "absolute"  # absolute: c_t = t (the paper) | scaled: t (S′ − 1) / (L − 1)
     imitation: bool = False  # imitation modules in the decoder (imitate-NAT)
     n_actions: int = 512
     imitation_hidden: int | None = None
@@ -131,6 +145,10 @@ class NAT(Seq2SeqModel):
             raise ValueError(f"NAT copy must be 'softcopy' or 'uniform', got {cfg.copy!r}")
         if cfg.length_mode not in ("offset", "absolute"):
             raise ValueError(f"NAT length_mode must be 'offset' or 'absolute', got {cfg.length_mode!r}")
+        if cfg.copy_source not in ("embeddings", "encoder"):
+            raise ValueError(f"NAT copy_source must be 'embeddings' or 'encoder', got {cfg.copy_source!r}")
+        if cfg.softcopy_positions not in ("absolute", "scaled"):
+            raise ValueError(f"NAT softcopy_positions must be 'absolute' or 'scaled', got {cfg.softcopy_positions!r}")
         self.cfg, self.vocab_size = cfg, cfg.tgt_vocab_size
         self.tgt_embed = nn.Embedding(cfg.tgt_vocab_size, cfg.d_model, padding_idx=PAD_ID)
         shared = cfg.share_embeddings and cfg.src_vocab_size == cfg.tgt_vocab_size
@@ -148,7 +166,7 @@ class NAT(Seq2SeqModel):
             self.log_tau = nn.Parameter(torch.tensor(math.log(cfg.softcopy_tau)))
         positions = sinusoidal_positions(cfg.max_positions, cfg.d_model)
         self.register_buffer("positions", positions, persistent=False)
-        for emb in {self.tgt_embed, src_embed}:
+        for emb in dict.fromkeys([self.tgt_embed, src_embed]):  # a fixed order (a set's depends on addresses)
             nn.init.normal_(emb.weight, std=cfg.d_model**-0.5)
             with torch.no_grad():
                 emb.weight[PAD_ID].zero_()
@@ -156,8 +174,17 @@ class NAT(Seq2SeqModel):
 
     # ------------------------------------------------------------------ encoder and length
     def encode(self, src: torch.Tensor) -> Encoded:
+        """Encoder states, and with ``copy_source: embeddings`` the scaled source embeddings (``extra["embedded"]``,
+        [B, S, D], no positions, no dropout: what the decoder inputs copy)."""
         memory, pad_mask = self.encoder(src)
-        return Encoded(memory, pad_mask)
+        if self.cfg.copy_source == "encoder":
+            return Encoded(memory, pad_mask)
+        embedded = self.encoder.embed(src) * self.encoder.scale
+        return Encoded(memory, pad_mask, {"embedded": embedded.to(memory.dtype)})
+
+    def copy_states(self, enc: Encoded) -> torch.Tensor:
+        """What the decoder inputs copy [B, S, D]: the scaled source embeddings or the top encoder states."""
+        return enc.memory if self.cfg.copy_source == "encoder" else enc.extra["embedded"]
 
     @property
     def tau(self) -> torch.Tensor:
@@ -191,14 +218,17 @@ class NAT(Seq2SeqModel):
 
     # ------------------------------------------------------------------ decoder
     def decoder_inputs(self, enc: Encoded, lengths: torch.Tensor, width: int | None = None) -> torch.Tensor:
-        """Copied encoder states for target lengths ``lengths`` [B] -> [B, width, D] (before positions);
-        ``width`` defaults to max L (a device sync: give it, at least max L, for a fixed-shape pass)."""
+        """Copied source states (:meth:`copy_states`) for target lengths ``lengths`` [B] -> [B, width, D] (before
+        positions); ``width`` defaults to max L (a device sync: give it, at least max L, for a fixed-shape pass)."""
         width = int(lengths.max()) if width is None else width
+        states = self.copy_states(enc)
         if self.cfg.copy == "uniform":
             idx = uniform_copy_indices(source_lengths(enc), lengths, width)
-            return enc.memory.gather(1, idx.unsqueeze(-1).expand(-1, -1, enc.memory.size(-1)))
-        w = soft_copy_weights(width, enc.pad_mask, self.tau)
-        return torch.bmm(w.to(enc.memory.dtype), enc.memory)
+            return states.gather(1, idx.unsqueeze(-1).expand(-1, -1, states.size(-1)))
+        stride = (scaled_copy_stride(source_lengths(enc), lengths.clamp(min=1))
+                  if self.cfg.softcopy_positions == "scaled" else None)
+        w = soft_copy_weights(width, enc.pad_mask, self.tau, stride)
+        return torch.bmm(w.to(states.dtype), states)
 
     def decode_with_actions(self, enc: Encoded, lengths: torch.Tensor, width: int | None = None
                             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -283,8 +313,10 @@ class NAT(Seq2SeqModel):
 # ---------------------------------------------------------------------------------------------- init
 @torch.no_grad()
 def init_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:
-    """Copy every teacher tensor whose name and shape match the student's (encoder, embeddings, decoder
-    layers, imitation modules, output norm).  Returns the names copied."""
+    """Copy every teacher tensor whose name and shape match the student's.  From a ``dat`` (or ``transformer``)
+    demonstrator into a NAT: the embeddings, the encoder, the decoder layers (self-attention, cross-attention,
+    feed-forward, their norms), the output norm and, when both have them, the imitation modules; the NAT's
+    length head and SoftCopy τ keep their initialisation.  Returns the names copied."""
     src = teacher.state_dict()
     copied = []
     for name, value in student.state_dict().items():
