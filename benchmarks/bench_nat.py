@@ -6,8 +6,11 @@ given checkpoint; distil the training set with it (beam search, ``seqlab distill
     nat_uniformcopy, nat_softcopy             NAT on the distilled corpus (UniformCopy / SoftCopy inputs)
     nat_uniformcopy_nokd, nat_softcopy_nokd   the same on the original references
     imitate_nat, imitate_nat_nokd             imitate-NAT (SoftCopy), with / without distillation
+    imitate_nat_w0                            the control: imitate-NAT with imitation weight 0
 
-(every run uses the demonstrator's tokenizers), then score on test_2016_flickr (sacreBLEU) the rows above,
+(every run uses the demonstrator's tokenizers and starts from the demonstrator's weights, as imitate-NAT does:
+embeddings, encoder, decoder layers, output norm, and the imitation modules of the imitate-NAT rows; decoder
+inputs copy the source embeddings), then score on test_2016_flickr (sacreBLEU) the rows above,
 ``at_greedy`` / ``at_beam`` (the demonstrator) and ``imitate_nat_lpd`` (imitate-NAT with length-parallel
 decoding over [L̂ − ΔT, L̂ + ΔT], ΔT = 3, rescored by the demonstrator), and measure batch-1 latency
 (median over the first ``--latency-sentences`` test sentences, fp32, after warm-up; encoder included)
@@ -23,15 +26,24 @@ Training runs are ``seqlab train`` subprocesses; with several GPUs they run side
 Metrics: multi30k_<pair>_<row>_test2016_bleu (pair deen / ende), multi30k_<pair>_<row>_train_steps,
 multi30k_<pair>_distilled_corpus_bleu, multi30k_<pair>_teacher_beam_test2016_bleu (from distillation), and, on
 ``--latency-pair`` (default the first pair), <row>_batch1_latency_ms, <row>_speedup_vs_at_greedy,
-<row>_speedup_vs_at_beam (seqlab's default decoding: CUDA graphs for the AT searches and for NAT batches of
-up to 8 sources), the same with the ``_eager`` suffix (no graphs), and <row>_batch1_graph_equals_eager (the
+<row>_speedup_vs_at_beam (seqlab's default decoding: CUDA graphs for AT greedy search, one replay per token, and
+for NAT batches of up to 8 sources, one replay per decode; beam search has no graph path and runs eagerly in
+both passes), the same with the ``_eager`` suffix (no graphs), and <row>_batch1_graph_equals_eager (the
 fraction of the latency sentences whose graph output equals the eager one).
+
+``--imitation-weights 0,0.001,0.01,0.1`` trains imitate-NAT rows ``imitate_nat_w<weight>`` instead of the table's
+(same initialisation, distillation and copy; only the weight λ2 of the imitation term differs) and scores them
+with the AT rows, without latencies; ``--record NAME`` writes the entries to benchmarks/results/NAME.json
+whatever the device (the CPU sweep: docs/nat.md).
 
 ``--nat-steps 1000,2000,3000`` trains in stages: every row reaches a stage before any goes on, each stage's
 best checkpoints are kept (``<row>/step<N>.pt``) and scored in the background while the next trains, and the
 report is the last stage every row completed (``--evaluate-only`` after an interruption).  Written to
-benchmarks/results/nat_<device type>.json only for full (non-smoke) runs on a GPU; always to
-<work>/results.json.
+benchmarks/results/nat_<device type>.json only for full (non-smoke) runs on a GPU (or to NAME.json with
+``--record NAME``); always to <work>/results.json.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_nat.py --smoke --pairs de-en --work /tmp/nat_sweep \
+        --imitation-weights 0,0.001,0.01,0.1 --record nat_imitation_sweep_cpu     # the CPU imitation sweep
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +73,42 @@ from seqlab.data.vocab import EOS_ID  # noqa: E402
 
 CONFIGS = REPO / "configs"
 
-#: trained rows: (config, copy, distilled corpus?)
-TRAINED_ROWS: dict[str, tuple[str, str, bool]] = {
-    "nat_uniformcopy": ("multi30k_nat.yaml", "uniform", True),
-    "nat_softcopy": ("multi30k_nat.yaml", "softcopy", True),
-    "nat_uniformcopy_nokd": ("multi30k_nat.yaml", "uniform", False),
-    "nat_softcopy_nokd": ("multi30k_nat.yaml", "softcopy", False),
-    "imitate_nat": ("multi30k_imitate_nat.yaml", "softcopy", True),
-    "imitate_nat_nokd": ("multi30k_imitate_nat.yaml", "softcopy", False),
+
+@dataclass(frozen=True)
+class Row:
+    """A trained row: its config, copy, whether it trains on the distilled corpus, and (imitate-NAT rows) the
+    imitation weight λ2 (None: the config's, 0.001)."""
+
+    config: str
+    copy: str
+    distilled: bool
+    imitation_weight: float | None = None
+
+    @property
+    def imitates(self) -> bool:
+        return self.config == "multi30k_imitate_nat.yaml"
+
+
+TRAINED_ROWS: dict[str, Row] = {
+    "nat_uniformcopy": Row("multi30k_nat.yaml", "uniform", True),
+    "nat_softcopy": Row("multi30k_nat.yaml", "softcopy", True),
+    "nat_uniformcopy_nokd": Row("multi30k_nat.yaml", "uniform", False),
+    "nat_softcopy_nokd": Row("multi30k_nat.yaml", "softcopy", False),
+    "imitate_nat": Row("multi30k_imitate_nat.yaml", "softcopy", True),
+    "imitate_nat_nokd": Row("multi30k_imitate_nat.yaml", "softcopy", False),
+    "imitate_nat_w0": Row("multi30k_imitate_nat.yaml", "softcopy", True, 0.0),  # the control: no imitation
 }
 ROWS = ["at_greedy", "at_beam", *TRAINED_ROWS, "imitate_nat_lpd"]
+
+
+def sweep_rows(weights: list[float]) -> dict[str, Row]:
+    """imitate-NAT rows ``imitate_nat_w<weight>`` that differ in the imitation weight only."""
+    return {f"imitate_nat_w{w:g}": Row("multi30k_imitate_nat.yaml", "softcopy", True, w) for w in weights}
+
+
+def evaluated_rows(trained: dict[str, Row]) -> list[str]:
+    """The AT rows, the trained ones, and LPD when the table's imitate-NAT row is among them."""
+    return ["at_greedy", "at_beam", *trained, *(["imitate_nat_lpd"] if "imitate_nat" in trained else [])]
 
 SMOKE_MODEL = {"d_model": 64, "n_heads": 4, "ffn_dim": 128, "encoder_layers": 2, "decoder_layers": 2,
                "dropout": 0.1, "n_actions": 32}
@@ -222,19 +261,23 @@ def row_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Pat
     for pair in pairs:
         distilled = Path(args.work) / pair / "distilled"
         kd_task = json.loads((distilled / "task.json").read_text())
-        for row, (config, copy, kd) in TRAINED_ROWS.items():
+        for row, spec in args.trained_rows.items():
             run = Path(args.work) / pair / row
             if not (run / "tokenizers").exists():  # the demonstrator's tokenizers, for every row
                 shutil.copytree(distilled / "tokenizers", run / "tokenizers")
-            task = (["task.name=parallel", f"task.options={yaml_value(kd_task)}"] if kd else
+            task = (["task.name=parallel", f"task.options={yaml_value(kd_task)}"] if spec.distilled else
                     ["task.name=multi30k", f"task.options={yaml_value(multi30k_options(args, pair))}"])
-            ov = common_overrides(args, run, args.nat_minutes, steps) + task + [f"model.options.copy={copy}"]
+            ov = common_overrides(args, run, args.nat_minutes, steps) + task + [f"model.options.copy={spec.copy}"]
             if args.smoke:  # the smoke model options replaced the config's: restore the row's switch
-                ov.append(f"model.options.imitation={yaml_value(row.startswith('imitate'))}")
-            if row.startswith("imitate"):
+                ov.append(f"model.options.imitation={yaml_value(spec.imitates)}")
+            if spec.imitates:  # the demonstrator is the teacher and (init_from_teacher) the initialisation
                 ov.append(f"algorithm.options.teacher={teachers[pair]}")
+                if spec.imitation_weight is not None:
+                    ov.append(f"algorithm.options.imitation_weight={yaml_value(spec.imitation_weight)}")
+            else:  # the same initialisation as imitate-NAT
+                ov.append(f"algorithm.options.init_from={teachers[pair]}")
             ov += args.nat_override
-            jobs.append(Job(f"{pair}/{row}", seqlab_train(CONFIGS / config, ov), run / "train.log",
+            jobs.append(Job(f"{pair}/{row}", seqlab_train(CONFIGS / spec.config, ov), run / "train.log",
                             run / "results.json", steps))
     return jobs
 
@@ -248,7 +291,7 @@ def freeze_stage(args: argparse.Namespace, pairs: list[str], steps: int | None) 
     """Keep every row's best checkpoint and results of this stage (the next stage trains on from them)."""
     tag = stage_tag(steps)
     for pair in pairs:
-        for row in TRAINED_ROWS:
+        for row in args.trained_rows:
             run = Path(args.work) / pair / row
             shutil.copyfile(best_checkpoint(run), run / f"{tag}.pt")
             shutil.copyfile(run / "results.json", run / f"results_{tag}.json")
@@ -307,8 +350,9 @@ class PairModels:
         tokenizers = Path(args.work) / pair / "distilled" / "tokenizers"
         self.test = load_task("multi30k", multi30k_options(args, pair), tokenizers).test
         self.nats = {row: load_checkpoint_model(Path(args.work) / pair / row / f"{tag}.pt", self.device).model
-                     for row in TRAINED_ROWS}
-        self.nats["imitate_nat_lpd"] = self.nats["imitate_nat"]
+                     for row in args.trained_rows}
+        if "imitate_nat" in self.nats:
+            self.nats["imitate_nat_lpd"] = self.nats["imitate_nat"]
         self.delta = {row: args.delta_t if row == "imitate_nat_lpd" else 0 for row in self.nats}
 
     def nat_decoder(self, row: str, graphs: bool | None = None) -> Any:
@@ -330,11 +374,11 @@ def bleu_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str)
 
     cache = Path(args.work) / pair / f"eval_{tag}.json"
     done = json.loads(cache.read_text()) if cache.exists() else {}
-    if all(f"{r}_bleu" in done for r in ROWS):
+    if all(f"{r}_bleu" in done for r in args.rows):
         return done
     m = PairModels(args, pair, teacher_path, tag)
     tok = (m.teacher.src_tokenizer, m.teacher.tgt_tokenizer)
-    for row in ROWS:
+    for row in args.rows:
         if f"{row}_bleu" in done:
             continue
         check_deadline(args.deadline)
@@ -347,7 +391,7 @@ def bleu_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str)
         done[f"{row}_bleu"] = scores["bleu"]
         print(f"{pair} {tag} {row}: test2016 BLEU {scores['bleu']:.2f}")
         cache.write_text(json.dumps(done, indent=2))
-    for row in TRAINED_ROWS:
+    for row in args.trained_rows:
         done[f"{row}_steps"] = json.loads((Path(args.work) / pair / row / f"results_{tag}.json").read_text())["steps"]
     cache.write_text(json.dumps(done, indent=2))
     return done
@@ -375,8 +419,9 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
     before = os.environ.get("SEQLAB_CUDA_GRAPHS")
     try:
         for mode, env in (("graph", "1"), ("eager", "0")):
-            os.environ["SEQLAB_CUDA_GRAPHS"] = env  # the AT searches' switch; the NAT decoders get it explicitly
-            for row in ROWS:
+            # AT greedy's switch (beam search has no graph path: eager in both passes); NAT decoders get it explicitly
+            os.environ["SEQLAB_CUDA_GRAPHS"] = env
+            for row in args.rows:
                 check_deadline(args.deadline)
                 fn = fns.get(row) or m.one_source(row, graphs=None if mode == "graph" else False)
                 ms, outputs = batch1_decode(fn, ids, m.device)
@@ -388,7 +433,7 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
             os.environ.pop("SEQLAB_CUDA_GRAPHS", None)
         else:
             os.environ["SEQLAB_CUDA_GRAPHS"] = before
-    for row in ROWS:
+    for row in args.rows:
         graph, eager = done.pop(f"{row}_graph_outputs"), done.pop(f"{row}_eager_outputs")
         done[f"{row}_graph_equals_eager"] = sum(g == e for g, e in zip(graph, eager, strict=True)) / len(graph)
     cache.write_text(json.dumps(done, indent=2))
@@ -400,18 +445,20 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
     """Entries (and <work>/results.json, summary.json) of one completed stage."""
     work, tag, latency_pair = Path(args.work), stage_tag(steps), args.latency_pair or args.pairs[0]
     command = results_io.command_line()
+    if args.gpus == 0 and os.environ.get("OMP_NUM_THREADS"):
+        command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {command}"
     entries, summary = [], {"stage": tag}
     for pair in args.pairs:
         res = bleu_pass(args, pair, teachers[pair], tag)
-        if pair == latency_pair and (args.gpus > 0 or args.smoke):
+        if pair == latency_pair and (args.gpus > 0 or args.smoke) and not args.imitation_weights:
             res = {**res, **latency_pass(args, pair, teachers[pair], tag)}
         distill = json.loads((work / pair / "distilled" / "distill.json").read_text())
         summary[pair] = {"eval": res, "distill": {k: v for k, v in distill.items() if k != "task_options"}}
         name = f"multi30k_{pair_name(pair)}"
-        for row in ROWS:
+        for row in args.rows:
             entries.append(results_io.entry(f"{name}_{row}_test2016_bleu", round(res[f"{row}_bleu"], 2), "BLEU",
                                             command))
-        for row in TRAINED_ROWS:
+        for row in args.trained_rows:
             entries.append(results_io.entry(f"{name}_{row}_train_steps", res[f"{row}_steps"], "steps", command))
         entries.append(results_io.entry(f"{name}_distilled_corpus_bleu",
                                         round(distill["distilled_vs_references"]["bleu"], 2), "BLEU", command))
@@ -422,7 +469,7 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
             continue
         for mode, suffix in (("", "_latency_ms"), ("_eager", "_latency_eager_ms")):
             at_greedy, at_beam = res[f"at_greedy{suffix}"], res[f"at_beam{suffix}"]
-            for row in ROWS:
+            for row in args.rows:
                 ms = res[f"{row}{suffix}"]
                 entries.append(results_io.entry(f"{row}_batch1{suffix}", round(ms, 3), "ms", command))
                 if row != "at_greedy":
@@ -431,11 +478,11 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
                 if row != "at_beam":
                     entries.append(results_io.entry(f"{row}_speedup_vs_at_beam{mode}", round(at_beam / ms, 2),
                                                     "x", command))
-        for row in ROWS:
+        for row in args.rows:
             entries.append(results_io.entry(f"{row}_batch1_graph_equals_eager", res[f"{row}_graph_equals_eager"],
                                             "fraction", command))
     if args.stages is not None and len(args.stages) > 1:  # every scored stage, for the BLEU-vs-steps table
-        entries += stage_entries(work, None, None, None, command, strict=False)
+        entries += stage_entries(work, None, None, None, command, strict=False, rows=args.rows)
     (work / "results.json").write_text(json.dumps(entries, indent=2) + "\n")
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {work / 'results.json'} and {work / 'summary.json'}")
@@ -443,7 +490,7 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
 
 
 def stage_entries(work: Path, stages: list[int] | None, device: str | None, commit: str | None, command: str,
-                  skip_rows: tuple[str, ...] = (), strict: bool = True) -> list[dict]:
+                  skip_rows: tuple[str, ...] = (), strict: bool = True, rows: list[str] = ROWS) -> list[dict]:
     """``multi30k_<pair>_<row>_test2016_bleu_step<N>`` of every scored stage (device / commit: this run's when
     None); a stage not fully scored is an error, or skipped when not ``strict``."""
     entries = []
@@ -452,13 +499,13 @@ def stage_entries(work: Path, stages: list[int] | None, device: str | None, comm
         if stages is not None and steps not in stages:
             continue
         scores = json.loads(path.read_text())
-        missing = [r for r in ROWS if f"{r}_bleu" not in scores]
+        missing = [r for r in rows if r not in skip_rows and f"{r}_bleu" not in scores]
         if missing and strict:
             raise SystemExit(f"{path}: stage not fully scored (no BLEU for {missing})")
         if missing:
             print(f"[skip] {path}: stage not fully scored")
             continue
-        for row in (r for r in ROWS if r not in skip_rows):
+        for row in (r for r in rows if r not in skip_rows):
             e = results_io.entry(f"multi30k_{pair_name(pair)}_{row}_test2016_bleu_step{steps}",
                                  round(scores[f"{row}_bleu"], 2), "BLEU", command)
             entries.append({**e, "device": device or e["device"], "commit": commit or e["commit"]})
@@ -516,6 +563,10 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny models, few steps: proves the pipeline only")
     p.add_argument("--smoke-steps", type=int, default=300)
     p.add_argument("--no-record", action="store_true", help="never write benchmarks/results/")
+    p.add_argument("--record", default=None, metavar="NAME",
+                   help="write the entries to benchmarks/results/NAME.json whatever the device (e.g. a CPU sweep)")
+    p.add_argument("--imitation-weights", default=None, metavar="W[,W2,...]",
+                   help="train imitate-NAT rows imitate_nat_w<W> (imitation weight W) instead of the table's rows")
     p.add_argument("--train-only", action="store_true",
                    help="stop after training (evaluate later, e.g. with the GPU to itself for the latencies)")
     p.add_argument("--evaluate-only", action="store_true",
@@ -525,6 +576,10 @@ def main() -> None:
                    help="stop (resumably) after this many minutes, e.g. under a per-command time limit")
     args = p.parse_args()
     args.stages = parse_stages(args.nat_steps)
+    args.imitation_weights = (None if args.imitation_weights is None
+                              else [float(w) for w in args.imitation_weights.split(",")])
+    args.trained_rows = TRAINED_ROWS if args.imitation_weights is None else sweep_rows(args.imitation_weights)
+    args.rows = evaluated_rows(args.trained_rows)
     args.deadline = None if args.deadline_minutes is None else time.time() + 60 * args.deadline_minutes
     if args.smoke:
         args.max_train = args.max_train or 3000
@@ -563,8 +618,10 @@ def main() -> None:
         raise SystemExit("no stage completed yet: train first")
     entries = report(args, teachers, stages[-1])
     on_gpu = args.gpus > 0 and torch.cuda.is_available()
-    if args.smoke or args.no_record or not on_gpu:
-        print("not recorded in benchmarks/results/ (smoke run, --no-record, or no GPU)")
+    if args.record and not args.no_record:
+        print("wrote", results_io.write(args.record, entries))
+    elif args.smoke or args.no_record or not on_gpu or args.imitation_weights:
+        print("not recorded in benchmarks/results/ (smoke run, sweep without --record, --no-record, or no GPU)")
     else:
         print("wrote", results_io.write("nat_cuda", entries))
     for e in entries:
