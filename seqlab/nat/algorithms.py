@@ -184,6 +184,13 @@ class ImitateNAT(NATAlgorithm):
     def loss(self, model: Any, batch: Any, progress: Progress) -> tuple[torch.Tensor, dict[str, Any]]:
         self.maybe_initialize(model)
         loss, stats, body, student = self.nat_terms(model, batch)
+        imitation = self.imitation_term(batch, body, student)
+        stats["imitation_kl"] = imitation.detach()
+        return loss + self.imitation_weight * imitation, stats
+
+    def imitation_term(self, batch: Any, body: torch.Tensor, student: list[torch.Tensor]) -> torch.Tensor:
+        """Σ_layers KL(π_AT ‖ π_NAT) averaged over the target tokens ``body`` (unweighted), from the NAT's
+        per-layer action log-distributions ``student``."""
         if not student:
             raise ValueError("imitate_nat needs a NAT with imitation modules (model option imitation: true)")
         teacher = self.teacher_actions(batch)
@@ -192,10 +199,8 @@ class ImitateNAT(NATAlgorithm):
                              f"actions, the NAT {len(student)} x {student[0].size(-1)}")
         width = body.size(1)
         n_tokens = body.ne(PAD_ID).sum().clamp(min=1)
-        imitation = sum(imitation_kl(s[:, :width], t[:, :width], body, n_tokens)
-                        for s, t in zip(student, teacher, strict=True))
-        stats["imitation_kl"] = imitation.detach()
-        return loss + self.imitation_weight * imitation, stats
+        return sum(imitation_kl(s[:, :width], t[:, :width], body, n_tokens)
+                   for s, t in zip(student, teacher, strict=True))
 
 
 @register("dat")
