@@ -52,7 +52,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seqlab.config import load_config
     from seqlab.train.trainer import train
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.allow_short_schedules:
+        overrides.append("train.allow_short_schedules=true")
+    cfg = load_config(args.config, overrides)
     results = train(cfg)
     if results.get("test"):
         _print_table(f"{cfg.algorithm.name} on {cfg.task.name} ({cfg.run_dir})", results)
@@ -139,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model with any algorithm")
     p.add_argument("--config", help="YAML config (configs/*.yaml)")
+    p.add_argument("--allow-short-schedules", action="store_true",
+                   help="train even when an algorithm's schedule passes fewer than 3 stages within the budget")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.set_defaults(func=cmd_train)
 

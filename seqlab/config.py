@@ -60,6 +60,11 @@ class TrainConfig:
     log_every_steps: int = 50
     save_every_steps: int | None = None  # extra checkpoints between evaluations
     init_from: str | None = None  # start from this checkpoint's model weights (e.g. an MLE model)
+    # what init_from continues: "model" (its weights; a fresh optimizer and lr schedule) or "full" (also its
+    # optimizer moments and lr schedule position; where it has none, warm up over init_warmup_steps)
+    init_state: str = "model"
+    init_warmup_steps: int | None = None  # init_state=full without optimizer state: None = 10 % of max_steps
+    allow_short_schedules: bool = False  # train although a schedule passes < 3 stages in the budget
     resume: bool = True  # continue from run_dir/checkpoint_last.pt when present
     tokenizers_from: str | None = None  # reuse another run's tokenizers folder (e.g. a teacher's)
     progress_bar: bool = True

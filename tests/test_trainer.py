@@ -183,3 +183,128 @@ def test_config_files_read_scientific_notation_and_check_types(tmp_path):
             load_config(path)
     with pytest.raises(ConfigError, match=r"config\.train\.warmup_steps: expected int"):
         load_config(None, ["train.warmup_steps=ten"])
+
+
+# ---------------------------------------------------------------------------------------------- init_state=full
+def _continue_overrides(tmp_path: Path, run: str, **extra: str) -> list[str]:
+    """The tiny task without dropout, an inverse-sqrt schedule and label smoothing: one MLE run to continue."""
+    base = {"model.options": TINY_MODEL.replace("dropout: 0.1", "dropout: 0.0"), "train.scheduler": "inverse_sqrt",
+            "train.warmup_steps": "6", "train.label_smoothing": "0.1", "train.eval_every_steps": "4"}
+    return tiny_overrides(tmp_path, run, **{**base, **extra})
+
+
+def _one_step(trainer: Trainer, batch) -> None:
+    torch.manual_seed(123)
+    trainer.train_step(batch)
+
+
+def test_continued_run_takes_the_step_the_uninterrupted_run_would(tmp_path):
+    """init_state=full: the continued run has the MLE run's optimizer moments and lr at its last step, so its
+    first update is the one the MLE run itself would make next; its own step counter starts at 0."""
+    from seqlab.data.batching import collate
+
+    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})),
+            console=False).fit()
+    start = tmp_path / "mle" / "checkpoint_last.pt"
+    # the uninterrupted run: the same MLE run given one more step (resumed exactly from its last checkpoint)
+    mle = Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "9"})), console=False)
+    assert mle.step == 8
+    cont = Trainer(load_config(None, _continue_overrides(tmp_path, "cont", **{
+        "train.max_steps": "5", "train.init_from": str(start), "train.init_state": "full",
+        "train.tokenizers_from": str(tmp_path / "mle" / "tokenizers")})), console=False)
+    assert cont.step == 0 and cont.lr_offset == 8 and cont.group_warmup == [0]
+    assert cont.init_info["moments_continued"] == cont.init_info["parameters"] > 0
+    assert cont.scheduler.get_last_lr() == pytest.approx(mle.scheduler.get_last_lr(), rel=1e-12)
+    assert cont.scheduler.get_last_lr()[0] < 0.003  # inverse-sqrt decay past its 6 warm-up steps
+    for p_mle, p_cont in zip(mle.optimizer.param_groups[0]["params"], cont.optimizer.param_groups[0]["params"],
+                             strict=True):
+        a, b = mle.optimizer.state[p_mle], cont.optimizer.state[p_cont]
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    batch = collate(mle.train_data, next(iter(mle.sampler)))
+    _one_step(mle, batch)
+    _one_step(cont, batch)
+    for (name, a), (_, b) in zip(mle.model.state_dict().items(), cont.model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-7, rtol=0), name
+    # the default (init_state=model) starts a fresh optimizer at the start of its own schedule
+    fresh = Trainer(load_config(None, _continue_overrides(tmp_path, "fresh", **{
+        "train.max_steps": "5", "train.init_from": str(start)})), console=False)
+    assert not fresh.optimizer.state and fresh.lr_offset == 0
+    assert fresh.scheduler.get_last_lr()[0] == pytest.approx(0.003 / 6)
+    # a resumed continued run keeps the schedule offset (from its own checkpoint)
+    cont.fit()
+    again = Trainer(load_config(None, _continue_overrides(tmp_path, "cont", **{
+        "train.max_steps": "7", "train.init_from": str(start), "train.init_state": "full"})), console=False)
+    assert again.step == 5 and again.lr_offset == 8
+    assert again.scheduler.get_last_lr() == pytest.approx(cont.scheduler.get_last_lr(), rel=1e-12)
+    results = json.loads((tmp_path / "cont" / "results.json").read_text())
+    assert results["steps"] == 5 and results["init"]["lr_step_offset"] == 8 and results["steps_per_epoch"] > 0
+
+
+def test_continuing_without_optimizer_state_warms_up_and_flags_rounded_weights(tmp_path):
+    """A weights-only bf16 checkpoint (benchmarks/ckpt_weights.py): a warning names the rounding; the schedule
+    continues at the checkpoint's step with a linear warm-up over 10 % of the budget."""
+    from seqlab.train.trainer import lr_lambda
+
+    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})),
+            console=False).fit()
+    state = torch.load(tmp_path / "mle" / "checkpoint_last.pt", weights_only=False)
+    rounded = {"model": {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state["model"].items()},
+               "step": 8, "config": state["config"]}
+    torch.save(rounded, tmp_path / "weights.pt")
+    with pytest.warns(UserWarning, match="bfloat16"):
+        cont = Trainer(load_config(None, _continue_overrides(tmp_path, "cont", **{
+            "train.max_steps": "30", "train.init_from": str(tmp_path / "weights.pt"),
+            "train.init_state": "full"})), console=False)
+    assert cont.init_info["weights_dtype"] == "bfloat16" and cont.init_info["moments_continued"] == 0
+    assert cont.lr_offset == 8 and cont.group_warmup == [3]  # ceil(0.1 * 30)
+    schedule = lr_lambda(cont.cfg.train, 38)
+    lrs = []
+    for _ in range(4):
+        lrs.append(cont.scheduler.get_last_lr()[0])
+        cont.optimizer.step()
+        cont.scheduler.step()
+    assert lrs == pytest.approx([0.003 * schedule(8 + k) * min((k + 1) / 3, 1.0) for k in range(4)])
+    with pytest.raises(Exception, match="init_state"):
+        Trainer(load_config(None, _continue_overrides(tmp_path, "bad", **{"train.init_state": "all"})),
+                console=False)
+
+
+def test_a_critic_added_by_the_algorithm_warms_up_while_the_model_continues(tmp_path):
+    """ERAC adds a critic group: the model's group continues the MLE moments, the critic's warms up."""
+    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})),
+            console=False).fit()
+    options = "{num_samples: 2, critic_arch: lstm, critic_options: {embed_dim: 8, hidden_dim: 16}}"
+    cont = Trainer(load_config(None, _continue_overrides(tmp_path, "erac", **{
+        "algorithm.name": "erac", "algorithm.options": options, "train.max_steps": "20",
+        "train.init_from": str(tmp_path / "mle" / "checkpoint_last.pt"), "train.init_state": "full",
+        "train.tokenizers_from": str(tmp_path / "mle" / "tokenizers")})), console=False)
+    assert len(cont.optimizer.param_groups) == 2 and cont.group_warmup == [0, 2]
+    model_params = {id(p) for p in cont.model.parameters()}
+    continued = {id(p) for p in cont.optimizer.state}
+    assert model_params <= continued
+    assert not continued & {id(p) for p in cont.optimizer.param_groups[1]["params"]}
+
+
+def test_train_checks_schedules_against_the_budget(tmp_path, monkeypatch, capsys):
+    """seqlab train passes the algorithm, the steps per epoch and the step budget to the schedule check before
+    training; its refusal is a one-line error, --allow-short-schedules reaches the check."""
+    import seqlab.train.trainer as trainer_module
+    from seqlab.config import ConfigError
+
+    seen: list = []
+
+    def check(algorithm, steps_per_epoch, total_steps, allow_short):
+        seen.append((algorithm.name, steps_per_epoch, total_steps, allow_short))
+        if not allow_short:
+            raise ConfigError("algorithm.options.lambdas: passes 1 stage(s); pass --allow-short-schedules")
+        return {"lambdas": 1}
+
+    monkeypatch.setattr(trainer_module, "check_schedule_budget", check)
+    args = tiny_overrides(tmp_path, "sched", **{"train.max_steps": "3"})
+    assert cli_main(["train", *args]) == 2
+    assert "lambdas: passes 1 stage" in capsys.readouterr().err
+    assert not (tmp_path / "sched" / "checkpoint_last.pt").exists()
+    assert cli_main(["train", "--allow-short-schedules", *args]) == 0
+    steps_per_epoch = json.loads((tmp_path / "sched" / "results.json").read_text())["steps_per_epoch"]
+    assert seen == [("mle", steps_per_epoch, 3, False), ("mle", steps_per_epoch, 3, True)]
+    assert json.loads((tmp_path / "sched" / "results.json").read_text())["schedule_stages"] == {"lambdas": 1}

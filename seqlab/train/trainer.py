@@ -27,9 +27,10 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_algorithm
-from seqlab.config import Config, save_config
+from seqlab.config import Config, ConfigError, save_config
 from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
 from seqlab.data.tasks import load_task
+from seqlab.erpo.budget import check_schedule_budget
 from seqlab.erpo.engine import loss_chunk_tokens
 from seqlab.metrics import higher_is_better
 from seqlab.models import build_model
@@ -102,6 +103,28 @@ def load_model_weights(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(state["model"])
 
 
+#: what ``train.init_from`` continues: the model's weights only, or also the optimizer and lr schedule
+INIT_STATES = ("model", "full")
+#: share of the step budget over which a continued run warms up the groups the checkpoint has no moments for
+INIT_WARMUP_FRACTION = 0.1
+
+
+def reduced_precision_dtypes(weights: dict[str, torch.Tensor]) -> list[str]:
+    """The floating dtypes below fp32 among a checkpoint's weights (e.g. bf16 after rounding for transfer)."""
+    return sorted({str(t.dtype).removeprefix("torch.") for t in weights.values()
+                   if t.is_floating_point() and t.dtype in (torch.bfloat16, torch.float16)})
+
+
+def init_warmup_steps(tc: Any, total_steps: int | None) -> int:
+    """Warm-up of a continued run's groups without optimizer moments: ``train.init_warmup_steps``, else
+    10 % of the step budget (at least 1), else ``train.warmup_steps`` (a budget in minutes only)."""
+    if tc.init_warmup_steps is not None:
+        return max(int(tc.init_warmup_steps), 1)
+    if total_steps:
+        return max(math.ceil(INIT_WARMUP_FRACTION * total_steps), 1)
+    return max(int(tc.warmup_steps), 1)
+
+
 def warn_finetune_lr(algorithm: Algorithm, tc: Any) -> None:
     """Warn when a trained model is fine-tuned above the algorithm's known-safe learning rate."""
     limit = algorithm.max_finetune_lr
@@ -163,17 +186,28 @@ class Trainer:
                                          max_sentences=tc.max_sentences, shuffle=True, seed=tc.seed,
                                          rank=self.dist.rank, world_size=self.dist.world_size)
         self.model = self._new_model().to(self.device)
-        if tc.init_from:
-            load_model_weights(self.model, tc.init_from)
+        if tc.init_state not in INIT_STATES:
+            raise ConfigError(f"train.init_state must be one of {INIT_STATES}, got {tc.init_state!r}")
+        self.init_info: dict[str, Any] = {}  # how the run started (results.json "init")
+        start = self._load_start(tc.init_from) if tc.init_from else None
         ctx = AlgorithmContext(vocab_size=self.task.tgt_tokenizer.vocab_size, label_smoothing=tc.label_smoothing,
                                device=self.device, tgt_tokenizer=self.task.tgt_tokenizer,
-                               build_model=self._new_model, unigram=self._target_unigram())
+                               build_model=self._new_model, unigram=self._target_unigram(),
+                               valid_batches=self._valid_batches, log=lambda *a: self.logger.log(*a))
         self.algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options).to(self.device)
         warn_finetune_lr(self.algorithm, tc)
         self.loss_module: nn.Module = _LossModule(self.model, self.algorithm)
         self.optimizer = build_optimizer(self._param_groups(), tc)
         self.total_steps = self._estimate_total_steps()
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(tc, self.total_steps))
+        self.schedule_stages = check_schedule_budget(self.algorithm, len(self.sampler), self.total_steps,
+                                                     tc.allow_short_schedules)
+        # the lr schedule runs at step + lr_offset (a continued run's position); group i's factor ramps up over
+        # group_warmup[i] steps where its optimizer moments start fresh
+        self.lr_offset, self.group_warmup = 0, [0] * len(self.optimizer.param_groups)
+        if start is not None and tc.init_state == "full":
+            self._continue_optimizer(start)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [lambda step, g=g: self._lr_factor(g, step) for g in range(len(self.group_warmup))])
         if self.dist.enabled:
             self.loss_module = DistributedDataParallel(
                 self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -193,14 +227,37 @@ class Trainer:
     def _param_groups(self) -> list[dict[str, Any]]:
         """The model's (and algorithm's) parameters at the base learning rate, plus the algorithm's own groups
         with their ``lr_scale``."""
-        special, groups = set(), []
-        for g in self.algorithm.optimizer_groups():
+        special, groups, names = set(), [], []
+        for i, g in enumerate(self.algorithm.optimizer_groups()):
             params = [p for p in g["params"] if p.requires_grad and id(p) not in special]
             special.update(id(p) for p in params)
             if params:
                 groups.append({"params": params, "lr": self.cfg.train.lr * float(g.get("lr_scale", 1.0))})
+                names.append(str(g.get("name", f"group{i}")))
         rest = [p for p in self.loss_module.parameters() if p.requires_grad and id(p) not in special]
+        self._group_names = ["model", *names]  # by position: an optimizer state loaded later keeps the order
         return [{"params": rest, "lr": self.cfg.train.lr}, *groups]
+
+    def _apply_optimizer_settings(self) -> None:
+        """The algorithm's settings for this step (``Algorithm.optimizer_settings``): lr multiples on the scheduled
+        lr (the scheduler sets every lr afresh after the step) and Adam's beta1; unnamed groups keep the config's."""
+        settings = self.algorithm.optimizer_settings(self.progress())
+        for name, group in zip(self._group_names, self.optimizer.param_groups, strict=True):
+            s = settings.get(name, {})
+            group["lr"] = group["lr"] * float(s.get("lr_scale", 1.0))
+            if "betas" in group:
+                group["betas"] = (float(s.get("beta1", self.cfg.train.betas[0])), float(self.cfg.train.betas[1]))
+
+    def _valid_batches(self) -> Any:
+        """The validation set as batches on the device, in a fixed order (for an algorithm's own modules)."""
+        tc = self.cfg.train
+        if getattr(self, "_valid_data", None) is None:
+            self._valid_data = encode_corpus(self.task.valid, self.task.src_tokenizer, self.task.tgt_tokenizer,
+                                             max_len=tc.max_len)
+        sampler = TokenBatchSampler(self._valid_data.lengths(), max_tokens=tc.max_tokens,
+                                    max_sentences=tc.max_sentences, shuffle=False)
+        for indices in sampler:
+            yield collate(self._valid_data, indices).to(self.device)
 
     def _target_unigram(self) -> torch.Tensor:
         """Unigram distribution of the training targets over regular tokens (specials get zero mass)."""
@@ -235,6 +292,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "algorithm": self.algorithm.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "param_names": self._group_param_names(), "lr_step": self.lr_offset + self.scheduler.last_epoch,
+                "lr_schedule": {"offset": self.lr_offset, "warmup": list(self.group_warmup)},
                 "sampler": self.sampler.state_dict(), "rng": ckpt.rng_state(), "step": self.step,
                 "epoch": self.epoch, "train_seconds": self.train_seconds, "best_score": self.best_score,
                 "bad_evals": self.bad_evals, "config": self.cfg.to_dict(),
@@ -249,6 +308,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "lr_schedule" in state:  # before the scheduler state: its lr factors read these
+            self.lr_offset = int(state["lr_schedule"]["offset"])
+            self.group_warmup = [int(w) for w in state["lr_schedule"]["warmup"]]
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         ckpt.set_rng_state(state["rng"])
@@ -257,6 +319,89 @@ class Trainer:
         self.bad_evals = state["bad_evals"]
         if self.console:
             print(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
+
+    # ------------------------------------------------------------------ starting from a checkpoint
+    def _load_start(self, path: str) -> dict[str, Any]:
+        """Load ``train.init_from``'s weights into the model; returns the checkpoint (for ``init_state=full``)."""
+        state = ckpt.load(path)
+        reduced = reduced_precision_dtypes(state["model"])
+        if reduced:
+            warnings.warn(f"train.init_from {path}: weights stored in {', '.join(reduced)}, so training starts "
+                          "from rounded weights, not the fp32 weights its run trained (keep the full checkpoint, "
+                          "e.g. the .full copy benchmarks/ckpt_weights.py leaves)", stacklevel=2)
+        self.model.load_state_dict(state["model"])
+        self.init_info = {"init_from": str(path), "init_state": self.cfg.train.init_state,
+                          "weights_dtype": reduced[0] if reduced else "float32", "checkpoint_step": state.get("step")}
+        return state
+
+    def _core_module(self) -> nn.Module:
+        return self.loss_module.module if isinstance(self.loss_module, DistributedDataParallel) else self.loss_module
+
+    def _group_param_names(self) -> list[list[str]]:
+        """The name (``model.*`` / ``algorithm.*``) of every parameter of every optimizer group, in order: a
+        continued run matches optimizer moments by name, so groups may be added or reordered."""
+        name_of = {id(p): n for n, p in self._core_module().named_parameters()}
+        return [[name_of[id(p)] for p in g["params"]] for g in self.optimizer.param_groups]
+
+    def _checkpoint_moments(self, start: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The start checkpoint's per-parameter optimizer state by parameter name ({} where it has none, or
+        where its optimizer is of another kind)."""
+        opt = start.get("optimizer")
+        if not opt or not opt.get("state"):
+            return {}
+        kind = (start.get("config") or {}).get("train", {}).get("optimizer")
+        if kind and kind != self.cfg.train.optimizer:
+            warnings.warn(f"train.init_from: its optimizer is {kind}, this run's {self.cfg.train.optimizer}: "
+                          "the optimizer state is not continued", stacklevel=2)
+            return {}
+        ids = [[int(i) for i in g["params"]] for g in opt["param_groups"]]
+        names = start.get("param_names")
+        if names is None:  # written before checkpoints named their parameters: group 0 starts with the model's
+            model_names = [f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad]
+            if not ids or len(ids[0]) < len(model_names):
+                return {}
+            names, ids = [model_names], [ids[0][: len(model_names)]]
+        return {n: opt["state"][i] for gn, gi in zip(names, ids, strict=True) for n, i in zip(gn, gi, strict=True)
+                if i in opt["state"]}
+
+    def _continue_optimizer(self, start: dict[str, Any]) -> None:
+        """``init_state=full``: the start checkpoint's optimizer moments (matched by parameter name, shapes
+        checked) and its lr schedule position; a group with any parameter lacking moments warms up."""
+        moments = self._checkpoint_moments(start)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        names = [n for g in self._group_param_names() for n in g]
+        state, index, warm = {}, 0, init_warmup_steps(self.cfg.train, self.total_steps)
+        for g, group in enumerate(self.optimizer.param_groups):
+            complete = True
+            for p in group["params"]:
+                st = moments.get(names[index])
+                if st is not None and all(v.shape == p.shape for v in st.values()
+                                          if isinstance(v, torch.Tensor) and v.dim() > 0):
+                    state[index] = st
+                else:
+                    complete = False
+                index += 1
+            self.group_warmup[g] = 0 if complete else warm
+        if state:
+            sd = self.optimizer.state_dict()
+            self.optimizer.load_state_dict({**sd, "state": state})  # casts to each parameter's device / dtype
+        sched = start.get("scheduler") or {}
+        self.lr_offset = int(start.get("lr_step", sched.get("last_epoch", start.get("step") or 0)))
+        self.init_info.update(lr_step_offset=self.lr_offset, moments_continued=len(state), parameters=len(params),
+                              warmup_steps_by_group=list(self.group_warmup))
+        if self.console:
+            groups = ", ".join(f"group {g}: {'continued' if not w else f'{w} warm-up steps'}"
+                               for g, w in enumerate(self.group_warmup))
+            print(f"init_state=full: {len(state)}/{len(params)} parameters continue the optimizer state of "
+                  f"{self.cfg.train.init_from}; lr schedule at step {self.lr_offset} ({groups})")
+
+    def _lr_factor(self, group: int, step: int) -> float:
+        """The lr multiplier of ``group`` at this run's ``step``: the schedule at ``step + lr_offset`` (decays
+        end at this run's budget), times a linear warm-up where the group's moments start fresh."""
+        total = self.total_steps + self.lr_offset if self.total_steps else None
+        factor = lr_lambda(self.cfg.train, total)(step + self.lr_offset)
+        warm = self.group_warmup[group]
+        return factor * min((step + 1) / warm, 1.0) if warm else factor
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str = "valid", beam_size: int | None = None,
@@ -295,7 +440,7 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _budget_left(self) -> bool:
         tc = self.cfg.train
-        if tc.max_steps is not None and self.step >= tc.max_steps:
+        if tc.max_steps is not None and self.step - self.algorithm.preparation_steps() >= tc.max_steps:
             return False
         if tc.max_minutes is not None and self.train_seconds >= tc.max_minutes * 60:
             return False
@@ -315,6 +460,7 @@ class Trainer:
         if tc.clip_norm:  # each parameter group on its own (model vs an algorithm's critic)
             norms = [torch.nn.utils.clip_grad_norm_(g["params"], tc.clip_norm) for g in self.optimizer.param_groups]
             grad_norm = norms[0]
+        self._apply_optimizer_settings()
         with record_function("seqlab.optimizer"):
             self.optimizer.step()
         self.scheduler.step()
@@ -374,7 +520,9 @@ class Trainer:
     def finish(self, stopped_early: bool = False) -> dict[str, Any]:
         """Load the best checkpoint (if any) and evaluate it on valid and test with the decode config."""
         results: dict[str, Any] = {"steps": self.step, "epochs": self.epoch, "train_seconds": self.train_seconds,
-                                   "stopped_early": stopped_early, "world_size": self.dist.world_size}
+                                   "stopped_early": stopped_early, "world_size": self.dist.world_size,
+                                   "steps_per_epoch": len(self.sampler), "schedule_stages": self.schedule_stages,
+                                   "init": self.init_info}
         if self.dist.is_main:
             best = self.run_dir / "checkpoint_best.pt"
             if best.exists():
