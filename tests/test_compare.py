@@ -81,18 +81,50 @@ def spec_for(root: Path, **kw) -> CompareSpec:
     return CompareSpec(**base)
 
 
-def fake_launcher(calls: list, score_of=None):
+def fake_score(run: Run) -> int:
+    """Pretends to score a checkpoint: the references themselves (test) or every other one wrong (extra sets)."""
+    from seqlab.compare.score import SCORES
+    from seqlab.data.corpus import read_parallel
+
+    args = run.args
+    out = Path(args[args.index("--out") + 1])
+    out.mkdir(parents=True, exist_ok=True)
+    config = load_config(args[args.index("--config") + 1])
+    sets = {"test": [config.task.options["test"]["src"], config.task.options["test"]["tgt"]]} if "--test" in args else {}
+    for i, item in enumerate(args):
+        if item == "--extra-test":
+            name, files = args[i + 1].split("=", 1)
+            sets[name] = files.split(",")
+    scores = {}
+    for name, (src, ref) in sets.items():
+        _, refs = read_parallel(src, ref).references()
+        wrong = 2 if "start" in run.name else 3
+        hyps = ["a" if k % wrong == 0 else r[0] for k, r in enumerate(refs)]
+        (out / f"{name}.hyp.txt").write_text("\n".join(hyps) + "\n")
+        scores[name] = {"bleu": 50.0 if "start" in run.name else 60.0, "chrf": 50.0}
+    (out / SCORES).write_text(json.dumps(scores))
+    return 0
+
+
+def fake_launcher(calls: list, score_of=None, pretrain_dtype: str = "fp32"):
     """Pretends to train: writes what a finished run leaves (results, validation log, test hypotheses)."""
 
     def launch(run: Run, config: str, gpu: str | None) -> int:
         calls.append((run.name, gpu))
+        if run.kind == "score":
+            return fake_score(run)
         cfg = load_config(config, run.overrides)
         rd = Path(cfg.run_dir)
         rd.mkdir(parents=True, exist_ok=True)
         (rd / "config.yaml").write_text(json.dumps(cfg.to_dict()))
         if run.name == "pretrain":
-            (rd / "checkpoint_best.pt").write_bytes(b"x")
+            import torch
+
+            weights = {"w": torch.zeros(3, dtype=torch.bfloat16 if pretrain_dtype == "bf16" else torch.float32)}
+            torch.save({"model": weights, "config": cfg.to_dict(), "step": 6}, rd / "checkpoint_best.pt")
             (rd / "log.jsonl").write_text(json.dumps({"kind": "valid", "step": 6, "bleu": 10.0}) + "\n")
+            (rd / "results.json").write_text(json.dumps({"steps": 6, "steps_per_epoch": 2}))
+            return 0
         from seqlab.data.corpus import read_parallel
 
         _, refs = read_parallel(cfg.task.options["test"]["src"], cfg.task.options["test"]["tgt"]).references()
@@ -102,13 +134,18 @@ def fake_launcher(calls: list, score_of=None):
         hyps = [r if rng.random() < good else "a" for r in refs]
         bleu = (score_of or {}).get(cfg.algorithm.name, 20.0 + 10 * good) + cfg.train.seed
         (rd / "test.hyp.txt").write_text("\n".join(hyps) + "\n")
+        schedule = {"lambda1": 0.1, "lambda3": 0.7} if cfg.algorithm.name == "raml" else {"truth_prob": 0.9}
         (rd / "log.jsonl").write_text(
             "".join(json.dumps({"kind": "valid", "step": s, "bleu": bleu * s / 4, "chrf": 40.0}) + "\n" for s in (2, 4))
+            + "".join(json.dumps({"kind": "train", "step": s, "loss": 1.0, **schedule}) + "\n" for s in (2, 4))
         )
         (rd / "results.json").write_text(
             json.dumps(
                 {
                     "steps": 4,
+                    "steps_per_epoch": 3,
+                    "init": {"init_state": cfg.train.init_state, "weights_dtype": "float32", "lr_step_offset": 6,
+                             "warmup_steps_by_group": [0]},
                     "train_seconds": 1.0,
                     "valid": {"bleu": bleu, "chrf": 40.0},
                     "test": {"bleu": bleu - 1, "chrf": 41.0},
@@ -305,29 +342,38 @@ def test_compare_resumes_reports_and_refuses_changed_budget(tmp_path):
     run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None, pretrain_only=True)
     assert [c[0] for c in calls] == ["pretrain"]  # stops after the shared pre-training
     summary = run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
-    assert [c[0] for c in calls] == ["pretrain", "mle/seed1", "raml/seed1", "mle/seed2", "raml/seed2"]
+    assert [c[0] for c in calls] == ["pretrain", "mle/seed1", "raml/seed1", "mle/seed2", "raml/seed2",
+                                     "start checkpoint"]  # the shared checkpoint scored on test, once
     assert summary["failed"] == []
     out = Path(spec.out)
     rep = out / "report"
-    for name in ("curves.png", "space.png"):
+    for name in ("curves.png", "space.png", "schedules.png"):  # schedules: lambda / truth_prob of the train rows
         data = (rep / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
     md = (rep / "report.md").read_text()
     assert "| MLE | 2 |" in md and "| RAML | 2 |" in md and "(baseline)" in md
+    assert "| shared MLE checkpoint (start) | 1 | 50.00 |" in md and "p (Holm) vs start" in md
+    assert "4 steps = 1.33 epochs of 3 steps" in md and "**label smoothing (every run)**: 0" in md
+    assert "schedule step 6" in md and "![schedules](schedules.png)" in md
     html = (rep / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and 'src="http' not in html and "<table>" in html
+    assert html.count("data:image/png;base64,") == 3 and 'src="http' not in html and "<table>" in html
     summ = json.loads((rep / "summary.json").read_text())
     assert summ["primary_metric"] == "bleu"
     assert summ["test"]["bleu"]["raml"]["n"] == 2 and summ["test"]["bleu"]["raml"]["mean"] == pytest.approx(29.5)
     sig = summ["significance"]["raml"]
     assert sig["seeds"] == [1, 2] and 0 < sig["p_value"] <= 1 and sig["delta"] > 0  # RAML's outputs are better
+    assert sig["p_holm"] == sig["p_value"]  # one test against MLE: Holm leaves it as it is
+    vs_start = summ["significance_vs_start"]
+    assert set(vs_start) == {"mle", "raml"} and vs_start["raml"]["seeds"] == [1, 2]
+    assert min(t["p_holm"] for t in vs_start.values()) == pytest.approx(2 * min(t["p_value"] for t in vs_start.values()))
+    assert summ["start"]["test"]["bleu"] == 50.0 and summ["budget"]["steps_per_epoch"] == [3.0] * 4
     # rerun: everything is finished, nothing is launched again
     calls.clear()
     run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
     assert calls == []
     # a third seed is added; the finished ones are kept
     run_compare(spec_for(tmp_path, seeds=[1, 2, 3]), launcher=fake_launcher(calls), echo=lambda s: None)
-    assert [c[0] for c in calls] == ["mle/seed3", "raml/seed3"]
+    assert [c[0] for c in calls] == ["mle/seed3", "raml/seed3"]  # the start's scores are kept too
     # the same directory with another budget would mix incomparable runs
     with pytest.raises(ConfigError, match="budget_steps"):
         run_compare(spec_for(tmp_path, budget_steps=8), launcher=fake_launcher(calls), echo=lambda s: None)
@@ -420,7 +466,8 @@ def test_runs_out_of_memory_while_sharing_are_retried_alone(tmp_path):
 
     spec = spec_for(tmp_path, gpus="0", runs_per_gpu=2)
     summary = run_compare(spec, launcher=launch, echo=lambda s: None)
-    assert attempts == {"pretrain": 1, "mle/seed1": 1, "raml/seed1": 2, "mle/seed2": 1, "raml/seed2": 2}
+    assert attempts == {"pretrain": 1, "mle/seed1": 1, "raml/seed1": 2, "mle/seed2": 1, "raml/seed2": 2,
+                        "start checkpoint": 1}
     assert summary["failed"] == ["mle/seed2"]
     statuses = {o["name"]: o["status"] for o in summary["outcomes"]}
     assert statuses["raml/seed1"] == statuses["raml/seed2"] == "done"

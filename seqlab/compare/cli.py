@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seqlab.compare.runner import CompareSpec, load_compare_yaml, run_compare, split_overrides
+from seqlab.compare.runner import CompareSpec, load_compare_yaml, parse_extra_test, run_compare, split_overrides
 from seqlab.config import ConfigError
 
 #: ``pretrain:key=value`` overrides only the shared MLE pre-training (e.g. its own learning rate)
@@ -47,9 +47,17 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
         ("gpu_memory_share", args.gpu_memory_share),
         ("baseline", args.baseline),
         ("reward", args.reward),
+        ("init_state", args.init_state),
+        ("label_smoothing", args.label_smoothing),
     ):
         if value is not None:
             data[key] = value
+    if args.allow_short_schedules:
+        data["allow_short_schedules"] = True
+    extra = {name: files for name, files in (data.get("extra_tests") or {}).items()}
+    extra = dict(parse_extra_test(f"{name}={','.join(files)}") for name, files in extra.items())
+    extra.update(parse_extra_test(item) for item in args.extra_test or [])
+    data["extra_tests"] = extra
     if args.algorithms:
         data["algorithms"] = _str_list(args.algorithms)
     if args.seeds:
@@ -131,6 +139,15 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "work shares the GPU)")
     p.add_argument("--baseline", help="the label significance is tested against (default mle)")
     p.add_argument("--reward", help="reward of every reward-based algorithm (e.g. rouge for summarization)")
+    p.add_argument("--init-state", choices=["full", "model"],
+                   help="full (default): every run continues the shared checkpoint's optimizer state and lr schedule; "
+                        "model: its weights only, with each run's own optimizer settings")
+    p.add_argument("--label-smoothing", type=float,
+                   help="label smoothing of every run (default: the task config's train.label_smoothing)")
+    p.add_argument("--allow-short-schedules", action="store_true",
+                   help="let runs whose schedules pass fewer than 3 stages within the budget train anyway")
+    p.add_argument("--extra-test", action="append", metavar="NAME=SRC,REF",
+                   help="also score every run's best checkpoint on these files (one sentence per line); repeatable")
     p.add_argument("--bootstrap-samples", type=int, default=1000)
     p.add_argument("--report-only", action="store_true", help="only rewrite the report of --out")
     p.add_argument("--pretrain-only", action="store_true", help="stop after the shared MLE pre-training")

@@ -21,9 +21,13 @@ import json
 import math
 import statistics
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from seqlab.compare.runner import EXTRA_DIR, START_DIR
+from seqlab.compare.score import read_scores
 
 #: exploration breadth of each algorithm (the x axis of ERPO Figure 1): how far from the data its
 #: training targets reach.  MLE sees only y*; noising perturbs y*; RAML / alpha-DiMT sample y*'s
@@ -96,13 +100,24 @@ class RunRecord:
     run_dir: Path
     results: dict[str, Any]
     curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    train_log: list[dict[str, Any]] = field(default_factory=list)  # the log's train rows (schedules, statistics)
 
     def hyps(self, split: str = "test") -> list[str] | None:
-        path = self.run_dir / f"{split}.hyp.txt"
-        if not path.exists():
-            return None
-        lines = path.read_text(encoding="utf-8").split("\n")
-        return lines[:-1] if lines and lines[-1] == "" else lines
+        """Outputs on ``split``: valid / test (the run's own), or an extra test set's name (``run_dir/extra``)."""
+        folder = self.run_dir if split in ("valid", "test") else self.run_dir / EXTRA_DIR
+        return read_hyps(folder / f"{split}.hyp.txt")
+
+    def scores(self, split: str = "test") -> dict[str, float]:
+        if split in ("valid", "test"):
+            return self.results.get(split) or {}
+        return read_scores(self.run_dir / EXTRA_DIR).get(split, {})
+
+
+def read_hyps(path: Path) -> list[str] | None:
+    if not path.exists():
+        return None
+    lines = path.read_text(encoding="utf-8").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def _read_jsonl(path: Path, kind: str) -> list[dict[str, Any]]:
@@ -149,7 +164,9 @@ def collect(out: Path) -> tuple[dict[str, list[RunRecord]], list[str]]:
                 (int(r["step"]), {k: v for k, v in r.items() if isinstance(v, (int, float))})
                 for r in _read_jsonl(rd / "log.jsonl", "valid")
             ]
-            records.setdefault(label, []).append(RunRecord(label, _algorithm_of(rd, label), seed, rd, results, curve))
+            train_log = _read_jsonl(rd / "log.jsonl", "train")
+            records.setdefault(label, []).append(
+                RunRecord(label, _algorithm_of(rd, label), seed, rd, results, curve, train_log))
     return records, missing
 
 
@@ -167,46 +184,51 @@ def metric_names(records: dict[str, list[RunRecord]], primary: str | None = None
 
 
 def table(records: dict[str, list[RunRecord]], split: str, metric: str) -> dict[str, Stats]:
+    """Stats over seeds of ``metric`` on ``split`` (valid, test or an extra test set) for every label."""
     return {
-        label: Stats.of([float(r.results[split][metric]) for r in runs if metric in r.results.get(split, {})])
+        label: Stats.of([float(r.scores(split)[metric]) for r in runs if metric in r.scores(split)])
         for label, runs in records.items()
     }
 
 
 # ---------------------------------------------------------------------------------------------- significance
-def significance(
+def paired_tests(
     records: dict[str, list[RunRecord]],
-    baseline: str,
+    reference_hyps: Callable[[int], list[str] | None],
+    reference_name: str,
     metric: str,
     references: list[list[str]],
+    split: str = "test",
+    skip: str | None = None,
     n_samples: int = 1000,
     seed: int = 12345,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Paired bootstrap of each algorithm against ``baseline`` on seed-matched, concatenated test outputs.
+    """Paired bootstrap of each label (but ``skip``) against a reference system on seed-matched, concatenated
+    ``split`` outputs: ``reference_hyps(seed)`` gives the reference's outputs paired with that seed's run (the
+    baseline's run of the same seed, or the shared checkpoint's one output for every seed).
 
-    Returns the test results by label and the runs left out (no seed-matched baseline run, or test
-    hypotheses that do not line up with the references)."""
+    Returns the test results by label and the runs left out (no reference output for their seed, or outputs
+    that do not line up with the references)."""
     from seqlab.metrics import paired_bootstrap
 
     n_refs = len(references)
-    base = {r.seed: r.hyps("test") for r in records.get(baseline, [])}
     out: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
     for label, runs in records.items():
-        if label == baseline:
+        if label == skip:
             continue
         sys_h: list[str] = []
         base_h: list[str] = []
         refs: list[list[str]] = []
         seeds = []
         for r in sorted(runs, key=lambda r: r.seed):
-            h, b = r.hyps("test"), base.get(r.seed)
+            h, b = r.hyps(split), reference_hyps(r.seed)
             if b is None:
-                skipped.append(f"{label}/seed{r.seed} (no {baseline} run with seed {r.seed})")
+                skipped.append(f"{label}/seed{r.seed} (no {reference_name} output for seed {r.seed})")
                 continue
             if h is None or len(h) != n_refs or len(b) != n_refs:
                 got = "none" if h is None else len(h)
-                skipped.append(f"{label}/seed{r.seed} ({got} test hypotheses for {n_refs} references)")
+                skipped.append(f"{label}/seed{r.seed} ({got} {split} hypotheses for {n_refs} references)")
                 continue
             sys_h += h
             base_h += b
@@ -216,7 +238,40 @@ def significance(
             continue
         res = paired_bootstrap(base_h, sys_h, refs, metric=metric, n=n_samples, seed=seed)
         out[label] = {**res, "delta": res["score_b"] - res["score_a"], "seeds": seeds}
+    holm_adjust(out)
     return out, skipped
+
+
+def significance(
+    records: dict[str, list[RunRecord]],
+    baseline: str,
+    metric: str,
+    references: list[list[str]],
+    n_samples: int = 1000,
+    seed: int = 12345,
+    split: str = "test",
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Paired bootstrap of each algorithm against ``baseline`` (its run of the same seed); Holm-adjusted."""
+    base = {r.seed: r.hyps(split) for r in records.get(baseline, [])}
+    return paired_tests(records, base.get, baseline, metric, references, split, baseline, n_samples, seed)
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of a family of p-values: the i-th smallest of m becomes
+    max over j <= i of min(1, (m - j + 1) p_(j)).  Rejecting where the adjusted value is below alpha bounds
+    the family-wise error rate at alpha."""
+    order = sorted(p_values, key=lambda k: p_values[k])
+    m, running, out = len(order), 0.0, {}
+    for j, key in enumerate(order):
+        running = max(running, min(1.0, (m - j) * p_values[key]))
+        out[key] = running
+    return out
+
+
+def holm_adjust(tests: dict[str, dict[str, Any]]) -> None:
+    """Add ``p_holm`` (Holm over this family of tests) to each test result."""
+    for label, p in holm({k: float(t["p_value"]) for k, t in tests.items()}).items():
+        tests[label]["p_holm"] = p
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -363,7 +418,67 @@ def plot_space(records: dict[str, list[RunRecord]], stats: dict[str, Stats], met
     return path
 
 
+#: per-step quantities of the algorithms' logs drawn in schedules.png (when a run logs them)
+SCHEDULE_KEYS = ("lambda1", "lambda2", "lambda3", "prefix", "truth_prob", "weight_on_reference", "reward_entropy")
+SCHEDULE_TITLES = {
+    "lambda1": "λ1 (model samples)",
+    "lambda2": "λ2 (reward draw)",
+    "lambda3": "λ3 (data)",
+    "prefix": "MIXER prefix m (tokens)",
+    "truth_prob": "scheduled sampling P(truth)",
+    "weight_on_reference": "weight on the reference",
+    "reward_entropy": "reward-draw entropy (nats)",
+}
+
+
+def plot_schedules(records: dict[str, list[RunRecord]], path: Path) -> Path | None:
+    """The annealed hyperparameters and weighting statistics the runs log per step (train rows of log.jsonl):
+    one panel per quantity, one line per algorithm (mean over seeds).  None when no run logs any."""
+    series: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for label, runs in records.items():
+        for r in runs:
+            for row in r.train_log:
+                for key in SCHEDULE_KEYS:
+                    if isinstance(row.get(key), (int, float)):
+                        series.setdefault(key, {}).setdefault(label, {}).setdefault(int(row["step"]), []).append(
+                            float(row[key]))
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in SCHEDULE_KEYS if k in series]
+    cols = min(len(keys), 3)
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), dpi=110, squeeze=False)
+    labels = list(records)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for label, by_step in series[key].items():
+            steps = sorted(by_step)
+            ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], lw=1.4, color=f"C{labels.index(label) % 10}",
+                    label=_display(label, records[label][0].algorithm))
+        ax.set_title(SCHEDULE_TITLES.get(key, key), fontsize=9)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle("Schedules and weighting statistics per training step (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------- writing
+#: significance level of the report's marks (after Holm's correction)
+ALPHA = 0.05
+START_LABEL = "start"  # the shared checkpoint, in summary.json and benchmark entries
+START_DISPLAY = "shared MLE checkpoint (start)"
+
+
 def _fmt(x: float, digits: int = 2) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -378,44 +493,106 @@ def _git_commit() -> str:
 
 
 def _settings(out: Path) -> dict[str, Any]:
-    spec = (
-        json.loads((out / "compare.json").read_text(encoding="utf-8"))["spec"]
-        if (out / "compare.json").exists()
-        else {}
-    )
+    data = json.loads((out / "compare.json").read_text(encoding="utf-8")) if (out / "compare.json").exists() else {}
     cfg: dict[str, Any] = {}
     if (out / "task.yaml").exists():
         import yaml
 
         cfg = yaml.safe_load((out / "task.yaml").read_text(encoding="utf-8")) or {}
-    return {"spec": spec, "config": cfg}
+    return {"spec": data.get("spec", {}), "fingerprint": data.get("fingerprint", {}), "config": cfg}
 
 
-def _rows(
-    records: dict[str, list[RunRecord]], metrics: list[str], sig: dict[str, dict[str, Any]], baseline: str
-) -> tuple[list[str], list[list[str]]]:
+def _p_cell(t: dict[str, Any]) -> str:
+    p = t.get("p_holm", t["p_value"])
+    return f"{p:.4f}{' *' if p < ALPHA else ''}"
+
+
+@dataclass
+class EvalSet:
+    """One test set of the report: the task's test split or an extra test set, with its paired tests."""
+
+    name: str
+    title: str
+    references: list[list[str]] | None
+    start_scores: dict[str, float]
+    start_hyps: list[str] | None
+    vs_baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vs_start: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _evaluate_set(records: dict[str, list[RunRecord]], es: EvalSet, baseline: str, metric: str,
+                  n_samples: int) -> None:
+    """Fill the paired tests of one set: every algorithm against the baseline, every row against the start."""
+    if es.references is None:
+        es.notes.append(f"No references for {es.name}: no significance tests.")
+        return
+    try:
+        if baseline in records:
+            es.vs_baseline, skipped = significance(records, baseline, metric, es.references, n_samples, split=es.name)
+            if skipped:
+                es.notes.append(f"Left out of the tests against {baseline} on {es.name}: {'; '.join(skipped)}.")
+        else:
+            es.notes.append(f"No finished {baseline} runs: no tests against it on {es.name}.")
+        if es.start_hyps is not None:
+            es.vs_start, skipped = paired_tests(records, lambda seed: es.start_hyps, "start checkpoint", metric,
+                                                es.references, es.name, None, n_samples)
+            if skipped:
+                es.notes.append(f"Left out of the tests against the start on {es.name}: {'; '.join(skipped)}.")
+    except Exception as e:  # noqa: BLE001  (report without the columns rather than no report)
+        es.notes.append(f"Significance tests on {es.name} failed: {e}")
+
+
+def _rows(records: dict[str, list[RunRecord]], metrics: list[str], es: EvalSet,
+          baseline: str) -> tuple[list[str], list[list[str]]]:
     primary = metrics[0]
+    base_name = DISPLAY.get(baseline, baseline) + (" (continued)" if baseline == "mle" else "")
     head = ["algorithm", "runs (n)"]
     for m in metrics:
         head += [f"{m} mean ± std", f"{m} min", f"{m} max"]
-    head += [f"Δ{primary} vs {DISPLAY.get(baseline, baseline)}", "p (paired bootstrap)", "Δ>0 in"]
-    stats = {m: table(records, "test", m) for m in metrics}
+    head += [f"Δ{primary} vs {base_name}", "p (Holm)", "Δ>0 in", f"Δ{primary} vs start", "p (Holm) vs start"]
+    stats = {m: table(records, es.name, m) for m in metrics}
     rows = []
+    if es.start_scores:
+        row = [START_DISPLAY, "1"]
+        for m in metrics:
+            row += [_fmt(es.start_scores.get(m, math.nan)), "", ""]
+        rows.append(row + ["", "", "", "(start)", ""])
     for label, runs in records.items():
         s0 = stats[primary][label]
         row = [_display(label, runs[0].algorithm), str(s0.n)]
         for m in metrics:
             s = stats[m][label]
             row += [f"{_fmt(s.mean)} ± {_fmt(s.std)}", _fmt(s.min), _fmt(s.max)]
-        t = sig.get(label)
+        t = es.vs_baseline.get(label)
         if label == baseline:
             row += ["(baseline)", "", ""]
         elif t:
-            row += [f"{t['delta']:+.2f}", f"{t['p_value']:.4f}", f"{100 * t['b_wins']:.0f}%"]
+            row += [f"{t['delta']:+.2f}", _p_cell(t), f"{100 * t['b_wins']:.0f}%"]
         else:
             row += ["–", "–", "–"]
+        t = es.vs_start.get(label)
+        row += [f"{t['delta']:+.2f}", _p_cell(t)] if t else ["–", "–"]
         rows.append(row)
     return head, rows
+
+
+def _significant(records: dict[str, list[RunRecord]], es: EvalSet, baseline: str) -> str:
+    """The rows whose difference is significant at ALPHA after Holm's correction, in words."""
+    def names(tests: dict[str, dict[str, Any]]) -> str:
+        hits = [f"{_display(k, records[k][0].algorithm)} ({t['delta']:+.2f})" for k, t in tests.items()
+                if t.get("p_holm", 1.0) < ALPHA]
+        return ", ".join(hits) if hits else "none"
+
+    parts = []
+    if es.vs_baseline:
+        parts.append(f"against {DISPLAY.get(baseline, baseline)} ({len(es.vs_baseline)} tests): "
+                     f"{names(es.vs_baseline)}")
+    if es.vs_start:
+        parts.append(f"against the starting checkpoint ({len(es.vs_start)} tests): {names(es.vs_start)}")
+    if not parts:
+        return ""
+    return f"Significant at {ALPHA} after Holm's correction on {es.name}: " + "; ".join(parts) + "."
 
 
 def _markdown_table(head: list[str], rows: list[list[str]]) -> str:
@@ -442,21 +619,35 @@ def _pretrain_score(out: Path, metric: str) -> float | None:
 
 def benchmark_entries(out: str | Path, prefix: str, split_name: str = "test") -> list[tuple[str, float, str]]:
     """(metric, value, unit) rows of a finished report for benchmark result files:
-    ``<prefix>_<label>_<split_name>_<metric>_{mean,std,min,max,n}`` and ``..._p_vs_<baseline>``."""
+    ``<prefix>_<label>_<split_name>_<metric>_{mean,std,min,max,n}``, ``..._p_vs_<baseline>`` (raw),
+    ``..._p_holm_vs_<baseline>`` and ``..._p_holm_vs_start``; ``<prefix>_start_<split_name>_<metric>`` (the shared
+    checkpoint); the same per extra test set ``NAME`` in place of ``<split_name>``."""
     summary = json.loads((Path(out) / "report" / "summary.json").read_text(encoding="utf-8"))
-    rows: list[tuple[str, float, str]] = []
-    for metric, by_label in summary["test"].items():
-        for label, st in by_label.items():
-            if not st["n"]:
-                continue
-            base = f"{prefix}_{label}_{split_name}_{metric}"
-            rows += [(f"{base}_{k}", round(float(st[k]), 4), metric.upper()) for k in ("mean", "std", "min", "max")]
-            rows.append((f"{base}_n", int(st["n"]), "runs"))
     primary, baseline = summary["primary_metric"], summary["baseline"]
-    for label, t in summary["significance"].items():
-        rows.append(
-            (f"{prefix}_{label}_{split_name}_{primary}_p_vs_{baseline}", round(float(t["p_value"]), 4), "p-value")
-        )
+    sets = [(split_name, summary["test"], summary["significance"], summary.get("significance_vs_start", {}),
+             summary.get("start", {}).get("test", {}))]
+    for name, extra in summary.get("extra_tests", {}).items():
+        sets.append((name, extra["test"], extra["significance"], extra["significance_vs_start"], extra["start"]))
+    rows: list[tuple[str, float, str]] = []
+    for set_name, by_metric, vs_base, vs_start, start in sets:
+        for metric, by_label in by_metric.items():
+            for label, st in by_label.items():
+                if not st["n"]:
+                    continue
+                base = f"{prefix}_{label}_{set_name}_{metric}"
+                rows += [(f"{base}_{k}", round(float(st[k]), 4), metric.upper()) for k in ("mean", "std", "min", "max")]
+                rows.append((f"{base}_n", int(st["n"]), "runs"))
+            if metric in start:
+                rows.append((f"{prefix}_{START_LABEL}_{set_name}_{metric}", round(float(start[metric]), 4),
+                             metric.upper()))
+        for label, t in vs_base.items():
+            base = f"{prefix}_{label}_{set_name}_{primary}"
+            if set_name == split_name:  # the raw p-value, as before Holm's correction was reported
+                rows.append((f"{base}_p_vs_{baseline}", round(float(t["p_value"]), 4), "p-value"))
+            rows.append((f"{base}_p_holm_vs_{baseline}", round(float(t.get("p_holm", t["p_value"])), 4), "p-value"))
+        for label, t in vs_start.items():
+            rows.append((f"{prefix}_{label}_{set_name}_{primary}_p_holm_vs_{START_LABEL}",
+                         round(float(t.get("p_holm", t["p_value"])), 4), "p-value"))
     return rows
 
 
@@ -472,13 +663,80 @@ def _pretrain_results(out: Path) -> str:
     )
 
 
+def _span(values: list[float], digits: int = 0) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.{digits}f}" if lo == hi else f"{lo:.{digits}f}–{hi:.{digits}f}"
+
+
+def budget_facts(records: dict[str, list[RunRecord]], spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The budget in steps and epochs (steps per epoch as the runs measured them), for the run and pre-training."""
+    runs = [r for rs in records.values() for r in rs]
+    per_epoch = [float(r.results["steps_per_epoch"]) for r in runs if r.results.get("steps_per_epoch")]
+    steps = [float(r.results["steps"]) for r in runs if r.results.get("steps") is not None]
+    facts: dict[str, Any] = {"budget_steps": spec.get("budget_steps"), "budget_minutes": spec.get("budget_minutes"),
+                             "steps_taken": steps, "steps_per_epoch": per_epoch}
+    parts = []
+    if spec.get("budget_steps"):
+        parts.append(f"{spec['budget_steps']} steps")
+    if spec.get("budget_minutes"):
+        parts.append(f"{spec['budget_minutes']} min ({_span(steps)} steps taken)" if steps
+                     else f"{spec['budget_minutes']} min")
+    if steps and per_epoch:
+        epochs = [s / e for s, e in zip(steps, per_epoch, strict=False)]
+        facts["epochs"] = epochs
+        parts.append(f"= {_span(epochs, 2)} epochs of {_span(per_epoch)} steps")
+    facts["text"] = " ".join(parts) or "the task config's"
+    pre = out / "pretrain" / "results.json"
+    if pre.exists():
+        res = json.loads(pre.read_text(encoding="utf-8"))
+        if res.get("steps_per_epoch"):
+            facts["pretrain_epochs"] = res["steps"] / res["steps_per_epoch"]
+    return facts
+
+
+def init_facts(records: dict[str, list[RunRecord]], spec: dict[str, Any], fingerprint: dict[str, Any]) -> str:
+    """How the runs started from the shared checkpoint, as their results.json recorded it."""
+    inits = {label: [r.results.get("init") or {} for r in runs] for label, runs in records.items()}
+    state = fingerprint.get("init_state", "model")
+    known = [i for v in inits.values() for i in v if i]
+    if not known:
+        return f"init_state {state}" if spec.get("pretrain_steps") or spec.get("init_from") else "from scratch"
+    dtypes = sorted({i.get("weights_dtype", "?") for i in known})
+    text = f"init_state {state}; shared checkpoint weights {', '.join(dtypes)}"
+    if state == "full":
+        offsets = sorted({i.get("lr_step_offset") for i in known if i.get("lr_step_offset") is not None})
+        text += f"; optimizer moments and lr schedule continued at schedule step {', '.join(map(str, offsets))}"
+        warm = sorted({f"{_display(label, records[label][0].algorithm)} ({max(w)} steps, group(s) "
+                       f"{', '.join(str(g) for g, x in enumerate(w) if x)})"
+                       for label, v in inits.items() for i in v
+                       for w in [i.get("warmup_steps_by_group") or []] if any(w)})
+        text += "; warm-up where moments were missing: " + ("; ".join(warm) if warm else "none")
+    return text
+
+
+def _eval_sets(out: Path, records: dict[str, list[RunRecord]], task_refs: dict[str, Any],
+               spec: dict[str, Any]) -> list[EvalSet]:
+    start_dir = out / START_DIR
+    start = read_scores(start_dir)
+    sets = [EvalSet("test", "Test", task_refs.get("references"), start.get("test", {}),
+                    read_hyps(start_dir / "test.hyp.txt"))]
+    extra_path = out / "extra_tests.refs.json"
+    extra = json.loads(extra_path.read_text(encoding="utf-8")) if extra_path.exists() else {}
+    for name in dict.fromkeys([*spec.get("extra_tests", {}), *extra]):
+        info = extra.get(name, {})
+        files = f" ({info['src']}, {info['ref']})" if info else ""
+        sets.append(EvalSet(name, f"Extra test set {name}{files}", info.get("references"), start.get(name, {}),
+                            read_hyps(start_dir / f"{name}.hyp.txt")))
+    return sets
+
+
 def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 1000) -> dict[str, Path]:
-    """Write ``out/report/{report.md, report.html, curves.png, space.png, summary.json}``; returns the paths."""
+    """Write ``out/report/{report.md, report.html, curves.png, space.png, schedules.png, summary.json}``."""
     out = Path(out)
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
     settings = _settings(out)
-    spec = settings["spec"]
+    spec, fingerprint = settings["spec"], settings["fingerprint"]
     baseline = baseline or spec.get("baseline", "mle")
     records, missing = collect(out)
     refs_path = out / "test.refs.json"
@@ -487,24 +745,19 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     if not records or not metrics:
         raise RuntimeError(f"{out}: no finished runs to report")
     primary = metrics[0]
-    sig: dict[str, dict[str, Any]] = {}
-    sig_note = ""
-    if baseline in records and task_refs:
-        try:
-            sig, skipped = significance(records, baseline, primary, task_refs["references"], n_samples=n_samples)
-            if skipped:
-                sig_note = f"Left out of the significance tests: {'; '.join(skipped)}."
-        except Exception as e:  # noqa: BLE001  (report without the column rather than no report)
-            sig_note = f"Significance tests failed: {e}"
-    elif baseline not in records:
-        sig_note = f"No finished {baseline} runs: no significance tests."
-    else:
-        sig_note = "No test references (test.refs.json): no significance tests."
+    eval_sets = _eval_sets(out, records, task_refs, spec)
+    for es in eval_sets:
+        _evaluate_set(records, es, baseline, primary, n_samples)
+    test_set = eval_sets[0]
+    if not task_refs:
+        test_set.notes = ["No test references (test.refs.json): no significance tests."]
     test_stats = table(records, "test", primary)
     valid_stats = table(records, "valid", primary)
-    curves = plot_curves(records, primary, rep / "curves.png", _pretrain_score(out, primary))
+    start_valid = _pretrain_score(out, primary)
+    curves = plot_curves(records, primary, rep / "curves.png", start_valid)
     space = plot_space(records, test_stats, primary, rep / "space.png")
-    head, rows = _rows(records, metrics, sig, baseline)
+    schedules = plot_schedules(records, rep / "schedules.png")
+    tables = [(es, *_rows(records, metrics, es, baseline)) for es in eval_sets]
     vhead = ["algorithm", "n", f"valid {primary} mean ± std", "min", "max"]
     vrows = [
         [_display(k, records[k][0].algorithm), str(s.n), f"{_fmt(s.mean)} ± {_fmt(s.std)}", _fmt(s.min), _fmt(s.max)]
@@ -512,19 +765,19 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     ]
     cfg = settings["config"]
     task = cfg.get("task", {}).get("name", "?")
-    budget = (f"{spec.get('budget_steps')} steps" if spec.get("budget_steps") else "") + (
-        f" {spec.get('budget_minutes')} min" if spec.get("budget_minutes") else ""
-    )
+    budget = budget_facts(records, spec, out)
+    smoothing = fingerprint.get("label_smoothing", cfg.get("train", {}).get("label_smoothing"))
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     seconds = [r.results.get("train_seconds", 0.0) for runs in records.values() for r in runs]
+    pretrain = (f"{spec.get('pretrain_steps', 0)} steps" + (f" ({budget['pretrain_epochs']:.1f} epochs)"
+                if budget.get("pretrain_epochs") else "")) if not spec.get("init_from") else f"from {spec['init_from']}"
     facts = [
         ("task", f"{task} ({json.dumps(cfg.get('task', {}).get('options', {}))})"),
         ("model", f"{cfg.get('model', {}).get('arch', '?')} {json.dumps(cfg.get('model', {}).get('options', {}))}"),
-        (
-            "shared MLE pre-training",
-            f"{spec.get('pretrain_steps', 0)} steps" if not spec.get("init_from") else f"from {spec['init_from']}",
-        ),
-        ("budget per run", budget.strip() or "the task config's"),
+        ("shared MLE pre-training", pretrain),
+        ("budget per run", budget["text"]),
+        ("start of every run", init_facts(records, spec, fingerprint)),
+        ("label smoothing (every run)", "?" if smoothing is None else f"{smoothing:g}"),
         ("shared MLE checkpoint scores", _pretrain_results(out)),
         ("seeds", ", ".join(map(str, spec.get("seeds", [])))),
         ("decoding", f"beam {cfg.get('decode', {}).get('beam_size', '?')} (test), best validation checkpoint"),
@@ -533,25 +786,45 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     ]
     notes = [
         f'mean ± std over seeds (sample std, ddof=1). Δ, p and "Δ>0 in" from a paired bootstrap ({n_samples} '
-        f"resamples) of each algorithm against {baseline} on the seed-matched, concatenated test outputs "
-        "(sacrebleu's paired bootstrap statistics for BLEU): Δ is the difference of the corpus scores of the "
-        'concatenations, p the two-sided p-value, "Δ>0 in" the share of resamples where the algorithm\'s '
-        "score is the higher one (for error rates such as WER / PER, lower is better).",
+        f"resamples) on the seed-matched, concatenated outputs (sacrebleu's paired bootstrap statistics for BLEU): "
+        f"against {baseline}, each seed's run is paired with {baseline}'s run of the same seed; against the start, "
+        "with the shared checkpoint's one output. Δ is the difference of the corpus scores of the concatenations, "
+        '"Δ>0 in" the share of resamples where the row scores higher (for error rates such as WER / PER, lower '
+        "is better).",
+        f"p (Holm): two-sided p-values adjusted with Holm's step-down method over the tests of their column (one "
+        f"family per column and test set); * marks significance at {ALPHA} after the adjustment. summary.json "
+        "also holds the raw p-values.",
         f"{DISPLAY.get(baseline, baseline)} continues maximum-likelihood training from the shared checkpoint for "
         "the same budget, so every row has seen the same number of updates.",
     ]
-    if sig_note:
-        notes.append(sig_note)
+    for es in eval_sets:
+        notes += es.notes
     if missing:
         notes.append(f"Unfinished runs (not in the table): {', '.join(missing)}.")
+
+    def set_summary(es: EvalSet) -> dict[str, Any]:
+        return {
+            "test": {m: {k: vars(s) for k, s in table(records, es.name, m).items()} for m in metrics},
+            "significance": es.vs_baseline,
+            "significance_vs_start": es.vs_start,
+            "start": es.start_scores,
+        }
+
     summary = {
         "task": task,
         "primary_metric": primary,
         "baseline": baseline,
         "settings": spec,
-        "test": {m: {k: vars(s) for k, s in table(records, "test", m).items()} for m in metrics},
+        "label_smoothing": smoothing,
+        "init_state": fingerprint.get("init_state"),
+        "budget": {k: v for k, v in budget.items() if k != "text"},
+        "test": set_summary(test_set)["test"],
         "valid": {k: vars(s) for k, s in valid_stats.items()},
-        "significance": sig,
+        "significance": test_set.vs_baseline,
+        "significance_vs_start": test_set.vs_start,
+        "start": {es.name: es.start_scores for es in eval_sets if es.start_scores},
+        "extra_tests": {es.name: set_summary(es) for es in eval_sets[1:]},
+        "alpha": ALPHA,
         "missing": missing,
         "runs": {
             k: [
@@ -559,7 +832,10 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
                     "seed": r.seed,
                     "test": r.results.get("test"),
                     "valid": r.results.get("valid"),
+                    "extra_tests": {es.name: r.scores(es.name) for es in eval_sets[1:]},
                     "steps": r.results.get("steps"),
+                    "steps_per_epoch": r.results.get("steps_per_epoch"),
+                    "init": r.results.get("init"),
                     "train_seconds": r.results.get("train_seconds"),
                 }
                 for r in v
@@ -569,23 +845,20 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     }
     (rep / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
 
-    md = [
-        f"# seqlab compare: {task}",
-        "",
-        *[f"- **{k}**: {v}" for k, v in facts],
-        "",
-        f"## Test {', '.join(metrics)}",
-        "",
-        _markdown_table(head, rows),
-        "",
-        f"## Validation {primary} (best checkpoint)",
-        "",
-        _markdown_table(vhead, vrows),
-        "",
-        "## Validation curves",
-        "",
-        "![validation curves](curves.png)",
-        "",
+    def set_title(es: EvalSet) -> str:
+        return f"Test {', '.join(metrics)}" if es.name == "test" else es.title
+
+    md = [f"# seqlab compare: {task}", "", *[f"- **{k}**: {v}" for k, v in facts], ""]
+    for es, head, rows in tables:
+        md += [f"## {set_title(es)}", "", _markdown_table(head, rows), ""]
+        sig_line = _significant(records, es, baseline)
+        md += [sig_line, ""] if sig_line else []
+    md += [f"## Validation {primary} (best checkpoint)", "", _markdown_table(vhead, vrows), "",
+           "## Validation curves", "", "![validation curves](curves.png)", ""]
+    if schedules:
+        md += ["## Schedules", "", "λ1..λ3, the MIXER prefix, P(truth) and the weighting statistics the runs "
+               "logged per step.", "", "![schedules](schedules.png)", ""]
+    md += [
         "## Algorithm space",
         "",
         "Algorithms placed by how far their training targets reach from the data (ERPO paper, Fig. 1), "
@@ -614,12 +887,20 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     body = [
         f"<h1>seqlab compare: {html.escape(task)}</h1>",
         "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts) + "</ul>",
-        f"<h2>Test {html.escape(', '.join(metrics))}</h2>",
-        _html_table(head, rows),
+    ]
+    for es, head, rows in tables:
+        body += [f"<h2>{html.escape(set_title(es))}</h2>", _html_table(head, rows)]
+        sig_line = _significant(records, es, baseline)
+        body += [f"<p>{html.escape(sig_line)}</p>"] if sig_line else []
+    body += [
         f"<h2>Validation {html.escape(primary)} (best checkpoint)</h2>",
         _html_table(vhead, vrows),
         "<h2>Validation curves</h2>",
         img(curves, "validation curves"),
+    ]
+    if schedules:
+        body += ["<h2>Schedules</h2>", img(schedules, "schedules")]
+    body += [
         "<h2>Algorithm space</h2>",
         "<p>Algorithms placed by how far their training targets reach from the "
         "data (ERPO paper, Fig. 1), annotated with the measured test scores.</p>",
@@ -633,4 +914,7 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         f"{html.escape(task)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>",
         encoding="utf-8",
     )
-    return {"markdown": md_path, "html": html_path, "curves": curves, "space": space, "summary": rep / "summary.json"}
+    paths = {"markdown": md_path, "html": html_path, "curves": curves, "space": space, "summary": rep / "summary.json"}
+    if schedules:
+        paths["schedules"] = schedules
+    return paths

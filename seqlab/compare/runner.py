@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,12 @@ class CompareSpec:
     runs_per_gpu: int = 1  # concurrent runs on each GPU (small, launch-bound models share a GPU well)
     gpu_memory_share: float = 0.95  # of each GPU's memory, for all of this comparison's runs on it together
     reward: str | None = None  # algorithm.options.reward of every reward-based algorithm (e.g. rouge)
+    # what every run continues from the shared checkpoint: "full" (its optimizer moments and lr schedule, with the
+    # pre-training's optimizer / schedule settings) or "model" (weights only, each run's own schedule)
+    init_state: str = "full"
+    label_smoothing: float | None = None  # of every run (None: the task config's train.label_smoothing)
+    allow_short_schedules: bool = False  # let runs whose schedules pass < 3 stages in the budget train anyway
+    extra_tests: dict[str, list[str]] = field(default_factory=dict)  # NAME -> [SRC, REF]: more test sets
 
     def variant(self, label: str) -> Variant:
         spec = self.variants.get(label, {})
@@ -88,10 +94,18 @@ class CompareSpec:
             extra.insert(0, f"algorithm.options.reward={self.reward}")
         return Variant(label, algorithm, extra)
 
+    def resolved_label_smoothing(self) -> float:
+        """The one label smoothing of every run: ``label_smoothing``, else the task config's."""
+        if self.label_smoothing is not None:
+            return float(self.label_smoothing)
+        return float(load_config(self.config, self.overrides).train.label_smoothing)
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings every run shares; a rerun into the same directory must not change them."""
         data = {
             "config": _config_text(self.config, self.overrides),
+            "init_state": self.init_state,
+            "label_smoothing": self.resolved_label_smoothing(),
             "pretrain_steps": self.pretrain_steps,
             "budget_steps": self.budget_steps,
             "budget_minutes": self.budget_minutes,
@@ -167,15 +181,27 @@ def load_compare_yaml(path: str | Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- runs
 @dataclass
 class Run:
-    """One training subprocess: where it goes and the overrides that make it."""
+    """One subprocess: a training run (``overrides`` of the task config), or the scoring of a checkpoint on test
+    sets (``kind="score"``: ``args`` of :mod:`seqlab.compare.score`, done once every name in ``sets`` is scored)."""
 
     name: str
     run_dir: Path
     overrides: list[str]
+    kind: str = "train"  # train | score
+    args: list[str] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
+        if self.kind == "score":
+            from seqlab.compare.score import read_scores
+
+            return set(self.sets) <= set(read_scores(self.run_dir))
         return (self.run_dir / "results.json").exists()
+
+    @property
+    def log_name(self) -> str:
+        return "score.out" if self.kind == "score" else "train.out"
 
 
 def run_dir_for(out: Path, label: str, seed: int) -> Path:
@@ -220,13 +246,56 @@ def plan_pretrain(spec: CompareSpec, out: Path) -> Run | None:
     return Run("pretrain", out / "pretrain", overrides)
 
 
+def start_checkpoint(spec: CompareSpec, out: Path) -> str | None:
+    """The checkpoint every run starts from: ``--init-from``, the pre-training's best, or None (from scratch)."""
+    return spec.init_from or (str(pretrain_checkpoint(out)) if spec.pretrain_steps > 0 else None)
+
+
+#: the optimizer and lr schedule settings a run takes from the shared checkpoint's run under init_state=full
+CONTINUED_SETTINGS = ("optimizer", "lr", "betas", "weight_decay", "scheduler", "warmup_steps")
+INIT_STATES = ("full", "model")
+
+
+def start_settings(spec: CompareSpec, out: Path) -> dict[str, Any]:
+    """The optimizer / lr schedule settings of the run that wrote the shared checkpoint: the pre-training's
+    (task config, common and ``pretrain:`` overrides) or those stored in ``--init-from``'s checkpoint."""
+    if spec.init_from:
+        from seqlab.train import checkpoint as ckpt
+
+        if not Path(spec.init_from).exists():
+            return {}
+        train = (ckpt.load(spec.init_from).get("config") or {}).get("train", {})
+    else:
+        pre = plan_pretrain(spec, out)
+        if pre is None:
+            return {}
+        train = asdict(load_config(spec.config, [*spec.overrides, *pre.overrides]).train)
+    return {k: list(train[k]) if isinstance(train[k], tuple) else train[k] for k in CONTINUED_SETTINGS if k in train}
+
+
+def _start_overrides(spec: CompareSpec, out: Path) -> list[str]:
+    """``init_state=full``: continue the shared run's optimizer and lr schedule, with its settings."""
+    if spec.init_state not in INIT_STATES:
+        raise ConfigError(f"init_state must be one of {INIT_STATES}, got {spec.init_state!r}")
+    if start_checkpoint(spec, out) is None:
+        return []
+    settings = start_settings(spec, out) if spec.init_state == "full" else {}
+    return [f"train.init_state={spec.init_state}", *(f"train.{k}={json.dumps(v)}" for k, v in settings.items())]
+
+
 def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
-    """Every (algorithm, seed) run, seeds outermost so that an interrupted comparison is balanced."""
-    init = spec.init_from or (str(pretrain_checkpoint(out)) if spec.pretrain_steps > 0 else None)
+    """Every (algorithm, seed) run, seeds outermost so that an interrupted comparison is balanced.  Every run
+    has the one label smoothing (set last; a per-algorithm value is refused)."""
+    init = start_checkpoint(spec, out)
+    start = _start_overrides(spec, out)
+    smoothing = spec.resolved_label_smoothing()
     runs = []
     for seed in spec.seeds:
         for label in spec.algorithms:
             v = spec.variant(label)
+            if any(o.split("=", 1)[0].strip() == "train.label_smoothing" for o in v.overrides):
+                raise ConfigError(f"{label}: train.label_smoothing is one value for every run of a comparison "
+                                  "(--label-smoothing), not per algorithm")
             rd = run_dir_for(out, label, seed)
             overrides = [
                 *COMMON_OVERRIDES,
@@ -236,10 +305,78 @@ def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
                 "algorithm.options={}",
                 f"train.init_from={json.dumps(init) if init else 'null'}",
                 *_budget_overrides(spec),
+                *start,
                 *v.overrides,
+                f"train.label_smoothing={smoothing}",
+                *(["train.allow_short_schedules=true"] if spec.allow_short_schedules else []),
             ]
             runs.append(Run(f"{label}/seed{seed}", rd, overrides))
     return runs
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+START_DIR = "start"  # OUT/start: the shared checkpoint's test (and extra test) outputs and scores
+EXTRA_DIR = "extra"  # run_dir/extra: a run's best checkpoint on the extra test sets
+
+
+def parse_extra_test(item: str) -> tuple[str, list[str]]:
+    """``NAME=SRC,REF`` -> (NAME, [SRC, REF]) with absolute paths; the files must exist."""
+    import re
+
+    name, _, files = item.partition("=")
+    name, paths = name.strip(), [f.strip() for f in files.split(",")]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) or len(paths) != 2 or not all(paths):
+        raise ConfigError(f"--extra-test {item!r}: expected NAME=SRC,REF (NAME of letters, digits, _ and -)")
+    if name in ("test", "valid", "train"):
+        raise ConfigError(f"--extra-test {item!r}: {name!r} names a split of the task; choose another name")
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"--extra-test {name}: no file {path}")
+    return name, [str(Path(p).resolve()) for p in paths]
+
+
+def _extra_args(spec: CompareSpec) -> list[str]:
+    return [a for name, (src, ref) in spec.extra_tests.items() for a in ("--extra-test", f"{name}={src},{ref}")]
+
+
+def plan_scoring(spec: CompareSpec, out: Path, runs: Sequence[Run], config: str) -> list[Run]:
+    """The shared checkpoint on test and every extra test set (``OUT/start``), and every finished run's best
+    checkpoint on the extra test sets (``run_dir/extra``)."""
+    names = list(spec.extra_tests)
+    jobs = []
+    init = start_checkpoint(spec, out)
+    if init and Path(init).exists():
+        args = ["--checkpoint", init, "--config", config, "--tokenizers", str(tokenizer_source(out, spec.init_from)),
+                "--out", str(out / START_DIR), "--test", *_extra_args(spec)]
+        jobs.append(Run("start checkpoint", out / START_DIR, [], kind="score", args=args, sets=["test", *names]))
+    for run in runs:
+        if not names or not run.done:
+            continue
+        best = run.run_dir / "checkpoint_best.pt"
+        ckpt = best if best.exists() else run.run_dir / "checkpoint_last.pt"
+        args = ["--checkpoint", str(ckpt), "--config", str(run.run_dir / "config.yaml"),
+                "--tokenizers", str(run.run_dir / "tokenizers"), "--out", str(run.run_dir / EXTRA_DIR),
+                *_extra_args(spec)]
+        jobs.append(Run(f"{run.name} extra tests", run.run_dir / EXTRA_DIR, [], kind="score", args=args,
+                        sets=names))
+    return jobs
+
+
+def write_extra_references(out: Path, spec: CompareSpec) -> Path | None:
+    """``OUT/extra_tests.refs.json``: each extra test set's files and references (for the report's tests)."""
+    if not spec.extra_tests:
+        return None
+    from seqlab.data.corpus import read_parallel
+
+    path = out / "extra_tests.refs.json"
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    for name, (src, ref) in spec.extra_tests.items():
+        if name in data and not (Path(src).is_file() and Path(ref).is_file()):
+            continue  # files gone since: keep the references read then
+        _, refs = read_parallel(src, ref).references()
+        data[name] = {"src": src, "ref": ref, "references": refs}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
 
 
 def check_runs(config: str, runs: Sequence[Run], prefix: Sequence[str] = ()) -> None:
@@ -285,7 +422,10 @@ GPU_SHARE_HEADROOM = 0.95
 
 
 def train_command(config: str, run: Run) -> list[str]:
-    """``python -m seqlab.compare train ...``: ``seqlab train`` with the task plugins of seqlab.tasks loaded."""
+    """``python -m seqlab.compare train ...``: ``seqlab train`` with the task plugins of seqlab.tasks loaded
+    (``python -m seqlab.compare score ...`` for a scoring job)."""
+    if run.kind == "score":
+        return [sys.executable, "-m", "seqlab.compare", "score", *run.args]
     return [sys.executable, "-m", "seqlab.compare", "train", "--config", config, *run.overrides]
 
 
@@ -301,7 +441,7 @@ def subprocess_launcher(run: Run, config: str, gpu: str | None, memory_fraction:
         share_gpu_memory(env, memory_fraction)
     env.setdefault("PYTHONUNBUFFERED", "1")
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run.run_dir / "train.out", "a", encoding="utf-8") as log:
+    with open(run.run_dir / run.log_name, "a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(train_command(config, run))}\n")
         log.flush()
         return subprocess.call(train_command(config, run), stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -358,7 +498,7 @@ def execute(
             with lock:
                 outcomes.append(out)
                 finished = sum(o.status != "skipped" for o in outcomes)
-                tail = "" if ok else f" (exit {rc}; see {run.run_dir / 'train.out'})"
+                tail = "" if ok else f" (exit {rc}; see {run.run_dir / run.log_name})"
                 echo(f"[compare] {out.status} {run.name} in {out.seconds:.0f}s [{finished}/{total}]{tail}")
 
     slots: list[str | None] = [g for g in gpus for _ in range(runs_per_gpu)] if gpus else [None]
@@ -422,13 +562,26 @@ def _with_added_defaults(before: dict[str, Any], new: dict[str, Any]) -> dict[st
     return {**before, "config": filled}
 
 
-def _check_plan(out: Path, spec: CompareSpec) -> None:
-    """Refuse to mix runs with different shared settings in one directory (adding algorithms / seeds is fine)."""
+def _fill_protocol_defaults(before: dict[str, Any]) -> dict[str, Any]:
+    """A fingerprint written before compare recorded the protocol: weights-only starts, and the task config's
+    label smoothing."""
+    filled = dict(before)
+    filled.setdefault("init_state", "model")
+    train = (before.get("config") or {}).get("train") or {}
+    filled.setdefault("label_smoothing", float(train.get("label_smoothing", TrainConfig.label_smoothing)))
+    return filled
+
+
+def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
+    """Refuse to mix runs with different shared settings in one directory (adding algorithms / seeds / extra test
+    sets is fine); returns the extra test sets of this and earlier invocations."""
     path = out / "compare.json"
     new = spec.fingerprint()
+    extra = dict(spec.extra_tests)
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        before = _with_added_defaults(old.get("fingerprint", {}), new)
+        before = _fill_protocol_defaults(_with_added_defaults(old.get("fingerprint", {}), new))
+        extra = {**old["spec"].get("extra_tests", {}), **extra}
         changed = sorted(k for k in new if before.get(k) != new[k])
         if changed:
             raise ConfigError(
@@ -439,9 +592,36 @@ def _check_plan(out: Path, spec: CompareSpec) -> None:
         seeds = list(dict.fromkeys(old["spec"]["seeds"] + spec.seeds))
     else:
         algorithms, seeds = spec.algorithms, spec.seeds
-    record = {"spec": {**asdict(spec), "algorithms": algorithms, "seeds": seeds}, "fingerprint": new}
+    record = {"spec": {**asdict(spec), "algorithms": algorithms, "seeds": seeds, "extra_tests": extra},
+              "fingerprint": new}
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return extra
+
+
+def _start_note(spec: CompareSpec, out: Path) -> str:
+    """One line on what the runs start from (echoed before training)."""
+    if start_checkpoint(spec, out) is None:
+        return "runs start from scratch"
+    if spec.init_state == "model":
+        return "runs start from the shared checkpoint's weights with a fresh optimizer (init_state model)"
+    settings = ", ".join(f"{k} {v}" for k, v in start_settings(spec, out).items())
+    return (f"runs continue the shared checkpoint's optimizer state and lr schedule ({settings}; "
+            "per-algorithm overrides still apply)")
+
+
+def check_start_weights(path: str | Path) -> None:
+    """Refuse a shared checkpoint whose weights were rounded below fp32 (e.g. by benchmarks/ckpt_weights.py):
+    fine-tuning must start from the weights the pre-training trained, with its optimizer state."""
+    from seqlab.train import checkpoint as ckpt
+    from seqlab.train.trainer import reduced_precision_dtypes
+
+    reduced = reduced_precision_dtypes(ckpt.load(path)["model"])
+    if reduced:
+        raise ConfigError(
+            f"the shared checkpoint {path} holds {', '.join(reduced)} weights: runs would start from rounded weights "
+            "without the pre-training's optimizer state. Restore the fp32 checkpoint (benchmarks/ckpt_weights.py "
+            "keeps it as CKPT.full), or pass --init-state model to start from these weights anyway")
 
 
 def write_test_references(out: Path, cfg: Config) -> Path:
@@ -477,7 +657,9 @@ def run_compare(
             f"[compare] note: the baseline {spec.baseline!r} is not among the algorithms; "
             "the report will have no significance column"
         )
-    _check_plan(out, spec)
+    if spec.init_from and not Path(spec.init_from).exists():
+        raise FileNotFoundError(f"--init-from checkpoint not found: {spec.init_from}")
+    spec = replace(spec, extra_tests=_check_plan(out, spec))
     base = load_config(spec.config, spec.overrides)
     task_yaml = out / "task.yaml"
     save_config(base, task_yaml)
@@ -485,6 +667,7 @@ def run_compare(
     pre = plan_pretrain(spec, out)
     runs = plan_runs(spec, out)
     check_runs(config, ([pre] if pre else []) + runs)
+    echo(f"[compare] every run: label smoothing {spec.resolved_label_smoothing():g}; " + _start_note(spec, out))
     gpus = detect_gpus(spec.gpus)
     outcomes: list[RunOutcome] = []
     if pre is not None:
@@ -493,10 +676,11 @@ def run_compare(
             raise RuntimeError(
                 f"pre-training failed: no {pretrain_checkpoint(out)}; see {out / 'pretrain' / 'train.out'}"
             )
-    elif spec.init_from and not Path(spec.init_from).exists():
-        raise FileNotFoundError(f"--init-from checkpoint not found: {spec.init_from}")
     if pretrain_only:
         return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
+    init = start_checkpoint(spec, out)
+    if init and spec.init_state == "full":
+        check_start_weights(init)
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
     shared, alone = launcher, launcher
     if not 0.0 < spec.gpu_memory_share <= 1.0:
@@ -514,6 +698,9 @@ def run_compare(
             failed_first = {r.name for r in retry}
             outcomes = [o for o in outcomes if o.name not in failed_first]
             outcomes += execute(retry, config, gpus, alone, echo, before=share)
+    write_extra_references(out, spec)
+    scoring = plan_scoring(spec, out, runs, config)
+    outcomes += execute(scoring, config, gpus, shared, echo, runs_per_gpu=spec.runs_per_gpu)
     failed = [o.name for o in outcomes if o.status == "failed"]
     summary: dict[str, Any] = {
         "out": str(out),
