@@ -41,7 +41,8 @@ def test_algorithm_trains_from_mle_checkpoint(mle_checkpoint, name):
     opts = json.dumps(ERPO_ALGORITHMS[name])
     cfg = load_config(None, tiny_overrides(tmp, name, **{
         "algorithm.name": name, "algorithm.options": opts, "train.init_from": str(ckpt),
-        "train.max_steps": "6", "train.log_every_steps": "1", "train.lr": "0.0005"}))
+        "train.max_steps": "6", "train.log_every_steps": "1", "train.lr": "0.0005",
+        "train.allow_short_schedules": "true"}))  # a smoke run: the schedules cannot move in 6 steps
     results = train(cfg, console=False)
     assert results["steps"] == 6
     records = [json.loads(x) for x in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()]

@@ -77,7 +77,7 @@ def test_erpo_delta_algorithm_equals_mle_loss():
     model = TableModel(seed=2)
     batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[5, 6], [4, 4]]))
     erpo = build_algorithm("erpo", ctx(), {"reward": "delta", "alpha": 0.0, "beta": 1.0, "num_samples": 6,
-                                           "max_edits": 2})
+                                           "max_edits": 2, "proposal": "hamming"})
     mle = build_algorithm("mle", ctx(), {"label_smoothing": 0.0})
     a, _ = erpo.loss(model, batch, Progress())
     b, _ = mle.loss(model, batch, Progress())
@@ -101,7 +101,8 @@ def test_alpha_dimt_gradient_converges_to_enumeration(alpha):
     src, ref = torch.tensor([[4, EOS_ID]]), make_targets([[5, 6]])
     exact = _raml_like_exact(model, src, ref, tau=0.8, alpha=alpha)
     algo = build_algorithm("alpha_dimt", ctx(), {"alpha": alpha, "tau": 0.8, "num_samples": 40000,
-                                                 "max_edits": 2})
+                                                 "max_edits": 2, "proposal_correction": "exact",
+                                                 "length_normalize": False})
     algo._reward = table_reward
     loss, _ = algo.loss(model, TinyBatch(src, ref), Progress())
     assert_close_direction(grads(model, loss), exact, rel=0.05)
@@ -112,7 +113,8 @@ def test_raml_gradient_converges_to_enumeration():
     model = TableModel(seed=4)
     src, ref = torch.tensor([[4, EOS_ID]]), make_targets([[6, 4]])
     exact = _raml_like_exact(model, src, ref, tau=0.5, alpha=0.0)
-    algo = build_algorithm("raml", ctx(), {"tau": 0.5, "num_samples": 40000, "max_edits": 2})
+    algo = build_algorithm("raml", ctx(), {"tau": 0.5, "num_samples": 40000, "max_edits": 2, "proposal": "hamming",
+                                           "proposal_correction": "exact"})
     algo._reward = table_reward
     loss, _ = algo.loss(model, TinyBatch(src, ref), Progress())
     assert_close_direction(grads(model, loss), exact, rel=0.05)
@@ -122,7 +124,7 @@ def test_alpha_dimt_limit_zero_is_raml():
     torch.manual_seed(0)
     model = TableModel(seed=5)
     batch = TinyBatch(torch.tensor([[4, EOS_ID]]), make_targets([[5, 6]]))
-    raml = build_algorithm("raml", ctx(), {"tau": 0.8, "num_samples": 64, "max_edits": 2})
+    raml = build_algorithm("raml", ctx(), {"tau": 0.8, "num_samples": 64, "max_edits": 2, "proposal": "hamming"})
     dimt = build_algorithm("alpha_dimt", ctx(), {"alpha": 0.0, "tau": 0.8, "num_samples": 64, "max_edits": 2})
     raml._reward = dimt._reward = table_reward
     torch.manual_seed(7)
@@ -232,9 +234,12 @@ def test_interpolation_token_frequencies_match_lambdas():
     enc = model.encode(tgt)
     lam = torch.tensor([0.2, 0.3, 0.5])
     draw = token_mixture(model, enc, tgt, lam, reward_name="bleu", reward_scale=1.0)
-    valid = draw.components > 0
-    share = torch.stack([(draw.components[valid] == z).float().mean() for z in (1, 2, 3)])
+    assert (draw.components[:, 0] == 3).all() and torch.equal(draw.tokens[:, 0], tgt[:, 0])  # the first token: data
+    valid = draw.components[:, 1:] > 0
+    share = torch.stack([(draw.components[:, 1:][valid] == z).float().mean() for z in (1, 2, 3)])
     assert torch.allclose(share, lam, atol=0.015)
+    free = token_mixture(model, enc, tgt, lam, reward_name="bleu", reward_scale=1.0, first_token_data=False)
+    assert (free.components[:, 0] != 3).float().mean() > 0.4
     # data draws copy the reference token at their position
     width = draw.tokens.size(1)
     pos = torch.arange(width)[None].expand_as(draw.tokens)
@@ -270,9 +275,12 @@ def test_large_reward_scale_concentrates_on_reference_next_token():
     torch.manual_seed(0)
     model = TableModel(positions=8, eos_at=6, seed=7)
     tgt = ref.expand(200, -1)
-    sharp_draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=200.0)
-    flat_draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=1.0)
+    sharp_draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=200.0,
+                               reward_unit="raw")
+    flat_draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=1.0,
+                              reward_unit="raw")
     assert flat_draw.reward_entropy > 1.4 and sharp_draw.reward_entropy < 0.5
+    assert sharp_draw.reward_in_reference > 0.95
 
 
 def test_interpolation_schedule_clamps_and_renormalises():
@@ -297,8 +305,9 @@ def test_sequence_log_prob_of_padded_rows_is_finite_and_alpha_weights_keep_them(
     torch.manual_seed(0)
     algo = build_algorithm("alpha_dimt", ctx(), {"alpha": 0.5, "tau": 0.8, "num_samples": 4, "max_edits": 1})
     algo._reward = table_reward
-    prop = algo.propose(TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), tgt))
+    prop = algo.propose(model, TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), tgt), None)
     lp = model.token_log_probs(model.encode(tgt).select(prop.group), prop.tokens)
-    w = algo.weights(prop, tgt.index_select(0, prop.group), sequence_log_prob(lp, prop.tokens).detach())
+    reward = algo.reward(prop.tokens, tgt.index_select(0, prop.group))
+    w = algo.weights(prop, reward, sequence_log_prob(lp, prop.tokens).detach())
     per_source = torch.zeros(2).index_add_(0, prop.group, w)
     assert torch.isfinite(w).all() and torch.allclose(per_source, torch.ones(2))  # the padded source too

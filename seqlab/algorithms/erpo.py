@@ -1,19 +1,17 @@
 """ERPO taking (reward R, alpha, beta) directly: the E-step q(y) ∝ exp((alpha log p_theta + R) / (alpha + beta)),
-estimated by self-normalised importance sampling from a proposal, then the weighted likelihood M-step.
+estimated by self-normalised weights over proposals, then the weighted likelihood M-step.
 
-Special cases: (delta, alpha -> 0, beta = 1) is MLE; (task reward, alpha -> 0, beta = tau) is RAML;
-(task reward, alpha > 0, beta = 0) is SPG.  ``reward="delta"`` uses the log-delta reward (0 for the
-reference, -inf otherwise)."""
+Special cases: (delta, alpha -> 0, beta = 1) is MLE; (task reward, alpha -> 0, beta = tau) is RAML (with the
+same proposals and weighting rule as ``raml``); (task reward, alpha > 0, beta = 0) with model samples is SPG.
+``reward="delta"`` uses the log-delta reward (0 for the reference, -inf otherwise)."""
 
 from __future__ import annotations
 
 import torch
 
-from seqlab.algorithms.base import AlgorithmContext, Progress, register
-from seqlab.algorithms.common import RewardAlgorithm
-from seqlab.erpo.engine import reference_tokens, sequence_log_prob, weighted_sequence_loss
-from seqlab.erpo.proposals import hamming_edits, model_samples
-from seqlab.erpo.weightings import erpo_log_target, importance_weights
+from seqlab.algorithms.base import AlgorithmContext, register
+from seqlab.algorithms.raml import PROPOSALS, ReweightedProposals
+from seqlab.erpo.weightings import erpo_log_target
 
 
 def log_delta_reward(tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
@@ -27,31 +25,22 @@ def log_delta_reward(tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
 
 
 @register("erpo")
-class ERPO(RewardAlgorithm):
+class ERPO(ReweightedProposals):
+    """Proposals: ``ngram`` (default, as RAML), ``hamming`` or ``model`` (K samples of p_θ, divided by their
+    density p_θ: with beta = 0 this is SPG).  ``reward_scale`` multiplies the task reward."""
+
     def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", alpha: float = 0.0, beta: float = 1.0,
-                 reward_scale: float = 1.0, proposal: str = "hamming", num_samples: int = 8,
-                 max_edit_frac: float = 0.2, max_edits: int | None = None):
-        super().__init__(ctx, "delta" if reward == "delta" else reward)
-        if proposal not in ("hamming", "model"):
-            raise ValueError("proposal must be 'hamming' (edits of the reference) or 'model' (samples of p_theta)")
+                 reward_scale: float = 1.0, **options):
+        super().__init__(ctx, reward="delta" if reward == "delta" else reward, **options)
         self.alpha, self.beta, self.scale = alpha, beta, reward_scale
-        self.proposal, self.num_samples = proposal, num_samples
-        self.max_edit_frac, self.max_edits = max_edit_frac, max_edits
         self.log_delta = reward == "delta"
 
-    def task_reward(self, tokens, refs):
-        return log_delta_reward(tokens, refs) if self.log_delta else self.scale * self.reward(tokens, refs)
+    @staticmethod
+    def proposals() -> tuple[str, ...]:
+        return (*PROPOSALS, "model")
 
-    def loss(self, model, batch, progress: Progress):
-        enc = model.encode(batch.src)
-        if self.proposal == "hamming":
-            prop = hamming_edits(batch.tgt, self.num_samples, self.ctx.vocab_size, self.max_edit_frac, self.max_edits)
-        else:
-            prop, _ = model_samples(model, batch.src, self.num_samples, enc=enc)
-        log_probs = model.token_log_probs(enc.select(prop.group), prop.tokens)
-        log_p = sequence_log_prob(log_probs, prop.tokens).detach()
-        reward = self.task_reward(prop.tokens, batch.tgt.index_select(0, prop.group))
-        w = importance_weights(erpo_log_target(log_p, reward, self.alpha, self.beta), prop.log_q, prop.group)
-        loss = weighted_sequence_loss(model, enc, prop.tokens, prop.group, w, reference_tokens(batch.tgt),
-                                      log_probs=log_probs)
-        return loss, {"reward": float(reward[torch.isfinite(reward)].mean()) if torch.isfinite(reward).any() else 0.0}
+    def reward(self, tokens, refs):
+        return log_delta_reward(tokens, refs) if self.log_delta else self.scale * super().reward(tokens, refs)
+
+    def log_target(self, reward, log_p, lengths):
+        return erpo_log_target(log_p, reward, self.alpha, self.beta)

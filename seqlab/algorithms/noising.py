@@ -22,5 +22,6 @@ class Noising(Algorithm):
     def loss(self, model, batch, progress: Progress):
         prop = unigram_noise(batch.tgt, self.gamma, self.unigram)
         loss = weighted_sequence_loss(model, model.encode(batch.src), prop.tokens, prop.group,
-                                      torch.ones(len(prop), device=batch.tgt.device), reference_tokens(batch.tgt))
+                                      torch.ones(len(prop), device=batch.tgt.device), reference_tokens(batch.tgt),
+                                      label_smoothing=self.ctx.label_smoothing)
         return loss, {}

@@ -13,7 +13,7 @@ from seqlab.decoding.search import greedy_search
 from seqlab.erpo.engine import reference_tokens, weighted_sequence_loss
 from seqlab.erpo.loss import one_loss, smoothed_targets
 from seqlab.erpo.proposals import model_samples, token_mixture
-from seqlab.erpo.schedules import make_schedule
+from seqlab.erpo.schedules import Constant, make_schedule
 from seqlab.erpo.weightings import group_mean, pg_advantages, spg_weights
 
 
@@ -88,7 +88,8 @@ class SoftmaxPolicyGradient(SamplingAlgorithm):
         refs = batch.tgt.index_select(0, prop.group)
         reward = self.reward(prop.tokens, refs)
         w = spg_weights(reward, self.alpha, prop.group)
-        loss = weighted_sequence_loss(model, enc, prop.tokens, prop.group, w, reference_tokens(batch.tgt))
+        loss = weighted_sequence_loss(model, enc, prop.tokens, prop.group, w, reference_tokens(batch.tgt),
+                                      label_smoothing=self.ctx.label_smoothing)
         return self.combine(model, enc, batch, loss), {"reward": float(reward.mean())}
 
 
@@ -103,6 +104,11 @@ class MIXER(SamplingAlgorithm):
         self.prefix = make_schedule(prefix if prefix is not None else
                                     {"type": "step", "start": 10, "delta": -2, "every": 1, "lower": 0})
 
+    def schedules(self):
+        if isinstance(self.prefix, Constant):
+            return {}
+        return {"prefix": lambda p: int(self.prefix.value(p.step, p.epoch))}
+
     def loss(self, model, batch, progress: Progress):
         enc = model.encode(batch.src)
         k = self.num_samples
@@ -113,7 +119,8 @@ class MIXER(SamplingAlgorithm):
         was = model.training
         model.eval()
         draw = token_mixture(model, enc.select(src_rows), tgt, torch.tensor([1.0, 0.0, 0.0]),
-                             data_prefix=data_prefix, max_len_a=self.max_len_a, max_len_b=self.max_len_b)
+                             data_prefix=data_prefix, max_len_a=self.max_len_a, max_len_b=self.max_len_b,
+                             first_token_data=False)  # MIXER's data prefix is its own (m = 0: all sampled)
         model.train(was)
         reward = self.reward(draw.tokens, tgt)
         adv = reward - group_mean(reward, src_rows)

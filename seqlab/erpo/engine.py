@@ -50,25 +50,35 @@ def current_loss_chunk_tokens() -> int | None:
     return _CHUNK_TOKENS.get()
 
 
+def proposal_coefficients(w: torch.Tensor, normalizer: float | torch.Tensor, label_smoothing: float = 0.0
+                          ) -> Coefficients:
+    """Coefficients w · one-hot(y_t), or with label smoothing ε: w · ((1 − ε) one-hot(y_t) + ε uniform)."""
+    if label_smoothing == 0.0:
+        return Coefficients(weights=w, normalizer=normalizer)
+    return Coefficients(weights=(1.0 - label_smoothing) * w, uniform=label_smoothing * w, normalizer=normalizer)
+
+
 def weighted_sequence_loss(model: Seq2SeqModel, enc: Encoded, tokens: torch.Tensor, group: torch.Tensor,
                            weights: torch.Tensor, normalizer: float | torch.Tensor,
-                           log_probs: torch.Tensor | None = None) -> torch.Tensor:
+                           log_probs: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
     """The one loss on proposal sequences: coefficient ``weights`` [N] (per sequence) or [N, T] (per token)
-    on each sequence's own tokens.  ``log_probs`` may be passed when already computed (then it is one pass).
+    on each sequence's own tokens, smoothed by ``label_smoothing`` (meant for non-negative weights: the
+    likelihood terms; policy-gradient advantages are never smoothed).  ``log_probs`` may be passed when
+    already computed (then it is one pass).
 
     Without ``log_probs``, proposals are trimmed to their longest real row and, past the
     ``loss_chunk_tokens`` budget, scored and differentiated in chunks (see the module docstring)."""
     w = (weights if weights.dim() == 2 else weights[:, None].expand_as(tokens)).float()
     if log_probs is not None:
-        return one_loss(log_probs, tokens, Coefficients(weights=w, normalizer=normalizer))
+        return one_loss(log_probs, tokens, proposal_coefficients(w, normalizer, label_smoothing))
     widths = row_widths(tokens)
     width = max(int(widths.max()), 1) if widths.numel() else 1
     tokens, w = tokens[:, :width], w[:, :width]  # trailing PAD columns: no loss, and causal decoders ignore them
     budget = _CHUNK_TOKENS.get()
     if budget is None or tokens.numel() <= budget or not torch.is_grad_enabled() or tokens.size(0) < 2:
         log_probs = model.token_log_probs(enc.select(group), tokens)
-        return one_loss(log_probs, tokens, Coefficients(weights=w, normalizer=normalizer))
-    return _chunked_loss(model, enc, tokens, group, w, normalizer, length_chunks(widths, budget))
+        return one_loss(log_probs, tokens, proposal_coefficients(w, normalizer, label_smoothing))
+    return _chunked_loss(model, enc, tokens, group, w, normalizer, length_chunks(widths, budget), label_smoothing)
 
 
 def row_widths(tokens: torch.Tensor) -> torch.Tensor:
@@ -93,7 +103,7 @@ def length_chunks(widths: torch.Tensor, budget: int) -> list[tuple[torch.Tensor,
 
 def _chunked_loss(model: Seq2SeqModel, enc: Encoded, tokens: torch.Tensor, group: torch.Tensor,
                   w: torch.Tensor, normalizer: float | torch.Tensor,
-                  chunks: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
+                  chunks: list[tuple[torch.Tensor, int]], label_smoothing: float = 0.0) -> torch.Tensor:
     """Sum of the chunks' one losses; each chunk's gradient is taken at once (w.r.t. the encoder output and
     the model's parameters) and freed with its activations, then replayed by ``_AccumulatedGrad``."""
     enc_tensors, rebuild = _flatten_encoded(enc)
@@ -107,7 +117,7 @@ def _chunked_loss(model: Seq2SeqModel, enc: Encoded, tokens: torch.Tensor, group
     for rows, width in chunks:
         with record_function("seqlab.loss_chunk"):
             tok = tokens.index_select(0, rows)[:, :width]
-            coef = Coefficients(weights=w.index_select(0, rows)[:, :width], normalizer=normalizer)
+            coef = proposal_coefficients(w.index_select(0, rows)[:, :width], normalizer, label_smoothing)
             loss = one_loss(model.token_log_probs(enc_leaf.select(group.index_select(0, rows)), tok), tok, coef)
             chunk_grads = torch.autograd.grad(loss, inputs, allow_unused=True)
         for i, g in enumerate(chunk_grads):

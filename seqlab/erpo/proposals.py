@@ -17,7 +17,7 @@ from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, round_up, stepper_for
 from seqlab.decoding.search import Hypotheses, max_lengths, sample
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
-from seqlab.rewards._common import content_lengths
+from seqlab.rewards._common import content_lengths, ref_lengths
 
 FIRST_REGULAR_ID = 4  # ids below are PAD, BOS, EOS, UNK
 
@@ -103,16 +103,20 @@ def log_binomial(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 def ngram_replacement(tgt: torch.Tensor, num_samples: int, vocab_size: int, max_n: int = 4,
                       include_reference: bool = True) -> Proposal:
-    """Replace one random n-gram (n ~ Uniform{1..max_n}, clipped to the length) of the reference by
-    random regular tokens (Ma et al. 2017's n-gram replacement). Density not tracked (``log_q`` None)."""
+    """Replace one random n-gram of the reference by random regular tokens (the n-gram replacement of RAML's
+    released samples): n ~ Uniform{1..min(m − 1, max_n)}, placed uniformly among positions 0..m−2, so the
+    final content token (usually the full stop) is never replaced; a one-token reference stays unchanged.
+    Lengths are kept.  Density not tracked (``log_q`` None)."""
     b, device = tgt.size(0), tgt.device
     group = torch.arange(b, device=device).repeat_interleave(num_samples)
     ref = tgt.index_select(0, group)
-    m = seq_lengths(ref).clamp(min=1)
-    n = torch.minimum(torch.randint(1, max_n + 1, m.shape, device=device), m)
-    start = torch.floor(torch.rand(m.shape, device=device) * (m - n + 1).float()).long()
+    m = seq_lengths(ref)
+    n_max = torch.clamp(m - 1, min=0, max=max_n)
+    n = torch.floor(torch.rand(m.shape, device=device) * n_max.float()).long() + 1
+    n = torch.minimum(n, n_max)  # 0 where nothing can be replaced
+    start = torch.floor(torch.rand(m.shape, device=device) * (m - n).clamp(min=0).float()).long()
     pos = torch.arange(ref.size(1), device=device)[None]
-    chosen = (pos >= start[:, None]) & (pos < (start + n)[:, None]) & ref.ne(EOS_ID) & ref.ne(PAD_ID)
+    chosen = (pos >= start[:, None]) & (pos < (start + n)[:, None])
     is_ref = torch.zeros(len(group), dtype=torch.bool, device=device)
     if include_reference:
         is_ref[::num_samples] = True
@@ -166,25 +170,68 @@ def prepend_reference(tgt: torch.Tensor, proposal: Proposal) -> Proposal:
 
 
 # --------------------------------------------------------------------------- token-level mixture
+#: how the interpolation's reward component (z = 2) draws its token: ``reward`` from exp(c · ΔR) (the paper's
+#: definition), ``uniform`` from the uniform distribution over the vocabulary (what the released Texar code
+#: does in effect: its scale leaves the draw at entropy log V; kept for replication)
+REWARD_DRAWS = ("reward", "uniform")
+
+
+#: the unit of ΔR in the reward draw exp(c · ΔR): ``range`` (default) divides the increments of a state by their
+#: range over the word tokens (max − min; EOS excluded), so c is the log-odds of the best next token against the worst at every
+#: position whatever the reward's scale; ``length`` multiplies them by |y*| (the ERAC scaling); ``raw`` leaves
+#: them in the reward's own units.  With BLEU, ``length`` and ``raw`` leave the first positions after the data
+#: token close to uniform: the brevity penalty of a short prefix makes every increment tiny there.
+REWARD_UNITS = ("range", "length", "raw")
+
+
+def reward_draw_logits(delta: torch.Tensor, scale: float, unit: str = "range",
+                       refs: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits c · ΔR(w | y_<t, y*) of the reward draw over the vocabulary [N, V] (PAD and BOS excluded), with
+    ΔR in ``unit`` (see ``REWARD_UNITS``; ``length`` needs the references ``refs``)."""
+    if unit == "range":
+        tokens = delta[:, EOS_ID + 1:]  # the range over the word tokens (EOS's increment is 0 by convention)
+        spread = tokens.max(1, keepdim=True).values - tokens.min(1, keepdim=True).values
+        delta = delta / spread.clamp_min(1e-12)
+    elif unit == "length":
+        if refs is None:
+            raise ValueError("the length unit needs the references")
+        delta = delta * ref_lengths(refs)[:, None].to(delta.dtype)
+    elif unit != "raw":
+        raise ValueError(f"reward unit must be one of {REWARD_UNITS}, got {unit!r}")
+    return mask_special(scale * delta)
+
+
 @dataclass
 class MixtureDraw:
     tokens: torch.Tensor  # [N, T] the mixed target sequences
     components: torch.Tensor  # [N, T] z in {1: model, 2: reward, 3: data}, 0 at padding
-    reward_entropy: float  # mean entropy of the reward draw distributions (nats)
+    reward_entropy: float  # mean entropy (nats) of the reward draw's distributions at reward-drawn tokens
+    reward_in_reference: float = float("nan")  # fraction of reward-drawn tokens that occur in the reference
+
+
+def _in_reference(tok: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """[N] bool: token ``tok[i]`` occurs in reference row i (its final EOS included)."""
+    return (tgt.eq(tok[:, None]) & tgt.ne(PAD_ID)).any(1)
 
 
 @torch.no_grad()
 def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas: torch.Tensor,
                   reward_name: str = "bleu", reward_scale: float = 1.0, model_temperature: float = 1.0,
                   data_prefix: torch.Tensor | None = None, max_len_a: float = 1.5, max_len_b: int = 10,
-                  max_len: int = 256) -> MixtureDraw:
+                  max_len: int = 256, reward_draw: str = "reward", reward_unit: str = "range",
+                  first_token_data: bool = True) -> MixtureDraw:
     """The interpolation algorithm's E-step: every token of every sequence draws its own component
     z ~ Cat(lambda1, lambda2, lambda3) and then its token from the model p_theta(.|y_<t) (z=1), from the
-    reward distribution softmax(c * dR(w | y_<t, y*)) (z=2) or copies the data token y*_t (z=3).
+    reward distribution softmax(c * dR(w | y_<t, y*)) (z=2; dR in ``reward_unit``, see :func:`reward_draw_logits`)
+    or copies the data token y*_t (z=3).
 
     ``lambdas``: [3] or [T, 3] (per position) mixture weights; ``data_prefix`` [N]: positions t < m are
-    forced to z=3 (MIXER's data prefix).  A copy past the reference's end copies EOS.
+    forced to z=3 (MIXER's data prefix); ``first_token_data``: the first token is always the data's (as in
+    Texar: at t = 0 every BLEU increment ties, so a reward draw there is uniform).  A copy past the
+    reference's end copies EOS.
     """
+    if reward_draw not in REWARD_DRAWS:
+        raise ValueError(f"reward_draw must be one of {REWARD_DRAWS}, got {reward_draw!r}")
     n, device = tgt.size(0), tgt.device
     ref_len = seq_lengths(tgt)
     limits = torch.maximum(max_lengths(tgt, max_len_a, max_len_b, max_len), ref_len + 1)
@@ -199,13 +246,18 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
     state = model.init_state(enc) if need_model and stepper is None else None
     prev = torch.full((n,), 1, dtype=torch.long, device=device)  # BOS
     done = torch.zeros(n, dtype=torch.bool, device=device)
-    tokens, comps, entropies = [], [], []
+    tokens, comps = [], []
+    entropy_sum = torch.zeros((), device=device)
+    in_ref_sum = torch.zeros((), device=device)
+    reward_count = torch.zeros((), device=device)
     ref_padded = torch.cat([tgt, tgt.new_full((n, steps + 1), PAD_ID)], 1)
     for t in range(steps):
         lam_t = lam if lam.dim() == 1 else lam[min(t, lam.size(0) - 1)]
         z = torch.multinomial(lam_t.expand(n, 3), 1).squeeze(1) + 1
         if data_prefix is not None:
             z = torch.where(t < data_prefix, torch.full_like(z, 3), z)
+        if first_token_data and t == 0:
+            z = torch.full_like(z, 3)
         data_tok = ref_padded[:, t]
         data_tok = torch.where(t >= ref_len, torch.full_like(data_tok, EOS_ID), data_tok)
         tok = data_tok.clone()
@@ -218,14 +270,22 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
             probs = (mask_special(logits) / model_temperature).softmax(-1)
             tok = torch.where(z == 1, torch.multinomial(probs, 1).squeeze(1), tok)
         if need_reward and bool((z == 2).any()):
-            from seqlab.rewards import next_token_rewards
+            if reward_draw == "uniform":
+                logits_r = mask_special(torch.zeros(n, model.vocab_size, device=device))
+            else:
+                from seqlab.rewards import next_token_rewards
 
-            prefix = torch.stack(tokens, 1) if tokens else tgt.new_zeros((n, 0))
-            delta = next_token_rewards(reward_name, prefix, tgt, model.vocab_size)
-            logits_r = mask_special(reward_scale * delta)
+                prefix = torch.stack(tokens, 1) if tokens else tgt.new_zeros((n, 0))
+                delta = next_token_rewards(reward_name, prefix, tgt, model.vocab_size)
+                logits_r = reward_draw_logits(delta, reward_scale, reward_unit, tgt)
             dist = logits_r.softmax(-1)
-            entropies.append(float(-(dist * dist.clamp_min(1e-30).log()).sum(-1)[z == 2].mean()))
-            tok = torch.where(z == 2, torch.multinomial(dist, 1).squeeze(1), tok)
+            drawn = torch.multinomial(dist, 1).squeeze(1)
+            is_reward = (z == 2) & ~done
+            entropy = -(dist * dist.clamp_min(1e-30).log()).sum(-1)
+            entropy_sum += (entropy * is_reward).sum()
+            in_ref_sum += (_in_reference(drawn, tgt) & is_reward).sum()
+            reward_count += is_reward.sum()
+            tok = torch.where(z == 2, drawn, tok)
         tok = torch.where(t + 1 >= limits, torch.full_like(tok, EOS_ID), tok)
         tok = tok.masked_fill(done, PAD_ID)
         tokens.append(tok)
@@ -234,5 +294,7 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
         prev = tok
         if bool(done.all()):
             break
-    ent = sum(entropies) / len(entropies) if entropies else float("nan")
-    return MixtureDraw(torch.stack(tokens, 1), torch.stack(comps, 1), ent)
+    count = float(reward_count)
+    ent = float(entropy_sum) / count if count else float("nan")
+    in_ref = float(in_ref_sum) / count if count else float("nan")
+    return MixtureDraw(torch.stack(tokens, 1), torch.stack(comps, 1), ent, in_ref)

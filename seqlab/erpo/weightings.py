@@ -30,6 +30,15 @@ def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     return (total / count.clamp_min(1))[group]
 
 
+def effective_sample_size(weights: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Per source, the effective sample size (Σ w)² / Σ w² of its weights [G] (1: one sample has all the
+    weight; K: uniform over K samples)."""
+    n_groups = int(group.max()) + 1 if group.numel() else 0
+    total = torch.zeros(n_groups, device=weights.device, dtype=weights.dtype).index_add_(0, group, weights)
+    square = torch.zeros(n_groups, device=weights.device, dtype=weights.dtype).index_add_(0, group, weights**2)
+    return total**2 / square.clamp_min(1e-30)
+
+
 def erpo_log_target(log_p: torch.Tensor, reward: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
     """Unnormalised log of the ERPO E-step solution q(y) ∝ exp((alpha log p_theta(y) + R(y)) / (alpha + beta))."""
     if alpha + beta <= 0:

@@ -92,19 +92,22 @@ def bleu_stats(hyp: torch.Tensor, ref: Refs, max_order: int = 4) -> BleuStats:
 
 def bleu_from_stats(correct: torch.Tensor, total: torch.Tensor, hyp_len: torch.Tensor, ref_len: torch.Tensor,
                     smooth: str = "exp", smooth_value: float | None = None,
-                    effective_order: bool = True) -> torch.Tensor:
+                    effective_order: bool = True, brevity_penalty: bool = True) -> torch.Tensor:
     """BLEU in [0, 1] from statistics with any leading shape ([..., K] counts, [...] lengths).
 
     Mirrors ``sacrebleu.metrics.BLEU.compute_bleu`` (2.x): no match at any order gives 0; 'add-k'
     adds k to matches and totals of orders >= 2; the order loop stops at the first order with no
     n-gram; 'exp' halves the smoothed precision at each zero-match order; with ``effective_order``
-    the geometric mean runs over the orders before that stop."""
+    the geometric mean runs over the orders before that stop.  ``brevity_penalty=False`` leaves the
+    penalty out (the n-gram precisions alone: for unfinished prefixes, whose length is not final)."""
     if smooth not in SMOOTH_DEFAULTS:
         raise ValueError(f"unknown smoothing {smooth!r}; choose from {sorted(SMOOTH_DEFAULTS)}")
     k = SMOOTH_DEFAULTS[smooth] if smooth_value is None else float(smooth_value)
     correct, total = correct.float(), total.float()
     hl, rl = hyp_len.float(), ref_len.float()
     bp = torch.where(hl < rl, torch.exp(1.0 - rl / hl.clamp(min=1.0)) * (hl > 0), torch.ones_like(hl))
+    if not brevity_penalty:
+        bp = torch.ones_like(hl)
     any_match = (correct > 0).any(-1)
     if smooth == "add-k":
         add = torch.zeros_like(correct)
@@ -135,7 +138,8 @@ def bleu_from_stats(correct: torch.Tensor, total: torch.Tensor, hyp_len: torch.T
 
 
 def sentence_bleu(hyp: torch.Tensor, ref: Refs, max_order: int = 4, smooth: str = "exp",
-                  smooth_value: float | None = None, effective_order: bool = True) -> torch.Tensor:
+                  smooth_value: float | None = None, effective_order: bool = True,
+                  brevity_penalty: bool = True) -> torch.Tensor:
     """Sentence BLEU of every row, in **[0, 1]**, [N] float.
 
     Equal to ``sacrebleu.sentence_bleu(h, refs, tokenize="none", smooth_method=smooth,
@@ -145,4 +149,5 @@ def sentence_bleu(hyp: torch.Tensor, ref: Refs, max_order: int = 4, smooth: str 
     clipped counts use the max over references and the brevity penalty the closest reference length.
     Smoothing: 'exp' (default, sacrebleu's), 'floor' (smooth_value 0.1), 'add-k' (1), 'none'."""
     stats = bleu_stats(hyp, ref, max_order)
-    return bleu_from_stats(*stats, smooth=smooth, smooth_value=smooth_value, effective_order=effective_order)
+    return bleu_from_stats(*stats, smooth=smooth, smooth_value=smooth_value, effective_order=effective_order,
+                           brevity_penalty=brevity_penalty)
