@@ -565,6 +565,8 @@ def main() -> None:
     p.add_argument("--no-record", action="store_true", help="never write benchmarks/results/")
     p.add_argument("--record", default=None, metavar="NAME",
                    help="write the entries to benchmarks/results/NAME.json whatever the device (e.g. a CPU sweep)")
+    p.add_argument("--metric-suffix", default="", help="appended to every metric name (e.g. a second configuration "
+                   "recorded in the same file)")
     p.add_argument("--imitation-weights", default=None, metavar="W[,W2,...]",
                    help="train imitate-NAT rows imitate_nat_w<W> (imitation weight W) instead of the table's rows")
     p.add_argument("--train-only", action="store_true",
@@ -617,6 +619,8 @@ def main() -> None:
     if not stages:
         raise SystemExit("no stage completed yet: train first")
     entries = report(args, teachers, stages[-1])
+    for e in entries:
+        e["metric"] += args.metric_suffix
     on_gpu = args.gpus > 0 and torch.cuda.is_available()
     if args.record and not args.no_record:
         print("wrote", results_io.write(args.record, entries))
