@@ -12,10 +12,11 @@ from seqlab.nat.models import (
     DATConfig,
     NATConfig,
     init_from_teacher,
+    scaled_copy_stride,
     soft_copy_weights,
     uniform_copy_indices,
 )
 
 __all__ = ["DAT", "NAT", "DATConfig", "NATConfig", "ImitationModule", "action_regularizer", "imitation_kl",
-           "redistribute", "init_from_teacher", "soft_copy_weights", "uniform_copy_indices",
+           "redistribute", "init_from_teacher", "scaled_copy_stride", "soft_copy_weights", "uniform_copy_indices",
            "length_parallel_decode", "make_nat_decoder", "nat_candidates", "rescore"]
