@@ -50,7 +50,7 @@ def ctx() -> AlgorithmContext:
 
 def tabular(algo, mdp: EnumerableMDP, seed: int = 1) -> None:
     """Give an algorithm an exact tabular critic (and its target copy) and the MDP's table reward."""
-    algo.critic = ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=seed), V)
+    algo.critic = ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=seed), V, q_head=False)
     if getattr(algo, "target_critic", None) is not None:
         from seqlab.credit.critic import frozen_copy
 
@@ -294,7 +294,7 @@ def test_erac_algorithm_wires_the_formulas():
             "critic_options": TINY_CRITIC}
     algo = build_algorithm("erac", ctx(), opts)
     tabular(algo, mdp)
-    soft_update(algo.target_critic, ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=9), V), 1.0)
+    soft_update(algo.target_critic, ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=9), V, q_head=False), 1.0)
     batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[4, 5], [6]]))
     torch.manual_seed(3)
     loss, stats = algo.loss(model, batch, Progress(step=0))
@@ -464,14 +464,17 @@ def _trainer_overrides(tmp_path, run: str, algo: str, options: str, steps: int) 
 @pytest.mark.parametrize("algo,options", [
     # an LSTM critic reading (y*, x): the Transformer's initialisation with separate embeddings is not yet
     # deterministic under a fixed seed (it iterates over a set of modules), which would break the comparison
-    ("erac", "{actor_pretrain_steps: 3, critic_pretrain_steps: 3, num_samples: 2, target_beta: 0.1, "
-             "critic_reads_source: true, critic_arch: lstm, critic_options: {embed_dim: 8, hidden_dim: 16}}"),
+    # the critic phase ends on validation patience (evaluated every 2 critic steps), not at its cap
+    ("erac", "{actor_pretrain_steps: 3, critic_pretrain_steps: 30, critic_eval_every: 2, critic_patience: 1, "
+             "num_samples: 2, target_beta: 0.1, critic_reads_source: true, critic_arch: lstm, "
+             "critic_options: {embed_dim: 8, hidden_dim: 16}}"),
     ("vaml", "{q_steps: 5, num_samples: 3, critic_options: {d_model: 8, n_heads: 2, ffn_dim: 16, "
              "encoder_layers: 1, decoder_layers: 1}}"),
 ])
 def test_resume_continues_in_the_right_phase(tmp_path, algo, options):
     """A run stopped inside a phase and resumed ends with the same model, critic and target critic as an
-    uninterrupted run (phases, target network and RNG all restored from the checkpoint)."""
+    uninterrupted run (phases, the critic phase's end, target network and RNG all restored from the checkpoint).
+    train.max_steps counts the steps that train the model: critic-only steps come on top."""
     from seqlab.config import load_config
     from seqlab.train.trainer import Trainer
 
@@ -480,8 +483,13 @@ def test_resume_continues_in_the_right_phase(tmp_path, algo, options):
     first = Trainer(load_config(None, _trainer_overrides(tmp_path, "split", algo, options, 4)), console=False)
     first.fit()
     resumed = Trainer(load_config(None, _trainer_overrides(tmp_path, "split", algo, options, 10)), console=False)
-    assert resumed.step == 4 and int(resumed.algorithm.phase) == int(first.algorithm.phase)
+    assert resumed.step == first.step and int(resumed.algorithm.phase) == int(first.algorithm.phase)
+    critic_steps = int(first.algorithm.critic_steps)
+    assert 0 < critic_steps and first.step == 4 + critic_steps
+    if algo == "erac":
+        assert critic_steps < 30  # ended by validation patience
     resumed.fit()
+    assert full.step == resumed.step == 10 + critic_steps
     assert int(full.algorithm.phase) == int(resumed.algorithm.phase) == (JOINT if algo == "erac" else Q_TARGETS)
     for part in ("model", "algorithm"):
         a, b = getattr(full, part).state_dict(), getattr(resumed, part).state_dict()
@@ -529,7 +537,8 @@ def test_erac_actor_updates_climb_to_the_soft_optimum():
     assert 0 <= v_star - values[-1] < 0.02, (values[0], values[-1], v_star)  # 1.71 -> 2.951 of 2.956
 
 
-def test_critic_trains_at_its_own_learning_rate_and_critic_phase_skips_validation(tmp_path):
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_critic_and_joint_phases_set_their_own_rates_and_betas_and_critic_phase_skips_validation(tmp_path):
     import json
     from pathlib import Path
 
@@ -546,15 +555,23 @@ def test_critic_trains_at_its_own_learning_rate_and_critic_phase_skips_validatio
         "algorithm.name": "erac", "algorithm.options": opts, "train.max_steps": "6", "train.lr": "0.001",
         "train.eval_every_steps": "2", "train.scheduler": "constant"}))
     trainer = Trainer(cfg, console=False)
-    lrs = sorted(g["lr"] for g in trainer.optimizer.param_groups)
-    assert lrs == pytest.approx([0.001, 0.01])
     critic_ids = {id(p) for p in trainer.algorithm.critic.parameters()}
-    critic_group = max(trainer.optimizer.param_groups, key=lambda g: g["lr"])
+    model_group, critic_group = trainer.optimizer.param_groups
     assert {id(p) for p in critic_group["params"]} == critic_ids
+    seen, step = [], trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        seen.append([(g["lr"], g["betas"][0]) for g in trainer.optimizer.param_groups])
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
     trainer.fit()
+    # critic pre-training: the critic at 10x with the config's beta1; joint: both at train.lr with beta1 = 0
+    assert seen[:4] == [[(0.001, 0.9), (0.01, 0.9)]] * 4
+    assert seen[4:] == [[(0.001, 0.0), (0.001, 0.0)]] * 6  # 6 model steps: critic-only steps are extra
     valid = [json.loads(x) for x in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()
              if json.loads(x)["kind"] == "valid"]
-    assert [r["step"] for r in valid] == [6]  # steps 2 and 4 were critic-only: no validation
+    assert [r["step"] for r in valid] == [6, 8, 10]  # steps 2 and 4 were critic-only: no validation
 
 
 # --------------------------------------------------------------------------- critic targets for the actions not taken

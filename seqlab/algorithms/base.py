@@ -6,7 +6,7 @@ returned by ``modules``; they are optimised with the model and saved in checkpoi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,10 @@ class AlgorithmContext:
     tgt_tokenizer: Any = None
     build_model: Callable[[], Seq2SeqModel] | None = None  # a fresh model of the trained architecture
     unigram: torch.Tensor | None = None  # [V] target unigram distribution of the training data
+    #: the validation set in batches on the device, in a fixed order (e.g. to validate a critic's TD error)
+    valid_batches: Callable[[], Iterable[Batch]] | None = None
+    #: writes a record (kind, step, values) to the run's log
+    log: Callable[[str, int, dict[str, float]], None] | None = None
 
 
 class Algorithm(nn.Module):
@@ -65,9 +69,21 @@ class Algorithm(nn.Module):
 
     def optimizer_groups(self) -> list[dict[str, Any]]:
         """Parameter groups of this algorithm's own modules with their own ``lr_scale`` (e.g. a critic trained
-        at 10x the actor's learning rate); parameters not listed train with the model's settings.
+        at 10x the actor's learning rate) and optionally a ``name`` (see :meth:`optimizer_settings`); parameters
+        not listed train with the model's settings.
         Each group is also clipped on its own, so a critic's gradient never eats the actor's clipping share."""
         return []
+
+    def optimizer_settings(self, progress: Progress) -> dict[str, dict[str, float]]:
+        """Settings for the step about to be taken, by parameter-group name ("model", or a ``name`` given in
+        :meth:`optimizer_groups`): ``lr_scale`` (times the scheduled learning rate) and ``beta1`` (Adam's).
+        Groups left out train with the config's settings at that step (e.g. phase-dependent critic rates)."""
+        return {}
+
+    def preparation_steps(self) -> int:
+        """Steps taken so far that trained only the algorithm's own modules (critic pre-training): they do not
+        count against ``train.max_steps``, so every algorithm's model gets the same number of updates."""
+        return 0
 
     def schedules(self) -> dict[str, Callable[[Progress], Any]]:
         """The annealed hyperparameters by option name, each a function of the progress (checked against the

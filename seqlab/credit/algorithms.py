@@ -39,7 +39,7 @@ from seqlab.credit.targets import (
 )
 from seqlab.data.vocab import PAD_ID
 from seqlab.erpo.engine import reference_tokens
-from seqlab.erpo.loss import Coefficients, one_loss
+from seqlab.erpo.loss import Coefficients, one_loss, smoothed_targets
 from seqlab.erpo.proposals import model_samples, ngram_replacement
 from seqlab.erpo.weightings import group_softmax
 from seqlab.models.base import Seq2SeqModel, mask_special, shift_right
@@ -60,29 +60,132 @@ def _source_vocab_size(ctx: AlgorithmContext) -> int | None:
     return getattr(cfg, "src_vocab_size", None)
 
 
+#: a fixed seed for the samples of the critic's validation, so every evaluation sees the same kind of draw and the
+#: training's random stream is untouched (resumed runs stay exact)
+VALID_SEED = 1234
+
+
 class CreditAlgorithm(Algorithm):
-    """Shared parts: the reference-conditioned critic, token rewards, phase bookkeeping."""
+    """Shared parts: the reference-conditioned critic, token rewards, phase bookkeeping, and the critic-only
+    phase that ends when the critic's validation TD error stops improving (or at its step cap)."""
 
     has_unused_parameters = True
+    critic_only_phases: tuple[int, ...] = ()
 
     def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", scale_by_length: bool = True,
                  reward_scale: float = 1.0, critic_arch: str = "transformer",
                  critic_options: dict[str, Any] | None = None, critic_reads_source: bool = False,
                  source_vocab_size: int | None = None, critic_from: str | None = None,
-                 critic_lr_scale: float = 1.0):
+                 critic_lr_scale: float = 1.0, critic_head_init: float = 0.0, critic_patience: int | None = 3,
+                 critic_eval_every: int = 100, critic_eval_max_examples: int | None = 500):
         super().__init__(ctx)
-        self.critic_lr_scale = critic_lr_scale  # the paper: critic 1e-3 with actor 1e-4 -> 10
+        self.critic_lr_scale = critic_lr_scale  # critic-only phase; the paper pre-trains at 1e-3
         if critic_reads_source and source_vocab_size is None:
             source_vocab_size = _source_vocab_size(ctx)
         self.critic = ReferenceCritic.build(ctx.vocab_size, critic_arch, critic_options, critic_reads_source,
-                                            source_vocab_size)
+                                            source_vocab_size, head_init=critic_head_init)
         if critic_from:
             self.critic.load_state_dict(load_critic_state(critic_from))
         self.reward_fn: Any = reward  # a registered name or a callable (hyp, ref) -> [N]
         self.scale_by_length, self.reward_scale = scale_by_length, reward_scale
         self.critic_from = critic_from
+        if critic_patience is not None and critic_patience < 1:
+            raise ValueError(f"critic_patience must be >= 1 or null, got {critic_patience}")
+        if critic_eval_every < 1:
+            raise ValueError(f"critic_eval_every must be >= 1, got {critic_eval_every}")
+        self.critic_patience, self.critic_eval_every = critic_patience, critic_eval_every
+        self.critic_eval_max_examples = critic_eval_max_examples
+        # the best critic by validation TD error, restored when the critic-only phase ends
+        self.best_critic = frozen_copy(self.critic) if critic_patience is not None else None
         self.register_buffer("phase", torch.zeros((), dtype=torch.long))
+        self.register_buffer("critic_end", torch.full((), -1, dtype=torch.long))  # first step after; -1: open
+        self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("best_valid_td", torch.full((), float("inf")))
+        self.register_buffer("bad_valid_evals", torch.zeros((), dtype=torch.long))
 
+    # ------------------------------------------------------------------ the critic-only phase
+    critic_start = 0  # first step of the critic-only phase
+    critic_cap = 0  # its length at most
+
+    def in_critic_phase(self, step: int) -> bool:
+        """Whether ``step`` trains only the critic: from ``critic_start`` until the phase ended (validation
+        patience) or ``critic_cap`` steps."""
+        if step < self.critic_start or self.critic_cap <= 0:
+            return False
+        end = int(self.critic_end)
+        return step < (end if end >= 0 else self.critic_start + self.critic_cap)
+
+    def preparation_steps(self) -> int:
+        return int(self.critic_steps)
+
+    def valid_td(self, model: Seq2SeqModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed |TD error| and token count of one validation batch (no gradient, eval mode)."""
+        raise NotImplementedError
+
+    def validate_critic(self, model: Seq2SeqModel) -> float | None:
+        """Mean |TD error| of the critic on (up to ``critic_eval_max_examples`` of) the validation set, with the
+        model and the critic in eval mode and the samples drawn from a fixed seed; None without validation data."""
+        if self.ctx.valid_batches is None:
+            return None
+        was_model, was_critic = model.training, self.critic.training
+        model.eval()
+        self.critic.eval()
+        total = torch.zeros((), device=self.phase.device)
+        count = torch.zeros((), device=self.phase.device)
+        seen = 0
+        devices = [self.phase.device] if self.phase.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(VALID_SEED)
+            for batch in self.ctx.valid_batches():
+                td, n = self.valid_td(model, batch)
+                total, count = total + td, count + n
+                seen += batch.src.size(0)
+                if self.critic_eval_max_examples is not None and seen >= self.critic_eval_max_examples:
+                    break
+        model.train(was_model)
+        self.critic.train(was_critic)
+        value = total / count.clamp(min=1)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(value, 0)  # every rank takes the same decision
+        return float(value)
+
+    def update_critic_phase(self, model: Seq2SeqModel, step: int) -> None:
+        """At the start of a step of the critic-only phase: every ``critic_eval_every`` critic steps, validate the
+        critic (logged as kind ``critic``), keep the best, and end the phase after ``critic_patience`` evaluations
+        without improvement or at ``critic_cap`` steps; the best critic is then restored."""
+        if int(self.critic_end) >= 0 or self.critic_cap <= 0 or step < self.critic_start:
+            return
+        done = step - self.critic_start
+        evaluate = self.critic_patience is not None and done > 0 and (
+            done % self.critic_eval_every == 0 or done >= self.critic_cap)
+        stop = done >= self.critic_cap
+        if evaluate:
+            td = self.validate_critic(model)
+            if td is not None:
+                if td < float(self.best_valid_td):
+                    self.best_valid_td.fill_(td)
+                    self.bad_valid_evals.zero_()
+                    self.best_critic.load_state_dict(self.critic.state_dict())
+                else:
+                    self.bad_valid_evals += 1
+                stop = stop or int(self.bad_valid_evals) >= self.critic_patience
+                if self.ctx.log is not None:
+                    self.ctx.log("critic", step, {"valid_td": td, "best_valid_td": float(self.best_valid_td),
+                                                  "critic_steps": done, "phase_ends": float(stop)})
+        if stop:
+            if self.best_critic is not None and torch.isfinite(self.best_valid_td):
+                self.critic.load_state_dict(self.best_critic.state_dict())
+            self.critic_end.fill_(step)
+            self.on_critic_end()
+
+    def on_critic_end(self) -> None:
+        """Hook when the critic-only phase ends (ERAC restarts its target critic from the critic)."""
+
+    def on_step_end(self, progress: Progress) -> None:
+        if self.in_critic_phase(progress.step - 1):  # the step just taken
+            self.critic_steps += 1
+
+    # ------------------------------------------------------------------ shared helpers
     def token_rewards(self, tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
         """r_t = reward_scale * [|y*|] * (R(y_<=t) - R(y_<t)) [N, T] (prefix semantics, 0 at EOS / PAD)."""
         from seqlab.rewards import reward_increments
@@ -98,12 +201,15 @@ class CreditAlgorithm(Algorithm):
         return PHASE_NAMES["vaml" if isinstance(self, VAML) else "erac"][int(self.phase)]
 
     def optimizer_groups(self) -> list[dict[str, Any]]:
-        return [{"params": list(self.critic.parameters()), "lr_scale": self.critic_lr_scale}]
+        return [{"params": list(self.critic.parameters()), "name": "critic"}]
+
+    def optimizer_settings(self, progress: Progress) -> dict[str, dict[str, float]]:
+        if self.in_critic_phase(progress.step):
+            return {"critic": {"lr_scale": self.critic_lr_scale}}
+        return {}
 
     def trains_model(self, progress: Progress) -> bool:
         return self.phase_at(progress.step) not in self.critic_only_phases
-
-    critic_only_phases: tuple[int, ...] = ()
 
 
 # --------------------------------------------------------------------------- VAML
@@ -111,10 +217,11 @@ class CreditAlgorithm(Algorithm):
 class VAML(CreditAlgorithm):
     """Value-augmented maximum likelihood.
 
-    Phase 1 (steps < ``q_steps``): soft Q-learning of Q_phi(y_<t, w; y*) on the reference and
-    ``num_samples`` - 1 n-gram replacements of it (squared soft Bellman residual, gradient through both
-    sides, no target network).  Phase 2: the model's token targets are P_Q(. | y_<t) = softmax(Q_phi / tau)
-    with probability ``kappa`` per token and the sample's own token otherwise, each sample weighted by its
+    Phase 1 (the first ``q_steps`` steps at most; earlier when the validation soft-Bellman residual stops
+    improving for ``critic_patience`` evaluations): soft Q-learning of Q_phi(y_<t, w; y*) on the reference and
+    ``num_samples`` - 1 n-gram replacements of it (squared soft Bellman residual, gradient through both sides, no
+    target network).  Phase 2: the model's token targets are P_Q(. | y_<t) = softmax(Q_phi / tau) with
+    probability ``kappa`` per token and the sample's own token otherwise, each sample weighted by its
     self-normalised RAML weight softmax(return / weight_tau) over the samples of its source (return = sum of
     the scaled token rewards)."""
 
@@ -132,17 +239,26 @@ class VAML(CreditAlgorithm):
                           "Q-network", stacklevel=2)
         self.tau, self.kappa, self.num_samples, self.max_n = tau, kappa, num_samples, max_n
         self.q_steps = q_steps
+        self.critic_start, self.critic_cap = 0, q_steps
         self.weight_tau = tau if weight_tau is None else weight_tau
-        self.phase.fill_(Q_LEARNING if q_steps > 0 else Q_TARGETS)
+        self.phase.fill_(self.phase_at(0))
 
     def phase_at(self, step: int) -> int:
-        return Q_LEARNING if step < self.q_steps else Q_TARGETS
+        return Q_LEARNING if self.in_critic_phase(step) else Q_TARGETS
 
     def propose(self, tgt: torch.Tensor):
         return ngram_replacement(tgt, self.num_samples, self.ctx.vocab_size, self.max_n,
                                  include_reference=True)
 
+    def valid_td(self, model: Seq2SeqModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        prop = self.propose(batch.tgt)
+        refs = batch.tgt.index_select(0, prop.group)
+        q = self.q_values(refs, prop.tokens, batch.src.index_select(0, prop.group))
+        residual = soft_bellman_residual(q, prop.tokens, self.token_rewards(prop.tokens, refs), self.tau)
+        return residual.abs().sum(), prop.tokens.ne(PAD_ID).sum()
+
     def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
+        self.update_critic_phase(model, progress.step)
         phase = self.phase_at(progress.step)
         self.phase.fill_(phase)
         prop = self.propose(batch.tgt)
@@ -182,23 +298,34 @@ class ERAC(CreditAlgorithm):
     (``future_entropy``) from a target critic phi_bar <- beta phi + (1 - beta) phi_bar (``target_beta``;
     ``target_network=False`` uses phi itself), plus ``var_weight`` * the spread of Q over the vocabulary.
     Actor: the one loss with dense coefficients pi * (Q_phi - tau log pi) on ``num_samples`` samples per
-    source (exactly the gradient of sum_w pi(w) Q(w) + tau H(pi)), plus ``mle_weight`` * the MLE term on y*.
+    source (exactly the gradient of sum_w pi(w) Q(w) + tau H(pi)), plus ``mle_weight`` * the MLE term on y*
+    (label smoothing ``label_smoothing``, by default the run's ``train.label_smoothing``).
     ``other_actions_weight`` > 0 also regresses Q of the actions not sampled towards r(s, w) + V_bar(s')
     (:func:`~seqlab.credit.targets.other_action_targets`); 0 (default) is the paper's critic.
+
+    Phases: ``actor_pretrain_steps`` of MLE; critic pre-training with the actor fixed (critic at
+    ``critic_lr_scale`` x train.lr) until the validation TD error stops improving for ``critic_patience``
+    evaluations every ``critic_eval_every`` steps, or ``critic_pretrain_steps`` steps; then joint training as in
+    the authors' code: Adam beta1 = ``joint_adam_beta1`` (0) for actor and critic, the critic at
+    ``joint_critic_lr_scale`` (1) x train.lr, the samples, log pi and the actor's gradient from one eval-mode
+    (dropout-free) pass of the actor.
     """
 
     critic_only_phases = (CRITIC,)
-    # the actor learns from its own samples: at lr 1e-4 AC and ERAC collapsed within 100 joint steps on Multi30k
-    # (greedy validation BLEU 40 -> 0.7-5.3, every seed, BENCHMARKS.md), the actor following a critic that could not
-    # yet rank tokens; 1e-5 held on a CPU check
+    # with the tied-head critic, AC and ERAC collapsed at lr 1e-4 within 100 joint steps on Multi30k (greedy
+    # validation BLEU 40 -> 0.7-5.3, every seed, BENCHMARKS.md)
     max_finetune_lr = 5e-5
 
     def __init__(self, ctx: AlgorithmContext, tau: float = 0.04, future_entropy: bool = True,
                  target_beta: float = 0.001, target_network: bool = True, var_weight: float = 0.001,
                  var_reduction: str = "mean", mle_weight: float = 0.1, num_samples: int = 1,
                  actor_pretrain_steps: int = 0, critic_pretrain_steps: int = 0, critic_weight: float = 1.0,
-                 max_len_a: float = 1.5, max_len_b: int = 10, other_actions_weight: float = 0.0, **options: Any):
-        super().__init__(ctx, **options)
+                 max_len_a: float = 1.5, max_len_b: int = 10, other_actions_weight: float = 0.0,
+                 joint_critic_lr_scale: float = 1.0, joint_adam_beta1: float | None = 0.0,
+                 label_smoothing: float | None = None, critic_options: dict[str, Any] | None = None,
+                 **options: Any):
+        critic_options = {"dropout": 0.0, **(critic_options or {})}  # the authors' critic has no dropout
+        super().__init__(ctx, critic_options=critic_options, **options)
         if other_actions_weight < 0:
             raise ValueError(f"other_actions_weight must be >= 0, got {other_actions_weight}")
         self.other_actions_weight = other_actions_weight
@@ -208,52 +335,100 @@ class ERAC(CreditAlgorithm):
             raise ValueError(f"target_beta must be in (0, 1], got {target_beta}")
         if var_reduction not in ("mean", "sum"):
             raise ValueError(f"var_reduction must be 'mean' or 'sum', got {var_reduction!r}")
+        if joint_adam_beta1 is not None and not 0.0 <= joint_adam_beta1 < 1.0:
+            raise ValueError(f"joint_adam_beta1 must be in [0, 1) or null, got {joint_adam_beta1}")
         self.tau, self.future_entropy = tau, future_entropy
         self.target_beta, self.target_network = target_beta, target_network
         self.var_weight, self.var_reduction, self.mle_weight = var_weight, var_reduction, mle_weight
         self.num_samples, self.critic_weight = num_samples, critic_weight
         self.actor_pretrain_steps, self.critic_pretrain_steps = actor_pretrain_steps, critic_pretrain_steps
+        self.critic_start, self.critic_cap = actor_pretrain_steps, critic_pretrain_steps
         self.max_len_a, self.max_len_b = max_len_a, max_len_b
+        self.joint_critic_lr_scale, self.joint_adam_beta1 = joint_critic_lr_scale, joint_adam_beta1
+        self.label_smoothing = ctx.label_smoothing if label_smoothing is None else label_smoothing
         self.target_critic = frozen_copy(self.critic) if target_network else None
         self.phase.fill_(self.phase_at(0))
 
     def phase_at(self, step: int) -> int:
         if step < self.actor_pretrain_steps:
             return ACTOR_MLE
-        if step < self.actor_pretrain_steps + self.critic_pretrain_steps:
-            return CRITIC
-        return JOINT
+        return CRITIC if self.in_critic_phase(step) else JOINT
+
+    def optimizer_settings(self, progress: Progress) -> dict[str, dict[str, float]]:
+        phase = self.phase_at(progress.step)
+        if phase == CRITIC:
+            return {"critic": {"lr_scale": self.critic_lr_scale}}
+        if phase == JOINT:
+            beta = {} if self.joint_adam_beta1 is None else {"beta1": self.joint_adam_beta1}
+            return {"critic": {"lr_scale": self.joint_critic_lr_scale, **beta}, "model": dict(beta)}
+        return {}
+
+    def on_critic_end(self) -> None:
+        if self.target_critic is not None:  # joint training starts with phi_bar = phi, as in the authors' code
+            soft_update(self.target_critic, self.critic, 1.0)
 
     def mle_loss(self, model: Seq2SeqModel, enc: Any, tgt: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
         log_probs = finite_log_probs(model.token_log_probs(enc, tgt))
-        ones = torch.full(tgt.shape, weight, device=tgt.device)
-        return one_loss(log_probs, tgt, Coefficients(weights=ones, normalizer=reference_tokens(tgt)))
+        coef = smoothed_targets(tgt, log_probs.size(-1), self.label_smoothing)
+        coef.weights = coef.weights * weight
+        if coef.uniform is not None:
+            coef.uniform = coef.uniform * weight
+        return one_loss(log_probs, tgt, coef)
 
-    def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
-        phase = self.phase_at(progress.step)
-        if phase == CRITIC and int(self.phase) == ACTOR_MLE and self.target_critic is not None:
-            soft_update(self.target_critic, self.critic, 1.0)  # the critic phase starts from phi_bar = phi
-        self.phase.fill_(phase)
-        if phase == ACTOR_MLE:
-            return self.mle_loss(model, model.encode(batch.src), batch.tgt), {"phase": float(phase)}
-        joint = phase == JOINT
-        with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
-            enc = model.encode(batch.src)
-        prop, _ = model_samples(model, batch.src, self.num_samples, enc=enc, max_len_a=self.max_len_a,
+    def actor_pass(self, model: Seq2SeqModel, src: torch.Tensor, grad: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Samples (tokens [N, T], their source rows [N]) and log pi [N, T, V] of one eval-mode pass of the actor:
+        the samples are drawn from exactly the distribution whose log pi the critic target and the actor's
+        gradient use (dropout would make the teacher-forced pass a different policy)."""
+        was = model.training
+        model.eval()
+        with torch.set_grad_enabled(grad):
+            enc = model.encode(src)
+        prop, _ = model_samples(model, src, self.num_samples, enc=enc, max_len_a=self.max_len_a,
                                 max_len_b=self.max_len_b)
-        tokens, group = prop.tokens, prop.group
-        refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
-        rewards = self.token_rewards(tokens, refs)
-        with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
-            log_pi = F.log_softmax(mask_special(model.decode(enc.select(group), shift_right(tokens))), dim=-1)
-        q = self.q_values(refs, tokens, src)
+        with torch.set_grad_enabled(grad):
+            log_pi = F.log_softmax(mask_special(model.decode(enc.select(prop.group), shift_right(prop.tokens))),
+                                   dim=-1)
+        model.train(was)
+        return prop.tokens, prop.group, log_pi
+
+    def target_values(self, tokens: torch.Tensor, refs: torch.Tensor, src: torch.Tensor,
+                      log_pi: torch.Tensor) -> torch.Tensor:
+        """V_bar(s_{t+1}) at every position from the target critic (the critic itself without one), [N, T]."""
         with torch.no_grad():
             if self.target_critic is not None:
                 self.target_critic.eval()
                 q_bar = self.target_critic(refs, tokens, src)
             else:
-                q_bar = q.detach()
-        next_value = erac_next_value(tokens, log_pi, q_bar, self.tau, self.future_entropy)
+                q_bar = self.q_values(refs, tokens, src)
+        return erac_next_value(tokens, log_pi, q_bar, self.tau, self.future_entropy)
+
+    def valid_td(self, model: Seq2SeqModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """|Q(s_t, a_t) - r_t - V(s_{t+1})| on one sample per source, V from the critic itself (as the authors)."""
+        tokens, group, log_pi = self.actor_pass(model, batch.src, grad=False)
+        refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
+        q = self.q_values(refs, tokens, src)
+        target = self.token_rewards(tokens, refs) + erac_next_value(tokens, log_pi, q, self.tau, self.future_entropy)
+        q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        valid = tokens.ne(PAD_ID)
+        return torch.where(valid, (q_taken - target).abs(), torch.zeros_like(target)).sum(), valid.sum()
+
+    def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
+        phase = self.phase_at(progress.step)
+        if phase == CRITIC and int(self.phase) == ACTOR_MLE and self.target_critic is not None:
+            soft_update(self.target_critic, self.critic, 1.0)  # the critic phase starts from phi_bar = phi
+        if phase != ACTOR_MLE:
+            self.update_critic_phase(model, progress.step)
+            phase = self.phase_at(progress.step)
+        self.phase.fill_(phase)
+        if phase == ACTOR_MLE:
+            return self.mle_loss(model, model.encode(batch.src), batch.tgt), {"phase": float(phase)}
+        joint = phase == JOINT
+        tokens, group, log_pi = self.actor_pass(model, batch.src, grad=joint and torch.is_grad_enabled())
+        refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
+        rewards = self.token_rewards(tokens, refs)
+        q = self.q_values(refs, tokens, src)
+        next_value = self.target_values(tokens, refs, src, log_pi)
         target = rewards + next_value
         others = None
         if self.other_actions_weight > 0:
@@ -274,10 +449,11 @@ class ERAC(CreditAlgorithm):
             loss = loss + one_loss(finite_log_probs(log_pi), tokens,
                                    Coefficients(dense=coef, normalizer=n_tok))
             if self.mle_weight > 0:
-                loss = loss + self.mle_loss(model, enc, batch.tgt, self.mle_weight)
+                loss = loss + self.mle_loss(model, model.encode(batch.src), batch.tgt, self.mle_weight)
         return loss, stats
 
     def on_step_end(self, progress: Progress) -> None:
+        super().on_step_end(progress)
         if self.target_critic is not None and int(self.phase) in (CRITIC, JOINT):
             soft_update(self.target_critic, self.critic, self.target_beta)
 

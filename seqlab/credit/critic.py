@@ -2,9 +2,13 @@
 
 A critic is an ordinary seq2seq model of :mod:`seqlab.models` whose *source* is the reference y* (optionally
 followed by the source sentence x, whose ids are shifted past the target vocabulary) and whose decoder reads
-the prefix y_<t; its output logits are read as Q-values over the vocabulary.  It therefore sits behind the
-same protocol as every model (``encode`` once, ``decode`` all prefix positions), in either architecture and at
-any size (``build_model(arch, V_in, V, **options)``).  The critic's ``Encoded`` is its own, never the actor's.
+the prefix y_<t, topped by the critic's own **untied Q head**: a linear layer with a bias on the decoder's final
+states (``decode_features``), initialised flat (zero, or U(+-``head_init``) as in the authors' code).  The
+model's own output layer is not used: with a projection tied to the input embeddings, a residual decoder
+carries the previous token to the output and a fresh critic values "repeat the previous token" far above every
+other action (docs/credit.md).  The critic sits behind the same protocol as every model (``encode`` once,
+decoder states for all prefix positions), in either architecture and at any size
+(``build_model(arch, V_in, V, **options)``).  The critic's ``Encoded`` is its own, never the actor's.
 """
 
 from __future__ import annotations
@@ -43,22 +47,33 @@ def critic_source(ref: torch.Tensor, src: torch.Tensor | None = None, offset: in
 class ReferenceCritic(nn.Module):
     """Q_phi(y_<t, w; y* [, x]) on top of any :class:`Seq2SeqModel` ``net``.
 
-    ``read_source``: the critic also reads x (``src_vocab_size`` then gives the id offset's range)."""
+    ``read_source``: the critic also reads x (``src_vocab_size`` then gives the id offset's range).
+    ``head_init``: the Q head's weight and bias start at 0 (flat Q, the default) or U(-head_init, head_init).
+    ``q_head=False`` reads the net's own outputs as Q-values: only for nets whose outputs are free per state
+    (the tabular Q-network of :mod:`seqlab.credit.mdp`), never for a model with a tied output layer."""
 
     def __init__(self, net: Seq2SeqModel, vocab_size: int, read_source: bool = False,
-                 src_vocab_size: int | None = None):
+                 src_vocab_size: int | None = None, head_init: float = 0.0, q_head: bool = True):
         super().__init__()
         if read_source and not src_vocab_size:
             raise ValueError("a critic that reads the source needs src_vocab_size")
+        if head_init < 0:
+            raise ValueError(f"head_init must be >= 0, got {head_init}")
         self.net, self.vocab_size = net, vocab_size
         self.read_source, self.src_vocab_size = read_source, src_vocab_size
+        self.q_head = nn.Linear(net.feature_dim, vocab_size) if q_head else None
+        if self.q_head is not None:
+            with torch.no_grad():
+                for p in self.q_head.parameters():
+                    p.uniform_(-head_init, head_init) if head_init > 0 else p.zero_()
 
     @classmethod
     def build(cls, vocab_size: int, arch: str = "transformer", options: dict[str, Any] | None = None,
-              read_source: bool = False, src_vocab_size: int | None = None) -> ReferenceCritic:
+              read_source: bool = False, src_vocab_size: int | None = None,
+              head_init: float = 0.0) -> ReferenceCritic:
         in_vocab = vocab_size + (int(src_vocab_size or 0) if read_source else 0)
         net = build_model(arch, in_vocab, vocab_size, **(options or {}))
-        return cls(net, vocab_size, read_source, src_vocab_size)
+        return cls(net, vocab_size, read_source, src_vocab_size, head_init)
 
     def source(self, ref: torch.Tensor, src: torch.Tensor | None = None) -> torch.Tensor:
         return critic_source(ref, src if self.read_source else None, offset=self.vocab_size)
@@ -68,7 +83,9 @@ class ReferenceCritic(nn.Module):
 
     def q_values(self, enc: Encoded, tokens: torch.Tensor) -> torch.Tensor:
         """Q(y_<t, w) for every position t of ``tokens`` [N, T]: [N, T, V] float, -inf at PAD and BOS."""
-        return mask_special(self.net.decode(enc, shift_right(tokens)))
+        if self.q_head is None:
+            return mask_special(self.net.decode(enc, shift_right(tokens)))
+        return mask_special(self.q_head(self.net.decode_features(enc, shift_right(tokens))))
 
     def forward(self, ref: torch.Tensor, tokens: torch.Tensor,
                 src: torch.Tensor | None = None) -> torch.Tensor:

@@ -68,6 +68,16 @@ class Seq2SeqModel(nn.Module):
         """Logits [B, T, V] for all positions of ``tgt_in`` at once (causal)."""
         raise NotImplementedError
 
+    def decode_features(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The decoder's final states [B, T, ``feature_dim``] for all positions of ``tgt_in`` (causal): what the
+        output layer reads, for heads that other modules put on the decoder (e.g. a critic's own Q head)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its decoder states (decode_features)")
+
+    @property
+    def feature_dim(self) -> int:
+        """The width of :meth:`decode_features`."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its decoder states (feature_dim)")
+
     def init_state(self, enc: Encoded) -> Any:
         """Empty decoding cache for a batch encoded as ``enc``."""
         raise NotImplementedError

@@ -83,13 +83,17 @@ class AttentionalLSTM(Seq2SeqModel):
                 "feed": enc.memory.new_zeros(b, self.cfg.hidden_dim),
                 "keys": self.attention.proj(enc.memory)}
 
-    def step(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+    def _step_features(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One step: the attentional hidden state [B, H] (before the output dropout) and the updated cache."""
         x = torch.cat([self.drop(self.tgt_embed(tokens)), state["feed"]], dim=-1).unsqueeze(1)
         hc = (state["h"].transpose(0, 1).contiguous(), state["c"].transpose(0, 1).contiguous())
         out, (h, c) = self.decoder(x, hc)
         att = self.attention(out[:, 0], enc.memory, enc.pad_mask, state["keys"])
-        logits = self.out(self.pre_out(self.drop(att)))
-        return logits, {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "feed": att, "keys": state["keys"]}
+        return att, {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "feed": att, "keys": state["keys"]}
+
+    def step(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        att, state = self._step_features(enc, tokens, state)
+        return self.out(self.pre_out(self.drop(att))), state
 
     def decode(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
         state, outs = self.init_state(enc), []
@@ -97,3 +101,15 @@ class AttentionalLSTM(Seq2SeqModel):
             logits, state = self.step(enc, tgt_in[:, t], state)
             outs.append(logits)
         return torch.stack(outs, dim=1)
+
+    def decode_features(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The attentional hidden states tanh(W [c; h]) [B, T, hidden_dim] (the output layer's input)."""
+        state, outs = self.init_state(enc), []
+        for t in range(tgt_in.size(1)):
+            att, state = self._step_features(enc, tgt_in[:, t], state)
+            outs.append(att)
+        return self.drop(torch.stack(outs, dim=1))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.hidden_dim

@@ -185,12 +185,24 @@ class Transformer(Seq2SeqModel):
         """What decoder layer ``i`` receives given the stream ``x`` (a hook: the DAT adds its action embedding)."""
         return x
 
-    def decode(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
+    def _decoder_stream(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the last decoder layer (before the final layer norm), [B, T, d_model]."""
         x = self._embed_tgt(tgt_in, 0)
         bias = key_padding_bias(enc.pad_mask, x.dtype)
         for i, (layer, kv) in enumerate(zip(self.layers, self._memory_kv(enc), strict=True)):
             x = layer(self._layer_input(i, x), kv, bias)
-        return self.output_logits(x)
+        return x
+
+    def decode(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.output_logits(self._decoder_stream(enc, tgt_in))
+
+    def decode_features(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The final layer-normed decoder states [B, T, d_model] (the tied projection's input)."""
+        return self.norm(self._decoder_stream(enc, tgt_in))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.d_model
 
     def init_state(self, enc: Encoded) -> dict:
         kvs = self._memory_kv(enc)
