@@ -90,7 +90,8 @@ def fake_score(run: Run) -> int:
     out = Path(args[args.index("--out") + 1])
     out.mkdir(parents=True, exist_ok=True)
     config = load_config(args[args.index("--config") + 1])
-    sets = {"test": [config.task.options["test"]["src"], config.task.options["test"]["tgt"]]} if "--test" in args else {}
+    test = config.task.options["test"]
+    sets = {"test": [test["src"], test["tgt"]]} if "--test" in args else {}
     for i, item in enumerate(args):
         if item == "--extra-test":
             name, files = args[i + 1].split("=", 1)
@@ -365,7 +366,8 @@ def test_compare_resumes_reports_and_refuses_changed_budget(tmp_path):
     assert sig["p_holm"] == sig["p_value"]  # one test against MLE: Holm leaves it as it is
     vs_start = summ["significance_vs_start"]
     assert set(vs_start) == {"mle", "raml"} and vs_start["raml"]["seeds"] == [1, 2]
-    assert min(t["p_holm"] for t in vs_start.values()) == pytest.approx(2 * min(t["p_value"] for t in vs_start.values()))
+    smallest = min(t["p_value"] for t in vs_start.values())
+    assert min(t["p_holm"] for t in vs_start.values()) == pytest.approx(min(2 * smallest, 1.0))
     assert summ["start"]["test"]["bleu"] == 50.0 and summ["budget"]["steps_per_epoch"] == [3.0] * 4
     # rerun: everything is finished, nothing is launched again
     calls.clear()
@@ -413,6 +415,7 @@ def test_compare_end_to_end_with_real_training(tmp_path):
         gpus="none",
         reward="neg_edit",
         algorithm_overrides={"pg": ["algorithm.options.num_samples=2"]},
+        extra_tests={"extra": [str(tmp_path / "data" / "valid.src"), str(tmp_path / "data" / "valid.tgt")]},
     )
     summary = run_compare(spec, echo=lambda s: None)
     assert summary["failed"] == [], summary
@@ -420,8 +423,17 @@ def test_compare_end_to_end_with_real_training(tmp_path):
     assert (out / "runs" / "pg" / "seed1" / "tokenizers").is_dir()  # copied from the pre-training
     cfg = load_config(out / "runs" / "pg" / "seed1" / "config.yaml")
     assert cfg.train.init_from == str(out / "pretrain" / "checkpoint_best.pt") and cfg.train.max_steps == 4
+    assert cfg.train.init_state == "full"
     res = json.loads((out / "runs" / "pg" / "seed1" / "results.json").read_text())
-    assert res["steps"] == 4
+    assert res["steps"] == 4 and res["init"]["moments_continued"] == res["init"]["parameters"]
+    import torch
+
+    best_step = torch.load(out / "pretrain" / "checkpoint_best.pt", weights_only=False)["step"]
+    assert res["init"]["lr_step_offset"] == best_step  # the schedule continues at the shared checkpoint's step
+    for where in (out / "start", out / "runs" / "mle" / "seed1" / "extra"):
+        assert "extra" in json.loads((where / "scores.json").read_text())
+    entries = {n for n, _, _ in __import__("seqlab.compare.report", fromlist=["x"]).benchmark_entries(out, "t")}
+    assert {"t_pg_extra_bleu_mean", "t_pg_extra_bleu_std", "t_pg_extra_bleu_n", "t_start_test_bleu"} <= entries
     assert json.loads((out / "test.refs.json").read_text())["metrics"] == ["bleu", "chrf"]
     assert (out / "report" / "report.html").stat().st_size > 10_000
 
@@ -505,3 +517,152 @@ def test_plan_check_accepts_settings_added_since_at_their_defaults(tmp_path):
     (out / "compare.json").write_text(json.dumps(record))  # the old record again, then a changed value
     with pytest.raises(ConfigError, match="different config"):
         _check_plan(out, spec_for(tmp_path, overrides=["train.loss_chunk_tokens=1000"]))
+
+
+# ---------------------------------------------------------------------------------------------- the protocol
+def test_runs_continue_the_pretraining_schedule_with_one_label_smoothing(tmp_path):
+    """init_state full (default): every run continues the shared checkpoint's optimizer state, with the
+    pre-training's optimizer / schedule settings unless an algorithm overrides them; one label smoothing."""
+    spec = spec_for(tmp_path, pretrain_overrides=["train.lr=0.02", "train.scheduler=inverse_sqrt",
+                                                  "train.warmup_steps=3"],
+                    overrides=["train.label_smoothing=0.1"], algorithm_overrides={"raml": ["train.lr=0.001"]})
+    out = Path(spec.out)
+    runs = {r.name: load_config(spec.config, [*spec.overrides, *r.overrides]) for r in plan_runs(spec, out)}
+    mle, raml = runs["mle/seed1"].train, runs["raml/seed2"].train
+    assert mle.init_state == "full" and mle.init_from == str(out / "pretrain" / "checkpoint_best.pt")
+    assert (mle.lr, mle.scheduler, mle.warmup_steps, mle.optimizer) == (0.02, "inverse_sqrt", 3, "adam")
+    assert raml.lr == 0.001 and raml.scheduler == "inverse_sqrt"  # a per-algorithm override still applies
+    assert {c.train.label_smoothing for c in runs.values()} == {0.1} and not mle.allow_short_schedules
+    # one value for every row, also where the task config says otherwise
+    runs = [load_config(spec.config, r.overrides) for r in plan_runs(
+        spec_for(tmp_path, label_smoothing=0.2, allow_short_schedules=True), out)]
+    assert {c.train.label_smoothing for c in runs} == {0.2} and all(c.train.allow_short_schedules for c in runs)
+    with pytest.raises(ConfigError, match="label_smoothing is one value"):
+        plan_runs(spec_for(tmp_path, algorithm_overrides={"raml": ["train.label_smoothing=0"]}), out)
+    # init_state model: the old protocol, weights only with the run's own optimizer settings
+    old = load_config(spec.config, plan_runs(spec_for(tmp_path, init_state="model"), out)[0].overrides).train
+    assert old.init_state == "model" and old.lr == 0.01 and old.scheduler == "constant"
+    with pytest.raises(ConfigError, match="init_state"):
+        plan_runs(spec_for(tmp_path, init_state="optimizer"), out)
+    # --init-from: the settings stored in that checkpoint
+    import torch
+
+    torch.save({"model": {}, "config": {"train": {"lr": 0.005, "scheduler": "linear", "optimizer": "adamw",
+                                                   "betas": [0.9, 0.99], "warmup_steps": 7, "weight_decay": 0.0}}},
+               tmp_path / "mle.pt")
+    cfg = load_config(spec.config, plan_runs(spec_for(tmp_path, init_from=str(tmp_path / "mle.pt")), out)[0].overrides)
+    assert (cfg.train.lr, cfg.train.scheduler, cfg.train.betas, cfg.train.warmup_steps) == (0.005, "linear",
+                                                                                            (0.9, 0.99), 7)
+
+
+def test_compare_refuses_rounded_start_weights_and_old_protocol_changes(tmp_path):
+    """A bf16-rounded shared checkpoint is refused for init_state full (the fp32 weights and optimizer state are
+    gone); a comparison recorded before the protocol existed continues only with its protocol (init_state model)."""
+    pytest.importorskip("matplotlib")
+    spec = spec_for(tmp_path)
+    with pytest.raises(ConfigError, match="bfloat16 weights"):
+        run_compare(spec, launcher=fake_launcher([], pretrain_dtype="bf16"), echo=lambda s: None)
+    run_compare(spec_for(tmp_path, init_state="model"), launcher=fake_launcher([], pretrain_dtype="bf16"),
+                echo=lambda s: None)  # the old behaviour, on request
+    from seqlab.compare.runner import _check_plan
+
+    out = Path(spec.out)
+    record = json.loads((out / "compare.json").read_text())
+    for key in ("init_state", "label_smoothing"):
+        del record["fingerprint"][key]  # as written before compare recorded them
+    (out / "compare.json").write_text(json.dumps(record))
+    _check_plan(out, spec_for(tmp_path, init_state="model", label_smoothing=0.0))
+    (out / "compare.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="init_state"):
+        _check_plan(out, spec_for(tmp_path))
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        _check_plan(out, spec_for(tmp_path, init_state="model", label_smoothing=0.1))
+
+
+def test_holm_adjustment():
+    from seqlab.compare.report import holm
+
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    assert holm({"a": 0.5, "b": 0.6}) == pytest.approx({"a": 1.0, "b": 1.0})  # capped at 1, monotone
+    assert holm({"a": 0.001, "b": 0.2, "c": 0.04, "d": 0.3}) == pytest.approx(
+        {"a": 0.004, "c": 0.12, "b": 0.4, "d": 0.4})
+    assert holm({}) == {}
+
+
+def test_extra_test_sets_are_scored_reported_and_in_the_entries(tmp_path):
+    pytest.importorskip("matplotlib")
+    from seqlab.compare.report import benchmark_entries
+
+    src, ref = tmp_path / "extra.src", tmp_path / "extra.ref"
+    src.write_text("a b\nc d e\nf a\nb b c\n")
+    ref.write_text("b a\ne d c\na f\nc b b\n")
+    with pytest.raises(ConfigError, match="NAME=SRC,REF"):
+        build_spec_args(tmp_path, ["--extra-test", f"bad name={src},{ref}"])
+    with pytest.raises(ConfigError, match="no file"):
+        build_spec_args(tmp_path, ["--extra-test", f"flickr={src},{tmp_path / 'missing'}"])
+    spec = build_spec_args(tmp_path, ["--extra-test", f"flickr={src},{ref}", "--extra-test", f"coco={src},{ref}",
+                                      "--init-state", "model", "--label-smoothing", "0.1", "--allow-short-schedules"])
+    assert spec.extra_tests == {"flickr": [str(src), str(ref)], "coco": [str(src), str(ref)]}
+    assert (spec.init_state, spec.label_smoothing, spec.allow_short_schedules) == ("model", 0.1, True)
+    calls: list = []
+    spec = spec_for(tmp_path, extra_tests={"flickr": [str(src), str(ref)]})
+    run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
+    scored = [c[0] for c in calls if "extra" in c[0] or "start" in c[0]]
+    assert scored == ["start checkpoint", "mle/seed1 extra tests", "raml/seed1 extra tests",
+                      "mle/seed2 extra tests", "raml/seed2 extra tests"]
+    out = Path(spec.out)
+    md = (out / "report" / "report.md").read_text()
+    assert f"## Extra test set flickr ({src}, {ref})" in md and "on flickr:" in md
+    summ = json.loads((out / "report" / "summary.json").read_text())
+    flickr = summ["extra_tests"]["flickr"]
+    assert flickr["test"]["bleu"]["raml"] == {"mean": 60.0, "std": 0.0, "min": 60.0, "max": 60.0, "n": 2}
+    assert flickr["start"]["bleu"] == 50.0 and flickr["significance"]["raml"]["seeds"] == [1, 2]
+    assert set(flickr["significance_vs_start"]) == {"mle", "raml"}
+    entries = {name: value for name, value, _ in benchmark_entries(out, "tiny")}
+    assert entries["tiny_raml_flickr_bleu_mean"] == 60.0 and entries["tiny_raml_flickr_bleu_n"] == 2
+    assert entries["tiny_raml_flickr_bleu_std"] == 0.0 and entries["tiny_start_flickr_bleu"] == 50.0
+    assert entries["tiny_mle_test_bleu_n"] == 2 and "tiny_raml_test_bleu_p_holm_vs_start" in entries
+    assert "tiny_raml_test_bleu_p_vs_mle" in entries and "tiny_raml_flickr_bleu_p_holm_vs_mle" in entries
+    # a later invocation adds a set: only the scoring of the new set runs, the first set stays in the report
+    calls.clear()
+    run_compare(spec_for(tmp_path, extra_tests={"coco": [str(src), str(ref)]}), launcher=fake_launcher(calls),
+                echo=lambda s: None)
+    assert [c[0] for c in calls] == ["start checkpoint", "mle/seed1 extra tests", "raml/seed1 extra tests",
+                                     "mle/seed2 extra tests", "raml/seed2 extra tests"]
+    summ = json.loads((out / "report" / "summary.json").read_text())
+    assert set(summ["extra_tests"]) == {"flickr", "coco"}
+
+
+def build_spec_args(tmp_path: Path, extra: list[str]) -> CompareSpec:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_compare_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["compare", "--config", str(write_task(tmp_path)), "--algorithms", "mle",
+                              "--seeds", "1", "--budget-steps", "3", "--out", str(tmp_path / "o"), *extra])
+    return build_spec(args)
+
+
+def test_score_checkpoint_decodes_extra_files_as_the_task_reads_them(tmp_path):
+    """The scoring step on a real (tiny, 2-step) checkpoint: the test split and an extra set of plain files,
+    one hypothesis per distinct source; scored sets are not decoded again."""
+    from seqlab.compare.score import main as score_main
+    from seqlab.compare.score import read_scores
+    from seqlab.train.trainer import train
+
+    cfg = load_config(write_task(tmp_path), [f"run_dir={tmp_path / 'run'}", "train.max_steps=2"])
+    train(cfg, console=False)
+    src, ref = tmp_path / "x.src", tmp_path / "x.ref"
+    src.write_text("a b\nc d\na b\n")  # the repeated source is one item with two references
+    ref.write_text("b a\nd c\nb a b\n")
+    args = ["--checkpoint", str(tmp_path / "run" / "checkpoint_last.pt"), "--config", str(tmp_path / "task.yaml"),
+            "--tokenizers", str(tmp_path / "run" / "tokenizers"), "--out", str(tmp_path / "scored")]
+    assert score_main([*args, "--test", "--extra-test", f"x={src},{ref}"]) == 0
+    scores = read_scores(tmp_path / "scored")
+    assert set(scores) == {"test", "x"} and set(scores["x"]) == {"bleu", "chrf"}
+    assert len((tmp_path / "scored" / "x.hyp.txt").read_text().splitlines()) == 2
+    n_test = len(set((tmp_path / "data" / "test.src").read_text().splitlines()))
+    assert len((tmp_path / "scored" / "test.hyp.txt").read_text().splitlines()) == n_test
+    (tmp_path / "scored" / "x.hyp.txt").unlink()
+    assert score_main([*args, "--extra-test", f"x={src},{ref}"]) == 0
+    assert not (tmp_path / "scored" / "x.hyp.txt").exists()  # already scored: not decoded again

@@ -572,6 +572,10 @@ def _fill_protocol_defaults(before: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
+#: shared settings that only the runs (not the pre-training) depend on
+RUN_ONLY_SETTINGS = ("init_state", "label_smoothing")
+
+
 def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
     """Refuse to mix runs with different shared settings in one directory (adding algorithms / seeds / extra test
     sets is fine); returns the extra test sets of this and earlier invocations."""
@@ -583,6 +587,8 @@ def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
         before = _fill_protocol_defaults(_with_added_defaults(old.get("fingerprint", {}), new))
         extra = {**old["spec"].get("extra_tests", {}), **extra}
         changed = sorted(k for k in new if before.get(k) != new[k])
+        if set(changed) <= set(RUN_ONLY_SETTINGS) and not any((out / "runs").glob("*/seed*/results.json")):
+            changed = []  # no run has finished: settings of the runs alone may still change
         if changed:
             raise ConfigError(
                 f"{out} holds a comparison with different {', '.join(changed)}; use a new --out "
