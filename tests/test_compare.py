@@ -666,3 +666,36 @@ def test_score_checkpoint_decodes_extra_files_as_the_task_reads_them(tmp_path):
     (tmp_path / "scored" / "x.hyp.txt").unlink()
     assert score_main([*args, "--extra-test", f"x={src},{ref}"]) == 0
     assert not (tmp_path / "scored" / "x.hyp.txt").exists()  # already scored: not decoded again
+
+
+def test_schedules_are_checked_against_the_budget_before_anything_trains(tmp_path, monkeypatch):
+    """compare counts the schedule stages of every scheduled algorithm (once per label) with the steps per
+    epoch its runs will have, before the pre-training: a refusal names the run; --allow-short-schedules
+    reaches the check and every run."""
+    pytest.importorskip("matplotlib")
+    import seqlab.erpo.budget as budget
+    from seqlab.train.trainer import Trainer
+
+    seen: list = []
+
+    def check(algorithm, steps_per_epoch, total_steps, allow_short=False):
+        seen.append((algorithm.name, steps_per_epoch, total_steps, allow_short))
+        if not allow_short:
+            raise ConfigError("algorithm.options.truth_prob: passes 1 stage(s); pass --allow-short-schedules")
+        return {"truth_prob": 1}
+
+    monkeypatch.setattr(budget, "check_schedule_budget", check)
+    calls: list = []
+    spec = spec_for(tmp_path, algorithms=["mle", "scheduled_sampling"])
+    with pytest.raises(ConfigError, match=r"run scheduled_sampling/seed1: algorithm.options.truth_prob"):
+        run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
+    assert calls == [] and len(seen) == 1  # refused before the pre-training; MLE has no schedule
+    spec = spec_for(tmp_path, algorithms=["mle", "scheduled_sampling"], allow_short_schedules=True)
+    run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
+    run = next(r for r in plan_runs(spec, Path(spec.out)) if r.name == "scheduled_sampling/seed1")
+    assert "train.allow_short_schedules=true" in run.overrides
+    monkeypatch.setattr("seqlab.train.trainer.check_schedule_budget", check)
+    trainer = Trainer(load_config(str(Path(spec.out) / "task.yaml"),
+                                  [*run.overrides, f"run_dir={tmp_path / 'probe'}", "train.init_from=null"]),
+                      console=False)
+    assert seen[1] == ("scheduled_sampling", len(trainer.sampler), 4, True) == seen[2]  # what the run will count

@@ -314,6 +314,73 @@ def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
     return runs
 
 
+# ---------------------------------------------------------------------------------------------- schedules
+def _declares_schedules(algorithm: str) -> bool:
+    from seqlab.algorithms.base import ALGORITHMS, Algorithm, load_plugins
+
+    load_plugins()
+    cls = ALGORITHMS.get(algorithm)
+    return cls is not None and cls.schedules is not Algorithm.schedules
+
+
+def check_schedules(config: str, runs: Sequence[Run], tokenizers: Path, echo: Callable[[str], None] = print
+                    ) -> dict[str, dict[str, int]]:
+    """Before any run trains: the stages each scheduled algorithm's schedules pass within its budget (as the
+    trainer counts them, with the steps per epoch of the run's batches), refusing fewer than 3 with the
+    trainer's one-line error unless the run allows short schedules.  Runs of one label and batch settings are
+    checked once.  A run whose algorithm cannot be built here is left to check itself when it starts."""
+    import numpy as np
+    import torch
+
+    import seqlab.tasks  # noqa: F401  (registration)
+    from seqlab.algorithms.base import AlgorithmContext, build_algorithm
+    from seqlab.data.batching import TokenBatchSampler, encode_corpus
+    from seqlab.data.tasks import load_task
+    from seqlab.erpo.budget import check_schedule_budget
+    from seqlab.models import build_model
+
+    stages: dict[str, dict[str, int]] = {}
+    seen: set[str] = set()
+    task, encoded = None, {}
+    for run in runs:
+        cfg = load_config(config, run.overrides)
+        if run.kind != "train" or not _declares_schedules(cfg.algorithm.name):
+            continue
+        tc = cfg.train
+        key = json.dumps([cfg.algorithm.name, cfg.algorithm.options, tc.max_tokens, tc.max_sentences, tc.max_len,
+                          tc.max_steps, tc.max_epochs, tc.allow_short_schedules], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        task = task or load_task(cfg.task.name, cfg.task.options, tokenizers)
+        if tc.max_len not in encoded:
+            encoded[tc.max_len] = encode_corpus(task.train, task.src_tokenizer, task.tgt_tokenizer, max_len=tc.max_len)
+        data = encoded[tc.max_len]
+        per_epoch = len(TokenBatchSampler(data.lengths(), max_tokens=tc.max_tokens, max_sentences=tc.max_sentences,
+                                          shuffle=True, seed=tc.seed))
+        total = min(tc.max_steps, tc.max_epochs * per_epoch) if tc.max_steps else tc.max_epochs * per_epoch
+        if tc.max_minutes and not tc.max_steps:
+            continue  # a time budget: the number of steps is not known before training
+        try:
+            vocab = (task.src_tokenizer.vocab_size, task.tgt_tokenizer.vocab_size)
+            counts = np.bincount(np.asarray(data.tgt.data), minlength=vocab[1]).astype(np.float64)
+            counts[:4] = 0.0  # PAD, BOS, EOS, UNK (as the trainer's unigram)
+            ctx = AlgorithmContext(vocab_size=vocab[1], label_smoothing=tc.label_smoothing,
+                                   tgt_tokenizer=task.tgt_tokenizer,
+                                   build_model=lambda c=cfg, v=vocab: build_model(c.model.arch, *v, **c.model.options),
+                                   unigram=torch.from_numpy(counts / max(counts.sum(), 1.0)).float())
+            algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options)
+        except Exception as e:  # noqa: BLE001  (the run itself checks when it starts)
+            echo(f"[compare] {run.name}: schedules not checked before training ({type(e).__name__}: {e})")
+            continue
+        try:
+            stages[run.name.split("/")[0]] = check_schedule_budget(algorithm, per_epoch, total,
+                                                                   tc.allow_short_schedules)
+        except ConfigError as e:
+            raise ConfigError(f"run {run.name}: {e}") from None
+    return stages
+
+
 # ---------------------------------------------------------------------------------------------- scoring
 START_DIR = "start"  # OUT/start: the shared checkpoint's test (and extra test) outputs and scores
 EXTRA_DIR = "extra"  # run_dir/extra: a run's best checkpoint on the extra test sets
@@ -673,6 +740,16 @@ def run_compare(
     pre = plan_pretrain(spec, out)
     runs = plan_runs(spec, out)
     check_runs(config, ([pre] if pre else []) + runs)
+    tokenizers = tokenizer_source(out, spec.init_from)
+    if pre is not None and not (tokenizers / "src").is_dir():  # the pre-training's own, built now, used by it
+        import seqlab.tasks  # noqa: F401  (registration)
+        from seqlab.data.tasks import load_task
+
+        pre_cfg = load_config(config, pre.overrides)
+        load_task(pre_cfg.task.name, pre_cfg.task.options, tokenizers)
+    if (tokenizers / "src").is_dir():
+        for label, counted in check_schedules(config, runs, tokenizers, echo).items():
+            echo(f"[compare] {label}: schedule stages within the budget: {counted}")
     echo(f"[compare] every run: label smoothing {spec.resolved_label_smoothing():g}; " + _start_note(spec, out))
     gpus = detect_gpus(spec.gpus)
     outcomes: list[RunOutcome] = []
