@@ -586,9 +586,11 @@ def test_dat_distill_nat_imitate_nat_end_to_end(tmp_path, monkeypatch, capsys):
     for run in ("nat", "inat"):
         shutil.copytree(out / "tokenizers", tmp_path / run / "tokenizers")
     nat_model = TINY.replace("}", ", copy: uniform}")
-    res = train(load_config(None, run_overrides(tmp_path / "nat", dist_task, "nat", "nat", 15, nat_model)),
-                console=False)
+    nat_options = json.dumps({"init_from": str(teacher)})  # the NAT baseline starts from the demonstrator too
+    res = train(load_config(None, run_overrides(tmp_path / "nat", dist_task, "nat", "nat", 15, nat_model,
+                                                nat_options)), console=False)
     assert res["steps"] == 15 and "bleu" in res["test"]
+    assert int(torch.load(tmp_path / "nat" / "checkpoint_last.pt", weights_only=False)["algorithm"]["initialized"])
     inat_model = TINY.replace("}", ", imitation: true, length_delta: 1}")
     opts = json.dumps({"teacher": str(teacher), "imitation_weight": 0.01})
     cfg = load_config(None, run_overrides(tmp_path / "inat", dist_task, "nat", "imitate_nat", 15, inat_model,
