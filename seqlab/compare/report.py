@@ -19,6 +19,7 @@ import datetime
 import html
 import json
 import math
+import os
 import statistics
 import subprocess
 from collections.abc import Callable
@@ -484,6 +485,9 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 
 def _git_commit() -> str:
+    """The code's commit: $SEQLAB_COMMIT when set (copies whose git history is not the code's), else git's HEAD."""
+    if os.environ.get("SEQLAB_COMMIT"):
+        return os.environ["SEQLAB_COMMIT"]
     try:
         return subprocess.check_output(
             ["git", "rev-parse", "--short", "HEAD"], text=True, cwd=Path(__file__).parent, stderr=subprocess.DEVNULL
