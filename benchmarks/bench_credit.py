@@ -207,7 +207,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam, constant)")
     ap.add_argument("--actor-critic-lr", type=float, default=1e-5,
                     help="fine-tuning lr of ac / erac (they collapsed at 1e-4)")
-    ap.add_argument("--critic-steps", type=int, default=3000, help="critic / Q-network pre-training steps")
+    ap.add_argument("--critic-steps", type=int, default=3000,
+                    help="critic / Q-network pre-training steps at most (it ends earlier when its validation TD "
+                         "error stops improving)")
     ap.add_argument("--critic-lr", type=float, default=1e-3)
     ap.add_argument("--share-critic", action="store_true",
                     help="pre-train each critic once (first seed) and reuse it for every seed")
@@ -271,7 +273,9 @@ def main() -> None:
                         [*base, *algo_over, *critic_opts, *extra, f"train.seed={seed}",
                          f"train.init_from={mle_ckpt.resolve()}", f"train.lr={args.critic_lr}",
                          "algorithm.options.critic_lr_scale=1",  # train.lr is the critic's own here
-                         f"train.max_steps={args.critic_steps}", f"{phase}={args.critic_steps}",
+                         # critic-only steps are outside train.max_steps: the phase runs until its validation TD
+                         # error stops improving (at most --critic-steps), then one joint step ends the run
+                         "train.max_steps=1", f"{phase}={args.critic_steps}",
                          "train.max_minutes=null", f"train.eval_every_steps={10**9}", "train.patience=null"],
                         tokenizers, final_eval=False)
         if res:

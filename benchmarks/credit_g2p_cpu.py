@@ -48,7 +48,7 @@ def overrides(args: argparse.Namespace) -> list[str]:
         "model.options={d_model: 128, n_heads: 4, ffn_dim: 512, encoder_layers: 2, decoder_layers: 2, dropout: 0.1}",
         f"train.device={args.device}", "train.max_tokens=3000", f"train.eval_every_steps={args.eval_every}",
         "train.eval_max_examples=300", "train.tensorboard=false", "train.progress_bar=false", "decode.beam_size=1",
-        "train.label_smoothing=0.1", "train.optimizer=adam", "train.betas=[0.9,0.999]",
+        "train.optimizer=adam", "train.betas=[0.9,0.999]",
         f"train.lr={args.lr}", "train.scheduler=constant", f"train.log_every_steps={args.eval_every}",
         f"train.save_every_steps={args.eval_every}",
         "pretrain:train.lr=0.002", "pretrain:train.warmup_steps=300", "pretrain:train.scheduler=inverse_sqrt",
@@ -69,7 +69,10 @@ def compare_command(args: argparse.Namespace, report_only: bool = False) -> list
     cmd = [sys.executable, "-m", "seqlab.cli", "compare", "--config", "configs/g2p_transformer.yaml",
            "--algorithms", ",".join(args.algorithms), "--seeds", args.seeds,
            "--pretrain-steps", str(args.pretrain_steps), "--budget-steps", str(args.budget_steps),
-           "--out", args.out, "--gpus", args.gpus, "--runs-per-gpu", str(args.runs_per_gpu), "--reward", "neg_edit"]
+           "--out", args.out, "--gpus", args.gpus, "--runs-per-gpu", str(args.runs_per_gpu), "--reward", "neg_edit",
+           # a fresh optimizer at the actor lr (the authors' joint phase builds new optimizers); label smoothing 0.1
+           # for the MLE start and every run's likelihood terms
+           "--init-state", "model", "--label-smoothing", "0.1"]
     if report_only:
         cmd.append("--report-only")
     return cmd + overrides(args)
