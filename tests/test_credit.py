@@ -26,7 +26,7 @@ from seqlab.credit.targets import (
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.erpo.loss import Coefficients, one_loss
 from seqlab.erpo.proposals import Proposal
-from seqlab.models.base import mask_special
+from seqlab.models.base import mask_special, shift_right
 from seqlab.rewards import reward_increments
 
 REGULAR = [4, 5, 6]  # with EOS: 4 actions
@@ -784,3 +784,25 @@ def test_a_short_ac_run_does_not_raise_the_probability_of_repeating(tmp_path):
         after[head] = _mean_prob_of_previous_token(trainer)
     assert after["own"] <= before + 0.02, (before, after)
     assert after["tied"] > before + 0.1, (before, after)  # the test would catch a tied head
+
+
+@pytest.mark.parametrize("arch,options", [
+    ("transformer", {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1, "decoder_layers": 2}),
+    ("lstm", {"embed_dim": 16, "hidden_dim": 16}),
+])
+def test_decode_features_are_what_the_output_layer_reads(arch, options):
+    """``decode_features`` [B, T, feature_dim] through the model's own output layer gives exactly ``decode``."""
+    from seqlab.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, 30, 30, **options).eval()
+    refs, tokens = _prefix_batch(30, n=4, length=5)
+    enc = model.encode(refs)
+    tgt_in = shift_right(tokens)
+    feats = model.decode_features(enc, tgt_in)
+    assert feats.shape == (*tokens.shape, model.feature_dim)
+    if arch == "transformer":
+        logits = torch.nn.functional.linear(feats, model.tgt_embed.weight)
+    else:
+        logits = model.out(model.pre_out(feats))
+    assert torch.allclose(logits, model.decode(enc, tgt_in), atol=1e-5)
