@@ -6,6 +6,7 @@ Outputs follow the target convention: tokens, then EOS, then PAD.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, pad_source, round_up, stepper_for
+from seqlab.decoding.static import search_for, static_search_enabled
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 
 
@@ -60,8 +62,13 @@ def sample_or_greedy(model: Seq2SeqModel, src: torch.Tensor, *, greedy: bool = T
     """Greedy decoding, or ancestral sampling of ``num_samples`` sequences per source (rows b*K .. b*K+K-1).
 
     ``token_log_probs`` are log p_theta (temperature 1, PAD/BOS excluded) of the chosen tokens, 0 at padding.
-    ``static``: step on a fixed-shape cache (default: on CUDA, replayed as a CUDA graph, in fp32).
+    ``static``: step on a fixed-shape cache (default: on CUDA, replayed as a CUDA graph, in fp32).  Greedy
+    decoding of a model in eval mode then runs as a whole fixed-shape search (:mod:`seqlab.decoding.static`).
     """
+    if greedy and num_samples == 1 and enc is None and hasattr(model, "static_step") and not model.training:
+        whole = static_search_enabled(model, src) if static is None else static
+        if whole:
+            return static_search(model, src, 1, max_len_a=max_len_a, max_len_b=max_len_b, max_len=max_len)
     use_graph = graphs_enabled(model, src.device)
     static = use_graph if static is None else static
     if static and use_graph:
@@ -133,11 +140,42 @@ def gnmt_length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 @torch.no_grad()
+def static_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int, length_penalty: float = 0.6,
+                  max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, n_best: int = 1) -> Hypotheses:
+    """Greedy (``beam_size`` 1) or beam search as one fixed-shape search (:class:`seqlab.decoding.static.
+    StaticSearch`): captured as CUDA graphs on a GPU (in fp32), run eagerly elsewhere; the eager searches'
+    results."""
+    graph = static_search_enabled(model, src)
+    with torch.autocast(device_type="cuda", enabled=False) if src.is_cuda else contextlib.nullcontext():
+        search = search_for(model, src, beam_size, max_len_a, max_len_b, max_len, graph=graph)
+        taken = search.run(src)
+    b, k = src.size(0), beam_size
+    if k == 1:
+        out, lp = search.history[:b, :taken].clone(), search.logps[:b, :taken].clone()
+        width = content_width(out)
+        lp = lp[:, :width].contiguous()
+        return Hypotheses(out[:, :width].contiguous(), lp.sum(1), lp)
+    normalized = search.scores[:b].reshape(-1) / gnmt_length_penalty(search.lengths[: b * k], length_penalty)
+    normalized = normalized.view(b, k)
+    order = normalized.argsort(dim=1, descending=True)[:, :n_best]
+    pick = (order + (torch.arange(b, device=src.device) * k).unsqueeze(1)).view(-1)
+    best = search.history[: b * k, :taken].index_select(0, pick)
+    return Hypotheses(best[:, : content_width(best)], normalized.view(-1).index_select(0, pick))
+
+
+@torch.no_grad()
 def beam_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int = 5, length_penalty: float = 0.6,
                 max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, n_best: int = 1,
-                enc: Encoded | None = None) -> Hypotheses:
+                enc: Encoded | None = None, static: bool | None = None) -> Hypotheses:
     """Beam search; finished hypotheses stay in the beam with a frozen score, ranked at the end by
-    score / GNMT length penalty.  Returns ``n_best`` rows per source (b*n_best ...)."""
+    score / GNMT length penalty.  Returns ``n_best`` rows per source (b*n_best ...).
+
+    ``static``: run it as one fixed-shape search (:mod:`seqlab.decoding.static`; default: on CUDA for a model
+    in eval mode with a static step, captured as CUDA graphs); the hypotheses are the eager search's."""
+    if static is None:
+        static = enc is None and static_search_enabled(model, src)
+    if static and beam_size > 1 and enc is None and hasattr(model, "static_step") and not model.training:
+        return static_search(model, src, beam_size, length_penalty, max_len_a, max_len_b, max_len, n_best)
     b, k = src.size(0), beam_size
     enc = model.encode(src) if enc is None else enc
     enc = enc.repeat(k)

@@ -1,0 +1,217 @@
+"""Whole greedy and beam searches on fixed-shape buffers, captured as CUDA graphs.
+
+:mod:`seqlab.decoding.graphs` replays one decoder step and leaves the search (argmax, top-k, beam reordering,
+the end test) to eager code: a dozen more launches and a host round trip per step.  Here everything that
+happens per step is a tensor op on preallocated buffers:
+
+* a *prologue* (encoder, the memory keys/values of every decoder layer, the length limits, the search
+  state's reset) reads a fixed ``[rows, width]`` source buffer;
+* a *chunk* of :data:`CHUNK_STEPS` search steps (decoder step on the static KV cache, then the greedy
+  choice or the beam's top-k with the cache rows reordered in place).  Finished hypotheses are masked, not
+  removed, so every shape stays fixed; the host reads one flag per chunk (the end test) and stops.
+
+On CUDA each part is captured once per (rows, source width, step budget) bucket and replayed; elsewhere the
+same code runs eagerly (what the CPU tests compare with :func:`seqlab.decoding.search.beam_search`'s eager
+path).  The results equal the eager searches': steps taken after every row finished only extend finished
+hypotheses with PAD at no cost.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any
+
+import torch
+
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.decoding.graphs import SOURCE_BUCKET, STEP_BUCKET, bucket_rows, evict, graph_cache_bytes, round_up
+from seqlab.models.base import mask_special
+
+#: search steps per captured graph: the host checks "all finished?" once per chunk (divides STEP_BUCKET)
+CHUNK_STEPS = 8
+assert STEP_BUCKET % CHUNK_STEPS == 0
+MAX_SEARCHES = 32
+
+
+def static_search_enabled(model: Any, src: torch.Tensor) -> bool:
+    """Whole-search graphs: CUDA, a model with a static step in eval mode, unless SEQLAB_CUDA_GRAPHS=0."""
+    return (src.is_cuda and hasattr(model, "static_step") and not model.training
+            and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0")
+
+
+def step_budget(width: int, max_len_a: float, max_len_b: int, max_len: int) -> int:
+    """The longest output limit of sources at most ``width`` tokens long (``max_lengths``'s rule), bucketed."""
+    steps = max(1, min(int(float(width) * max_len_a + max_len_b), max_len))
+    return round_up(steps, STEP_BUCKET)
+
+
+class StaticSearch:
+    """Greedy (``beam == 1``) or beam search of one bucketed shape; ``graph=True`` captures and replays it.
+
+    ``rows`` sources of at most ``width`` tokens; each source has ``beam`` hypotheses (rows s*beam ..
+    s*beam+beam-1); decoding runs at most ``steps`` steps (a multiple of CHUNK_STEPS)."""
+
+    @torch.no_grad()
+    def __init__(self, model: Any, rows: int, width: int, beam: int, steps: int, max_len_a: float,
+                 max_len_b: int, max_len: int, device: torch.device, graph: bool):
+        self.model, self.rows, self.width, self.beam, self.steps = model, rows, width, beam, steps
+        self.limit_rule = (max_len_a, max_len_b, max_len)
+        n = rows * beam
+        self.src = torch.full((rows, width), PAD_ID, dtype=torch.long, device=device)
+        self.src[:, 0] = EOS_ID  # a valid (empty) source for the warm-up and capture
+        enc = model.encode(self.src)
+        self.state = model.init_static_state(enc.repeat(beam) if beam > 1 else enc, steps)
+        self.t = self.state["t"]
+        self.prev = torch.full((n,), BOS_ID, dtype=torch.long, device=device)
+        self.done = torch.zeros(n, dtype=torch.bool, device=device)
+        self.limits = torch.ones(n, dtype=torch.long, device=device)
+        self.history = torch.full((n, steps), PAD_ID, dtype=torch.long, device=device)
+        self.logps = torch.zeros(n, steps, device=device)  # greedy: log p of each chosen token
+        self.scores = torch.zeros(rows, beam, device=device)  # beam: running (unnormalised) scores
+        self.lengths = torch.zeros(n, dtype=torch.long, device=device)
+        self.base = (torch.arange(rows, device=device) * beam).unsqueeze(1)
+        vocab = torch.arange(model.vocab_size, device=device)
+        self.not_eos = vocab.ne(EOS_ID).unsqueeze(0)
+        self.finished = torch.where(vocab.eq(PAD_ID), 0.0, float("-inf")).to(device).unsqueeze(0)
+        self.prologue_graph: torch.cuda.CUDAGraph | None = None
+        self.chunk_graph: torch.cuda.CUDAGraph | None = None
+        if graph:
+            self._capture()
+        self.nbytes = sum(t.numel() * t.element_size() for t in self._buffers())
+
+    def _buffers(self) -> list[torch.Tensor]:
+        cache = [b for layer in self.state["self"] for b in (layer["k_buf"], layer["v_buf"])]
+        return [*cache, *self.state["mem_k"], *self.state["mem_v"], self.history, self.logps]
+
+    # ------------------------------------------------------------------ the captured parts
+    def _prologue(self) -> None:
+        """Encode the source buffer into the static state and reset the search."""
+        enc = self.model.encode(self.src)
+        src_rows = self.src
+        if self.beam > 1:
+            enc, src_rows = enc.repeat(self.beam), self.src.repeat_interleave(self.beam, dim=0)
+        fresh = self.model.init_static_state(enc, 1)  # the memory keys / values and padding bias
+        for key in ("mem_k", "mem_v"):
+            for dst, src in zip(self.state[key], fresh[key], strict=True):
+                dst.copy_(src)
+        self.state["mem_bias"].copy_(fresh["mem_bias"])
+        a, b, most = self.limit_rule
+        self.limits.copy_((src_rows.ne(PAD_ID).sum(1).float() * a + b).long().clamp(min=1, max=most))
+        self.t.zero_()
+        self.prev.fill_(BOS_ID)
+        self.done.zero_()
+        self.history.fill_(PAD_ID)
+        self.logps.zero_()
+        self.lengths.zero_()
+        self.scores.fill_(float("-inf"))
+        self.scores[:, 0] = 0.0
+
+    def _chunk(self) -> None:
+        for _ in range(CHUNK_STEPS):
+            self._greedy_step() if self.beam == 1 else self._beam_step()
+
+    def _log_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.t.clone()  # static_step advances t
+        logits = self.model.static_step(self.prev, self.state)
+        return torch.log_softmax(mask_special(logits), dim=-1), step
+
+    def _greedy_step(self) -> None:
+        """``sample_or_greedy``'s step: argmax, EOS forced at the limit, PAD after the end."""
+        logp, step = self._log_probs()
+        tok = logp.argmax(-1)
+        tok = torch.where(step + 1 >= self.limits, torch.full_like(tok, EOS_ID), tok)
+        tok = tok.masked_fill(self.done, PAD_ID)
+        self.history.index_copy_(1, step, tok.unsqueeze(1))
+        chosen = logp.gather(1, tok.unsqueeze(1)).masked_fill(self.done.unsqueeze(1), 0.0)
+        self.logps.index_copy_(1, step, chosen)
+        self.done.logical_or_(tok.eq(EOS_ID))
+        self.prev.copy_(tok)
+
+    def _beam_step(self) -> None:
+        """``beam_search``'s step: finished hypotheses continue with PAD at no cost, top-k over beam x vocab,
+        then the history, lengths and the decoder's self-attention cache follow their hypotheses' origins."""
+        logp, step = self._log_probs()
+        at_limit = ((step + 1 >= self.limits) & ~self.done).unsqueeze(1)
+        logp = torch.where(at_limit & self.not_eos, torch.full_like(logp, float("-inf")), logp)
+        logp = torch.where(self.done.unsqueeze(1), self.finished.expand_as(logp), logp)
+        rows, k, v = self.rows, self.beam, logp.size(-1)
+        cand = (self.scores.view(-1, 1) + logp).view(rows, k * v)
+        top_scores, top_idx = cand.topk(k, dim=1)
+        origin = (top_idx // v + self.base).view(-1)
+        tok = (top_idx % v).view(-1)
+        self.history.copy_(self.history.index_select(0, origin))
+        self.history.index_copy_(1, step, tok.unsqueeze(1))
+        done = self.done.index_select(0, origin)
+        self.lengths.copy_(self.lengths.index_select(0, origin) + (~done).long())
+        self.done.copy_(done | tok.eq(EOS_ID))
+        self.scores.copy_(top_scores)
+        for layer in self.state["self"]:
+            for key in ("k_buf", "v_buf"):
+                layer[key].copy_(layer[key].index_select(0, origin))
+        self.prev.copy_(tok)
+
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm-up outside the graphs (allocations, kernel selection)
+                self._prologue()
+                self._chunk()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.prologue_graph, self.chunk_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.prologue_graph):
+            self._prologue()
+        with torch.cuda.graph(self.chunk_graph, pool=self.prologue_graph.pool()):
+            self._chunk()
+
+    # ------------------------------------------------------------------ running
+    @torch.no_grad()
+    def run(self, src: torch.Tensor) -> int:
+        """Search ``src`` [b, w] (b <= rows, w <= width); returns the number of steps taken.  Padding rows
+        repeat the first source and are ignored."""
+        b, w = src.shape
+        self.src.fill_(PAD_ID)
+        self.src[:b, :w].copy_(src)
+        if b < self.rows:
+            self.src[b:, :w].copy_(src[:1].expand(self.rows - b, -1))
+        if self.prologue_graph is None:
+            self._prologue()
+        else:
+            self.prologue_graph.replay()
+        taken = 0
+        while taken < self.steps:
+            if self.chunk_graph is None:
+                self._chunk()
+            else:
+                self.chunk_graph.replay()
+            taken += CHUNK_STEPS
+            if bool(self.done.all()):  # the end test: one host read per chunk
+                break
+        return taken
+
+
+_CACHE: OrderedDict[tuple, StaticSearch] = OrderedDict()
+
+
+def search_for(model: Any, src: torch.Tensor, beam: int, max_len_a: float, max_len_b: int, max_len: int,
+               graph: bool) -> StaticSearch:
+    """The search of ``src``'s bucket: a cached captured one of the same shape when one exists."""
+    rows, width = bucket_rows(src.size(0)), round_up(src.size(1), SOURCE_BUCKET)
+    steps = step_budget(src.size(1), max_len_a, max_len_b, max_len)
+    if not graph:
+        return StaticSearch(model, rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device, False)
+    key = (id(model), rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device)
+    search = _CACHE.get(key)
+    if search is not None and search.model is model:
+        _CACHE.move_to_end(key)
+        return search
+    search = StaticSearch(model, rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device, True)
+    _CACHE[key] = search
+    evict(_CACHE, MAX_SEARCHES, graph_cache_bytes())
+    return search
+
+
+def clear_searches() -> None:
+    """Drop every captured search (e.g. after the model object was replaced)."""
+    _CACHE.clear()

@@ -1,0 +1,114 @@
+"""The fixed-shape searches (what CUDA graphs capture) give the eager searches' hypotheses exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.decoding import beam_search, greedy_search
+from seqlab.decoding.static import CHUNK_STEPS, StaticSearch, search_for, step_budget
+from seqlab.models import build_model, shift_right
+
+V = 30
+
+
+def sources(seed: int, rows: int = 5, longest: int = 11) -> torch.Tensor:
+    """Random sources of varied lengths (EOS, then PAD), padded to the longest."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, V, (rows, longest), generator=g)
+    lens = torch.randint(2, longest + 1, (rows,), generator=g)
+    lens[0] = longest
+    for r, n in enumerate(lens.tolist()):
+        src[r, n - 1] = EOS_ID
+        src[r, n:] = PAD_ID
+    return src
+
+
+@pytest.fixture(scope="module")
+def copier():
+    """A tiny Transformer trained briefly to copy its source: its outputs end (EOS) at varied lengths, so
+    finished hypotheses are masked while others continue."""
+    torch.manual_seed(0)
+    model = build_model("transformer", V, V, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=1,
+                        decoder_layers=1, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for step in range(80):
+        src = sources(100 + step, rows=16, longest=8)
+        logits = model(src, shift_right(src))
+        loss = F.cross_entropy(logits.transpose(1, 2), src, ignore_index=PAD_ID)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("k", [2, 5])
+def test_static_beam_search_equals_eager(copier, seed, k):
+    src = sources(seed, rows=5, longest=7)  # 5 rows -> an 8-row bucket, width 7 -> 8
+    for n_best in (1, k):
+        eager = beam_search(copier, src, beam_size=k, n_best=n_best, static=False)
+        fixed = beam_search(copier, src, beam_size=k, n_best=n_best, static=True)
+        assert torch.equal(eager.tokens, fixed.tokens)
+        assert torch.allclose(eager.scores, fixed.scores, atol=1e-5)
+    ended = fixed.tokens.eq(EOS_ID).any(1)
+    assert ended.all() and fixed.tokens.ne(PAD_ID).sum(1).unique().numel() > 1  # varied lengths, all ended
+
+
+def test_static_beam_search_equals_eager_on_an_untrained_model():
+    """Hypotheses that run to the length limit (EOS forced there) on a model with two layers."""
+    torch.manual_seed(3)
+    model = build_model("transformer", V, V, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=2,
+                        decoder_layers=2, dropout=0.0).eval()
+    src = sources(4, rows=2, longest=6)
+    eager = beam_search(model, src, beam_size=4, n_best=4, static=False)
+    fixed = beam_search(model, src, beam_size=4, n_best=4, static=True)
+    assert torch.equal(eager.tokens, fixed.tokens)
+    assert torch.allclose(eager.scores, fixed.scores, atol=1e-5)
+
+
+def test_static_greedy_equals_eager_and_stops_early(copier):
+    src = sources(2, rows=3, longest=6)
+    eager = greedy_search(copier, src, static=False)
+    fixed = greedy_search(copier, src, static=True)
+    assert torch.equal(eager.tokens, fixed.tokens)
+    assert torch.allclose(eager.token_log_probs, fixed.token_log_probs, atol=1e-5)
+    assert torch.allclose(eager.scores, fixed.scores, atol=1e-5)
+    search = search_for(copier, src, 1, 1.5, 10, 256, graph=False)
+    taken = search.run(src)
+    assert taken % CHUNK_STEPS == 0 and taken < search.steps  # the end test stopped it before the budget
+    assert search.steps == step_budget(6, 1.5, 10, 256) >= int(6 * 1.5 + 10)
+
+
+def test_a_search_is_reused_for_a_new_batch_of_the_same_bucket(copier):
+    """One search object (one captured shape on a GPU) decodes batches one after another; padding rows repeat
+    the first source and leave the real rows' results unchanged."""
+    first, second = sources(5, rows=3, longest=7), sources(6, rows=2, longest=5)
+    search = StaticSearch(copier, rows=4, width=8, beam=3, steps=32, max_len_a=1.5, max_len_b=10, max_len=256,
+                          device=torch.device("cpu"), graph=False)
+    for src in (first, second):
+        search.run(src)
+        b = src.size(0)
+        alone = beam_search(copier, src, beam_size=3, n_best=3, static=False)
+        reference = StaticSearch(copier, rows=b, width=src.size(1), beam=3, steps=32, max_len_a=1.5,
+                                 max_len_b=10, max_len=256, device=torch.device("cpu"), graph=False)
+        reference.run(src)
+        assert torch.equal(search.history[: b * 3], reference.history)
+        assert torch.allclose(search.scores[:b], reference.scores, atol=1e-5)
+        assert alone.tokens.size(0) == b * 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_captured_searches_equal_eager_on_cuda(copier):
+    model = copier.cuda()
+    src = sources(7, rows=5, longest=7).cuda()
+    for k in (1, 5):
+        decode = greedy_search if k == 1 else beam_search
+        kw = {} if k == 1 else {"beam_size": k}
+        eager = decode(model, src, static=False, **kw)
+        for _ in range(2):  # captured on first use, replayed on the second
+            graph = decode(model, src, **kw)
+            assert torch.equal(eager.tokens, graph.tokens)
+    model.cpu()
