@@ -35,6 +35,7 @@ from seqlab.erpo.engine import loss_chunk_tokens
 from seqlab.metrics import higher_is_better
 from seqlab.models import build_model
 from seqlab.train import checkpoint as ckpt
+from seqlab.train.compiled import bucket_batch, compile_layers
 from seqlab.train.distributed import barrier, broadcast_flag, cleanup, init_distributed
 from seqlab.train.evaluate import evaluate_corpus
 from seqlab.train.logger import MetricLogger
@@ -186,6 +187,8 @@ class Trainer:
                                          max_sentences=tc.max_sentences, shuffle=True, seed=tc.seed,
                                          rank=self.dist.rank, world_size=self.dist.world_size)
         self.model = self._new_model().to(self.device)
+        if tc.compile:  # the layers' training calls through torch.compile (seqlab.train.compiled)
+            compile_layers(self.model)
         if tc.init_state not in INIT_STATES:
             raise ConfigError(f"train.init_state must be one of {INIT_STATES}, got {tc.init_state!r}")
         self.init_info: dict[str, Any] = {}  # how the run started (results.json "init")
@@ -449,6 +452,8 @@ class Trainer:
     def train_step(self, batch: Any) -> dict[str, float]:
         tc = self.cfg.train
         self.loss_module.train()
+        if tc.compile:  # bucketed widths: few shapes to compile and tune for
+            batch = bucket_batch(batch)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and tc.bf16
                     else contextlib.nullcontext())
         with autocast, loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss"):
