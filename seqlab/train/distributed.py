@@ -42,6 +42,20 @@ def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item())
 
 
+#: steps between the ranks' agreements on per-rank decisions (e.g. the wall-clock budget): one all-reduce each
+AGREE_EVERY = 10
+
+
+def agree_any(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is True on any rank (one all-reduce): decisions every rank must take at
+    the same step, such as stopping on a per-rank clock."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -36,7 +36,7 @@ from seqlab.metrics import higher_is_better
 from seqlab.models import build_model
 from seqlab.train import checkpoint as ckpt
 from seqlab.train.compiled import bucket_batch, compile_layers
-from seqlab.train.distributed import barrier, broadcast_flag, cleanup, init_distributed
+from seqlab.train.distributed import AGREE_EVERY, agree_any, barrier, broadcast_flag, cleanup, init_distributed
 from seqlab.train.evaluate import evaluate_corpus
 from seqlab.train.logger import MetricLogger
 from seqlab.utils import resolve_device
@@ -214,7 +214,9 @@ class Trainer:
         if self.dist.enabled:
             self.loss_module = DistributedDataParallel(
                 self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=self.algorithm.has_unused_parameters)
+                find_unused_parameters=self.algorithm.has_unused_parameters,
+                broadcast_buffers=False,  # buffers are constants (position tables): no broadcast before each step
+                gradient_as_bucket_view=True)  # gradients live in the all-reduce buckets: no copy in and out
         self.step, self.epoch, self.train_seconds = 0, 0, 0.0
         self.best_score: float | None = None
         self.bad_evals = 0
@@ -445,9 +447,21 @@ class Trainer:
         tc = self.cfg.train
         if tc.max_steps is not None and self.step - self.algorithm.preparation_steps() >= tc.max_steps:
             return False
-        if tc.max_minutes is not None and self.train_seconds >= tc.max_minutes * 60:
+        if tc.max_minutes is not None and self._out_of_time():
             return False
         return self.epoch < tc.max_epochs
+
+    def _out_of_time(self) -> bool:
+        """``train.max_minutes`` spent.  Under DDP every rank measures its own time, so the ranks agree (every
+        AGREE_EVERY steps, one all-reduce): ranks that stopped at different steps left one waiting in a
+        gradient all-reduce after the other's final evaluation, and the run never exited."""
+        spent = self.train_seconds >= self.cfg.train.max_minutes * 60
+        if not self.dist.enabled:
+            return spent
+        if self.step % AGREE_EVERY == 0 and getattr(self, "_time_checked_at", None) != self.step:
+            self._time_checked_at = self.step
+            self._time_up = agree_any(spent, self.dist, self.device)
+        return getattr(self, "_time_up", False)
 
     def train_step(self, batch: Any) -> dict[str, float]:
         tc = self.cfg.train
