@@ -3,9 +3,12 @@ on Multi30k de->en with the same model size, data and batches, measured in the s
 
     python benchmarks/bench_speed.py --data ../shared/data/multi30k --config configs/multi30k_transformer.yaml
 
-Metrics: train_tok_per_s, train_tok_per_s_ratio_vs_plain, greedy_decode_sent_per_s,
-greedy_decode_sent_per_s_ratio_vs_plain, beam5_decode_sent_per_s, batch1_greedy_latency_ms, and the same
-for BART (hf_bart_*).  Writes benchmarks/results/speed_<device>.json unless --no-write.
+Metrics: train_tok_per_s (the faster of the eager step, train_tok_per_s_eager, and the train.compile step,
+train_tok_per_s_compiled), train_tok_per_s_ratio_vs_plain (and _eager), greedy_decode_sent_per_s,
+greedy_decode_sent_per_s_ratio_vs_plain, beam5_decode_sent_per_s, batch1_greedy_latency_ms, the captured
+searches' agreement with the eager ones (greedy_graph_vs_eager_identical_fraction,
+beam5_graph_vs_eager_identical_fraction) and their eager speeds (*_eager), and the same for BART (hf_bart_*).
+Writes benchmarks/results/speed_<device>.json unless --no-write.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", help="trained seqlab checkpoint: decoding is timed on realistic outputs")
     ap.add_argument("--tokenizers", help="the tokenizers folder of that checkpoint's run (reused, not retrained)")
     ap.add_argument("--no-bart", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="time only the eager training step")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -136,8 +140,17 @@ def main() -> None:
             break
     results: dict[str, float] = {}
 
-    # --- training throughput: seqlab trainer step vs the plain loop, identical batches
-    results["train_tok_per_s"] = time_training(trainer.train_step, batches, args.warmup)
+    # --- training throughput: seqlab trainer step (eager, then train.compile) vs the plain loop, identical batches
+    results["train_tok_per_s_eager"] = time_training(trainer.train_step, batches, args.warmup)
+    if not args.no_compile:
+        from seqlab.train.compiled import compile_layers
+
+        compile_layers(trainer.model)
+        trainer.cfg.train.compile = True  # train_step buckets the batch widths
+        t0 = time.perf_counter()
+        results["train_tok_per_s_compiled"] = time_training(trainer.train_step, batches, args.warmup)
+        print(f"compiled training: {time.perf_counter() - t0:.1f} s for both passes (compile included)")
+    results["train_tok_per_s"] = max(results["train_tok_per_s_eager"], results.get("train_tok_per_s_compiled", 0))
     mo, vocab = cfg.model.options, trainer.task.tgt_tokenizer.vocab_size
     plain = PlainTransformer(vocab, mo["d_model"], mo["n_heads"], mo["ffn_dim"], mo["encoder_layers"],
                              mo["decoder_layers"], mo.get("dropout", 0.1)).to(device)
@@ -154,6 +167,8 @@ def main() -> None:
 
     results["plain_train_tok_per_s"] = time_training(plain_step, batches, args.warmup)
     results["train_tok_per_s_ratio_vs_plain"] = results["train_tok_per_s"] / results["plain_train_tok_per_s"]
+    results["train_tok_per_s_ratio_vs_plain_eager"] = (results["train_tok_per_s_eager"]
+                                                       / results["plain_train_tok_per_s"])
 
     # --- decoding on the test set
     sources, _ = trainer.task.test.references()
@@ -188,8 +203,20 @@ def main() -> None:
         print(f"CUDA graphs vs eager: {same:.4f} of hypotheses identical")
     # the baselines decode exactly as many steps per batch as seqlab's outputs need (they may be untrained)
     steps_of = [len(h) + 1 for h in hyps]
-    t = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch))
+    beams: list[list[int]] = []
+    t = timed(lambda: beams.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=5,
+                                              batch_size=args.decode_batch)))
     results["beam5_decode_sent_per_s"] = len(src_ids) / t
+    if device.type == "cuda":  # the captured beam search must give the eager beam search's hypotheses
+        os.environ["SEQLAB_CUDA_GRAPHS"] = "0"
+        eager = decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch)
+        t_eager = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=5,
+                                           batch_size=args.decode_batch))
+        os.environ["SEQLAB_CUDA_GRAPHS"] = "1"
+        same = sum(a == b for a, b in zip(eager, beams, strict=True)) / len(beams)
+        results["beam5_graph_vs_eager_identical_fraction"] = same
+        results["beam5_decode_sent_per_s_eager"] = len(src_ids) / t_eager
+        print(f"beam 5, CUDA graphs vs eager: {same:.4f} of hypotheses identical")
     plain.eval()
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
 
@@ -215,7 +242,8 @@ def main() -> None:
     for k, v in results.items():
         print(f"{k:45s} {v:12.2f}")
     if not args.no_write:
-        units = {"tok_per_s": "target tokens/s", "sent_per_s": "sentences/s", "ratio": "x", "latency_ms": "ms"}
+        units = {"ratio": "x", "fraction": "", "tok_per_s": "target tokens/s", "sent_per_s": "sentences/s",
+                 "latency_ms": "ms"}
         entries = []
         for k, v in results.items():
             unit = next((u for key, u in units.items() if key in k), "")
