@@ -460,6 +460,9 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
                                             command))
         for row in args.trained_rows:
             entries.append(results_io.entry(f"{name}_{row}_train_steps", res[f"{row}_steps"], "steps", command))
+        steps_by_row = {row: res[f"{row}_steps"] for row in args.trained_rows}
+        if len(set(steps_by_row.values())) > 1:  # a minutes limit stopped some rows first: not like for like
+            print(f"WARNING: {pair}: the rows trained for different step counts {steps_by_row}; raise --nat-minutes")
         entries.append(results_io.entry(f"{name}_distilled_corpus_bleu",
                                         round(distill["distilled_vs_references"]["bleu"], 2), "BLEU", command))
         if "teacher_test" in distill:
