@@ -502,7 +502,11 @@ class Trainer:
             self.sampler.set_epoch(self.epoch)
             for indices in self.sampler:
                 t0 = time.perf_counter()
-                batch = collate(self.train_data, indices).to(self.device)
+                batch = collate(self.train_data, indices)
+                if self.device.type == "cuda":  # a pageable copy waits for the GPU's queue: no host/GPU overlap
+                    batch = batch.pin_memory().to(self.device, non_blocking=True)
+                else:
+                    batch = batch.to(self.device)
                 stats = self.train_step(batch)
                 window_tokens += batch.num_tgt_tokens
                 if self.device.type == "cuda" and self.step % tc.log_every_steps == 0:
