@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,20 +97,64 @@ class Config:
 
 
 class ConfigError(ValueError):
-    pass
+    """A problem with the user's configuration: reported as one line (``seqlab: error: ...``), exit code 2."""
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+def did_you_mean(word: str, choices: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``word``, or ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+#: where each dotted key of a config came from ("command-line override 'train.lr=2'"); keys not listed: the file
+Origins = dict[str, str]
+
+
+def _source(origins: Origins, dotted: str, where: str) -> str:
+    """The origin of ``dotted`` (or of its nearest listed parent), else ``where`` (the file)."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in origins:
+            return origins[".".join(parts[:n])]
+    below = [o for k, o in origins.items() if k.startswith(dotted + ".")]
+    return below[0] if below else where
+
+
+#: names people reach for first, and the key seqlab uses
+ALIASES = {"learning_rate": "lr", "lerning_rate": "lr", "batch_size": "max_tokens", "epochs": "max_epochs",
+           "steps": "max_steps", "num_epochs": "max_epochs", "max_updates": "max_steps", "minutes": "max_minutes",
+           "beam": "beam_size", "warmup": "warmup_steps", "smoothing": "label_smoothing"}
+
+
+def _suggest_key(key: str, fields: Any) -> str:
+    if key in ALIASES and ALIASES[key] in fields:
+        return f"; did you mean {ALIASES[key]!r}?"
+    return did_you_mean(key, fields)
+
+
+def _build(cls: type, data: dict[str, Any], where: str, origins: Origins | None = None, prefix: str = "") -> Any:
+    origins = origins or {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
+        dotted = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {sorted(fields)}")
+            section = f" in section {prefix[:-1]!r}" if prefix else ""
+            hint = _suggest_key(key, fields) or f" (known keys: {', '.join(sorted(fields))})"
+            raise ConfigError(f"{_source(origins, dotted, where)}: unknown key {key!r}{section}{hint}")
         sub = _dataclass_type(fields[key])
         if sub is not None and isinstance(value, dict):
-            value = _build(sub, value, f"{where}.{key}")
-        elif sub is None:
-            value = _checked(value, str(fields[key].type), f"{where}.{key}")
+            value = _build(sub, value, where, origins, f"{dotted}.")
+        elif sub is not None:
+            raise ConfigError(f"{_source(origins, dotted, where)}: {dotted!r} is a section (a mapping of keys), "
+                              f"got {value!r}")
+        else:
+            try:
+                value = _checked(value, str(fields[key].type), dotted)
+                plain_data(value, dotted)
+                check_value(dotted, value)
+            except ConfigError as e:
+                raise ConfigError(f"{_source(origins, dotted, where)}: {e}") from None
         if key == "betas" and isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
@@ -135,6 +181,96 @@ def _checked(value: Any, annotation: str, where: str) -> Any:
     raise ConfigError(f"{where}: expected {annotation}, got {value!r} ({type(value).__name__})")
 
 
+def plain_data(value: Any, where: str) -> None:
+    """Raise ConfigError unless ``value`` is YAML data (numbers, strings, booleans, null, lists, mappings)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            plain_data(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where}: keys must be strings, got {k!r}")
+            plain_data(v, f"{where}.{k}")
+        return
+    kind = "a callable" if callable(value) else f"a {type(value).__name__}"
+    raise ConfigError(f"{where}: {kind} ({value!r:.60}) is not a config value; configs hold YAML data (numbers, "
+                      "strings, booleans, lists, mappings) so that a run can be saved and resumed: register the "
+                      "object under a name and pass the name")
+
+
+def _positive(v: Any) -> bool:
+    return v is None or (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v > 0)
+
+
+def _at_least(low: float) -> Any:
+    return lambda v: v is None or (not isinstance(v, bool) and isinstance(v, (int, float)) and v >= low)
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+#: value rules of the built-in sections: dotted key -> (test, what the value must be)
+VALUE_RULES: dict[str, tuple[Any, str]] = {
+    "train.max_tokens": (_positive, "a positive number of padded tokens per batch"),
+    "train.max_sentences": (_positive, "positive (or null)"),
+    "train.max_len": (_at_least(2), "at least 2 (or null)"),
+    "train.max_epochs": (_at_least(1), "at least 1"),
+    "train.max_steps": (_positive, "positive (or null)"),
+    "train.max_minutes": (_positive, "positive (or null)"),
+    "train.optimizer": (lambda v: v in ("adamw", "adam", "sgd"), "one of adamw, adam, sgd"),
+    "train.lr": (lambda v: _at_least(0)(v) and math.isfinite(v), "a learning rate >= 0"),
+    "train.betas": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                    and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    "train.weight_decay": (_at_least(0), "at least 0"),
+    "train.scheduler": (lambda v: v in ("inverse_sqrt", "constant", "linear", "cosine"),
+                        "one of inverse_sqrt, constant, linear, cosine"),
+    "train.warmup_steps": (_at_least(0), "at least 0"),
+    "train.label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.loss_chunk_tokens": (_positive, "positive (or null)"),
+    "train.clip_norm": (_positive, "positive (or null: no clipping)"),
+    "train.eval_every_steps": (_positive, "positive (or null: once per epoch)"),
+    "train.eval_beam_size": (_at_least(1), "at least 1"),
+    "train.eval_max_examples": (_positive, "positive (or null: all)"),
+    "train.patience": (_at_least(1), "at least 1 (or null: no early stopping)"),
+    "train.log_every_steps": (_at_least(1), "at least 1"),
+    "train.save_every_steps": (_positive, "positive (or null)"),
+    "train.init_state": (lambda v: v in ("model", "full"), "one of model, full"),
+    "train.init_warmup_steps": (_at_least(1), "at least 1 (or null)"),
+    "train.device": (lambda v: bool(_DEVICE.fullmatch(v)), "auto, cpu, cuda, cuda:N or mps"),
+    "decode.beam_size": (_at_least(1), "at least 1"),
+    "decode.length_penalty": (_at_least(0), "at least 0"),
+    "decode.max_len_a": (_at_least(0), "at least 0"),
+    "decode.max_len_b": (_at_least(0), "at least 0"),
+    "decode.max_len": (_at_least(2), "at least 2"),
+    "decode.batch_size": (_at_least(1), "at least 1"),
+}
+
+
+def check_value(dotted: str, value: Any) -> None:
+    """Raise ConfigError when ``value`` breaks the rule of ``dotted`` (:data:`VALUE_RULES`)."""
+    rule = VALUE_RULES.get(dotted)
+    if rule is not None and not rule[0](value):
+        raise ConfigError(f"{dotted} must be {rule[1]}, got {value!r}")
+
+
+def check_config_values(cfg: Config) -> None:
+    """The checks :func:`load_config` makes, on a :class:`Config` built or changed in Python."""
+    for section in ("run_dir", *_SECTIONS):
+        node = getattr(cfg, section)
+        if section == "run_dir":
+            plain_data(node, "run_dir")
+            if not isinstance(node, str) or not node:
+                raise ConfigError(f"run_dir must be a non-empty path, got {node!r}")
+            continue
+        for f in dataclasses.fields(node):
+            value, dotted = getattr(node, f.name), f"{section}.{f.name}"
+            plain_data(value, dotted)
+            if f.name == "options" and not isinstance(value, dict):
+                raise ConfigError(f"{dotted} must be a mapping, got {value!r}")
+            check_value(dotted, value)
+
+
 _SECTIONS = {"task": TaskConfig, "model": ModelConfig, "algorithm": AlgorithmConfig,
              "train": TrainConfig, "decode": DecodeConfig}
 
@@ -158,19 +294,25 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides to a nested dict (creating option sub-dicts as needed)."""
+def apply_overrides(data: dict[str, Any], overrides: list[str], origins: Origins | None = None) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested dict (creating option sub-dicts as needed); ``origins``, when
+    given, records each overridden key's override (so that errors name it rather than the YAML file)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
+            raise ConfigError(f"command-line override {item!r} is not of the form section.key=value "
+                              "(e.g. train.lr=0.001)")
         key, raw = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(parts):
+            raise ConfigError(f"command-line override {item!r}: {key.strip()!r} is not a dotted key")
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+                raise ConfigError(f"command-line override {item!r}: {'.'.join(parts[:i + 1])!r} is not a section")
         node[parts[-1]] = parse_value(raw)
+        if origins is not None:
+            origins[".".join(parts)] = f"command-line override {item!r}"
     return data
 
 
@@ -186,30 +328,37 @@ def _numbers_as_floats(node: Any) -> Any:
 
 
 def read_yaml_mapping(path: str | Path | None) -> dict[str, Any]:
-    """The mapping at the top of a YAML file ({} for None), with clear errors naming the file."""
+    """The mapping at the top of a YAML file ({} for None), with clear one-line errors naming the file."""
     if path is None:
         return {}
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        try:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" if not path.exists() else f"{path}: not a file")
+    try:
+        with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return _numbers_as_floats(data)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or start from defaults), apply overrides, validate into a :class:`Config`."""
-    data = apply_overrides(read_yaml_mapping(path), overrides or [])
-    return _build(Config, data, str(path) if path else "config")
+    """Read a YAML config (or start from defaults), apply overrides, validate into a :class:`Config`.
+    Errors name the file, or the command-line override a bad key or value came from."""
+    origins: Origins = {}
+    data = apply_overrides(read_yaml_mapping(path), overrides or [], origins)
+    return _build(Config, data, str(path) if path else "config", origins)
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
-    return _build(Config, data, "config")
+def config_from_dict(data: dict[str, Any], origins: Origins | None = None, where: str = "config") -> Config:
+    return _build(Config, data, where, origins)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

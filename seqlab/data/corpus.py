@@ -125,7 +125,12 @@ def _warn_skipped(what: str, skipped: list[int], total: int) -> None:
                       f"(first at line {skipped[0]})", DataWarning, stacklevel=3)
 
 
-def _build(sources: list[str], targets: list[str], name: str) -> Corpus:
+def _build(sources: list[str], targets: list[str], name: str, path: str | Path, lines: int) -> Corpus:
+    """The corpus; none at all is an error naming the file (an empty file loads, then fails far from here)."""
+    if not sources:
+        reason = ("empty file: no examples" if lines == 0 else
+                  f"no examples: every one of its {lines} lines has an empty source or target")
+        raise DataError(reason, path)
     return Corpus(sources, targets, group_by_source(sources), name)
 
 
@@ -133,6 +138,9 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, on_empty: str = "s
     """Read a pair of line-aligned text files (plain or gzip), one example per line."""
     _check_on_empty(on_empty)
     src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
+    for path, lines in ((src_path, src_lines), (tgt_path, tgt_lines)):
+        if not any(line.strip() for line in lines):
+            raise DataError("empty file: no examples", path)
     if len(src_lines) != len(tgt_lines):
         raise DataError(f"has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)} lines", src_path)
     sources, targets, skipped = [], [], []
@@ -147,7 +155,7 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, on_empty: str = "s
         sources.append(s)
         targets.append(t)
     _warn_skipped(f"{src_path} / {tgt_path}", skipped, len(src_lines))
-    return _build(sources, targets, str(src_path))
+    return _build(sources, targets, str(src_path), src_path, len(src_lines))
 
 
 def read_tsv(path: str | Path, src_col: int = 0, tgt_col: int = 1, num_cols: int | None = None,
@@ -183,7 +191,7 @@ def read_tsv(path: str | Path, src_col: int = 0, tgt_col: int = 1, num_cols: int
         sources.append(s)
         targets.append(t)
     _warn_skipped(str(path), skipped, len(lines) - start)
-    return _build(sources, targets, str(path))
+    return _build(sources, targets, str(path), path, len(lines) - start)
 
 
 def read_jsonl(path: str | Path, src_key: str = "source", tgt_key: str = "target",
@@ -225,7 +233,7 @@ def read_jsonl(path: str | Path, src_key: str = "source", tgt_key: str = "target
             sources.append(src)
             targets.append(r)
     _warn_skipped(str(path), skipped, total)
-    return _build(sources, targets, str(path))
+    return _build(sources, targets, str(path), path, sum(1 for line in lines if line.strip()))
 
 
 def read_corpus(spec: dict[str, Any], root: str | Path | None = None) -> Corpus:

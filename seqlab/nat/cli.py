@@ -29,7 +29,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def add_distill_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("distill", help="decode the training set with a teacher (distilled corpus)",
-                              description=__doc__)
+                              description="Sequence-level knowledge distillation: decode a task's training set "
+                                          "with a teacher checkpoint into a corpus a student (e.g. a NAT) trains "
+                                          "on. Resumable: rerun to continue.")
     p.add_argument("--teacher", required=True, help="teacher checkpoint (e.g. runs/dat/checkpoint_best.pt)")
     p.add_argument("--output", "-o", required=True, help="output directory of the distilled corpus")
     p.add_argument("--config", help="YAML config whose task is distilled (default: the teacher's own)")

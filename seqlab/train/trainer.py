@@ -14,6 +14,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_algorithm
+from seqlab.catalog import check_config
 from seqlab.config import Config, ConfigError, save_config
 from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
 from seqlab.data.tasks import load_task
@@ -39,6 +41,7 @@ from seqlab.train.compiled import bucket_batch, compile_layers
 from seqlab.train.distributed import AGREE_EVERY, agree_any, barrier, broadcast_flag, cleanup, init_distributed
 from seqlab.train.evaluate import evaluate_corpus
 from seqlab.train.logger import MetricLogger
+from seqlab.train.runstate import StopSignals, TrainingInterrupted, finished_run
 from seqlab.utils import resolve_device
 
 
@@ -135,6 +138,10 @@ def warn_finetune_lr(algorithm: Algorithm, tc: Any) -> None:
                       f"train.lr={limit:g} or lower", stacklevel=2)
 
 
+#: under DDP, steps between the ranks' agreement on a stop signal (a collective each time)
+STOP_CHECK_EVERY = 10
+
+
 #: the share of the GPU's memory a run may hold (``seqlab compare --runs-per-gpu`` sets it)
 MEMORY_FRACTION_ENV = "SEQLAB_CUDA_MEMORY_FRACTION"
 
@@ -157,6 +164,7 @@ def limit_cuda_memory(device: torch.device) -> None:
 
 class Trainer:
     def __init__(self, cfg: Config, console: bool = True):
+        check_config(cfg)  # names, option keys and values: before any data is loaded or any file written
         self.cfg, tc = cfg, cfg.train
         self.device = resolve_device(tc.device)
         self.dist = init_distributed(self.device)
@@ -168,7 +176,7 @@ class Trainer:
         self.console = console and self.dist.is_main
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
+            ckpt.remove_stale_temporaries(self.run_dir)  # left by a save that was killed
         seed_everything(tc.seed)
         if tc.tokenizers_from and self.dist.is_main and not (self.run_dir / "tokenizers").exists():
             src = Path(tc.tokenizers_from)
@@ -197,7 +205,11 @@ class Trainer:
                                device=self.device, tgt_tokenizer=self.task.tgt_tokenizer,
                                build_model=self._new_model, unigram=self._target_unigram(),
                                valid_batches=self._valid_batches, log=lambda *a: self.logger.log(*a))
-        self.algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options).to(self.device)
+        try:
+            algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options)
+        except ValueError as e:  # an option's value (its name was checked above)
+            raise ConfigError(f"algorithm.options: {e}") from None
+        self.algorithm = algorithm.to(self.device)
         warn_finetune_lr(self.algorithm, tc)
         self.loss_module: nn.Module = _LossModule(self.model, self.algorithm)
         self.optimizer = build_optimizer(self._param_groups(), tc)
@@ -220,9 +232,15 @@ class Trainer:
         self.step, self.epoch, self.train_seconds = 0, 0, 0.0
         self.best_score: float | None = None
         self.bad_evals = 0
+        if self.dist.is_main:  # only now: a command that fails above never replaces a run's config.yaml
+            save_config(cfg, self.run_dir / "config.yaml")
         self.logger = MetricLogger(self.run_dir, tensorboard=tc.tensorboard, enabled=self.dist.is_main)
+        #: SIGINT / SIGTERM while training: stop after the step, save, raise TrainingInterrupted (see train())
+        self.signals = StopSignals(announce=self.console)
+        self._stopping, self._validated_step = False, -1
         if tc.resume and (self.run_dir / "checkpoint_last.pt").exists():
             self.load_checkpoint(self.run_dir / "checkpoint_last.pt")
+            self.logger.resume(self.step)  # an interrupted attempt's later records are dropped: each step once
 
     # ------------------------------------------------------------------ setup helpers
     def _new_model(self) -> nn.Module:
@@ -419,6 +437,7 @@ class Trainer:
     def _validate(self) -> bool:
         """Evaluate on valid (rank 0), keep the best checkpoint; returns True to stop early."""
         tc, stop = self.cfg.train, False
+        self._validated_step = self.step
         last = Progress(step=self.step - 1, epoch=self.epoch)  # the step just taken
         if not self.algorithm.trains_model(last):  # e.g. critic pre-training: the model is unchanged
             self.save_checkpoint("checkpoint_last.pt")
@@ -498,7 +517,7 @@ class Trainer:
         bar = tqdm(total=bar_total, initial=self.step, desc=f"train {self.cfg.algorithm.name}",
                    disable=not (self.console and tc.progress_bar), dynamic_ncols=True)
         window_tokens, window_start = 0, time.perf_counter()
-        while self._budget_left() and not stopped_early:
+        while self._budget_left() and not stopped_early and not self._stop_requested():
             self.sampler.set_epoch(self.epoch)
             for indices in self.sampler:
                 t0 = time.perf_counter()
@@ -533,19 +552,56 @@ class Trainer:
                     stopped_early = self._validate()
                 elif tc.save_every_steps and self.step % tc.save_every_steps == 0:
                     self.save_checkpoint("checkpoint_last.pt")
-                if stopped_early or not self._budget_left():
+                if stopped_early or not self._budget_left() or self._stop_requested():
                     break
         bar.close()
-        if not tc.eval_every_steps or self.step % tc.eval_every_steps:
+        self.signals.deferring = False
+        if self._stopping:  # Ctrl-C / SIGTERM: keep the step reached, then stop
             self.save_checkpoint("checkpoint_last.pt")
+            barrier(self.dist)
+            raise TrainingInterrupted(self.step, self.run_dir / "checkpoint_last.pt",
+                                      self.signals.requested or "signal")
+        if self._validated_step != self.step:
+            if not broadcast_flag((self.run_dir / "checkpoint_best.pt").exists(), self.dist, self.device):
+                stopped_early = self._validate()  # no evaluation yet (a short run): evaluate, so a best exists
+            else:
+                self.save_checkpoint("checkpoint_last.pt")
+        self._warn_if_cut_short()
         return self.finish(stopped_early)
+
+    def _stop_requested(self) -> bool:
+        """Whether a signal asked to stop (under DDP agreed by every rank, checked every STOP_CHECK_EVERY steps)."""
+        flag = self.signals.requested is not None
+        if self.dist.enabled:
+            if self.step % STOP_CHECK_EVERY:
+                return self._stopping
+            t = torch.tensor([int(flag)], device=self.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            flag = bool(t.item())
+        self._stopping = self._stopping or flag
+        return self._stopping
+
+    def cut_short(self) -> bool:
+        """Whether the wall-clock budget (train.max_minutes) ended training before the step / epoch budget."""
+        tc = self.cfg.train
+        return bool(tc.max_minutes and self.train_seconds >= tc.max_minutes * 60 and self.total_steps
+                    and self.step - self.algorithm.preparation_steps() < self.total_steps)
+
+    def _warn_if_cut_short(self) -> None:
+        if self.console and self.cut_short():
+            tc = self.cfg.train
+            print(f"warning: the wall-clock cap train.max_minutes={tc.max_minutes:g} stopped training at step "
+                  f"{self.step} of {self.total_steps}: the model is likely undertrained (this machine is slower "
+                  "than the cap assumes); rerun with a larger train.max_minutes to continue", file=sys.stderr)
 
     def finish(self, stopped_early: bool = False) -> dict[str, Any]:
         """Load the best checkpoint (if any) and evaluate it on valid and test with the decode config."""
         results: dict[str, Any] = {"steps": self.step, "epochs": self.epoch, "train_seconds": self.train_seconds,
                                    "stopped_early": stopped_early, "world_size": self.dist.world_size,
                                    "steps_per_epoch": len(self.sampler), "schedule_stages": self.schedule_stages,
-                                   "init": self.init_info}
+                                   "init": self.init_info, "bad_evals": self.bad_evals,
+                                   "budget_steps": self.step - self.algorithm.preparation_steps(),
+                                   "cut_short_by_max_minutes": self.cut_short()}
         if self.dist.is_main:
             best = self.run_dir / "checkpoint_best.pt"
             if best.exists():
@@ -576,8 +632,17 @@ class Trainer:
 
 
 def train(cfg: Config, console: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` (resuming its run); a finished run is not retrained: its stored results come back, with
+    ``already_finished`` saying how to continue it.  Ctrl-C / SIGTERM save a checkpoint and raise
+    :class:`~seqlab.train.runstate.TrainingInterrupted`."""
+    check_config(cfg)
+    done = finished_run(cfg)
+    if done is not None:
+        return {**done.results, "already_finished": done.message()}
     trainer = Trainer(cfg, console=console)
     try:
-        return trainer.fit()
+        with trainer.signals:
+            trainer.signals.deferring = True
+            return trainer.fit()
     finally:
         trainer.close()
