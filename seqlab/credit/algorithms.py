@@ -5,11 +5,14 @@ Each algorithm owns a critic / Q-network conditioned on the reference (:class:`R
 the model by the trainer's optimizer and saved in checkpoints.  Phases run inside one trainer run, chosen from
 the trainer's step counter, so a resumed run continues in the right phase:
 
-* ``vaml``: steps [0, q_steps) train the Q-network by soft Q-learning (the model is untouched); later steps
-  train the model towards P_Q = softmax(Q / tau) on RAML-weighted n-gram-replaced samples (the Q-network is
-  frozen).
-* ``erac`` / ``ac``: [0, actor_pretrain_steps) MLE; then ``critic_pretrain_steps`` of critic training with the
-  actor fixed; then joint training.  ``ac`` is ``erac`` with tau = 0.
+* ``vaml``: the Q-network is trained by soft Q-learning (the model is untouched); later steps train the model
+  towards P_Q = softmax(Q / tau) on RAML-weighted n-gram-replaced samples (the Q-network is frozen).
+* ``erac`` / ``ac``: [0, actor_pretrain_steps) MLE; then critic training with the actor fixed; then joint
+  training.  ``ac`` is ``erac`` with tau = 0.
+
+A critic-only phase (Q-learning, critic pre-training) ends when the critic's validation TD error has not improved
+for ``critic_patience`` evaluations, or after ``q_steps`` / ``critic_pretrain_steps`` steps; its steps are not
+counted against ``train.max_steps`` (:meth:`CreditAlgorithm.preparation_steps`).
 
 ``critic_from: path`` starts the critic from a checkpoint of an earlier run (any of these algorithms), so
 phases can also be split across runs.  Every actor update goes through the one loss
