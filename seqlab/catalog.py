@@ -228,7 +228,7 @@ def check_components(cfg: Config) -> None:
     for key in cfg.algorithm.options:
         if key not in accepted:
             hint = did_you_mean(key, accepted) or f" (options: {', '.join(sorted(accepted)) or 'none'})"
-            raise ConfigError(f"algorithm.options.{key}: algorithm {name!r} has no option {key!r}{hint}; "
+            raise ConfigError(f"algorithm.options.{key}: unknown option {key!r} of algorithm {name!r}{hint}; "
                               f"see seqlab train --help-algorithm {name}")
     archs = models()
     arch = cfg.model.arch
@@ -239,7 +239,7 @@ def check_components(cfg: Config) -> None:
     for key in cfg.model.options:
         if key not in known:
             hint = did_you_mean(key, known) or f" (options: {', '.join(sorted(known))})"
-            raise ConfigError(f"model.options.{key}: architecture {arch!r} has no option {key!r}{hint}")
+            raise ConfigError(f"model.options.{key}: unknown option {key!r} of architecture {arch!r}{hint}")
 
 
 def check_config(cfg: Config) -> None:

@@ -560,8 +560,7 @@ def test_dat_distill_nat_imitate_nat_end_to_end(tmp_path, monkeypatch, capsys):
     out = tmp_path / "distilled"
     args = ["distill", "--teacher", str(teacher), "--output", str(out), "--chunk-size", "50",
             "--device", "cpu"]
-    with pytest.raises(KeyboardInterrupt):
-        cli_main(args)
+    assert cli_main(args) == 130  # Ctrl-C: one line, the shell's exit code
     flaky.resumed = True
     assert cli_main(args) == 0
     assert calls == [50, 50, 50, 20]  # chunk 1 kept, chunk 2 redone, then the rest

@@ -179,9 +179,9 @@ def test_config_files_read_scientific_notation_and_check_types(tmp_path):
                      ("train: {bf16: 1}", "train.bf16"), ("decode: {beam_size: null}", "decode.beam_size")):
         path = tmp_path / "bad.yaml"
         path.write_text(bad + "\n")
-        with pytest.raises(ConfigError, match=rf"bad.yaml\.{key.split('.')[0]}\.{key.split('.')[1]}: expected"):
+        with pytest.raises(ConfigError, match=rf"bad.yaml: {key.split('.')[0]}\.{key.split('.')[1]}: expected"):
             load_config(path)
-    with pytest.raises(ConfigError, match=r"config\.train\.warmup_steps: expected int"):
+    with pytest.raises(ConfigError, match=r"override 'train.warmup_steps=ten': train\.warmup_steps: expected int"):
         load_config(None, ["train.warmup_steps=ten"])
 
 

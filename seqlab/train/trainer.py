@@ -434,13 +434,16 @@ class Trainer:
                                self.task.metrics, self.cfg.decode, self.device, beam_size=beam_size,
                                max_examples=max_examples, show_progress=self.console and split != "valid")
 
-    def _validate(self) -> bool:
-        """Evaluate on valid (rank 0), keep the best checkpoint; returns True to stop early."""
+    def _validate(self, save_last: bool = True) -> bool:
+        """Evaluate on valid (rank 0), keep the best checkpoint; returns True to stop early.  ``save_last=False``:
+        the caller saved checkpoint_last.pt already (before the evaluation, so a resume continues as if there had
+        been none)."""
         tc, stop = self.cfg.train, False
         self._validated_step = self.step
         last = Progress(step=self.step - 1, epoch=self.epoch)  # the step just taken
         if not self.algorithm.trains_model(last):  # e.g. critic pre-training: the model is unchanged
-            self.save_checkpoint("checkpoint_last.pt")
+            if save_last:
+                self.save_checkpoint("checkpoint_last.pt")
             return False
         if self.dist.is_main:
             scores, _ = self.evaluate("valid", beam_size=tc.eval_beam_size, max_examples=tc.eval_max_examples)
@@ -455,7 +458,8 @@ class Trainer:
             if self.console:
                 shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
                 tqdm.write(f"step {self.step} epoch {self.epoch} valid: {shown}{' (best)' if better else ''}")
-            self.save_checkpoint("checkpoint_last.pt")
+            if save_last:
+                self.save_checkpoint("checkpoint_last.pt")
             if better:
                 self.save_checkpoint("checkpoint_best.pt")
             stop = tc.patience is not None and self.bad_evals >= tc.patience
@@ -562,10 +566,12 @@ class Trainer:
             raise TrainingInterrupted(self.step, self.run_dir / "checkpoint_last.pt",
                                       self.signals.requested or "signal")
         if self._validated_step != self.step:
+            self.save_checkpoint("checkpoint_last.pt")
             if not broadcast_flag((self.run_dir / "checkpoint_best.pt").exists(), self.dist, self.device):
-                stopped_early = self._validate()  # no evaluation yet (a short run): evaluate, so a best exists
-            else:
-                self.save_checkpoint("checkpoint_last.pt")
+                # no evaluation yet (a short run): evaluate once, so that a best checkpoint exists.  It is
+                # provisional: checkpoint_last.pt is saved before it, so a continued run proceeds (RNG, best score)
+                # exactly as an uninterrupted one, and its first evaluation replaces this best
+                stopped_early = self._validate(save_last=False)
         self._warn_if_cut_short()
         return self.finish(stopped_early)
 
