@@ -219,6 +219,14 @@ def check_components(cfg: Config) -> None:
     if cfg.task.name not in task_names:
         raise ConfigError(f"task.name: unknown task {cfg.task.name!r}{did_you_mean(cfg.task.name, task_names)} "
                           f"(tasks: {', '.join(task_names)})")
+    metrics = cfg.task.options.get("metrics")
+    if metrics is not None:
+        from seqlab.metrics import METRICS
+
+        for metric in [metrics] if isinstance(metrics, str) else metrics:
+            if metric not in METRICS:
+                raise ConfigError(f"task.options.metrics: unknown metric {metric!r}{did_you_mean(metric, METRICS)} "
+                                  f"(metrics: {', '.join(METRICS)})")
     algos = algorithms()
     name = cfg.algorithm.name
     if name not in algos:

@@ -123,6 +123,7 @@ BAD_OVERRIDES = [
     ("train.max_tokens=0", "train.max_tokens must be"),
     ("train.lr=-1", "train.lr must be"),
     ("train.lerning_rate=0.1", "did you mean 'lr'"),
+    ("task.options.metrics=[bleu, wre]", "did you mean 'wer'"),
 ]
 
 
