@@ -121,7 +121,8 @@ def main() -> int:
     # Ctrl-C during training: one line, exit 130, a checkpoint; the rerun resumes
     cmd = "seqlab quickstart --steps 100000 run_dir=runs/interrupted train.progress_bar=false"
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, shell=True, cwd=work / "seqlab", env=env, stdout=subprocess.PIPE,
+    # exec: the signal reaches seqlab itself, not a shell around it
+    proc = subprocess.Popen("exec " + cmd, shell=True, cwd=work / "seqlab", env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     log = work / "seqlab" / "runs" / "interrupted" / "log.jsonl"
     while proc.poll() is None and not (log.exists() and '"kind": "train"' in log.read_text()):
