@@ -244,6 +244,9 @@ def main() -> None:
     ALGORITHMS["raml"] = (ALGORITHMS["raml"][0], ["algorithm.name=raml", f"algorithm.options={args.raml_options}"])
     base = [*(TINY if args.tiny else []), *args.overrides]
     critic_opts = [f"algorithm.options.critic_options={TINY_CRITIC}"] if args.tiny else []
+    if args.tiny:  # a short critic phase: at most 40 steps, validated every 20
+        args.critic_steps = min(args.critic_steps, 40)
+        critic_opts.append("algorithm.options.critic_eval_every=20")
 
     # ---- the shared MLE checkpoint
     if args.mle_checkpoint:
