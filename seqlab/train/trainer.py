@@ -579,8 +579,9 @@ class Trainer:
         """Whether a signal asked to stop (under DDP agreed by every rank, checked every STOP_CHECK_EVERY steps)."""
         flag = self.signals.requested is not None
         if self.dist.enabled:
-            if self.step % STOP_CHECK_EVERY:
+            if self.step % STOP_CHECK_EVERY or getattr(self, "_stop_checked_at", None) == self.step:
                 return self._stopping
+            self._stop_checked_at = self.step  # one collective per step, however often it is asked
             t = torch.tensor([int(flag)], device=self.device)
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
             flag = bool(t.item())
