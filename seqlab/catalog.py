@@ -56,7 +56,6 @@ OPTION_HELP = {
     "mle_weight": "weight of an added MLE term (0: none)",
     "max_len_a": "samples end at max_len_a * source length + max_len_b tokens",
     "max_len_b": "see max_len_a",
-    "include_reference": "add the reference to the model samples",
     "prefix": "the data prefix m: a number or a schedule (e.g. {start: .., end: .., every: ..})",
     "tail": "shares of model and reward tokens after the prefix",
     "lambdas": "weights (model, reward, data) of each token's source, or their schedule; null: the paper's",

@@ -26,12 +26,6 @@ def select_rows(obj: Any, index: torch.Tensor) -> Any:
     return tree_map(lambda t: t.index_select(0, index), obj)
 
 
-def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-    """Boolean mask [B, T], True at valid positions."""
-    max_len = int(lengths.max()) if max_len is None else max_len
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
-
-
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

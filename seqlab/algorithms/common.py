@@ -8,7 +8,6 @@ import torch
 from torch.profiler import record_function
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext
-from seqlab.erpo.schedules import Schedule, make_schedule
 
 
 class RewardAlgorithm(Algorithm):
@@ -24,7 +23,3 @@ class RewardAlgorithm(Algorithm):
     def reward(self, tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), record_function("seqlab.reward"):
             return self._reward(tokens, refs).float()
-
-
-def schedule(spec: Any) -> Schedule:
-    return make_schedule(spec)

@@ -78,9 +78,9 @@ class PolicyGradient(SamplingAlgorithm):
 class SoftmaxPolicyGradient(SamplingAlgorithm):
     """SPG (Ding & Soricut 2017) as ERPO with alpha > 0, beta = 0: targets q ∝ p_theta exp(R/alpha)."""
 
-    def __init__(self, ctx: AlgorithmContext, alpha: float = 0.1, include_reference: bool = False, **options):
+    def __init__(self, ctx: AlgorithmContext, alpha: float = 0.1, **options):
         super().__init__(ctx, **options)
-        self.alpha, self.include_reference = alpha, include_reference
+        self.alpha = alpha
 
     def loss(self, model, batch, progress: Progress):
         enc = model.encode(batch.src)

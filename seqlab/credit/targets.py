@@ -72,11 +72,6 @@ def soft_bellman_residual(q: torch.Tensor, tokens: torch.Tensor, rewards: torch.
     return torch.where(valid, q_taken - (rewards + v_next), torch.zeros_like(q_taken))
 
 
-def soft_q_loss(q: torch.Tensor, tokens: torch.Tensor, rewards: torch.Tensor, tau: float) -> torch.Tensor:
-    """Soft Q-learning: sum of squared soft Bellman residuals / 2 (gradient through both sides)."""
-    return 0.5 * soft_bellman_residual(q, tokens, rewards, tau).pow(2).sum()
-
-
 def vaml_coefficients(q: torch.Tensor, tau: float) -> torch.Tensor:
     """VAML's token-level target distribution P_Q(. | y_<t) = softmax(Q / tau), [N, T, V] (detached)."""
     return soft_policy(q.detach().float(), tau)

@@ -153,8 +153,3 @@ def evict(cache: OrderedDict, max_entries: int, max_bytes: int) -> None:
     together; the newest one always stays."""
     while len(cache) > 1 and (len(cache) > max_entries or sum(s.nbytes for s in cache.values()) > max_bytes):
         cache.popitem(last=False)
-
-
-def clear_graphs() -> None:
-    """Drop every captured graph (e.g. after the model's weights were replaced by a new object)."""
-    _CACHE.clear()

@@ -46,10 +46,6 @@ def loss_chunk_tokens(tokens: int | None) -> Iterator[None]:
         _CHUNK_TOKENS.reset(token)
 
 
-def current_loss_chunk_tokens() -> int | None:
-    return _CHUNK_TOKENS.get()
-
-
 def proposal_coefficients(w: torch.Tensor, normalizer: float | torch.Tensor, label_smoothing: float = 0.0
                           ) -> Coefficients:
     """Coefficients w · one-hot(y_t), or with label smoothing ε: w · ((1 − ε) one-hot(y_t) + ε uniform)."""

@@ -1,6 +1,6 @@
 """The one loss of seqlab:  L = - sum_i sum_t < c_{i,t}, log p_theta(. | y_<t^(i), x) >  (c detached).
 
-Every algorithm reduces to proposals ``y`` plus coefficients ``c``. Coefficients come in two shapes:
+Every algorithm reduces to proposals ``y`` plus coefficients ``c``. Coefficients come in three shapes:
 
 * sparse: ``weights`` [N, T] on the proposal's own tokens (c = w * one-hot(y_t)): MLE, RAML, PG, ...
 * uniform: ``uniform`` [N, T], mass spread evenly over the generated vocabulary (label smoothing).

@@ -55,14 +55,6 @@ def random_tokens(shape: tuple[int, ...], vocab_size: int, device: torch.device)
     return torch.randint(FIRST_REGULAR_ID, vocab_size, shape, device=device)
 
 
-def data_proposal(tgt: torch.Tensor, copies: int = 1) -> Proposal:
-    """The data itself (the delta-reward E-step of MLE), ``copies`` times per source."""
-    group = torch.arange(tgt.size(0), device=tgt.device).repeat_interleave(copies)
-    tokens = tgt.index_select(0, group)
-    return Proposal(tokens, group, torch.zeros(len(group), device=tgt.device),
-                    torch.ones(len(group), dtype=torch.bool, device=tgt.device))
-
-
 def hamming_edits(tgt: torch.Tensor, num_samples: int, vocab_size: int, max_edit_frac: float = 0.2,
                   max_edits: int | None = None, include_reference: bool = True) -> Proposal:
     """Substitute e positions of the reference by other regular tokens, e ~ Uniform{0..E},
@@ -150,25 +142,6 @@ def model_samples(model: Seq2SeqModel, src: torch.Tensor, num_samples: int, temp
     return Proposal(hyp.tokens, group, log_q), hyp
 
 
-def prepend_reference(tgt: torch.Tensor, proposal: Proposal) -> Proposal:
-    """Add the reference of every source as an extra row (RAML keeps it among the samples)."""
-    b = tgt.size(0)
-    width = max(tgt.size(1), proposal.tokens.size(1))
-
-    def pad(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, x.new_full((x.size(0), width - x.size(1)), PAD_ID)], 1) if x.size(1) < width else x
-
-    tokens = torch.cat([pad(tgt), pad(proposal.tokens)])
-    group = torch.cat([torch.arange(b, device=tgt.device), proposal.group])
-    is_ref = torch.cat([torch.ones(b, dtype=torch.bool, device=tgt.device),
-                        proposal.is_reference if proposal.is_reference is not None
-                        else torch.zeros(len(proposal), dtype=torch.bool, device=tgt.device)])
-    log_q = None
-    if proposal.log_q is not None:
-        log_q = torch.cat([proposal.log_q.new_zeros(b), proposal.log_q])
-    return Proposal(tokens, group, log_q, is_ref)
-
-
 # --------------------------------------------------------------------------- token-level mixture
 #: how the interpolation's reward component (z = 2) draws its token: ``reward`` from exp(c · ΔR) (the paper's
 #: definition), ``uniform`` from the uniform distribution over the vocabulary (what the released Texar code
@@ -176,11 +149,12 @@ def prepend_reference(tgt: torch.Tensor, proposal: Proposal) -> Proposal:
 REWARD_DRAWS = ("reward", "uniform")
 
 
-#: the unit of ΔR in the reward draw exp(c · ΔR): ``range`` (default) divides the increments of a state by their
-#: range over the word tokens (max − min; EOS excluded), so c is the log-odds of the best next token against the worst at every
-#: position whatever the reward's scale; ``length`` multiplies them by |y*| (the ERAC scaling); ``raw`` leaves
-#: them in the reward's own units.  With BLEU, ``length`` and ``raw`` leave the first positions after the data
-#: token close to uniform: the brevity penalty of a short prefix makes every increment tiny there.
+#: the unit of ΔR in the reward draw exp(c · ΔR): ``range`` (default) divides the increments of a state by
+#: their range over the word tokens (max − min; EOS excluded), so c is the log-odds of the best next token
+#: against the worst at every position whatever the reward's scale; ``length`` multiplies them by |y*| (the ERAC
+#: scaling); ``raw`` leaves them in the reward's own units.  With BLEU, ``length`` and ``raw`` leave the first
+#: positions after the data token close to uniform: the brevity penalty of a short prefix makes every increment
+#: tiny there.
 REWARD_UNITS = ("range", "length", "raw")
 
 

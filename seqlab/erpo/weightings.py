@@ -1,7 +1,7 @@
 """M-step weightings: detached sequence coefficients for the one loss.
 
 Importance weights are self-normalised per source (over the samples of one source sentence), never
-across the minibatch, so that long or easy sentences cannot dominate (DESIGN.md).
+across the minibatch, so that long or easy sentences cannot dominate (README, 'Decisions the papers leave open').
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ from seqlab.metrics.text import ROUGE_TYPES, References, corpus_bleu, corpus_chr
 METRICS = ("bleu", "chrf", "rouge", "rouge1", "rouge2", "rougeL", "wer", "per")
 LOWER_IS_BETTER = frozenset({"wer", "per"})
 
-# The metric that picks checkpoints, per task kind.  "rouge" is the mean of ROUGE-1/2/L F1.
-PRIMARY_METRIC = {"translation": "bleu", "captioning": "bleu", "summarization": "rouge", "g2p": "per"}
 
 
 def higher_is_better(name: str) -> bool:
@@ -56,7 +54,6 @@ def compute_metrics(names: Sequence[str], hyps: Sequence[str], refs: References,
 __all__ = [
     "LOWER_IS_BETTER",
     "METRICS",
-    "PRIMARY_METRIC",
     "compute_metrics",
     "corpus_bleu",
     "corpus_chrf",

@@ -65,13 +65,3 @@ class MetricLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def read_log(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            if kind is None or rec.get("kind") == kind:
-                out.append(rec)
-    return out
