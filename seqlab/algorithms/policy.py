@@ -20,7 +20,7 @@ from seqlab.erpo.weightings import group_mean, pg_advantages, spg_weights
 class SamplingAlgorithm(RewardAlgorithm):
     """Draws K samples per source from the model; optionally mixes in an MLE term with weight ``mle_weight``."""
 
-    #: PG and SPG fell from 41 to 0.2 and 8.5 BLEU within 50 steps at lr 2e-4 on Multi30k; 2e-5 was stable
+    #: sample-based fine-tuning collapses above it (measured on Multi30k: BENCHMARKS.md, ERPO family)
     max_finetune_lr = 5e-5
 
     def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", num_samples: int = 4,
