@@ -211,6 +211,14 @@ def algorithm_help(name: str) -> str:
     return "\n".join(lines)
 
 
+def _check_option_keys(section: str, given: Any, known: list[str], owner: str, suffix: str = "") -> None:
+    """A one-line ConfigError for the first key of ``given`` that ``known`` does not hold."""
+    for key in given:
+        if key not in known:
+            hint = did_you_mean(key, known) or f" (options: {', '.join(sorted(known)) or 'none'})"
+            raise ConfigError(f"{section}.{key}: unknown option {key!r} of {owner}{hint}{suffix}")
+
+
 def check_components(cfg: Config) -> None:
     """Raise a one-line ConfigError for an unknown task, algorithm, algorithm option, architecture or model option;
     cheap (registries only): nothing is loaded or written."""
@@ -231,22 +239,15 @@ def check_components(cfg: Config) -> None:
     if name not in algos:
         raise ConfigError(f"algorithm.name: unknown algorithm {name!r}{did_you_mean(name, algos)} "
                           f"(algorithms: {', '.join(algos)})")
-    accepted = [o.name for o in algorithm_options(name)]
-    for key in cfg.algorithm.options:
-        if key not in accepted:
-            hint = did_you_mean(key, accepted) or f" (options: {', '.join(sorted(accepted)) or 'none'})"
-            raise ConfigError(f"algorithm.options.{key}: unknown option {key!r} of algorithm {name!r}{hint}; "
-                              f"see seqlab train --help-algorithm {name}")
+    _check_option_keys("algorithm.options", cfg.algorithm.options, [o.name for o in algorithm_options(name)],
+                       f"algorithm {name!r}", f"; see seqlab train --help-algorithm {name}")
     archs = models()
     arch = cfg.model.arch
     if arch not in archs:
         raise ConfigError(f"model.arch: unknown architecture {arch!r}{did_you_mean(arch, archs)} "
                           f"(architectures: {', '.join(archs)})")
     known = [f.name for f in dataclasses.fields(archs[arch][1]) if f.name not in ("src_vocab_size", "tgt_vocab_size")]
-    for key in cfg.model.options:
-        if key not in known:
-            hint = did_you_mean(key, known) or f" (options: {', '.join(sorted(known))})"
-            raise ConfigError(f"model.options.{key}: unknown option {key!r} of architecture {arch!r}{hint}")
+    _check_option_keys("model.options", cfg.model.options, known, f"architecture {arch!r}")
 
 
 def check_config(cfg: Config) -> None:

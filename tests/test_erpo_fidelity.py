@@ -17,7 +17,7 @@ from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
 from seqlab.config import ConfigError
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.erpo.budget import check_schedule_budget, schedule_stages
-from seqlab.erpo.engine import sequence_log_prob, weighted_sequence_loss
+from seqlab.erpo.engine import weighted_sequence_loss
 from seqlab.erpo.loss import Coefficients, one_loss
 from seqlab.erpo.proposals import ngram_replacement, reward_draw_logits, seq_lengths, token_mixture
 from seqlab.rewards import next_token_rewards, sentence_bleu
@@ -243,6 +243,11 @@ def test_mixer_prefix_and_scheduled_sampling_against_the_budget():
     with pytest.raises(ConfigError, match="algorithm.options.prefix"):
         check_schedule_budget(mixer, 62, 150)
     assert check_schedule_budget(mixer, 62, 300) == {"prefix": 3}
+    fractional = build_algorithm("mixer", ctx(), {"prefix": {"type": "linear", "start": 1.0, "end": 1.5,
+                                                             "duration": 300}})
+    with pytest.raises(ConfigError, match="prefix"):  # m = int(prefix) stays 1: it never moves
+        check_schedule_budget(fractional, 62, 300)
+    assert check_schedule_budget(build_algorithm("mixer_anneal", ctx(), {"prefix": 2}), 62, 10) == {}
     fixed = build_algorithm("scheduled_sampling", ctx(), {"k": 1000.0})
     with pytest.raises(ConfigError, match="truth_prob"):
         check_schedule_budget(fixed, 62, 200)  # P(truth) 0.999 -> 0.998: a no-op
@@ -264,10 +269,3 @@ def test_short_schedule_is_refused_by_the_trainer_before_training(tmp_path):
     with pytest.raises(ConfigError, match="allow-short-schedules"):
         train(cfg, console=False)
     assert not (tmp_path / "short" / "log.jsonl").exists() or not (tmp_path / "short" / "log.jsonl").read_text()
-
-
-def test_sequence_log_prob_helper_still_matches_scores():
-    model = TableModel(seed=1)
-    tgt = make_targets([[4, 5], [6]])
-    log_probs = model.token_log_probs(model.encode(tgt), tgt)
-    assert torch.allclose(sequence_log_prob(log_probs, tgt), model.score(tgt, tgt).sum(1))

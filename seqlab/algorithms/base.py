@@ -17,6 +17,7 @@ from seqlab.models.base import Seq2SeqModel
 
 if TYPE_CHECKING:
     from seqlab.data.batching import Batch
+    from seqlab.erpo.schedules import Schedule
 
 
 @dataclass
@@ -85,9 +86,10 @@ class Algorithm(nn.Module):
         count against ``train.max_steps``, so every algorithm's model gets the same number of updates."""
         return 0
 
-    def schedules(self) -> dict[str, Callable[[Progress], Any]]:
-        """The annealed hyperparameters by option name, each a function of the progress (checked against the
-        budget by :mod:`seqlab.erpo.budget`, logged every step by the algorithm itself)."""
+    def schedules(self) -> dict[str, Schedule | Callable[[Progress], Any]]:
+        """The annealed hyperparameters by option name: a :class:`Schedule` or a function of the progress (checked
+        against the budget by :mod:`seqlab.erpo.budget`, which leaves constant schedules out; logged every step by
+        the algorithm itself)."""
         return {}
 
     def trains_model(self, progress: Progress) -> bool:

@@ -13,7 +13,7 @@ from seqlab.algorithms.base import AlgorithmContext, Progress, register
 from seqlab.algorithms.common import RewardAlgorithm
 from seqlab.erpo.engine import reference_tokens, weighted_sequence_loss
 from seqlab.erpo.proposals import REWARD_DRAWS, REWARD_UNITS, token_mixture
-from seqlab.erpo.schedules import Constant, make_schedule
+from seqlab.erpo.schedules import Whole, make_schedule
 
 #: the paper's schedule after MLE pre-training: (0.12, 0.16, 0.72), +(0.12, 0.16, -0.28) every 4 epochs,
 #: clamped at zero and renormalised (ends at (0.43, 0.57, 0))
@@ -90,9 +90,7 @@ class Interpolation(MixtureAlgorithm):
         self.lambdas = make_schedule(lambdas if lambdas is not None else DEFAULT_LAMBDAS)
 
     def schedules(self):
-        if isinstance(self.lambdas, Constant):
-            return {}
-        return {"lambdas": lambda p: self.lambdas.value(p.step, p.epoch)}
+        return {"lambdas": self.lambdas}
 
     def loss(self, model, batch, progress: Progress):
         lam = torch.tensor(self.lambdas.value(progress.step, progress.epoch), dtype=torch.float)
@@ -112,17 +110,15 @@ class MixerAnneal(MixtureAlgorithm):
     def __init__(self, ctx: AlgorithmContext, prefix: float | dict | None = None,
                  tail: tuple[float, float] = (0.5, 0.5), **options):
         super().__init__(ctx, **options)
-        self.prefix = make_schedule(prefix if prefix is not None else
-                                    {"type": "step", "start": 10, "delta": -2, "every": 1, "lower": 0})
+        self.prefix = Whole(make_schedule(prefix if prefix is not None else
+                                          {"type": "step", "start": 10, "delta": -2, "every": 1, "lower": 0}))
         self.tail = tail
 
     def schedules(self):
-        if isinstance(self.prefix, Constant):
-            return {}
-        return {"prefix": lambda p: int(self.prefix.value(p.step, p.epoch))}
+        return {"prefix": self.prefix}
 
     def loss(self, model, batch, progress: Progress):
-        m = int(self.prefix.value(progress.step, progress.epoch))
+        m = self.prefix.value(progress.step, progress.epoch)
         enc = model.encode(batch.src)
         lam = torch.tensor([self.tail[0], self.tail[1], 0.0], dtype=torch.float)
         prefix = torch.full((batch.tgt.size(0),), m, device=batch.tgt.device)

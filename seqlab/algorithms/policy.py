@@ -13,7 +13,7 @@ from seqlab.decoding.search import greedy_search
 from seqlab.erpo.engine import reference_tokens, weighted_sequence_loss
 from seqlab.erpo.loss import one_loss, smoothed_targets
 from seqlab.erpo.proposals import model_samples, token_mixture
-from seqlab.erpo.schedules import Constant, make_schedule
+from seqlab.erpo.schedules import Whole, make_schedule
 from seqlab.erpo.weightings import group_mean, pg_advantages, spg_weights
 
 
@@ -101,20 +101,18 @@ class MIXER(SamplingAlgorithm):
 
     def __init__(self, ctx: AlgorithmContext, prefix: float | dict | None = None, **options):
         super().__init__(ctx, **options)
-        self.prefix = make_schedule(prefix if prefix is not None else
-                                    {"type": "step", "start": 10, "delta": -2, "every": 1, "lower": 0})
+        self.prefix = Whole(make_schedule(prefix if prefix is not None else
+                                          {"type": "step", "start": 10, "delta": -2, "every": 1, "lower": 0}))
 
     def schedules(self):
-        if isinstance(self.prefix, Constant):
-            return {}
-        return {"prefix": lambda p: int(self.prefix.value(p.step, p.epoch))}
+        return {"prefix": self.prefix}
 
     def loss(self, model, batch, progress: Progress):
         enc = model.encode(batch.src)
         k = self.num_samples
         src_rows = torch.arange(batch.tgt.size(0), device=batch.tgt.device).repeat_interleave(k)
         tgt = batch.tgt.index_select(0, src_rows)
-        m = int(self.prefix.value(progress.step, progress.epoch))
+        m = self.prefix.value(progress.step, progress.epoch)
         data_prefix = torch.full((tgt.size(0),), m, device=tgt.device)
         was = model.training
         model.eval()

@@ -156,11 +156,7 @@ class AlphaDiMT(ReweightedProposals):
         self._alpha = float(self.alpha_schedule.value(0, 0))
 
     def schedules(self):
-        from seqlab.erpo.schedules import Constant
-
-        if isinstance(self.alpha_schedule, Constant):
-            return {}
-        return {"alpha": lambda p: self.alpha_schedule.value(p.step, p.epoch)}
+        return {"alpha": self.alpha_schedule}
 
     def log_target(self, reward, log_p, lengths):
         if self.length_normalize:

@@ -9,19 +9,21 @@ Model tokens come from one teacher-forced pass without gradient (the parallel fo
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, register
 from seqlab.erpo.loss import one_loss, smoothed_targets
-from seqlab.erpo.schedules import Constant, InverseSigmoid, make_schedule
+from seqlab.erpo.schedules import InverseSigmoid, make_schedule
 from seqlab.models.base import mask_special, shift_right
 
 #: the inverse-sigmoid k used when neither k nor the step budget is known (Bengio et al.'s order of magnitude)
 FALLBACK_K = 1000.0
 
 
+@functools.lru_cache(maxsize=64)
 def budget_decay_k(total_steps: int | None) -> float:
     """The k at which k / (k + exp(T / k)) = 0.5 at the budget's last step T, i.e. k ln k = T (k ≥ e)."""
     if not total_steps:
@@ -50,9 +52,7 @@ class ScheduledSampling(Algorithm):
         return InverseSigmoid(k=k).at(progress.step)
 
     def schedules(self):
-        if isinstance(self.truth_schedule, Constant):
-            return {}
-        return {"truth_prob": self.truth_prob}
+        return {"truth_prob": self.truth_schedule if self.truth_schedule is not None else self.truth_prob}
 
     def loss(self, model, batch, progress: Progress):
         tgt = batch.tgt

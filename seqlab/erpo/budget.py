@@ -10,12 +10,14 @@ the budget's steps and counts the *stages* it passes: the distinct values it tak
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from seqlab.config import ConfigError
+from seqlab.erpo.schedules import Schedule
 
 if TYPE_CHECKING:
-    from seqlab.algorithms.base import Algorithm
+    from seqlab.algorithms.base import Algorithm, Progress
 
 #: a scheduled algorithm must pass at least this many stages of each schedule within its budget
 MIN_STAGES = 3
@@ -28,13 +30,27 @@ def _stage_key(value: Any) -> tuple[float, ...]:
     return tuple(round(float(v) / RESOLUTION) for v in values)
 
 
+def moving_schedules(algorithm: Algorithm) -> dict[str, Callable[[Progress], Any]]:
+    """The algorithm's declared schedules as functions of the progress, constant ones left out (they are not
+    schedules to move, and never refused)."""
+    moving: dict[str, Callable[[Progress], Any]] = {}
+    for name, schedule in algorithm.schedules().items():
+        if isinstance(schedule, Schedule) and schedule.constant:
+            continue
+        if isinstance(schedule, Schedule):
+            moving[name] = lambda p, s=schedule: s.value(p.step, p.epoch)
+        else:
+            moving[name] = schedule
+    return moving
+
+
 def schedule_stages(algorithm: Algorithm, steps_per_epoch: int, total_steps: int) -> dict[str, int]:
-    """Number of stages each of the algorithm's schedules passes over steps 0..total_steps-1."""
+    """Number of stages each of the algorithm's moving schedules passes over steps 0..total_steps-1."""
     from seqlab.algorithms.base import Progress
 
     stages: dict[str, int] = {}
     per_epoch = max(int(steps_per_epoch), 1)
-    for name, value_at in algorithm.schedules().items():
+    for name, value_at in moving_schedules(algorithm).items():
         seen = {_stage_key(value_at(Progress(step=s, epoch=s // per_epoch, fraction=s / total_steps,
                                              total_steps=total_steps)))
                 for s in range(total_steps)}
@@ -47,7 +63,7 @@ def check_schedule_budget(algorithm: Algorithm, steps_per_epoch: int, total_step
     """The stages of every schedule (see :func:`schedule_stages`); raises :class:`ConfigError` naming the option
     when one passes fewer than ``MIN_STAGES`` and ``allow_short`` is false.  Without a step budget (minutes
     only) nothing can be checked and ``{}`` is returned."""
-    if not total_steps or not algorithm.schedules():
+    if not total_steps or not moving_schedules(algorithm):
         return {}
     stages = schedule_stages(algorithm, steps_per_epoch, total_steps)
     short = {name: n for name, n in stages.items() if n < MIN_STAGES}

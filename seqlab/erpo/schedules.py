@@ -19,6 +19,11 @@ class Schedule:
     def at(self, t: float) -> Any:
         raise NotImplementedError
 
+    @property
+    def constant(self) -> bool:
+        """Whether the value never changes (a constant is not a schedule that must move within the budget)."""
+        return False
+
     def value(self, step: int = 0, epoch: int = 0) -> Any:
         return self.at(step if self.unit == "step" else epoch)
 
@@ -30,6 +35,27 @@ class Constant(Schedule):
 
     def at(self, t: float) -> Any:
         return self.v
+
+    @property
+    def constant(self) -> bool:
+        return True
+
+
+@dataclass
+class Whole(Schedule):
+    """Another schedule's value rounded down to a whole number (e.g. MIXER's prefix length)."""
+
+    inner: Schedule
+
+    def __post_init__(self) -> None:
+        self.unit = self.inner.unit
+
+    def at(self, t: float) -> int:
+        return int(self.inner.at(t))
+
+    @property
+    def constant(self) -> bool:
+        return self.inner.constant
 
 
 @dataclass
