@@ -138,10 +138,6 @@ def warn_finetune_lr(algorithm: Algorithm, tc: Any) -> None:
                       f"train.lr={limit:g} or lower", stacklevel=2)
 
 
-#: under DDP, steps between the ranks' agreement on a stop signal (a collective each time)
-STOP_CHECK_EVERY = 10
-
-
 #: the share of the GPU's memory a run may hold (``seqlab compare --runs-per-gpu`` sets it)
 MEMORY_FRACTION_ENV = "SEQLAB_CUDA_MEMORY_FRACTION"
 
@@ -576,15 +572,13 @@ class Trainer:
         return self.finish(stopped_early)
 
     def _stop_requested(self) -> bool:
-        """Whether a signal asked to stop (under DDP agreed by every rank, checked every STOP_CHECK_EVERY steps)."""
+        """Whether a signal asked to stop (under DDP agreed by every rank, checked every AGREE_EVERY steps)."""
         flag = self.signals.requested is not None
         if self.dist.enabled:
-            if self.step % STOP_CHECK_EVERY or getattr(self, "_stop_checked_at", None) == self.step:
+            if self.step % AGREE_EVERY or getattr(self, "_stop_checked_at", None) == self.step:
                 return self._stopping
             self._stop_checked_at = self.step  # one collective per step, however often it is asked
-            t = torch.tensor([int(flag)], device=self.device)
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-            flag = bool(t.item())
+            flag = agree_any(flag, self.dist, self.device)
         self._stopping = self._stopping or flag
         return self._stopping
 
