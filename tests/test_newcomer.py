@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -175,13 +176,22 @@ def test_a_corrupt_checkpoint_is_one_line_naming_the_file(trained_run, tmp_path,
     if kind == "truncated":
         bad.write_bytes(data[: len(data) // 2])
     elif kind == "random":
-        bad.write_bytes(os.urandom(4096))
+        bad.write_bytes(random.Random(0).randbytes(4096))
     elif kind == "empty":
         bad.write_bytes(b"")
     else:
         bad.mkdir()
     assert cli_main(["evaluate", str(bad)]) == 2
     assert str(bad) in _one_line_error(capsys.readouterr().err)
+
+
+def test_any_random_bytes_are_a_checkpoint_error_not_a_crash(tmp_path):
+    """The weights-only unpickler meets arbitrary opcodes in random bytes (IndexError, TypeError, ...)."""
+    bad = tmp_path / "bad.pt"
+    for seed in range(300):
+        bad.write_bytes(random.Random(seed).randbytes(64 + seed))
+        with pytest.raises(ckpt.CheckpointError, match="bad.pt"):
+            ckpt.load(bad)
 
 
 def test_a_corrupt_last_checkpoint_on_resume_says_how_to_proceed(tmp_path, capsys):

@@ -118,7 +118,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
             unsafe = "Python objects"
         raise CheckpointError(f"{path}: holds {unsafe}, which seqlab does not unpickle (a .pt can run code when "
                               f"loaded); if you trust the file, set {TRUST_ENV}=1") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError) as e:
+    except Exception as e:  # noqa: BLE001  (unpickling arbitrary bytes can raise any error: IndexError, TypeError, ...)
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {_first_line(e)})"
                               f"{_resume_hint(path)}") from None
     if not isinstance(state, dict):
