@@ -3,8 +3,8 @@
 A NAT decodes in one pass, but for one sentence that pass (encoder, length prediction, copy, decoder,
 argmax, and with length-parallel decoding the teacher's encoder and its teacher-forced scoring of the
 2ΔT+1 candidates) is a few hundred small kernels: its time on a GPU is launch overhead.  With the decoder
-width fixed by :func:`seqlab.nat.decoding.candidate_width` and the source padded to a bucket, nothing in
-:func:`seqlab.nat.decoding.best_candidates` waits for the device, so it is captured once per
+width fixed by :func:`seqlab.nat.candidates.candidate_width` and the source padded to a bucket, nothing in
+:func:`seqlab.nat.candidates.best_candidates` waits for the device, so it is captured once per
 (rows, source width) bucket and replayed: one launch per batch.  Padding positions and padding rows are
 masked out; the result equals the eager decode.
 """
@@ -20,6 +20,7 @@ import torch
 
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding.graphs import SOURCE_BUCKET, bucket_rows, evict, graph_cache_bytes, round_up
+from seqlab.nat.candidates import best_candidates, candidate_width
 
 #: batches up to this many sources replay a graph (latency); larger ones decode eagerly, where launch
 #: overhead is amortised and one graph per shape would hold [rows x 2ΔT+1 x width x vocab] buffers.
@@ -32,8 +33,6 @@ class CapturedNATDecoder:
 
     def __init__(self, model: Any, teacher: Any | None, rows: int, source_width: int, delta_t: int,
                  max_len: int, normalize: bool, dedupe: bool, graph: bool):
-        from seqlab.nat.decoding import best_candidates, candidate_width
-
         self.model, self.teacher, self.rows = model, teacher, rows
         device = next(model.parameters()).device
         self.src = torch.full((rows, source_width), PAD_ID, dtype=torch.long, device=device)
