@@ -48,6 +48,10 @@ LAZY_COMMANDS = {
                 "imitation learning on MuJoCo: expert, demos, GAIL (+ interpolation)"),
 }
 
+#: modules with decoding flags of evaluate / translate for their model family: ``add_decoding_flags(parser)`` and
+#: ``apply_decoding_flags(model, args, device)``
+DECODING_FLAG_MODULES = ("seqlab.nat.cli",)
+
 QUICKSTART_RUN_DIR = "runs/quickstart"
 #: the quickstart's step budget: test WER <= 45 % on CMUdict, about 5 minutes on 2 idle cores (README)
 QUICKSTART_STEPS = 1200
@@ -197,20 +201,16 @@ def _load_for_inference(checkpoint: str, device: str) -> tuple[Any, Any, Any, An
     return loaded.config, loaded.model, (loaded.src_tokenizer, loaded.tgt_tokenizer), loaded.device
 
 
-def _nat_decoding(model: Any, args: argparse.Namespace, device: Any) -> None:
-    """Length-parallel decoding for NAT checkpoints: ``--length-delta`` candidates, rescored by ``--rescorer``."""
-    if getattr(args, "length_delta", None) is None and getattr(args, "rescorer", None) is None:
-        return
-    if not hasattr(model, "set_rescorer"):
-        from seqlab.config import ConfigError
+def _decoding_flag_modules() -> list[Any]:
+    import importlib
 
-        raise ConfigError("--length-delta / --rescorer apply to NAT checkpoints only")
-    if args.length_delta is not None:
-        model.cfg.length_delta = args.length_delta
-    if args.rescorer:
-        from seqlab.inference import load_checkpoint_model
+    return [importlib.import_module(name) for name in DECODING_FLAG_MODULES]
 
-        model.set_rescorer(load_checkpoint_model(args.rescorer, device).model)
+
+def _apply_decoding_flags(model: Any, args: argparse.Namespace, device: Any) -> None:
+    """The model family's own decoding flags of evaluate / translate (e.g. the NAT's ``--length-delta``)."""
+    for module in _decoding_flag_modules():
+        module.apply_decoding_flags(model, args, device)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -219,7 +219,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from seqlab.train.evaluate import evaluate_corpus
 
     cfg, model, (src_tok, tgt_tok), dev = _load_for_inference(args.checkpoint, args.device)
-    _nat_decoding(model, args, dev)
+    _apply_decoding_flags(model, args, dev)
     origins: dict[str, str] = {}
     cfg = config_from_dict(apply_overrides(cfg.to_dict(), args.overrides, origins), origins,
                            f"the config of {args.checkpoint}")
@@ -241,7 +241,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.input and not Path(args.input).is_file():
         raise DataError("input file not found", args.input)
     cfg, model, (src_tok, tgt_tok), dev = _load_for_inference(args.checkpoint, args.device)
-    _nat_decoding(model, args, dev)
+    _apply_decoding_flags(model, args, dev)
     src = open(args.input, encoding="utf-8") if args.input else sys.stdin
     lines = [line.rstrip("\n") for line in src]
     ids = [src_tok.encode(line)[: cfg.decode.max_len - 1] + [EOS_ID] for line in lines]
@@ -253,10 +253,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_nat_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--length-delta", type=int, default=None,
-                   help="NAT: decode 2*delta+1 candidate lengths around the predicted one")
-    p.add_argument("--rescorer", help="NAT: an autoregressive checkpoint that picks among the candidates")
+def _add_decoding_flags(p: argparse.ArgumentParser, command: str | None, name: str) -> None:
+    """The model families' decoding flags (imported only when ``name`` is the command, or for the full parser)."""
+    if command is None or command == name:
+        for module in _decoding_flag_modules():
+            module.add_decoding_flags(p)
 
 
 def _positive_int(text: str) -> int:
@@ -314,7 +315,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--output", help="write hypotheses here")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="overrides of the run's config, e.g. task.options.path=/data/multi30k")
-    _add_nat_flags(p)
+    _add_decoding_flags(p, command, "evaluate")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("translate", help="decode lines from stdin or a file")
@@ -324,7 +325,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=_positive_int, default=None, help="default: the run's decode.beam_size")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="sentences per decoding batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    _add_nat_flags(p)
+    _add_decoding_flags(p, command, "translate")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("list", help="list the tasks, algorithms, models or rewards, one line each")

@@ -1,4 +1,5 @@
-"""``seqlab distill``: sequence-level knowledge distillation of a task's training set with a teacher.
+"""The NAT's command line: ``seqlab distill`` (sequence-level knowledge distillation of a task's training set with a
+teacher) and the NAT decoding flags of ``seqlab evaluate`` / ``translate`` (``--length-delta``, ``--rescorer``).
 
 Importing this module (``seqlab.cli`` does) registers the ``nat`` and ``dat`` models, so every
 ``seqlab`` command can build, train, evaluate and translate with them.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import seqlab.nat  # noqa: F401  (registers the nat / dat models)
 
@@ -43,3 +45,26 @@ def add_distill_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the config")
     p.set_defaults(func=cmd_distill)
+
+
+def add_decoding_flags(p: argparse.ArgumentParser) -> None:
+    """The NAT's flags of ``seqlab evaluate`` / ``translate``."""
+    p.add_argument("--length-delta", type=int, default=None,
+                   help="NAT: decode 2*delta+1 candidate lengths around the predicted one")
+    p.add_argument("--rescorer", help="NAT: an autoregressive checkpoint that picks among the candidates")
+
+
+def apply_decoding_flags(model: Any, args: argparse.Namespace, device: Any) -> None:
+    """Length-parallel decoding for NAT checkpoints: ``--length-delta`` candidates, rescored by ``--rescorer``."""
+    if getattr(args, "length_delta", None) is None and getattr(args, "rescorer", None) is None:
+        return
+    if not hasattr(model, "set_rescorer"):
+        from seqlab.config import ConfigError
+
+        raise ConfigError("--length-delta / --rescorer apply to NAT checkpoints only")
+    if args.length_delta is not None:
+        model.cfg.length_delta = args.length_delta
+    if args.rescorer:
+        from seqlab.inference import load_checkpoint_model
+
+        model.set_rescorer(load_checkpoint_model(args.rescorer, device).model)
