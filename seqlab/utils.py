@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -19,6 +20,20 @@ def tree_map(fn: Callable[[torch.Tensor], torch.Tensor], obj: Any) -> Any:
     if isinstance(obj, tuple):
         return tuple(tree_map(fn, v) for v in obj)
     return obj
+
+
+@contextmanager
+def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
+    """Put ``modules`` in eval mode for the block; afterwards each is set back to the mode it was in
+    (``module.train(was_training)``), also when the block raises."""
+    was_training = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, was in zip(modules, was_training, strict=True):
+            m.train(was)
 
 
 def select_rows(obj: Any, index: torch.Tensor) -> Any:

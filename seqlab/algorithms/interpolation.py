@@ -14,6 +14,7 @@ from seqlab.algorithms.common import RewardAlgorithm
 from seqlab.erpo.engine import reference_tokens, weighted_sequence_loss
 from seqlab.erpo.proposals import REWARD_DRAWS, REWARD_UNITS, token_mixture
 from seqlab.erpo.schedules import Whole, make_schedule
+from seqlab.utils import eval_mode
 
 #: the paper's schedule after MLE pre-training: (0.12, 0.16, 0.72), +(0.12, 0.16, -0.28) every 4 epochs,
 #: clamped at zero and renormalised (ends at (0.43, 0.57, 0))
@@ -47,14 +48,11 @@ class MixtureAlgorithm(RewardAlgorithm):
         self._warned_entropy = reward_draw == "uniform"  # uniform on purpose: no warning
 
     def draw(self, model, enc, tgt, lambdas: torch.Tensor, data_prefix: torch.Tensor | None = None):
-        was = model.training
-        model.eval()
-        with record_function("seqlab.token_mixture"):
+        with eval_mode(model), record_function("seqlab.token_mixture"):
             out = token_mixture(model, enc, tgt, lambdas, reward_name=self.reward_name,
                                 reward_scale=self.reward_scale, model_temperature=self.model_temperature,
                                 data_prefix=data_prefix, max_len_a=self.max_len_a, max_len_b=self.max_len_b,
                                 reward_draw=self.reward_draw, reward_unit=self.reward_unit)
-        model.train(was)
         self._check_entropy(out.reward_entropy)
         return out
 

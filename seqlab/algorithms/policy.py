@@ -15,6 +15,7 @@ from seqlab.erpo.loss import one_loss, smoothed_targets
 from seqlab.erpo.proposals import model_samples, token_mixture
 from seqlab.erpo.schedules import Whole, make_schedule
 from seqlab.erpo.weightings import group_mean, pg_advantages, spg_weights
+from seqlab.utils import eval_mode
 
 
 class SamplingAlgorithm(RewardAlgorithm):
@@ -60,13 +61,9 @@ class PolicyGradient(SamplingAlgorithm):
         reward = self.reward(prop.tokens, refs)
         base_r = None
         if self.baseline == "greedy":
-            with torch.no_grad():
-                was = model.training
-                model.eval()
-                with record_function("seqlab.greedy_baseline"):
-                    greedy = greedy_search(model, batch.src, enc=enc, max_len_a=self.max_len_a,
-                                           max_len_b=self.max_len_b)
-                model.train(was)
+            with torch.no_grad(), eval_mode(model), record_function("seqlab.greedy_baseline"):
+                greedy = greedy_search(model, batch.src, enc=enc, max_len_a=self.max_len_a,
+                                       max_len_b=self.max_len_b)
             base_r = self.reward(greedy.tokens, batch.tgt)
         adv = pg_advantages(reward, prop.group, self.baseline, base_r)
         loss = weighted_sequence_loss(model, enc, prop.tokens, prop.group, adv, len(prop))
@@ -114,12 +111,10 @@ class MIXER(SamplingAlgorithm):
         tgt = batch.tgt.index_select(0, src_rows)
         m = self.prefix.value(progress.step, progress.epoch)
         data_prefix = torch.full((tgt.size(0),), m, device=tgt.device)
-        was = model.training
-        model.eval()
-        draw = token_mixture(model, enc.select(src_rows), tgt, torch.tensor([1.0, 0.0, 0.0]),
-                             data_prefix=data_prefix, max_len_a=self.max_len_a, max_len_b=self.max_len_b,
-                             first_token_data=False)  # MIXER's data prefix is its own (m = 0: all sampled)
-        model.train(was)
+        with eval_mode(model):
+            draw = token_mixture(model, enc.select(src_rows), tgt, torch.tensor([1.0, 0.0, 0.0]),
+                                 data_prefix=data_prefix, max_len_a=self.max_len_a, max_len_b=self.max_len_b,
+                                 first_token_data=False)  # MIXER's data prefix is its own (m = 0: all sampled)
         reward = self.reward(draw.tokens, tgt)
         adv = reward - group_mean(reward, src_rows)
         is_data = draw.components.eq(3)

@@ -46,6 +46,7 @@ from seqlab.erpo.loss import Coefficients, one_loss, smoothed_targets
 from seqlab.erpo.proposals import model_samples, ngram_replacement
 from seqlab.erpo.weightings import group_softmax
 from seqlab.models.base import Seq2SeqModel, mask_special, shift_right
+from seqlab.utils import eval_mode
 
 # phases (stored in the algorithm's ``phase`` buffer, so checkpoints record them)
 ACTOR_MLE, CRITIC, JOINT = 0, 1, 2  # erac / ac
@@ -130,14 +131,11 @@ class CreditAlgorithm(Algorithm):
         model and the critic in eval mode and the samples drawn from a fixed seed; None without validation data."""
         if self.ctx.valid_batches is None:
             return None
-        was_model, was_critic = model.training, self.critic.training
-        model.eval()
-        self.critic.eval()
         total = torch.zeros((), device=self.phase.device)
         count = torch.zeros((), device=self.phase.device)
         seen = 0
         devices = [self.phase.device] if self.phase.device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        with eval_mode(model, self.critic), torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(VALID_SEED)
             for batch in self.ctx.valid_batches():
                 td, n = self.valid_td(model, batch)
@@ -145,8 +143,6 @@ class CreditAlgorithm(Algorithm):
                 seen += batch.src.size(0)
                 if self.critic_eval_max_examples is not None and seen >= self.critic_eval_max_examples:
                     break
-        model.train(was_model)
-        self.critic.train(was_critic)
         value = total / count.clamp(min=1)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.broadcast(value, 0)  # every rank takes the same decision
@@ -275,12 +271,9 @@ class VAML(CreditAlgorithm):
             loss = 0.5 * residual.pow(2).sum() / n_tok
             return loss, {"phase": float(phase), "td_abs": float(residual.detach().abs().sum() / n_tok),
                           "return": float(rewards.sum(1).mean())}
-        with torch.no_grad():
-            was = self.critic.training
-            self.critic.eval()
+        with torch.no_grad(), eval_mode(self.critic):
             q = self.q_values(refs, tokens, batch.src.index_select(0, group))
             target = vaml_coefficients(q, self.tau)
-            self.critic.train(was)
         w = group_softmax(rewards.sum(1) / self.weight_tau, group)
         use_q = (torch.rand(tokens.shape, device=tokens.device) < self.kappa) & tokens.ne(PAD_ID)
         sparse = w[:, None] * (~use_q).float()
@@ -383,16 +376,14 @@ class ERAC(CreditAlgorithm):
         """Samples (tokens [N, T], their source rows [N]) and log pi [N, T, V] of one eval-mode pass of the actor:
         the samples are drawn from exactly the distribution whose log pi the critic target and the actor's
         gradient use (dropout would make the teacher-forced pass a different policy)."""
-        was = model.training
-        model.eval()
-        with torch.set_grad_enabled(grad):
-            enc = model.encode(src)
-        prop, _ = model_samples(model, src, self.num_samples, enc=enc, max_len_a=self.max_len_a,
-                                max_len_b=self.max_len_b)
-        with torch.set_grad_enabled(grad):
-            log_pi = F.log_softmax(mask_special(model.decode(enc.select(prop.group), shift_right(prop.tokens))),
-                                   dim=-1)
-        model.train(was)
+        with eval_mode(model):
+            with torch.set_grad_enabled(grad):
+                enc = model.encode(src)
+            prop, _ = model_samples(model, src, self.num_samples, enc=enc, max_len_a=self.max_len_a,
+                                    max_len_b=self.max_len_b)
+            with torch.set_grad_enabled(grad):
+                log_pi = F.log_softmax(mask_special(model.decode(enc.select(prop.group), shift_right(prop.tokens))),
+                                       dim=-1)
         return prop.tokens, prop.group, log_pi
 
     def target_values(self, tokens: torch.Tensor, refs: torch.Tensor, src: torch.Tensor,

@@ -18,6 +18,7 @@ from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, round_up, steppe
 from seqlab.decoding.search import Hypotheses, max_lengths, sample
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 from seqlab.rewards._common import content_lengths, ref_lengths
+from seqlab.utils import eval_mode
 
 FIRST_REGULAR_ID = 4  # ids below are PAD, BOS, EOS, UNK
 
@@ -131,12 +132,9 @@ def model_samples(model: Seq2SeqModel, src: torch.Tensor, num_samples: int, temp
                   enc: Encoded | None = None, max_len_a: float = 1.5, max_len_b: int = 10,
                   max_len: int = 256) -> tuple[Proposal, Hypotheses]:
     """K ancestral samples per source from the model (cached sampler); log_q = log p_theta(y)."""
-    was_training = model.training
-    model.eval()
-    with record_function("seqlab.model_samples"):
+    with eval_mode(model), record_function("seqlab.model_samples"):
         hyp = sample(model, src, num_samples=num_samples, temperature=temperature, enc=enc,
                      max_len_a=max_len_a, max_len_b=max_len_b, max_len=max_len)
-    model.train(was_training)
     group = torch.arange(src.size(0), device=src.device).repeat_interleave(num_samples)
     log_q = hyp.scores if temperature == 1.0 else None
     return Proposal(hyp.tokens, group, log_q), hyp

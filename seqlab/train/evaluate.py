@@ -12,6 +12,7 @@ from seqlab.config import DecodeConfig
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding import beam_search, greedy_search
 from seqlab.metrics import compute_metrics
+from seqlab.utils import eval_mode
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
@@ -41,27 +42,25 @@ def decode_ids(model: Any, sources: Sequence[Sequence[int]], decode: DecodeConfi
 
     ``decoder(model, src) -> Hypotheses`` replaces greedy / beam search.  A model with a
     ``generate(src, decode_cfg, beam_size)`` method (NAT models) brings its own decoding."""
-    was_training = model.training
-    model.eval()
     beam = decode.beam_size if beam_size is None else beam_size
     bs = batch_size or decode.batch_size
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     results: list[list[int]] = [[] for _ in sources]
     kw = dict(max_len_a=decode.max_len_a, max_len_b=decode.max_len_b, max_len=decode.max_len)
     chunks = [order[i: i + bs] for i in range(0, len(order), bs)]
-    for chunk in tqdm(chunks, desc="decode", disable=not show_progress, leave=False):
-        src = pad_batch([sources[i] for i in chunk], device)
-        if decoder is not None:
-            hyp = decoder(model, src)
-        elif hasattr(model, "generate"):
-            hyp = model.generate(src, decode, beam)
-        elif beam <= 1:
-            hyp = greedy_search(model, src, **kw)
-        else:
-            hyp = beam_search(model, src, beam_size=beam, length_penalty=decode.length_penalty, **kw)
-        for i, row in zip(chunk, hyp.tokens.tolist(), strict=True):
-            results[i] = strip_ids(row)
-    model.train(was_training)
+    with eval_mode(model):
+        for chunk in tqdm(chunks, desc="decode", disable=not show_progress, leave=False):
+            src = pad_batch([sources[i] for i in chunk], device)
+            if decoder is not None:
+                hyp = decoder(model, src)
+            elif hasattr(model, "generate"):
+                hyp = model.generate(src, decode, beam)
+            elif beam <= 1:
+                hyp = greedy_search(model, src, **kw)
+            else:
+                hyp = beam_search(model, src, beam_size=beam, length_penalty=decode.length_penalty, **kw)
+            for i, row in zip(chunk, hyp.tokens.tolist(), strict=True):
+                results[i] = strip_ids(row)
     return results
 
 
