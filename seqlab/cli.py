@@ -35,7 +35,7 @@ seqlab train --help-algorithm NAME)"""
 TASK_NAMES = ("aeslc", "captioning", "g2p-cmudict", "multi30k", "parallel", "sigmorphon-g2p", "summarization")
 ALGORITHM_NAMES = ("ac", "alpha_dimt", "dat", "erac", "erpo", "imitate_nat", "interpolation", "mixer", "mixer_anneal",
                    "mle", "nat", "noising", "pg", "raml", "scheduled_sampling", "spg", "vaml")
-MODEL_NAMES = ("dat", "lstm", "nat", "nic", "transformer")
+MODEL_NAMES = ("dat", "hf_seq2seq", "lstm", "nat", "nic", "transformer")
 LIST_KINDS = ("tasks", "algorithms", "models", "rewards")
 
 #: sub-commands whose parser lives in another module: built only when named on the command line
@@ -229,7 +229,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                    beam_size=args.beam_size, show_progress=True)
     if args.output:
         Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
-    print(json.dumps({"split": args.split, "beam_size": args.beam_size or cfg.decode.beam_size, **scores}))
+    from seqlab.metrics.signature import sacrebleu_signatures
+
+    signatures = sacrebleu_signatures(task.metrics, corpus.references()[1])
+    print(json.dumps({"split": args.split, "beam_size": args.beam_size or cfg.decode.beam_size, **scores,
+                      **({"signatures": signatures} if signatures else {})}))
     return 0
 
 

@@ -336,6 +336,8 @@ def _load_header(path: Path) -> Tokenizer:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise DataError(f"not a seqlab tokenizer header (format != {FORMAT!r})", path)
     kind = header.get("type")
+    if kind == "hf":
+        import seqlab.hf.tokenizer  # noqa: F401  (registers the "hf" type; needs seqlab[hf])
     if kind not in TOKENIZER_TYPES:
         raise DataError(f"unknown tokenizer type {kind!r}; known: {sorted(TOKENIZER_TYPES)}", path)
     return TOKENIZER_TYPES[kind]._from_header(header, path.parent)
@@ -357,7 +359,12 @@ def train_tokenizer(kind: str, texts: Sequence[str], vocab_size: int | None = 80
                     character_coverage: float = 1.0, min_freq: int = 1) -> Tokenizer:
     """Train one tokenizer of ``kind`` (char | symbol | sentencepiece | bpe | unigram) on ``texts``.
 
-    ``vocab_size`` is SentencePiece's; char / symbol vocabularies keep every token seen ``min_freq`` times."""
+    ``vocab_size`` is SentencePiece's; char / symbol vocabularies keep every token seen ``min_freq`` times.
+    ``hf:<name_or_path>`` loads a pretrained Hugging Face tokenizer (``seqlab[hf]``; nothing is trained)."""
+    if kind.startswith("hf:"):
+        from seqlab.hf.tokenizer import HFTokenizer
+
+        return HFTokenizer.from_pretrained(kind[3:])
     if kind in ("char", "symbol"):
         cls = CharTokenizer if kind == "char" else SymbolTokenizer
         return cls.build(texts, min_freq=min_freq)

@@ -24,7 +24,7 @@ def register_model(name: str, config_cls: type) -> Callable[[type], type]:
 
 
 #: modules that register further architectures (NAT / DAT, the captioning NIC), imported on first need
-MODEL_PLUGIN_MODULES = ["seqlab.nat.models", "seqlab.models.captioning"]
+MODEL_PLUGIN_MODULES = ["seqlab.nat.models", "seqlab.models.captioning", "seqlab.hf.model"]
 
 
 def load_model_plugins() -> None:

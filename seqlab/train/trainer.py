@@ -35,6 +35,7 @@ from seqlab.data.tasks import load_task
 from seqlab.erpo.budget import check_schedule_budget
 from seqlab.erpo.engine import loss_chunk_tokens
 from seqlab.metrics import higher_is_better
+from seqlab.metrics.signature import sacrebleu_signatures
 from seqlab.models import build_model
 from seqlab.train import checkpoint as ckpt
 from seqlab.train.compiled import bucket_batch, compile_layers
@@ -613,6 +614,10 @@ class Trainer:
                 results[split] = scores
                 (self.run_dir / f"{split}.hyp.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
             results["beam_size"] = beam
+            signatures = {s: sacrebleu_signatures(self.task.metrics, getattr(self.task, s).references()[1])
+                          for s in ("valid", "test")}
+            if any(signatures.values()):  # how BLEU / chrF were computed (sacrebleu's signature)
+                results["signatures"] = signatures
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
             final = {f"{s}_{k}": v for s in ("valid", "test") for k, v in results[s].items()}
             self.logger.log("final", self.step, final)
