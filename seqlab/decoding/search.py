@@ -15,6 +15,7 @@ import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, pad_source, round_up, stepper_for
+from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled
 from seqlab.decoding.static import search_for, static_search_enabled
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 
@@ -70,18 +71,45 @@ def sample_or_greedy(model: Seq2SeqModel, src: torch.Tensor, *, greedy: bool = T
         whole = static_search_enabled(model, src) if static is None else static
         if whole:
             return static_search(model, src, 1, max_len_a=max_len_a, max_len_b=max_len_b, max_len=max_len)
+    if not greedy:
+        return _sample(model, src, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k,
+                       sampling_mode(model, src.device, static))
     use_graph = graphs_enabled(model, src.device)
     static = use_graph if static is None else static
     if static and use_graph:
         with torch.autocast(device_type="cuda", enabled=False):
-            return _sample_or_greedy(model, src, greedy, temperature, num_samples, max_len_a, max_len_b,
-                                     max_len, enc, top_k, static, use_graph)
-    return _sample_or_greedy(model, src, greedy, temperature, num_samples, max_len_a, max_len_b, max_len, enc,
-                             top_k, static, False)
+            return _greedy(model, src, num_samples, max_len_a, max_len_b, max_len, enc, static, use_graph)
+    return _greedy(model, src, num_samples, max_len_a, max_len_b, max_len, enc, static, False)
 
 
-def _sample_or_greedy(model, src, greedy, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k,
-                      static, use_graph) -> Hypotheses:
+def sampling_mode(model: Seq2SeqModel, device: torch.device, static: bool | None) -> str:
+    """How ancestral sampling runs (:mod:`seqlab.decoding.sampling`): ``graph`` where it can unless ``static`` is
+    False (then ``dynamic``); ``static`` = True without CUDA graphs: the fixed-shape loop, eager."""
+    if static is False:
+        return "dynamic"
+    if sampling_graphs_enabled(model, device):
+        return "graph"
+    return "static" if static and hasattr(model, "static_step") else "dynamic"
+
+
+def _sample(model, src, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k, mode) -> Hypotheses:
+    """Ancestral sampling as one loop of :mod:`seqlab.decoding.sampling`: the uniforms of every step drawn up
+    front (``torch.rand(steps, N, 1)``), so every mode gives the same samples."""
+    enc = model.encode(src) if enc is None else enc
+    if num_samples > 1:
+        enc = enc.repeat(num_samples)
+        src = src.repeat_interleave(num_samples, dim=0)
+    limits = max_lengths(src, max_len_a, max_len_b, max_len)
+    uniforms = torch.rand(int(limits.max()), src.size(0), 1, device=src.device)
+    spec = DrawSpec(temperature=temperature, top_k=top_k)
+    with torch.autocast(device_type="cuda", enabled=False) if mode != "dynamic" and src.is_cuda \
+            else contextlib.nullcontext():
+        out = run_loop(model, spec, enc, limits, uniforms, mode, model.vocab_size)
+    return Hypotheses(out.tokens, out.log_probs.sum(1), out.log_probs)
+
+
+def _greedy(model, src, num_samples, max_len_a, max_len_b, max_len, enc, static, use_graph) -> Hypotheses:
+    """Greedy decoding step by step (the dynamic cache, or a static one replayed as a graph per step)."""
     if static and enc is None:
         src = pad_source(src)
     enc = model.encode(src) if enc is None else enc
@@ -106,14 +134,7 @@ def _sample_or_greedy(model, src, greedy, temperature, num_samples, max_len_a, m
     for t in range(steps):
         logits, state = step(prev, state)
         logp = torch.log_softmax(logits, dim=-1)
-        if greedy:
-            tok = logp.argmax(-1)
-        else:
-            scaled = logits / temperature
-            if top_k > 0:
-                kth = scaled.topk(top_k, dim=-1).values[:, -1:]
-                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-            tok = torch.multinomial(scaled.softmax(-1), 1).squeeze(1)
+        tok = logp.argmax(-1)
         tok = torch.where(t + 1 >= limits, torch.full_like(tok, EOS_ID), tok)  # force EOS at the limit
         tok = tok.masked_fill(done, PAD_ID)
         tokens.append(tok)

@@ -7,6 +7,7 @@ self-normalised importance weights).  Random draws use torch's global generator,
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import torch
 from torch.profiler import record_function
 
 from seqlab.data.vocab import EOS_ID, PAD_ID
-from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, round_up, stepper_for
+from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled
 from seqlab.decoding.search import Hypotheses, max_lengths, sample
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 from seqlab.rewards._common import content_lengths, ref_lengths
@@ -181,9 +182,57 @@ class MixtureDraw:
     reward_in_reference: float = float("nan")  # fraction of reward-drawn tokens that occur in the reference
 
 
-def _in_reference(tok: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-    """[N] bool: token ``tok[i]`` occurs in reference row i (its final EOS included)."""
-    return (tgt.eq(tok[:, None]) & tgt.ne(PAD_ID)).any(1)
+class RewardDraw:
+    """The mixture's reward draw (z = 2) on fixed-shape buffers, as :class:`seqlab.decoding.sampling.SamplingLoop`
+    calls it: logits c · ΔR(w | y_<t, y*) (``draw`` ``reward``; sentence BLEU from the device-side state
+    :class:`~seqlab.rewards.increments.NextTokenBleu`, other rewards through ``next_token_rewards``) or
+    uniform logits (``draw`` ``uniform``)."""
+
+    def __init__(self, reward_name: str, draw: str, scale: float, unit: str, rows: int, ref_width: int,
+                 vocab_size: int, device: torch.device):
+        from seqlab.rewards.increments import NextTokenBleu, NextTokenGeneric
+
+        self.scale, self.unit, self.vocab_size = scale, unit, vocab_size
+        self.increments: NextTokenBleu | NextTokenGeneric | None = None
+        if draw == "reward":
+            self.increments = (NextTokenBleu(rows, ref_width, vocab_size, device) if is_bleu(reward_name)
+                               else NextTokenGeneric(reward_name, vocab_size))
+
+    def load(self, ref: torch.Tensor) -> None:
+        if self.increments is not None:
+            self.increments.load(ref)
+
+    def reset(self) -> None:
+        if self.increments is not None:
+            self.increments.reset()
+
+    def logits(self, history: torch.Tensor, t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        if self.increments is None:
+            return mask_special(torch.zeros(history.size(0), self.vocab_size, device=history.device))
+        return reward_draw_logits(self.increments(history, t), self.scale, self.unit, ref)
+
+    def advance(self, token: torch.Tensor) -> None:
+        if self.increments is not None:
+            self.increments.advance(token)
+
+
+def is_bleu(reward_name: str) -> bool:
+    from seqlab.rewards import get_reward, sentence_bleu
+
+    return get_reward(reward_name) is sentence_bleu
+
+
+def per_step_lambdas(lambdas: torch.Tensor, steps: int) -> torch.Tensor:
+    """Mixture weights [steps, 3] on the CPU from [3] or per position [T, 3] (the last row repeats)."""
+    lam = lambdas.detach().float().cpu()
+    if lam.dim() == 1:
+        return lam.expand(steps, 3).contiguous()
+    return lam.index_select(0, torch.arange(steps).clamp(max=lam.size(0) - 1))
+
+
+#: how token_mixture runs its loop (:mod:`seqlab.decoding.sampling`): ``None`` picks ``graph`` where it can
+#: (CUDA, a static-step model, a BLEU or uniform reward draw, unless SEQLAB_SAMPLING_GRAPHS=0), else ``dynamic``
+MIXTURE_MODES = ("dynamic", "static", "graph")
 
 
 @torch.no_grad()
@@ -191,7 +240,7 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
                   reward_name: str = "bleu", reward_scale: float = 1.0, model_temperature: float = 1.0,
                   data_prefix: torch.Tensor | None = None, max_len_a: float = 1.5, max_len_b: int = 10,
                   max_len: int = 256, reward_draw: str = "reward", reward_unit: str = "range",
-                  first_token_data: bool = True) -> MixtureDraw:
+                  first_token_data: bool = True, mode: str | None = None) -> MixtureDraw:
     """The interpolation algorithm's E-step: every token of every sequence draws its own component
     z ~ Cat(lambda1, lambda2, lambda3) and then its token from the model p_theta(.|y_<t) (z=1), from the
     reward distribution softmax(c * dR(w | y_<t, y*)) (z=2; dR in ``reward_unit``, see :func:`reward_draw_logits`)
@@ -201,6 +250,10 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
     forced to z=3 (MIXER's data prefix); ``first_token_data``: the first token is always the data's (as in
     Texar: at t = 0 every BLEU increment ties, so a reward draw there is uniform).  A copy past the
     reference's end copies EOS.
+
+    All random draws are one ``torch.rand(steps, N, 3)`` (component, model token, reward token per row and step,
+    turned into tokens by inverse-CDF sampling); every ``mode`` (see :data:`MIXTURE_MODES`) gives the same tokens
+    from it.  The loop has no host sync but one "all finished?" read every few steps.
     """
     if reward_draw not in REWARD_DRAWS:
         raise ValueError(f"reward_draw must be one of {REWARD_DRAWS}, got {reward_draw!r}")
@@ -208,65 +261,27 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
     ref_len = seq_lengths(tgt)
     limits = torch.maximum(max_lengths(tgt, max_len_a, max_len_b, max_len), ref_len + 1)
     steps = int(limits.max())
-    lam = lambdas.to(device).float()
-    need_model = bool((lam[..., 0] > 0).any())
-    need_reward = bool((lam[..., 1] > 0).any())
-    stepper = None
-    if need_model and graphs_enabled(model, device):  # fixed-shape steps replayed as a CUDA graph (fp32)
-        with torch.autocast(device_type="cuda", enabled=False):
-            stepper = stepper_for(model, enc, round_up(steps, STEP_BUCKET), graph=True)
-    state = model.init_state(enc) if need_model and stepper is None else None
-    prev = torch.full((n,), 1, dtype=torch.long, device=device)  # BOS
-    done = torch.zeros(n, dtype=torch.bool, device=device)
-    tokens, comps = [], []
-    entropy_sum = torch.zeros((), device=device)
-    in_ref_sum = torch.zeros((), device=device)
-    reward_count = torch.zeros((), device=device)
-    ref_padded = torch.cat([tgt, tgt.new_full((n, steps + 1), PAD_ID)], 1)
-    for t in range(steps):
-        lam_t = lam if lam.dim() == 1 else lam[min(t, lam.size(0) - 1)]
-        z = torch.multinomial(lam_t.expand(n, 3), 1).squeeze(1) + 1
-        if data_prefix is not None:
-            z = torch.where(t < data_prefix, torch.full_like(z, 3), z)
-        if first_token_data and t == 0:
-            z = torch.full_like(z, 3)
-        data_tok = ref_padded[:, t]
-        data_tok = torch.where(t >= ref_len, torch.full_like(data_tok, EOS_ID), data_tok)
-        tok = data_tok.clone()
-        if need_model:
-            if stepper is not None:
-                with torch.autocast(device_type="cuda", enabled=False):
-                    logits = stepper.step(prev)
-            else:
-                logits, state = model.step(enc, prev, state)
-            probs = (mask_special(logits) / model_temperature).softmax(-1)
-            tok = torch.where(z == 1, torch.multinomial(probs, 1).squeeze(1), tok)
-        if need_reward and bool((z == 2).any()):
-            if reward_draw == "uniform":
-                logits_r = mask_special(torch.zeros(n, model.vocab_size, device=device))
-            else:
-                from seqlab.rewards import next_token_rewards
+    lam = per_step_lambdas(lambdas, steps)
+    need_model, need_reward = bool((lam[:, 0] > 0).any()), bool((lam[:, 1] > 0).any())
+    reward = (reward_name, reward_draw, float(reward_scale), reward_unit) if need_reward else None
+    spec = DrawSpec(model=need_model, mixture=True, reward=reward, temperature=model_temperature,
+                    first_token_data=first_token_data)
+    uniforms = torch.rand(steps, n, 3, device=device)
+    if mode is None:
+        capturable = reward_draw == "uniform" or not need_reward or is_bleu(reward_name)
+        mode = "graph" if capturable and sampling_graphs_enabled(model, device) else "dynamic"
+    elif mode not in MIXTURE_MODES:
+        raise ValueError(f"mode must be one of {MIXTURE_MODES}, got {mode!r}")
 
-                prefix = torch.stack(tokens, 1) if tokens else tgt.new_zeros((n, 0))
-                delta = next_token_rewards(reward_name, prefix, tgt, model.vocab_size)
-                logits_r = reward_draw_logits(delta, reward_scale, reward_unit, tgt)
-            dist = logits_r.softmax(-1)
-            drawn = torch.multinomial(dist, 1).squeeze(1)
-            is_reward = (z == 2) & ~done
-            entropy = -(dist * dist.clamp_min(1e-30).log()).sum(-1)
-            entropy_sum += (entropy * is_reward).sum()
-            in_ref_sum += (_in_reference(drawn, tgt) & is_reward).sum()
-            reward_count += is_reward.sum()
-            tok = torch.where(z == 2, drawn, tok)
-        tok = torch.where(t + 1 >= limits, torch.full_like(tok, EOS_ID), tok)
-        tok = tok.masked_fill(done, PAD_ID)
-        tokens.append(tok)
-        comps.append(z.masked_fill(done, 0))
-        done = done | tok.eq(EOS_ID)
-        prev = tok
-        if bool(done.all()):
-            break
-    count = float(reward_count)
-    ent = float(entropy_sum) / count if count else float("nan")
-    in_ref = float(in_ref_sum) / count if count else float("nan")
-    return MixtureDraw(torch.stack(tokens, 1), torch.stack(comps, 1), ent, in_ref)
+    def draw_for(rows: int, ref_width: int) -> RewardDraw:
+        return RewardDraw(reward_name, reward_draw, reward_scale, reward_unit, rows, ref_width, model.vocab_size,
+                          device)
+
+    prefix = data_prefix.long() if data_prefix is not None else None
+    with torch.autocast(device_type="cuda", enabled=False) if mode != "dynamic" and device.type == "cuda" \
+            else contextlib.nullcontext():
+        out = run_loop(model, spec, enc, limits, uniforms, mode, model.vocab_size, lambdas=lam.to(device),
+                       tgt=tgt, data_prefix=prefix, reward_draw=draw_for)
+    total, in_ref, count = out.stats
+    ent = total / count if count else float("nan")
+    return MixtureDraw(out.tokens, out.components, ent, in_ref / count if count else float("nan"))

@@ -176,3 +176,105 @@ def next_token_rewards(reward_fn_name: str | RewardFn, prefix: torch.Tensor, ref
     if scale_by_length:
         delta = delta * ref_lengths(ref)[:, None]
     return _scatter_vocab(delta, cand, vocab_size)
+
+
+class NextTokenBleu:
+    """ΔBLEU(w | y_<t, y*) for every vocabulary id along a growing hypothesis, on fixed-shape buffers.
+
+    What :func:`next_token_rewards` gives for sentence BLEU (one reference per row), computed from a fixed-width
+    history buffer and a prefix length tensor instead of a prefix of growing width: the prefix's clipped matches
+    are carried from step to step (:meth:`advance` adds the chosen token's new matches), so a step is a few
+    dozen tensor ops of fixed shapes with no host sync (CUDA-graph safe).  Buffers hold ``rows`` references of
+    at most ``ref_width`` tokens; :meth:`load` fills them (fewer rows / narrower references are padded)."""
+
+    def __init__(self, rows: int, ref_width: int, vocab_size: int, device: torch.device | str,
+                 max_order: int = 4, **bleu_kwargs: Any):
+        self.vocab_size, self.max_order, self.bleu_kwargs = vocab_size, max_order, bleu_kwargs
+        self.ref = torch.full((rows, ref_width), PAD_ID, dtype=torch.long, device=device)
+        self.ref_len = torch.zeros(rows, dtype=torch.long, device=device)
+        self.cand = torch.full((rows, ref_width + 1), OTHER, dtype=torch.long, device=device)
+        self.eq_ref = torch.zeros(rows, ref_width + 1, ref_width, dtype=torch.bool, device=device)
+        # the reference shifted right by k = 1 .. max_order-1 positions (ref[j - k]; REF_FILL before the start)
+        self.ref_shifted = torch.full((max(max_order - 1, 1), rows, ref_width), REF_FILL, dtype=torch.long,
+                                      device=device)
+        self.orders = torch.arange(1, max_order + 1, device=device)
+        self.correct = torch.zeros(rows, max_order, dtype=torch.long, device=device)
+        self.d_correct = torch.zeros(rows, ref_width + 1, max_order, dtype=torch.long, device=device)
+
+    def load(self, ref: torch.Tensor) -> NextTokenBleu:
+        """New references [n, w] (n <= rows, w <= ref_width; missing rows are empty references); prefix empty."""
+        self.ref.fill_(PAD_ID)
+        self.ref[: ref.size(0), : ref.size(1)].copy_(ref)
+        self.ref_len.copy_(content_lengths(self.ref))
+        content = masked_content(self.ref, self.ref_len, REF_FILL)
+        self.cand.copy_(_candidates([self.ref]))
+        self.eq_ref.copy_(self.cand[:, :, None] == content[:, None, :])
+        width = content.size(1)
+        for k in range(1, self.max_order):
+            self.ref_shifted[k - 1].copy_(F.pad(content, (k, 0), value=REF_FILL)[:, :width])
+        self.reset()
+        return self
+
+    def reset(self) -> None:
+        """An empty prefix."""
+        self.correct.zero_()
+
+    def __call__(self, history: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """ΔR [rows, V] of appending each w to the prefix ``history[:, :length]`` ([rows, W], ``length`` [rows]
+        or [1]); the prefix's statistics are those accumulated by :meth:`advance`."""
+        rows, width = history.shape
+        length = length.expand(rows)
+        hyp = masked_content(history, length, HYP_FILL)
+        eq_hyp = self.cand[:, :, None] == hyp[:, None, :]  # [N, C, W]
+        # s_*: the n-gram ending there has its first n-1 tokens equal to the prefix's last n-1 tokens
+        s_hyp = torch.ones_like(hyp, dtype=torch.bool)
+        s_ref = torch.ones_like(self.ref, dtype=torch.bool)
+        d_orders = []
+        for n in range(1, self.max_order + 1):
+            if n > 1:
+                k = n - 1
+                last = hyp.gather(1, (length - k).clamp(min=0)[:, None])  # the prefix's k-th last token
+                s_hyp = s_hyp & (F.pad(hyp, (k, 0), value=HYP_FILL)[:, :width] == last)
+                s_ref = s_ref & (self.ref_shifted[k - 1] == last)
+            cnt_hyp = (eq_hyp & s_hyp[:, None, :]).sum(-1)
+            cnt_ref = (self.eq_ref & s_ref[:, None, :]).sum(-1)
+            d_orders.append(cnt_hyp < cnt_ref)
+        exists = length[:, None] + 1 >= self.orders[None, :]  # [N, M]: the new n-gram of order n exists
+        self.d_correct.copy_(torch.stack(d_orders, -1) & exists[:, None, :])
+        total = (length[:, None] - self.orders[None, :] + 1).clamp(min=0)
+        r_old = bleu_from_stats(self.correct, total, length, self.ref_len, **self.bleu_kwargs)
+        n_cand = self.cand.size(1)
+        r_new = bleu_from_stats(self.correct[:, None, :] + self.d_correct,
+                                (total + exists.long())[:, None, :].expand(rows, n_cand, self.max_order),
+                                (length + 1)[:, None].expand(rows, n_cand),
+                                self.ref_len[:, None].expand(rows, n_cand), **self.bleu_kwargs)
+        return _scatter_vocab(r_new - r_old[:, None], self.cand, self.vocab_size)
+
+    def advance(self, token: torch.Tensor) -> None:
+        """Append ``token`` [rows] (drawn after the last call) to the prefix's statistics."""
+        match = self.cand == token[:, None]
+        col = torch.where(match.any(1), match.int().argmax(1), torch.full_like(token, self.cand.size(1) - 1))
+        self.correct.add_(self.d_correct.gather(1, col[:, None, None].expand(-1, 1, self.max_order)).squeeze(1))
+
+
+class NextTokenGeneric:
+    """:class:`NextTokenBleu`'s interface for any reward, by :func:`next_token_rewards` on the masked history
+    (fixed shapes, but the reward itself may sync the host: not for CUDA graphs)."""
+
+    def __init__(self, reward_fn: str | RewardFn, vocab_size: int):
+        self.reward_fn, self.vocab_size = reward_fn, vocab_size
+        self.ref: torch.Tensor | None = None
+
+    def load(self, ref: torch.Tensor) -> NextTokenGeneric:
+        self.ref = ref
+        return self
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, history: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        prefix = masked_content(history, length.expand(history.size(0)), PAD_ID)
+        return next_token_rewards(self.reward_fn, prefix, self.ref, self.vocab_size)
+
+    def advance(self, token: torch.Tensor) -> None:
+        pass
