@@ -39,13 +39,11 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
-from step_timing import timed_train_step  # noqa: E402
-
-from seqlab.config import load_config  # noqa: E402
-from seqlab.data.batching import collate  # noqa: E402
-from seqlab.train.trainer import Trainer, load_model_weights  # noqa: E402
+from seqlab.bench import results as results_io
+from seqlab.bench.timing import timed_train_step
+from seqlab.config import load_config
+from seqlab.data.batching import collate
+from seqlab.train.trainer import Trainer, load_model_weights
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

@@ -28,8 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
+from seqlab.bench import results as results_io
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -62,15 +62,11 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
+from seqlab.bench import results as results_io
+from seqlab.config import DecodeConfig
+from seqlab.data.vocab import EOS_ID
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from seqlab.config import DecodeConfig  # noqa: E402
-from seqlab.data.vocab import EOS_ID  # noqa: E402
-
 CONFIGS = REPO / "configs"
 
 

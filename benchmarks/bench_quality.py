@@ -14,11 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
-
-from seqlab.config import load_config  # noqa: E402
-from seqlab.train.trainer import Trainer, load_model_weights  # noqa: E402
+from seqlab.bench import results as results_io
+from seqlab.config import load_config
+from seqlab.train.trainer import Trainer, load_model_weights
 
 
 def main() -> None:

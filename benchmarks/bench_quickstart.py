@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
+from seqlab.bench import results as results_io
 
 
 def main() -> None:

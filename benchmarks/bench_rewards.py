@@ -25,14 +25,11 @@ from pathlib import Path
 import torch
 from sacrebleu.metrics import BLEU
 
+from seqlab.bench import results as results_io
+from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.rewards import sentence_bleu
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import results_io  # noqa: E402
-
-from seqlab.data.vocab import EOS_ID, PAD_ID  # noqa: E402
-from seqlab.rewards import sentence_bleu  # noqa: E402
 
 
 def load_pairs(path: Path, batch: int) -> tuple[list[list[int]], list[list[int]]]:

@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,14 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
-
-from seqlab.config import load_config  # noqa: E402
-from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
-from seqlab.models.base import shift_right  # noqa: E402
-from seqlab.train.evaluate import decode_ids, pad_batch  # noqa: E402
-from seqlab.train.trainer import Trainer  # noqa: E402
+from seqlab.bench import results as results_io
+from seqlab.config import load_config
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.models.base import shift_right
+from seqlab.train.evaluate import decode_ids, pad_batch
+from seqlab.train.trainer import Trainer
 
 
 def sync(device: torch.device) -> None:

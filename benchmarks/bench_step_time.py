@@ -11,17 +11,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
-from step_timing import timed_train_step  # noqa: E402
-
 from seqlab.algorithms.base import ALGORITHMS, load_plugins  # noqa: E402
+from seqlab.bench import results as results_io
+from seqlab.bench.timing import timed_train_step
 from seqlab.config import load_config  # noqa: E402
 from seqlab.data.batching import collate  # noqa: E402
 from seqlab.train.trainer import Trainer  # noqa: E402

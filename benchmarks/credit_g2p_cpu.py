@@ -34,7 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import results_io
+from seqlab.bench import results as results_io
 
 ROOT = Path(__file__).resolve().parent.parent
 ALGORITHMS = ["mle", "ac", "erac", "vaml"]
@@ -58,10 +58,10 @@ def overrides(args: argparse.Namespace) -> list[str]:
     shared = [f"critic_pretrain_steps={args.critic_cap}", f"critic_eval_every={args.critic_eval_every}",
               f"critic_patience={args.critic_patience}", "critic_lr_scale=10", "scale_by_length=false",
               f"critic_options={critic}"]
-    for algo in ("ac", "erac"):
+    for algo in [a for a in ("ac", "erac") if a in args.algorithms]:
         out += [f"{algo}:algorithm.options.{o}" for o in [*shared, "num_samples=2"]]
-    vaml = [o.replace("critic_pretrain_steps", "q_steps") for o in shared]
-    out += [f"vaml:algorithm.options.{o}" for o in vaml]
+    if "vaml" in args.algorithms:
+        out += [f"vaml:algorithm.options.{o.replace('critic_pretrain_steps', 'q_steps')}" for o in shared]
     return out
 
 

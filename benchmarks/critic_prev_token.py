@@ -26,18 +26,16 @@ import tempfile
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
 from credit_g2p_cpu import CRITIC  # noqa: E402
 
-from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm  # noqa: E402
-from seqlab.config import load_config  # noqa: E402
-from seqlab.credit.critic import ReferenceCritic, frozen_copy  # noqa: E402
-from seqlab.credit.targets import value_variance  # noqa: E402
-from seqlab.data.batching import collate  # noqa: E402
-from seqlab.data.vocab import PAD_ID  # noqa: E402
-from seqlab.train.trainer import Trainer  # noqa: E402
+from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+from seqlab.bench import results as results_io
+from seqlab.config import load_config
+from seqlab.credit.critic import ReferenceCritic, frozen_copy
+from seqlab.credit.targets import value_variance
+from seqlab.data.batching import collate
+from seqlab.data.vocab import PAD_ID
+from seqlab.train.trainer import Trainer
 
 CRITICS = {"tied": None, "head0": 0.0, "head01": 0.1}
 

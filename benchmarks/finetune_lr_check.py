@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
-
-from seqlab.config import load_config  # noqa: E402
-from seqlab.data.batching import collate  # noqa: E402
-from seqlab.train.trainer import Trainer  # noqa: E402
+from seqlab.bench import results as results_io
+from seqlab.config import load_config
+from seqlab.data.batching import collate
+from seqlab.train.trainer import Trainer
 
 
 def rewards_at(compare_dir: Path, algorithm: str, lr: float, steps: int, max_tokens: int) -> list[float]:

@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
-
-from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm  # noqa: E402
-from seqlab.config import load_config  # noqa: E402
-from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus  # noqa: E402
-from seqlab.data.tasks import load_task  # noqa: E402
-from seqlab.erpo.engine import DEFAULT_LOSS_CHUNK_TOKENS, loss_chunk_tokens  # noqa: E402
-from seqlab.models import build_model  # noqa: E402
-from seqlab.train.trainer import load_model_weights  # noqa: E402
+from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+from seqlab.bench import results as results_io
+from seqlab.config import load_config
+from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
+from seqlab.data.tasks import load_task
+from seqlab.erpo.engine import DEFAULT_LOSS_CHUNK_TOKENS, loss_chunk_tokens
+from seqlab.models import build_model
+from seqlab.train.trainer import load_model_weights
 
 REPO = Path(__file__).resolve().parents[1]
 

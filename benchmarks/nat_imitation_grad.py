@@ -14,17 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from bench_nat import SMOKE_MODEL, yaml_value
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_nat import SMOKE_MODEL, yaml_value  # noqa: E402
 
 
 def grad_vector(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:

@@ -12,12 +12,11 @@ benchmarks/results/nat_<device type>.json, with the device and commit the run ha
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
 from bench_nat import stage_entries  # noqa: E402
+
+from seqlab.bench import results as results_io
 
 
 def main() -> None:

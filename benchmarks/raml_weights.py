@@ -9,19 +9,16 @@ and with the exact density correction, and α-DiMT's preset (with p_θ left out:
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
 from reward_draw import references  # noqa: E402
 
-from seqlab.algorithms.base import AlgorithmContext, build_algorithm  # noqa: E402
-from seqlab.config import load_config  # noqa: E402
-from seqlab.erpo.weightings import effective_sample_size  # noqa: E402
+from seqlab.algorithms.base import AlgorithmContext, build_algorithm
+from seqlab.bench import results as results_io
+from seqlab.config import load_config
+from seqlab.erpo.weightings import effective_sample_size
 
 SETTINGS = {
     "raml_default": ("raml", {}),

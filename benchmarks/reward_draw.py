@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
-
-from seqlab.config import load_config  # noqa: E402
-from seqlab.data.tasks import load_task  # noqa: E402
-from seqlab.data.vocab import EOS_ID, PAD_ID  # noqa: E402
-from seqlab.erpo.proposals import reward_draw_logits  # noqa: E402
-from seqlab.rewards import next_token_rewards  # noqa: E402
+from seqlab.bench import results as results_io
+from seqlab.config import load_config
+from seqlab.data.tasks import load_task
+from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.erpo.proposals import reward_draw_logits
+from seqlab.rewards import next_token_rewards
 
 
 def references(cfg, n: int, cache: Path) -> tuple[torch.Tensor, int]:

@@ -19,8 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
+from seqlab.bench import results as results_io
 
 
 def windows(log: Path) -> list[tuple[float, float]]:
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{span:.0f} s of logging)")
     entries = [results_io.entry(f"trainer_tok_per_s{args.label}", round(rate, 1), "target tokens/s")]
     device = results_io.device_name()
-    speed = results_io.RESULTS / f"speed_{'cuda' if 'CPU' not in device else 'cpu'}.json"
+    speed = results_io.results_dir() / f"speed_{'cuda' if 'CPU' not in device else 'cpu'}.json"
     plain = [e for e in json.loads(speed.read_text()) if e["metric"] == "plain_train_tok_per_s"
              and e["device"] == device] if speed.exists() else []
     if plain:

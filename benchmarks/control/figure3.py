@@ -34,16 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqlab.bench import results as results_io
+from seqlab.control.cli import run_name
+from seqlab.control.config import load_control_config
+from seqlab.control.envs import env_id, make_env, short_name
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import results_io  # noqa: E402
-
-from seqlab.control.cli import run_name  # noqa: E402
-from seqlab.control.config import load_control_config  # noqa: E402
-from seqlab.control.envs import env_id, make_env, short_name  # noqa: E402
-
 METHODS = ("random", "bc", "gail", "gail_interp")
 LABELS = {"random": "Random", "bc": "BC", "gail": "GAIL", "gail_interp": "GAIL + interpolation",
           "expert": "Expert"}
