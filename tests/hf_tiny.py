@@ -50,9 +50,16 @@ def tiny_tokenizer(family: str, out: Path):
 
 def tiny_model(family: str, out: Path, seed: int = 0):
     """A tiny random model of ``family`` with its tokenizer, both saved to ``out``; returns (model, tokenizer)."""
-    from transformers import BartConfig, M2M100Config, MarianConfig, T5Config
-    from transformers import (BartForConditionalGeneration, M2M100ForConditionalGeneration, MarianMTModel,
-                              T5ForConditionalGeneration)
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        M2M100Config,
+        M2M100ForConditionalGeneration,
+        MarianConfig,
+        MarianMTModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
     tok = tiny_tokenizer(family, out)
     v = len(tok)

@@ -15,6 +15,7 @@ what its pretrained form expects around seqlab's sequences:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,8 @@ class HFSeq2Seq(Seq2SeqModel):
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise FileNotFoundError(f"model.options.name_or_path: cannot load {cfg.name_or_path!r} ({first})"
                                     ) from None
+        #: the decoding cache's keyword and output name: ``cache`` in transformers 5, ``past_key_values`` before
+        self._cache_name = "cache" if "cache" in inspect.signature(self.hf.forward).parameters else "past_key_values"
         tokenizer = self._tokenizer()
         hc, gen = self.hf.config, self.hf.generation_config
         pad = _first_id(hc.pad_token_id if hc.pad_token_id is not None else gen.pad_token_id)
@@ -157,8 +160,9 @@ class HFSeq2Seq(Seq2SeqModel):
         from transformers.modeling_outputs import BaseModelOutput
 
         return self.hf(encoder_outputs=BaseModelOutput(last_hidden_state=enc.memory),
-                       attention_mask=(~enc.pad_mask).long(), decoder_input_ids=decoder_ids, past_key_values=past,
-                       use_cache=use_cache, output_hidden_states=hidden, return_dict=True)
+                       attention_mask=(~enc.pad_mask).long(), decoder_input_ids=decoder_ids,
+                       use_cache=use_cache, output_hidden_states=hidden, return_dict=True,
+                       **({self._cache_name: past} if past is not None else {}))
 
     # ------------------------------------------------------------------ the protocol
     def encode(self, src: torch.Tensor) -> Encoded:
@@ -191,7 +195,7 @@ class HFSeq2Seq(Seq2SeqModel):
         if state["past"] is None and self.forced_bos_id is not None:  # the first step feeds start + forced token
             ids = torch.cat([ids, self.decoder_prefix.expand(ids.size(0), -1)], dim=1)
         out = self._forward(enc, ids, past=state["past"], use_cache=True)
-        return self.seqlab_logits(out.logits[:, -1]), {"t": state["t"] + 1, "past": out.past_key_values}
+        return self.seqlab_logits(out.logits[:, -1]), {"t": state["t"] + 1, "past": out[self._cache_name]}
 
     def select_state(self, state: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
         """Reorder / repeat the cache's rows (beam search); Hugging Face's cache object reorders in place."""
