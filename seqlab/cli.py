@@ -32,7 +32,8 @@ seqlab train --help-algorithm NAME)"""
 
 #: the built-in names shown by ``seqlab train --help`` without importing the registries (tests/test_cli.py keeps
 #: them equal to the registries)
-TASK_NAMES = ("aeslc", "captioning", "g2p-cmudict", "multi30k", "parallel", "sigmorphon-g2p", "summarization")
+TASK_NAMES = ("aeslc", "captioning", "g2p-cmudict", "hf", "multi30k", "parallel", "sigmorphon-g2p",
+              "summarization")
 ALGORITHM_NAMES = ("ac", "alpha_dimt", "dat", "erac", "erpo", "imitate_nat", "interpolation", "mixer", "mixer_anneal",
                    "mle", "nat", "noising", "pg", "raml", "scheduled_sampling", "spg", "vaml")
 MODEL_NAMES = ("dat", "hf_seq2seq", "lstm", "nat", "nic", "transformer")
