@@ -6,7 +6,8 @@
 
 ``key=value`` overrides apply to every run (and the pre-training); ``label:key=value`` only to that
 algorithm's runs; ``pretrain:key=value`` only to the shared MLE pre-training.
-``seqlab compare --report-only --out DIR`` rewrites the report of an existing comparison.
+``seqlab compare --report-only --out DIR`` rewrites the report of an existing comparison; ``--export-results``
+also writes its figures as benchmark entries (:mod:`seqlab.compare.export`).
 """
 
 from __future__ import annotations
@@ -91,10 +92,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.report_only:
         from seqlab.compare.report import write_report
 
-        if not args.out:
-            raise ConfigError("seqlab compare --report-only needs --out DIR")
-        paths = write_report(args.out, baseline=args.baseline, n_samples=args.bootstrap_samples)
+        out = args.out or (load_compare_yaml(args.compare_config).get("out") if args.compare_config else None)
+        if not out:
+            raise ConfigError("seqlab compare --report-only needs --out DIR (or a --compare-config with out:)")
+        paths = write_report(out, baseline=args.baseline, n_samples=args.bootstrap_samples)
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+        _export(args, out)
         return 0
     spec = build_spec(args)
     if args.dry_run:
@@ -108,7 +111,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(("[done] " if run.done else "") + " ".join(train_command(str(out / "task.yaml"), run)))
         return 0
     summary = run_compare(spec, pretrain_only=args.pretrain_only)
+    if not args.pretrain_only:
+        _export(args, spec.out)
     return 1 if summary["failed"] else 0
+
+
+def _export(args: argparse.Namespace, out: str) -> None:
+    """``--export-results``: the report's entries to benchmarks/results, its files to benchmarks/reports."""
+    if not args.export_results:
+        return
+    from seqlab.compare.export import export_results, export_settings
+
+    name = args.export_results if isinstance(args.export_results, str) else None
+    print(json.dumps(export_results(out, export_settings(args.compare_config, out, name)), indent=2))
 
 
 def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -152,6 +167,10 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="only rewrite the report of --out")
     p.add_argument("--pretrain-only", action="store_true", help="stop after the shared MLE pre-training")
     p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
+    p.add_argument("--export-results", nargs="?", const=True, default=None, metavar="NAME",
+                   help="after the report, write its figures to benchmarks/results/NAME.json and copy it to "
+                        "benchmarks/reports/NAME (NAME, metric prefix, split and folder: the suite's export: "
+                        "section; default NAME: the suite file's name)")
     p.add_argument(
         "overrides",
         nargs="*",

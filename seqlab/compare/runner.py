@@ -166,10 +166,11 @@ def load_compare_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    known = set(CompareSpec.__dataclass_fields__) | {"algorithm_options"}
+    known = set(CompareSpec.__dataclass_fields__) | {"algorithm_options", "export"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    data.pop("export", None)  # where --export-results writes (seqlab.compare.export)
     options = data.pop("algorithm_options", None) or {}
     per = {k: list(v) for k, v in (data.get("algorithm_overrides") or {}).items()}
     for label, opts in options.items():

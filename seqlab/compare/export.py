@@ -1,0 +1,72 @@
+"""``seqlab compare --export-results``: a finished comparison's report as benchmark result entries.
+
+The entries (:func:`seqlab.compare.report.benchmark_entries`) go to ``benchmarks/results/<results>.json`` and the
+report's files to ``<report_dir>/``.  A suite file (``--compare-config``) may set them under ``export:``::
+
+    export: {results: compare_multi30k, prefix: multi30k_deen, split: test2016, report_dir: benchmarks/reports/m30k}
+
+Defaults: ``results`` = the suite file's name (else the comparison folder's), ``prefix`` = ``results``,
+``split`` = ``test``, ``report_dir`` = ``benchmarks/reports/<results>``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seqlab.config import ConfigError
+
+#: the suite-file key :func:`seqlab.compare.runner.load_compare_yaml` leaves to this module
+EXPORT_KEY = "export"
+
+
+@dataclass
+class ExportSettings:
+    """Where a comparison's figures go."""
+
+    results: str  # benchmarks/results/<results>.json
+    prefix: str  # metric names <prefix>_<label>_<split>_<metric>_...
+    split: str = "test"
+    report_dir: str | None = None  # default benchmarks/reports/<results>
+
+
+def export_settings(compare_config: str | None, out: str | Path, name: str | None = None) -> ExportSettings:
+    """The suite file's ``export:`` section over the defaults; ``name`` (``--export-results NAME``) over both."""
+    given: dict[str, Any] = {}
+    if compare_config:
+        with open(compare_config, encoding="utf-8") as f:
+            given = dict((yaml.safe_load(f) or {}).get(EXPORT_KEY) or {})
+        known = {f.name for f in fields(ExportSettings)}
+        unknown = set(given) - known
+        if unknown:
+            raise ConfigError(f"{compare_config}: unknown key(s) {sorted(unknown)} under {EXPORT_KEY}:; "
+                              f"known: {sorted(known)}")
+    results = name or given.get("results") or Path(compare_config or out).stem
+    return ExportSettings(results=str(results), prefix=str(given.get("prefix") or results),
+                          split=str(given.get("split") or "test"), report_dir=given.get("report_dir"))
+
+
+def export_results(out: str | Path, settings: ExportSettings, command: str | None = None) -> dict[str, str]:
+    """Write the entries of ``out``'s report and copy its files; returns where they went."""
+    from seqlab.bench import results
+    from seqlab.compare.report import benchmark_entries
+
+    report = Path(out) / "report"
+    if not (report / "summary.json").exists():
+        raise ConfigError(f"{out}: no report to export (report/summary.json); run the comparison first")
+    command = command or "seqlab " + shlex.join(sys.argv[1:])
+    rows = benchmark_entries(out, settings.prefix, settings.split)
+    path = results.write(settings.results, [results.entry(m, v, u, command) for m, v, u in rows])
+    target = Path(settings.report_dir) if settings.report_dir else results.REPO / "benchmarks" / "reports" / \
+        settings.results
+    target.mkdir(parents=True, exist_ok=True)
+    for item in report.iterdir():
+        if item.is_file():
+            shutil.copy2(item, target / item.name)
+    return {"results": str(path), "entries": str(len(rows)), "report": str(target)}

@@ -1,0 +1,56 @@
+"""seqlab compare --export-results: a report's figures as benchmark entries, settings from the suite's export:."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seqlab.compare.export import export_results, export_settings
+from seqlab.compare.runner import load_compare_yaml
+from seqlab.config import ConfigError
+
+SUMMARY = {
+    "primary_metric": "wer", "baseline": "mle",
+    "test": {"wer": {"mle": {"mean": 40.0, "std": 1.0, "min": 39.0, "max": 41.0, "n": 2},
+                     "raml": {"mean": 42.0, "std": 0.5, "min": 41.5, "max": 42.5, "n": 2}}},
+    "significance": {"raml": {"p_value": 0.03, "p_holm": 0.06}},
+    "significance_vs_start": {}, "start": {"test": {"wer": 50.0}},
+}
+
+
+def suite(tmp_path, export: str = "") -> str:
+    path = tmp_path / "tiny_suite.yaml"
+    path.write_text("config: c.yaml\nout: runs/x\nalgorithms: [mle]\nseeds: [1]\nbudget_steps: 5\n" + export)
+    return str(path)
+
+
+def test_settings_default_to_the_suite_name_and_read_its_export_section(tmp_path):
+    plain = export_settings(suite(tmp_path), "runs/x")
+    assert (plain.results, plain.prefix, plain.split, plain.report_dir) == ("tiny_suite", "tiny_suite", "test", None)
+    given = export_settings(suite(tmp_path, "export: {results: r, prefix: p, split: test2016}\n"), "runs/x")
+    assert (given.results, given.prefix, given.split) == ("r", "p", "test2016")
+    assert export_settings(suite(tmp_path, "export: {results: r}\n"), "runs/x", name="n").results == "n"
+    assert export_settings(None, tmp_path / "cmp_dir").results == "cmp_dir"
+    with pytest.raises(ConfigError, match="unknown key"):
+        export_settings(suite(tmp_path, "export: {result: r}\n"), "runs/x")
+    assert "export" not in load_compare_yaml(suite(tmp_path, "export: {results: r}\n"))  # not a CompareSpec field
+
+
+def test_export_writes_entries_and_copies_the_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQLAB_RESULTS_DIR", str(tmp_path / "results"))
+    out = tmp_path / "cmp"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "summary.json").write_text(json.dumps(SUMMARY))
+    (out / "report" / "report.md").write_text("# report\n")
+    settings = export_settings(suite(tmp_path, f"export: {{results: r, prefix: p, report_dir: {tmp_path / 'rep'}}}\n"),
+                               out)
+    where = export_results(out, settings, command="seqlab compare ...")
+    entries = {e["metric"]: e for e in json.loads((tmp_path / "results" / "r.json").read_text())}
+    assert where["results"] == str(tmp_path / "results" / "r.json")
+    assert entries["p_raml_test_wer_mean"]["value"] == 42.0 and entries["p_mle_test_wer_n"]["value"] == 2
+    assert entries["p_raml_test_wer_p_holm_vs_mle"]["value"] == 0.06 and entries["p_start_test_wer"]["value"] == 50.0
+    assert entries["p_raml_test_wer_mean"]["command"] == "seqlab compare ..."
+    assert (tmp_path / "rep" / "report.md").read_text() == "# report\n"
+    with pytest.raises(ConfigError, match="no report"):
+        export_results(tmp_path / "empty", settings)
