@@ -1,27 +1,55 @@
-"""Training step time of every algorithm relative to an MLE step, on identical batches and the same model.
+"""Training step time of every algorithm relative to an MLE step, on identical batches and the same model, with
+the sampling loops captured as CUDA graphs and eager; and a check that both sample the same tokens.
 
-    python benchmarks/bench_step_time.py --config configs/multi30k_transformer.yaml \
-        --algorithms mle,raml,alpha_dimt,pg,interpolation --steps 30
+    python benchmarks/bench_step_time.py --config configs/multi30k_transformer.yaml --steps 30 \\
+        task.options.path=.devdata/multi30k
 
-Writes `<algo>_step_time_ratio_vs_mle` (and `<algo>_step_ms`) to benchmarks/results/step_time_<device>.json.
+Writes to benchmarks/results/step_time_<device>.json (``--name`` to change):
+
+* ``<algo>_step_ms`` and ``<algo>_step_time_ratio_vs_mle``: the default path (sampling loops captured as CUDA
+  graphs on a GPU, :mod:`seqlab.decoding.sampling`);
+* ``<algo>_eager_step_ms`` and ``<algo>_eager_step_time_ratio_vs_mle``: the same with SEQLAB_SAMPLING_GRAPHS=0
+  (the sync-free eager loop), for the algorithms that sample from the model (``SAMPLING``);
+* ``sampling_graph_equals_eager`` and ``mixture_graph_equals_eager`` (1 when the captured loop's tokens and
+  log-probabilities equal the same fixed-shape loop run eagerly, on the same random stream, over ``--check-batches``
+  real batches), and the fraction of rows equal to the dynamic-cache eager loop (``*_graph_vs_dynamic_rows_equal``:
+  a different attention kernel, so float rounding may flip a draw now and then).
+
+Without CUDA only the default (eager) path is measured and the check is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402
+from step_timing import timed_train_step  # noqa: E402
+
 from seqlab.algorithms.base import ALGORITHMS, load_plugins  # noqa: E402
-from seqlab.bench import results as results_io
-from seqlab.bench.timing import timed_train_step
 from seqlab.config import load_config  # noqa: E402
 from seqlab.data.batching import collate  # noqa: E402
+from seqlab.decoding import sampling  # noqa: E402
 from seqlab.train.trainer import Trainer  # noqa: E402
+
+ALL = ("mle,noising,raml,alpha_dimt,erpo,scheduled_sampling,spg,pg,mixer,mixer_anneal,interpolation,"
+       "ac,erac,vaml")
+#: the algorithms whose step runs a sampling loop (model samples or the token mixture)
+SAMPLING = {"pg", "spg", "mixer", "mixer_anneal", "interpolation", "ac", "erac"}
+#: overrides that put an algorithm in the phase worth timing (the critics' joint / target phase, not pre-training)
+PHASE_OVERRIDES = {
+    "ac": ["algorithm.options.actor_pretrain_steps=0", "algorithm.options.critic_pretrain_steps=0"],
+    "erac": ["algorithm.options.actor_pretrain_steps=0", "algorithm.options.critic_pretrain_steps=0"],
+    "vaml": ["algorithm.options.q_steps=0"],
+}
 
 
 def profile_steps(trainer: Trainer, batches: list, path: Path) -> None:
@@ -41,45 +69,107 @@ def profile_steps(trainer: Trainer, batches: list, path: Path) -> None:
     path.write_text("\n\n".join(text), encoding="utf-8")
 
 
-def step_times(cfg_path: str, algo: str, overrides: list[str], n_steps: int, warmup: int,
-               init_state: dict | None, tokenizers: str | None,
-               profile_dir: Path | None = None) -> tuple[list[float], dict]:
+def make_trainer(cfg_path: str, algo: str, overrides: list[str], init_state: dict | None,
+                 tokenizers: str | None) -> Trainer:
     run_dir = tempfile.mkdtemp(prefix=f"seqlab_step_{algo}_")
     if tokenizers:
         shutil.copytree(tokenizers, Path(run_dir) / "tokenizers")
     cfg = load_config(cfg_path, [f"run_dir={run_dir}", f"algorithm.name={algo}", "train.resume=false",
-                                 "train.progress_bar=false", "train.tensorboard=false", *overrides])
+                                 "train.progress_bar=false", "train.tensorboard=false",
+                                 *PHASE_OVERRIDES.get(algo, []), *overrides])
     trainer = Trainer(cfg, console=False)
     if init_state is not None:
         trainer.model.load_state_dict(init_state)
+    return trainer
+
+
+def first_batches(trainer: Trainer, count: int) -> list:
     trainer.sampler.set_epoch(0)
     batches = []
     for indices in trainer.sampler:
         batches.append(collate(trainer.train_data, indices).to(trainer.device))
-        if len(batches) >= n_steps + warmup:
+        if len(batches) >= count:
             break
+    return batches
+
+
+def step_times(trainer: Trainer, n_steps: int, warmup: int, profile_path: Path | None = None) -> list[float]:
+    batches = first_batches(trainer, n_steps + warmup)
     torch.manual_seed(0)
-    for b in batches:  # untimed pass: every new batch shape is slow the first time on a GPU
+    for b in batches:  # untimed pass: every new batch shape is slow the first time on a GPU (captures too)
         trainer.train_step(b)
     times = []
     for i, b in enumerate(batches):
         seconds = timed_train_step(trainer, b)
         if i >= warmup:
             times.append(seconds)
-    if profile_dir is not None:
-        profile_steps(trainer, batches, profile_dir / f"{algo}.txt")
-    return times, trainer.model.state_dict()
+    if profile_path is not None:
+        profile_steps(trainer, batches, profile_path)
+    return times
+
+
+def rows_equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    width = max(a.size(1), b.size(1))
+    a = torch.nn.functional.pad(a, (0, width - a.size(1)))
+    b = torch.nn.functional.pad(b, (0, width - b.size(1)))
+    return a.eq(b).all(1)
+
+
+@torch.no_grad()
+def check_graph_equals_eager(trainer: Trainer, n_batches: int) -> list[dict]:
+    """Sample every check batch (K = 4 model samples; the interpolation's mixture, lambdas (0.3, 0.4, 0.3), c = 10)
+    three ways on one random stream: captured, the same fixed-shape loop eager, the dynamic-cache loop."""
+    from seqlab.decoding import sample
+    from seqlab.erpo.proposals import token_mixture
+
+    model = trainer.model
+    model.eval()
+    same = {"sampling": True, "mixture": True}
+    equal_rows = {"sampling": [], "mixture": []}
+    worst_logp = 0.0
+    for i, b in enumerate(first_batches(trainer, n_batches)):
+        enc = model.encode(b.src)
+        out = {}
+        for mode in ("graph", "static", "dynamic"):
+            os.environ["SEQLAB_SAMPLING_GRAPHS"] = "1" if mode == "graph" else "0"
+            torch.manual_seed(100 + i)
+            out["sampling", mode] = sample(model, b.src, num_samples=4, enc=enc, static=mode != "dynamic")
+            torch.manual_seed(200 + i)
+            out["mixture", mode] = token_mixture(model, enc, b.tgt, torch.tensor([0.3, 0.4, 0.3]), reward_scale=10.0,
+                                                 mode=mode)
+        os.environ["SEQLAB_SAMPLING_GRAPHS"] = "1"
+        g, s = out["sampling", "graph"], out["sampling", "static"]
+        same["sampling"] &= torch.equal(g.tokens, s.tokens) and torch.equal(g.token_log_probs, s.token_log_probs)
+        if g.tokens.shape == s.tokens.shape:
+            worst_logp = max(worst_logp, float((g.token_log_probs - s.token_log_probs).abs().max()))
+        gm, sm = out["mixture", "graph"], out["mixture", "static"]
+        same["mixture"] &= torch.equal(gm.tokens, sm.tokens) and torch.equal(gm.components, sm.components)
+        equal_rows["sampling"].append(rows_equal(g.tokens, out["sampling", "dynamic"].tokens))
+        equal_rows["mixture"].append(rows_equal(gm.tokens, out["mixture", "dynamic"].tokens))
+    model.train()
+    entries = []
+    for kind in ("sampling", "mixture"):
+        frac = float(torch.cat(equal_rows[kind]).float().mean())
+        print(f"{kind}: graph == eager (fixed-shape) {same[kind]}; rows equal to the dynamic loop {frac:.4f}",
+              flush=True)
+        entries += [results_io.entry(f"{kind}_graph_equals_eager", int(same[kind]), "bool"),
+                    results_io.entry(f"{kind}_graph_vs_dynamic_rows_equal", round(frac, 4), "fraction")]
+    print(f"sampling: largest |log p| difference graph vs eager {worst_logp:.3g}", flush=True)
+    return entries
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
-    ap.add_argument("--algorithms", default="mle,noising,raml,alpha_dimt,spg,pg,mixer,mixer_anneal,"
-                                            "scheduled_sampling,interpolation,erpo")
+    ap.add_argument("--algorithms", default=ALL)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--init-from", help="an MLE checkpoint, so sampled lengths are realistic")
     ap.add_argument("--tokenizers", help="that checkpoint's tokenizers folder (reused, not retrained)")
+    ap.add_argument("--paths", default="graph,eager",
+                    help="sampling loops to time on CUDA: graph (captured, the default) and/or eager")
+    ap.add_argument("--check-batches", type=int, default=4, help="batches of the graph == eager check (0: none)")
+    ap.add_argument("--name", help="results file name (default step_time_<device>)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--profile", type=Path, help="also write each algorithm's torch.profiler table to this folder")
     ap.add_argument("overrides", nargs="*")
@@ -90,18 +180,39 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown algorithms {unknown}")
     init = torch.load(args.init_from, map_location="cpu", weights_only=False)["model"] if args.init_from else None
-    medians = {}
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = torch.cuda.is_available()
+    name = args.name or f"step_time_{'cuda' if cuda else 'cpu'}"
+    paths = [p for p in args.paths.split(",") if p] if cuda else ["graph"]
+    medians: dict[str, float] = {}
+
+    def record(entries: list[dict]) -> None:
+        if not args.no_write:  # written after every measurement, so a time limit loses nothing measured
+            results_io.write(name, entries)
+
     for algo in ["mle", *[a for a in algos if a != "mle"]]:
-        times, _ = step_times(args.config, algo, args.overrides, args.steps, args.warmup, init, args.tokenizers,
-                              args.profile)
-        t = medians[algo] = statistics.median(times)
-        print(f"{algo:20s} {t * 1000:9.1f} ms/step  x{t / medians['mle']:.2f}", flush=True)
-        if not args.no_write:  # written after every algorithm, so a time limit loses nothing measured
-            entries = [results_io.entry(f"{algo}_step_ms", round(t * 1000, 2), "ms")]
+        for path in paths if algo in SAMPLING else paths[:1]:
+            os.environ["SEQLAB_SAMPLING_GRAPHS"] = "0" if path == "eager" else "1"
+            label = f"{algo}_eager" if path == "eager" and algo in SAMPLING else algo
+            try:
+                trainer = make_trainer(args.config, algo, args.overrides, init, args.tokenizers)
+            except Exception as e:  # an algorithm whose options differ: report it, measure the rest
+                print(f"{label:26s} skipped: {type(e).__name__}: {e}", flush=True)
+                break
+            captures = sampling.CAPTURES[0]
+            profile = args.profile / f"{label}.txt" if args.profile else None
+            times = step_times(trainer, args.steps, args.warmup, profile)
+            t = medians[label] = statistics.median(times)
+            extra = f"  ({sampling.CAPTURES[0] - captures} loops captured)" if cuda and path == "graph" else ""
+            print(f"{label:26s} {t * 1000:9.1f} ms/step  x{t / medians['mle']:.2f}{extra}", flush=True)
+            entries = [results_io.entry(f"{label}_step_ms", round(t * 1000, 2), "ms")]
             if algo != "mle":
-                entries.append(results_io.entry(f"{algo}_step_time_ratio_vs_mle", round(t / medians["mle"], 3), "x"))
-            results_io.write(f"step_time_{dev}", entries)
+                entries.append(results_io.entry(f"{label}_step_time_ratio_vs_mle", round(t / medians["mle"], 3), "x"))
+            record(entries)
+            del trainer
+    os.environ["SEQLAB_SAMPLING_GRAPHS"] = "1"
+    if cuda and args.check_batches > 0:
+        trainer = make_trainer(args.config, "mle", args.overrides, init, args.tokenizers)
+        record(check_graph_equals_eager(trainer, args.check_batches))
 
 
 if __name__ == "__main__":

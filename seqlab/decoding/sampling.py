@@ -33,6 +33,8 @@ from seqlab.models.base import Encoded, mask_special
 COMPONENT, MODEL, REWARD = 0, 1, 2
 MAX_LOOPS = 24
 REF_BUCKET = 8
+#: how many loops were captured so far (benchmarks read it: a capture costs far more than a replay)
+CAPTURES = [0]
 
 
 def sampling_graphs_enabled(model: Any, device: torch.device) -> bool:
@@ -248,6 +250,7 @@ class SamplingLoop:
             self._step()
 
     def _capture(self) -> None:
+        CAPTURES[0] += 1
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):

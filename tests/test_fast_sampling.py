@@ -1,0 +1,293 @@
+"""The sync-free sampling loops (seqlab/decoding/sampling.py) against slow, obviously correct references.
+
+The references below walk every row and step in Python, draw each token by scanning the cumulative distribution
+with the same uniforms (one ``torch.rand(steps, N, D)`` made first), and score the reward draw's increments by
+scoring every ``prefix + w`` as a whole sentence.  The package's loops must give the same tokens exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tiny import TableModel, make_targets
+
+from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.decoding import sample
+from seqlab.decoding.sampling import DrawSpec, SamplingLoop, inverse_cdf, pad_encoded
+from seqlab.decoding.search import max_lengths
+from seqlab.erpo.proposals import RewardDraw, reward_draw_logits, token_mixture
+from seqlab.models import build_model
+from seqlab.models.base import mask_special
+from seqlab.rewards import next_token_rewards, sentence_bleu
+from seqlab.rewards.increments import NextTokenBleu
+
+V = 20
+
+
+def tiny_transformer(seed: int = 0, vocab: int = V) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("transformer", vocab, vocab, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=1,
+                       decoder_layers=1, dropout=0.0).eval()
+
+
+def random_targets(seed: int, rows: int, longest: int, low: int = 4, high: int = V) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    seqs = [torch.randint(low, high, (int(torch.randint(1, longest + 1, (1,), generator=g)),), generator=g).tolist()
+            for _ in range(rows)]
+    return make_targets(seqs)
+
+
+# --------------------------------------------------------------------------- slow references
+def scan_draw(probs: torch.Tensor, u: torch.Tensor) -> int:
+    """The first id whose cumulative probability exceeds u * total (probs [V] float32)."""
+    cdf = probs.cumsum(0)
+    x = float(u * cdf[-1])
+    for i in range(len(cdf)):
+        if float(cdf[i]) > x:
+            return i
+    raise AssertionError("u * total reached the total")
+
+
+def direct_increments(prefix: list[int], ref: torch.Tensor, vocab: int) -> torch.Tensor:
+    """BLEU(prefix + w) − BLEU(prefix) for every id w, both scored as whole sentences (+ EOS)."""
+    rows = make_targets([prefix + [w] for w in range(vocab)])
+    new = sentence_bleu(rows, ref[None].expand(vocab, -1))
+    old = sentence_bleu(make_targets([prefix]), ref[None])
+    delta = new - old
+    delta[[PAD_ID, EOS_ID]] = 0.0
+    return delta
+
+
+def pick_component(lam: torch.Tensor, u: float) -> int:
+    total, acc = lam.sum(), torch.zeros(())
+    for j in range(3):
+        acc = acc + lam[j] / total
+        if lam[j] > 0 and u < acc:
+            return j + 1
+    return max(j + 1 for j in range(3) if lam[j] > 0)
+
+
+@torch.no_grad()
+def reference_mixture(model, enc, tgt, lam, scale=10.0, unit="range", temperature=1.0, data_prefix=None,
+                      first_token_data=True, draw="reward"):
+    """token_mixture row by row and step by step; returns tokens, components, [entropy sum, in ref, count]."""
+    n = tgt.size(0)
+    ref_len = [int(tgt[i].ne(PAD_ID).sum()) - 1 for i in range(n)]
+    limits = torch.maximum(max_lengths(tgt, 1.5, 10, 256), torch.tensor(ref_len) + 1).tolist()
+    steps = max(limits)
+    u = torch.rand(steps, n, 3)
+    need_model = bool(lam[0] > 0)
+    state = model.init_state(enc) if need_model else None
+    prev = [BOS_ID] * n
+    out = [[] for _ in range(n)]
+    comps = [[] for _ in range(n)]
+    done = [False] * n
+    stats = [0.0, 0.0, 0.0]
+    for t in range(steps):
+        logits = None
+        if need_model:
+            logits, state = model.step(enc, torch.tensor(prev), state)
+            logits = mask_special(logits)
+        for i in range(n):
+            if done[i]:
+                out[i].append(PAD_ID)
+                comps[i].append(0)
+                prev[i] = PAD_ID
+                continue
+            z = pick_component(lam, float(u[t, i, 0]))
+            if (data_prefix is not None and t < data_prefix[i]) or (first_token_data and t == 0):
+                z = 3
+            if z == 3:
+                tok = int(tgt[i, t]) if t < ref_len[i] else EOS_ID
+            elif z == 1:
+                tok = scan_draw((logits[i] / temperature).softmax(-1), u[t, i, 1])
+            else:
+                if draw == "uniform":
+                    r_logits = mask_special(torch.zeros(1, model.vocab_size))
+                else:
+                    delta = direct_increments(out[i], tgt[i], model.vocab_size)
+                    r_logits = reward_draw_logits(delta[None], scale, unit, tgt[i: i + 1])
+                dist = r_logits.softmax(-1)[0]
+                tok = scan_draw(dist, u[t, i, 2])
+                stats[0] += float(-(dist * dist.clamp_min(1e-30).log()).sum())
+                stats[1] += float(tok in tgt[i].tolist())
+                stats[2] += 1
+            if t + 1 >= limits[i]:
+                tok = EOS_ID
+            out[i].append(tok)
+            comps[i].append(z)
+            done[i] = tok == EOS_ID
+            prev[i] = tok
+        if all(done):
+            break
+    return torch.tensor(out), torch.tensor(comps), stats
+
+
+@torch.no_grad()
+def reference_sample(model, src, num_samples, temperature=1.0):
+    """Ancestral sampling row by row; returns tokens and their log-probabilities (temperature 1)."""
+    enc = model.encode(src).repeat(num_samples)
+    limits = max_lengths(src.repeat_interleave(num_samples, 0), 1.5, 10, 256).tolist()
+    n, steps = len(limits), max(limits)
+    u = torch.rand(steps, n, 1)
+    state = model.init_state(enc)
+    prev, out, logps, done = [BOS_ID] * n, [[] for _ in range(n)], [[] for _ in range(n)], [False] * n
+    for t in range(steps):
+        logits, state = model.step(enc, torch.tensor(prev), state)
+        logits = mask_special(logits)
+        logp = logits.log_softmax(-1)
+        for i in range(n):
+            tok = PAD_ID if done[i] else scan_draw((logits[i] / temperature).softmax(-1), u[t, i, 0])
+            if not done[i] and t + 1 >= limits[i]:
+                tok = EOS_ID
+            out[i].append(tok)
+            logps[i].append(0.0 if done[i] else float(logp[i, tok]))
+            done[i] = done[i] or tok == EOS_ID
+            prev[i] = tok
+        if all(done):
+            break
+    return torch.tensor(out), torch.tensor(logps)
+
+
+# --------------------------------------------------------------------------- increments
+def test_next_token_bleu_equals_sentence_level_differences():
+    refs = random_targets(1, rows=5, longest=9, high=10)  # a small id range: many repeated n-grams
+    hyps = torch.randint(4, 10, (5, 12), generator=torch.Generator().manual_seed(2))
+    state = NextTokenBleu(8, 16, 12, "cpu").load(refs)  # more rows and a wider reference than needed
+    history = torch.full((8, 12), PAD_ID)
+    for t in range(12):
+        got = state(history, torch.tensor([t]))
+        for i in range(5):
+            prefix = [int(x) for x in history[i, :t]]
+            torch.testing.assert_close(got[i], direct_increments(prefix, refs[i], 12), atol=1e-6, rtol=0)
+        torch.testing.assert_close(got[:5], next_token_rewards("bleu", history[:5, :t], refs, 12), atol=0, rtol=0)
+        tok = torch.full((8,), 4)
+        tok[:5] = hyps[:, t]
+        history[:, t] = tok
+        state.advance(tok)
+
+
+def test_inverse_cdf_never_draws_an_impossible_id():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]])
+    for u in (0.0, 0.25, 0.5, 0.999, 1.0 - 2.0**-24):
+        drawn = inverse_cdf(probs, torch.full((2,), u))
+        assert probs.gather(1, drawn[:, None]).gt(0).all(), u
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(3, 7, generator=g).pow(3)
+    u = torch.rand(20000, generator=g)
+    freq = torch.bincount(inverse_cdf(p[1:2].expand(20000, -1), u), minlength=7).float() / 20000
+    torch.testing.assert_close(freq, p[1] / p[1].sum(), atol=0.015, rtol=0)
+
+
+# --------------------------------------------------------------------------- loops against the references
+@pytest.mark.parametrize("case", [
+    dict(lam=[0.3, 0.4, 0.3]),
+    dict(lam=[0.5, 0.5, 0.0], unit="raw", scale=200.0, first_token_data=False),
+    dict(lam=[0.0, 1.0, 0.0], unit="length", scale=15.0),
+    dict(lam=[0.4, 0.2, 0.4], draw="uniform", temperature=0.7),
+    dict(lam=[1.0, 0.0, 0.0], data_prefix=3, first_token_data=False),  # MIXER
+])
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_token_mixture_equals_the_reference_loop(case, mode):
+    model = tiny_transformer(1)
+    tgt = random_targets(3, rows=6, longest=8)
+    enc = model.encode(tgt)
+    lam = torch.tensor(case["lam"])
+    prefix = torch.full((6,), case["data_prefix"]) if "data_prefix" in case else None
+    kw = dict(reward_scale=case.get("scale", 10.0), reward_unit=case.get("unit", "range"),
+              model_temperature=case.get("temperature", 1.0), data_prefix=prefix,
+              first_token_data=case.get("first_token_data", True), reward_draw=case.get("draw", "reward"))
+    torch.manual_seed(5)
+    got = token_mixture(model, enc, tgt, lam, mode=mode, **kw)
+    torch.manual_seed(5)
+    tokens, comps, stats = reference_mixture(model, enc, tgt, lam, case.get("scale", 10.0), case.get("unit", "range"),
+                                             case.get("temperature", 1.0), prefix, case.get("first_token_data", True),
+                                             case.get("draw", "reward"))
+    assert torch.equal(got.tokens, tokens)
+    assert torch.equal(got.components, comps)
+    if stats[2]:
+        assert got.reward_entropy == pytest.approx(stats[0] / stats[2], rel=1e-5)
+        assert got.reward_in_reference == pytest.approx(stats[1] / stats[2])
+    else:
+        assert math.isnan(got.reward_entropy)
+    assert set(comps[comps > 0].unique().tolist()) == {z + 1 for z in range(3) if case["lam"][z] > 0} | (
+        {3} if case.get("first_token_data", True) or "data_prefix" in case else set())
+
+
+def test_token_mixture_with_a_table_model_and_a_vocabulary_only_model():
+    model = TableModel(vocab_size=9, positions=8, eos_at=6, seed=7)
+    tgt = make_targets([[4, 5, 6, 7, 8, 4], [5, 5, 6], [8]] * 3)
+    enc = model.encode(tgt)
+    for lam in ([0.3, 0.4, 0.3], [0.0, 1.0, 0.0]):
+        torch.manual_seed(2)
+        got = token_mixture(model, enc, tgt, torch.tensor(lam), reward_scale=5.0)
+        torch.manual_seed(2)
+        tokens, comps, _ = reference_mixture(model, enc, tgt, torch.tensor(lam), scale=5.0)
+        assert torch.equal(got.tokens, tokens) and torch.equal(got.components, comps)
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_sampling_equals_the_reference_loop(static, temperature):
+    model = tiny_transformer(2)
+    src = random_targets(4, rows=3, longest=7)
+    torch.manual_seed(11)
+    got = sample(model, src, num_samples=4, temperature=temperature, static=static)
+    torch.manual_seed(11)
+    tokens, logps = reference_sample(model, src, 4, temperature)
+    assert torch.equal(got.tokens, tokens)
+    torch.testing.assert_close(got.token_log_probs, logps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.scores, logps.sum(1), atol=1e-4, rtol=0)
+
+
+def test_a_reused_static_loop_equals_a_fresh_one():
+    """A captured loop is loaded again for every batch of its shape: nothing of the last batch may leak."""
+    model = tiny_transformer(3)
+    spec = DrawSpec(mixture=True, reward=("bleu", "reward", 10.0, "range"), first_token_data=True)
+
+    def draw_for(rows, width):
+        return RewardDraw("bleu", "reward", 10.0, "range", rows, width, V, torch.device("cpu"))
+
+    def inputs(seed):
+        tgt = random_targets(seed, rows=5, longest=7)
+        g = torch.Generator().manual_seed(seed)
+        limits = max_lengths(tgt, 1.5, 10, 256)
+        u = torch.rand(int(limits.max()), 5, 3, generator=g)
+        return pad_encoded(model.encode(tgt), 8, 8), limits, u, torch.tensor([[0.3, 0.4, 0.3]]).expand(
+            u.size(0), 3), tgt
+
+    loop = SamplingLoop(model, spec, inputs(1)[0], 8, 32, 8, V, torch.device("cpu"), "static", draw_for)
+    first = loop.load(*inputs(1)).run(5, 32)
+    again = loop.load(*inputs(2)).run(5, 32)
+    fresh = SamplingLoop(model, spec, inputs(2)[0], 8, 32, 8, V, torch.device("cpu"), "static", draw_for)
+    expected = fresh.load(*inputs(2)).run(5, 32)
+    assert not torch.equal(first.tokens, again.tokens)
+    assert torch.equal(again.tokens, expected.tokens) and torch.equal(again.components, expected.components)
+    assert again.stats == pytest.approx(expected.stats)
+
+
+# --------------------------------------------------------------------------- CUDA graphs
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_captured_loops_equal_eager_on_the_gpu(monkeypatch):
+    model = build_model("transformer", 64, 64, d_model=64, n_heads=4, ffn_dim=128, encoder_layers=2,
+                        decoder_layers=2, dropout=0.0).cuda().eval()
+    src = random_targets(5, rows=37, longest=15, high=64).cuda()
+    for mode in ("graph", "static"):
+        monkeypatch.setenv("SEQLAB_SAMPLING_GRAPHS", "1" if mode == "graph" else "0")
+        torch.manual_seed(0)
+        out = sample(model, src, num_samples=4, static=True)
+        if mode == "graph":
+            graph = out
+    assert torch.equal(graph.tokens, out.tokens)
+    assert torch.equal(graph.token_log_probs, out.token_log_probs)
+    monkeypatch.setenv("SEQLAB_SAMPLING_GRAPHS", "1")
+    enc = model.encode(src)
+    for lam in ([0.3, 0.4, 0.3], [1.0, 0.0, 0.0]):
+        draws = []
+        for mode in ("graph", "static", "graph"):  # the second graph call replays the cached capture
+            torch.manual_seed(1)
+            draws.append(token_mixture(model, enc, src, torch.tensor(lam), reward_scale=10.0, mode=mode))
+        for d in draws[1:]:
+            assert torch.equal(d.tokens, draws[0].tokens) and torch.equal(d.components, draws[0].components)
