@@ -24,21 +24,18 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import results_io  # noqa: E402
-from step_timing import timed_train_step  # noqa: E402
-
-from seqlab.algorithms.base import ALGORITHMS, load_plugins  # noqa: E402
-from seqlab.config import load_config  # noqa: E402
-from seqlab.data.batching import collate  # noqa: E402
-from seqlab.decoding import sampling  # noqa: E402
-from seqlab.train.trainer import Trainer  # noqa: E402
+from seqlab.algorithms.base import ALGORITHMS, load_plugins
+from seqlab.bench import results as results_io
+from seqlab.bench.timing import timed_train_step
+from seqlab.config import load_config
+from seqlab.data.batching import collate
+from seqlab.decoding import sampling
+from seqlab.train.trainer import Trainer
 
 ALL = ("mle,noising,raml,alpha_dimt,erpo,scheduled_sampling,spg,pg,mixer,mixer_anneal,interpolation,"
        "ac,erac,vaml")
