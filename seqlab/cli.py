@@ -47,6 +47,8 @@ LAZY_COMMANDS = {
                 "algorithms x seeds on one task from one MLE checkpoint, the same budget each; a report"),
     "control": ("seqlab.control.cli", "add_control_parser",
                 "imitation learning on MuJoCo: expert, demos, GAIL (+ interpolation)"),
+    "export": ("seqlab.hf.cli", "add_export_parser",
+               "write an hf_seq2seq checkpoint as a Hugging Face model folder (safetensors, tokenizer, card)"),
 }
 
 #: modules with decoding flags of evaluate / translate for their model family: ``add_decoding_flags(parser)`` and
