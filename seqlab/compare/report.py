@@ -736,6 +736,8 @@ def _eval_sets(out: Path, records: dict[str, list[RunRecord]], task_refs: dict[s
 
 def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 1000) -> dict[str, Path]:
     """Write ``out/report/{report.md, report.html, curves.png, space.png, schedules.png, summary.json}``."""
+    from seqlab.metrics.signature import signature_summary
+
     out = Path(out)
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
@@ -785,6 +787,7 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         ("shared MLE checkpoint scores", _pretrain_results(out)),
         ("seeds", ", ".join(map(str, spec.get("seeds", [])))),
         ("decoding", f"beam {cfg.get('decode', {}).get('beam_size', '?')} (test), best validation checkpoint"),
+        ("sacrebleu signatures (test)", signature_summary(r.results for runs in records.values() for r in runs)),
         ("training time per run", f"{statistics.fmean(seconds) / 60:.1f} min on average" if seconds else "?"),
         ("generated", f"{when}, seqlab commit {_git_commit()}"),
     ]

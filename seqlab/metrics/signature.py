@@ -6,7 +6,7 @@ numbers from different runs or papers are only compared when their signatures ag
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from seqlab.metrics.text import bleu_metric, chrf_metric
 
@@ -28,3 +28,10 @@ def sacrebleu_signatures(metrics: Sequence[str], refs: Sequence[Sequence[str] | 
             metric.num_refs = reference_count(refs)
             out[name] = str(metric.get_signature())
     return out
+
+
+def signature_summary(results: Iterable[dict], split: str = "test") -> str:
+    """One line with the distinct sacrebleu signatures of ``split``'s scores in ``results`` (results.json contents),
+    e.g. for a report's header; every run of a comparison should share them."""
+    seen = sorted({f"{name} {sig}" for r in results for name, sig in r.get("signatures", {}).get(split, {}).items()})
+    return "; ".join(seen) if seen else "none (no BLEU / chrF scores, or results.json without signatures)"
