@@ -1,7 +1,7 @@
 """The reduced G2P check of token-level credit assignment (issue 15): MLE, AC, ERAC and VAML as rows of one
 ``seqlab compare``, each continuing the same MLE checkpoint at actor lr 1e-4 for the same number of model updates.
 
-Setup (the reduced CPU comparison of ``benchmarks/compare_g2p_cpu.sh``): Transformer d 128, 2+2 layers, on 20K
+Setup (the reduced CPU comparison of ``benchmarks/suites/g2p_cpu_reduced.yaml``): Transformer d 128, 2+2 layers, on 20K
 CMUdict words (1 % validation, 1 % test), a shared MLE checkpoint of 800 steps (lr 2e-3, inverse-sqrt warm-up
 300, label smoothing 0.1), greedy decoding, reward = negative edit distance (per-token increments, no length
 scaling).  Every row then trains ``--budget-steps`` model updates at a constant lr 1e-4 (Adam), validation WER on
