@@ -154,3 +154,16 @@ def test_wrong_tokenizer_is_a_clear_error(built):
         build_model("hf_seq2seq", 500, 500, name_or_path=str(folder))
     with pytest.raises(FileNotFoundError, match="name_or_path"):
         build_model("hf_seq2seq", 10, 10, name_or_path=str(folder / "missing"))
+
+
+def test_dtype_and_decoder_features(built):
+    folder, *_, tok, model = built["marian"]
+    src = seqlab_sources(tok)
+    tgt = greedy_search(model, src, max_len_a=0.0, max_len_b=5).tokens
+    from seqlab.models.base import shift_right
+
+    feats = model.decode_features(model.encode(src), shift_right(tgt))
+    assert feats.shape == (*tgt.shape, model.feature_dim)
+    half = build_model("hf_seq2seq", tok.vocab_size, tok.vocab_size, name_or_path=str(folder), dtype="bfloat16")
+    assert next(half.parameters()).dtype == torch.bfloat16
+    assert torch.isfinite(half.eval().score(src, tgt)).all()

@@ -79,3 +79,14 @@ def test_empty_rows_are_skipped_with_one_warning_or_an_error(tmp_path):
     assert len(data.train) == 3
     with pytest.raises(DataError, match=r"\[train\]: row 2: empty target"):
         task(path, tmp_path / "tok2", on_empty="error")
+
+
+def test_hf_tokenizer_kind(wmt_like, tmp_path):
+    pytest.importorskip("transformers")
+    from hf_tiny import tiny_tokenizer
+
+    folder = tmp_path / "tok_src"
+    hf_tok = tiny_tokenizer("bart", folder)
+    data = task(wmt_like, tmp_path / "tok", tokenizer=f"hf:{folder}")
+    assert data.src_tokenizer is data.tgt_tokenizer and data.tgt_tokenizer.vocab_size == len(hf_tok) + 1
+    assert data.tgt_tokenizer.decode(data.tgt_tokenizer.encode("a house")) == "a house"

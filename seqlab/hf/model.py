@@ -87,12 +87,19 @@ class HFSeq2Seq(Seq2SeqModel):
         if cfg.dtype not in DTYPES:
             raise ValueError(f"model.options.dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}")
         self.cfg = cfg
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a bar per weight load (runs build the model more than once) is noise
         try:
             self.hf = AutoModelForSeq2SeqLM.from_pretrained(cfg.name_or_path).to(DTYPES[cfg.dtype])
         except OSError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise FileNotFoundError(f"model.options.name_or_path: cannot load {cfg.name_or_path!r} ({first})"
                                     ) from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         #: the decoding cache's keyword and output name: ``cache`` in transformers 5, ``past_key_values`` before
         self._cache_name = "cache" if "cache" in inspect.signature(self.hf.forward).parameters else "past_key_values"
         tokenizer = self._tokenizer()
