@@ -27,10 +27,8 @@ import argparse
 import functools
 import json
 import math
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -39,6 +37,7 @@ from typing import Any
 
 import torch
 
+from seqlab import launch
 from seqlab.bench import results as results_io
 from seqlab.bench.timing import timed_train_step
 from seqlab.config import load_config
@@ -164,31 +163,13 @@ def step_time_ratios(algos: list[str], base: list[str], critic_opts: list[str], 
 
 # --------------------------------------------------------------------------- --jobs workers
 def run_workers(units: list[str], jobs: int, memory_share: float | None, work: Path) -> None:
-    """Train ``units`` in up to ``jobs`` worker subprocesses of this script (same arguments plus ``--unit``),
-    each capped at ``memory_share / jobs`` of the GPU's memory; a failed unit is retried in the parent."""
-    from seqlab.train.trainer import share_gpu_memory
-
+    """Train ``units`` in up to ``jobs`` worker subprocesses of this script (same arguments plus ``--unit``;
+    :func:`seqlab.launch.run_jobs`), each capped at ``memory_share / jobs`` of the GPU's memory; a failed unit is
+    retried in the parent."""
     argv = sys.argv[1:]  # a worker sees --jobs too, but --unit makes it train its one unit and return
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if memory_share is not None:
-        share_gpu_memory(env, memory_share / jobs)
-    pending, running = list(units), []
-    while pending or running:
-        while pending and len(running) < jobs:
-            unit = pending.pop(0)
-            logf = work / "logs" / f"{unit.replace(':', '_')}.log"
-            logf.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(logf, "a", encoding="utf-8")
-            log(f"[start] {unit} (log {logf})")
-            running.append((unit, fh, subprocess.Popen([sys.executable, __file__, *argv, "--unit", unit],
-                                                       stdout=fh, stderr=subprocess.STDOUT, env=env)))
-        time.sleep(1.0)
-        for item in list(running):
-            unit, fh, proc = item
-            if proc.poll() is not None:
-                fh.close()
-                running.remove(item)
-                log(f"[{'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}] {unit}")
+    workers = [launch.Job(unit, [sys.executable, __file__, *argv, "--unit", unit],
+                          work / "logs" / f"{unit.replace(':', '_')}.log") for unit in units]
+    launch.run_jobs(workers, slots=jobs, memory_share=memory_share, echo=log)
 
 
 # --------------------------------------------------------------------------- main

@@ -62,6 +62,7 @@ from typing import Any
 
 import torch
 
+from seqlab import launch
 from seqlab.bench import results as results_io
 from seqlab.config import DecodeConfig
 from seqlab.data.vocab import EOS_ID
@@ -147,52 +148,17 @@ def check_deadline(deadline: float | None) -> None:
 
 def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None, per_gpu: int = 1,
              memory_share: float | None = None) -> None:
-    """Run pending jobs, at most ``per_gpu`` per GPU at a time (sequentially on the CPU when ``gpus`` is 0), each
-    capped at ``memory_share / per_gpu`` of its GPU's memory when ``memory_share`` is given.
+    """Run pending jobs (:func:`seqlab.launch.run_jobs`), at most ``per_gpu`` per GPU at a time (sequentially on
+    the CPU, one thread each unless OMP_NUM_THREADS is set, when ``gpus`` is 0), each capped at
+    ``memory_share / per_gpu`` of its GPU's memory when ``memory_share`` is given.
     At ``deadline`` (epoch seconds) running jobs are terminated; they resume from their last checkpoint."""
-    from seqlab.train.trainer import share_gpu_memory
-
-    pending = [j for j in jobs if not j.done()]
-    for j in jobs:
-        if j not in pending:
-            print(f"[skip] {j.name}: done ({j.marker})")
-    slots = [g for g in range(gpus) for _ in range(per_gpu)] if gpus > 0 else [None]
-    running: list[tuple[Job, subprocess.Popen, Any, int | None]] = []
-    failed: list[str] = []
-    while pending or running:
-        while pending and slots:
-            job, slot = pending.pop(0), slots.pop(0)
-            env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-            if slot is None:
-                env.setdefault("OMP_NUM_THREADS", "1")
-            else:
-                env["CUDA_VISIBLE_DEVICES"] = str(slot)
-                if memory_share is not None:
-                    share_gpu_memory(env, memory_share / per_gpu)
-            job.log.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(job.log, "a", encoding="utf-8")
-            print(f"[start] {job.name}" + ("" if slot is None else f" on GPU {slot}") + f" (log {job.log})")
-            running.append((job, subprocess.Popen(job.argv, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                                  cwd=REPO), fh, slot))
-        time.sleep(1.0)
-        if deadline is not None and time.time() > deadline:
-            for job, proc, fh, _ in running:
-                proc.terminate()
-                proc.wait()
-                fh.close()
-                print(f"[stopped] {job.name}")
-            check_deadline(deadline)
-        for item in list(running):
-            job, proc, fh, slot = item
-            if proc.poll() is None:
-                continue
-            fh.close()
-            running.remove(item)
-            slots.append(slot)
-            status = "done" if proc.returncode == 0 and job.done() else f"FAILED ({proc.returncode})"
-            print(f"[{status}] {job.name}")
-            if status != "done":
-                failed.append(job.name)
+    cpu = {} if gpus else {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    outcomes = launch.run_jobs([launch.Job(j.name, j.argv, j.log, j.done, cpu) for j in jobs],
+                               gpus=[str(g) for g in range(gpus)], per_gpu=per_gpu,
+                               memory_share=memory_share if gpus else None, deadline=deadline)
+    if any(o.status == "stopped" for o in outcomes):
+        check_deadline(deadline)
+    failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
         raise SystemExit(f"failed jobs: {failed}; see their logs")
 
