@@ -7,33 +7,11 @@ config's names and option keys against the registries before any data is loaded 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from seqlab.config import Config, ConfigError, did_you_mean
-
-#: one line per built-in algorithm (plugins fall back to their docstring's first sentence)
-ALGORITHM_SUMMARY = {
-    "mle": "maximum likelihood with label smoothing",
-    "noising": "data noising: target tokens replaced by unigram noise at rate gamma (Xie et al. 2017)",
-    "raml": "reward-augmented ML: n-gram replacements of the reference weighted by exp(R/tau) (Norouzi et al. 2016)",
-    "alpha_dimt": "alpha-divergence training: Hamming edits weighted by p^alpha exp(R/tau)^(1-alpha)",
-    "spg": "softmax policy gradient: K model samples weighted by softmax(R/alpha) (Ding & Soricut 2017)",
-    "pg": "REINFORCE / self-critical sequence training: K model samples, coefficient R - baseline",
-    "mixer": "MIXER: a data prefix of m tokens, model samples after it; m shrinks (Ranzato et al. 2016)",
-    "scheduled_sampling": "scheduled sampling: model tokens as decoder inputs, targets from the data",
-    "interpolation": "the ERPO interpolation algorithm: every token from model / reward / data, annealed weights",
-    "mixer_anneal": "MIXER inside the framework: data prefix, then model / reward tokens",
-    "erpo": "ERPO with (reward, alpha, beta) given directly: the general reweighted-proposal algorithm",
-    "vaml": "value-augmented ML: a critic's soft-Q targets on n-gram replacements (Dai et al. 2018)",
-    "ac": "actor-critic (Bahdanau et al. 2017): ERAC with tau = 0",
-    "erac": "entropy-regularised actor-critic (Dai et al. 2018)",
-    "nat": "non-autoregressive translation: likelihood at the reference length plus length prediction",
-    "dat": "the delayed autoregressive demonstrator of imitate-NAT",
-    "imitate_nat": "imitate-NAT: NAT loss plus imitation of a frozen dat demonstrator (Wei et al. 2019)",
-}
 
 #: one line per algorithm option (the same name means the same thing in every algorithm)
 OPTION_HELP = {
@@ -128,59 +106,57 @@ def _first_sentence(doc: str | None) -> str:
 
 
 def algorithms() -> dict[str, type]:
-    from seqlab.algorithms.base import ALGORITHMS, load_plugins
+    from seqlab.algorithms.base import ALGORITHMS
 
-    load_plugins()
-    return dict(sorted(ALGORITHMS.items()))
+    return dict(ALGORITHMS.items())
 
 
 def algorithm_summary(name: str) -> str:
-    return ALGORITHM_SUMMARY.get(name) or _first_sentence(algorithms()[name].__doc__)
+    cls = algorithms()[name]
+    return cls.summary or _first_sentence(cls.__doc__)
+
+
+def options_of(options_cls: type, exclude: tuple[str, ...] = ()) -> list[Option]:
+    """The fields of an options dataclass as :class:`Option` lines (help: the field's ``metadata["help"]``, else
+    :data:`OPTION_HELP`)."""
+    from seqlab.registry import _type_name, option_fields
+
+    out = []
+    for name, (f, tp) in option_fields(options_cls, exclude).items():
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out.append(Option(name, default, _type_name(tp), f.metadata.get("help", OPTION_HELP.get(name, ""))))
+    return out
 
 
 def algorithm_options(name: str) -> list[Option]:
-    """The options ``algorithm.options`` accepts for ``name``: every keyword of the constructors along the class
-    chain that forwards ``**options``, with its default (the subclass's where both declare one)."""
-    from seqlab.algorithms.base import Algorithm
+    """The options ``algorithm.options`` accepts for ``name``: the fields of its options dataclass."""
+    from seqlab.algorithms.base import ALGORITHMS
 
-    found: dict[str, Option] = {}
-    for cls in algorithms()[name].__mro__:
-        if cls is Algorithm or not (isinstance(cls, type) and issubclass(cls, Algorithm)):
-            break
-        if "__init__" not in cls.__dict__:
-            continue
-        forwards = False
-        for p in list(inspect.signature(cls.__init__).parameters.values())[2:]:  # self, ctx
-            if p.kind is p.VAR_KEYWORD:
-                forwards = True
-            elif p.kind is not p.VAR_POSITIONAL and p.name not in found:
-                annotation = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
-                default = None if p.default is p.empty else p.default
-                found[p.name] = Option(p.name, default, annotation, OPTION_HELP.get(p.name, ""))
-        if not forwards:
-            break
-    return list(found.values())
+    options = ALGORITHMS.options(name)
+    return options_of(options) if options is not None else []
 
 
 def tasks() -> dict[str, Any]:
-    import seqlab.tasks  # noqa: F401  (summarization, aeslc, captioning register themselves)
-    from seqlab.data.tasks import TASKS
+    from seqlab.tasks import TASKS
 
-    return dict(sorted(TASKS.items()))
+    return dict(TASKS.items())
+
+
+MODEL_VOCAB_FIELDS = ("src_vocab_size", "tgt_vocab_size")
 
 
 def models() -> dict[str, tuple[type, type]]:
-    from seqlab.models import MODELS, load_model_plugins
+    """Architectures by name: (model class, its config dataclass)."""
+    from seqlab.models import MODELS
 
-    load_model_plugins()
-    return dict(sorted(MODELS.items()))
+    return {name: (MODELS[name], MODELS.options(name)) for name in MODELS}
 
 
 def rewards() -> dict[str, Any]:
-    import seqlab.tasks  # noqa: F401  (tasks may register rewards, e.g. multi-reference BLEU)
     from seqlab.rewards import REWARDS
 
-    return dict(sorted(REWARDS.items()))
+    return dict(REWARDS.items())
 
 
 def listing(kind: str) -> list[tuple[str, str]]:
@@ -192,8 +168,9 @@ def listing(kind: str) -> list[tuple[str, str]]:
     if kind == "models":
         out = []
         for n, (cls, cfg_cls) in models().items():
-            opts = [f.name for f in dataclasses.fields(cfg_cls) if f.name not in ("src_vocab_size", "tgt_vocab_size")]
-            out.append((n, f"{MODEL_SUMMARY.get(n) or _first_sentence(cls.__doc__)} options: {', '.join(opts)}"))
+            opts = [f.name for f in dataclasses.fields(cfg_cls) if f.name not in MODEL_VOCAB_FIELDS] if cfg_cls else []
+            line = getattr(cls, "summary", "") or MODEL_SUMMARY.get(n) or _first_sentence(cls.__doc__)
+            out.append((n, f"{line} options: {', '.join(opts)}"))
         return out
     if kind == "rewards":
         return [(n, _first_sentence(fn.__doc__)) for n, fn in rewards().items()]
@@ -211,21 +188,20 @@ def algorithm_help(name: str) -> str:
     return "\n".join(lines)
 
 
-def _check_option_keys(section: str, given: Any, known: list[str], owner: str, suffix: str = "") -> None:
-    """A one-line ConfigError for the first key of ``given`` that ``known`` does not hold."""
-    for key in given:
-        if key not in known:
-            hint = did_you_mean(key, known) or f" (options: {', '.join(sorted(known)) or 'none'})"
-            raise ConfigError(f"{section}.{key}: unknown option {key!r} of {owner}{hint}{suffix}")
-
-
 def check_components(cfg: Config) -> None:
-    """Raise a one-line ConfigError for an unknown task, algorithm, algorithm option, architecture or model option;
-    cheap (registries only): nothing is loaded or written."""
-    task_names = tasks()
-    if cfg.task.name not in task_names:
-        raise ConfigError(f"task.name: unknown task {cfg.task.name!r}{did_you_mean(cfg.task.name, task_names)} "
-                          f"(tasks: {', '.join(task_names)})")
+    """Raise a one-line ConfigError for an unknown task, algorithm, architecture or metric, or an option of one of
+    them that is unknown, of the wrong type or out of range (its options dataclass's checks); cheap (registries
+    only): nothing is loaded or written."""
+    from seqlab.algorithms.base import ALGORITHMS
+    from seqlab.models import MODELS
+    from seqlab.tasks import TASKS
+
+    for section, registry, name in (("task.name", TASKS, cfg.task.name), ("algorithm.name", ALGORITHMS,
+                                    cfg.algorithm.name), ("model.arch", MODELS, cfg.model.arch)):
+        if name not in registry:
+            kind = "architecture" if registry is MODELS else registry.kind
+            raise ConfigError(f"{section}: unknown {kind} {name!r}{did_you_mean(name, registry)} "
+                              f"({kind}s: {', '.join(registry)})")
     metrics = cfg.task.options.get("metrics")
     if metrics is not None:
         from seqlab.metrics import METRICS
@@ -234,20 +210,11 @@ def check_components(cfg: Config) -> None:
             if metric not in METRICS:
                 raise ConfigError(f"task.options.metrics: unknown metric {metric!r}{did_you_mean(metric, METRICS)} "
                                   f"(metrics: {', '.join(METRICS)})")
-    algos = algorithms()
-    name = cfg.algorithm.name
-    if name not in algos:
-        raise ConfigError(f"algorithm.name: unknown algorithm {name!r}{did_you_mean(name, algos)} "
-                          f"(algorithms: {', '.join(algos)})")
-    _check_option_keys("algorithm.options", cfg.algorithm.options, [o.name for o in algorithm_options(name)],
-                       f"algorithm {name!r}", f"; see seqlab train --help-algorithm {name}")
-    archs = models()
-    arch = cfg.model.arch
-    if arch not in archs:
-        raise ConfigError(f"model.arch: unknown architecture {arch!r}{did_you_mean(arch, archs)} "
-                          f"(architectures: {', '.join(archs)})")
-    known = [f.name for f in dataclasses.fields(archs[arch][1]) if f.name not in ("src_vocab_size", "tgt_vocab_size")]
-    _check_option_keys("model.options", cfg.model.options, known, f"architecture {arch!r}")
+    TASKS.parse_options(cfg.task.name, cfg.task.options, "task.options")
+    ALGORITHMS.parse_options(cfg.algorithm.name, cfg.algorithm.options, "algorithm.options",
+                             hint=f"; see seqlab train --help-algorithm {cfg.algorithm.name}")
+    MODELS.parse_options(cfg.model.arch, cfg.model.options, "model.options", exclude=MODEL_VOCAB_FIELDS,
+                         construct=False)
 
 
 def check_config(cfg: Config) -> None:

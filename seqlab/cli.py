@@ -7,6 +7,7 @@ the parsers of ``distill`` / ``compare`` / ``control`` are built only when that 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -286,6 +287,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub-command parsers are built in full (all of them when None)."""
     parser = argparse.ArgumentParser(prog="seqlab", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plugin", action="append", metavar="MODULE",
+                        help="import MODULE first: a module that registers algorithms, models, tasks or rewards "
+                             "(repeatable; anywhere on the command line; also $SEQLAB_PLUGINS, comma-separated, and "
+                             "the seqlab.plugins entry-point group)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     checkpoint_help = "a checkpoint written by seqlab train (e.g. runs/NAME/checkpoint_best.pt)"
 
@@ -342,7 +347,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module, adder, summary) in LAZY_COMMANDS.items():
         if command is None or command == name:
             try:
-                mod = __import__(module, fromlist=[adder])
+                mod = importlib.import_module(module)
             except ModuleNotFoundError as e:  # that part of seqlab (or its extra) is not installed
                 if e.name and module.startswith(e.name):
                     continue
@@ -369,8 +374,29 @@ def _user_error(e: BaseException) -> bool:
     return isinstance(e, kinds)
 
 
+def split_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the modules of every ``--plugin MODULE`` / ``--plugin=MODULE`` anywhere in ``argv``, the other arguments)."""
+    plugins, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--plugin" and i + 1 < len(argv):
+            plugins.append(argv[i + 1])
+            i += 2
+            continue
+        if argv[i].startswith("--plugin="):
+            plugins.append(argv[i].split("=", 1)[1])
+        else:
+            rest.append(argv[i])
+        i += 1
+    return plugins, rest
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    plugins, argv = split_plugins(argv)
+    if plugins:  # named in $SEQLAB_PLUGINS: imported on the first registry lookup, here and in subprocesses
+        from seqlab.registry import name_plugins
+
+        name_plugins(plugins)
     args = build_parser(_command(argv)).parse_args(argv)
     try:
         return int(args.func(args) or 0)

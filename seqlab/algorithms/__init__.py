@@ -1,4 +1,4 @@
-"""Algorithms by name. Importing this package registers every algorithm."""
+"""Algorithms by name. Importing this package registers the built-in algorithms (:data:`ALGORITHMS`)."""
 
 from seqlab.algorithms import (  # noqa: F401  (registration)
     erpo,
@@ -15,7 +15,10 @@ from seqlab.algorithms.base import (
     AlgorithmContext,
     Progress,
     build_algorithm,
+    display_name,
     register,
 )
+from seqlab.algorithms.sequence import Candidates, RewardAlgorithm, RewardOptions, SequenceAlgorithm, Step, Weights
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmContext", "Progress", "build_algorithm", "register"]
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmContext", "Candidates", "Progress", "RewardAlgorithm",
+           "RewardOptions", "SequenceAlgorithm", "Step", "Weights", "build_algorithm", "display_name", "register"]

@@ -14,6 +14,10 @@ import torch
 from torch import nn
 
 from seqlab.models.base import Seq2SeqModel
+from seqlab.registry import NoOptions, Registry, load_plugins
+
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmContext", "NoOptions", "Progress", "build_algorithm", "display_name",
+           "load_plugins", "register"]
 
 if TYPE_CHECKING:
     from seqlab.data.batching import Batch
@@ -47,20 +51,48 @@ class AlgorithmContext:
 
 
 class Algorithm(nn.Module):
-    """Base class. Subclasses set ``name`` and implement :meth:`loss`."""
+    """Base class.  Subclasses set their options dataclass ``Options`` and implement :meth:`loss` (or, for a
+    proposal x weighting algorithm, the hooks of :class:`~seqlab.algorithms.sequence.SequenceAlgorithm`), and are
+    registered by name with :func:`register`.  The class attributes below are facts about the algorithm that
+    the catalog, the trainer and ``seqlab compare`` read."""
 
     name: str = ""
+    #: its options: a dataclass whose fields are the keys of ``algorithm.options`` (types, defaults, checks)
+    Options: type = NoOptions
+    #: one line for ``seqlab list algorithms`` (default: the docstring's first sentence)
+    summary: str = ""
+    #: its name in reports and figures (default: the registered name)
+    display_name: str = ""
+    #: how far from the data its training targets reach (the x axis of ERPO Figure 1; ``seqlab compare``'s
+    #: figure): 0 the data y*, 1 perturbed data, 2 reward-weighted neighbours of y*, 3 a data / reward / model
+    #: mixture, 4 model samples tilted to the reward, 5 model samples; None: not placed
+    breadth: float | None = None
+    #: whether it moves along that axis during training (a schedule anneals it from the data outwards)
+    annealed: bool = False
     #: parameters of the model that some steps leave unused (DDP needs to know)
     has_unused_parameters: bool = False
     #: the largest learning rate that is safe when fine-tuning a trained model (None: no known limit).
     #: Algorithms that learn from the model's own samples collapse above it (BENCHMARKS.md, Multi30k).
     max_finetune_lr: float | None = None
 
-    def __init__(self, ctx: AlgorithmContext, **options: Any):
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
         super().__init__()
-        if options:
-            raise TypeError(f"algorithm {self.name!r} got unknown option(s) {sorted(options)}")
+        if options is None:
+            options = self.Options()
+        elif not isinstance(options, self.Options):
+            raise TypeError(f"algorithm {self.name!r} takes a {self.Options.__name__}, got {options!r}")
         self.ctx = ctx
+        self.options = options
+
+    def __getattr__(self, name: str) -> Any:
+        """Options read as attributes (``self.tau`` is ``self.options.tau``), after nn.Module's own."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            options = self.__dict__.get("options")
+            if options is not None and name in getattr(options, "__dataclass_fields__", {}):
+                return getattr(options, name)
+            raise
 
     def loss(self, model: Seq2SeqModel, batch: Batch, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -97,36 +129,31 @@ class Algorithm(nn.Module):
         return True
 
 
-ALGORITHMS: dict[str, type[Algorithm]] = {}
+#: the algorithms by name, each with its options dataclass
+ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm")
 
 
 def register(name: str) -> Callable[[type[Algorithm]], type[Algorithm]]:
+    """Class decorator: register an algorithm as ``name`` with its ``Options``."""
+
     def deco(cls: type[Algorithm]) -> type[Algorithm]:
-        if name in ALGORITHMS:
-            raise ValueError(f"algorithm {name!r} registered twice")
         cls.name = name
-        ALGORITHMS[name] = cls
-        return cls
+        return ALGORITHMS.add(name, cls, cls.Options)
+
     return deco
 
 
-#: modules outside seqlab.algorithms that register algorithms (imported on first use)
-PLUGIN_MODULES = ["seqlab.nat.algorithms", "seqlab.credit.algorithms"]
-
-
-def load_plugins() -> None:
-    import seqlab.algorithms  # noqa: F401  (fills the registry)
-    from seqlab.utils import import_plugins
-
-    import_plugins(PLUGIN_MODULES)
-
-
-def build_algorithm(name: str, ctx: AlgorithmContext, options: dict[str, Any] | None = None) -> Algorithm:
-    load_plugins()
-
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; choose from {sorted(ALGORITHMS)}")
+def build_algorithm(name: str, ctx: AlgorithmContext, options: Any = None) -> Algorithm:
+    """Algorithm ``name`` with ``options`` (a mapping, checked against its options dataclass, or the dataclass)."""
+    cls = ALGORITHMS.entry(name).obj
+    parsed = ALGORITHMS.parse_options(name, options, "algorithm.options")
     try:
-        return ALGORITHMS[name](ctx, **(options or {}))
+        return cls(ctx, parsed)
     except TypeError as e:
         raise ValueError(f"algorithm {name!r}: {e}") from e
+
+
+def display_name(algorithm: str) -> str:
+    """An algorithm's name in reports (its ``display_name``; the name itself for unknown names)."""
+    cls = ALGORITHMS.get(algorithm)
+    return (cls.display_name or algorithm) if cls is not None else algorithm

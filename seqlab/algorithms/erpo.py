@@ -7,10 +7,13 @@ same proposals and weighting rule as ``raml``); (task reward, alpha > 0, beta = 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 
-from seqlab.algorithms.base import AlgorithmContext, register
-from seqlab.algorithms.raml import PROPOSALS, ReweightedProposals
+from seqlab.algorithms.base import register
+from seqlab.algorithms.raml import PROPOSALS, ProposalOptions, ReweightedProposals
 from seqlab.erpo.weightings import erpo_log_target
 
 
@@ -24,23 +27,32 @@ def log_delta_reward(tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
                        torch.full((len(same),), float("-inf"), device=tokens.device))
 
 
+@dataclass
+class ERPOOptions(ProposalOptions):
+    alpha: float = 0.0
+    beta: float = 1.0
+    reward_scale: float = 1.0
+    PROPOSALS: ClassVar[tuple[str, ...]] = (*PROPOSALS, "model")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.alpha + self.beta <= 0:
+            raise ValueError("ERPO needs alpha + beta > 0")
+
+
 @register("erpo")
 class ERPO(ReweightedProposals):
     """Proposals: ``ngram`` (default, as RAML), ``hamming`` or ``model`` (K samples of p_θ, divided by their
     density p_θ: with beta = 0 this is SPG).  ``reward_scale`` multiplies the task reward."""
 
-    def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", alpha: float = 0.0, beta: float = 1.0,
-                 reward_scale: float = 1.0, **options):
-        super().__init__(ctx, reward="delta" if reward == "delta" else reward, **options)
-        self.alpha, self.beta, self.scale = alpha, beta, reward_scale
-        self.log_delta = reward == "delta"
-
-    @staticmethod
-    def proposals() -> tuple[str, ...]:
-        return (*PROPOSALS, "model")
+    Options = ERPOOptions
+    summary = "ERPO with (reward, alpha, beta) given directly: the general reweighted-proposal algorithm"
+    display_name = "ERPO"
 
     def reward(self, tokens, refs):
-        return log_delta_reward(tokens, refs) if self.log_delta else self.scale * super().reward(tokens, refs)
+        if self.options.reward == "delta":
+            return log_delta_reward(tokens, refs)
+        return self.options.reward_scale * super().reward(tokens, refs)
 
     def log_target(self, reward, log_p, lengths):
-        return erpo_log_target(log_p, reward, self.alpha, self.beta)
+        return erpo_log_target(log_p, reward, self.options.alpha, self.options.beta)

@@ -3,25 +3,38 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import Any
 
-from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, register
-from seqlab.erpo.engine import reference_tokens, weighted_sequence_loss
+from seqlab.algorithms.base import AlgorithmContext, register
+from seqlab.algorithms.sequence import Candidates, SequenceAlgorithm
 from seqlab.erpo.proposals import unigram_noise
 
 
+@dataclass
+class NoisingOptions:
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma is a probability, got {self.gamma}")
+
+
 @register("noising")
-class Noising(Algorithm):
-    def __init__(self, ctx: AlgorithmContext, gamma: float = 0.1):
-        super().__init__(ctx)
+class Noising(SequenceAlgorithm):
+    """Proposal: the reference with each token replaced by a unigram draw with probability gamma; weight 1."""
+
+    Options = NoisingOptions
+    summary = "data noising: target tokens replaced by unigram noise at rate gamma (Xie et al. 2017)"
+    display_name = "data noising"
+    breadth = 1
+    encode_first = False  # the noise is drawn before the encoder runs (its dropout draws come after)
+
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
         if ctx.unigram is None:
             raise ValueError("noising needs the target unigram distribution (the trainer provides it)")
-        self.gamma = gamma
         self.register_buffer("unigram", ctx.unigram.float().clone())
 
-    def loss(self, model, batch, progress: Progress):
-        prop = unigram_noise(batch.tgt, self.gamma, self.unigram)
-        loss = weighted_sequence_loss(model, model.encode(batch.src), prop.tokens, prop.group,
-                                      torch.ones(len(prop), device=batch.tgt.device), reference_tokens(batch.tgt),
-                                      label_smoothing=self.ctx.label_smoothing)
-        return loss, {}
+    def propose(self, model, batch, enc, progress=None) -> Candidates:
+        return Candidates.of(unigram_noise(batch.tgt, self.options.gamma, self.unigram))

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
-from seqlab.algorithms.base import AlgorithmContext, Progress, register
-from seqlab.algorithms.common import RewardAlgorithm
+from seqlab.algorithms.base import AlgorithmContext, register
+from seqlab.algorithms.sequence import Candidates, RewardAlgorithm, RewardOptions, Step, Weights
 from seqlab.data.vocab import PAD_ID
-from seqlab.erpo.engine import reference_tokens, sequence_log_prob, weighted_sequence_loss
-from seqlab.erpo.proposals import Proposal, hamming_edits, model_samples, ngram_replacement
+from seqlab.erpo.engine import reference_tokens
+from seqlab.erpo.proposals import hamming_edits, model_samples, ngram_replacement
 from seqlab.erpo.weightings import effective_sample_size, importance_weights
 
 PROPOSALS = ("ngram", "hamming")
@@ -53,75 +54,87 @@ class ReferenceWeightMonitor:
                           f"proposal_correction: exact on?  is tau too large for this reward?)", stacklevel=2)
 
 
+@dataclass
+class ProposalOptions(RewardOptions):
+    num_samples: int = 10
+    proposal: str = "ngram"
+    max_n: int = 4
+    max_edit_frac: float = 0.2
+    max_edits: int | None = None
+    proposal_correction: str = "auto"
+    #: the proposals this algorithm draws from
+    PROPOSALS: ClassVar[tuple[str, ...]] = PROPOSALS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.proposal not in self.PROPOSALS:
+            raise ValueError(f"proposal must be one of {self.PROPOSALS}, got {self.proposal!r}")
+        if self.proposal_correction not in CORRECTIONS:
+            raise ValueError(f"proposal_correction must be one of {CORRECTIONS}, got {self.proposal_correction!r}")
+        if self.proposal_correction == "exact" and self.proposal == "ngram":
+            raise ValueError("proposal_correction: exact needs a proposal with a known density (hamming or model); "
+                             "n-gram replacement's density is not tracked")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {self.num_samples}")
+
+
 class ReweightedProposals(RewardAlgorithm):
     """propose → score → self-normalised weights per source → the one loss.  Subclasses give
     :meth:`log_target`, the unnormalised log of the distribution the weights estimate."""
 
-    def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", num_samples: int = 10, proposal: str = "ngram",
-                 max_n: int = 4, max_edit_frac: float = 0.2, max_edits: int | None = None,
-                 proposal_correction: str = "auto"):
-        super().__init__(ctx, reward)
-        if proposal not in self.proposals():
-            raise ValueError(f"proposal must be one of {self.proposals()}, got {proposal!r}")
-        if proposal_correction not in CORRECTIONS:
-            raise ValueError(f"proposal_correction must be one of {CORRECTIONS}, got {proposal_correction!r}")
-        if proposal_correction == "exact" and proposal == "ngram":
-            raise ValueError("proposal_correction: exact needs a proposal with a known density (hamming or model); "
-                             "n-gram replacement's density is not tracked")
-        if proposal_correction == "exact" and proposal == "hamming":
+    Options = ProposalOptions
+    needs_log_p = True
+    breadth = 2
+
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        if self.options.proposal_correction == "exact" and self.options.proposal == "hamming":
             warnings.warn(f"{self.name}: proposal_correction: exact divides by the Hamming density, which falls by "
                           "≈ V per edit and hands nearly all weight to the most-edited sample on a real vocabulary "
                           "(README, 'Decisions the papers leave open')", stacklevel=2)
-        self.num_samples, self.proposal = num_samples, proposal
-        self.max_n, self.max_edit_frac, self.max_edits = max_n, max_edit_frac, max_edits
-        self.correction = proposal_correction
         self.monitor = ReferenceWeightMonitor(self.name)
-
-    @staticmethod
-    def proposals() -> tuple[str, ...]:
-        return PROPOSALS
 
     def divides_by_density(self) -> bool:
         """Model samples always need p/q (q = p_θ); edit proposals only when asked (``exact``)."""
-        return self.correction == "exact" or (self.correction == "auto" and self.proposal == "model")
+        o = self.options
+        return o.proposal_correction == "exact" or (o.proposal_correction == "auto" and o.proposal == "model")
 
-    def propose(self, model, batch, enc) -> Proposal:
-        tgt = batch.tgt
-        if self.proposal == "ngram":
-            return ngram_replacement(tgt, self.num_samples, self.ctx.vocab_size, self.max_n)
-        if self.proposal == "hamming":
-            return hamming_edits(tgt, self.num_samples, self.ctx.vocab_size, self.max_edit_frac, self.max_edits)
-        prop, _ = model_samples(model, batch.src, self.num_samples, enc=enc)
-        return prop
+    def propose(self, model, batch, enc, progress=None) -> Candidates:
+        o = self.options
+        if o.proposal == "ngram":
+            return Candidates.of(ngram_replacement(batch.tgt, o.num_samples, self.ctx.vocab_size, o.max_n))
+        if o.proposal == "hamming":
+            return Candidates.of(hamming_edits(batch.tgt, o.num_samples, self.ctx.vocab_size, o.max_edit_frac,
+                                               o.max_edits))
+        return Candidates.of(model_samples(model, batch.src, o.num_samples, enc=enc)[0])
 
     def log_target(self, reward: torch.Tensor, log_p: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, model, batch, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
-        enc = model.encode(batch.src)
-        prop = self.propose(model, batch, enc)
-        log_probs = model.token_log_probs(enc.select(prop.group), prop.tokens)
-        log_p = sequence_log_prob(log_probs, prop.tokens).detach()
-        reward = self.reward(prop.tokens, batch.tgt.index_select(0, prop.group))
-        w = self.weights(prop, reward, log_p)
-        loss = weighted_sequence_loss(model, enc, prop.tokens, prop.group, w, reference_tokens(batch.tgt),
-                                      log_probs=log_probs, label_smoothing=self.ctx.label_smoothing)
-        return loss, self.weight_stats(w, prop, reward)
+    def weigh(self, cand: Candidates, reward: torch.Tensor | None, log_p: torch.Tensor | None, step: Step
+              ) -> Weights:
+        w = self.weights(cand, reward, log_p)
+        return Weights(w, reference_tokens(step.batch.tgt), stats=self.weight_stats(w, cand, reward))
 
-    def weights(self, prop: Proposal, reward: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    def weights(self, cand: Candidates, reward: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         """Self-normalised weights per source of the proposals [N] from their rewards and log p_θ."""
-        lengths = prop.tokens.ne(PAD_ID).sum(1)  # tokens scored, EOS included
-        log_q = prop.log_q if self.divides_by_density() else None
-        return importance_weights(self.log_target(reward, log_p, lengths), log_q, prop.group)
+        lengths = cand.tokens.ne(PAD_ID).sum(1)  # tokens scored, EOS included
+        log_q = cand.log_q if self.divides_by_density() else None
+        return importance_weights(self.log_target(reward, log_p, lengths), log_q, cand.group)
 
-    def weight_stats(self, w: torch.Tensor, prop: Proposal, reward: torch.Tensor) -> dict[str, float]:
+    def weight_stats(self, w: torch.Tensor, cand: Candidates, reward: torch.Tensor) -> dict[str, float]:
         finite = torch.isfinite(reward)
-        stats = {"effective_samples": float(effective_sample_size(w, prop.group).mean()),
+        stats = {"effective_samples": float(effective_sample_size(w, cand.group).mean()),
                  "reward": float(reward[finite].mean()) if bool(finite.any()) else 0.0}
-        if prop.is_reference is not None and bool(prop.is_reference.any()):
-            stats["weight_on_reference"] = float(w[prop.is_reference].mean())
+        if cand.is_reference is not None and bool(cand.is_reference.any()):
+            stats["weight_on_reference"] = float(w[cand.is_reference].mean())
             self.monitor.update(stats["weight_on_reference"])
         return stats
+
+
+@dataclass
+class RAMLOptions(ProposalOptions):
+    tau: float = 0.4
 
 
 @register("raml")
@@ -130,12 +143,21 @@ class RAML(ReweightedProposals):
     (Texar's RAML example): 10 samples per source including the reference, n-gram replacement proposals
     (one n-gram, n ~ U{1..min(m−1, 4)}, never the final token), sentence BLEU, τ = 0.4."""
 
-    def __init__(self, ctx: AlgorithmContext, tau: float = 0.4, **options: Any):
-        super().__init__(ctx, **options)
-        self.tau = tau
+    Options = RAMLOptions
+    summary = "reward-augmented ML: n-gram replacements of the reference weighted by exp(R/tau) (Norouzi et al. 2016)"
+    display_name = "RAML"
 
     def log_target(self, reward, log_p, lengths):
-        return reward / self.tau
+        return reward / self.options.tau
+
+
+@dataclass
+class AlphaDiMTOptions(ProposalOptions):
+    reward: str = "neg_hamming"
+    proposal: str = "hamming"
+    alpha: float | dict = 0.5
+    tau: float = 3.0
+    length_normalize: bool = True
 
 
 @register("alpha_dimt")
@@ -145,25 +167,27 @@ class AlphaDiMT(ReweightedProposals):
     Hamming proposals with e ~ U{0..⌊0.2 m⌋} (proposal weights ≡ 1), α = 0.5, p_θ length-normalised
     (the geometric mean of the token probabilities, ``length_normalize``)."""
 
-    def __init__(self, ctx: AlgorithmContext, alpha: float | dict = 0.5, reward: str = "neg_hamming",
-                 tau: float = 3.0, proposal: str = "hamming", length_normalize: bool = True, **options: Any):
-        super().__init__(ctx, reward=reward, proposal=proposal, **options)
-        self.tau = tau
+    Options = AlphaDiMTOptions
+    summary = "alpha-divergence training: Hamming edits weighted by p^alpha exp(R/tau)^(1-alpha)"
+    display_name = "α-DiMT"
+
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
         from seqlab.erpo.schedules import make_schedule
 
-        self.alpha_schedule = make_schedule(alpha)
-        self.length_normalize = length_normalize
+        self.alpha_schedule = make_schedule(self.options.alpha)
         self._alpha = float(self.alpha_schedule.value(0, 0))
 
     def schedules(self):
         return {"alpha": self.alpha_schedule}
 
     def log_target(self, reward, log_p, lengths):
-        if self.length_normalize:
+        if self.options.length_normalize:
             log_p = log_p / lengths.clamp(min=1).to(log_p.dtype)
-        return self._alpha * log_p + (1.0 - self._alpha) * reward / self.tau
+        return self._alpha * log_p + (1.0 - self._alpha) * reward / self.options.tau
 
-    def loss(self, model, batch, progress: Progress):
-        self._alpha = float(self.alpha_schedule.value(progress.step, progress.epoch))
-        loss, stats = super().loss(model, batch, progress)
-        return loss, {**stats, "alpha": self._alpha}
+    def weigh(self, cand, reward, log_p, step):
+        self._alpha = float(self.alpha_schedule.value(step.progress.step, step.progress.epoch))
+        w = super().weigh(cand, reward, log_p, step)
+        w.stats["alpha"] = self._alpha
+        return w

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -35,14 +37,32 @@ def budget_decay_k(total_steps: int | None) -> float:
     return (lo + hi) / 2
 
 
+@dataclass
+class ScheduledSamplingOptions:
+    k: float | None = None
+    truth_prob: float | dict | None = None
+    sample: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k is not None and self.k <= 0:
+            raise ValueError(f"k must be positive (or null: fitted to the step budget), got {self.k}")
+
+
 @register("scheduled_sampling")
 class ScheduledSampling(Algorithm):
-    def __init__(self, ctx: AlgorithmContext, k: float | None = None, truth_prob: float | dict | None = None,
-                 sample: bool = True):
-        super().__init__(ctx)
-        self.k = k
+    """Decoder inputs from the model with probability 1 - truth_prob; the loss still targets y*."""
+
+    Options = ScheduledSamplingOptions
+    summary = "scheduled sampling: model tokens as decoder inputs, targets from the data"
+    display_name = "scheduled sampling"
+    breadth = 1
+    annealed = True
+
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        truth_prob = self.options.truth_prob
         self.truth_schedule = make_schedule(truth_prob) if truth_prob is not None else None
-        self.sample_tokens = sample
+        self.sample_tokens = self.options.sample
 
     def truth_prob(self, progress: Progress) -> float:
         """P(the decoder input is the ground truth) at this point of training."""

@@ -27,29 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqlab.compare.runner import EXTRA_DIR, START_DIR
+from seqlab.compare.layout import EXTRA_DIR, START_DIR
 from seqlab.compare.score import read_scores
 
-#: exploration breadth of each algorithm (the x axis of ERPO Figure 1): how far from the data its
-#: training targets reach.  MLE sees only y*; noising perturbs y*; RAML / alpha-DiMT sample y*'s
-#: reward-weighted neighbourhood; interpolation / MIXER mix data, reward draws and model samples; SPG
-#: reweights model samples toward the reward; PG learns from the model's samples alone.
-BREADTH: dict[str, float] = {
-    "mle": 0,
-    "noising": 1,
-    "scheduled_sampling": 1,
-    "raml": 2,
-    "alpha_dimt": 2,
-    "erpo": 2,
-    "vaml": 2,
-    "interpolation": 3,
-    "mixer": 3,
-    "mixer_anneal": 3,
-    "spg": 4,
-    "pg": 5,
-    "ac": 5,
-    "erac": 5,
-}
+#: the x axis of ERPO Figure 1: how far from the data an algorithm's training targets reach (its class attribute
+#: ``breadth``: MLE sees only y*; noising perturbs y*; RAML / alpha-DiMT sample y*'s reward-weighted neighbourhood;
+#: interpolation / MIXER mix data, reward draws and model samples; SPG reweights model samples toward the reward;
+#: PG learns from the model's samples alone)
 BREADTH_LABELS = [
     "data y*",
     "perturbed data",
@@ -58,21 +42,31 @@ BREADTH_LABELS = [
     "model samples\ntilted to reward",
     "model samples",
 ]
-#: algorithms that move along the axis during training (drawn as an arrow from MLE to where they end)
-ANNEALED = {"interpolation", "mixer", "mixer_anneal", "scheduled_sampling"}
-DISPLAY = {
-    "mle": "MLE",
-    "raml": "RAML",
-    "mixer": "MIXER",
-    "mixer_anneal": "MIXER-alike anneal",
-    "pg": "self-critic (PG)",
-    "spg": "SPG",
-    "scheduled_sampling": "scheduled sampling",
-    "interpolation": "interpolation",
-    "noising": "data noising",
-    "alpha_dimt": "α-DiMT",
-    "erpo": "ERPO",
-}
+
+
+def _algorithm_class(algorithm: str) -> Any:
+    from seqlab.algorithms.base import ALGORITHMS
+
+    return ALGORITHMS.get(algorithm)
+
+
+def breadth(algorithm: str) -> float | None:
+    """Where an algorithm sits on the exploration-breadth axis (its ``breadth``; None: not placed)."""
+    cls = _algorithm_class(algorithm)
+    return None if cls is None else cls.breadth
+
+
+def annealed(algorithm: str) -> bool:
+    """Whether an algorithm moves along the axis during training (drawn as an arrow from MLE to where it ends)."""
+    cls = _algorithm_class(algorithm)
+    return bool(cls is not None and cls.annealed)
+
+
+def display_name(name: str) -> str:
+    """An algorithm's name in the report (its ``display_name``); other labels as they are."""
+    from seqlab.algorithms.base import display_name as algorithm_display_name
+
+    return algorithm_display_name(name)
 
 
 @dataclass
@@ -277,7 +271,7 @@ def holm_adjust(tests: dict[str, dict[str, Any]]) -> None:
 
 # ---------------------------------------------------------------------------------------------- figures
 def _display(label: str, algorithm: str) -> str:
-    return DISPLAY.get(label, label if label != algorithm else DISPLAY.get(algorithm, algorithm))
+    return display_name(label) if label == algorithm or _algorithm_class(label) is not None else label
 
 
 def plot_curves(records: dict[str, list[RunRecord]], metric: str, path: Path, start: float | None = None) -> Path:
@@ -336,10 +330,11 @@ def plot_space(records: dict[str, list[RunRecord]], stats: dict[str, Stats], met
     import matplotlib.pyplot as plt
     from matplotlib.patches import Ellipse
 
-    other = max(BREADTH.values()) + 1
+    other = len(BREADTH_LABELS)
     placed: dict[float, list[str]] = {}
     for label, runs in records.items():
-        placed.setdefault(BREADTH.get(runs[0].algorithm, other), []).append(label)
+        x = breadth(runs[0].algorithm)
+        placed.setdefault(other if x is None else x, []).append(label)
     n_pos = int(max(placed)) + 1 if placed else 1
     n_pos = max(n_pos, len(BREADTH_LABELS))
     names = [BREADTH_LABELS[t] if t < len(BREADTH_LABELS) else "other" for t in range(n_pos)]
@@ -384,7 +379,7 @@ def plot_space(records: dict[str, list[RunRecord]], stats: dict[str, Stats], met
                 continue
             xx = x + (j - (len(labels) - 1) / 2) * 0.25
             color = f"C{list(records).index(label) % 10}"
-            if runs[0].algorithm in ANNEALED and x > 0:
+            if annealed(runs[0].algorithm) and x > 0:
                 ax.annotate(
                     "",
                     xy=(xx, st.mean),
@@ -550,7 +545,7 @@ def _evaluate_set(records: dict[str, list[RunRecord]], es: EvalSet, baseline: st
 def _rows(records: dict[str, list[RunRecord]], metrics: list[str], es: EvalSet,
           baseline: str) -> tuple[list[str], list[list[str]]]:
     primary = metrics[0]
-    base_name = DISPLAY.get(baseline, baseline) + (" (continued)" if baseline == "mle" else "")
+    base_name = display_name(baseline) + (" (continued)" if baseline == "mle" else "")
     head = ["algorithm", "runs (n)"]
     for m in metrics:
         head += [f"{m} mean ± std", f"{m} min", f"{m} max"]
@@ -590,7 +585,7 @@ def _significant(records: dict[str, list[RunRecord]], es: EvalSet, baseline: str
 
     parts = []
     if es.vs_baseline:
-        parts.append(f"against {DISPLAY.get(baseline, baseline)} ({len(es.vs_baseline)} tests): "
+        parts.append(f"against {display_name(baseline)} ({len(es.vs_baseline)} tests): "
                      f"{names(es.vs_baseline)}")
     if es.vs_start:
         parts.append(f"against the starting checkpoint ({len(es.vs_start)} tests): {names(es.vs_start)}")
@@ -801,7 +796,7 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         f"p (Holm): two-sided p-values adjusted with Holm's step-down method over the tests of their column (one "
         f"family per column and test set); * marks significance at {ALPHA} after the adjustment. summary.json "
         "also holds the raw p-values.",
-        f"{DISPLAY.get(baseline, baseline)} continues maximum-likelihood training from the shared checkpoint for "
+        f"{display_name(baseline)} continues maximum-likelihood training from the shared checkpoint for "
         "the same budget, so every row has seen the same number of updates.",
     ]
     for es in eval_sets:

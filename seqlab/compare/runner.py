@@ -9,8 +9,8 @@ Layout of a comparison directory ``DIR``::
     DIR/test.refs.json        the test references (for paired bootstrap in the report)
     DIR/report/               report.md, report.html and the PNG figures (step 3)
 
-Every run is a subprocess ``python -m seqlab.compare train --config DIR/task.yaml ...`` (``seqlab train``
-with the task plugins of :mod:`seqlab.tasks` registered); a run whose
+Every run is a subprocess ``python -m seqlab.compare train --config DIR/task.yaml ...`` (``seqlab train``; it
+inherits ``$SEQLAB_PLUGINS``, so plugins named by ``seqlab --plugin`` register there too); a run whose
 ``results.json`` exists is skipped, an interrupted one resumes from its ``checkpoint_last.pt``.  With GPUs
 a small scheduler keeps ``runs_per_gpu`` runs (default one) on each GPU (``CUDA_VISIBLE_DEVICES``); without
 GPUs, runs go in sequence.
@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from seqlab.compare.layout import EXTRA_DIR, START_DIR, parse_extra_test  # noqa: F401  (seqlab.compare.cli)
 from seqlab.config import (
     Config,
     ConfigError,
@@ -117,20 +118,10 @@ class CompareSpec:
 
 
 def algorithm_options(algorithm: str) -> set[str]:
-    """The option names a registered algorithm accepts (the keyword parameters along its class hierarchy)."""
-    import inspect
+    """The option names a registered algorithm accepts (the fields of its options dataclass)."""
+    from seqlab.algorithms.base import ALGORITHMS
 
-    from seqlab.algorithms.base import ALGORITHMS, load_plugins
-
-    load_plugins()
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {algorithm!r}; choose from {sorted(ALGORITHMS)}")
-    names: set[str] = set()
-    for cls in ALGORITHMS[algorithm].__mro__:
-        if "__init__" in vars(cls):
-            params = inspect.signature(cls.__init__).parameters.values()
-            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return names - {"self", "ctx"}
+    return set(ALGORITHMS.option_names(algorithm) or ())
 
 
 def uses_reward(algorithm: str) -> bool:
@@ -317,9 +308,8 @@ def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
 
 # ---------------------------------------------------------------------------------------------- schedules
 def _declares_schedules(algorithm: str) -> bool:
-    from seqlab.algorithms.base import ALGORITHMS, Algorithm, load_plugins
+    from seqlab.algorithms.base import ALGORITHMS, Algorithm
 
-    load_plugins()
     cls = ALGORITHMS.get(algorithm)
     return cls is not None and cls.schedules is not Algorithm.schedules
 
@@ -333,12 +323,11 @@ def check_schedules(config: str, runs: Sequence[Run], tokenizers: Path, echo: Ca
     import numpy as np
     import torch
 
-    import seqlab.tasks  # noqa: F401  (registration)
     from seqlab.algorithms.base import AlgorithmContext, build_algorithm
     from seqlab.data.batching import TokenBatchSampler, encode_corpus
-    from seqlab.data.tasks import load_task
     from seqlab.erpo.budget import check_schedule_budget
     from seqlab.models import build_model
+    from seqlab.tasks import load_task
 
     stages: dict[str, dict[str, int]] = {}
     seen: set[str] = set()
@@ -383,26 +372,6 @@ def check_schedules(config: str, runs: Sequence[Run], tokenizers: Path, echo: Ca
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-START_DIR = "start"  # OUT/start: the shared checkpoint's test (and extra test) outputs and scores
-EXTRA_DIR = "extra"  # run_dir/extra: a run's best checkpoint on the extra test sets
-
-
-def parse_extra_test(item: str) -> tuple[str, list[str]]:
-    """``NAME=SRC,REF`` -> (NAME, [SRC, REF]) with absolute paths; the files must exist."""
-    import re
-
-    name, _, files = item.partition("=")
-    name, paths = name.strip(), [f.strip() for f in files.split(",")]
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) or len(paths) != 2 or not all(paths):
-        raise ConfigError(f"--extra-test {item!r}: expected NAME=SRC,REF (NAME of letters, digits, _ and -)")
-    if name in ("test", "valid", "train"):
-        raise ConfigError(f"--extra-test {item!r}: {name!r} names a split of the task; choose another name")
-    for path in paths:
-        if not Path(path).is_file():
-            raise ConfigError(f"--extra-test {name}: no file {path}")
-    return name, [str(Path(p).resolve()) for p in paths]
-
-
 def _extra_args(spec: CompareSpec) -> list[str]:
     return [a for name, (src, ref) in spec.extra_tests.items() for a in ("--extra-test", f"{name}={src},{ref}")]
 
@@ -490,8 +459,8 @@ GPU_SHARE_HEADROOM = 0.95
 
 
 def train_command(config: str, run: Run) -> list[str]:
-    """``python -m seqlab.compare train ...``: ``seqlab train`` with the task plugins of seqlab.tasks loaded
-    (``python -m seqlab.compare score ...`` for a scoring job)."""
+    """``python -m seqlab.compare train ...``: ``seqlab train`` (``python -m seqlab.compare score ...`` for a
+    scoring job); the subprocess inherits ``$SEQLAB_PLUGINS``."""
     if run.kind == "score":
         return [sys.executable, "-m", "seqlab.compare", "score", *run.args]
     return [sys.executable, "-m", "seqlab.compare", "train", "--config", config, *run.overrides]
@@ -700,8 +669,7 @@ def check_start_weights(path: str | Path) -> None:
 
 def write_test_references(out: Path, cfg: Config) -> Path:
     """Dump the test split's sources' references (list of lists) for the report's bootstrap tests."""
-    import seqlab.tasks  # noqa: F401  (registration)
-    from seqlab.data.tasks import load_task
+    from seqlab.tasks import load_task
 
     path = out / "test.refs.json"
     if path.exists():
@@ -743,8 +711,7 @@ def run_compare(
     check_runs(config, ([pre] if pre else []) + runs)
     tokenizers = tokenizer_source(out, spec.init_from)
     if pre is not None and not (tokenizers / "src").is_dir():  # the pre-training's own, built now, used by it
-        import seqlab.tasks  # noqa: F401  (registration)
-        from seqlab.data.tasks import load_task
+        from seqlab.tasks import load_task
 
         pre_cfg = load_config(config, pre.overrides)
         load_task(pre_cfg.task.name, pre_cfg.task.options, tokenizers)

@@ -57,7 +57,7 @@ def score_checkpoint(checkpoint: str | Path, config: str | Path, tokenizers: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seqlab.compare.runner import parse_extra_test
+    from seqlab.compare.layout import parse_extra_test
 
     ap = argparse.ArgumentParser(prog="python -m seqlab.compare score", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -22,12 +22,14 @@ phases can also be split across runs.  Every actor update goes through the one l
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, register
+from seqlab.algorithms.sequence import RewardOptions
 from seqlab.credit.critic import ReferenceCritic, frozen_copy, load_critic_state, soft_update
 from seqlab.credit.targets import (
     action_rewards,
@@ -69,36 +71,54 @@ def _source_vocab_size(ctx: AlgorithmContext) -> int | None:
 VALID_SEED = 1234
 
 
+@dataclass
+class CreditOptions(RewardOptions):
+    scale_by_length: bool = True
+    reward_scale: float = 1.0
+    critic_arch: str = "transformer"
+    critic_options: dict[str, Any] | None = None
+    critic_reads_source: bool = False
+    source_vocab_size: int | None = None
+    critic_from: str | None = None
+    critic_lr_scale: float = 1.0
+    critic_head_init: float = 0.0
+    critic_patience: int | None = 3
+    critic_eval_every: int = 100
+    critic_eval_max_examples: int | None = 500
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.critic_patience is not None and self.critic_patience < 1:
+            raise ValueError(f"critic_patience must be >= 1 or null, got {self.critic_patience}")
+        if self.critic_eval_every < 1:
+            raise ValueError(f"critic_eval_every must be >= 1, got {self.critic_eval_every}")
+
+
 class CreditAlgorithm(Algorithm):
     """Shared parts: the reference-conditioned critic, token rewards, phase bookkeeping, and the critic-only
     phase that ends when the critic's validation TD error stops improving (or at its step cap)."""
 
+    Options = CreditOptions
     has_unused_parameters = True
     critic_only_phases: tuple[int, ...] = ()
 
-    def __init__(self, ctx: AlgorithmContext, reward: str = "bleu", scale_by_length: bool = True,
-                 reward_scale: float = 1.0, critic_arch: str = "transformer",
-                 critic_options: dict[str, Any] | None = None, critic_reads_source: bool = False,
-                 source_vocab_size: int | None = None, critic_from: str | None = None,
-                 critic_lr_scale: float = 1.0, critic_head_init: float = 0.0, critic_patience: int | None = 3,
-                 critic_eval_every: int = 100, critic_eval_max_examples: int | None = 500):
-        super().__init__(ctx)
-        self.critic_lr_scale = critic_lr_scale  # critic-only phase; the paper pre-trains at 1e-3
-        if critic_reads_source and source_vocab_size is None:
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        o = self.options
+        self.critic_lr_scale = o.critic_lr_scale  # critic-only phase; the paper pre-trains at 1e-3
+        source_vocab_size = o.source_vocab_size
+        if o.critic_reads_source and source_vocab_size is None:
             source_vocab_size = _source_vocab_size(ctx)
-        self.critic = ReferenceCritic.build(ctx.vocab_size, critic_arch, critic_options, critic_reads_source,
-                                            source_vocab_size, head_init=critic_head_init)
-        if critic_from:
-            self.critic.load_state_dict(load_critic_state(critic_from))
-        self.reward_fn: Any = reward  # a registered name or a callable (hyp, ref) -> [N]
-        self.scale_by_length, self.reward_scale = scale_by_length, reward_scale
-        self.critic_from = critic_from
-        if critic_patience is not None and critic_patience < 1:
-            raise ValueError(f"critic_patience must be >= 1 or null, got {critic_patience}")
-        if critic_eval_every < 1:
-            raise ValueError(f"critic_eval_every must be >= 1, got {critic_eval_every}")
-        self.critic_patience, self.critic_eval_every = critic_patience, critic_eval_every
-        self.critic_eval_max_examples = critic_eval_max_examples
+        self.critic = ReferenceCritic.build(ctx.vocab_size, o.critic_arch, self.critic_settings(),
+                                            o.critic_reads_source, source_vocab_size, head_init=o.critic_head_init)
+        if o.critic_from:
+            self.critic.load_state_dict(load_critic_state(o.critic_from))
+        self.reward_fn: Any = o.reward  # a registered name or a callable (hyp, ref) -> [N]
+        self.scale_by_length, self.reward_scale = o.scale_by_length, o.reward_scale
+        self.critic_from = o.critic_from
+        self.critic_patience, self.critic_eval_every = o.critic_patience, o.critic_eval_every
+        self.critic_eval_max_examples = o.critic_eval_max_examples
+        critic_patience = o.critic_patience
         # the best critic by validation TD error, restored when the critic-only phase ends
         self.best_critic = frozen_copy(self.critic) if critic_patience is not None else None
         self.register_buffer("phase", torch.zeros((), dtype=torch.long))
@@ -106,6 +126,10 @@ class CreditAlgorithm(Algorithm):
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("best_valid_td", torch.full((), float("inf")))
         self.register_buffer("bad_valid_evals", torch.zeros((), dtype=torch.long))
+
+    def critic_settings(self) -> dict[str, Any] | None:
+        """The critic model's options (``critic_options``)."""
+        return self.options.critic_options
 
     # ------------------------------------------------------------------ the critic-only phase
     critic_start = 0  # first step of the critic-only phase
@@ -212,6 +236,23 @@ class CreditAlgorithm(Algorithm):
 
 
 # --------------------------------------------------------------------------- VAML
+@dataclass
+class VAMLOptions(CreditOptions):
+    tau: float = 0.4
+    kappa: float = 0.2
+    num_samples: int = 5
+    max_n: int = 4
+    q_steps: int = 0
+    weight_tau: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tau <= 0:
+            raise ValueError("vaml needs tau > 0")
+        if not 0.0 <= self.kappa <= 1.0:
+            raise ValueError(f"kappa is a probability, got {self.kappa}")
+
+
 @register("vaml")
 class VAML(CreditAlgorithm):
     """Value-augmented maximum likelihood.
@@ -224,15 +265,16 @@ class VAML(CreditAlgorithm):
     self-normalised RAML weight softmax(return / weight_tau) over the samples of its source (return = sum of
     the scaled token rewards)."""
 
+    Options = VAMLOptions
+    summary = "value-augmented ML: a critic's soft-Q targets on n-gram replacements (Dai et al. 2018)"
+    breadth = 2
     critic_only_phases = (Q_LEARNING,)
 
-    def __init__(self, ctx: AlgorithmContext, tau: float = 0.4, kappa: float = 0.2, num_samples: int = 5,
-                 max_n: int = 4, q_steps: int = 0, weight_tau: float | None = None, **options: Any):
-        super().__init__(ctx, **options)
-        if tau <= 0:
-            raise ValueError("vaml needs tau > 0")
-        if not 0.0 <= kappa <= 1.0:
-            raise ValueError(f"kappa is a probability, got {kappa}")
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        o = self.options
+        tau, kappa, num_samples, max_n, q_steps, weight_tau = (o.tau, o.kappa, o.num_samples, o.max_n, o.q_steps,
+                                                               o.weight_tau)
         if q_steps <= 0 and not self.critic_from:
             warnings.warn("vaml with q_steps=0 and no critic_from trains the model towards an untrained "
                           "Q-network", stacklevel=2)
@@ -286,6 +328,40 @@ class VAML(CreditAlgorithm):
 
 
 # --------------------------------------------------------------------------- AC / ERAC
+@dataclass
+class ERACOptions(CreditOptions):
+    tau: float = 0.04
+    future_entropy: bool = True
+    target_beta: float = 0.001
+    target_network: bool = True
+    var_weight: float = 0.001
+    var_reduction: str = "mean"
+    mle_weight: float = 0.1
+    num_samples: int = 1
+    actor_pretrain_steps: int = 0
+    critic_pretrain_steps: int = 0
+    critic_weight: float = 1.0
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    other_actions_weight: float = 0.0
+    joint_critic_lr_scale: float = 1.0
+    joint_adam_beta1: float | None = 0.0
+    label_smoothing: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.other_actions_weight < 0:
+            raise ValueError(f"other_actions_weight must be >= 0, got {self.other_actions_weight}")
+        if self.tau < 0:
+            raise ValueError("tau must be >= 0")
+        if not 0.0 < self.target_beta <= 1.0:
+            raise ValueError(f"target_beta must be in (0, 1], got {self.target_beta}")
+        if self.var_reduction not in ("mean", "sum"):
+            raise ValueError(f"var_reduction must be 'mean' or 'sum', got {self.var_reduction!r}")
+        if self.joint_adam_beta1 is not None and not 0.0 <= self.joint_adam_beta1 < 1.0:
+            raise ValueError(f"joint_adam_beta1 must be in [0, 1) or null, got {self.joint_adam_beta1}")
+
+
 @register("erac")
 class ERAC(CreditAlgorithm):
     """Entropy-regularised actor-critic.
@@ -307,32 +383,24 @@ class ERAC(CreditAlgorithm):
     (dropout-free) pass of the actor.
     """
 
+    Options = ERACOptions
+    summary = "entropy-regularised actor-critic (Dai et al. 2018)"
+    breadth = 5
     critic_only_phases = (CRITIC,)
     # with the tied-head critic, AC and ERAC collapsed at lr 1e-4 within 100 joint steps on Multi30k (greedy
     # validation BLEU 40 -> 0.7-5.3, every seed, BENCHMARKS.md)
     max_finetune_lr = 5e-5
 
-    def __init__(self, ctx: AlgorithmContext, tau: float = 0.04, future_entropy: bool = True,
-                 target_beta: float = 0.001, target_network: bool = True, var_weight: float = 0.001,
-                 var_reduction: str = "mean", mle_weight: float = 0.1, num_samples: int = 1,
-                 actor_pretrain_steps: int = 0, critic_pretrain_steps: int = 0, critic_weight: float = 1.0,
-                 max_len_a: float = 1.5, max_len_b: int = 10, other_actions_weight: float = 0.0,
-                 joint_critic_lr_scale: float = 1.0, joint_adam_beta1: float | None = 0.0,
-                 label_smoothing: float | None = None, critic_options: dict[str, Any] | None = None,
-                 **options: Any):
-        critic_options = {"dropout": 0.0, **(critic_options or {})}  # the authors' critic has no dropout
-        super().__init__(ctx, critic_options=critic_options, **options)
-        if other_actions_weight < 0:
-            raise ValueError(f"other_actions_weight must be >= 0, got {other_actions_weight}")
-        self.other_actions_weight = other_actions_weight
-        if tau < 0:
-            raise ValueError("tau must be >= 0")
-        if not 0.0 < target_beta <= 1.0:
-            raise ValueError(f"target_beta must be in (0, 1], got {target_beta}")
-        if var_reduction not in ("mean", "sum"):
-            raise ValueError(f"var_reduction must be 'mean' or 'sum', got {var_reduction!r}")
-        if joint_adam_beta1 is not None and not 0.0 <= joint_adam_beta1 < 1.0:
-            raise ValueError(f"joint_adam_beta1 must be in [0, 1) or null, got {joint_adam_beta1}")
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        o = self.options
+        tau, future_entropy, target_beta, target_network = o.tau, o.future_entropy, o.target_beta, o.target_network
+        var_weight, var_reduction, mle_weight, num_samples = o.var_weight, o.var_reduction, o.mle_weight, o.num_samples
+        actor_pretrain_steps, critic_pretrain_steps = o.actor_pretrain_steps, o.critic_pretrain_steps
+        critic_weight, max_len_a, max_len_b = o.critic_weight, o.max_len_a, o.max_len_b
+        joint_critic_lr_scale, joint_adam_beta1, label_smoothing = (o.joint_critic_lr_scale, o.joint_adam_beta1,
+                                                                    o.label_smoothing)
+        self.other_actions_weight = o.other_actions_weight
         self.tau, self.future_entropy = tau, future_entropy
         self.target_beta, self.target_network = target_beta, target_network
         self.var_weight, self.var_reduction, self.mle_weight = var_weight, var_reduction, mle_weight
@@ -344,6 +412,9 @@ class ERAC(CreditAlgorithm):
         self.label_smoothing = ctx.label_smoothing if label_smoothing is None else label_smoothing
         self.target_critic = frozen_copy(self.critic) if target_network else None
         self.phase.fill_(self.phase_at(0))
+
+    def critic_settings(self) -> dict[str, Any]:
+        return {"dropout": 0.0, **(self.options.critic_options or {})}  # the authors' critic has no dropout
 
     def phase_at(self, step: int) -> int:
         if step < self.actor_pretrain_steps:
@@ -452,11 +523,19 @@ class ERAC(CreditAlgorithm):
             soft_update(self.target_critic, self.critic, self.target_beta)
 
 
+@dataclass
+class ACOptions(ERACOptions):
+    tau: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tau != 0.0:
+            raise ValueError("ac is erac with tau = 0; use erac for tau > 0")
+
+
 @register("ac")
 class AC(ERAC):
     """Actor-critic (Bahdanau et al. 2017 in the ERAC code path): ERAC with tau = 0."""
 
-    def __init__(self, ctx: AlgorithmContext, **options: Any):
-        if options.pop("tau", 0.0) != 0.0:
-            raise ValueError("ac is erac with tau = 0; use erac for tau > 0")
-        super().__init__(ctx, tau=0.0, **options)
+    Options = ACOptions
+    summary = "actor-critic (Bahdanau et al. 2017): ERAC with tau = 0"

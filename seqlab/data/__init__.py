@@ -1,4 +1,4 @@
-"""Data: corpora readers, tokenizers, tasks, and length-bucketed batching."""
+"""Data: corpora readers, tokenizers and length-bucketed batching (tasks: :mod:`seqlab.tasks`)."""
 
 from seqlab.data.batching import (
     Batch,
@@ -19,7 +19,6 @@ from seqlab.data.corpus import (
     write_parallel,
 )
 from seqlab.data.errors import DataError, DataWarning
-from seqlab.data.tasks import TASKS, TaskData, load_task, register_task
 from seqlab.data.tokenizers import (
     CharTokenizer,
     SentencePieceTokenizer,
@@ -31,10 +30,9 @@ from seqlab.data.tokenizers import (
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 __all__ = [
-    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "TASKS", "Batch", "CharTokenizer", "Corpus",
+    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "Batch", "CharTokenizer", "Corpus",
     "DataError", "DataWarning", "EncodedCorpus", "RaggedIds", "SentencePieceTokenizer", "SymbolTokenizer",
-    "TaskData",
     "TokenBatchSampler", "Tokenizer", "build_tokenizers", "collate", "encode_corpus", "iterate_batches",
-    "load_task", "load_tokenizer", "read_corpus", "read_jsonl", "read_lines", "read_parallel", "read_tsv",
-    "register_task", "write_parallel",
+    "load_tokenizer", "read_corpus", "read_jsonl", "read_lines", "read_parallel", "read_tsv",
+    "write_parallel",
 ]

@@ -1,50 +1,42 @@
-"""Models behind one protocol (:class:`seqlab.models.base.Seq2SeqModel`) and a registry by name."""
+"""Models behind one protocol (:class:`seqlab.models.base.Seq2SeqModel`) and a registry by name
+(:data:`MODELS`: each architecture with its config dataclass, whose fields are ``model.options``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from seqlab.models.base import Encoded, Seq2SeqModel, shift_right
 from seqlab.models.lstm import AttentionalLSTM, LSTMConfig
 from seqlab.models.transformer import Transformer, TransformerConfig
+from seqlab.registry import Registry, load_plugins
 
-MODELS: dict[str, tuple[type, type]] = {
-    "transformer": (Transformer, TransformerConfig),
-    "lstm": (AttentionalLSTM, LSTMConfig),
-}
+#: the architectures by name, each registered with its config dataclass (the options, plus the vocabulary sizes)
+MODELS: Registry[type] = Registry("model", "model architecture")
+#: config fields that the task sets, not ``model.options``
+VOCAB_FIELDS = ("src_vocab_size", "tgt_vocab_size")
 
 
 def register_model(name: str, config_cls: type) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        MODELS[name] = (cls, config_cls)
-        return cls
-    return deco
+    """Class decorator: register architecture ``name``, built as ``cls(config_cls(src_vocab_size=...,
+    tgt_vocab_size=..., **model.options))``."""
+    return MODELS.register(name, config_cls)
 
 
-#: modules that register further architectures (NAT / DAT, the captioning NIC), imported on first need
-MODEL_PLUGIN_MODULES = ["seqlab.nat.models", "seqlab.models.captioning", "seqlab.hf.model"]
+register_model("transformer", TransformerConfig)(Transformer)
+register_model("lstm", LSTMConfig)(AttentionalLSTM)
 
 
 def load_model_plugins() -> None:
-    from seqlab.utils import import_plugins
-
-    import_plugins(MODEL_PLUGIN_MODULES)
+    """Import the modules that register further architectures (kept for old callers: every registry read does)."""
+    load_plugins()
 
 
 def build_model(arch: str, src_vocab_size: int, tgt_vocab_size: int, **options: Any) -> Seq2SeqModel:
-    """Build a model by architecture name; unknown options raise a clear error."""
-    if arch not in MODELS:
-        load_model_plugins()
-    if arch not in MODELS:
-        raise ValueError(f"unknown model architecture {arch!r}; choose from {sorted(MODELS)}")
-    cls, cfg_cls = MODELS[arch]
-    known = {f.name for f in dataclasses.fields(cfg_cls)}
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for model {arch!r}; known: {sorted(known)}")
-    return cls(cfg_cls(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, **options))
+    """Build a model by architecture name; unknown options or values of the wrong type raise a clear error."""
+    checked = MODELS.parse_options(arch, options, "model.options", exclude=VOCAB_FIELDS, construct=False)
+    config_cls = MODELS.options(arch)
+    return MODELS[arch](config_cls(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, **checked))
 
 
 __all__ = ["Encoded", "Seq2SeqModel", "shift_right", "build_model", "register_model", "MODELS",

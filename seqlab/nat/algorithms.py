@@ -20,6 +20,7 @@ length term over sentences.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -94,16 +95,26 @@ def _require(model: Any, *methods: str, algorithm: str, arch: str) -> None:
                          f"got {type(model).__name__}")
 
 
+@dataclass
+class NATOptions:
+    label_smoothing: float | None = None  # null: train.label_smoothing
+    length_loss_weight: float = 0.1
+    init_from: str | None = None
+
+
 @register("nat")
 class NATAlgorithm(Algorithm):
     """NAT likelihood at the reference length plus the length-prediction loss; optionally initialised from a
     demonstrator checkpoint (``init_from``)."""
 
-    def __init__(self, ctx: AlgorithmContext, label_smoothing: float | None = None,
-                 length_loss_weight: float = 0.1, init_from: str | None = None):
-        super().__init__(ctx)
+    Options = NATOptions
+    summary = "non-autoregressive translation: likelihood at the reference length plus length prediction"
+
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        label_smoothing, init_from = self.options.label_smoothing, getattr(self.options, "init_from", None)
         self.label_smoothing = ctx.label_smoothing if label_smoothing is None else label_smoothing
-        self.length_loss_weight = length_loss_weight
+        self.length_loss_weight = self.options.length_loss_weight
         self.__dict__["init_source"] = None  # the model whose weights start a fresh run (outside the module tree)
         if init_from:
             self.set_init_source(load_demonstrator(init_from, ctx, self.name), str(init_from))
@@ -153,14 +164,26 @@ class NATAlgorithm(Algorithm):
         return loss, stats
 
 
+@dataclass
+class ImitateNATOptions:
+    teacher: str | None = None
+    imitation_weight: float = 0.001
+    init_from_teacher: bool = True
+    label_smoothing: float | None = None  # null: train.label_smoothing
+    length_loss_weight: float = 0.1
+
+
 @register("imitate_nat")
 class ImitateNAT(NATAlgorithm):
     """imitate-NAT: NAT loss + λ2 Σ_layers Σ_t CE(π_AT, π_NAT) against a frozen ``dat`` demonstrator."""
 
-    def __init__(self, ctx: AlgorithmContext, teacher: str | None = None, imitation_weight: float = 0.001,
-                 init_from_teacher: bool = True, label_smoothing: float | None = None,
-                 length_loss_weight: float = 0.1):
-        super().__init__(ctx, label_smoothing=label_smoothing, length_loss_weight=length_loss_weight)
+    Options = ImitateNATOptions
+    summary = "imitate-NAT: NAT loss plus imitation of a frozen dat demonstrator (Wei et al. 2019)"
+
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        teacher, imitation_weight = self.options.teacher, self.options.imitation_weight
+        init_from_teacher = self.options.init_from_teacher
         if not teacher:
             raise ValueError("imitate_nat needs option 'teacher': the path of a trained 'dat' checkpoint")
         model = load_demonstrator(teacher, ctx, self.name)
@@ -203,15 +226,25 @@ class ImitateNAT(NATAlgorithm):
                    for s, t in zip(student, teacher, strict=True))
 
 
+@dataclass
+class DATOptions:
+    regularizer_weight: float = 0.001
+    momentum: float = 0.9
+    label_smoothing: float | None = None  # null: train.label_smoothing
+
+
 @register("dat")
 class DATAlgorithm(Algorithm):
     """MLE for the demonstrator plus λ1 × the action-distribution regularizer KL(π′ ‖ π)."""
 
-    def __init__(self, ctx: AlgorithmContext, regularizer_weight: float = 0.001, momentum: float = 0.9,
-                 label_smoothing: float | None = None):
-        super().__init__(ctx)
+    Options = DATOptions
+    summary = "the delayed autoregressive demonstrator of imitate-NAT"
+
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        label_smoothing = self.options.label_smoothing
         self.label_smoothing = ctx.label_smoothing if label_smoothing is None else label_smoothing
-        self.regularizer_weight, self.momentum = regularizer_weight, momentum
+        self.regularizer_weight, self.momentum = self.options.regularizer_weight, self.options.momentum
         self.register_buffer("usage", torch.empty(0))  # c: [layers, actions], created at the first step
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:

@@ -1,8 +1,6 @@
 """The NAT's command line: ``seqlab distill`` (sequence-level knowledge distillation of a task's training set with a
 teacher) and the NAT decoding flags of ``seqlab evaluate`` / ``translate`` (``--length-delta``, ``--rescorer``).
-
-Importing this module (``seqlab.cli`` does) registers the ``nat`` and ``dat`` models, so every
-``seqlab`` command can build, train, evaluate and translate with them.
+The ``nat`` and ``dat`` models and algorithms register through :mod:`seqlab.registry` like every other component.
 """
 
 from __future__ import annotations
@@ -10,8 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 from typing import Any
-
-import seqlab.nat  # noqa: F401  (registers the nat / dat models)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:

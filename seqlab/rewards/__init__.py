@@ -17,11 +17,12 @@ from seqlab.rewards.distance import (
     neg_hamming,
 )
 from seqlab.rewards.increments import next_token_rewards, prefix_rewards, reward_increments
-from seqlab.rewards.registry import REWARDS, RewardFn, get_reward
+from seqlab.rewards.registry import REWARDS, BleuOptions, RewardFn, get_reward, register_reward
 from seqlab.rewards.rouge import lcs_length, rouge_l, rouge_n, rouge_sum
 
 __all__ = [
     "REWARDS",
+    "BleuOptions",
     "BleuStats",
     "RewardFn",
     "bleu_from_stats",
@@ -35,6 +36,7 @@ __all__ = [
     "neg_hamming",
     "next_token_rewards",
     "prefix_rewards",
+    "register_reward",
     "reward_increments",
     "rouge_l",
     "rouge_n",

@@ -1,13 +1,18 @@
-"""Rewards by name: ``get_reward(name)(hyp [N, T], ref) -> [N]`` (higher is better)."""
+"""Rewards by name: ``get_reward(name)(hyp [N, T], ref) -> [N]`` (higher is better).
+
+:data:`REWARDS` holds each reward with its options dataclass (the keyword arguments it accepts, e.g. BLEU's
+smoothing); a task may register more (captioning's ``bleu_multiref``)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from seqlab.registry import NoOptions, Registry
 from seqlab.rewards._common import Refs
 from seqlab.rewards.bleu import sentence_bleu
 from seqlab.rewards.distance import delta_reward, neg_edit_distance, neg_hamming
@@ -15,24 +20,42 @@ from seqlab.rewards.rouge import rouge_l, rouge_sum
 
 RewardFn = Callable[[torch.Tensor, Refs], torch.Tensor]
 
-REWARDS: dict[str, RewardFn] = {
-    "bleu": sentence_bleu,  # sentence BLEU-4, exp smoothing, [0, 1]
-    "rouge": rouge_sum,  # ROUGE-1 + ROUGE-2 + ROUGE-L F1, [0, 3]
-    "rouge_l": rouge_l,  # ROUGE-L F1, [0, 1]
-    "neg_edit": neg_edit_distance,  # −Levenshtein distance
-    "neg_hamming": neg_hamming,  # −Hamming distance
-    "delta": delta_reward,  # 1 for an exact match, else 0
-}
+
+@dataclass
+class BleuOptions:
+    """Options of sentence BLEU (:func:`~seqlab.rewards.bleu.sentence_bleu`)."""
+
+    max_order: int = 4
+    smooth: str = "exp"
+    smooth_value: float | None = None
+    effective_order: bool = True
+    brevity_penalty: bool = True
+
+
+#: the rewards by name, each with the options it accepts
+REWARDS: Registry[RewardFn] = Registry("reward")
+REWARDS.add("bleu", sentence_bleu, BleuOptions)  # sentence BLEU-4, exp smoothing, [0, 1]
+REWARDS.add("rouge", rouge_sum, NoOptions)  # ROUGE-1 + ROUGE-2 + ROUGE-L F1, [0, 3]
+REWARDS.add("rouge_l", rouge_l, NoOptions)  # ROUGE-L F1, [0, 1]
+REWARDS.add("neg_edit", neg_edit_distance, NoOptions)  # −Levenshtein distance
+REWARDS.add("neg_hamming", neg_hamming, NoOptions)  # −Hamming distance
+REWARDS.add("delta", delta_reward, NoOptions)  # 1 for an exact match, else 0
+
+
+def register_reward(name: str, options: type = NoOptions) -> Callable[[RewardFn], RewardFn]:
+    """Decorator: register ``fn(hyp, ref, **options) -> [N]`` as reward ``name``."""
+    return REWARDS.register(name, options)
 
 
 def get_reward(name: str | RewardFn, **kwargs: Any) -> RewardFn:
-    """The reward registered as ``name`` (a callable passes through), with ``kwargs`` bound
-    (e.g. ``get_reward("bleu", smooth="floor")``)."""
+    """The reward registered as ``name`` (a callable passes through), with ``kwargs`` bound and checked against
+    its options (e.g. ``get_reward("bleu", smooth="floor")``)."""
     if callable(name):
         fn = name
     else:
-        try:
-            fn = REWARDS[name]
-        except KeyError:
-            raise KeyError(f"unknown reward {name!r}; choose from {sorted(REWARDS)}") from None
+        if name not in REWARDS:
+            raise KeyError(f"unknown reward {name!r}; choose from {sorted(REWARDS)}")
+        fn = REWARDS[name]
+        if kwargs:
+            REWARDS.parse_options(name, kwargs, "reward options", error=TypeError)
     return functools.partial(fn, **kwargs) if kwargs else fn

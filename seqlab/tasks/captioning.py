@@ -21,20 +21,21 @@ penalty).  Use ``algorithm.options.reward=bleu_multiref``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from seqlab.data.corpus import Corpus, read_lines
 from seqlab.data.errors import DataError
-from seqlab.data.tasks import TaskData, register_task, stable_hash, subsample, task_options
 from seqlab.data.tokenizers import HEADER, SymbolTokenizer, Tokenizer, load_tokenizer, train_tokenizer
 from seqlab.data.vocab import EOS_ID, PAD_ID, SPECIAL_TOKENS
 from seqlab.models.captioning import load_features
-from seqlab.rewards import REWARDS, sentence_bleu
+from seqlab.rewards import register_reward, sentence_bleu
+from seqlab.tasks.base import TaskData, register_task, stable_hash, subsample
 
 WORD = re.compile(r"[\w']+|[^\w\s]")
 
@@ -162,31 +163,30 @@ def multi_reference_bleu(hyp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return sentence_bleu(hyp, ref)
 
 
-REWARDS.setdefault("bleu_multiref", multi_reference_bleu)
+register_reward("bleu_multiref")(multi_reference_bleu)
 
 
 # ---------------------------------------------------------------------------------------------- the task
-@register_task("captioning")
-def captioning(options: dict[str, Any], cache_dir: Path) -> TaskData:
+@dataclass
+class CaptioningOptions:
+    features: str
+    captions: str | None = None
+    train: str | None = None
+    valid: str | None = None
+    test: str | None = None
+    valid_percent: float = 5.0
+    test_percent: float = 5.0
+    lowercase: bool = True
+    min_freq: int = 1
+    vocab_size: int | None = None
+    max_train: int | None = None
+    salt: str = "seqlab-captioning"
+
+
+@register_task("captioning", CaptioningOptions)
+def captioning(options: CaptioningOptions, cache_dir: Path) -> TaskData:
     """Captions from image features (see the module docstring for the options)."""
-    opt = task_options(
-        "captioning",
-        options,
-        {
-            "captions": None,
-            "train": None,
-            "valid": None,
-            "test": None,
-            "valid_percent": 5.0,
-            "test_percent": 5.0,
-            "lowercase": True,
-            "min_freq": 1,
-            "vocab_size": None,
-            "max_train": None,
-            "salt": "seqlab-captioning",
-        },
-        required=("features",),
-    )
+    opt = dataclasses.asdict(options)
     _, ids = load_features(opt["features"])
     known = set(ids)
     lower = bool(opt["lowercase"])

@@ -9,6 +9,7 @@ R1 + R2 + RL: pass ``algorithm.options.reward=rouge`` (``seqlab compare --reward
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import lzma
@@ -16,27 +17,19 @@ import os
 import re
 import tarfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from seqlab.data.corpus import Corpus, read_lines
 from seqlab.data.errors import DataError
-from seqlab.data.tasks import TaskData, register_task, stable_hash, subsample, task_options
 from seqlab.data.tokenizers import build_tokenizers
+from seqlab.tasks.base import TaskData, register_task, stable_hash, subsample
 
 METRICS = ["rouge", "rouge1", "rouge2", "rougeL"]
 SPLITS = ("train", "valid", "test")
 #: file names tried for a split in a directory: seqlab's, then the Gigaword release's (Rush et al. 2015)
 DIR_NAMES = (("{s}.src", "{s}.tgt"), ("{s}.article.txt", "{s}.title.txt"))
-TOKENIZER_DEFAULTS = {
-    "tokenizer": "sentencepiece",
-    "vocab_size": 8000,
-    "shared_vocab": True,
-    "model_type": "bpe",
-    "max_train": None,
-    "max_src_words": None,
-    "lowercase": False,
-}
 
 
 def _clip_words(text: str, max_words: int | None) -> str:
@@ -133,8 +126,26 @@ def _tokenizers(opt: dict[str, Any], train: Corpus, cache_dir: Path):
     )
 
 
-@register_task("summarization")
-def summarization(options: dict[str, Any], cache_dir: Path) -> TaskData:
+@dataclass
+class SummarizationOptions:
+    path: str | None = None
+    train_src: str | None = None
+    train_tgt: str | list | None = None
+    valid_src: str | None = None
+    valid_tgt: str | list | None = None
+    test_src: str | None = None
+    test_tgt: str | list | None = None
+    tokenizer: str = "sentencepiece"
+    vocab_size: int | None = 8000
+    shared_vocab: bool = True
+    model_type: str = "bpe"
+    max_train: int | None = None
+    max_src_words: int | None = None
+    lowercase: bool = False
+
+
+@register_task("summarization", SummarizationOptions)
+def summarization(options: SummarizationOptions, cache_dir: Path) -> TaskData:
     """Article -> headline from Gigaword-format files.
 
     Either ``path``: a directory with ``{train,valid,test}.src`` / ``.tgt`` (or ``.tgt.0``, ``.tgt.1``, ...
@@ -142,8 +153,7 @@ def summarization(options: dict[str, Any], cache_dir: Path) -> TaskData:
     ``train_src``, ``train_tgt``, ``valid_src``, ... (a ``*_tgt`` may be a list of reference files).
     ``max_src_words`` truncates articles (e.g. Gigaword's first-sentence inputs need none; long documents
     do), ``lowercase`` folds case."""
-    keys = {f"{s}_{side}": None for s in SPLITS for side in ("src", "tgt")}
-    opt = task_options("summarization", options, {"path": None, **keys, **TOKENIZER_DEFAULTS})
+    opt = dataclasses.asdict(options)
     corpora = {}
     for split in SPLITS:
         src, tgts = _split_files(opt, split)
@@ -254,8 +264,22 @@ def extract_aeslc(archive: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-@register_task("aeslc")
-def aeslc(options: dict[str, Any], cache_dir: Path) -> TaskData:
+@dataclass
+class AESLCOptions:
+    path: str | None = None
+    data_dir: str | None = None
+    valid_size: int = 1000
+    tokenizer: str = "sentencepiece"
+    vocab_size: int | None = 8000
+    shared_vocab: bool = True
+    model_type: str = "bpe"
+    max_train: int | None = None
+    max_src_words: int | None = 128
+    lowercase: bool = False
+
+
+@register_task("aeslc", AESLCOptions)
+def aeslc(options: AESLCOptions, cache_dir: Path) -> TaskData:
     """AESLC email body -> subject line (Zhang & Tetreault 2019), from ``../shared/data/aeslc``.
 
     The archive is read once into Gigaword-format files in ``data_dir`` (default: ``data_cache/aeslc``
@@ -265,11 +289,7 @@ def aeslc(options: dict[str, Any], cache_dir: Path) -> TaskData:
     (one reference, the original subject); train = the remaining training emails.  The archive's test
     split is withheld by the data package, so this is the standard "benchmark on dev" setup.  Bodies are
     truncated to ``max_src_words`` words (default 128)."""
-    opt = task_options(
-        "aeslc",
-        options,
-        {"path": None, "data_dir": None, "valid_size": 1000, **TOKENIZER_DEFAULTS, "max_src_words": 128},
-    )
+    opt = dataclasses.asdict(options)
     archive = _locate_aeslc(opt["path"])
     data_dir = Path(str(opt["data_dir"])).expanduser() if opt["data_dir"] else cache_dir.parent / "data_cache" / "aeslc"
     root = extract_aeslc(archive, data_dir)

@@ -1,0 +1,143 @@
+"""The README's idea as an interface: an algorithm is a **proposal** (which target sequences to learn from), a
+**weighting** (a detached coefficient per sequence or token) and **one loss**.
+
+:class:`SequenceAlgorithm` owns the one ``loss()``: encode -> :meth:`~SequenceAlgorithm.propose` -> score (the
+reward of each proposal, and log p_θ when the weighting needs it) -> :meth:`~SequenceAlgorithm.weigh` -> the
+weighted likelihood :func:`~seqlab.erpo.engine.weighted_sequence_loss` (chunked past ``train.loss_chunk_tokens``)
+-> an optional MLE term.  A new algorithm overrides the two hooks and declares its options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.profiler import record_function
+
+from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress
+from seqlab.erpo.engine import reference_tokens, sequence_log_prob, weighted_sequence_loss
+from seqlab.erpo.loss import one_loss, smoothed_targets
+from seqlab.models.base import Encoded, Seq2SeqModel
+
+
+@dataclass
+class Step:
+    """What the hooks see of one training step."""
+
+    model: Seq2SeqModel
+    batch: Any  # src [B, S], tgt [B, T]
+    enc: Encoded | None  # the batch's encoding (None while an ``encode_first = False`` algorithm proposes)
+    progress: Progress
+
+
+@dataclass
+class Candidates:
+    """The proposal: target sequences and the batch row each belongs to."""
+
+    tokens: torch.Tensor  # [N, T] tokens, EOS, PAD
+    group: torch.Tensor  # [N] the source row of the batch
+    log_q: torch.Tensor | None = None  # [N] log proposal density, when known
+    is_reference: torch.Tensor | None = None  # [N] bool: the unchanged reference
+    components: torch.Tensor | None = None  # [N, T] where each token came from (1 model, 2 reward, 3 data)
+    stats: dict[str, float] = field(default_factory=dict)  # logged with the step
+
+    def __len__(self) -> int:
+        return self.tokens.size(0)
+
+    @classmethod
+    def of(cls, proposal: Any, **stats: float) -> Candidates:
+        """From a :class:`~seqlab.erpo.proposals.Proposal`."""
+        return cls(proposal.tokens, proposal.group, proposal.log_q, proposal.is_reference, stats=stats)
+
+
+@dataclass
+class Weights:
+    """The weighting: detached coefficients and what they are normalised by."""
+
+    coef: torch.Tensor  # [N] per sequence or [N, T] per token
+    normalizer: float | torch.Tensor  # reference tokens (likelihood terms) or samples (policy-gradient terms)
+    smoothed: bool = True  # train.label_smoothing applies (non-negative coefficients; never advantages)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class SequenceAlgorithm(Algorithm):
+    """propose -> score -> weigh -> the one loss.  Subclasses override :meth:`propose` and :meth:`weigh` (the
+    default weighting is 1 per proposal, normalised by the reference's tokens: the likelihood of the proposals).
+    Options are read from ``self.options`` (also as attributes: ``self.tau`` is ``self.options.tau``)."""
+
+    #: the weighting reads log p_θ(y) of each proposal (the loss then reuses that pass)
+    needs_log_p: bool = False
+    #: encode before proposing (False: propose from the data first, as data noising does)
+    encode_first: bool = True
+
+    def propose(self, model: Seq2SeqModel, batch: Any, enc: Encoded | None, progress: Progress | None = None
+                ) -> Candidates:
+        """The target sequences to learn from (``enc`` is None when ``encode_first`` is False)."""
+        raise NotImplementedError
+
+    def score(self, cand: Candidates, batch: Any) -> torch.Tensor | None:
+        """The reward of each proposal against its reference [N] (None: the algorithm has no reward)."""
+        return None
+
+    def weigh(self, cand: Candidates, reward: torch.Tensor | None, log_p: torch.Tensor | None, step: Step
+              ) -> Weights:
+        """The coefficients of the proposals; ``log_p`` (log p_θ(y), detached) only when ``needs_log_p``."""
+        return Weights(torch.ones(len(cand), device=cand.tokens.device), reference_tokens(step.batch.tgt))
+
+    def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+        step = Step(model, batch, model.encode(batch.src) if self.encode_first else None, progress)
+        cand = self.propose(model, batch, step.enc, progress)
+        if step.enc is None:
+            step.enc = model.encode(batch.src)
+        log_probs = log_p = None
+        if self.needs_log_p:
+            log_probs = model.token_log_probs(step.enc.select(cand.group), cand.tokens)
+            log_p = sequence_log_prob(log_probs, cand.tokens).detach()
+        reward = self.score(cand, batch)
+        w = self.weigh(cand, reward, log_p, step)
+        smoothing = self.ctx.label_smoothing if w.smoothed else 0.0
+        loss = weighted_sequence_loss(model, step.enc, cand.tokens, cand.group, w.coef, w.normalizer,
+                                      log_probs=log_probs, label_smoothing=smoothing)
+        mle_weight = getattr(self.options, "mle_weight", 0.0)  # an added MLE term: (1 - w) loss + w MLE
+        if mle_weight > 0:
+            loss = (1 - mle_weight) * loss + mle_weight * self.mle_term(model, step.enc, batch.tgt)
+        return loss, {**cand.stats, **w.stats}
+
+    def mle_term(self, model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor) -> torch.Tensor:
+        log_probs = model.token_log_probs(enc, tgt)
+        return one_loss(log_probs, tgt, smoothed_targets(tgt, log_probs.size(-1), self.ctx.label_smoothing))
+
+
+@dataclass
+class RewardOptions:
+    reward: str = "bleu"
+
+    def __post_init__(self) -> None:
+        from seqlab.rewards import REWARDS
+
+        if self.reward not in REWARDS:
+            from seqlab.config import did_you_mean
+
+            raise ValueError(f"unknown reward {self.reward!r}{did_you_mean(self.reward, REWARDS)} "
+                             f"(rewards: {', '.join(REWARDS)})")
+
+
+class RewardAlgorithm(SequenceAlgorithm):
+    """Scores its proposals with a task reward R(y | y*) from :mod:`seqlab.rewards` (option ``reward``)."""
+
+    Options = RewardOptions
+
+    def __init__(self, ctx: AlgorithmContext, options: Any = None):
+        super().__init__(ctx, options)
+        from seqlab.rewards import get_reward
+
+        self.reward_name = self.options.reward
+        self._reward = get_reward(self.reward_name)
+
+    def reward(self, tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), record_function("seqlab.reward"):
+            return self._reward(tokens, refs).float()
+
+    def score(self, cand: Candidates, batch: Any) -> torch.Tensor | None:
+        return self.reward(cand.tokens, batch.tgt.index_select(0, cand.group))
