@@ -9,6 +9,7 @@ holding ``tokenizer.json`` (a header naming its type; SentencePiece adds ``spm.m
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -312,6 +313,18 @@ TOKENIZER_TYPES: dict[str, type[Tokenizer]] = {
     "char": CharTokenizer, "symbol": SymbolTokenizer, "sentencepiece": SentencePieceTokenizer}
 
 
+#: tokenizer types in optional modules (extras), imported by name when a kind or a saved tokenizer names them; the
+#: module adds its class to TOKENIZER_TYPES, whose ``from_kind(argument)`` builds the kind ``name:argument``
+TOKENIZER_MODULES = {"hf": "seqlab.hf.tokenizer"}
+
+
+def optional_type(kind: Any) -> type[Tokenizer] | None:
+    """The tokenizer class of ``kind``, importing its module first when it lives in an optional one."""
+    if kind not in TOKENIZER_TYPES and kind in TOKENIZER_MODULES:
+        importlib.import_module(TOKENIZER_MODULES[kind])
+    return TOKENIZER_TYPES.get(kind)
+
+
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Load a saved tokenizer: a directory with tokenizer.json, that JSON file, or a SentencePiece .model.
 
@@ -336,8 +349,7 @@ def _load_header(path: Path) -> Tokenizer:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise DataError(f"not a seqlab tokenizer header (format != {FORMAT!r})", path)
     kind = header.get("type")
-    if kind == "hf":
-        import seqlab.hf.tokenizer  # noqa: F401  (registers the "hf" type; needs seqlab[hf])
+    optional_type(kind)
     if kind not in TOKENIZER_TYPES:
         raise DataError(f"unknown tokenizer type {kind!r}; known: {sorted(TOKENIZER_TYPES)}", path)
     return TOKENIZER_TYPES[kind]._from_header(header, path.parent)
@@ -361,10 +373,9 @@ def train_tokenizer(kind: str, texts: Sequence[str], vocab_size: int | None = 80
 
     ``vocab_size`` is SentencePiece's; char / symbol vocabularies keep every token seen ``min_freq`` times.
     ``hf:<name_or_path>`` loads a pretrained Hugging Face tokenizer (``seqlab[hf]``; nothing is trained)."""
-    if kind.startswith("hf:"):
-        from seqlab.hf.tokenizer import HFTokenizer
-
-        return HFTokenizer.from_pretrained(kind[3:])
+    prefix, _, argument = kind.partition(":")
+    if argument and prefix in TOKENIZER_MODULES:
+        return optional_type(prefix).from_kind(argument)
     if kind in ("char", "symbol"):
         cls = CharTokenizer if kind == "char" else SymbolTokenizer
         return cls.build(texts, min_freq=min_freq)

@@ -55,6 +55,11 @@ class HFTokenizer(Tokenizer):
     def from_pretrained(cls, name_or_path: str | Path) -> HFTokenizer:
         return cls(load_hf_tokenizer(name_or_path), {"name_or_path": str(name_or_path)})
 
+    @classmethod
+    def from_kind(cls, argument: str) -> HFTokenizer:
+        """The kind ``hf:<name_or_path>`` (``argument`` is the name or path)."""
+        return cls.from_pretrained(argument)
+
     @property
     def vocab_size(self) -> int:
         return self.idmap.seqlab_size

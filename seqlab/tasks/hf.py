@@ -13,8 +13,8 @@ from typing import Any
 
 from seqlab.data.corpus import Corpus, group_by_source
 from seqlab.data.errors import DataError, DataWarning
-from seqlab.data.tasks import TaskData, register_task, subsample, task_options
 from seqlab.data.tokenizers import build_tokenizers
+from seqlab.tasks.base import TaskData, register_task, subsample, task_options
 
 SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 INSTALL_HINT = 'task hf needs the datasets library: pip install "seqlab[hf]"'
