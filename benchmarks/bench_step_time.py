@@ -90,19 +90,23 @@ def first_batches(trainer: Trainer, count: int) -> list:
     return batches
 
 
-def step_times(trainer: Trainer, n_steps: int, warmup: int, profile_path: Path | None = None) -> list[float]:
+def step_times(trainer: Trainer, n_steps: int, warmup: int,
+               profile_path: Path | None = None) -> tuple[list[float], int]:
+    """Seconds per timed step, and the sampling loops captured during the timed pass (evicted shapes)."""
     batches = first_batches(trainer, n_steps + warmup)
     torch.manual_seed(0)
     for b in batches:  # untimed pass: every new batch shape is slow the first time on a GPU (captures too)
         trainer.train_step(b)
+    captures = sampling.CAPTURES[0]
     times = []
     for i, b in enumerate(batches):
         seconds = timed_train_step(trainer, b)
         if i >= warmup:
             times.append(seconds)
+    captures = sampling.CAPTURES[0] - captures
     if profile_path is not None:
         profile_steps(trainer, batches, profile_path)
-    return times
+    return times, captures
 
 
 def rows_equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -195,11 +199,10 @@ def main() -> None:
             except Exception as e:  # an algorithm whose options differ: report it, measure the rest
                 print(f"{label:26s} skipped: {type(e).__name__}: {e}", flush=True)
                 break
-            captures = sampling.CAPTURES[0]
             profile = args.profile / f"{label}.txt" if args.profile else None
-            times = step_times(trainer, args.steps, args.warmup, profile)
+            times, captures = step_times(trainer, args.steps, args.warmup, profile)
             t = medians[label] = statistics.median(times)
-            extra = f"  ({sampling.CAPTURES[0] - captures} loops captured)" if cuda and path == "graph" else ""
+            extra = f"  ({captures} loops captured in the timed pass)" if cuda and path == "graph" else ""
             print(f"{label:26s} {t * 1000:9.1f} ms/step  x{t / medians['mle']:.2f}{extra}", flush=True)
             entries = [results_io.entry(f"{label}_step_ms", round(t * 1000, 2), "ms")]
             if algo != "mle":

@@ -14,8 +14,8 @@ import torch
 from tiny import TableModel, make_targets
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from seqlab.decoding import sample
-from seqlab.decoding.sampling import DrawSpec, SamplingLoop, inverse_cdf, pad_encoded
+from seqlab.decoding import greedy_search, sample
+from seqlab.decoding.sampling import DrawSpec, SamplingLoop, inverse_cdf, pad_encoded, run_loop
 from seqlab.decoding.search import max_lengths
 from seqlab.erpo.proposals import RewardDraw, reward_draw_logits, token_mixture
 from seqlab.models import build_model
@@ -240,6 +240,20 @@ def test_sampling_equals_the_reference_loop(static, temperature):
     assert torch.equal(got.tokens, tokens)
     torch.testing.assert_close(got.token_log_probs, logps, atol=1e-5, rtol=0)
     torch.testing.assert_close(got.scores, logps.sum(1), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_greedy_loop_equals_greedy_search(mode):
+    model = tiny_transformer(4)
+    src = random_targets(6, rows=5, longest=9)
+    enc = model.encode(src).repeat(2)
+    limits = max_lengths(src.repeat_interleave(2, 0), 1.5, 10, 256)
+    state = torch.get_rng_state()
+    out = run_loop(model, DrawSpec(greedy=True), enc, limits, torch.zeros(int(limits.max()), 10, 1), mode, V)
+    assert torch.equal(torch.get_rng_state(), state)
+    expected = greedy_search(model, src, num_samples=2, static=False)
+    assert torch.equal(out.tokens, expected.tokens)
+    torch.testing.assert_close(out.log_probs, expected.token_log_probs, atol=1e-5, rtol=0)
 
 
 def test_a_reused_static_loop_equals_a_fresh_one():

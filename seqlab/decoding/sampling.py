@@ -38,9 +38,9 @@ CAPTURES = [0]
 
 
 def sampling_graphs_enabled(model: Any, device: torch.device) -> bool:
-    """Captured sampling loops: CUDA, a model with a static step, unless SEQLAB_SAMPLING_GRAPHS=0 or
-    SEQLAB_CUDA_GRAPHS=0."""
-    return (device.type == "cuda" and hasattr(model, "static_step")
+    """Captured sampling loops: CUDA, a model with a static step in eval mode (no dropout draws in a graph), unless
+    SEQLAB_SAMPLING_GRAPHS=0 or SEQLAB_CUDA_GRAPHS=0."""
+    return (device.type == "cuda" and hasattr(model, "static_step") and not model.training
             and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0"
             and os.environ.get("SEQLAB_SAMPLING_GRAPHS", "1") != "0")
 
@@ -76,11 +76,13 @@ class DrawSpec:
     """What every step draws; fixed for a loop (part of a captured loop's key)."""
 
     model: bool = True  # tokens from the model (z = 1 possible)
+    greedy: bool = False  # the model's token is its argmax (no uniform used)
     mixture: bool = False  # the token-level mixture (components drawn); otherwise every token from the model
     reward: tuple | None = None  # the mixture's reward draw (its settings, e.g. name, kind, scale, unit); None: none
     temperature: float = 1.0
     top_k: int = 0
     first_token_data: bool = False
+    log_probs: bool = True  # record log p_theta of every token (sampling); the mixture does not need them
 
     @property
     def draws(self) -> int:
@@ -91,7 +93,7 @@ class DrawSpec:
 @dataclass
 class LoopOutput:
     tokens: torch.Tensor  # [n, T] tokens, EOS, PAD (trailing all-PAD columns dropped)
-    log_probs: torch.Tensor  # [n, T] log p_theta (temperature 1) of each token, 0 at padding (0 without model)
+    log_probs: torch.Tensor  # [n, T] log p_theta (temperature 1) of each token, 0 at padding (0 without them)
     components: torch.Tensor  # [n, T] z in {1, 2, 3}, 0 at padding (all 1 outside the mixture)
     stats: list[float]  # the reward draw: [sum of entropies, draws in the reference, number of draws]
 
@@ -213,12 +215,16 @@ class SamplingLoop:
         logp = None
         if spec.model:
             logits = self._model_logits()
-            logp = torch.log_softmax(logits, dim=-1)
-            scaled = logits / spec.temperature
-            if spec.top_k > 0:
-                kth = scaled.topk(spec.top_k, dim=-1).values[:, -1:]
-                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-            drawn = inverse_cdf(scaled.softmax(-1), u[:, MODEL if spec.mixture else 0])
+            if spec.log_probs:
+                logp = torch.log_softmax(logits, dim=-1)
+            if spec.greedy:
+                drawn = logits.argmax(-1)
+            else:
+                scaled = logits / spec.temperature if spec.temperature != 1.0 else logits
+                if spec.top_k > 0:
+                    kth = scaled.topk(spec.top_k, dim=-1).values[:, -1:]
+                    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+                drawn = inverse_cdf(scaled.softmax(-1), u[:, MODEL if spec.mixture else 0])
             tok = torch.where(z == 1, drawn, tok)
         if spec.reward is not None:
             tok = self._reward_draw(z, u[:, REWARD], tok)

@@ -74,6 +74,8 @@ def sample_or_greedy(model: Seq2SeqModel, src: torch.Tensor, *, greedy: bool = T
     if not greedy:
         return _sample(model, src, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k,
                        sampling_mode(model, src.device, static))
+    if static is not False and sampling_graphs_enabled(model, src.device):  # e.g. self-critical baselines
+        return _sample(model, src, 1.0, num_samples, max_len_a, max_len_b, max_len, enc, 0, "graph", greedy=True)
     use_graph = graphs_enabled(model, src.device)
     static = use_graph if static is None else static
     if static and use_graph:
@@ -92,16 +94,19 @@ def sampling_mode(model: Seq2SeqModel, device: torch.device, static: bool | None
     return "static" if static and hasattr(model, "static_step") else "dynamic"
 
 
-def _sample(model, src, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k, mode) -> Hypotheses:
-    """Ancestral sampling as one loop of :mod:`seqlab.decoding.sampling`: the uniforms of every step drawn up
-    front (``torch.rand(steps, N, 1)``), so every mode gives the same samples."""
+def _sample(model, src, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k, mode,
+            greedy: bool = False) -> Hypotheses:
+    """Ancestral sampling (or greedy decoding) as one loop of :mod:`seqlab.decoding.sampling`: the uniforms of
+    every step drawn up front (``torch.rand(steps, N, 1)``; none for greedy), so every mode gives the same
+    samples."""
     enc = model.encode(src) if enc is None else enc
     if num_samples > 1:
         enc = enc.repeat(num_samples)
         src = src.repeat_interleave(num_samples, dim=0)
     limits = max_lengths(src, max_len_a, max_len_b, max_len)
-    uniforms = torch.rand(int(limits.max()), src.size(0), 1, device=src.device)
-    spec = DrawSpec(temperature=temperature, top_k=top_k)
+    shape = (int(limits.max()), src.size(0), 1)
+    uniforms = torch.zeros(shape, device=src.device) if greedy else torch.rand(shape, device=src.device)
+    spec = DrawSpec(greedy=greedy, temperature=temperature, top_k=top_k)
     with torch.autocast(device_type="cuda", enabled=False) if mode != "dynamic" and src.is_cuda \
             else contextlib.nullcontext():
         out = run_loop(model, spec, enc, limits, uniforms, mode, model.vocab_size)

@@ -265,7 +265,7 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
     need_model, need_reward = bool((lam[:, 0] > 0).any()), bool((lam[:, 1] > 0).any())
     reward = (reward_name, reward_draw, float(reward_scale), reward_unit) if need_reward else None
     spec = DrawSpec(model=need_model, mixture=True, reward=reward, temperature=model_temperature,
-                    first_token_data=first_token_data)
+                    first_token_data=first_token_data, log_probs=False)
     uniforms = torch.rand(steps, n, 3, device=device)
     if mode is None:
         capturable = reward_draw == "uniform" or not need_reward or is_bleu(reward_name)
