@@ -42,6 +42,7 @@ class AlgorithmContext:
     label_smoothing: float = 0.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     tgt_tokenizer: Any = None
+    src_tokenizer: Any = None  # decodes sources for text rewards
     build_model: Callable[[], Seq2SeqModel] | None = None  # a fresh model of the trained architecture
     unigram: torch.Tensor | None = None  # [V] target unigram distribution of the training data
     #: the validation set in batches on the device, in a fixed order (e.g. to validate a critic's TD error)

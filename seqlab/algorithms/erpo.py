@@ -49,10 +49,10 @@ class ERPO(ReweightedProposals):
     summary = "ERPO with (reward, alpha, beta) given directly: the general reweighted-proposal algorithm"
     display_name = "ERPO"
 
-    def reward(self, tokens, refs):
+    def reward(self, tokens, refs, src=None):
         if self.options.reward == "delta":
             return log_delta_reward(tokens, refs)
-        return self.options.reward_scale * super().reward(tokens, refs)
+        return self.options.reward_scale * super().reward(tokens, refs, src)
 
     def log_target(self, reward, log_p, lengths):
         return erpo_log_target(log_p, reward, self.options.alpha, self.options.beta)

@@ -3,10 +3,11 @@ sequences whose every token is drawn from a mixture of model (z=1), reward (z=2)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.profiler import record_function
@@ -30,6 +31,7 @@ HIGH_ENTROPY_FRACTION = 0.9
 
 @dataclass
 class MixtureOptions(RewardOptions):
+    NEEDS_INCREMENTS: ClassVar[bool] = True  # the reward draw exp(c · ΔR(w | y_<t, y*))
     reward_scale: float = 10.0
     reward_unit: str = "range"
     reward_draw: str = "reward"
@@ -64,11 +66,15 @@ class MixtureAlgorithm(RewardAlgorithm):
         super().__init__(ctx, options)
         self._warned_entropy = self.options.reward_draw == "uniform"  # uniform on purpose: no warning
 
-    def draw(self, model, enc, tgt, lambdas: torch.Tensor, data_prefix: torch.Tensor | None = None) -> Candidates:
-        """The mixed sequences (one per reference), with their component shares and reward-draw statistics."""
+    def draw(self, model, enc, tgt, lambdas: torch.Tensor, data_prefix: torch.Tensor | None = None,
+             src: torch.Tensor | None = None) -> Candidates:
+        """The mixed sequences (one per reference), with their component shares and reward-draw statistics
+        (``src``: the batch's sources, which a decomposable text reward sees)."""
         o = self.options
-        with eval_mode(model), record_function("seqlab.token_mixture"):
-            out = token_mixture(model, enc, tgt, lambdas, reward_name=self.reward_name,
+        sources = (self.reward_fn.batch_sources(src, tgt) if self.text_reward and src is not None
+                   else contextlib.nullcontext())
+        with eval_mode(model), record_function("seqlab.token_mixture"), sources:
+            out = token_mixture(model, enc, tgt, lambdas, reward_name=self.reward_fn,
                                 reward_scale=o.reward_scale, model_temperature=o.model_temperature,
                                 data_prefix=data_prefix, max_len_a=o.max_len_a, max_len_b=o.max_len_b,
                                 reward_draw=o.reward_draw, reward_unit=o.reward_unit)
@@ -120,7 +126,7 @@ class Interpolation(MixtureAlgorithm):
     def propose(self, model, batch, enc, progress=None) -> Candidates:
         progress = progress or Progress()
         lam = torch.tensor(self.lambdas.value(progress.step, progress.epoch), dtype=torch.float)
-        cand = self.draw(model, enc, batch.tgt, lam)
+        cand = self.draw(model, enc, batch.tgt, lam, src=batch.src)
         cand.stats.update(lambda1=float(lam[0]), lambda2=float(lam[1]), lambda3=float(lam[2]))
         return cand
 
@@ -155,6 +161,6 @@ class MixerAnneal(MixtureAlgorithm):
         tail = self.options.tail
         lam = torch.tensor([tail[0], tail[1], 0.0], dtype=torch.float)
         cand = self.draw(model, enc, batch.tgt, lam, data_prefix=torch.full((batch.tgt.size(0),), m,
-                                                                            device=batch.tgt.device))
+                                                                            device=batch.tgt.device), src=batch.src)
         cand.stats["prefix"] = m
         return cand

@@ -84,7 +84,7 @@ class PolicyGradient(SamplingAlgorithm):
         with torch.no_grad(), eval_mode(step.model), record_function("seqlab.greedy_baseline"):
             greedy = greedy_search(step.model, step.batch.src, enc=step.enc, max_len_a=self.options.max_len_a,
                                    max_len_b=self.options.max_len_b)
-        return self.reward(greedy.tokens, step.batch.tgt)
+        return self.reward(greedy.tokens, step.batch.tgt, step.batch.src)
 
 
 @dataclass

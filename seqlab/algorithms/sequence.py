@@ -10,7 +10,7 @@ weighted likelihood :func:`~seqlab.erpo.engine.weighted_sequence_loss` (chunked 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.profiler import record_function
@@ -111,33 +111,46 @@ class SequenceAlgorithm(Algorithm):
 
 @dataclass
 class RewardOptions:
+    """``reward``: a token-id reward of :data:`seqlab.rewards.REWARDS`, a registered text reward or a text reward
+    as ``module:function`` (:mod:`seqlab.rewards.text`)."""
+
     reward: str = "bleu"
+    #: the algorithm learns from token increments ΔR(w | y_<t, y*): its reward must decompose over tokens
+    NEEDS_INCREMENTS: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        from seqlab.rewards import REWARDS
+        from seqlab.rewards import resolve_reward
 
-        if self.reward not in REWARDS:
-            from seqlab.config import did_you_mean
-
-            raise ValueError(f"unknown reward {self.reward!r}{did_you_mean(self.reward, REWARDS)} "
-                             f"(rewards: {', '.join(REWARDS)})")
+        spec = resolve_reward(self.reward)  # ValueError: unknown name, or a module:function that is not there
+        if self.NEEDS_INCREMENTS and not spec.decomposes:
+            raise ValueError(f"algorithm.options.reward={self.reward} does not decompose over tokens, and this "
+                             "algorithm learns from its token increments ΔR(w | y_<t); use a decomposable reward "
+                             "(e.g. bleu) or a sequence-level algorithm (pg, spg, raml, mixer)")
 
 
 class RewardAlgorithm(SequenceAlgorithm):
-    """Scores its proposals with a task reward R(y | y*) from :mod:`seqlab.rewards` (option ``reward``)."""
+    """Scores its proposals with a task reward R(y | y*) (option ``reward``): a token-id reward of
+    :mod:`seqlab.rewards`, or a text reward on the decoded hypotheses, references and sources."""
 
     Options = RewardOptions
 
     def __init__(self, ctx: AlgorithmContext, options: Any = None):
         super().__init__(ctx, options)
-        from seqlab.rewards import get_reward
+        from seqlab.rewards import bind_reward, get_reward
 
         self.reward_name = self.options.reward
-        self._reward = get_reward(self.reward_name)
+        #: what the token-increment code scores with: a token-id reward's name, or a text reward's adapter
+        self.reward_fn = bind_reward(self.reward_name, ctx.tgt_tokenizer, ctx.src_tokenizer)
+        self.text_reward = not isinstance(self.reward_fn, str)
+        self._reward = self.reward_fn if self.text_reward else get_reward(self.reward_name)
 
-    def reward(self, tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    def reward(self, tokens: torch.Tensor, refs: torch.Tensor, src: torch.Tensor | None = None) -> torch.Tensor:
+        """R of each row of ``tokens`` against ``refs``; ``src`` (the rows' sources) reaches a text reward."""
         with torch.no_grad(), record_function("seqlab.reward"):
+            if self.text_reward:
+                return self._reward(tokens, refs, src).float()
             return self._reward(tokens, refs).float()
 
     def score(self, cand: Candidates, batch: Any) -> torch.Tensor | None:
-        return self.reward(cand.tokens, batch.tgt.index_select(0, cand.group))
+        src = batch.src.index_select(0, cand.group) if self.text_reward else None
+        return self.reward(cand.tokens, batch.tgt.index_select(0, cand.group), src)

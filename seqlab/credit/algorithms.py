@@ -21,9 +21,10 @@ phases can also be split across runs.  Every actor update goes through the one l
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +74,7 @@ VALID_SEED = 1234
 
 @dataclass
 class CreditOptions(RewardOptions):
+    NEEDS_INCREMENTS: ClassVar[bool] = True  # token rewards r_t = ΔR_t and r(s_t, w)
     scale_by_length: bool = True
     reward_scale: float = 1.0
     critic_arch: str = "transformer"
@@ -113,7 +115,10 @@ class CreditAlgorithm(Algorithm):
                                             o.critic_reads_source, source_vocab_size, head_init=o.critic_head_init)
         if o.critic_from:
             self.critic.load_state_dict(load_critic_state(o.critic_from))
-        self.reward_fn: Any = o.reward  # a registered name or a callable (hyp, ref) -> [N]
+        from seqlab.rewards import bind_reward
+
+        # a token-id reward's name, or a (decomposable) text reward over the run's tokenizers
+        self.reward_fn: Any = bind_reward(o.reward, ctx.tgt_tokenizer, ctx.src_tokenizer)
         self.scale_by_length, self.reward_scale = o.scale_by_length, o.reward_scale
         self.critic_from = o.critic_from
         self.critic_patience, self.critic_eval_every = o.critic_patience, o.critic_eval_every
@@ -209,11 +214,20 @@ class CreditAlgorithm(Algorithm):
             self.critic_steps += 1
 
     # ------------------------------------------------------------------ shared helpers
-    def token_rewards(self, tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
-        """r_t = reward_scale * [|y*|] * (R(y_<=t) - R(y_<t)) [N, T] (prefix semantics, 0 at EOS / PAD)."""
+    def reward_sources(self, src: torch.Tensor | None, refs: torch.Tensor) -> contextlib.AbstractContextManager:
+        """Within the block a text reward finds the source of each row by its reference (rows of ``src`` and
+        ``refs`` pair up); nothing to do for a token-id reward."""
+        if not hasattr(self.reward_fn, "batch_sources") or src is None:
+            return contextlib.nullcontext()
+        return self.reward_fn.batch_sources(src, refs)
+
+    def token_rewards(self, tokens: torch.Tensor, refs: torch.Tensor, src: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """r_t = reward_scale * [|y*|] * (R(y_<=t) - R(y_<t)) [N, T] (prefix semantics, 0 at EOS / PAD); ``src``
+        (the rows' sources) reaches a text reward."""
         from seqlab.rewards import reward_increments
 
-        with torch.no_grad():
+        with torch.no_grad(), self.reward_sources(src, refs):
             inc = reward_increments(self.reward_fn, tokens, refs, scale_by_length=self.scale_by_length)
         return inc.float() * self.reward_scale
 
@@ -295,7 +309,8 @@ class VAML(CreditAlgorithm):
         prop = self.propose(batch.tgt)
         refs = batch.tgt.index_select(0, prop.group)
         q = self.q_values(refs, prop.tokens, batch.src.index_select(0, prop.group))
-        residual = soft_bellman_residual(q, prop.tokens, self.token_rewards(prop.tokens, refs), self.tau)
+        src = batch.src.index_select(0, prop.group)
+        residual = soft_bellman_residual(q, prop.tokens, self.token_rewards(prop.tokens, refs, src), self.tau)
         return residual.abs().sum(), prop.tokens.ne(PAD_ID).sum()
 
     def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
@@ -305,7 +320,7 @@ class VAML(CreditAlgorithm):
         prop = self.propose(batch.tgt)
         tokens, group = prop.tokens, prop.group
         refs = batch.tgt.index_select(0, group)
-        rewards = self.token_rewards(tokens, refs)
+        rewards = self.token_rewards(tokens, refs, batch.src.index_select(0, group))
         n_tok = tokens.ne(PAD_ID).sum().clamp(min=1)
         if phase == Q_LEARNING:
             q = self.q_values(refs, tokens, batch.src.index_select(0, group))
@@ -473,7 +488,8 @@ class ERAC(CreditAlgorithm):
         tokens, group, log_pi = self.actor_pass(model, batch.src, grad=False)
         refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
         q = self.q_values(refs, tokens, src)
-        target = self.token_rewards(tokens, refs) + erac_next_value(tokens, log_pi, q, self.tau, self.future_entropy)
+        target = self.token_rewards(tokens, refs, src) + erac_next_value(tokens, log_pi, q, self.tau,
+                                                                         self.future_entropy)
         q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         valid = tokens.ne(PAD_ID)
         return torch.where(valid, (q_taken - target).abs(), torch.zeros_like(target)).sum(), valid.sum()
@@ -491,13 +507,15 @@ class ERAC(CreditAlgorithm):
         joint = phase == JOINT
         tokens, group, log_pi = self.actor_pass(model, batch.src, grad=joint and torch.is_grad_enabled())
         refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
-        rewards = self.token_rewards(tokens, refs)
+        rewards = self.token_rewards(tokens, refs, src)
         q = self.q_values(refs, tokens, src)
         next_value = self.target_values(tokens, refs, src, log_pi)
         target = rewards + next_value
         others = None
         if self.other_actions_weight > 0:
-            r_all = action_rewards(self.reward_fn, tokens, refs, q.size(-1), self.scale_by_length) * self.reward_scale
+            with self.reward_sources(src, refs):
+                r_all = action_rewards(self.reward_fn, tokens, refs, q.size(-1), self.scale_by_length)
+            r_all = r_all * self.reward_scale
             others = other_action_targets(r_all, next_value)
         n_tok = tokens.ne(PAD_ID).sum().clamp(min=1)
         c_loss = critic_loss(q, tokens, target, self.var_weight, self.var_reduction, others,

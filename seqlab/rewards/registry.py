@@ -42,9 +42,25 @@ REWARDS.add("neg_hamming", neg_hamming, NoOptions)  # −Hamming distance
 REWARDS.add("delta", delta_reward, NoOptions)  # 1 for an exact match, else 0
 
 
-def register_reward(name: str, options: type = NoOptions) -> Callable[[RewardFn], RewardFn]:
-    """Decorator: register ``fn(hyp, ref, **options) -> [N]`` as reward ``name``."""
+#: token-id rewards that do not decompose over tokens (registered with ``decomposes=False``): the algorithms that
+#: need token increments ΔR(w | y_<t) (interpolation, mixer_anneal, vaml, ac, erac) refuse them
+NON_DECOMPOSABLE: set[str] = set()
+
+
+def register_reward(name: str, options: type = NoOptions, decomposes: bool = True
+                    ) -> Callable[[RewardFn], RewardFn]:
+    """Decorator: register ``fn(hyp, ref, **options) -> [N]`` as reward ``name``.
+
+    ``decomposes``: R may be scored on every token prefix (an unfinished prefix as if it ended there) and treats
+    every token absent from the references alike, so its increments ΔR(w | y_<t) are meaningful
+    (:mod:`seqlab.rewards.increments`); every built-in token-id reward does."""
+    (NON_DECOMPOSABLE.add if not decomposes else NON_DECOMPOSABLE.discard)(name)
     return REWARDS.register(name, options)
+
+
+def token_reward_decomposes(name: str) -> bool:
+    """Whether the token-id reward ``name`` decomposes over tokens (see :func:`register_reward`)."""
+    return name not in NON_DECOMPOSABLE
 
 
 def get_reward(name: str | RewardFn, **kwargs: Any) -> RewardFn:

@@ -200,6 +200,7 @@ class Trainer:
         start = self._load_start(tc.init_from) if tc.init_from else None
         ctx = AlgorithmContext(vocab_size=self.task.tgt_tokenizer.vocab_size, label_smoothing=tc.label_smoothing,
                                device=self.device, tgt_tokenizer=self.task.tgt_tokenizer,
+                               src_tokenizer=self.task.src_tokenizer,
                                build_model=self._new_model, unigram=self._target_unigram(),
                                valid_batches=self._valid_batches, log=lambda *a: self.logger.log(*a))
         try:
