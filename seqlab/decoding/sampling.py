@@ -5,7 +5,7 @@ each step turns its slice into tokens by inverse-CDF sampling (:func:`inverse_cd
 sequence of tensor ops on preallocated buffers with no host sync: the decoder step, the model draw, the
 component and reward draws of the mixture (the reward increments over the vocabulary from a device-side
 state, :class:`seqlab.rewards.increments.NextTokenBleu`), EOS at the length limit and PAD after the end.
-Finished rows are masked, not removed; the host reads one flag every :data:`CHUNK_STEPS` steps.
+Finished rows are masked, not removed; the host reads one flag every few steps (the outputs do not depend on it).
 
 Three ways to run the same step, all on the same random stream (so they give the same tokens):
 
@@ -33,6 +33,8 @@ from seqlab.models.base import Encoded, mask_special
 COMPONENT, MODEL, REWARD = 0, 1, 2
 MAX_LOOPS = 24
 REF_BUCKET = 8
+#: eager loops read "all finished?" this often (a captured loop once per CHUNK_STEPS)
+EAGER_CHECK_EVERY = 4
 #: how many loops were captured so far (benchmarks read it: a capture costs far more than a replay)
 CAPTURES = [0]
 
@@ -272,15 +274,15 @@ class SamplingLoop:
 
     @torch.no_grad()
     def run(self, n: int, steps: int) -> LoopOutput:
-        """Run at most ``steps`` steps (stopping once every row finished, checked every CHUNK_STEPS steps); the
-        outputs of the first ``n`` rows."""
+        """Run at most ``steps`` steps (stopping once every row finished, checked after every captured chunk or
+        every EAGER_CHECK_EVERY eager steps); the outputs of the first ``n`` rows."""
         taken = 0
         while taken < steps:
             if self.graph is not None:
                 self.graph.replay()
                 taken += CHUNK_STEPS
-            else:
-                for _ in range(min(CHUNK_STEPS, steps - taken)):
+            else:  # eager: a host read every EAGER_CHECK_EVERY steps (fewer steps past the end)
+                for _ in range(min(EAGER_CHECK_EVERY, steps - taken)):
                     self._step()
                     taken += 1
             if bool(self.done.all()):  # one host read per chunk

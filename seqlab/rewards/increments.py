@@ -241,14 +241,15 @@ class NextTokenBleu:
             d_orders.append(cnt_hyp < cnt_ref)
         exists = length[:, None] + 1 >= self.orders[None, :]  # [N, M]: the new n-gram of order n exists
         self.d_correct.copy_(torch.stack(d_orders, -1) & exists[:, None, :])
-        total = (length[:, None] - self.orders[None, :] + 1).clamp(min=0)
-        r_old = bleu_from_stats(self.correct, total, length, self.ref_len, **self.bleu_kwargs)
+        # column 0: the prefix itself, columns 1..C: the prefix + each candidate (one BLEU call for both)
         n_cand = self.cand.size(1)
-        r_new = bleu_from_stats(self.correct[:, None, :] + self.d_correct,
-                                (total + exists.long())[:, None, :].expand(rows, n_cand, self.max_order),
-                                (length + 1)[:, None].expand(rows, n_cand),
-                                self.ref_len[:, None].expand(rows, n_cand), **self.bleu_kwargs)
-        return _scatter_vocab(r_new - r_old[:, None], self.cand, self.vocab_size)
+        total = (length[:, None] - self.orders[None, :] + 1).clamp(min=0)
+        correct = torch.cat([self.correct[:, None, :], self.correct[:, None, :] + self.d_correct], 1)
+        totals = torch.cat([total[:, None, :], (total + exists.long())[:, None, :].expand(rows, n_cand, -1)], 1)
+        lengths = torch.cat([length[:, None], (length + 1)[:, None].expand(rows, n_cand)], 1)
+        r = bleu_from_stats(correct, totals, lengths, self.ref_len[:, None].expand(rows, n_cand + 1),
+                            **self.bleu_kwargs)
+        return _scatter_vocab(r[:, 1:] - r[:, :1], self.cand, self.vocab_size)
 
     def advance(self, token: torch.Tensor) -> None:
         """Append ``token`` [rows] (drawn after the last call) to the prefix's statistics."""
