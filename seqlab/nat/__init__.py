@@ -1,8 +1,8 @@
 """Non-autoregressive translation (NAT) and imitate-NAT (Wei et al. 2019): models ``nat`` and ``dat``,
 algorithms ``nat``, ``imitate_nat`` and ``dat``, length-parallel decoding, sequence-level distillation.
 
-Importing this package registers the models (the algorithms register through
-``seqlab.algorithms.base.PLUGIN_MODULES``)."""
+Its models and algorithms register in :mod:`seqlab.registry` when ``seqlab.nat.models`` and
+``seqlab.nat.algorithms`` are imported (both are among the registry's built-in modules)."""
 
 from seqlab.nat.decoding import length_parallel_decode, make_nat_decoder, nat_candidates, rescore
 from seqlab.nat.imitation import ImitationModule, action_regularizer, imitation_kl, redistribute
