@@ -12,7 +12,7 @@ Three ways to run the same step, all on the same random stream (so they give the
 * ``dynamic``: the model's own cache (``model.step``), any model, exact shapes (CPU and the GPU fallback);
 * ``static``: the Transformer's static KV cache (``static_step``) on bucketed shapes, eager;
 * ``graph``: ``static`` captured once per shape bucket as a CUDA graph of CHUNK_STEPS steps and replayed
-  (CUDA only; off with ``SEQLAB_SAMPLING_GRAPHS=0`` or ``SEQLAB_CUDA_GRAPHS=0``).
+  (CUDA only, opt-in with ``SEQLAB_SAMPLING_GRAPHS=1`` until measured on a GPU; ``SEQLAB_CUDA_GRAPHS=0`` turns it off).
 """
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ CAPTURES = [0]
 
 
 def sampling_graphs_enabled(model: Any, device: torch.device) -> bool:
-    """Captured sampling loops: CUDA, a model with a static step in eval mode (no dropout draws in a graph), unless
-    SEQLAB_SAMPLING_GRAPHS=0 or SEQLAB_CUDA_GRAPHS=0."""
+    """Captured sampling loops: CUDA, a model with a static step in eval mode (no dropout draws in a graph), and
+    SEQLAB_SAMPLING_GRAPHS=1 (opt-in until graph == eager and its speed are measured on a GPU; SEQLAB_CUDA_GRAPHS=0
+    turns every captured path off)."""
     return (device.type == "cuda" and hasattr(model, "static_step") and not model.training
             and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0"
-            and os.environ.get("SEQLAB_SAMPLING_GRAPHS", "1") != "0")
+            and os.environ.get("SEQLAB_SAMPLING_GRAPHS", "0") == "1")
 
 
 def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

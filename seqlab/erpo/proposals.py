@@ -231,7 +231,7 @@ def per_step_lambdas(lambdas: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 #: how token_mixture runs its loop (:mod:`seqlab.decoding.sampling`): ``None`` picks ``graph`` where it can
-#: (CUDA, a static-step model, a BLEU or uniform reward draw, unless SEQLAB_SAMPLING_GRAPHS=0), else ``dynamic``
+#: (CUDA, a static-step model, a BLEU or uniform reward draw, with SEQLAB_SAMPLING_GRAPHS=1), else ``dynamic``
 MIXTURE_MODES = ("dynamic", "static", "graph")
 
 
