@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from test_trainer import tiny_overrides
+from helpers import tiny_overrides
 
 from seqlab.config import load_config
 from seqlab.train.trainer import train

@@ -542,7 +542,7 @@ def test_critic_and_joint_phases_set_their_own_rates_and_betas_and_critic_phase_
     import json
     from pathlib import Path
 
-    from test_trainer import tiny_overrides
+    from helpers import tiny_overrides
 
     from seqlab.config import load_config
     from seqlab.train.trainer import Trainer

@@ -11,11 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-from test_trainer import tiny_overrides
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, tiny_overrides
 
 SKEWED_CLOCK_RUNNER = '''
 import os, sys, time

@@ -259,7 +259,7 @@ def test_mixer_prefix_and_scheduled_sampling_against_the_budget():
 
 
 def test_short_schedule_is_refused_by_the_trainer_before_training(tmp_path):
-    from test_trainer import tiny_overrides
+    from helpers import tiny_overrides
 
     from seqlab.config import load_config
     from seqlab.train.trainer import train

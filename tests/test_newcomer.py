@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_trainer import REPO, tiny_overrides, write_reverse_task
+from helpers import REPO, tiny_overrides, write_reverse_task
 
 from seqlab.cli import main as cli_main
 from seqlab.config import ConfigError, load_config
