@@ -14,6 +14,7 @@ import torch
 
 from seqlab.algorithms.base import register
 from seqlab.algorithms.raml import PROPOSALS, ProposalOptions, ReweightedProposals
+from seqlab.algorithms.sequence import KLOptions
 from seqlab.erpo.weightings import erpo_log_target
 
 
@@ -28,7 +29,7 @@ def log_delta_reward(tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class ERPOOptions(ProposalOptions):
+class ERPOOptions(KLOptions, ProposalOptions):
     alpha: float = 0.0
     beta: float = 1.0
     reward_scale: float = 1.0
@@ -38,6 +39,9 @@ class ERPOOptions(ProposalOptions):
         super().__post_init__()
         if self.alpha + self.beta <= 0:
             raise ValueError("ERPO needs alpha + beta > 0")
+        if self.kl_coef > 0 and self.proposal != "model":
+            raise ValueError("kl_coef needs proposal: model (the KL to the starting model is estimated on the model's "
+                             "own samples)")
 
 
 @register("erpo")

@@ -14,7 +14,7 @@ from torch.profiler import record_function
 
 from seqlab.algorithms.base import AlgorithmContext, Progress, register
 from seqlab.algorithms.policy import DEFAULT_PREFIX
-from seqlab.algorithms.sequence import Candidates, RewardAlgorithm, RewardOptions
+from seqlab.algorithms.sequence import Candidates, KLOptions, RewardAlgorithm, RewardOptions
 from seqlab.erpo.proposals import REWARD_DRAWS, REWARD_UNITS, token_mixture
 from seqlab.erpo.schedules import Whole, make_schedule
 from seqlab.utils import eval_mode
@@ -30,7 +30,7 @@ HIGH_ENTROPY_FRACTION = 0.9
 
 
 @dataclass
-class MixtureOptions(RewardOptions):
+class MixtureOptions(KLOptions, RewardOptions):
     NEEDS_INCREMENTS: ClassVar[bool] = True  # the reward draw exp(c · ΔR(w | y_<t, y*))
     reward_scale: float = 10.0
     reward_unit: str = "range"

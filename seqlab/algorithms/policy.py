@@ -3,13 +3,22 @@ policy gradient (SPG), and MIXER (Ranzato et al. 2016)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.profiler import record_function
 
 from seqlab.algorithms.base import Progress, register
-from seqlab.algorithms.sequence import Candidates, RewardAlgorithm, RewardOptions, Step, Weights
+from seqlab.algorithms.sequence import (
+    NORMALIZE_HELP,
+    Candidates,
+    KLOptions,
+    RewardAlgorithm,
+    RewardOptions,
+    Step,
+    Weights,
+    normalize_advantages,
+)
 from seqlab.data.vocab import PAD_ID
 from seqlab.decoding.search import greedy_search
 from seqlab.erpo.engine import reference_tokens
@@ -24,7 +33,8 @@ DEFAULT_PREFIX = {"type": "step", "start": 10, "delta": -2, "every": 1, "lower":
 
 
 @dataclass
-class SamplingOptions(RewardOptions):
+class SamplingOptions(KLOptions, RewardOptions):
+    normalize_advantages: bool = field(default=False, metadata={"help": NORMALIZE_HELP})
     num_samples: int = 4
     temperature: float = 1.0
     mle_weight: float = 0.0
@@ -45,6 +55,16 @@ class SamplingAlgorithm(RewardAlgorithm):
     Options = SamplingOptions
     #: sample-based fine-tuning collapses above it (measured on Multi30k: BENCHMARKS.md, ERPO family)
     max_finetune_lr = 5e-5
+
+    def controlled(self) -> bool:
+        """Whether a stability control is on (then the reward's std is logged too)."""
+        return self.options.kl_coef > 0 or self.options.normalize_advantages
+
+    def reward_stats(self, reward: torch.Tensor) -> dict[str, float]:
+        stats = {"reward": float(reward.mean())}
+        if self.controlled():
+            stats["reward_std"] = float(reward.std(unbiased=False))
+        return stats
 
     def propose(self, model, batch, enc, progress=None) -> Candidates:
         o = self.options
@@ -76,8 +96,10 @@ class PolicyGradient(SamplingAlgorithm):
     def weigh(self, cand: Candidates, reward, log_p, step: Step) -> Weights:
         base_r = self.greedy_reward(step) if self.options.baseline == "greedy" else None
         adv = pg_advantages(reward, cand.group, self.options.baseline, base_r)
+        if self.options.normalize_advantages:
+            adv = normalize_advantages(adv)
         return Weights(adv, len(cand), smoothed=False,
-                       stats={"reward": float(reward.mean()), "advantage_abs": float(adv.abs().mean())})
+                       stats={**self.reward_stats(reward), "advantage_abs": float(adv.abs().mean())})
 
     def greedy_reward(self, step: Step) -> torch.Tensor:
         """The reward of the greedy decode of each source [B] (the self-critical baseline)."""
@@ -102,8 +124,11 @@ class SoftmaxPolicyGradient(SamplingAlgorithm):
     breadth = 4
 
     def weigh(self, cand: Candidates, reward, log_p, step: Step) -> Weights:
-        w = spg_weights(reward, self.options.alpha, cand.group)
-        return Weights(w, reference_tokens(step.batch.tgt), stats={"reward": float(reward.mean())})
+        """softmax(R / alpha) per source; ``normalize_advantages``: R whitened over the batch first (alpha in units
+        of the batch's reward std; the per-source softmax ignores the shift)."""
+        scaled = normalize_advantages(reward) if self.options.normalize_advantages else reward
+        w = spg_weights(scaled, self.options.alpha, cand.group)
+        return Weights(w, reference_tokens(step.batch.tgt), stats=self.reward_stats(reward))
 
 
 @dataclass
@@ -146,7 +171,9 @@ class MIXER(SamplingAlgorithm):
     def weigh(self, cand: Candidates, reward, log_p, step: Step) -> Weights:
         """1 on the data prefix, R - mean_source(R) on the sampled tokens."""
         adv = reward - group_mean(reward, cand.group)
+        if self.options.normalize_advantages:
+            adv = normalize_advantages(adv)
         coef = torch.where(cand.components.eq(3), torch.ones_like(cand.tokens, dtype=torch.float),
                            adv[:, None].expand_as(cand.tokens))
         return Weights(coef.masked_fill(cand.tokens.eq(PAD_ID), 0.0), len(cand), smoothed=False,
-                       stats={"reward": float(reward.mean())})
+                       stats=self.reward_stats(reward))

@@ -4,7 +4,13 @@
 :class:`SequenceAlgorithm` owns the one ``loss()``: encode -> :meth:`~SequenceAlgorithm.propose` -> score (the
 reward of each proposal, and log p_θ when the weighting needs it) -> :meth:`~SequenceAlgorithm.weigh` -> the
 weighted likelihood :func:`~seqlab.erpo.engine.weighted_sequence_loss` (chunked past ``train.loss_chunk_tokens``)
--> an optional MLE term.  A new algorithm overrides the two hooks and declares its options.
+-> an optional MLE term -> an optional KL term to the frozen starting model (option ``kl_coef``).  A new algorithm
+overrides the two hooks and declares its options.
+
+RL stability controls for the algorithms that learn from their own samples: ``kl_coef`` (:class:`KLOptions`) adds
+``kl_coef`` * KL(p_θ || p_ref) to the loss, p_ref the model as it was at the first step (``train.init_from``'s
+weights when fine-tuning), estimated on the proposals by :func:`sequence_kl`; ``normalize_advantages`` makes the
+advantages of a batch zero-mean and unit-std (:func:`normalize_advantages`).
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 from torch.profiler import record_function
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress
+from seqlab.data.vocab import PAD_ID
 from seqlab.erpo.engine import reference_tokens, sequence_log_prob, weighted_sequence_loss
 from seqlab.erpo.loss import one_loss, smoothed_targets
 from seqlab.models.base import Encoded, Seq2SeqModel
@@ -91,8 +99,10 @@ class SequenceAlgorithm(Algorithm):
         if step.enc is None:
             step.enc = model.encode(batch.src)
         log_probs = log_p = None
-        if self.needs_log_p:
+        kl_coef = getattr(self.options, "kl_coef", 0.0)
+        if self.needs_log_p or kl_coef > 0:  # one pass for the weighting, the KL and the loss
             log_probs = model.token_log_probs(step.enc.select(cand.group), cand.tokens)
+        if self.needs_log_p:
             log_p = sequence_log_prob(log_probs, cand.tokens).detach()
         reward = self.score(cand, batch)
         w = self.weigh(cand, reward, log_p, step)
@@ -102,7 +112,12 @@ class SequenceAlgorithm(Algorithm):
         mle_weight = getattr(self.options, "mle_weight", 0.0)  # an added MLE term: (1 - w) loss + w MLE
         if mle_weight > 0:
             loss = (1 - mle_weight) * loss + mle_weight * self.mle_term(model, step.enc, batch.tgt)
-        return loss, {**cand.stats, **w.stats}
+        stats = {**cand.stats, **w.stats}
+        if kl_coef > 0:
+            kl = self.reference.kl(model, batch.src, cand.group, cand.tokens, log_probs)
+            loss = loss + kl_coef * kl
+            stats["kl"] = float(kl.detach())
+        return loss, stats
 
     def mle_term(self, model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor) -> torch.Tensor:
         log_probs = model.token_log_probs(enc, tgt)
@@ -139,6 +154,8 @@ class RewardAlgorithm(SequenceAlgorithm):
         from seqlab.rewards import bind_reward, get_reward
 
         self.reward_name = self.options.reward
+        if getattr(self.options, "kl_coef", 0.0) > 0:
+            self.reference = ReferencePolicy(ctx)  # the frozen starting model of the KL term
         #: what the token-increment code scores with: a token-id reward's name, or a text reward's adapter
         self.reward_fn = bind_reward(self.reward_name, ctx.tgt_tokenizer, ctx.src_tokenizer)
         self.text_reward = not isinstance(self.reward_fn, str)
@@ -154,3 +171,74 @@ class RewardAlgorithm(SequenceAlgorithm):
     def score(self, cand: Candidates, batch: Any) -> torch.Tensor | None:
         src = batch.src.index_select(0, cand.group) if self.text_reward else None
         return self.reward(cand.tokens, batch.tgt.index_select(0, cand.group), src)
+
+
+# --------------------------------------------------------------------------- RL stability controls
+@dataclass
+class KLOptions:
+    """Mixin of the options of an algorithm that learns from its own samples: ``kl_coef``."""
+
+    kl_coef: float = field(default=0.0, metadata={"help": "weight of KL(p_theta || p_ref) to the frozen starting "
+                                                          "model, added to the loss (0: off)"})
+
+    def __post_init__(self) -> None:
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        parent = super()
+        if hasattr(parent, "__post_init__"):
+            parent.__post_init__()  # type: ignore[misc]
+
+
+#: the help line of the ``normalize_advantages`` option
+NORMALIZE_HELP = "advantages of each batch made zero-mean and unit-std"
+
+
+def sequence_kl(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Σ_t KL(p_θ(· | y_<t) || p_ref(· | y_<t)) over each sequence's positions (EOS included, PAD excluded), [N]:
+    the full-vocabulary KL at every visited prefix.  For y ~ p_θ its expectation is the sequence-level
+    KL(p_θ || p_ref) (chain rule); the gradient flows through ``log_probs`` only.  Ids that neither model can emit
+    (log p = -inf in both: PAD, BOS) contribute 0."""
+    log_probs, ref_log_probs = log_probs.float(), ref_log_probs.detach().float()
+    probs = log_probs.exp()
+    diff = torch.where(probs > 0, log_probs - ref_log_probs, torch.zeros_like(log_probs))
+    per_position = (probs * diff).sum(-1)
+    return per_position.masked_fill(tokens.eq(PAD_ID), 0.0).sum(1)
+
+
+def normalize_advantages(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``adv`` [N] with the batch's mean subtracted and divided by its standard deviation (population form; all
+    equal: zeros)."""
+    centred = adv - adv.mean()
+    return centred / (centred.pow(2).mean().sqrt() + eps)
+
+
+class ReferencePolicy(nn.Module):
+    """A frozen copy of the model as it was at the first :meth:`kl` call (the run's first step; kept in the
+    algorithm's state, so a resumed run keeps its reference).  Built from ``ctx.build_model``."""
+
+    def __init__(self, ctx: AlgorithmContext):
+        super().__init__()
+        if ctx.build_model is None:
+            raise ValueError("kl_coef > 0 needs a way to build the reference model (AlgorithmContext.build_model)")
+        self.model = ctx.build_model()
+        self.model.requires_grad_(False)
+        self.model.eval()
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+
+    def train(self, mode: bool = True) -> ReferencePolicy:
+        super().train(mode)
+        self.model.eval()  # no dropout: p_ref is one fixed distribution
+        return self
+
+    @torch.no_grad()
+    def log_probs(self, src: torch.Tensor, group: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """log p_ref(· | y_<t, x) [N, T, V] of ``tokens`` (rows of sources ``src[group]``)."""
+        return self.model.token_log_probs(self.model.encode(src).select(group), tokens)
+
+    def kl(self, model: nn.Module, src: torch.Tensor, group: torch.Tensor, tokens: torch.Tensor,
+           log_probs: torch.Tensor) -> torch.Tensor:
+        """The mean over the N proposals of :func:`sequence_kl` (``log_probs``: p_θ's, with their gradient)."""
+        if not bool(self.ready):
+            self.model.load_state_dict(model.state_dict())
+            self.ready.fill_(True)
+        return sequence_kl(log_probs, self.log_probs(src, group, tokens), tokens).sum() / max(len(tokens), 1)

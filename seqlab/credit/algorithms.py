@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, register
-from seqlab.algorithms.sequence import RewardOptions
+from seqlab.algorithms.sequence import NORMALIZE_HELP, KLOptions, ReferencePolicy, RewardOptions
 from seqlab.credit.critic import ReferenceCritic, frozen_copy, load_critic_state, soft_update
 from seqlab.credit.targets import (
     action_rewards,
@@ -344,7 +344,8 @@ class VAML(CreditAlgorithm):
 
 # --------------------------------------------------------------------------- AC / ERAC
 @dataclass
-class ERACOptions(CreditOptions):
+class ERACOptions(KLOptions, CreditOptions):
+    normalize_advantages: bool = field(default=False, metadata={"help": NORMALIZE_HELP})
     tau: float = 0.04
     future_entropy: bool = True
     target_beta: float = 0.001
@@ -426,6 +427,8 @@ class ERAC(CreditAlgorithm):
         self.joint_critic_lr_scale, self.joint_adam_beta1 = joint_critic_lr_scale, joint_adam_beta1
         self.label_smoothing = ctx.label_smoothing if label_smoothing is None else label_smoothing
         self.target_critic = frozen_copy(self.critic) if target_network else None
+        if o.kl_coef > 0:
+            self.reference = ReferencePolicy(ctx)  # the actor as joint training starts
         self.phase.fill_(self.phase_at(0))
 
     def critic_settings(self) -> dict[str, Any]:
@@ -528,17 +531,45 @@ class ERAC(CreditAlgorithm):
                  "return": float(rewards.sum(1).mean()),
                  "entropy": float((entropy(log_pi.detach()) * valid).sum() / n_tok)}
         if joint:
-            coef = actor_coefficients(log_pi, q, self.tau)
+            if self.options.normalize_advantages:
+                coef = normalized_actor_coefficients(log_pi, q, self.tau, valid)
+            else:
+                coef = actor_coefficients(log_pi, q, self.tau)
             loss = loss + one_loss(finite_log_probs(log_pi), tokens,
                                    Coefficients(dense=coef, normalizer=n_tok))
             if self.mle_weight > 0:
                 loss = loss + self.mle_loss(model, model.encode(batch.src), batch.tgt, self.mle_weight)
+            if self.options.kl_coef > 0:
+                kl = self.reference.kl(model, batch.src, group, tokens, log_pi)
+                loss = loss + self.options.kl_coef * kl
+                stats["kl"] = float(kl.detach())
+            if self.options.kl_coef > 0 or self.options.normalize_advantages:
+                returns = rewards.sum(1)
+                stats.update(reward=float(returns.mean()), reward_std=float(returns.std(unbiased=False)))
         return loss, stats
 
     def on_step_end(self, progress: Progress) -> None:
         super().on_step_end(progress)
         if self.target_critic is not None and int(self.phase) in (CRITIC, JOINT):
             soft_update(self.target_critic, self.critic, self.target_beta)
+
+
+def normalized_actor_coefficients(log_pi: torch.Tensor, q: torch.Tensor, tau: float, valid: torch.Tensor,
+                                  eps: float = 1e-8) -> torch.Tensor:
+    """The actor's coefficients pi * (A - V) / sigma with advantages A = Q - tau log pi, V = sum_w pi A (their
+    mean under pi at each position) and sigma their pi-weighted standard deviation over the batch's ``valid``
+    positions [N, T]: zero-mean, unit-std advantages.  The gradient is that of
+    :func:`~seqlab.credit.targets.actor_coefficients` divided by sigma (sum_w pi grad log pi = 0: V changes
+    nothing)."""
+    log_pi, q = log_pi.detach().float(), q.detach().float()
+    probs = log_pi.exp()
+    keep = (probs > 0) & torch.isfinite(q) & torch.isfinite(log_pi)
+    zeros = torch.zeros_like(q)
+    adv = torch.where(keep, q - tau * torch.where(keep, log_pi, zeros), zeros)
+    centred = torch.where(keep, adv - (probs * adv).sum(-1, keepdim=True), zeros)
+    mask = valid.float()
+    var = ((probs * centred.pow(2)).sum(-1) * mask).sum() / mask.sum().clamp(min=1)
+    return probs * centred / (var.sqrt() + eps)
 
 
 @dataclass
