@@ -28,7 +28,7 @@ SLOW_TESTS = {
     "tests/test_compare.py::test_extra_test_sets_are_scored_reported_and_in_the_entries",
     "tests/test_credit.py::test_soft_q_learning_converges_to_q_star",
     "tests/test_ddp_exit.py::test_two_process_run_with_a_time_budget_exits_by_itself",
-    "tests/test_data.py::test_g2p_cmudict_split_disjoint_deterministic_grouped",
+    "tests/test_tasks.py::test_g2p_cmudict_split_disjoint_deterministic_grouped",
     "tests/test_algorithms.py::test_algorithm_trains_from_mle_checkpoint[alpha_dimt]",
 }
 

@@ -6,6 +6,7 @@ Test files import helpers from modules like this one (``helpers``, ``tiny``, ``t
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from pathlib import Path
@@ -54,3 +55,10 @@ def tiny_overrides(tmp_path: Path, run: str, **extra: str) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def write(path: Path, text: str | bytes, gz: bool = False) -> Path:
+    """Write ``text`` to ``path``, gzip-compressed when ``gz``; returns ``path``."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
