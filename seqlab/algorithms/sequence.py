@@ -129,7 +129,8 @@ class RewardOptions:
     """``reward``: a token-id reward of :data:`seqlab.rewards.REWARDS`, a registered text reward or a text reward
     as ``module:function`` (:mod:`seqlab.rewards.text`)."""
 
-    reward: str = "bleu"
+    reward: str = field(default="bleu", metadata={"help": "token-id reward by name (seqlab list rewards), a registered "
+                                                         "text reward, or a text reward as module:function"})
     #: the algorithm learns from token increments ΔR(w | y_<t, y*): its reward must decompose over tokens
     NEEDS_INCREMENTS: ClassVar[bool] = False
 
