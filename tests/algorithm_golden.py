@@ -1,7 +1,7 @@
 """Loss, statistics and gradient of each sequence-level algorithm on one fixed batch and model.
 
 ``python tests/algorithm_golden.py`` records them into ``tests/golden/algorithms.json``;
-``tests/test_algorithm_port.py`` checks that the current code reproduces the recorded values (they were recorded
+``tests/test_algorithms_port.py`` checks that the current code reproduces the recorded values (they were recorded
 from the code before the algorithms were ported onto :class:`~seqlab.algorithms.base.SequenceAlgorithm`).
 The gradient is kept as its norm and two projections on fixed random directions (a few thousand parameters).
 """

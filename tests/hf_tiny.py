@@ -1,4 +1,5 @@
-"""Tiny random Hugging Face encoder-decoders and tokenizers built offline (no downloads), for tests/test_hf_*.py.
+"""Tiny random Hugging Face encoder-decoders and tokenizers built offline (no downloads), for tests/test_hf_*.py
+and tests/test_tasks_hf.py.
 
 Each layout puts the special tokens where its family does: Marian (eos 0, unk 1, pad last, decoder start = pad),
 T5 (pad 0, eos 1, unk 2, decoder start = pad), BART (<s> 0, pad 1, eos 2, unk 3, decoder start = eos) and an
