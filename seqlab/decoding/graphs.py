@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,6 +30,17 @@ MAX_GRAPHS = 48
 DEFAULT_GRAPH_CACHE_MB = 8192
 
 
+def warm_up(fn: Callable[[], object], times: int = 2) -> None:
+    """Run ``fn`` ``times`` on a side stream before capturing it (allocations and kernel selection happen outside
+    the graph), as CUDA graph capture requires."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(times):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+
+
 def bucket_rows(n: int) -> int:
     """Batch sizes share graphs: 1, 2, 4, 8, then multiples of ROW_BUCKET."""
     if n <= 8:
@@ -39,7 +51,12 @@ def bucket_rows(n: int) -> int:
 def bucketed(enc: Encoded) -> Encoded:
     """Pad encoder states to bucketed shapes: extra rows repeat row 0, extra positions are masked out."""
     b, s = enc.memory.shape[:2]
-    rows, width = bucket_rows(b), round_up(s, SOURCE_BUCKET)
+    return pad_encoded(enc, bucket_rows(b), round_up(s, SOURCE_BUCKET))
+
+
+def pad_encoded(enc: Encoded, rows: int, width: int) -> Encoded:
+    """Encoder states padded to ``rows`` rows (repeating row 0) and ``width`` positions (masked out)."""
+    b, s = enc.memory.shape[:2]
     if rows > b:
         index = torch.cat([torch.arange(b), torch.zeros(rows - b, dtype=torch.long)]).to(enc.memory.device)
         enc = enc.select(index)
@@ -80,12 +97,7 @@ class StaticStepper:
         self.nbytes = tensor_bytes([self.state, self.tokens, self.logits])
 
     def _capture(self) -> None:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # warm-up outside the graph (allocations, kernel selection)
-                self.model.static_step(self.tokens, self.state)
-        torch.cuda.current_stream().wait_stream(stream)
+        warm_up(lambda: self.model.static_step(self.tokens, self.state))
         self.state["t"].zero_()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):

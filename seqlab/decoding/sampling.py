@@ -25,7 +25,16 @@ from typing import Any
 import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from seqlab.decoding.graphs import SOURCE_BUCKET, STEP_BUCKET, evict, graph_cache_bytes, round_up, tensor_bytes
+from seqlab.decoding.graphs import (
+    SOURCE_BUCKET,
+    STEP_BUCKET,
+    evict,
+    graph_cache_bytes,
+    pad_encoded,
+    round_up,
+    tensor_bytes,
+    warm_up,
+)
 from seqlab.decoding.static import CHUNK_STEPS
 from seqlab.models.base import Encoded, mask_special
 
@@ -260,13 +269,7 @@ class SamplingLoop:
 
     def _capture(self) -> None:
         CAPTURES[0] += 1
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # warm-up outside the graph (allocations, kernel selection)
-                self.reset()
-                self._chunk()
-        torch.cuda.current_stream().wait_stream(stream)
+        warm_up(lambda: (self.reset(), self._chunk()))
         self.reset()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
@@ -296,19 +299,6 @@ class SamplingLoop:
 
 
 # ---------------------------------------------------------------------- choosing, bucketing and caching loops
-def pad_encoded(enc: Encoded, rows: int, width: int) -> Encoded:
-    """Encoder states padded to ``rows`` rows (repeating row 0) and ``width`` positions (masked out)."""
-    b, s = enc.memory.shape[:2]
-    if rows > b:
-        index = torch.cat([torch.arange(b), torch.zeros(rows - b, dtype=torch.long)]).to(enc.memory.device)
-        enc = enc.select(index)
-    if width > s:
-        memory = torch.nn.functional.pad(enc.memory, (0, 0, 0, width - s))
-        mask = torch.nn.functional.pad(enc.pad_mask, (0, width - s), value=True)
-        enc = Encoded(memory, mask, enc.extra)
-    return enc
-
-
 _CACHE: OrderedDict[tuple, SamplingLoop] = OrderedDict()
 
 

@@ -25,7 +25,15 @@ from typing import Any
 import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from seqlab.decoding.graphs import SOURCE_BUCKET, STEP_BUCKET, bucket_rows, evict, graph_cache_bytes, round_up
+from seqlab.decoding.graphs import (
+    SOURCE_BUCKET,
+    STEP_BUCKET,
+    bucket_rows,
+    evict,
+    graph_cache_bytes,
+    round_up,
+    warm_up,
+)
 from seqlab.models.base import mask_special
 
 #: search steps per captured graph: the host checks "all finished?" once per chunk (divides STEP_BUCKET)
@@ -152,13 +160,7 @@ class StaticSearch:
         self.prev.copy_(tok)
 
     def _capture(self) -> None:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # warm-up outside the graphs (allocations, kernel selection)
-                self._prologue()
-                self._chunk()
-        torch.cuda.current_stream().wait_stream(stream)
+        warm_up(lambda: (self._prologue(), self._chunk()))
         self.prologue_graph, self.chunk_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.prologue_graph):
             self._prologue()

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from seqlab.data.vocab import EOS_ID, PAD_ID
-from seqlab.decoding.graphs import SOURCE_BUCKET, bucket_rows, evict, graph_cache_bytes, round_up
+from seqlab.decoding.graphs import SOURCE_BUCKET, bucket_rows, evict, graph_cache_bytes, round_up, warm_up
 from seqlab.nat.candidates import best_candidates, candidate_width
 
 #: batches up to this many sources replay a graph (latency); larger ones decode eagerly, where launch
@@ -48,12 +48,7 @@ class CapturedNATDecoder:
         self.nbytes = rows * (2 * delta_t + 1) * (width + 1) * vocab * 4 * (2 if teacher is not None else 1)
 
     def _capture(self) -> None:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # warm-up outside the graph (allocations, kernel selection)
-                self.run(self.src)
-        torch.cuda.current_stream().wait_stream(stream)
+        warm_up(lambda: self.run(self.src))
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.out = self.run(self.src)
