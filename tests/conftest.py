@@ -22,12 +22,12 @@ torch.set_num_threads(1)
 
 #: measured at 10-22 s each on one core (benchmarks/results/tests_cpu.json, README "Tests")
 SLOW_TESTS = {
-    "tests/test_trainer.py::test_quickstart_runs_on_a_tiny_budget",
-    "tests/test_trainer.py::test_two_process_gloo_ddp",
+    "tests/test_train_trainer.py::test_quickstart_runs_on_a_tiny_budget",
+    "tests/test_train_trainer.py::test_two_process_gloo_ddp",
     "tests/test_compare.py::test_compare_resumes_reports_and_refuses_changed_budget",
     "tests/test_compare.py::test_extra_test_sets_are_scored_reported_and_in_the_entries",
     "tests/test_credit.py::test_soft_q_learning_converges_to_q_star",
-    "tests/test_ddp_exit.py::test_two_process_run_with_a_time_budget_exits_by_itself",
+    "tests/test_train_distributed.py::test_two_process_run_with_a_time_budget_exits_by_itself",
     "tests/test_tasks.py::test_g2p_cmudict_split_disjoint_deterministic_grouped",
     "tests/test_algorithms.py::test_algorithm_trains_from_mle_checkpoint[alpha_dimt]",
 }
