@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,38 @@ def read_lines(path: str | Path) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
+@dataclass
+class ExampleRows:
+    """Examples gathered row by row: a source string and one example per reference (a string or a list of
+    strings), rows with an empty side skipped (``on_empty="skip"``) or refused (``"error"``)."""
+
+    on_empty: str
+    sources: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, row: int, src: Any, tgt: Any, src_name: str, tgt_name: str,
+            error: Callable[[str], DataError]) -> None:
+        """Add row ``row``; ``error(message)`` builds the error that names the file or dataset and the row."""
+        if not isinstance(src, str):
+            raise error(f"{src_name} must be a string, found {type(src).__name__}")
+        refs = [tgt] if isinstance(tgt, str) else tgt
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise error(f"{tgt_name} must be a string or a list of strings, found {type(tgt).__name__}")
+        src = src.strip()
+        refs = [r.strip() for r in refs] or [""]
+        self.total += len(refs)
+        for r in refs:
+            if not src or not r:
+                if self.on_empty == "error":
+                    raise error(f"empty {'source' if not src else 'target'}")
+                self.skipped.append(row)
+                continue
+            self.sources.append(src)
+            self.targets.append(r)
+
+
 def _check_on_empty(on_empty: str) -> None:
     if on_empty not in ON_EMPTY:
         raise ValueError(f"on_empty must be one of {ON_EMPTY}, got {on_empty!r}")
@@ -201,8 +233,7 @@ def read_jsonl(path: str | Path, src_key: str = "source", tgt_key: str = "target
     A list gives one example per reference, all in the source's group.  Blank lines are ignored."""
     _check_on_empty(on_empty)
     lines = read_lines(path)
-    sources, targets, skipped = [], [], []
-    total = 0
+    rows = ExampleRows(on_empty)
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -215,25 +246,10 @@ def read_jsonl(path: str | Path, src_key: str = "source", tgt_key: str = "target
         for key in (src_key, tgt_key):
             if key not in obj:
                 raise DataError(f"missing key {key!r}", path, i)
-        src, tgt = obj[src_key], obj[tgt_key]
-        if not isinstance(src, str):
-            raise DataError(f"{src_key!r} must be a string, found {type(src).__name__}", path, i)
-        refs = [tgt] if isinstance(tgt, str) else tgt
-        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
-            raise DataError(f"{tgt_key!r} must be a string or a list of strings", path, i)
-        src = src.strip()
-        refs = [r.strip() for r in refs] or [""]
-        total += len(refs)
-        for r in refs:
-            if not src or not r:
-                if on_empty == "error":
-                    raise DataError(f"empty {'source' if not src else 'target'}", path, i)
-                skipped.append(i)
-                continue
-            sources.append(src)
-            targets.append(r)
-    _warn_skipped(str(path), skipped, total)
-    return _build(sources, targets, str(path), path, sum(1 for line in lines if line.strip()))
+        rows.add(i, obj[src_key], obj[tgt_key], repr(src_key), repr(tgt_key),
+                 lambda message, line=i: DataError(message, path, line))
+    _warn_skipped(str(path), rows.skipped, rows.total)
+    return _build(rows.sources, rows.targets, str(path), path, sum(1 for line in lines if line.strip()))
 
 
 def read_corpus(spec: dict[str, Any], root: str | Path | None = None) -> Corpus:

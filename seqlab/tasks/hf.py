@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from seqlab.data.corpus import Corpus, group_by_source
+from seqlab.data.corpus import Corpus, ExampleRows, group_by_source
 from seqlab.data.errors import DataError, DataWarning
 from seqlab.data.tokenizers import build_tokenizers
 from seqlab.tasks.base import TaskData, register_task, subsample, task_options
@@ -65,29 +65,15 @@ def field_value(row: dict[str, Any], field: str) -> Any:
 
 def read_split(data: Any, where: str, src_field: str, tgt_field: str, on_empty: str = "skip") -> Corpus:
     """The examples of one split (a ``datasets.Dataset``): source strings and one example per reference."""
-    sources, targets, skipped, total = [], [], [], 0
+    rows = ExampleRows(on_empty)
     for i, row in enumerate(data):
         try:
             src, tgt = field_value(row, src_field), field_value(row, tgt_field)
         except KeyError as e:
             raise DataError(f"row {i}: {e.args[0]}", where) from None
-        if not isinstance(src, str):
-            raise DataError(f"row {i}: field {src_field!r} must be a string, found {type(src).__name__}", where)
-        refs = [tgt] if isinstance(tgt, str) else tgt
-        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
-            raise DataError(f"row {i}: field {tgt_field!r} must be a string or a list of strings, found "
-                            f"{type(tgt).__name__}", where)
-        src = src.strip()
-        refs = [r.strip() for r in refs] or [""]
-        total += len(refs)
-        for r in refs:
-            if not src or not r:
-                if on_empty == "error":
-                    raise DataError(f"row {i}: empty {'source' if not src else 'target'}", where)
-                skipped.append(i)
-                continue
-            sources.append(src)
-            targets.append(r)
+        rows.add(i, src, tgt, f"field {src_field!r}", f"field {tgt_field!r}",
+                 lambda message, index=i: DataError(f"row {index}: {message}", where))
+    sources, targets, skipped, total = rows.sources, rows.targets, rows.skipped, rows.total
     if skipped:
         warnings.warn(f"{where}: skipped {len(skipped)} of {total} examples with an empty source or target "
                       f"(first at row {skipped[0]})", DataWarning, stacklevel=2)
