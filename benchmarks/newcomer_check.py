@@ -139,7 +139,7 @@ def main() -> int:
     c.run("resume_after_interrupt", cmd.replace("100000", str(more)), expect="resumed from")
 
     if not args.skip_tests:  # the README's second command
-        c.run("readme_command_2", 'pip install -q -e ".[dev]" && python -m pytest -q -p no:cacheprovider',
+        c.run("readme_command_2", 'pip install -q -e ".[dev,hf]" && python -m pytest -q -p no:cacheprovider',
               expect="passed")
 
     load_after = os.getloadavg()[0]
