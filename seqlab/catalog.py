@@ -173,7 +173,11 @@ def listing(kind: str) -> list[tuple[str, str]]:
             out.append((n, f"{line} options: {', '.join(opts)}"))
         return out
     if kind == "rewards":
-        return [(n, _first_sentence(fn.__doc__)) for n, fn in rewards().items()]
+        from seqlab.rewards.text import TEXT_REWARDS
+
+        text = [(n, f"text reward{'' if r.decomposes else ', does not decompose over tokens'}: "
+                    f"{_first_sentence(r.fn.__doc__)}") for n, r in TEXT_REWARDS.items()]
+        return [(n, _first_sentence(fn.__doc__)) for n, fn in rewards().items()] + text
     raise ValueError(f"unknown kind {kind!r}")
 
 

@@ -215,3 +215,12 @@ def test_a_module_function_reward_reaches_a_compare_subprocess(tmp_path, monkeyp
     calls = [json.loads(line) for line in marker.read_text().splitlines()]
     assert calls and all(c["ref"] and c["src"] for c in calls)
     assert json.loads((run_dir / "results.json").read_text())["steps"] == 2
+
+
+def test_seqlab_list_rewards_shows_text_rewards_and_whether_they_decompose(text_rewards):
+    from seqlab.catalog import listing
+
+    lines = dict(listing("rewards"))
+    assert lines["test_sacre_bleu"].startswith("text reward, does not decompose over tokens: sacrebleu's")
+    assert lines["test_neg_edit"].startswith("text reward: -Levenshtein")
+    assert "bleu" in lines and not lines["bleu"].startswith("text reward")
