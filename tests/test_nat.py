@@ -473,6 +473,97 @@ def test_dat_algorithm_keeps_the_usage_average_as_state():
     assert torch.equal(fresh.usage, algo.usage)
 
 
+# ------------------------------------------------------------------------------------------ exact losses
+def _token_nll(logits: torch.Tensor, targets: torch.Tensor, excluded: tuple[int, ...]) -> torch.Tensor:
+    """Mean −log p(y_t) over the non-PAD ``targets``, with the ``excluded`` ids removed from the softmax."""
+    logits = logits.float().clone()
+    logits[..., list(excluded)] = float("-inf")
+    picked = F.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    valid = targets.ne(PAD_ID)
+    return -picked.masked_fill(~valid, 0.0).sum() / valid.sum()
+
+
+def _layer_kl(target: torch.Tensor, log_q: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Σ_t KL(target_t ‖ q_t) over the non-PAD ``targets`` / their count."""
+    valid = targets.ne(PAD_ID).float()
+    kl = (target * (target.log() - log_q)).sum(-1)
+    return (kl * valid).sum() / valid.sum()
+
+
+def test_nat_loss_is_the_token_nll_at_the_reference_length_plus_the_weighted_length_nll():
+    """``nat`` by hand: −mean log p(y*_t) over the reference without EOS (PAD, BOS and EOS excluded from the
+    softmax), decoded at the reference length, plus length_loss_weight × the length-class cross-entropy."""
+    from tiny import TinyBatch
+
+    from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+    from seqlab.data.vocab import BOS_ID
+
+    model = make("nat", copy="uniform")
+    src, tgt = batch()
+    algo = build_algorithm("nat", AlgorithmContext(vocab_size=V, label_smoothing=0.0), {"length_loss_weight": 0.3})
+    loss, _ = algo.loss(model, TinyBatch(src, tgt), Progress())
+    lengths = torch.tensor([6, 2, 4])  # the reference lengths without EOS
+    body = tgt[:, :6].masked_fill(tgt[:, :6].eq(EOS_ID), PAD_ID)
+    enc = model.encode(src)
+    logits, _ = model.decode_with_actions(enc, lengths)
+    nll = _token_nll(logits, body, (PAD_ID, BOS_ID, EOS_ID))
+    length_nll = F.cross_entropy(model.length_logits(enc), model.length_to_class(enc, lengths))
+    assert loss.item() == pytest.approx((nll + 0.3 * length_nll).item(), rel=1e-5)
+
+
+def test_imitate_nat_loss_is_the_nat_loss_plus_the_weighted_sum_of_layer_kls(monkeypatch):
+    """``imitate_nat`` by hand: the ``nat`` loss plus imitation_weight × Σ_layers KL(π_AT ‖ π_NAT) over the
+    reference tokens without EOS, π_AT from the demonstrator under teacher forcing."""
+    from tiny import TinyBatch
+
+    import seqlab.inference
+    from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+    from seqlab.inference import LoadedModel
+
+    teacher = make("dat", seed=1)
+    loaded = LoadedModel(None, teacher, None, None, torch.device("cpu"))
+    monkeypatch.setattr(seqlab.inference, "load_checkpoint_model", lambda path, device: loaded)
+    student = make("nat", seed=2, imitation=True)
+    src, tgt = batch()
+    ctx = AlgorithmContext(vocab_size=V, label_smoothing=0.0)
+    options = {"length_loss_weight": 0.3}
+    imitate = build_algorithm("imitate_nat", ctx, {**options, "teacher": "dat.pt", "imitation_weight": 0.5,
+                                                   "init_from_teacher": False})
+    loss, stats = imitate.loss(student, TinyBatch(src, tgt), Progress())
+    nat_loss, _ = build_algorithm("nat", ctx, options).loss(student, TinyBatch(src, tgt), Progress())
+    body = tgt[:, :6].masked_fill(tgt[:, :6].eq(EOS_ID), PAD_ID)
+    _, student_log_pis = student.decode_with_actions(student.encode(src), torch.tensor([6, 2, 4]))
+    _, teacher_log_pis = teacher.decode_with_actions(teacher.encode(src), shift_right(tgt))
+    kl = sum(_layer_kl(t[:, :6].exp(), s[:, :6], body) for s, t in zip(student_log_pis, teacher_log_pis, strict=True))
+    assert len(student_log_pis) == 2 and kl.item() > 0
+    assert stats["imitation_kl"].item() == pytest.approx(kl.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((nat_loss + 0.5 * kl).item(), rel=1e-5)
+
+
+def test_dat_loss_is_mle_plus_the_weighted_kl_to_the_redistributed_actions():
+    """``dat`` by hand (eval mode, so the usage c stays uniform): −mean log p(y*_t) over the reference with EOS
+    (PAD and BOS excluded) plus regularizer_weight × Σ_layers KL(π′ ‖ π), π′ ∝ π² / c."""
+    from tiny import TinyBatch
+
+    from seqlab.algorithms.base import AlgorithmContext, Progress, build_algorithm
+    from seqlab.data.vocab import BOS_ID
+
+    model = make("dat")
+    src, tgt = batch()
+    algo = build_algorithm("dat", AlgorithmContext(vocab_size=V, label_smoothing=0.0), {"regularizer_weight": 0.2})
+    loss, _ = algo.loss(model, TinyBatch(src, tgt), Progress())
+    logits, log_pis = model.decode_with_actions(model.encode(src), shift_right(tgt))
+    nll = _token_nll(logits, tgt, (PAD_ID, BOS_ID))
+    uniform = torch.full((log_pis[0].size(-1),), 1.0 / log_pis[0].size(-1))
+    assert torch.equal(algo.usage, uniform.expand(len(log_pis), -1))
+    reg = 0.0
+    for log_pi in log_pis:
+        sharpened = log_pi.exp() ** 2 / uniform
+        reg = reg + _layer_kl(sharpened / sharpened.sum(-1, keepdim=True), log_pi, tgt)
+    assert reg.item() > 0
+    assert loss.item() == pytest.approx((nll + 0.2 * reg).item(), rel=1e-5)
+
+
 # ------------------------------------------------------------------------------------------ distillation
 def test_distilled_lines_align_with_input_across_an_interruption(tmp_path):
     from seqlab.nat.distill import distill_lines
