@@ -729,50 +729,41 @@ def _eval_sets(out: Path, records: dict[str, list[RunRecord]], task_refs: dict[s
     return sets
 
 
-def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 1000) -> dict[str, Path]:
-    """Write ``out/report/{report.md, report.html, curves.png, space.png, schedules.png, summary.json}``."""
+@dataclass
+class _Report:
+    """What the report shows, gathered once and rendered as Markdown and HTML."""
+
+    task: str
+    primary: str
+    metrics: list[str]
+    baseline: str
+    records: dict[str, list[RunRecord]]
+    eval_sets: list[EvalSet]
+    tables: list[tuple[EvalSet, list[str], list[list[str]]]]
+    valid_head: list[str]
+    valid_rows: list[list[str]]
+    facts: list[tuple[str, str]]
+    notes: list[str]
+    curves: Path
+    space: Path
+    schedules: Path | None
+
+    def set_title(self, es: EvalSet) -> str:
+        return f"Test {', '.join(self.metrics)}" if es.name == "test" else es.title
+
+
+def _report_facts(out: Path, records: dict[str, list[RunRecord]], settings: dict[str, Any],
+                  budget: dict[str, Any], smoothing: float | None) -> list[tuple[str, str]]:
+    """The report's header: task, model, pre-training, budget, start, smoothing, seeds, decoding, provenance."""
     from seqlab.metrics.signature import signature_summary
 
-    out = Path(out)
-    rep = out / "report"
-    rep.mkdir(parents=True, exist_ok=True)
-    settings = _settings(out)
-    spec, fingerprint = settings["spec"], settings["fingerprint"]
-    baseline = baseline or spec.get("baseline", "mle")
-    records, missing = collect(out)
-    refs_path = out / "test.refs.json"
-    task_refs = json.loads(refs_path.read_text(encoding="utf-8")) if refs_path.exists() else {}
-    metrics = metric_names(records, (task_refs.get("metrics") or [None])[0])
-    if not records or not metrics:
-        raise RuntimeError(f"{out}: no finished runs to report")
-    primary = metrics[0]
-    eval_sets = _eval_sets(out, records, task_refs, spec)
-    for es in eval_sets:
-        _evaluate_set(records, es, baseline, primary, n_samples)
-    test_set = eval_sets[0]
-    if not task_refs:
-        test_set.notes = ["No test references (test.refs.json): no significance tests."]
-    test_stats = table(records, "test", primary)
-    valid_stats = table(records, "valid", primary)
-    start_valid = _pretrain_score(out, primary)
-    curves = plot_curves(records, primary, rep / "curves.png", start_valid)
-    space = plot_space(records, test_stats, primary, rep / "space.png")
-    schedules = plot_schedules(records, rep / "schedules.png")
-    tables = [(es, *_rows(records, metrics, es, baseline)) for es in eval_sets]
-    vhead = ["algorithm", "n", f"valid {primary} mean ± std", "min", "max"]
-    vrows = [
-        [_display(k, records[k][0].algorithm), str(s.n), f"{_fmt(s.mean)} ± {_fmt(s.std)}", _fmt(s.min), _fmt(s.max)]
-        for k, s in valid_stats.items()
-    ]
-    cfg = settings["config"]
+    spec, fingerprint, cfg = settings["spec"], settings["fingerprint"], settings["config"]
     task = cfg.get("task", {}).get("name", "?")
-    budget = budget_facts(records, spec, out)
-    smoothing = fingerprint.get("label_smoothing", cfg.get("train", {}).get("label_smoothing"))
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     seconds = [r.results.get("train_seconds", 0.0) for runs in records.values() for r in runs]
     pretrain = (f"{spec.get('pretrain_steps', 0)} steps" + (f" ({budget['pretrain_epochs']:.1f} epochs)"
                 if budget.get("pretrain_epochs") else "")) if not spec.get("init_from") else f"from {spec['init_from']}"
-    facts = [
+    return [
         ("task", f"{task} ({json.dumps(cfg.get('task', {}).get('options', {}))})"),
         ("model", f"{cfg.get('model', {}).get('arch', '?')} {json.dumps(cfg.get('model', {}).get('options', {}))}"),
         ("shared MLE pre-training", pretrain),
@@ -786,6 +777,10 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         ("training time per run", f"{statistics.fmean(seconds) / 60:.1f} min on average" if seconds else "?"),
         ("generated", f"{when}, seqlab commit {_git_commit()}"),
     ]
+
+
+def _report_notes(baseline: str, n_samples: int, eval_sets: list[EvalSet], missing: list[str]) -> list[str]:
+    """How to read the statistics, then each evaluation set's notes and the unfinished runs."""
     notes = [
         f'mean ± std over seeds (sample std, ddof=1). Δ, p and "Δ>0 in" from a paired bootstrap ({n_samples} '
         f"resamples) on the seed-matched, concatenated outputs (sacrebleu's paired bootstrap statistics for BLEU): "
@@ -803,19 +798,26 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         notes += es.notes
     if missing:
         notes.append(f"Unfinished runs (not in the table): {', '.join(missing)}.")
+    return notes
+
+
+def _report_summary(report: _Report, spec: dict[str, Any], fingerprint: dict[str, Any], budget: dict[str, Any],
+                    smoothing: float | None, valid_stats: dict[str, Stats], missing: list[str]) -> dict[str, Any]:
+    """summary.json: the tables, significance tests and every run's scores, machine-readable."""
+    records, eval_sets, test_set = report.records, report.eval_sets, report.eval_sets[0]
 
     def set_summary(es: EvalSet) -> dict[str, Any]:
         return {
-            "test": {m: {k: vars(s) for k, s in table(records, es.name, m).items()} for m in metrics},
+            "test": {m: {k: vars(s) for k, s in table(records, es.name, m).items()} for m in report.metrics},
             "significance": es.vs_baseline,
             "significance_vs_start": es.vs_start,
             "start": es.start_scores,
         }
 
-    summary = {
-        "task": task,
-        "primary_metric": primary,
-        "baseline": baseline,
+    return {
+        "task": report.task,
+        "primary_metric": report.primary,
+        "baseline": report.baseline,
         "settings": spec,
         "label_smoothing": smoothing,
         "init_state": fingerprint.get("init_state"),
@@ -845,19 +847,19 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
             for k, v in records.items()
         },
     }
-    (rep / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
 
-    def set_title(es: EvalSet) -> str:
-        return f"Test {', '.join(metrics)}" if es.name == "test" else es.title
 
-    md = [f"# seqlab compare: {task}", "", *[f"- **{k}**: {v}" for k, v in facts], ""]
-    for es, head, rows in tables:
-        md += [f"## {set_title(es)}", "", _markdown_table(head, rows), ""]
-        sig_line = _significant(records, es, baseline)
+def _report_markdown(report: _Report) -> str:
+    """report.md: facts, one table per evaluation set, validation, figures (linked), notes."""
+    md = [f"# seqlab compare: {report.task}", "", *[f"- **{k}**: {v}" for k, v in report.facts], ""]
+    for es, head, rows in report.tables:
+        md += [f"## {report.set_title(es)}", "", _markdown_table(head, rows), ""]
+        sig_line = _significant(report.records, es, report.baseline)
         md += [sig_line, ""] if sig_line else []
-    md += [f"## Validation {primary} (best checkpoint)", "", _markdown_table(vhead, vrows), "",
+    md += [f"## Validation {report.primary} (best checkpoint)", "",
+           _markdown_table(report.valid_head, report.valid_rows), "",
            "## Validation curves", "", "![validation curves](curves.png)", ""]
-    if schedules:
+    if report.schedules:
         md += ["## Schedules", "", "λ1..λ3, the MIXER prefix, P(truth) and the weighting statistics the runs "
                "logged per step.", "", "![schedules](schedules.png)", ""]
     md += [
@@ -870,52 +872,109 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         "",
         "## Notes",
         "",
-        *[f"- {n}" for n in notes],
+        *[f"- {n}" for n in report.notes],
         "",
     ]
-    md_path = rep / "report.md"
-    md_path.write_text("\n".join(md), encoding="utf-8")
+    return "\n".join(md)
 
-    def img(p: Path, alt: str) -> str:
-        data = base64.b64encode(p.read_bytes()).decode("ascii")
-        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
+def _img(p: Path, alt: str) -> str:
+    data = base64.b64encode(p.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _report_html(report: _Report) -> str:
+    """report.html: the Markdown report's content, self-contained (figures inlined)."""
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;"
         "padding:4px 8px;text-align:right}th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}"
         "img{max-width:100%;border:1px solid #eee}li{margin:.2em 0}"
     )
+    task = html.escape(report.task)
     body = [
-        f"<h1>seqlab compare: {html.escape(task)}</h1>",
-        "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts) + "</ul>",
+        f"<h1>seqlab compare: {task}</h1>",
+        "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in report.facts)
+        + "</ul>",
     ]
-    for es, head, rows in tables:
-        body += [f"<h2>{html.escape(set_title(es))}</h2>", _html_table(head, rows)]
-        sig_line = _significant(records, es, baseline)
+    for es, head, rows in report.tables:
+        body += [f"<h2>{html.escape(report.set_title(es))}</h2>", _html_table(head, rows)]
+        sig_line = _significant(report.records, es, report.baseline)
         body += [f"<p>{html.escape(sig_line)}</p>"] if sig_line else []
     body += [
-        f"<h2>Validation {html.escape(primary)} (best checkpoint)</h2>",
-        _html_table(vhead, vrows),
+        f"<h2>Validation {html.escape(report.primary)} (best checkpoint)</h2>",
+        _html_table(report.valid_head, report.valid_rows),
         "<h2>Validation curves</h2>",
-        img(curves, "validation curves"),
+        _img(report.curves, "validation curves"),
     ]
-    if schedules:
-        body += ["<h2>Schedules</h2>", img(schedules, "schedules")]
+    if report.schedules:
+        body += ["<h2>Schedules</h2>", _img(report.schedules, "schedules")]
     body += [
         "<h2>Algorithm space</h2>",
         "<p>Algorithms placed by how far their training targets reach from the "
         "data (ERPO paper, Fig. 1), annotated with the measured test scores.</p>",
-        img(space, "algorithm space"),
+        _img(report.space, "algorithm space"),
         "<h2>Notes</h2>",
-        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
+        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in report.notes) + "</ul>",
     ]
-    html_path = rep / "report.html"
-    html_path.write_text(
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>seqlab compare: "
-        f"{html.escape(task)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>",
-        encoding="utf-8",
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>seqlab compare: "
+            f"{task}</title><style>{style}</style></head><body>{''.join(body)}</body></html>")
+
+
+def _report_inputs(out: Path, baseline: str | None) -> tuple[dict[str, Any], str, dict[str, list[RunRecord]],
+                                                              list[str], dict[str, Any], list[str]]:
+    """(settings, baseline, finished runs, unfinished run names, test references, metrics); refuses no runs."""
+    settings = _settings(out)
+    baseline = baseline or settings["spec"].get("baseline", "mle")
+    records, missing = collect(out)
+    refs_path = out / "test.refs.json"
+    task_refs = json.loads(refs_path.read_text(encoding="utf-8")) if refs_path.exists() else {}
+    metrics = metric_names(records, (task_refs.get("metrics") or [None])[0])
+    if not records or not metrics:
+        raise RuntimeError(f"{out}: no finished runs to report")
+    return settings, baseline, records, missing, task_refs, metrics
+
+
+def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 1000) -> dict[str, Path]:
+    """Write ``out/report/{report.md, report.html, curves.png, space.png, schedules.png, summary.json}``."""
+    out = Path(out)
+    rep = out / "report"
+    rep.mkdir(parents=True, exist_ok=True)
+    settings, baseline, records, missing, task_refs, metrics = _report_inputs(out, baseline)
+    spec, fingerprint = settings["spec"], settings["fingerprint"]
+    primary = metrics[0]
+    eval_sets = _eval_sets(out, records, task_refs, spec)
+    for es in eval_sets:
+        _evaluate_set(records, es, baseline, primary, n_samples)
+    if not task_refs:
+        eval_sets[0].notes = ["No test references (test.refs.json): no significance tests."]
+    test_stats = table(records, "test", primary)
+    valid_stats = table(records, "valid", primary)
+    start_valid = _pretrain_score(out, primary)
+    curves = plot_curves(records, primary, rep / "curves.png", start_valid)
+    space = plot_space(records, test_stats, primary, rep / "space.png")
+    schedules = plot_schedules(records, rep / "schedules.png")
+    tables = [(es, *_rows(records, metrics, es, baseline)) for es in eval_sets]
+    valid_head = ["algorithm", "n", f"valid {primary} mean ± std", "min", "max"]
+    valid_rows = [
+        [_display(k, records[k][0].algorithm), str(s.n), f"{_fmt(s.mean)} ± {_fmt(s.std)}", _fmt(s.min), _fmt(s.max)]
+        for k, s in valid_stats.items()
+    ]
+    budget = budget_facts(records, spec, out)
+    smoothing = fingerprint.get("label_smoothing", settings["config"].get("train", {}).get("label_smoothing"))
+    report = _Report(
+        task=settings["config"].get("task", {}).get("name", "?"), primary=primary, metrics=metrics,
+        baseline=baseline, records=records, eval_sets=eval_sets, tables=tables, valid_head=valid_head,
+        valid_rows=valid_rows, facts=_report_facts(out, records, settings, budget, smoothing),
+        notes=_report_notes(baseline, n_samples, eval_sets, missing), curves=curves, space=space,
+        schedules=schedules,
     )
+    summary = _report_summary(report, spec, fingerprint, budget, smoothing, valid_stats, missing)
+    (rep / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    md_path = rep / "report.md"
+    md_path.write_text(_report_markdown(report), encoding="utf-8")
+    html_path = rep / "report.html"
+    html_path.write_text(_report_html(report), encoding="utf-8")
     paths = {"markdown": md_path, "html": html_path, "curves": curves, "space": space, "summary": rep / "summary.json"}
     if schedules:
         paths["schedules"] = schedules
