@@ -163,18 +163,46 @@ class Trainer:
     def __init__(self, cfg: Config, console: bool = True):
         check_config(cfg)  # names, option keys and values: before any data is loaded or any file written
         self.cfg, tc = cfg, cfg.train
-        self.device = resolve_device(tc.device)
+        self._setup_device()
+        self._prepare_run_dir(console)
+        seed_everything(tc.seed)
+        self._load_data()
+        self.model = self._new_model().to(self.device)
+        if tc.compile:  # the layers' training calls through torch.compile (seqlab.train.compiled)
+            compile_layers(self.model)
+        if tc.init_state not in INIT_STATES:
+            raise ConfigError(f"train.init_state must be one of {INIT_STATES}, got {tc.init_state!r}")
+        self.init_info: dict[str, Any] = {}  # how the run started (results.json "init")
+        start = self._load_start(tc.init_from) if tc.init_from else None
+        self._build_algorithm()
+        self._build_optimization(start)
+        self.step, self.epoch, self.train_seconds = 0, 0, 0.0
+        self.best_score: float | None = None
+        self.bad_evals = 0
+        self._start_run()
+
+    # ------------------------------------------------------------------ construction steps
+    def _setup_device(self) -> None:
+        """The device and the process group (under DDP, CUDA rank r trains on local GPU r)."""
+        self.device = resolve_device(self.cfg.train.device)
         self.dist = init_distributed(self.device)
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
         limit_cuda_memory(self.device)
-        self.run_dir = Path(cfg.run_dir)
+
+    def _prepare_run_dir(self, console: bool) -> None:
+        """``run_dir`` exists (rank 0 creates it and removes a killed save's temporaries)."""
+        self.run_dir = Path(self.cfg.run_dir)
         self.console = console and self.dist.is_main
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_temporaries(self.run_dir)  # left by a save that was killed
-        seed_everything(tc.seed)
+
+    def _load_data(self) -> None:
+        """The task with its tokenizers (copied from ``train.tokenizers_from``), the encoded training data and
+        its token-budget batch sampler (this rank's shard)."""
+        cfg, tc = self.cfg, self.cfg.train
         if tc.tokenizers_from and self.dist.is_main and not (self.run_dir / "tokenizers").exists():
             src = Path(tc.tokenizers_from)
             if not src.is_dir():
@@ -191,13 +219,10 @@ class Trainer:
         self.sampler = TokenBatchSampler(self.train_data.lengths(), max_tokens=tc.max_tokens,
                                          max_sentences=tc.max_sentences, shuffle=True, seed=tc.seed,
                                          rank=self.dist.rank, world_size=self.dist.world_size)
-        self.model = self._new_model().to(self.device)
-        if tc.compile:  # the layers' training calls through torch.compile (seqlab.train.compiled)
-            compile_layers(self.model)
-        if tc.init_state not in INIT_STATES:
-            raise ConfigError(f"train.init_state must be one of {INIT_STATES}, got {tc.init_state!r}")
-        self.init_info: dict[str, Any] = {}  # how the run started (results.json "init")
-        start = self._load_start(tc.init_from) if tc.init_from else None
+
+    def _build_algorithm(self) -> None:
+        """The configured algorithm on the device, with its context (vocabulary, smoothing, unigram, ...)."""
+        cfg, tc = self.cfg, self.cfg.train
         ctx = AlgorithmContext(vocab_size=self.task.tgt_tokenizer.vocab_size, label_smoothing=tc.label_smoothing,
                                device=self.device, tgt_tokenizer=self.task.tgt_tokenizer,
                                src_tokenizer=self.task.src_tokenizer,
@@ -209,6 +234,11 @@ class Trainer:
             raise ConfigError(f"algorithm.options: {e}") from None
         self.algorithm = algorithm.to(self.device)
         warn_finetune_lr(self.algorithm, tc)
+
+    def _build_optimization(self, start: dict[str, Any] | None) -> None:
+        """Loss module, optimizer, step budget and schedule check, lr schedule (continuing ``start``'s
+        optimizer when ``train.init_state`` is full), and the DDP wrapper."""
+        tc = self.cfg.train
         self.loss_module: nn.Module = _LossModule(self.model, self.algorithm)
         self.optimizer = build_optimizer(self._param_groups(), tc)
         self.total_steps = self._estimate_total_steps()
@@ -227,11 +257,12 @@ class Trainer:
                 find_unused_parameters=self.algorithm.has_unused_parameters,
                 broadcast_buffers=False,  # buffers are constants (position tables): no broadcast before each step
                 gradient_as_bucket_view=True)  # gradients live in the all-reduce buckets: no copy in and out
-        self.step, self.epoch, self.train_seconds = 0, 0, 0.0
-        self.best_score: float | None = None
-        self.bad_evals = 0
+
+    def _start_run(self) -> None:
+        """config.yaml, the logger and the stop signals; resume from ``checkpoint_last.pt`` when there is one."""
+        tc = self.cfg.train
         if self.dist.is_main:  # only now: a command that fails above never replaces a run's config.yaml
-            save_config(cfg, self.run_dir / "config.yaml")
+            save_config(self.cfg, self.run_dir / "config.yaml")
         self.logger = MetricLogger(self.run_dir, tensorboard=tc.tensorboard, enabled=self.dist.is_main)
         #: SIGINT / SIGTERM while training: stop after the step, save, raise TrainingInterrupted (see train())
         self.signals = StopSignals(announce=self.console)
