@@ -146,123 +146,165 @@ def _prefix_bc_step(model: Any, vecnorm: Any, wrappers: list[DemoPrefixReset], c
     return float(loss.detach())
 
 
+class _GailRun:
+    """One GAIL / GAIL + interpolation run: demonstrations, discriminator, PPO behind the prefix-reset and
+    discriminator-reward wrappers, the learning curve and the training clock; resumes from ``run_dir/checkpoint``."""
+
+    def __init__(self, cfg: ControlConfig, demos: str | Path | DemoDataset, run_dir: str | Path):
+        from seqlab.control.expert import make_vec_env
+
+        g = self.g = cfg.gail
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.ckpt = self.run_dir / "checkpoint"
+        self.ckpt.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        ds = demos if isinstance(demos, DemoDataset) else DemoDataset.load(demos)
+        self.demos = ds.subset(g.n_demos)
+        rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.exp_obs, exp_act, idx = self.demos.sample_pairs(g.pairs_per_trajectory, rng, g.subsample)
+        self.states = reset_states(self.demos, idx if g.reset_states == "subsampled" else None)
+        disc = Discriminator.for_demos(self.exp_obs, exp_act.shape[1], tuple(g.d_hidden), g.reward)
+        self.trainer = DiscriminatorTrainer(disc, self.exp_obs, exp_act, g.d_lr, g.d_batch, g.d_entcoeff, cfg.seed)
+        self.wrappers: list[DemoPrefixReset] = []
+        self.venv = DiscriminatorReward(make_vec_env(cfg.env, g.n_envs, cfg.seed, cfg.max_episode_steps, self._wrap),
+                                        disc)
+        self.n_iters = iterations(g)
+        self.per_iter = g.n_envs * g.n_steps
+        self.schedule = prefix_schedule(g, self.n_iters)
+        self.curve: list[dict[str, Any]] = []
+        self.wall, self.start_iter = 0.0, 0
+        self.bc_rng = np.random.default_rng(cfg.seed + 1)
+        self._load_or_create_policy()
+
+    def _wrap(self, env: Any, rank: int) -> Any:
+        g = self.g
+        w = DemoPrefixReset(env, self.states if g.method == "gail_interp" else None, g.prefix_sampling,
+                            seed=self.cfg.seed * 1000 + rank)
+        self.wrappers.append(w)
+        return w
+
+    def _load_or_create_policy(self) -> None:
+        """PPO and VecNormalize from the checkpoint (with the discriminator, RNGs, curve and clock), or fresh."""
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        g, ckpt = self.g, self.ckpt
+        if (ckpt / "ppo.zip").exists():
+            self.vecnorm = VecNormalize.load(str(ckpt / "vecnormalize.pkl"), self.venv)
+            self.model = PPO.load(str(ckpt / "ppo.zip"), env=self.vecnorm, device="cpu")
+            state = torch.load(ckpt / "state.pt", weights_only=False)
+            self.trainer.load_state_dict(state["trainer"])
+            for w, s in zip(self.wrappers, state["prefix_rng"], strict=True):
+                w.rng.bit_generator.state = s
+            self.bc_rng.bit_generator.state = state["bc_rng"]
+            self.curve, self.wall, self.start_iter = state["curve"], state["wall_s"], state["iteration"]
+        else:
+            self.vecnorm = VecNormalize(self.venv, norm_obs=g.normalize_obs, norm_reward=g.normalize_reward,
+                                        gamma=g.gamma)
+            self.model = _make_ppo(self.vecnorm, g, self.cfg.seed)
+
+    def save_checkpoint(self, iteration: int) -> None:
+        self.model.save(str(self.ckpt / "ppo.zip"))
+        self.vecnorm.save(str(self.ckpt / "vecnormalize.pkl"))
+        torch.save({"trainer": self.trainer.state_dict(),
+                    "prefix_rng": [w.rng.bit_generator.state for w in self.wrappers],
+                    "bc_rng": self.bc_rng.bit_generator.state, "curve": self.curve, "wall_s": self.wall,
+                    "iteration": iteration},
+                   self.ckpt / "state.pt")
+
+    def evaluate(self, n: int, seed: int) -> np.ndarray:
+        """Returns of ``n`` episodes on the true reward from the environment's own start states."""
+        actor = PPOActor.from_vecnormalize(self.model.policy, self.vecnorm, self.g.deterministic_eval)
+        return evaluate(self.cfg.env, actor, n, seed=seed, max_episode_steps=self.cfg.max_episode_steps)
+
+    def train(self, log: Any = None) -> None:
+        """The iterations left (none when the checkpoint is at the budget), with evaluations and checkpoints."""
+        from seqlab.control.expert import _progress
+
+        g, cfg, model = self.g, self.cfg, self.model
+        if self.start_iter >= self.n_iters:
+            return
+        fresh = self.start_iter == 0 and model.num_timesteps == 0
+        remaining = (self.n_iters - self.start_iter) * self.per_iter
+        _, callback = model._setup_learn(remaining, None, reset_num_timesteps=fresh)
+        callback.on_training_start(locals(), globals())
+        if self.start_iter == 0:  # the untrained policy, for the learning curve
+            rets = self.evaluate(g.eval_episodes, 300_000)
+            self.curve.append({"iteration": 0, "steps": 0, "return": float(rets.mean()), "prefix_max": None})
+        bar = _progress(self.n_iters, self.start_iter, f"{g.method} {env_id(cfg.env)} {g.n_demos} demos s{cfg.seed}",
+                        cfg.progress_bar)
+        for it in range(self.start_iter, self.n_iters):
+            t0 = time.time()
+            m, d_stats, bc_loss = self._iteration(it, callback)
+            self.wall += time.time() - t0
+            done = it + 1
+            if done % g.eval_every == 0 or done == self.n_iters:
+                self._record(done, m, d_stats, bc_loss, bar, log)
+            if done % g.checkpoint_every == 0 or done == self.n_iters:
+                self.save_checkpoint(done)
+            bar.update(1)
+        bar.close()
+
+    def _iteration(self, it: int, callback: Any) -> tuple[int, dict[str, float], float | None]:
+        """Steps 1-4 of the module docstring: (prefix length m, discriminator statistics, prefix BC loss)."""
+        g, model = self.g, self.model
+        m = prefix_at(self.schedule, it)
+        for w in self.wrappers:
+            w.set_max_prefix(m)
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=g.n_steps)
+        model._update_current_progress_remaining(model.num_timesteps, model._total_timesteps)
+        pol_obs, pol_act = self.venv.pop_pairs()
+        d_stats = self.trainer.update(pol_obs, pol_act, g.d_steps)
+        model.train()
+        bc_loss = _prefix_bc_step(model, self.vecnorm, self.wrappers, g.prefix_bc_coef, self.bc_rng) \
+            if g.prefix_bc_coef > 0 else None
+        if g.prefix_bc_coef <= 0:
+            for w in self.wrappers:
+                w.prefix_log.clear()
+        return m, d_stats, bc_loss
+
+    def _record(self, done: int, m: int, d_stats: dict[str, float], bc_loss: float | None, bar: Any,
+                log: Any) -> None:
+        """A learning-curve point after ``done`` iterations (evaluated now), shown on the bar and logged."""
+        rets = self.evaluate(self.g.eval_episodes, 300_000)
+        model = self.model
+        train_eps = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else []
+        point = {"iteration": done, "steps": done * self.per_iter, "return": float(rets.mean()),
+                 "prefix_max": m, "wall_s": round(self.wall, 1), **{k: round(v, 4) for k, v in d_stats.items()},
+                 "train_episode_return": float(np.mean(train_eps)) if train_eps else None}
+        if bc_loss is not None:
+            point["prefix_bc_loss"] = bc_loss
+        self.curve.append(point)
+        bar.set_postfix(ret=f"{rets.mean():.0f}", m=m, d=f"{d_stats['d_loss']:.3f}")
+        if log is not None:
+            log(json.dumps(point))
+
+    def finish(self) -> dict[str, Any]:
+        """Save the policy, evaluate it, write and return ``result.json``."""
+        g, cfg = self.g, self.cfg
+        self.vecnorm.training = False
+        self.model.save(str(self.run_dir / "policy.zip"))
+        self.vecnorm.save(str(self.run_dir / "vecnormalize.pkl"))
+        rets = self.evaluate(g.final_eval_episodes, 100_000)
+        result = {"method": g.method, "env_id": env_id(cfg.env), "n_demos": g.n_demos, "seed": cfg.seed,
+                  **summary(rets), "returns": rets.tolist(), "iterations": self.n_iters,
+                  "steps": self.n_iters * self.per_iter, "wall_s": self.wall, "curve": self.curve,
+                  "expert_pairs": int(len(self.exp_obs)), "demo_return_mean": float(self.demos.returns.mean()),
+                  "final_prefix_max": prefix_at(self.schedule, self.n_iters - 1)}
+        (self.run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+
 def train_gail(cfg: ControlConfig, demos: str | Path | DemoDataset, run_dir: str | Path,
                log: Any = None) -> dict[str, Any]:
     """Train GAIL or GAIL + interpolation (``cfg.gail.method``); resumes from ``run_dir/checkpoint``.
 
     Returns (and writes to ``run_dir/result.json``) the final evaluation and the learning curve.
     """
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    from seqlab.control.expert import _progress, make_vec_env
-
-    g = cfg.gail
-    run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoint"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    ds = demos if isinstance(demos, DemoDataset) else DemoDataset.load(demos)
-    sub = ds.subset(g.n_demos)
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    exp_obs, exp_act, idx = sub.sample_pairs(g.pairs_per_trajectory, rng, g.subsample)
-    states = reset_states(sub, idx if g.reset_states == "subsampled" else None)
-
-    disc = Discriminator.for_demos(exp_obs, exp_act.shape[1], tuple(g.d_hidden), g.reward)
-    trainer = DiscriminatorTrainer(disc, exp_obs, exp_act, g.d_lr, g.d_batch, g.d_entcoeff, cfg.seed)
-    wrappers: list[DemoPrefixReset] = []
-
-    def wrap(env: Any, rank: int) -> Any:
-        w = DemoPrefixReset(env, states if g.method == "gail_interp" else None, g.prefix_sampling,
-                            seed=cfg.seed * 1000 + rank)
-        wrappers.append(w)
-        return w
-
-    venv = DiscriminatorReward(make_vec_env(cfg.env, g.n_envs, cfg.seed, cfg.max_episode_steps, wrap), disc)
-    n_iters = iterations(g)
-    per_iter = g.n_envs * g.n_steps
-    schedule = prefix_schedule(g, n_iters)
-    curve: list[dict[str, Any]] = []
-    wall, start_iter = 0.0, 0
-    bc_rng = np.random.default_rng(cfg.seed + 1)
-    if (ckpt / "ppo.zip").exists():
-        vecnorm = VecNormalize.load(str(ckpt / "vecnormalize.pkl"), venv)
-        model = PPO.load(str(ckpt / "ppo.zip"), env=vecnorm, device="cpu")
-        state = torch.load(ckpt / "state.pt", weights_only=False)
-        trainer.load_state_dict(state["trainer"])
-        for w, s in zip(wrappers, state["prefix_rng"], strict=True):
-            w.rng.bit_generator.state = s
-        bc_rng.bit_generator.state = state["bc_rng"]
-        curve, wall, start_iter = state["curve"], state["wall_s"], state["iteration"]
-    else:
-        vecnorm = VecNormalize(venv, norm_obs=g.normalize_obs, norm_reward=g.normalize_reward, gamma=g.gamma)
-        model = _make_ppo(vecnorm, g, cfg.seed)
-
-    def save_checkpoint(iteration: int) -> None:
-        model.save(str(ckpt / "ppo.zip"))
-        vecnorm.save(str(ckpt / "vecnormalize.pkl"))
-        torch.save({"trainer": trainer.state_dict(), "prefix_rng": [w.rng.bit_generator.state for w in wrappers],
-                    "bc_rng": bc_rng.bit_generator.state, "curve": curve, "wall_s": wall, "iteration": iteration},
-                   ckpt / "state.pt")
-
-    def eval_now(n: int, seed: int) -> np.ndarray:
-        actor = PPOActor.from_vecnormalize(model.policy, vecnorm, g.deterministic_eval)
-        return evaluate(cfg.env, actor, n, seed=seed, max_episode_steps=cfg.max_episode_steps)
-
-    if start_iter < n_iters:
-        fresh = start_iter == 0 and model.num_timesteps == 0
-        remaining = (n_iters - start_iter) * per_iter
-        _, callback = model._setup_learn(remaining, None, reset_num_timesteps=fresh)
-        callback.on_training_start(locals(), globals())
-        if start_iter == 0:  # the untrained policy, for the learning curve
-            rets = eval_now(g.eval_episodes, 300_000)
-            curve.append({"iteration": 0, "steps": 0, "return": float(rets.mean()), "prefix_max": None})
-        bar = _progress(n_iters, start_iter, f"{g.method} {env_id(cfg.env)} {g.n_demos} demos s{cfg.seed}",
-                        cfg.progress_bar)
-        for it in range(start_iter, n_iters):
-            t0 = time.time()
-            m = prefix_at(schedule, it)
-            for w in wrappers:
-                w.set_max_prefix(m)
-            model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=g.n_steps)
-            model._update_current_progress_remaining(model.num_timesteps, model._total_timesteps)
-            pol_obs, pol_act = venv.pop_pairs()
-            d_stats = trainer.update(pol_obs, pol_act, g.d_steps)
-            model.train()
-            bc_loss = _prefix_bc_step(model, vecnorm, wrappers, g.prefix_bc_coef, bc_rng) \
-                if g.prefix_bc_coef > 0 else None
-            if g.prefix_bc_coef <= 0:
-                for w in wrappers:
-                    w.prefix_log.clear()
-            wall += time.time() - t0
-            done = it + 1
-            if done % g.eval_every == 0 or done == n_iters:
-                rets = eval_now(g.eval_episodes, 300_000)
-                train_eps = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else []
-                point = {"iteration": done, "steps": done * per_iter, "return": float(rets.mean()),
-                         "prefix_max": m, "wall_s": round(wall, 1), **{k: round(v, 4) for k, v in d_stats.items()},
-                         "train_episode_return": float(np.mean(train_eps)) if train_eps else None}
-                if bc_loss is not None:
-                    point["prefix_bc_loss"] = bc_loss
-                curve.append(point)
-                bar.set_postfix(ret=f"{rets.mean():.0f}", m=m, d=f"{d_stats['d_loss']:.3f}")
-                if log is not None:
-                    log(json.dumps(point))
-            if done % g.checkpoint_every == 0 or done == n_iters:
-                save_checkpoint(done)
-            bar.update(1)
-        bar.close()
-    vecnorm.training = False
-    model.save(str(run_dir / "policy.zip"))
-    vecnorm.save(str(run_dir / "vecnormalize.pkl"))
-    rets = eval_now(g.final_eval_episodes, 100_000)
-    result = {"method": g.method, "env_id": env_id(cfg.env), "n_demos": g.n_demos, "seed": cfg.seed,
-              **summary(rets), "returns": rets.tolist(), "iterations": n_iters, "steps": n_iters * per_iter,
-              "wall_s": wall, "curve": curve, "expert_pairs": int(len(exp_obs)),
-              "demo_return_mean": float(sub.returns.mean()), "final_prefix_max": prefix_at(schedule, n_iters - 1)}
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    run = _GailRun(cfg, demos, run_dir)
+    run.train(log)
+    return run.finish()
 
 
 def load_policy(run_dir: str | Path, deterministic: bool = True) -> PPOActor:
