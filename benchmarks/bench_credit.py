@@ -64,12 +64,17 @@ BETAS = [0.001, 0.01, 0.1, 1.0]
 VAR_WEIGHTS = [0.0, 0.001]
 
 TINY = [
-    "task.options.max_train=1500", "task.options.vocab_size=600",
+    "task.options.max_train=1500",
+    "task.options.vocab_size=600",
     "model.options={d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.1}",
-    "train.device=cpu", "train.max_tokens=1500", "train.eval_max_examples=100", "decode.beam_size=1",
-    "decode.batch_size=500", "train.log_every_steps=4",
+    "train.device=cpu",
+    "train.max_tokens=1500",
+    "train.eval_max_examples=100",
+    "decode.beam_size=1",
+    "decode.batch_size=500",
+    "train.log_every_steps=4",
 ]
-TINY_CRITIC = ("{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.1}")
+TINY_CRITIC = "{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.1}"
 
 
 def log(msg: str) -> None:
@@ -80,13 +85,13 @@ def make_trainer(config: str | Path, run_dir: Path, overrides: list[str], tokeni
     if tokenizers is not None and not (run_dir / "tokenizers").exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(tokenizers, run_dir / "tokenizers")
-    cfg = load_config(config, [f"run_dir={run_dir}", "train.progress_bar=false", "train.tensorboard=false",
-                               *overrides])
+    cfg = load_config(config, [f"run_dir={run_dir}", "train.progress_bar=false", "train.tensorboard=false", *overrides])
     return Trainer(cfg, console=False)
 
 
-def train_run(config: str | Path, run_dir: Path, overrides: list[str], tokenizers: Path | None,
-              final_eval: bool = True) -> dict[str, Any]:
+def train_run(
+    config: str | Path, run_dir: Path, overrides: list[str], tokenizers: Path | None, final_eval: bool = True
+) -> dict[str, Any]:
     """Train (or resume) one run; ``results.json`` marks it finished.  Without ``final_eval`` (critic runs, whose
     actor never changes) the test decoding is skipped."""
     done = run_dir / "results.json"
@@ -128,8 +133,9 @@ def last_checkpoint_valid_bleu(config: str | Path, run_dir: Path, overrides: lis
 
 
 # --------------------------------------------------------------------------- step time
-def step_time_ratios(algos: list[str], base: list[str], critic_opts: list[str], tokenizers: Path, n_steps: int,
-                     warmup: int = 3) -> dict[str, float]:
+def step_time_ratios(
+    algos: list[str], base: list[str], critic_opts: list[str], tokenizers: Path, n_steps: int, warmup: int = 3
+) -> dict[str, float]:
     """Median joint-phase step time of each algorithm / MLE's, on identical batches from the same weights."""
     medians: dict[str, float] = {}
     state = None
@@ -167,8 +173,12 @@ def run_workers(units: list[str], jobs: int, memory_share: float | None, work: P
     :func:`seqlab.launch.run_jobs`), each capped at ``memory_share / jobs`` of the GPU's memory; a failed unit is
     retried in the parent."""
     argv = sys.argv[1:]  # a worker sees --jobs too, but --unit makes it train its one unit and return
-    workers = [launch.Job(unit, [sys.executable, __file__, *argv, "--unit", unit],
-                          work / "logs" / f"{unit.replace(':', '_')}.log") for unit in units]
+    workers = [
+        launch.Job(
+            unit, [sys.executable, __file__, *argv, "--unit", unit], work / "logs" / f"{unit.replace(':', '_')}.log"
+        )
+        for unit in units
+    ]
     launch.run_jobs(workers, slots=jobs, memory_share=memory_share, echo=log)
 
 
@@ -176,25 +186,37 @@ def run_workers(units: list[str], jobs: int, memory_share: float | None, work: P
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mle-checkpoint", help="the shared MLE checkpoint (its run dir's tokenizers are reused)")
-    ap.add_argument("--mle-config", default=str(CONFIGS / "multi30k_transformer.yaml"),
-                    help="trains the MLE checkpoint when --mle-checkpoint is not given")
+    ap.add_argument(
+        "--mle-config",
+        default=str(CONFIGS / "multi30k_transformer.yaml"),
+        help="trains the MLE checkpoint when --mle-checkpoint is not given",
+    )
     ap.add_argument("--work-dir", default="runs/bench_credit")
     ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--minutes", type=float, default=10.0, help="fine-tuning budget of every algorithm")
     ap.add_argument("--steps", type=int, default=None, help="a step budget instead of / besides --minutes")
     ap.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam, constant)")
-    ap.add_argument("--actor-critic-lr", type=float, default=1e-5,
-                    help="fine-tuning lr of ac / erac (they collapsed at 1e-4)")
-    ap.add_argument("--critic-steps", type=int, default=3000,
-                    help="critic / Q-network pre-training steps at most (it ends earlier when its validation TD "
-                         "error stops improving)")
+    ap.add_argument(
+        "--actor-critic-lr", type=float, default=1e-5, help="fine-tuning lr of ac / erac (they collapsed at 1e-4)"
+    )
+    ap.add_argument(
+        "--critic-steps",
+        type=int,
+        default=3000,
+        help="critic / Q-network pre-training steps at most (it ends earlier when its validation TD "
+        "error stops improving)",
+    )
     ap.add_argument("--critic-lr", type=float, default=1e-3)
-    ap.add_argument("--share-critic", action="store_true",
-                    help="pre-train each critic once (first seed) and reuse it for every seed")
+    ap.add_argument(
+        "--share-critic",
+        action="store_true",
+        help="pre-train each critic once (first seed) and reuse it for every seed",
+    )
     ap.add_argument("--eval-every", type=int, default=500)
-    ap.add_argument("--raml-options", default="{tau: 0.4, num_samples: 8}",
-                    help="RAML's options (use the ERPO benchmarks' setting)")
+    ap.add_argument(
+        "--raml-options", default="{tau: 0.4, num_samples: 8}", help="RAML's options (use the ERPO benchmarks' setting)"
+    )
     ap.add_argument("--ablation", action="store_true", help="also run the beta x lambda_var ablation (seed 1)")
     ap.add_argument("--ablation-betas", default=",".join(f"{b:g}" for b in BETAS))
     ap.add_argument("--ablation-vars", default=",".join(f"{v:g}" for v in VAR_WEIGHTS))
@@ -203,10 +225,17 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="CPU end-to-end check: tiny models, no results written")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="training runs side by side (worker subprocesses)")
-    ap.add_argument("--gpu-memory-share", type=float, default=None,
-                    help="share of the GPU's memory all --jobs workers together may hold (default: uncapped)")
-    ap.add_argument("--skip-step-time", action="store_true",
-                    help="leave out the step-time ratios (measure them later with the GPU to themselves)")
+    ap.add_argument(
+        "--gpu-memory-share",
+        type=float,
+        default=None,
+        help="share of the GPU's memory all --jobs workers together may hold (default: uncapped)",
+    )
+    ap.add_argument(
+        "--skip-step-time",
+        action="store_true",
+        help="leave out the step-time ratios (measure them later with the GPU to themselves)",
+    )
     ap.add_argument("--collect-only", action="store_true", help="report the finished runs; train nothing")
     ap.add_argument("--unit", help=argparse.SUPPRESS)  # internal: the one run a --jobs worker trains
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
@@ -231,14 +260,25 @@ def main() -> None:
     if args.mle_checkpoint:
         mle_ckpt = Path(args.mle_checkpoint)
     else:
-        mle_over = [*base, *(["train.max_steps=150", "train.lr=0.003", "train.warmup_steps=50",
-                              "train.eval_every_steps=150"] if args.tiny else [])]
+        mle_over = [
+            *base,
+            *(
+                ["train.max_steps=150", "train.lr=0.003", "train.warmup_steps=50", "train.eval_every_steps=150"]
+                if args.tiny
+                else []
+            ),
+        ]
         log(f"training the MLE checkpoint with {args.mle_config}")
         train_run(args.mle_config, work / "mle_checkpoint", mle_over, None)
         mle_ckpt = work / "mle_checkpoint" / "checkpoint_best.pt"
     tokenizers = mle_ckpt.parent / "tokenizers"
-    budget = [f"train.init_from={mle_ckpt.resolve()}", f"train.lr={args.lr}", f"train.max_minutes={args.minutes}",
-              f"train.eval_every_steps={args.eval_every}", "train.patience=null"]
+    budget = [
+        f"train.init_from={mle_ckpt.resolve()}",
+        f"train.lr={args.lr}",
+        f"train.max_minutes={args.minutes}",
+        f"train.eval_every_steps={args.eval_every}",
+        "train.patience=null",
+    ]
     if args.steps:
         budget.append(f"train.max_steps={args.steps}")
     command = " ".join(["python", "benchmarks/bench_credit.py", *sys.argv[1:]])
@@ -247,26 +287,44 @@ def main() -> None:
     def critic_run(algo: str, seed: int, extra: list[str], tag: str) -> Path:
         """Pre-train the critic / Q-network of ``algo`` with the actor fixed; returns its checkpoint."""
         config, algo_over = ALGORITHMS[algo]
-        phase = ("algorithm.options.q_steps" if algo == "vaml" else "algorithm.options.critic_pretrain_steps")
+        phase = "algorithm.options.q_steps" if algo == "vaml" else "algorithm.options.critic_pretrain_steps"
         if args.share_critic:
             seed = seeds[0]
         run_dir = work / f"critic_{tag}_s{seed}"
-        res = train_run(CONFIGS / config, run_dir,
-                        [*base, *algo_over, *critic_opts, *extra, f"train.seed={seed}",
-                         f"train.init_from={mle_ckpt.resolve()}", f"train.lr={args.critic_lr}",
-                         "algorithm.options.critic_lr_scale=1",  # train.lr is the critic's own here
-                         # critic-only steps are outside train.max_steps: the phase runs until its validation TD
-                         # error stops improving (at most --critic-steps), then one joint step ends the run
-                         "train.max_steps=1", f"{phase}={args.critic_steps}",
-                         "train.max_minutes=null", f"train.eval_every_steps={10**9}", "train.patience=null"],
-                        tokenizers, final_eval=False)
+        res = train_run(
+            CONFIGS / config,
+            run_dir,
+            [
+                *base,
+                *algo_over,
+                *critic_opts,
+                *extra,
+                f"train.seed={seed}",
+                f"train.init_from={mle_ckpt.resolve()}",
+                f"train.lr={args.critic_lr}",
+                "algorithm.options.critic_lr_scale=1",  # train.lr is the critic's own here
+                # critic-only steps are outside train.max_steps: the phase runs until its validation TD
+                # error stops improving (at most --critic-steps), then one joint step ends the run
+                "train.max_steps=1",
+                f"{phase}={args.critic_steps}",
+                "train.max_minutes=null",
+                f"train.eval_every_steps={10**9}",
+                "train.patience=null",
+            ],
+            tokenizers,
+            final_eval=False,
+        )
         if res:
-            entries.append(results_io.entry(f"{PREFIX}_{tag}_critic_s{seed}_minutes",
-                                            round(res["train_seconds"] / 60, 2), "min", command))
+            entries.append(
+                results_io.entry(
+                    f"{PREFIX}_{tag}_critic_s{seed}_minutes", round(res["train_seconds"] / 60, 2), "min", command
+                )
+            )
         return run_dir / "checkpoint_last.pt"
 
-    def main_run(algo: str, seed: int, extra: list[str], tag: str,
-                 critic_tag: str | None = None) -> tuple[dict, Path, list[str]]:
+    def main_run(
+        algo: str, seed: int, extra: list[str], tag: str, critic_tag: str | None = None
+    ) -> tuple[dict, Path, list[str]]:
         """Fine-tune ``algo`` from the MLE checkpoint; critic-based ones start from the pre-trained critic of
         ``critic_tag`` (default: their own, pre-trained with the same ``extra`` options)."""
         config, algo_over = ALGORITHMS[algo]
@@ -286,10 +344,20 @@ def main() -> None:
     def ablation_tag(beta: float, var: float) -> str:
         return "erac" if beta == 0.001 and var == 0.001 and "erac" in algos else f"erac_beta{beta:g}_var{var:g}"
 
-    ablation = [(beta, var, ablation_tag(beta, var),
-                 [f"algorithm.options.target_beta={beta}", f"algorithm.options.var_weight={var}"])
-                for beta in [float(b) for b in args.ablation_betas.split(",")]
-                for var in [float(v) for v in args.ablation_vars.split(",")]] if args.ablation else []
+    ablation = (
+        [
+            (
+                beta,
+                var,
+                ablation_tag(beta, var),
+                [f"algorithm.options.target_beta={beta}", f"algorithm.options.var_weight={var}"],
+            )
+            for beta in [float(b) for b in args.ablation_betas.split(",")]
+            for var in [float(v) for v in args.ablation_vars.split(",")]
+        ]
+        if args.ablation
+        else []
+    )
 
     # ---- every training run as a named unit, for --jobs workers: critics first, then the fine-tuning runs
     critic_units: dict[str, Any] = {}
@@ -326,8 +394,10 @@ def main() -> None:
         if not vals:
             continue
         mean, std = statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-        entries += [results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_mean", round(mean, 2), "BLEU", command),
-                    results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_std", round(std, 2), "BLEU", command)]
+        entries += [
+            results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_mean", round(mean, 2), "BLEU", command),
+            results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_std", round(std, 2), "BLEU", command),
+        ]
     means = {a: statistics.mean(v) for a, v in scores.items()}
     if "erac" in means and "erac_no_future_entropy" in means:
         gain = means["erac"] - means["erac_no_future_entropy"]
@@ -340,8 +410,9 @@ def main() -> None:
     # ---- step time (joint phase) relative to MLE, alone on the device
     if not args.skip_step_time:
         ratios = step_time_ratios(algos, [*base, *budget], critic_opts, tokenizers, args.step_time_steps)
-        entries += [results_io.entry(f"{a}_step_time_ratio_vs_mle", round(r, 2), "x", command)
-                    for a, r in ratios.items()]
+        entries += [
+            results_io.entry(f"{a}_step_time_ratio_vs_mle", round(r, 2), "x", command) for a, r in ratios.items()
+        ]
 
     # ---- ablation: beta x lambda_var on validation BLEU, divergences counted
     if ablation:
@@ -357,12 +428,15 @@ def main() -> None:
             last = last_checkpoint_valid_bleu(config, run_dir, over)
             diverged = res.get("nonfinite_loss", False) or last < init_bleu - args.divergence_drop
             diverged_total += int(diverged)
-            log(f"ablation beta {beta:g} var {var:g}: valid BLEU best {res['valid']['bleu']:.2f}, last {last:.2f}"
-                f" (MLE {init_bleu:.2f}){' DIVERGED' if diverged else ''}")
+            log(
+                f"ablation beta {beta:g} var {var:g}: valid BLEU best {res['valid']['bleu']:.2f}, last {last:.2f}"
+                f" (MLE {init_bleu:.2f}){' DIVERGED' if diverged else ''}"
+            )
             name = f"{PREFIX}_erac_ablation_beta{beta:g}_var{var:g}"
-            entries += [results_io.entry(f"{name}_valid_bleu", round(float(res["valid"]["bleu"]), 2), "BLEU",
-                                         command),
-                        results_io.entry(f"{name}_diverged", int(diverged), "bool", command)]
+            entries += [
+                results_io.entry(f"{name}_valid_bleu", round(float(res["valid"]["bleu"]), 2), "BLEU", command),
+                results_io.entry(f"{name}_diverged", int(diverged), "bool", command),
+            ]
         entries.append(results_io.entry(f"{PREFIX}_erac_ablation_divergences", diverged_total, "runs", command))
 
     entries = list({e["metric"]: e for e in entries}.values())  # a reused run reports once
@@ -382,8 +456,9 @@ def _init_valid_bleu(config: Path, work: Path, over: list[str], mle_ckpt: Path) 
     if cache.exists():
         return float(json.loads(cache.read_text())["bleu"])
     over = [o for o in over if not o.startswith("algorithm.")] + ["algorithm.name=mle", "algorithm.options={}"]
-    trainer = make_trainer(config, work / "mle_init_eval", [*over, "train.resume=false"],
-                           mle_ckpt.parent / "tokenizers")
+    trainer = make_trainer(
+        config, work / "mle_init_eval", [*over, "train.resume=false"], mle_ckpt.parent / "tokenizers"
+    )
     load_model_weights(trainer.model, mle_ckpt)
     scores, _ = trainer.evaluate("valid", beam_size=1)
     trainer.close()

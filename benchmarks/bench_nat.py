@@ -107,8 +107,16 @@ def evaluated_rows(trained: dict[str, Row]) -> list[str]:
     """The AT rows, the trained ones, and LPD when the table's imitate-NAT row is among them."""
     return ["at_greedy", "at_beam", *trained, *(["imitate_nat_lpd"] if "imitate_nat" in trained else [])]
 
-SMOKE_MODEL = {"d_model": 64, "n_heads": 4, "ffn_dim": 128, "encoder_layers": 2, "decoder_layers": 2,
-               "dropout": 0.1, "n_actions": 32}
+
+SMOKE_MODEL = {
+    "d_model": 64,
+    "n_heads": 4,
+    "ffn_dim": 128,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "dropout": 0.1,
+    "n_actions": 32,
+}
 
 
 def pair_name(pair: str) -> str:
@@ -146,16 +154,21 @@ def check_deadline(deadline: float | None) -> None:
         raise DeadlineReached("deadline reached: rerun the same command to continue (every stage resumes)")
 
 
-def run_jobs(jobs: list[Job], gpus: int, deadline: float | None = None, per_gpu: int = 1,
-             memory_share: float | None = None) -> None:
+def run_jobs(
+    jobs: list[Job], gpus: int, deadline: float | None = None, per_gpu: int = 1, memory_share: float | None = None
+) -> None:
     """Run pending jobs (:func:`seqlab.launch.run_jobs`), at most ``per_gpu`` per GPU at a time (sequentially on
     the CPU, one thread each unless OMP_NUM_THREADS is set, when ``gpus`` is 0), each capped at
     ``memory_share / per_gpu`` of its GPU's memory when ``memory_share`` is given.
     At ``deadline`` (epoch seconds) running jobs are terminated; they resume from their last checkpoint."""
     cpu = {} if gpus else {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    outcomes = launch.run_jobs([launch.Job(j.name, j.argv, j.log, j.done, cpu) for j in jobs],
-                               gpus=[str(g) for g in range(gpus)], per_gpu=per_gpu,
-                               memory_share=memory_share if gpus else None, deadline=deadline)
+    outcomes = launch.run_jobs(
+        [launch.Job(j.name, j.argv, j.log, j.done, cpu) for j in jobs],
+        gpus=[str(g) for g in range(gpus)],
+        per_gpu=per_gpu,
+        memory_share=memory_share if gpus else None,
+        deadline=deadline,
+    )
     if any(o.status == "stopped" for o in outcomes):
         check_deadline(deadline)
     failed = [o.name for o in outcomes if o.status == "failed"]
@@ -170,23 +183,39 @@ def seqlab_train(config: Path, overrides: list[str]) -> list[str]:
 # ------------------------------------------------------------------------------------------ setup
 def multi30k_options(args: argparse.Namespace, pair: str) -> dict[str, Any]:
     src, tgt = pair.split("-")
-    opts: dict[str, Any] = {"path": str(Path(args.data).resolve()), "src_lang": src, "tgt_lang": tgt,
-                            "vocab_size": args.vocab_size, "shared_vocab": True}
+    opts: dict[str, Any] = {
+        "path": str(Path(args.data).resolve()),
+        "src_lang": src,
+        "tgt_lang": tgt,
+        "vocab_size": args.vocab_size,
+        "shared_vocab": True,
+    }
     if args.max_train:
         opts["max_train"] = args.max_train
     return opts
 
 
 def common_overrides(args: argparse.Namespace, run_dir: Path, minutes: float, steps: int | None) -> list[str]:
-    out = [f"run_dir={run_dir}", f"train.device={'cuda' if args.gpus > 0 else 'cpu'}",
-           f"train.max_minutes={minutes}", "train.progress_bar=false"]
+    out = [
+        f"run_dir={run_dir}",
+        f"train.device={'cuda' if args.gpus > 0 else 'cpu'}",
+        f"train.max_minutes={minutes}",
+        "train.progress_bar=false",
+    ]
     if steps is not None and not args.smoke:
         out.append(f"train.max_steps={steps}")
     if args.smoke:
-        out += [f"model.options={yaml_value(SMOKE_MODEL)}", f"train.max_steps={steps or args.smoke_steps}",
-                "train.max_tokens=2048", "train.warmup_steps=100", "train.lr=0.002",
-                f"train.eval_every_steps={max((steps or args.smoke_steps) // 2, 1)}", "train.eval_max_examples=100",
-                "train.tensorboard=false", "decode.batch_size=200"]
+        out += [
+            f"model.options={yaml_value(SMOKE_MODEL)}",
+            f"train.max_steps={steps or args.smoke_steps}",
+            "train.max_tokens=2048",
+            "train.warmup_steps=100",
+            "train.lr=0.002",
+            f"train.eval_every_steps={max((steps or args.smoke_steps) // 2, 1)}",
+            "train.eval_max_examples=100",
+            "train.tensorboard=false",
+            "decode.batch_size=200",
+        ]
     return out
 
 
@@ -197,9 +226,13 @@ def teacher_jobs(args: argparse.Namespace, pairs: list[str], given: dict[str, st
             continue
         run = Path(args.work) / pair / "dat"
         ov = common_overrides(args, run, args.teacher_minutes, args.teacher_steps) + [
-            "task.name=multi30k", f"task.options={yaml_value(multi30k_options(args, pair))}", *args.teacher_override]
-        jobs.append(Job(f"{pair}/dat", seqlab_train(CONFIGS / "multi30k_dat.yaml", ov), run / "train.log",
-                        run / "results.json"))
+            "task.name=multi30k",
+            f"task.options={yaml_value(multi30k_options(args, pair))}",
+            *args.teacher_override,
+        ]
+        jobs.append(
+            Job(f"{pair}/dat", seqlab_train(CONFIGS / "multi30k_dat.yaml", ov), run / "train.log", run / "results.json")
+        )
     return jobs
 
 
@@ -208,9 +241,22 @@ def distill_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str,
     for pair in pairs:
         out = Path(args.work) / pair / "distilled"
         task = yaml_value(multi30k_options(args, pair))
-        argv = [sys.executable, "-m", "seqlab.cli", "distill", "--teacher", str(teachers[pair]),
-                "--output", str(out), "--beam-size", str(args.beam), "--device",
-                "cuda" if args.gpus > 0 else "cpu", "task.name=multi30k", f"task.options={task}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "seqlab.cli",
+            "distill",
+            "--teacher",
+            str(teachers[pair]),
+            "--output",
+            str(out),
+            "--beam-size",
+            str(args.beam),
+            "--device",
+            "cuda" if args.gpus > 0 else "cpu",
+            "task.name=multi30k",
+            f"task.options={task}",
+        ]
         if args.smoke:
             argv[-2:-2] = ["--batch-size", "200"]
         log = Path(args.work) / pair / "distill.log"
@@ -227,8 +273,11 @@ def row_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Pat
             run = Path(args.work) / pair / row
             if not (run / "tokenizers").exists():  # the demonstrator's tokenizers, for every row
                 shutil.copytree(distilled / "tokenizers", run / "tokenizers")
-            task = (["task.name=parallel", f"task.options={yaml_value(kd_task)}"] if spec.distilled else
-                    ["task.name=multi30k", f"task.options={yaml_value(multi30k_options(args, pair))}"])
+            task = (
+                ["task.name=parallel", f"task.options={yaml_value(kd_task)}"]
+                if spec.distilled
+                else ["task.name=multi30k", f"task.options={yaml_value(multi30k_options(args, pair))}"]
+            )
             ov = common_overrides(args, run, args.nat_minutes, steps) + task + [f"model.options.copy={spec.copy}"]
             if args.smoke:  # the smoke model options replaced the config's: restore the row's switch
                 ov.append(f"model.options.imitation={yaml_value(spec.imitates)}")
@@ -239,8 +288,15 @@ def row_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Pat
             else:  # the same initialisation as imitate-NAT
                 ov.append(f"algorithm.options.init_from={teachers[pair]}")
             ov += args.nat_override
-            jobs.append(Job(f"{pair}/{row}", seqlab_train(CONFIGS / spec.config, ov), run / "train.log",
-                            run / "results.json", steps))
+            jobs.append(
+                Job(
+                    f"{pair}/{row}",
+                    seqlab_train(CONFIGS / spec.config, ov),
+                    run / "train.log",
+                    run / "results.json",
+                    steps,
+                )
+            )
     return jobs
 
 
@@ -278,8 +334,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def batch1_decode(fn: Any, sources: list[list[int]], device: torch.device, warmup: int = 10
-                  ) -> tuple[float, list[list[int]]]:
+def batch1_decode(
+    fn: Any, sources: list[list[int]], device: torch.device, warmup: int = 10
+) -> tuple[float, list[list[int]]]:
     """Median wall-clock milliseconds of ``fn(src [1, S])`` over ``sources`` (after ``warmup`` calls), and the
     outputs (token ids up to EOS)."""
     tensors = [torch.tensor([s], dtype=torch.long, device=device) for s in sources]
@@ -311,8 +368,10 @@ class PairModels:
         self.decode: DecodeConfig = self.teacher.config.decode
         tokenizers = Path(args.work) / pair / "distilled" / "tokenizers"
         self.test = load_task("multi30k", multi30k_options(args, pair), tokenizers).test
-        self.nats = {row: load_checkpoint_model(Path(args.work) / pair / row / f"{tag}.pt", self.device).model
-                     for row in args.trained_rows}
+        self.nats = {
+            row: load_checkpoint_model(Path(args.work) / pair / row / f"{tag}.pt", self.device).model
+            for row in args.trained_rows
+        }
         if "imitate_nat" in self.nats:
             self.nats["imitate_nat_lpd"] = self.nats["imitate_nat"]
         self.delta = {row: args.delta_t if row == "imitate_nat_lpd" else 0 for row in self.nats}
@@ -348,8 +407,9 @@ def bleu_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str)
             beam = 1 if row == "at_greedy" else args.beam
             scores, _ = evaluate_corpus(m.teacher.model, m.test, *tok, ["bleu"], m.decode, m.device, beam_size=beam)
         else:
-            scores, _ = evaluate_corpus(m.nats[row], m.test, *tok, ["bleu"], m.decode, m.device,
-                                        decoder=m.nat_decoder(row))
+            scores, _ = evaluate_corpus(
+                m.nats[row], m.test, *tok, ["bleu"], m.decode, m.device, decoder=m.nat_decoder(row)
+            )
         done[f"{row}_bleu"] = scores["bleu"]
         print(f"{pair} {tag} {row}: test2016 BLEU {scores['bleu']:.2f}")
         cache.write_text(json.dumps(done, indent=2))
@@ -370,12 +430,14 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
     m = PairModels(args, pair, teacher_path, tag)
     kw = dict(max_len_a=m.decode.max_len_a, max_len_b=m.decode.max_len_b, max_len=m.decode.max_len)
     sources, _ = m.test.references()
-    ids = [m.teacher.src_tokenizer.encode(s)[: m.decode.max_len - 1] + [EOS_ID]
-           for s in sources[: args.latency_sentences]]
+    ids = [
+        m.teacher.src_tokenizer.encode(s)[: m.decode.max_len - 1] + [EOS_ID] for s in sources[: args.latency_sentences]
+    ]
     fns: dict[str, Any] = {
         "at_greedy": lambda s: greedy_search(m.teacher.model, s, **kw),
-        "at_beam": lambda s: beam_search(m.teacher.model, s, beam_size=args.beam,
-                                         length_penalty=m.decode.length_penalty, **kw),
+        "at_beam": lambda s: beam_search(
+            m.teacher.model, s, beam_size=args.beam, length_penalty=m.decode.length_penalty, **kw
+        ),
     }
     done: dict[str, Any] = {}
     before = os.environ.get("SEQLAB_CUDA_GRAPHS")
@@ -418,18 +480,25 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
         summary[pair] = {"eval": res, "distill": {k: v for k, v in distill.items() if k != "task_options"}}
         name = f"multi30k_{pair_name(pair)}"
         for row in args.rows:
-            entries.append(results_io.entry(f"{name}_{row}_test2016_bleu", round(res[f"{row}_bleu"], 2), "BLEU",
-                                            command))
+            entries.append(
+                results_io.entry(f"{name}_{row}_test2016_bleu", round(res[f"{row}_bleu"], 2), "BLEU", command)
+            )
         for row in args.trained_rows:
             entries.append(results_io.entry(f"{name}_{row}_train_steps", res[f"{row}_steps"], "steps", command))
         steps_by_row = {row: res[f"{row}_steps"] for row in args.trained_rows}
         if len(set(steps_by_row.values())) > 1:  # a minutes limit stopped some rows first: not like for like
             print(f"WARNING: {pair}: the rows trained for different step counts {steps_by_row}; raise --nat-minutes")
-        entries.append(results_io.entry(f"{name}_distilled_corpus_bleu",
-                                        round(distill["distilled_vs_references"]["bleu"], 2), "BLEU", command))
+        entries.append(
+            results_io.entry(
+                f"{name}_distilled_corpus_bleu", round(distill["distilled_vs_references"]["bleu"], 2), "BLEU", command
+            )
+        )
         if "teacher_test" in distill:
-            entries.append(results_io.entry(f"{name}_teacher_beam_test2016_bleu",
-                                            round(distill["teacher_test"]["bleu"], 2), "BLEU", command))
+            entries.append(
+                results_io.entry(
+                    f"{name}_teacher_beam_test2016_bleu", round(distill["teacher_test"]["bleu"], 2), "BLEU", command
+                )
+            )
         if "at_greedy_latency_ms" not in res:
             continue
         for mode, suffix in (("", "_latency_ms"), ("_eager", "_latency_eager_ms")):
@@ -438,14 +507,19 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
                 ms = res[f"{row}{suffix}"]
                 entries.append(results_io.entry(f"{row}_batch1{suffix}", round(ms, 3), "ms", command))
                 if row != "at_greedy":
-                    entries.append(results_io.entry(f"{row}_speedup_vs_at_greedy{mode}", round(at_greedy / ms, 2),
-                                                    "x", command))
+                    entries.append(
+                        results_io.entry(f"{row}_speedup_vs_at_greedy{mode}", round(at_greedy / ms, 2), "x", command)
+                    )
                 if row != "at_beam":
-                    entries.append(results_io.entry(f"{row}_speedup_vs_at_beam{mode}", round(at_beam / ms, 2),
-                                                    "x", command))
+                    entries.append(
+                        results_io.entry(f"{row}_speedup_vs_at_beam{mode}", round(at_beam / ms, 2), "x", command)
+                    )
         for row in args.rows:
-            entries.append(results_io.entry(f"{row}_batch1_graph_equals_eager", res[f"{row}_graph_equals_eager"],
-                                            "fraction", command))
+            entries.append(
+                results_io.entry(
+                    f"{row}_batch1_graph_equals_eager", res[f"{row}_graph_equals_eager"], "fraction", command
+                )
+            )
     if args.stages is not None and len(args.stages) > 1:  # every scored stage, for the BLEU-vs-steps table
         entries += stage_entries(work, None, None, None, command, strict=False, rows=args.rows)
     (work / "results.json").write_text(json.dumps(entries, indent=2) + "\n")
@@ -454,8 +528,16 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
     return entries
 
 
-def stage_entries(work: Path, stages: list[int] | None, device: str | None, commit: str | None, command: str,
-                  skip_rows: tuple[str, ...] = (), strict: bool = True, rows: list[str] = ROWS) -> list[dict]:
+def stage_entries(
+    work: Path,
+    stages: list[int] | None,
+    device: str | None,
+    commit: str | None,
+    command: str,
+    skip_rows: tuple[str, ...] = (),
+    strict: bool = True,
+    rows: list[str] = ROWS,
+) -> list[dict]:
     """``multi30k_<pair>_<row>_test2016_bleu_step<N>`` of every scored stage (device / commit: this run's when
     None); a stage not fully scored is an error, or skipped when not ``strict``."""
     entries = []
@@ -471,8 +553,12 @@ def stage_entries(work: Path, stages: list[int] | None, device: str | None, comm
             print(f"[skip] {path}: stage not fully scored")
             continue
         for row in (r for r in rows if r not in skip_rows):
-            e = results_io.entry(f"multi30k_{pair_name(pair)}_{row}_test2016_bleu_step{steps}",
-                                 round(scores[f"{row}_bleu"], 2), "BLEU", command)
+            e = results_io.entry(
+                f"multi30k_{pair_name(pair)}_{row}_test2016_bleu_step{steps}",
+                round(scores[f"{row}_bleu"], 2),
+                "BLEU",
+                command,
+            )
             entries.append({**e, "device": device or e["device"], "commit": commit or e["commit"]})
     if not entries:
         raise SystemExit(f"no eval_step<N>.json under {work}/<pair>/")
@@ -503,22 +589,45 @@ def main() -> None:
     p.add_argument("--pairs", nargs="+", default=["de-en", "en-de"])
     p.add_argument("--work", default=str(REPO / "runs" / "bench_nat"))
     p.add_argument("--gpus", type=int, default=torch.cuda.device_count(), help="0: CPU, sequential")
-    p.add_argument("--teacher", action="append", default=[], metavar="PAIR=CKPT",
-                   help="use this dat checkpoint as the demonstrator of PAIR instead of training one")
+    p.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        metavar="PAIR=CKPT",
+        help="use this dat checkpoint as the demonstrator of PAIR instead of training one",
+    )
     p.add_argument("--teacher-minutes", type=float, default=8.0)
     p.add_argument("--nat-minutes", type=float, default=6.0)
     p.add_argument("--teacher-steps", type=int, default=None, help="a step budget besides --teacher-minutes")
-    p.add_argument("--nat-steps", default=None, metavar="N[,N2,...]",
-                   help="step budget(s) besides --nat-minutes (equal steps per row when rows share a GPU); several "
-                        "are stages: every row trains on to the next, each stage is kept and scored, the report "
-                        "is the last stage every row completed")
-    p.add_argument("--teacher-override", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override of the demonstrator runs (repeatable)")
-    p.add_argument("--nat-override", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override of every NAT / imitate-NAT run (repeatable), e.g. train.warmup_steps=400")
+    p.add_argument(
+        "--nat-steps",
+        default=None,
+        metavar="N[,N2,...]",
+        help="step budget(s) besides --nat-minutes (equal steps per row when rows share a GPU); several "
+        "are stages: every row trains on to the next, each stage is kept and scored, the report "
+        "is the last stage every row completed",
+    )
+    p.add_argument(
+        "--teacher-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override of the demonstrator runs (repeatable)",
+    )
+    p.add_argument(
+        "--nat-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override of every NAT / imitate-NAT run (repeatable), e.g. train.warmup_steps=400",
+    )
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="trainings / distillations side by side per GPU")
-    p.add_argument("--gpu-memory-share", type=float, default=None,
-                   help="share of each GPU's memory all jobs together may hold (default: uncapped)")
+    p.add_argument(
+        "--gpu-memory-share",
+        type=float,
+        default=None,
+        help="share of each GPU's memory all jobs together may hold (default: uncapped)",
+    )
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--max-train", type=int, default=None, help="distinct training sources kept")
     p.add_argument("--beam", type=int, default=5)
@@ -528,23 +637,43 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny models, few steps: proves the pipeline only")
     p.add_argument("--smoke-steps", type=int, default=300)
     p.add_argument("--no-record", action="store_true", help="never write benchmarks/results/")
-    p.add_argument("--record", default=None, metavar="NAME",
-                   help="write the entries to benchmarks/results/NAME.json whatever the device (e.g. a CPU sweep)")
-    p.add_argument("--metric-suffix", default="", help="appended to every metric name (e.g. a second configuration "
-                   "recorded in the same file)")
-    p.add_argument("--imitation-weights", default=None, metavar="W[,W2,...]",
-                   help="train imitate-NAT rows imitate_nat_w<W> (imitation weight W) instead of the table's rows")
-    p.add_argument("--train-only", action="store_true",
-                   help="stop after training (evaluate later, e.g. with the GPU to itself for the latencies)")
-    p.add_argument("--evaluate-only", action="store_true",
-                   help="train nothing: report the last stage every row completed")
+    p.add_argument(
+        "--record",
+        default=None,
+        metavar="NAME",
+        help="write the entries to benchmarks/results/NAME.json whatever the device (e.g. a CPU sweep)",
+    )
+    p.add_argument(
+        "--metric-suffix",
+        default="",
+        help="appended to every metric name (e.g. a second configuration recorded in the same file)",
+    )
+    p.add_argument(
+        "--imitation-weights",
+        default=None,
+        metavar="W[,W2,...]",
+        help="train imitate-NAT rows imitate_nat_w<W> (imitation weight W) instead of the table's rows",
+    )
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="stop after training (evaluate later, e.g. with the GPU to itself for the latencies)",
+    )
+    p.add_argument(
+        "--evaluate-only", action="store_true", help="train nothing: report the last stage every row completed"
+    )
     p.add_argument("--bleu-stage", default=None, help=argparse.SUPPRESS)  # internal: score one frozen stage
-    p.add_argument("--deadline-minutes", type=float, default=None,
-                   help="stop (resumably) after this many minutes, e.g. under a per-command time limit")
+    p.add_argument(
+        "--deadline-minutes",
+        type=float,
+        default=None,
+        help="stop (resumably) after this many minutes, e.g. under a per-command time limit",
+    )
     args = p.parse_args()
     args.stages = parse_stages(args.nat_steps)
-    args.imitation_weights = (None if args.imitation_weights is None
-                              else [float(w) for w in args.imitation_weights.split(",")])
+    args.imitation_weights = (
+        None if args.imitation_weights is None else [float(w) for w in args.imitation_weights.split(",")]
+    )
     args.trained_rows = TRAINED_ROWS if args.imitation_weights is None else sweep_rows(args.imitation_weights)
     args.rows = evaluated_rows(args.trained_rows)
     args.deadline = None if args.deadline_minutes is None else time.time() + 60 * args.deadline_minutes
@@ -555,8 +684,10 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     given = dict(item.split("=", 1) for item in args.teacher)
-    teachers = {pair: Path(given[pair]).resolve() if pair in given else best_checkpoint(work / pair / "dat")
-                for pair in args.pairs}
+    teachers = {
+        pair: Path(given[pair]).resolve() if pair in given else best_checkpoint(work / pair / "dat")
+        for pair in args.pairs
+    }
     if args.bleu_stage is not None:
         for pair in args.pairs:
             steps = None if args.bleu_stage == "None" else int(args.bleu_stage)

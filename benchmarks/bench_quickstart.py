@@ -42,16 +42,21 @@ def main() -> None:
     wall = time.perf_counter() - start
     load_after = os.getloadavg()[0]
     results = json.loads((run_dir / "results.json").read_text())
-    print(f"wall {wall:.1f} s on {cores} cores (load average {load_before:.1f} before, {load_after:.1f} after); "
-          f"{results['steps']} steps; test {results['test']}")
+    print(
+        f"wall {wall:.1f} s on {cores} cores (load average {load_before:.1f} before, {load_after:.1f} after); "
+        f"{results['steps']} steps; test {results['test']}"
+    )
     command = f"python benchmarks/bench_quickstart.py {' '.join(sys.argv[1:])}".strip() + "  (runs: seqlab quickstart)"
-    entries = [results_io.entry(f"quickstart_wall_s_cpu{cores}", round(wall, 1), "s", command),
-               results_io.entry("g2p_quickstart_test_wer", round(results["test"]["wer"], 2), "%", command),
-               results_io.entry("g2p_quickstart_test_per", round(results["test"]["per"], 2), "%", command),
-               results_io.entry("quickstart_steps", results["steps"], "steps", command),
-               results_io.entry("quickstart_train_s", round(results["train_seconds"], 1), "s", command),
-               results_io.entry(f"quickstart_load_avg_cpu{cores}", round(max(load_before, load_after), 2),
-                                "load (1 min)", command)]
+    entries = [
+        results_io.entry(f"quickstart_wall_s_cpu{cores}", round(wall, 1), "s", command),
+        results_io.entry("g2p_quickstart_test_wer", round(results["test"]["wer"], 2), "%", command),
+        results_io.entry("g2p_quickstart_test_per", round(results["test"]["per"], 2), "%", command),
+        results_io.entry("quickstart_steps", results["steps"], "steps", command),
+        results_io.entry("quickstart_train_s", round(results["train_seconds"], 1), "s", command),
+        results_io.entry(
+            f"quickstart_load_avg_cpu{cores}", round(max(load_before, load_after), 2), "load (1 min)", command
+        ),
+    ]
     print("wrote", results_io.write("quickstart_cpu", entries))
 
 

@@ -80,8 +80,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "multi30k")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="default: benchmarks/results/rewards_<device type>.json")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/rewards_<device type>.json")
     args = ap.parse_args()
     device = torch.device(args.device)
 
@@ -113,20 +112,29 @@ def main() -> None:
     common = {
         "device": device_name(device),
         "commit": results_io.commit(),
-        "command": " ".join([f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ]
-                            + ["python", Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+        "command": " ".join(
+            [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ]
+            + ["python", Path(sys.argv[0]).as_posix()]
+            + sys.argv[1:]
+        ),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     T = hyp.size(1)
     entries = [
-        {"metric": "bleu_reward_sent_per_s", "value": round(ours, 1),
-         "unit": f"sentences/s (batch {args.batch}, width {T}, best of {args.repeats})", **common},
-        {"metric": "sacrebleu_sentence_bleu_sent_per_s", "value": round(sacre_rate, 1),
-         "unit": f"sentences/s (CPU, one process, best of {len(sacre_times)})", **common},
-        {"metric": "bleu_reward_speedup_vs_sacrebleu", "value": round(ours / sacre_rate, 2),
-         "unit": "x", **common},
-        {"metric": "bleu_reward_max_abs_diff_vs_sacrebleu", "value": max_diff,
-         "unit": "BLEU in [0, 1]", **common},
+        {
+            "metric": "bleu_reward_sent_per_s",
+            "value": round(ours, 1),
+            "unit": f"sentences/s (batch {args.batch}, width {T}, best of {args.repeats})",
+            **common,
+        },
+        {
+            "metric": "sacrebleu_sentence_bleu_sent_per_s",
+            "value": round(sacre_rate, 1),
+            "unit": f"sentences/s (CPU, one process, best of {len(sacre_times)})",
+            **common,
+        },
+        {"metric": "bleu_reward_speedup_vs_sacrebleu", "value": round(ours / sacre_rate, 2), "unit": "x", **common},
+        {"metric": "bleu_reward_max_abs_diff_vs_sacrebleu", "value": max_diff, "unit": "BLEU in [0, 1]", **common},
     ]
     out = args.out or ROOT / "benchmarks" / "results" / f"rewards_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,12 +42,14 @@ def sync(device: torch.device) -> None:
 class PlainTransformer(nn.Module):
     """What a user writes with nn.Transformer: embeddings, sinusoidal positions, full recomputation."""
 
-    def __init__(self, vocab: int, d_model: int, heads: int, ffn: int, enc_layers: int, dec_layers: int,
-                 dropout: float):
+    def __init__(
+        self, vocab: int, d_model: int, heads: int, ffn: int, enc_layers: int, dec_layers: int, dropout: float
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model, padding_idx=PAD_ID)
-        self.core = nn.Transformer(d_model, heads, enc_layers, dec_layers, ffn, dropout, batch_first=True,
-                                   norm_first=True)
+        self.core = nn.Transformer(
+            d_model, heads, enc_layers, dec_layers, ffn, dropout, batch_first=True, norm_first=True
+        )
         self.out = nn.Linear(d_model, vocab)
         pos = torch.arange(1024).unsqueeze(1)
         div = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
@@ -64,8 +66,9 @@ class PlainTransformer(nn.Module):
 
     def decode(self, memory: torch.Tensor, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         mask = self.core.generate_square_subsequent_mask(tgt_in.size(1), device=tgt_in.device)
-        h = self.core.decoder(self.emb(tgt_in), memory, tgt_mask=mask, tgt_is_causal=True,
-                              memory_key_padding_mask=src.eq(PAD_ID))
+        h = self.core.decoder(
+            self.emb(tgt_in), memory, tgt_mask=mask, tgt_is_causal=True, memory_key_padding_mask=src.eq(PAD_ID)
+        )
         return self.out(h)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -122,8 +125,16 @@ def main() -> None:
     run_dir = tempfile.mkdtemp(prefix="seqlab_speed_")
     if args.tokenizers:
         shutil.copytree(args.tokenizers, Path(run_dir) / "tokenizers")
-    cfg = load_config(args.config, [f"run_dir={run_dir}", f"task.options.path={args.data}",
-                                    "train.resume=false", "train.progress_bar=false", *args.overrides])
+    cfg = load_config(
+        args.config,
+        [
+            f"run_dir={run_dir}",
+            f"task.options.path={args.data}",
+            "train.resume=false",
+            "train.progress_bar=false",
+            *args.overrides,
+        ],
+    )
     trainer = Trainer(cfg, console=False)
     device = trainer.device
     print(f"device {results_io.device_name()}; model {cfg.model.options}")
@@ -149,14 +160,22 @@ def main() -> None:
         print(f"compiled training: {time.perf_counter() - t0:.1f} s for both passes (compile included)")
     results["train_tok_per_s"] = max(results["train_tok_per_s_eager"], results.get("train_tok_per_s_compiled", 0))
     mo, vocab = cfg.model.options, trainer.task.tgt_tokenizer.vocab_size
-    plain = PlainTransformer(vocab, mo["d_model"], mo["n_heads"], mo["ffn_dim"], mo["encoder_layers"],
-                             mo["decoder_layers"], mo.get("dropout", 0.1)).to(device)
+    plain = PlainTransformer(
+        vocab,
+        mo["d_model"],
+        mo["n_heads"],
+        mo["ffn_dim"],
+        mo["encoder_layers"],
+        mo["decoder_layers"],
+        mo.get("dropout", 0.1),
+    ).to(device)
     opt = torch.optim.AdamW(plain.parameters(), lr=1e-4)
 
     def plain_step(b):
         logits = plain(b.src, shift_right(b.tgt))
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), b.tgt.view(-1), ignore_index=PAD_ID,
-                               label_smoothing=0.1)
+        loss = F.cross_entropy(
+            logits.view(-1, logits.size(-1)), b.tgt.view(-1), ignore_index=PAD_ID, label_smoothing=0.1
+        )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
@@ -164,8 +183,9 @@ def main() -> None:
 
     results["plain_train_tok_per_s"] = time_training(plain_step, batches, args.warmup)
     results["train_tok_per_s_ratio_vs_plain"] = results["train_tok_per_s"] / results["plain_train_tok_per_s"]
-    results["train_tok_per_s_ratio_vs_plain_eager"] = (results["train_tok_per_s_eager"]
-                                                       / results["plain_train_tok_per_s"])
+    results["train_tok_per_s_ratio_vs_plain_eager"] = (
+        results["train_tok_per_s_eager"] / results["plain_train_tok_per_s"]
+    )
 
     # --- decoding on the test set
     sources, _ = trainer.task.test.references()
@@ -185,15 +205,18 @@ def main() -> None:
     for beam in (1, 5):  # warm-up pass over every batch shape
         decode_ids(model, src_ids, cfg.decode, device, beam_size=beam, batch_size=args.decode_batch)
     hyps: list[list[int]] = []
-    t = timed(lambda: hyps.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=1,
-                                             batch_size=args.decode_batch)))
+    t = timed(
+        lambda: hyps.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=1, batch_size=args.decode_batch))
+    )
     results["greedy_decode_sent_per_s"] = len(src_ids) / t
+
     def against_eager(beam_size: int, captured: list[list[int]], name: str) -> None:
         """The captured search must give the eager search's hypotheses; also time the eager search."""
         os.environ["SEQLAB_CUDA_GRAPHS"] = "0"
         eager = decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
-        t_eager = timed(lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size,
-                                           batch_size=args.decode_batch))
+        t_eager = timed(
+            lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
+        )
         os.environ["SEQLAB_CUDA_GRAPHS"] = "1"
         same = sum(a == b for a, b in zip(eager, captured, strict=True)) / len(captured)
         results[f"{name}_graph_vs_eager_identical_fraction"] = same
@@ -207,8 +230,9 @@ def main() -> None:
     os.environ["SEQLAB_STATIC_BEAM"] = "1"  # the captured beam search (opt-in: eager is the default)
     decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch)  # warm-up
     beams: list[list[int]] = []
-    t = timed(lambda: beams.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=5,
-                                              batch_size=args.decode_batch)))
+    t = timed(
+        lambda: beams.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch))
+    )
     results["beam5_decode_sent_per_s"] = len(src_ids) / t
     if device.type == "cuda":
         against_eager(5, beams, "beam5")
@@ -218,16 +242,17 @@ def main() -> None:
 
     def plain_decode():
         for i in range(0, len(order), args.decode_batch):
-            chunk = order[i: i + args.decode_batch]
+            chunk = order[i : i + args.decode_batch]
             src = pad_batch([src_ids[j] for j in chunk], device)
             plain.greedy(src, max_len=max(steps_of[j] for j in chunk), stop_at_eos=False)
 
     plain_decode()  # warm-up
     results["plain_greedy_decode_sent_per_s"] = len(src_ids) / timed(plain_decode)
-    results["greedy_decode_sent_per_s_ratio_vs_plain"] = (results["greedy_decode_sent_per_s"]
-                                                         / results["plain_greedy_decode_sent_per_s"])
+    results["greedy_decode_sent_per_s_ratio_vs_plain"] = (
+        results["greedy_decode_sent_per_s"] / results["plain_greedy_decode_sent_per_s"]
+    )
     lat = []
-    for ids in src_ids[: 20]:  # warm-up
+    for ids in src_ids[:20]:  # warm-up
         decode_ids(model, [ids], cfg.decode, device, beam_size=1)
     for ids in src_ids[: args.latency_sentences]:
         lat.append(timed(lambda ids=ids: decode_ids(model, [ids], cfg.decode, device, beam_size=1)) * 1000)
@@ -238,8 +263,13 @@ def main() -> None:
     for k, v in results.items():
         print(f"{k:45s} {v:12.2f}")
     if not args.no_write:
-        units = {"ratio": "x", "fraction": "", "tok_per_s": "target tokens/s", "sent_per_s": "sentences/s",
-                 "latency_ms": "ms"}
+        units = {
+            "ratio": "x",
+            "fraction": "",
+            "tok_per_s": "target tokens/s",
+            "sent_per_s": "sentences/s",
+            "latency_ms": "ms",
+        }
         entries = []
         for k, v in results.items():
             unit = next((u for key, u in units.items() if key in k), "")
@@ -254,12 +284,23 @@ def bench_bart(batches, args, vocab, mo, src_ids, steps_of, device) -> dict[str,
     except ImportError:
         print("transformers not installed: BART comparison skipped")
         return {}
-    bcfg = BartConfig(vocab_size=vocab, d_model=mo["d_model"], encoder_layers=mo["encoder_layers"],
-                      decoder_layers=mo["decoder_layers"], encoder_attention_heads=mo["n_heads"],
-                      decoder_attention_heads=mo["n_heads"], encoder_ffn_dim=mo["ffn_dim"],
-                      decoder_ffn_dim=mo["ffn_dim"], dropout=mo.get("dropout", 0.1), max_position_embeddings=512,
-                      pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, decoder_start_token_id=BOS_ID,
-                      forced_eos_token_id=EOS_ID)
+    bcfg = BartConfig(
+        vocab_size=vocab,
+        d_model=mo["d_model"],
+        encoder_layers=mo["encoder_layers"],
+        decoder_layers=mo["decoder_layers"],
+        encoder_attention_heads=mo["n_heads"],
+        decoder_attention_heads=mo["n_heads"],
+        encoder_ffn_dim=mo["ffn_dim"],
+        decoder_ffn_dim=mo["ffn_dim"],
+        dropout=mo.get("dropout", 0.1),
+        max_position_embeddings=512,
+        pad_token_id=PAD_ID,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        decoder_start_token_id=BOS_ID,
+        forced_eos_token_id=EOS_ID,
+    )
     bart = BartForConditionalGeneration(bcfg).to(device)
     opt = torch.optim.AdamW(bart.parameters(), lr=1e-4)
     amp = device.type == "cuda"
@@ -267,8 +308,9 @@ def bench_bart(batches, args, vocab, mo, src_ids, steps_of, device) -> dict[str,
     def step(b):
         labels = b.tgt.masked_fill(b.tgt.eq(PAD_ID), -100)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            out = bart(input_ids=b.src, attention_mask=b.src.ne(PAD_ID), decoder_input_ids=shift_right(b.tgt),
-                       labels=labels)
+            out = bart(
+                input_ids=b.src, attention_mask=b.src.ne(PAD_ID), decoder_input_ids=shift_right(b.tgt), labels=labels
+            )
         opt.zero_grad()
         out.loss.backward()
         opt.step()
@@ -281,15 +323,21 @@ def bench_bart(batches, args, vocab, mo, src_ids, steps_of, device) -> dict[str,
         src = pad_batch([src_ids[j] for j in chunk], device)
         steps = max(steps_of[j] for j in chunk)  # as many steps as seqlab's outputs of this batch
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            bart.generate(input_ids=src, attention_mask=src.ne(PAD_ID), num_beams=1, do_sample=False,
-                          max_new_tokens=steps, min_new_tokens=steps)
+            bart.generate(
+                input_ids=src,
+                attention_mask=src.ne(PAD_ID),
+                num_beams=1,
+                do_sample=False,
+                max_new_tokens=steps,
+                min_new_tokens=steps,
+            )
 
     for i in range(0, len(order), args.decode_batch):  # warm-up
-        gen(order[i: i + args.decode_batch])
+        gen(order[i : i + args.decode_batch])
     sync(device)
     t0 = time.perf_counter()
     for i in range(0, len(order), args.decode_batch):
-        gen(order[i: i + args.decode_batch])
+        gen(order[i : i + args.decode_batch])
     sync(device)
     res["hf_bart_greedy_decode_sent_per_s"] = len(src_ids) / (time.perf_counter() - t0)
     lat = []

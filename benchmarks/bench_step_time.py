@@ -37,8 +37,7 @@ from seqlab.data.batching import collate
 from seqlab.decoding import sampling
 from seqlab.train.trainer import Trainer
 
-ALL = ("mle,noising,raml,alpha_dimt,erpo,scheduled_sampling,spg,pg,mixer,mixer_anneal,interpolation,"
-       "ac,erac,vaml")
+ALL = "mle,noising,raml,alpha_dimt,erpo,scheduled_sampling,spg,pg,mixer,mixer_anneal,interpolation,ac,erac,vaml"
 #: the algorithms whose step runs a sampling loop (model samples or the token mixture)
 SAMPLING = {"pg", "spg", "mixer", "mixer_anneal", "interpolation", "ac", "erac"}
 #: overrides that put an algorithm in the phase worth timing (the critics' joint / target phase, not pre-training)
@@ -60,20 +59,32 @@ def profile_steps(trainer: Trainer, batches: list, path: Path) -> None:
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
     key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
-    text = [prof.key_averages().table(sort_by=key, row_limit=40),
-            prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)]
+    text = [
+        prof.key_averages().table(sort_by=key, row_limit=40),
+        prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40),
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n\n".join(text), encoding="utf-8")
 
 
-def make_trainer(cfg_path: str, algo: str, overrides: list[str], init_state: dict | None,
-                 tokenizers: str | None) -> Trainer:
+def make_trainer(
+    cfg_path: str, algo: str, overrides: list[str], init_state: dict | None, tokenizers: str | None
+) -> Trainer:
     run_dir = tempfile.mkdtemp(prefix=f"seqlab_step_{algo}_")
     if tokenizers:
         shutil.copytree(tokenizers, Path(run_dir) / "tokenizers")
-    cfg = load_config(cfg_path, [f"run_dir={run_dir}", f"algorithm.name={algo}", "train.resume=false",
-                                 "train.progress_bar=false", "train.tensorboard=false",
-                                 *PHASE_OVERRIDES.get(algo, []), *overrides])
+    cfg = load_config(
+        cfg_path,
+        [
+            f"run_dir={run_dir}",
+            f"algorithm.name={algo}",
+            "train.resume=false",
+            "train.progress_bar=false",
+            "train.tensorboard=false",
+            *PHASE_OVERRIDES.get(algo, []),
+            *overrides,
+        ],
+    )
     trainer = Trainer(cfg, console=False)
     if init_state is not None:
         trainer.model.load_state_dict(init_state)
@@ -90,8 +101,9 @@ def first_batches(trainer: Trainer, count: int) -> list:
     return batches
 
 
-def step_times(trainer: Trainer, n_steps: int, warmup: int,
-               profile_path: Path | None = None) -> tuple[list[float], int]:
+def step_times(
+    trainer: Trainer, n_steps: int, warmup: int, profile_path: Path | None = None
+) -> tuple[list[float], int]:
     """Seconds per timed step, and the sampling loops captured during the timed pass (evicted shapes)."""
     batches = first_batches(trainer, n_steps + warmup)
     torch.manual_seed(0)
@@ -136,8 +148,9 @@ def check_graph_equals_eager(trainer: Trainer, n_batches: int) -> list[dict]:
             torch.manual_seed(100 + i)
             out["sampling", mode] = sample(model, b.src, num_samples=4, enc=enc, static=mode != "dynamic")
             torch.manual_seed(200 + i)
-            out["mixture", mode] = token_mixture(model, enc, b.tgt, torch.tensor([0.3, 0.4, 0.3]), reward_scale=10.0,
-                                                 mode=mode)
+            out["mixture", mode] = token_mixture(
+                model, enc, b.tgt, torch.tensor([0.3, 0.4, 0.3]), reward_scale=10.0, mode=mode
+            )
         os.environ["SEQLAB_SAMPLING_GRAPHS"] = "1"
         g, s = out["sampling", "graph"], out["sampling", "static"]
         same["sampling"] &= torch.equal(g.tokens, s.tokens) and torch.equal(g.token_log_probs, s.token_log_probs)
@@ -151,10 +164,13 @@ def check_graph_equals_eager(trainer: Trainer, n_batches: int) -> list[dict]:
     entries = []
     for kind in ("sampling", "mixture"):
         frac = float(torch.cat(equal_rows[kind]).float().mean())
-        print(f"{kind}: graph == eager (fixed-shape) {same[kind]}; rows equal to the dynamic loop {frac:.4f}",
-              flush=True)
-        entries += [results_io.entry(f"{kind}_graph_equals_eager", int(same[kind]), "bool"),
-                    results_io.entry(f"{kind}_graph_vs_dynamic_rows_equal", round(frac, 4), "fraction")]
+        print(
+            f"{kind}: graph == eager (fixed-shape) {same[kind]}; rows equal to the dynamic loop {frac:.4f}", flush=True
+        )
+        entries += [
+            results_io.entry(f"{kind}_graph_equals_eager", int(same[kind]), "bool"),
+            results_io.entry(f"{kind}_graph_vs_dynamic_rows_equal", round(frac, 4), "fraction"),
+        ]
     print(f"sampling: largest |log p| difference graph vs eager {worst_logp:.3g}", flush=True)
     return entries
 
@@ -167,8 +183,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--init-from", help="an MLE checkpoint, so sampled lengths are realistic")
     ap.add_argument("--tokenizers", help="that checkpoint's tokenizers folder (reused, not retrained)")
-    ap.add_argument("--paths", default="graph,eager",
-                    help="sampling loops to time on CUDA: graph (captured, the default) and/or eager")
+    ap.add_argument(
+        "--paths",
+        default="graph,eager",
+        help="sampling loops to time on CUDA: graph (captured, the default) and/or eager",
+    )
     ap.add_argument("--check-batches", type=int, default=4, help="batches of the graph == eager check (0: none)")
     ap.add_argument("--name", help="results file name (default step_time_<device>)")
     ap.add_argument("--no-write", action="store_true")

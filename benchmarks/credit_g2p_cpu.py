@@ -44,20 +44,38 @@ CRITIC = {"d_model": 64, "n_heads": 4, "ffn_dim": 256, "encoder_layers": 1, "dec
 def overrides(args: argparse.Namespace) -> list[str]:
     """Every run's settings, the shared pre-training's, and each row's (``label:key=value``)."""
     out = [
-        f"task.options.max_train={args.max_train}", "task.options.valid_percent=1", "task.options.test_percent=1",
+        f"task.options.max_train={args.max_train}",
+        "task.options.valid_percent=1",
+        "task.options.test_percent=1",
         "model.options={d_model: 128, n_heads: 4, ffn_dim: 512, encoder_layers: 2, decoder_layers: 2, dropout: 0.1}",
-        f"train.device={args.device}", "train.max_tokens=3000", f"train.eval_every_steps={args.eval_every}",
-        "train.eval_max_examples=300", "train.tensorboard=false", "train.progress_bar=false", "decode.beam_size=1",
-        "train.optimizer=adam", "train.betas=[0.9,0.999]",
-        f"train.lr={args.lr}", "train.scheduler=constant", f"train.log_every_steps={args.eval_every}",
+        f"train.device={args.device}",
+        "train.max_tokens=3000",
+        f"train.eval_every_steps={args.eval_every}",
+        "train.eval_max_examples=300",
+        "train.tensorboard=false",
+        "train.progress_bar=false",
+        "decode.beam_size=1",
+        "train.optimizer=adam",
+        "train.betas=[0.9,0.999]",
+        f"train.lr={args.lr}",
+        "train.scheduler=constant",
+        f"train.log_every_steps={args.eval_every}",
         f"train.save_every_steps={args.eval_every}",
-        "pretrain:train.lr=0.002", "pretrain:train.warmup_steps=300", "pretrain:train.scheduler=inverse_sqrt",
-        f"pretrain:train.eval_every_steps={min(100, args.pretrain_steps)}", "pretrain:train.log_every_steps=100",
+        "pretrain:train.lr=0.002",
+        "pretrain:train.warmup_steps=300",
+        "pretrain:train.scheduler=inverse_sqrt",
+        f"pretrain:train.eval_every_steps={min(100, args.pretrain_steps)}",
+        "pretrain:train.log_every_steps=100",
     ]
     critic = json.dumps(CRITIC).replace('"', "")
-    shared = [f"critic_pretrain_steps={args.critic_cap}", f"critic_eval_every={args.critic_eval_every}",
-              f"critic_patience={args.critic_patience}", "critic_lr_scale=10", "scale_by_length=false",
-              f"critic_options={critic}"]
+    shared = [
+        f"critic_pretrain_steps={args.critic_cap}",
+        f"critic_eval_every={args.critic_eval_every}",
+        f"critic_patience={args.critic_patience}",
+        "critic_lr_scale=10",
+        "scale_by_length=false",
+        f"critic_options={critic}",
+    ]
     for algo in [a for a in ("ac", "erac") if a in args.algorithms]:
         out += [f"{algo}:algorithm.options.{o}" for o in [*shared, "num_samples=2"]]
     if "vaml" in args.algorithms:
@@ -66,13 +84,36 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 
 def compare_command(args: argparse.Namespace, report_only: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "seqlab.cli", "compare", "--config", "configs/g2p_transformer.yaml",
-           "--algorithms", ",".join(args.algorithms), "--seeds", args.seeds,
-           "--pretrain-steps", str(args.pretrain_steps), "--budget-steps", str(args.budget_steps),
-           "--out", args.out, "--gpus", args.gpus, "--runs-per-gpu", str(args.runs_per_gpu), "--reward", "neg_edit",
-           # a fresh optimizer at the actor lr (the authors' joint phase builds new optimizers); label smoothing 0.1
-           # for the MLE start and every run's likelihood terms
-           "--init-state", "model", "--label-smoothing", "0.1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqlab.cli",
+        "compare",
+        "--config",
+        "configs/g2p_transformer.yaml",
+        "--algorithms",
+        ",".join(args.algorithms),
+        "--seeds",
+        args.seeds,
+        "--pretrain-steps",
+        str(args.pretrain_steps),
+        "--budget-steps",
+        str(args.budget_steps),
+        "--out",
+        args.out,
+        "--gpus",
+        args.gpus,
+        "--runs-per-gpu",
+        str(args.runs_per_gpu),
+        "--reward",
+        "neg_edit",
+        # a fresh optimizer at the actor lr (the authors' joint phase builds new optimizers); label smoothing 0.1
+        # for the MLE start and every run's likelihood terms
+        "--init-state",
+        "model",
+        "--label-smoothing",
+        "0.1",
+    ]
     if report_only:
         cmd.append("--report-only")
     return cmd + overrides(args)
@@ -147,8 +188,10 @@ def main() -> int:
         args.max_train, args.pretrain_steps, args.budget_steps, args.eval_every = 2000, 40, 10, 5
         args.critic_cap, args.critic_eval_every, args.no_export = 20, 5, True
     if args.critic_eval_every % args.eval_every or args.critic_cap % args.eval_every:
-        p.error("--critic-eval-every and --critic-cap must be multiples of --eval-every (validation stays aligned "
-                "with the model updates)")
+        p.error(
+            "--critic-eval-every and --critic-cap must be multiples of --eval-every (validation stays aligned "
+            "with the model updates)"
+        )
     out = Path(args.out)
     rc = subprocess.call(compare_command(args, report_only=args.report_only), cwd=ROOT)
     if not (out / "report" / "summary.json").exists():
@@ -164,8 +207,9 @@ def main() -> int:
     entries = [results_io.entry(m, v, u, command) for m, v, u in benchmark_entries(out, "g2p_cpu", "test")]
     for algo, runs in curves.items():
         lengths = [n for _, _, n in runs]
-        entries.append(results_io.entry(f"g2p_cpu_{algo}_critic_steps_mean", sum(lengths) / len(lengths),
-                                        "steps", command))
+        entries.append(
+            results_io.entry(f"g2p_cpu_{algo}_critic_steps_mean", sum(lengths) / len(lengths), "steps", command)
+        )
     print(results_io.write(f"credit_g2p_{device}", entries))
     return rc
 

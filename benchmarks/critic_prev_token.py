@@ -58,8 +58,13 @@ def previous_token_stats(algo, model, batches: list) -> dict[str, float]:
         pi_prev += float(log_pi[:, 1:].exp().gather(-1, prev.unsqueeze(-1)).squeeze(-1)[valid].sum())
         n += int(valid.sum())
     algo.critic.train()
-    return {"prev_argmax_share": share / n, "prev_minus_mean": gap / n, "spread": spread / n,
-            "actor_pi_prev": pi_prev / n, "states": n}
+    return {
+        "prev_argmax_share": share / n,
+        "prev_minus_mean": gap / n,
+        "spread": spread / n,
+        "actor_pi_prev": pi_prev / n,
+        "states": n,
+    }
 
 
 def main() -> int:
@@ -73,10 +78,17 @@ def main() -> int:
     args = ap.parse_args()
     pre = Path(args.compare) / "pretrain"
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(pre / "config.yaml", [
-            f"run_dir={tmp}", f"train.init_from={pre / 'checkpoint_best.pt'}",
-            f"train.tokenizers_from={pre / 'tokenizers'}", f"train.device={args.device}", "train.tensorboard=false",
-            f"train.seed={args.seed}"])
+        cfg = load_config(
+            pre / "config.yaml",
+            [
+                f"run_dir={tmp}",
+                f"train.init_from={pre / 'checkpoint_best.pt'}",
+                f"train.tokenizers_from={pre / 'tokenizers'}",
+                f"train.device={args.device}",
+                "train.tensorboard=false",
+                f"train.seed={args.seed}",
+            ],
+        )
         trainer = Trainer(cfg, console=False)
         model, tc = trainer.model, cfg.train
         batches, seen = [], 0
@@ -85,13 +97,24 @@ def main() -> int:
             seen += b.src.size(0)
             if seen >= args.examples:
                 break
-        ctx = AlgorithmContext(vocab_size=trainer.task.tgt_tokenizer.vocab_size, label_smoothing=tc.label_smoothing,
-                               device=trainer.device, tgt_tokenizer=trainer.task.tgt_tokenizer)
+        ctx = AlgorithmContext(
+            vocab_size=trainer.task.tgt_tokenizer.vocab_size,
+            label_smoothing=tc.label_smoothing,
+            device=trainer.device,
+            tgt_tokenizer=trainer.task.tgt_tokenizer,
+        )
         results: dict[str, dict[int, dict[str, float]]] = {}
         for name, head_init in CRITICS.items():
             torch.manual_seed(args.seed)
-            options = {"reward": "neg_edit", "scale_by_length": False, "num_samples": 2, "critic_patience": None,
-                       "critic_pretrain_steps": 10**9, "critic_options": CRITIC, "critic_head_init": head_init or 0.0}
+            options = {
+                "reward": "neg_edit",
+                "scale_by_length": False,
+                "num_samples": 2,
+                "critic_patience": None,
+                "critic_pretrain_steps": 10**9,
+                "critic_options": CRITIC,
+                "critic_head_init": head_init or 0.0,
+            }
             algo = build_algorithm("erac", ctx, options).to(trainer.device)
             if head_init is None:  # the model's tied output layer as Q
                 algo.critic = ReferenceCritic(algo.critic.net, algo.critic.vocab_size, q_head=False)
@@ -118,9 +141,13 @@ def main() -> int:
     print(json.dumps(results, indent=1))
     if not args.no_export:
         command = " ".join(["python", "benchmarks/critic_prev_token.py", *sys.argv[1:]])
-        entries = [results_io.entry(f"g2p_cpu_critic_{name}_{metric}_step{k}", round(v, 4), metric, command)
-                   for name, by_step in results.items() for k, r in by_step.items()
-                   for metric, v in r.items() if metric in ("prev_argmax_share", "prev_minus_mean", "spread")]
+        entries = [
+            results_io.entry(f"g2p_cpu_critic_{name}_{metric}_step{k}", round(v, 4), metric, command)
+            for name, by_step in results.items()
+            for k, r in by_step.items()
+            for metric, v in r.items()
+            if metric in ("prev_argmax_share", "prev_minus_mean", "spread")
+        ]
         device = "cuda" if args.device.startswith("cuda") else "cpu"
         print(results_io.write(f"credit_g2p_{device}", entries))
     return 0

@@ -26,11 +26,22 @@ from seqlab.train.trainer import Trainer
 def rewards_at(compare_dir: Path, algorithm: str, lr: float, steps: int, max_tokens: int) -> list[float]:
     run = Path(tempfile.mkdtemp(prefix="seqlab_lr_check_"))
     shutil.copytree(compare_dir / "pretrain" / "tokenizers", run / "tokenizers")
-    cfg = load_config(str(compare_dir / "task.yaml"), [
-        f"run_dir={run}", f"algorithm.name={algorithm}", "train.device=cpu", f"train.max_tokens={max_tokens}",
-        "train.tensorboard=false", "train.progress_bar=false", "train.bf16=false", "train.scheduler=constant",
-        f"train.init_from={compare_dir / 'pretrain' / 'checkpoint_best.pt'}", f"train.lr={lr}",
-        "train.warmup_steps=20"])
+    cfg = load_config(
+        str(compare_dir / "task.yaml"),
+        [
+            f"run_dir={run}",
+            f"algorithm.name={algorithm}",
+            "train.device=cpu",
+            f"train.max_tokens={max_tokens}",
+            "train.tensorboard=false",
+            "train.progress_bar=false",
+            "train.bf16=false",
+            "train.scheduler=constant",
+            f"train.init_from={compare_dir / 'pretrain' / 'checkpoint_best.pt'}",
+            f"train.lr={lr}",
+            "train.warmup_steps=20",
+        ],
+    )
     trainer = Trainer(cfg, console=False)
     trainer.sampler.set_epoch(0)
     batches = iter(trainer.sampler)
@@ -57,8 +68,13 @@ def main() -> None:
     for lr in args.lrs:
         r = rewards_at(args.compare_dir, args.algorithm, lr, args.steps, args.max_tokens)
         for name, part in (("first", r[:3]), ("last", r[-3:])):
-            entries.append(results_io.entry(f"{args.algorithm}_lr{lr:g}_reward_{name}",
-                                            round(sum(part) / len(part), 4), "mean sample reward (sentence BLEU)"))
+            entries.append(
+                results_io.entry(
+                    f"{args.algorithm}_lr{lr:g}_reward_{name}",
+                    round(sum(part) / len(part), 4),
+                    "mean sample reward (sentence BLEU)",
+                )
+            )
     print(results_io.write("finetune_lr_check", entries))
 
 

@@ -83,24 +83,33 @@ def main() -> None:
     sampler = TokenBatchSampler(data.lengths(), max_tokens=args.max_tokens, shuffle=True, seed=1)
     sampler.set_epoch(0)
     batch = collate(data, max(sampler, key=len)).to(device)
-    model = build_model(cfg.model.arch, task.src_tokenizer.vocab_size, task.tgt_tokenizer.vocab_size,
-                        **{**cfg.model.options, "dropout": 0.0}).to(device)  # no dropout: identical gradients
+    model = build_model(
+        cfg.model.arch,
+        task.src_tokenizer.vocab_size,
+        task.tgt_tokenizer.vocab_size,
+        **{**cfg.model.options, "dropout": 0.0},
+    ).to(device)  # no dropout: identical gradients
     load_model_weights(model, ckpt)
     model.train()
-    ctx = AlgorithmContext(vocab_size=task.tgt_tokenizer.vocab_size, label_smoothing=0.1, device=device,
-                           tgt_tokenizer=task.tgt_tokenizer)
+    ctx = AlgorithmContext(
+        vocab_size=task.tgt_tokenizer.vocab_size, label_smoothing=0.1, device=device, tgt_tokenizer=task.tgt_tokenizer
+    )
     algorithm = build_algorithm(args.algorithm, ctx, {}).to(device)
     one, g_one, s_one = step_peak_gib(model, algorithm, batch, device, None)
     chunked, g_chunked, s_chunked = step_peak_gib(model, algorithm, batch, device, args.chunk_tokens)
     diff = float((g_one - g_chunked).abs().max() / g_one.abs().max())
-    print(f"{args.algorithm} on {batch.tgt.size(0)} sentences ({args.max_tokens}-token batch), {device}: "
-          f"one pass {one:.2f} GiB in {s_one:.1f} s; chunks of {args.chunk_tokens} positions {chunked:.2f} GiB "
-          f"in {s_chunked:.1f} s; max relative gradient difference {diff:.1e}")
+    print(
+        f"{args.algorithm} on {batch.tgt.size(0)} sentences ({args.max_tokens}-token batch), {device}: "
+        f"one pass {one:.2f} GiB in {s_one:.1f} s; chunks of {args.chunk_tokens} positions {chunked:.2f} GiB "
+        f"in {s_chunked:.1f} s; max relative gradient difference {diff:.1e}"
+    )
     if args.no_write:
         return
     command = results_io.command_line()
-    entries = [results_io.entry(f"{args.algorithm}_step_peak_memory_gib_one_pass", round(one, 2), "GiB", command),
-               results_io.entry(f"{args.algorithm}_step_peak_memory_gib_chunked", round(chunked, 2), "GiB", command)]
+    entries = [
+        results_io.entry(f"{args.algorithm}_step_peak_memory_gib_one_pass", round(one, 2), "GiB", command),
+        results_io.entry(f"{args.algorithm}_step_peak_memory_gib_chunked", round(chunked, 2), "GiB", command),
+    ]
     print("wrote", results_io.write(f"loss_memory_{device.type}", entries))
 
 

@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def grad_vector(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params,
-                                                                                              strict=True)])
+    return torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params, strict=True)]
+    )
 
 
 def main() -> None:
@@ -49,10 +50,16 @@ def main() -> None:
     task = json.loads((pair / "distilled" / "task.json").read_text())
     with tempfile.TemporaryDirectory() as run_dir:
         shutil.copytree(pair / "distilled" / "tokenizers", Path(run_dir) / "tokenizers")
-        overrides = [f"run_dir={run_dir}", "train.device=cpu", "task.name=parallel",
-                     f"task.options={yaml_value(task)}", f"algorithm.options.teacher={teacher}",
-                     f"algorithm.options.imitation_weight={args.imitation_weight}", "train.tensorboard=false",
-                     "train.progress_bar=false"]
+        overrides = [
+            f"run_dir={run_dir}",
+            "train.device=cpu",
+            "task.name=parallel",
+            f"task.options={yaml_value(task)}",
+            f"algorithm.options.teacher={teacher}",
+            f"algorithm.options.imitation_weight={args.imitation_weight}",
+            "train.tensorboard=false",
+            "train.progress_bar=false",
+        ]
         if args.smoke:
             overrides += [f"model.options={yaml_value({**SMOKE_MODEL, 'imitation': True})}", "train.max_tokens=2048"]
         cfg = load_config(REPO / "configs" / "multi30k_imitate_nat.yaml", overrides + args.override)
@@ -61,23 +68,30 @@ def main() -> None:
         algo.maybe_initialize(model)
         named = [(n, q) for n, q in model.named_parameters() if q.requires_grad]
         params = [q for _, q in named]
-        shared = torch.cat([torch.full((q.numel(),), not n.startswith("imitation."), dtype=torch.bool)
-                            for n, q in named])
+        shared = torch.cat(
+            [torch.full((q.numel(),), not n.startswith("imitation."), dtype=torch.bool) for n, q in named]
+        )
         rows = []
         for i, indices in zip(range(args.batches), trainer.sampler, strict=False):
             batch = collate(trainer.train_data, indices).to(trainer.device)
             nll, _, body, student = algo.nat_terms(model, batch)
             imitation = algo.imitation_weight * algo.imitation_term(batch, body, student)
             g_nll, g_imi = grad_vector(nll, params), grad_vector(imitation, params)
-            row = {"all": float(g_imi.norm() / g_nll.norm()),
-                   "shared": float(g_imi[shared].norm() / g_nll[shared].norm()),
-                   "cosine_shared": float(torch.nn.functional.cosine_similarity(g_imi[shared], g_nll[shared], 0))}
+            row = {
+                "all": float(g_imi.norm() / g_nll.norm()),
+                "shared": float(g_imi[shared].norm() / g_nll[shared].norm()),
+                "cosine_shared": float(torch.nn.functional.cosine_similarity(g_imi[shared], g_nll[shared], 0)),
+            }
             rows.append(row)
-            print(f"batch {i}: |grad imitation| / |grad NLL| = {row['all']:.3g} (all parameters), "
-                  f"{row['shared']:.3g} (outside the imitation modules), cosine {row['cosine_shared']:+.3f}")
+            print(
+                f"batch {i}: |grad imitation| / |grad NLL| = {row['all']:.3g} (all parameters), "
+                f"{row['shared']:.3g} (outside the imitation modules), cosine {row['cosine_shared']:+.3f}"
+            )
         mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-        print(f"mean over {len(rows)} batches (imitation weight {args.imitation_weight:g}): "
-              f"{mean['all']:.3g} all, {mean['shared']:.3g} shared, cosine {mean['cosine_shared']:+.3f}")
+        print(
+            f"mean over {len(rows)} batches (imitation weight {args.imitation_weight:g}): "
+            f"{mean['all']:.3g} all, {mean['shared']:.3g} shared, cosine {mean['cosine_shared']:+.3f}"
+        )
 
 
 if __name__ == "__main__":

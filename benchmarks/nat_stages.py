@@ -26,12 +26,17 @@ def main() -> None:
     p.add_argument("--commit", required=True, help="the commit the run's code came from")
     p.add_argument("--command", required=True, help="the bench_nat command of the run")
     p.add_argument("--stages", default=None, help="only these stages (comma-separated step counts)")
-    p.add_argument("--skip-rows", default="", help="rows not to record (comma-separated), e.g. ones a fix "
-                   "changed, or imitate_nat_w0 for a run from before that row existed")
+    p.add_argument(
+        "--skip-rows",
+        default="",
+        help="rows not to record (comma-separated), e.g. ones a fix "
+        "changed, or imitate_nat_w0 for a run from before that row existed",
+    )
     args = p.parse_args()
     stages = None if args.stages is None else [int(s) for s in args.stages.split(",")]
-    command = f"{args.command}  # collected by python benchmarks/nat_stages.py --work {args.work} " \
-              f"--stages {args.stages}"
+    command = (
+        f"{args.command}  # collected by python benchmarks/nat_stages.py --work {args.work} --stages {args.stages}"
+    )
     skip = tuple(r for r in args.skip_rows.split(",") if r)
     entries = stage_entries(args.work, stages, args.device, args.commit, command, skip)
     print("wrote", results_io.write("nat_cuda", entries))

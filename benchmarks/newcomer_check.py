@@ -35,11 +35,19 @@ class Check:
         self.failures: list[str] = []
         self.timings: dict[str, float] = {}
 
-    def run(self, name: str, cmd: str, expect_rc: int = 0, timeout: float = 7200,
-            one_line_error: bool = False, expect: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        name: str,
+        cmd: str,
+        expect_rc: int = 0,
+        timeout: float = 7200,
+        one_line_error: bool = False,
+        expect: str | None = None,
+    ) -> subprocess.CompletedProcess:
         start = time.perf_counter()
-        proc = subprocess.run(cmd, shell=True, cwd=self.work / "seqlab", env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, shell=True, cwd=self.work / "seqlab", env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         self.timings[name] = round(time.perf_counter() - start, 2)
         problems = []
         if proc.returncode != expect_rc:
@@ -88,9 +96,14 @@ def main() -> int:
 
     # bad inputs: one line, exit 2, nothing written (config.yaml of the finished run unchanged)
     config_before = (work / "seqlab" / "runs" / "quickstart" / "config.yaml").read_bytes()
-    bad = {"bad_algorithm": "algorithm.name=rmal", "bad_algorithm_option": "algorithm.name=raml "
-           "algorithm.options.tua=0.4", "bad_arch": "model.arch=t5", "bad_max_tokens": "train.max_tokens=0",
-           "bad_lr": "train.lr=-1", "bad_key": "train.lerning_rate=0.1"}
+    bad = {
+        "bad_algorithm": "algorithm.name=rmal",
+        "bad_algorithm_option": "algorithm.name=raml algorithm.options.tua=0.4",
+        "bad_arch": "model.arch=t5",
+        "bad_max_tokens": "train.max_tokens=0",
+        "bad_lr": "train.lr=-1",
+        "bad_key": "train.lerning_rate=0.1",
+    }
     for name, override in bad.items():
         c.run(name, f"seqlab quickstart {override}", expect_rc=2, one_line_error=True)
     if (work / "seqlab" / "runs" / "quickstart" / "config.yaml").read_bytes() != config_before:
@@ -102,27 +115,51 @@ def main() -> int:
     (data / "empty.tgt").write_text("")
     (data / "one.src").write_text("a b\n")
     (data / "one.tgt").write_text("b a\n")
-    task = json.dumps({"train": {"src": "data/one.src", "tgt": "data/one.tgt"},
-                       "valid": {"src": "data/empty.src", "tgt": "data/empty.tgt"},
-                       "test": {"src": "data/one.src", "tgt": "data/one.tgt"}, "tokenizer": "symbol"})
-    c.run("empty_valid_file", f"seqlab train run_dir=runs/empty task.name=parallel 'task.options={task}'",
-          expect_rc=2, one_line_error=True, expect="empty.src")
+    task = json.dumps(
+        {
+            "train": {"src": "data/one.src", "tgt": "data/one.tgt"},
+            "valid": {"src": "data/empty.src", "tgt": "data/empty.tgt"},
+            "test": {"src": "data/one.src", "tgt": "data/one.tgt"},
+            "tokenizer": "symbol",
+        }
+    )
+    c.run(
+        "empty_valid_file",
+        f"seqlab train run_dir=runs/empty task.name=parallel 'task.options={task}'",
+        expect_rc=2,
+        one_line_error=True,
+        expect="empty.src",
+    )
     best = work / "seqlab" / "runs" / "quickstart" / "checkpoint_best.pt"
     if best.exists():
         blob = best.read_bytes()
         for kind, content in (("truncated", blob[: len(blob) // 2]), ("random", os.urandom(4096)), ("empty", b"")):
             (work / f"{kind}.pt").write_bytes(content)
-            c.run(f"corrupt_checkpoint_{kind}", f"seqlab evaluate {work / f'{kind}.pt'}", expect_rc=2,
-                  one_line_error=True)
-    c.run("missing_checkpoint", "seqlab evaluate runs/quickstart/checkpoint_nope.pt", expect_rc=2,
-          one_line_error=True, expect="checkpoint_best.pt")
+            c.run(
+                f"corrupt_checkpoint_{kind}", f"seqlab evaluate {work / f'{kind}.pt'}", expect_rc=2, one_line_error=True
+            )
+    c.run(
+        "missing_checkpoint",
+        "seqlab evaluate runs/quickstart/checkpoint_nope.pt",
+        expect_rc=2,
+        one_line_error=True,
+        expect="checkpoint_best.pt",
+    )
 
     # Ctrl-C during training: one line, exit 130, a checkpoint; the rerun resumes
     cmd = "seqlab quickstart --steps 100000 run_dir=runs/interrupted train.progress_bar=false"
     start = time.perf_counter()
     # exec: the signal reaches seqlab itself, not a shell around it
-    proc = subprocess.Popen("exec " + cmd, shell=True, cwd=work / "seqlab", env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        "exec " + cmd,
+        shell=True,
+        cwd=work / "seqlab",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     log = work / "seqlab" / "runs" / "interrupted" / "log.jsonl"
     while proc.poll() is None and not (log.exists() and '"kind": "train"' in log.read_text()):
         time.sleep(0.5)
@@ -139,22 +176,30 @@ def main() -> int:
     c.run("resume_after_interrupt", cmd.replace("100000", str(more)), expect="resumed from")
 
     if not args.skip_tests:  # the README's second command
-        c.run("readme_command_2", 'pip install -q -e ".[dev,hf]" && python -m pytest -q -p no:cacheprovider',
-              expect="passed")
+        c.run(
+            "readme_command_2",
+            'pip install -q -e ".[dev,hf]" && python -m pytest -q -p no:cacheprovider',
+            expect="passed",
+        )
 
     load_after = os.getloadavg()[0]
     print(f"load average (1 min): {load_before:.1f} before, {load_after:.1f} after; failures: {c.failures or 'none'}")
     if not args.no_record:
         command = "python benchmarks/newcomer_check.py " + " ".join(sys.argv[1:])
         cores = os.cpu_count()
-        entries = [results_io.entry(f"newcomer_{name}_s_cpu{cores}", value, "s", command)
-                   for name, value in c.timings.items()]
-        entries.append(results_io.entry(f"newcomer_load_avg_cpu{cores}", round(max(load_before, load_after), 2),
-                                        "load (1 min)", command))
+        entries = [
+            results_io.entry(f"newcomer_{name}_s_cpu{cores}", value, "s", command) for name, value in c.timings.items()
+        ]
+        entries.append(
+            results_io.entry(
+                f"newcomer_load_avg_cpu{cores}", round(max(load_before, load_after), 2), "load (1 min)", command
+            )
+        )
         entries.append(results_io.entry("newcomer_checks_failed", len(c.failures), "checks", command))
         if results.get("test"):
-            entries.append(results_io.entry("newcomer_quickstart_test_wer", round(results["test"]["wer"], 2), "%",
-                                            command))
+            entries.append(
+                results_io.entry("newcomer_quickstart_test_wer", round(results["test"]["wer"], 2), "%", command)
+            )
         print("wrote", results_io.write("newcomer_cpu", entries))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)

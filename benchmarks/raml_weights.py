@@ -56,8 +56,10 @@ def main() -> None:
         ess = float(effective_sample_size(w, prop.group).mean())
         k = algo.num_samples
         print(f"{name:34s} K={k:2d}: weight on the reference {on_ref:.4f}  effective samples {ess:.2f} of {k}")
-        entries += [results_io.entry(f"{args.prefix}_{name}_weight_on_reference", round(on_ref, 4), "weight"),
-                    results_io.entry(f"{args.prefix}_{name}_effective_samples", round(ess, 3), "samples")]
+        entries += [
+            results_io.entry(f"{args.prefix}_{name}_weight_on_reference", round(on_ref, 4), "weight"),
+            results_io.entry(f"{args.prefix}_{name}_effective_samples", round(ess, 3), "samples"),
+        ]
     if args.out:
         print(results_io.write(args.out, entries))
 

@@ -61,8 +61,7 @@ def measure(refs: torch.Tensor, vocab_size: int, scales: list[float], unit: str)
             sums[c]["next"] += float(probs.gather(1, nxt[:, None]).sum())
             sums[c]["entropy"] += float(-(probs * probs.clamp_min(1e-30).log()).sum())
         count += len(rows)
-    return {c: {k: v / count for k, v in s.items()} | {"prefixes": count, "early": early[c]}
-            for c, s in sums.items()}
+    return {c: {k: v / count for k, v in s.items()} | {"prefixes": count, "early": early[c]} for c, s in sums.items()}
 
 
 def main() -> None:
@@ -83,15 +82,20 @@ def main() -> None:
     print(f"{len(refs)} references, V = {vocab}, log V = {math.log(vocab):.2f}")
     for unit in args.units.split(","):
         for c, r in measure(refs, vocab, scales, unit).items():
-            print(f"unit {unit:10s} c {c:6g}: in remaining {r['in_remaining']:.3f}  next {r['next']:.3f}  "
-                  f"entropy {r['entropy']:.2f}  ({r['prefixes']} prefixes); in remaining at t = 1..5: "
-                  + " ".join(f"{v:.2f}" for v in r["early"].values()))
+            print(
+                f"unit {unit:10s} c {c:6g}: in remaining {r['in_remaining']:.3f}  next {r['next']:.3f}  "
+                f"entropy {r['entropy']:.2f}  ({r['prefixes']} prefixes); in remaining at t = 1..5: "
+                + " ".join(f"{v:.2f}" for v in r["early"].values())
+            )
             tag = f"{args.prefix}_{unit}_c{c:g}".replace(".", "p")
-            entries += [results_io.entry(f"{tag}_in_remaining", round(r["in_remaining"], 4), "fraction"),
-                        results_io.entry(f"{tag}_next_token", round(r["next"], 4), "fraction"),
-                        results_io.entry(f"{tag}_entropy", round(r["entropy"], 3), "nats")]
-            entries += [results_io.entry(f"{tag}_in_remaining_t{t}", round(v, 4), "fraction")
-                        for t, v in r["early"].items()]
+            entries += [
+                results_io.entry(f"{tag}_in_remaining", round(r["in_remaining"], 4), "fraction"),
+                results_io.entry(f"{tag}_next_token", round(r["next"], 4), "fraction"),
+                results_io.entry(f"{tag}_entropy", round(r["entropy"], 3), "nats"),
+            ]
+            entries += [
+                results_io.entry(f"{tag}_in_remaining_t{t}", round(v, 4), "fraction") for t, v in r["early"].items()
+            ]
     if args.out:
         print(results_io.write(args.out, entries))
 

@@ -49,13 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no training window after {args.warmup_seconds} s of {len(all_rates)}")
     span = all_rates[-1][0] - all_rates[0][0]
     rate = statistics.median(kept)
-    print(f"trainer_tok_per_s{args.label}: {rate:,.0f} (median of {len(kept)} of {len(all_rates)} windows, "
-          f"{span:.0f} s of logging)")
+    print(
+        f"trainer_tok_per_s{args.label}: {rate:,.0f} (median of {len(kept)} of {len(all_rates)} windows, "
+        f"{span:.0f} s of logging)"
+    )
     entries = [results_io.entry(f"trainer_tok_per_s{args.label}", round(rate, 1), "target tokens/s")]
     device = results_io.device_name()
     speed = results_io.results_dir() / f"speed_{'cuda' if 'CPU' not in device else 'cpu'}.json"
-    plain = [e for e in json.loads(speed.read_text()) if e["metric"] == "plain_train_tok_per_s"
-             and e["device"] == device] if speed.exists() else []
+    plain = (
+        [e for e in json.loads(speed.read_text()) if e["metric"] == "plain_train_tok_per_s" and e["device"] == device]
+        if speed.exists()
+        else []
+    )
     if plain:
         ratio = rate / plain[-1]["value"]
         print(f"vs the plain loop's {plain[-1]['value']:,.0f} on {device} (commit {plain[-1]['commit']}): {ratio:.2f}x")

@@ -28,8 +28,17 @@ _EXPORTS = {
     "register_reward": "seqlab.rewards.registry",
 }
 
-__all__ = ["ConfigError", "Seq2Seq", "__version__", "compare", "load", "register_reward", "register_text_reward",
-           "text_reward", "train"]
+__all__ = [
+    "ConfigError",
+    "Seq2Seq",
+    "__version__",
+    "compare",
+    "load",
+    "register_reward",
+    "register_text_reward",
+    "text_reward",
+    "train",
+]
 
 if TYPE_CHECKING:
     from seqlab import compare, train
@@ -45,8 +54,9 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     module = _EXPORTS[name]
-    value = importlib.import_module(f"seqlab.{name}") if module is None else getattr(importlib.import_module(module),
-                                                                                       name)
+    value = (
+        importlib.import_module(f"seqlab.{name}") if module is None else getattr(importlib.import_module(module), name)
+    )
     globals()[name] = value
     return value
 

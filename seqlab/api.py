@@ -49,7 +49,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {key!r}: {'.'.join(parts[:i + 1])!r} is not a section")
+            raise ConfigError(f"override {key!r}: {'.'.join(parts[: i + 1])!r} is not a section")
     node[parts[-1]] = value
 
 
@@ -101,14 +101,21 @@ def importable_name(fn: Callable[..., Any]) -> str:
         except ValueError:
             ok = False
     if not ok:
-        raise TypeError(f"seqlab.compare trains in subprocesses, which import the reward by name: {fn!r} is not "
-                        f"importable as {spec}; define it at the top level of a module on the PYTHONPATH (or "
-                        "pass 'module:function')")
+        raise TypeError(
+            f"seqlab.compare trains in subprocesses, which import the reward by name: {fn!r} is not "
+            f"importable as {spec}; define it at the top level of a module on the PYTHONPATH (or "
+            "pass 'module:function')"
+        )
     return spec
 
 
-def train(config: ConfigLike = None, overrides: Overrides = None, reward: RewardLike = None,
-          console: bool = False, plugins: Sequence[str] = ()) -> dict[str, Any]:
+def train(
+    config: ConfigLike = None,
+    overrides: Overrides = None,
+    reward: RewardLike = None,
+    console: bool = False,
+    plugins: Sequence[str] = (),
+) -> dict[str, Any]:
     """Train a config (resuming its run directory, as ``seqlab train``) and return its results: the valid / test
     scores of the best checkpoint, steps, and ``run_dir`` / ``checkpoint`` (the best checkpoint's path).
 
@@ -154,14 +161,21 @@ class Seq2Seq:
         limit = self.config.decode.max_len - 1
         return [self.src_tokenizer.encode(s)[:limit] + [EOS_ID] for s in sources]
 
-    def translate(self, sources: Sequence[str], beam_size: int | None = None,
-                  batch_size: int | None = None) -> list[str]:
+    def translate(
+        self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None
+    ) -> list[str]:
         """The decoded translation of every sentence, as ``seqlab translate`` writes it (beam search with the
         config's length penalty; ``beam_size`` 1: greedy; default: the config's ``decode.beam_size``)."""
         from seqlab.train.evaluate import decode_ids
 
-        hyps = decode_ids(self.model, self._source_ids(sources), self.config.decode, self.device,
-                          beam_size=beam_size, batch_size=batch_size)
+        hyps = decode_ids(
+            self.model,
+            self._source_ids(sources),
+            self.config.decode,
+            self.device,
+            beam_size=beam_size,
+            batch_size=batch_size,
+        )
         return [self.tgt_tokenizer.decode(h) for h in hyps]
 
     @torch.no_grad()
@@ -179,11 +193,11 @@ class Seq2Seq:
         out: list[float] = []
         bs = self.config.decode.batch_size
         for i in range(0, len(src_ids), bs):
-            src, tgt = pad_batch(src_ids[i:i + bs], self.device), pad_batch(tgt_ids[i:i + bs], self.device)
+            src, tgt = pad_batch(src_ids[i : i + bs], self.device), pad_batch(tgt_ids[i : i + bs], self.device)
             token_lp = self.model.score(src, tgt).float()
             total = token_lp.sum(1)
             if normalize:
-                total = total / torch.tensor([len(t) for t in tgt_ids[i:i + bs]], device=total.device)
+                total = total / torch.tensor([len(t) for t in tgt_ids[i : i + bs]], device=total.device)
             out.extend(total.tolist())
         return out
 
@@ -197,11 +211,18 @@ class Seq2Seq:
         src_ids = self._source_ids(sources)
         out: list[list[str]] = []
         for i in range(0, len(src_ids), d.batch_size):
-            src = pad_batch(src_ids[i:i + d.batch_size], self.device)
-            hyp = sample(self.model, src, num_samples=num_samples, temperature=temperature, max_len_a=d.max_len_a,
-                         max_len_b=d.max_len_b, max_len=d.max_len)
+            src = pad_batch(src_ids[i : i + d.batch_size], self.device)
+            hyp = sample(
+                self.model,
+                src,
+                num_samples=num_samples,
+                temperature=temperature,
+                max_len_a=d.max_len_a,
+                max_len_b=d.max_len_b,
+                max_len=d.max_len,
+            )
             rows = [self.tgt_tokenizer.decode(strip_ids(r)) for r in hyp.tokens.tolist()]
-            out.extend(rows[j:j + num_samples] for j in range(0, len(rows), num_samples))
+            out.extend(rows[j : j + num_samples] for j in range(0, len(rows), num_samples))
         return out
 
 
@@ -213,10 +234,20 @@ def load(checkpoint: str | Path, device: str | torch.device = "auto") -> Seq2Seq
     return Seq2Seq(loaded.config, loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, loaded.device)
 
 
-def compare(config: ConfigLike, algorithms: Sequence[str], out: str | Path, seeds: Sequence[int] = (1,),
-            budget_steps: int | None = None, pretrain_steps: int = 0, overrides: Overrides = None,
-            reward: RewardLike = None, gpus: str = "none", report: bool = True, echo: Callable[[str], None] = print,
-            **spec: Any) -> dict[str, Any]:
+def compare(
+    config: ConfigLike,
+    algorithms: Sequence[str],
+    out: str | Path,
+    seeds: Sequence[int] = (1,),
+    budget_steps: int | None = None,
+    pretrain_steps: int = 0,
+    overrides: Overrides = None,
+    reward: RewardLike = None,
+    gpus: str = "none",
+    report: bool = True,
+    echo: Callable[[str], None] = print,
+    **spec: Any,
+) -> dict[str, Any]:
     """``seqlab compare``: every algorithm x seed from one shared MLE checkpoint with the same budget, then the
     report (``OUT/report``); returns the comparison's summary.  Runs are subprocesses, so ``reward`` must be a
     name or ``module:function`` (a callable is passed by the ``module:function`` it is importable as).  Further
@@ -241,7 +272,16 @@ def compare(config: ConfigLike, algorithms: Sequence[str], out: str | Path, seed
         algorithms = [a.strip() for a in algorithms.split(",") if a.strip()]
     if budget_steps is None and spec.get("budget_minutes") is None:
         raise ConfigError("seqlab.compare: give budget_steps or budget_minutes (the same budget for every run)")
-    cspec = CompareSpec(config=path, out=str(out), algorithms=list(algorithms), seeds=[int(s) for s in seeds],
-                        budget_steps=budget_steps, pretrain_steps=pretrain_steps, overrides=list(overrides or []),
-                        reward=_reward_option(reward, for_subprocess=True), gpus=gpus, **spec)
+    cspec = CompareSpec(
+        config=path,
+        out=str(out),
+        algorithms=list(algorithms),
+        seeds=[int(s) for s in seeds],
+        budget_steps=budget_steps,
+        pretrain_steps=pretrain_steps,
+        overrides=list(overrides or []),
+        reward=_reward_option(reward, for_subprocess=True),
+        gpus=gpus,
+        **spec,
+    )
     return run_compare(cspec, echo=echo, report=report)

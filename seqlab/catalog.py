@@ -123,8 +123,11 @@ def options_of(options_cls: type, exclude: tuple[str, ...] = ()) -> list[Option]
 
     out = []
     for name, (f, tp) in option_fields(options_cls, exclude).items():
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
         out.append(Option(name, default, _type_name(tp), f.metadata.get("help", OPTION_HELP.get(name, ""))))
     return out
 
@@ -175,8 +178,14 @@ def listing(kind: str) -> list[tuple[str, str]]:
     if kind == "rewards":
         from seqlab.rewards.text import TEXT_REWARDS
 
-        text = [(n, f"text reward{'' if r.decomposes else ', does not decompose over tokens'}: "
-                    f"{_first_sentence(r.fn.__doc__)}") for n, r in TEXT_REWARDS.items()]
+        text = [
+            (
+                n,
+                f"text reward{'' if r.decomposes else ', does not decompose over tokens'}: "
+                f"{_first_sentence(r.fn.__doc__)}",
+            )
+            for n, r in TEXT_REWARDS.items()
+        ]
         return [(n, _first_sentence(fn.__doc__)) for n, fn in rewards().items()] + text
     raise ValueError(f"unknown kind {kind!r}")
 
@@ -186,8 +195,11 @@ def algorithm_help(name: str) -> str:
     names = algorithms()
     if name not in names:
         raise ConfigError(f"unknown algorithm {name!r}{did_you_mean(name, names)} (seqlab list algorithms)")
-    lines = [f"{name}: {algorithm_summary(name)}", "", "options (algorithm.options.<name>=<value>; name = default  "
-             "(type)  meaning):"]
+    lines = [
+        f"{name}: {algorithm_summary(name)}",
+        "",
+        "options (algorithm.options.<name>=<value>; name = default  (type)  meaning):",
+    ]
     lines += [o.line() for o in algorithm_options(name)] or ["  (none)"]
     return "\n".join(lines)
 
@@ -200,25 +212,36 @@ def check_components(cfg: Config) -> None:
     from seqlab.models import MODELS
     from seqlab.tasks import TASKS
 
-    for section, registry, name in (("task.name", TASKS, cfg.task.name), ("algorithm.name", ALGORITHMS,
-                                    cfg.algorithm.name), ("model.arch", MODELS, cfg.model.arch)):
+    for section, registry, name in (
+        ("task.name", TASKS, cfg.task.name),
+        ("algorithm.name", ALGORITHMS, cfg.algorithm.name),
+        ("model.arch", MODELS, cfg.model.arch),
+    ):
         if name not in registry:
             kind = "architecture" if registry is MODELS else registry.kind
-            raise ConfigError(f"{section}: unknown {kind} {name!r}{did_you_mean(name, registry)} "
-                              f"({kind}s: {', '.join(registry)})")
+            raise ConfigError(
+                f"{section}: unknown {kind} {name!r}{did_you_mean(name, registry)} ({kind}s: {', '.join(registry)})"
+            )
     metrics = cfg.task.options.get("metrics")
     if metrics is not None:
         from seqlab.metrics import METRICS
 
         for metric in [metrics] if isinstance(metrics, str) else metrics:
             if metric not in METRICS:
-                raise ConfigError(f"task.options.metrics: unknown metric {metric!r}{did_you_mean(metric, METRICS)} "
-                                  f"(metrics: {', '.join(METRICS)})")
+                raise ConfigError(
+                    f"task.options.metrics: unknown metric {metric!r}{did_you_mean(metric, METRICS)} "
+                    f"(metrics: {', '.join(METRICS)})"
+                )
     TASKS.parse_options(cfg.task.name, cfg.task.options, "task.options")
-    ALGORITHMS.parse_options(cfg.algorithm.name, cfg.algorithm.options, "algorithm.options",
-                             hint=f"; see seqlab train --help-algorithm {cfg.algorithm.name}")
-    MODELS.parse_options(cfg.model.arch, cfg.model.options, "model.options", exclude=MODEL_VOCAB_FIELDS,
-                         construct=False)
+    ALGORITHMS.parse_options(
+        cfg.algorithm.name,
+        cfg.algorithm.options,
+        "algorithm.options",
+        hint=f"; see seqlab train --help-algorithm {cfg.algorithm.name}",
+    )
+    MODELS.parse_options(
+        cfg.model.arch, cfg.model.options, "model.options", exclude=MODEL_VOCAB_FIELDS, construct=False
+    )
 
 
 def check_config(cfg: Config) -> None:

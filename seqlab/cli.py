@@ -33,23 +33,51 @@ seqlab train --help-algorithm NAME)"""
 
 #: the built-in names shown by ``seqlab train --help`` without importing the registries (tests/test_cli.py keeps
 #: them equal to the registries)
-TASK_NAMES = ("aeslc", "captioning", "g2p-cmudict", "hf", "multi30k", "parallel", "sigmorphon-g2p",
-              "summarization")
-ALGORITHM_NAMES = ("ac", "alpha_dimt", "dat", "erac", "erpo", "imitate_nat", "interpolation", "mixer", "mixer_anneal",
-                   "mle", "nat", "noising", "pg", "raml", "scheduled_sampling", "spg", "vaml")
+TASK_NAMES = ("aeslc", "captioning", "g2p-cmudict", "hf", "multi30k", "parallel", "sigmorphon-g2p", "summarization")
+ALGORITHM_NAMES = (
+    "ac",
+    "alpha_dimt",
+    "dat",
+    "erac",
+    "erpo",
+    "imitate_nat",
+    "interpolation",
+    "mixer",
+    "mixer_anneal",
+    "mle",
+    "nat",
+    "noising",
+    "pg",
+    "raml",
+    "scheduled_sampling",
+    "spg",
+    "vaml",
+)
 MODEL_NAMES = ("dat", "hf_seq2seq", "lstm", "nat", "nic", "transformer")
 LIST_KINDS = ("tasks", "algorithms", "models", "rewards")
 
 #: sub-commands whose parser lives in another module: built only when named on the command line
 LAZY_COMMANDS = {
-    "distill": ("seqlab.nat.cli", "add_distill_parser",
-                "decode a training set with a teacher (sequence-level knowledge distillation)"),
-    "compare": ("seqlab.compare.cli", "add_compare_parser",
-                "algorithms x seeds on one task from one MLE checkpoint, the same budget each; a report"),
-    "control": ("seqlab.control.cli", "add_control_parser",
-                "imitation learning on MuJoCo: expert, demos, GAIL (+ interpolation)"),
-    "export": ("seqlab.hf.cli", "add_export_parser",
-               "write an hf_seq2seq checkpoint as a Hugging Face model folder (safetensors, tokenizer, card)"),
+    "distill": (
+        "seqlab.nat.cli",
+        "add_distill_parser",
+        "decode a training set with a teacher (sequence-level knowledge distillation)",
+    ),
+    "compare": (
+        "seqlab.compare.cli",
+        "add_compare_parser",
+        "algorithms x seeds on one task from one MLE checkpoint, the same budget each; a report",
+    ),
+    "control": (
+        "seqlab.control.cli",
+        "add_control_parser",
+        "imitation learning on MuJoCo: expert, demos, GAIL (+ interpolation)",
+    ),
+    "export": (
+        "seqlab.hf.cli",
+        "add_export_parser",
+        "write an hf_seq2seq checkpoint as a Hugging Face model folder (safetensors, tokenizer, card)",
+    ),
 }
 
 #: modules with decoding flags of evaluate / translate for their model family: ``add_decoding_flags(parser)`` and
@@ -140,10 +168,14 @@ def quickstart_verdict(results: dict[str, Any], steps: int) -> str:
     if results.get("cut_short_by_max_minutes") or wer > QUICKSTART_UNDERTRAINED_WER:
         more = max(2 * done, QUICKSTART_STEPS)
         cap = " --max-minutes 60" if results.get("cut_short_by_max_minutes") else ""
-        return (f"undertrained: {done} steps, test WER {wer:.1f} %; run `seqlab quickstart --steps {more}{cap}` "
-                f"(it continues this run)")
-    return (f"learned: {done} steps, test WER {wer:.1f} % (every phoneme right in {100 - wer:.0f} % of unseen "
-            f"words); more steps lower it: `seqlab quickstart --steps {2 * done}` continues this run")
+        return (
+            f"undertrained: {done} steps, test WER {wer:.1f} %; run `seqlab quickstart --steps {more}{cap}` "
+            f"(it continues this run)"
+        )
+    return (
+        f"learned: {done} steps, test WER {wer:.1f} % (every phoneme right in {100 - wer:.0f} % of unseen "
+        f"words); more steps lower it: `seqlab quickstart --steps {2 * done}` continues this run"
+    )
 
 
 def quickstart_threads() -> tuple[int, int, float]:
@@ -167,8 +199,10 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     steps = cfg.train.max_steps or args.steps
     cap = f" (at most {cfg.train.max_minutes:g} min of training)" if cfg.train.max_minutes else ""
     threads, cores, load = quickstart_threads()
-    print(f"seqlab quickstart: Transformer G2P on CMUdict, CPU ({threads} of {cores} cores at load average "
-          f"{load:.1f}), {steps} steps{cap} -> {cfg.run_dir}")
+    print(
+        f"seqlab quickstart: Transformer G2P on CMUdict, CPU ({threads} of {cores} cores at load average "
+        f"{load:.1f}), {steps} steps{cap} -> {cfg.run_dir}"
+    )
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -179,8 +213,11 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         from seqlab.train.runstate import finished_run
 
         done = finished_run(cfg)
-        hint = (f"run `seqlab quickstart --steps {2 * steps}`" if done is None or done.reason != "train.max_minutes"
-                else f"run `seqlab quickstart --max-minutes {2 * cfg.train.max_minutes:g}`")
+        hint = (
+            f"run `seqlab quickstart --steps {2 * steps}`"
+            if done is None or done.reason != "train.max_minutes"
+            else f"run `seqlab quickstart --max-minutes {2 * cfg.train.max_minutes:g}`"
+        )
         print(done.message(hint) if done is not None else results["already_finished"])
         return 0
     _print_table("seqlab quickstart: grapheme-to-phoneme (CMUdict)", results)
@@ -225,19 +262,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg, model, (src_tok, tgt_tok), dev = _load_for_inference(args.checkpoint, args.device)
     _apply_decoding_flags(model, args, dev)
     origins: dict[str, str] = {}
-    cfg = config_from_dict(apply_overrides(cfg.to_dict(), args.overrides, origins), origins,
-                           f"the config of {args.checkpoint}")
+    cfg = config_from_dict(
+        apply_overrides(cfg.to_dict(), args.overrides, origins), origins, f"the config of {args.checkpoint}"
+    )
     task = load_task(cfg.task.name, cfg.task.options, Path(args.checkpoint).resolve().parent / "tokenizers")
     corpus = {"valid": task.valid, "test": task.test, "train": task.train}[args.split]
-    scores, hyps = evaluate_corpus(model, corpus, src_tok, tgt_tok, task.metrics, cfg.decode, dev,
-                                   beam_size=args.beam_size, show_progress=True)
+    scores, hyps = evaluate_corpus(
+        model, corpus, src_tok, tgt_tok, task.metrics, cfg.decode, dev, beam_size=args.beam_size, show_progress=True
+    )
     if args.output:
         Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
     from seqlab.metrics.signature import sacrebleu_signatures
 
     signatures = sacrebleu_signatures(task.metrics, corpus.references()[1])
-    print(json.dumps({"split": args.split, "beam_size": args.beam_size or cfg.decode.beam_size, **scores,
-                      **({"signatures": signatures} if signatures else {})}))
+    print(
+        json.dumps(
+            {
+                "split": args.split,
+                "beam_size": args.beam_size or cfg.decode.beam_size,
+                **scores,
+                **({"signatures": signatures} if signatures else {}),
+            }
+        )
+    )
     return 0
 
 
@@ -285,38 +332,65 @@ def _positive_float(text: str) -> float:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``command`` (the sub-command on the command line, if known) decides which lazily built
     sub-command parsers are built in full (all of them when None)."""
-    parser = argparse.ArgumentParser(prog="seqlab", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plugin", action="append", metavar="MODULE",
-                        help="import MODULE first: a module that registers algorithms, models, tasks or rewards "
-                             "(repeatable; anywhere on the command line; also $SEQLAB_PLUGINS, comma-separated, and "
-                             "the seqlab.plugins entry-point group)")
+    parser = argparse.ArgumentParser(
+        prog="seqlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE",
+        help="import MODULE first: a module that registers algorithms, models, tasks or rewards "
+        "(repeatable; anywhere on the command line; also $SEQLAB_PLUGINS, comma-separated, and "
+        "the seqlab.plugins entry-point group)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     checkpoint_help = "a checkpoint written by seqlab train (e.g. runs/NAME/checkpoint_best.pt)"
 
-    p = sub.add_parser("train", help="train a model with any algorithm (resumes its run_dir)",
-                       description="Train a model: a YAML config plus section.key=value overrides. Rerunning the "
-                                   "same command resumes the run; Ctrl-C saves a checkpoint first.",
-                       epilog=TRAIN_EPILOG.format(tasks=", ".join(TASK_NAMES), algorithms=", ".join(ALGORITHM_NAMES),
-                                                  models=", ".join(MODEL_NAMES)),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train a model with any algorithm (resumes its run_dir)",
+        description="Train a model: a YAML config plus section.key=value overrides. Rerunning the "
+        "same command resumes the run; Ctrl-C saves a checkpoint first.",
+        epilog=TRAIN_EPILOG.format(
+            tasks=", ".join(TASK_NAMES), algorithms=", ".join(ALGORITHM_NAMES), models=", ".join(MODEL_NAMES)
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", help="YAML config (e.g. configs/g2p_transformer.yaml); without it, the defaults")
-    p.add_argument("--allow-short-schedules", action="store_true",
-                   help="train even when an algorithm's schedule passes fewer than 3 stages within the budget")
+    p.add_argument(
+        "--allow-short-schedules",
+        action="store_true",
+        help="train even when an algorithm's schedule passes fewer than 3 stages within the budget",
+    )
     p.add_argument("--help-algorithm", metavar="NAME", help="print an algorithm's options and defaults, then exit")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides (see below)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("quickstart", help="train a G2P model on CMUdict on the CPU in a few minutes",
-                       description="Train a small Transformer from spelling to pronunciation (CMUdict) on the "
-                                   "CPU and score it. Rerun to continue; --steps raises the budget.")
-    p.add_argument("--steps", type=_positive_int, default=QUICKSTART_STEPS,
-                   help=f"training steps (default {QUICKSTART_STEPS}); a rerun with more continues the run")
-    p.add_argument("--max-minutes", type=_positive_float, default=QUICKSTART_MAX_MINUTES,
-                   help=f"wall-clock cap on training in minutes (default {QUICKSTART_MAX_MINUTES:g}); a warning "
-                        "says when it cuts the run short")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help=f"config overrides, e.g. run_dir=runs/qs2 (default run_dir {QUICKSTART_RUN_DIR})")
+    p = sub.add_parser(
+        "quickstart",
+        help="train a G2P model on CMUdict on the CPU in a few minutes",
+        description="Train a small Transformer from spelling to pronunciation (CMUdict) on the "
+        "CPU and score it. Rerun to continue; --steps raises the budget.",
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=QUICKSTART_STEPS,
+        help=f"training steps (default {QUICKSTART_STEPS}); a rerun with more continues the run",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=_positive_float,
+        default=QUICKSTART_MAX_MINUTES,
+        help=f"wall-clock cap on training in minutes (default {QUICKSTART_MAX_MINUTES:g}); a warning "
+        "says when it cuts the run short",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help=f"config overrides, e.g. run_dir=runs/qs2 (default run_dir {QUICKSTART_RUN_DIR})",
+    )
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a split of its task")
@@ -325,8 +399,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=_positive_int, default=None, help="default: the run's decode.beam_size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--output", help="write hypotheses here")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="overrides of the run's config, e.g. task.options.path=/data/multi30k")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="overrides of the run's config, e.g. task.options.path=/data/multi30k",
+    )
     _add_decoding_flags(p, command, "evaluate")
     p.set_defaults(func=cmd_evaluate)
 

@@ -121,9 +121,19 @@ def _source(origins: Origins, dotted: str, where: str) -> str:
 
 
 #: names people reach for first, and the key seqlab uses
-ALIASES = {"learning_rate": "lr", "lerning_rate": "lr", "batch_size": "max_tokens", "epochs": "max_epochs",
-           "steps": "max_steps", "num_epochs": "max_epochs", "max_updates": "max_steps", "minutes": "max_minutes",
-           "beam": "beam_size", "warmup": "warmup_steps", "smoothing": "label_smoothing"}
+ALIASES = {
+    "learning_rate": "lr",
+    "lerning_rate": "lr",
+    "batch_size": "max_tokens",
+    "epochs": "max_epochs",
+    "steps": "max_steps",
+    "num_epochs": "max_epochs",
+    "max_updates": "max_steps",
+    "minutes": "max_minutes",
+    "beam": "beam_size",
+    "warmup": "warmup_steps",
+    "smoothing": "label_smoothing",
+}
 
 
 def _suggest_key(key: str, fields: Any) -> str:
@@ -146,8 +156,9 @@ def _build(cls: type, data: dict[str, Any], where: str, origins: Origins | None 
         if sub is not None and isinstance(value, dict):
             value = _build(sub, value, where, origins, f"{dotted}.")
         elif sub is not None:
-            raise ConfigError(f"{_source(origins, dotted, where)}: {dotted!r} is a section (a mapping of keys), "
-                              f"got {value!r}")
+            raise ConfigError(
+                f"{_source(origins, dotted, where)}: {dotted!r} is a section (a mapping of keys), got {value!r}"
+            )
         else:
             try:
                 value = _checked(value, str(fields[key].type), dotted)
@@ -196,9 +207,11 @@ def plain_data(value: Any, where: str) -> None:
             plain_data(v, f"{where}.{k}")
         return
     kind = "a callable" if callable(value) else f"a {type(value).__name__}"
-    raise ConfigError(f"{where}: {kind} ({value!r:.60}) is not a config value; configs hold YAML data (numbers, "
-                      "strings, booleans, lists, mappings) so that a run can be saved and resumed: register the "
-                      "object under a name and pass the name")
+    raise ConfigError(
+        f"{where}: {kind} ({value!r:.60}) is not a config value; configs hold YAML data (numbers, "
+        "strings, booleans, lists, mappings) so that a run can be saved and resumed: register the "
+        "object under a name and pass the name"
+    )
 
 
 def _positive(v: Any) -> bool:
@@ -220,11 +233,17 @@ VALUE_RULES: dict[str, tuple[Any, str]] = {
     "train.max_minutes": (_positive, "positive (or null)"),
     "train.optimizer": (lambda v: v in ("adamw", "adam", "sgd"), "one of adamw, adam, sgd"),
     "train.lr": (lambda v: _at_least(0)(v) and math.isfinite(v), "a learning rate >= 0"),
-    "train.betas": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2
-                    and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    "train.betas": (
+        lambda v: (
+            isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in v)
+        ),
+        "two numbers in [0, 1)",
+    ),
     "train.weight_decay": (_at_least(0), "at least 0"),
-    "train.scheduler": (lambda v: v in ("inverse_sqrt", "constant", "linear", "cosine"),
-                        "one of inverse_sqrt, constant, linear, cosine"),
+    "train.scheduler": (
+        lambda v: v in ("inverse_sqrt", "constant", "linear", "cosine"),
+        "one of inverse_sqrt, constant, linear, cosine",
+    ),
     "train.warmup_steps": (_at_least(0), "at least 0"),
     "train.label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.loss_chunk_tokens": (_positive, "positive (or null)"),
@@ -271,8 +290,13 @@ def check_config_values(cfg: Config) -> None:
             check_value(dotted, value)
 
 
-_SECTIONS = {"task": TaskConfig, "model": ModelConfig, "algorithm": AlgorithmConfig,
-             "train": TrainConfig, "decode": DecodeConfig}
+_SECTIONS = {
+    "task": TaskConfig,
+    "model": ModelConfig,
+    "algorithm": AlgorithmConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
 
 
 def _dataclass_type(f: dataclasses.Field) -> type | None:
@@ -299,8 +323,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], origins: Origins
     given, records each overridden key's override (so that errors name it rather than the YAML file)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"command-line override {item!r} is not of the form section.key=value "
-                              "(e.g. train.lr=0.001)")
+            raise ConfigError(
+                f"command-line override {item!r} is not of the form section.key=value (e.g. train.lr=0.001)"
+            )
         key, raw = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
@@ -309,7 +334,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], origins: Origins
         for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"command-line override {item!r}: {'.'.join(parts[:i + 1])!r} is not a section")
+                raise ConfigError(f"command-line override {item!r}: {'.'.join(parts[: i + 1])!r} is not a section")
         node[parts[-1]] = parse_value(raw)
         if origins is not None:
             origins[".".join(parts)] = f"command-line override {item!r}"

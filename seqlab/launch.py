@@ -43,8 +43,9 @@ class Outcome:
     returncode: int | None = None
 
 
-def job_env(gpu: str | None, memory_fraction: float | None = None, extra: dict[str, str] | None = None
-            ) -> dict[str, str]:
+def job_env(
+    gpu: str | None, memory_fraction: float | None = None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """The environment of a job on ``gpu`` (None: the GPUs this process sees), holding at most ``memory_fraction``
     of the GPU's memory, with ``extra`` added."""
     env = dict(os.environ)
@@ -60,9 +61,16 @@ def job_env(gpu: str | None, memory_fraction: float | None = None, extra: dict[s
     return env
 
 
-def run_jobs(jobs: Sequence[Job], gpus: Sequence[str] = (), per_gpu: int = 1, memory_share: float | None = None,
-             deadline: float | None = None, echo: Callable[[str], None] = print, poll_seconds: float = 1.0,
-             slots: int | None = None) -> list[Outcome]:
+def run_jobs(
+    jobs: Sequence[Job],
+    gpus: Sequence[str] = (),
+    per_gpu: int = 1,
+    memory_share: float | None = None,
+    deadline: float | None = None,
+    echo: Callable[[str], None] = print,
+    poll_seconds: float = 1.0,
+    slots: int | None = None,
+) -> list[Outcome]:
     """Run the unfinished ``jobs``: ``per_gpu`` at a time on each of ``gpus`` (each capped at ``memory_share /
     per_gpu`` of its GPU when ``memory_share`` is given), else ``slots`` at a time (default 1) without GPUs, capped
     at ``memory_share / slots`` of the visible GPU when given.  At ``deadline`` (epoch seconds) running jobs are
@@ -83,8 +91,9 @@ def run_jobs(jobs: Sequence[Job], gpus: Sequence[str] = (), per_gpu: int = 1, me
             log.write(f"$ {' '.join(job.argv)}\n")
             log.flush()
             echo(f"[start] {job.name}" + ("" if gpu is None else f" on GPU {gpu}") + f" (log {job.log})")
-            proc = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                    env=job_env(gpu, fraction, job.env))
+            proc = subprocess.Popen(
+                job.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=job_env(gpu, fraction, job.env)
+            )
             running.append((job, proc, log, gpu, time.time()))
         if deadline is not None and time.time() >= deadline:
             for job, proc, log, gpu, start in running:
@@ -107,4 +116,3 @@ def run_jobs(jobs: Sequence[Job], gpus: Sequence[str] = (), per_gpu: int = 1, me
             outcomes.append(Outcome(job.name, "done" if ok else "failed", time.time() - start, gpu, proc.returncode))
             echo(f"[{'done' if ok else f'FAILED ({proc.returncode})'}] {job.name}")
     return outcomes
-

@@ -110,8 +110,9 @@ def _load_all() -> None:
             try:
                 importlib.import_module(module)
             except ImportError as e:
-                raise ConfigError(f"plugin module {module!r} (--plugin / ${PLUGIN_ENV}) could not be imported: "
-                                  f"{e}") from None
+                raise ConfigError(
+                    f"plugin module {module!r} (--plugin / ${PLUGIN_ENV}) could not be imported: {e}"
+                ) from None
             _imported.add(module)
     _load_entry_points()
 
@@ -187,12 +188,21 @@ def check_type(value: Any, tp: Any, where: str) -> Any:
 def option_fields(options_cls: type, exclude: tuple[str, ...] = ()) -> dict[str, tuple[dataclasses.Field, Any]]:
     """The options of a dataclass by name: (field, resolved type)."""
     hints = typing.get_type_hints(options_cls)
-    return {f.name: (f, hints.get(f.name, Any)) for f in dataclasses.fields(options_cls)
-            if f.init and f.name not in exclude}
+    return {
+        f.name: (f, hints.get(f.name, Any)) for f in dataclasses.fields(options_cls) if f.init and f.name not in exclude
+    }
 
 
-def parse_options(options_cls: type, given: Any, where: str, owner: str, error: type[Exception] = ConfigError,
-                  exclude: tuple[str, ...] = (), construct: bool = True, hint: str = "") -> Any:
+def parse_options(
+    options_cls: type,
+    given: Any,
+    where: str,
+    owner: str,
+    error: type[Exception] = ConfigError,
+    exclude: tuple[str, ...] = (),
+    construct: bool = True,
+    hint: str = "",
+) -> Any:
     """``given`` (a mapping, or already an ``options_cls``) as an ``options_cls`` instance: unknown names, wrong
     types and the dataclass's own checks (``__post_init__``) raise ``error`` with one line naming ``where``
     (e.g. ``algorithm.options``) and the ``owner`` (e.g. ``algorithm 'raml'``).  ``construct=False`` only checks
@@ -212,11 +222,15 @@ def parse_options(options_cls: type, given: Any, where: str, owner: str, error: 
             checked[key] = check_type(value, fields[key][1], f"{where}.{key}")
         if not construct:
             return checked
-        missing = [n for n, (f, _) in fields.items() if n not in checked and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
+        missing = [
+            n
+            for n, (f, _) in fields.items()
+            if n not in checked and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if missing:
-            raise ConfigError(f"{where}.{missing[0]}: {owner}: option {missing[0]!r} is required (set "
-                              f"{where}.{missing[0]})")
+            raise ConfigError(
+                f"{where}.{missing[0]}: {owner}: option {missing[0]!r} is required (set {where}.{missing[0]})"
+            )
         return options_cls(**checked)
     except ConfigError as e:
         raise error(str(e)) from None
@@ -282,8 +296,10 @@ class Registry(Mapping[str, T]):
         entries = self._all()
         if name not in entries:
             skipped = "".join(f"; {m} was not loaded: package {p!r} is not installed" for m, p in _skipped.items())
-            raise ConfigError(f"unknown {self.noun} {name!r}{did_you_mean(name, entries)} "
-                              f"({self.kind}s: {', '.join(sorted(entries))}){skipped}")
+            raise ConfigError(
+                f"unknown {self.noun} {name!r}{did_you_mean(name, entries)} "
+                f"({self.kind}s: {', '.join(sorted(entries))}){skipped}"
+            )
         return entries[name]
 
     def names(self) -> list[str]:
@@ -298,15 +314,15 @@ class Registry(Mapping[str, T]):
         options = self.options(name)
         return None if options is None else list(option_fields(options, exclude))
 
-    def parse_options(self, name: str, given: Any, where: str | None = None, error: type[Exception] = ConfigError,
-                      **kwargs: Any) -> Any:
+    def parse_options(
+        self, name: str, given: Any, where: str | None = None, error: type[Exception] = ConfigError, **kwargs: Any
+    ) -> Any:
         """``given`` as ``name``'s options dataclass (see :func:`parse_options`); a component registered without
         one gets ``given`` as it is."""
         options = self.options(name)
         if options is None:
             return dict(given or {})
-        return parse_options(options, given, where or f"{self.kind}.options", f"{self.kind} {name!r}", error,
-                             **kwargs)
+        return parse_options(options, given, where or f"{self.kind}.options", f"{self.kind} {name!r}", error, **kwargs)
 
     def build(self, name: str, *args: Any, options: Any = None, error: type[Exception] = ConfigError) -> Any:
         """``obj(*args, parsed options)``: the component built with its checked options."""

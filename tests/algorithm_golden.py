@@ -45,8 +45,9 @@ def batch_and_model() -> tuple[Any, Any]:
     from seqlab.models import build_model
 
     torch.manual_seed(7)
-    model = build_model("transformer", VOCAB, VOCAB, d_model=16, n_heads=2, ffn_dim=32, encoder_layers=1,
-                        decoder_layers=1, dropout=0.0)
+    model = build_model(
+        "transformer", VOCAB, VOCAB, d_model=16, n_heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=1, dropout=0.0
+    )
     src = make_targets([[4, 5, 6], [7, 8], [9, 10, 11, 4]])
     tgt = make_targets([[6, 5, 4], [8, 7, 9], [4, 11, 10, 9, 5]])
     return TinyBatch(src, tgt), model
@@ -63,13 +64,17 @@ def run_case(algorithm: str, options: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(123)
     loss, stats = algo.loss(model, batch, Progress(step=3, epoch=1, fraction=0.3, total_steps=10))
     loss.backward()
-    grads = torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel())
-                       for p in model.parameters()]).double()
+    grads = torch.cat(
+        [p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in model.parameters()]
+    ).double()
     g = torch.Generator().manual_seed(0)
     directions = torch.randn(2, grads.numel(), generator=g, dtype=torch.float64)
-    return {"loss": float(loss.detach()), "grad_norm": float(grads.norm()),
-            "grad_projections": [float(x) for x in directions @ grads],
-            "stats": {k: float(v) for k, v in sorted(stats.items())}}
+    return {
+        "loss": float(loss.detach()),
+        "grad_norm": float(grads.norm()),
+        "grad_projections": [float(x) for x in directions @ grads],
+        "stats": {k: float(v) for k, v in sorted(stats.items())},
+    }
 
 
 def record() -> None:

@@ -36,16 +36,24 @@ def tiny_tokenizer(family: str, out: Path):
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     if family == "bart":
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[
-            ("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])])
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])]
+        )
     elif family == "nllb":
-        tok.post_processor = processors.TemplateProcessing(single="deu_Latn $A </s>", special_tokens=[
-            ("deu_Latn", vocab["deu_Latn"]), ("</s>", vocab["</s>"])])
+        tok.post_processor = processors.TemplateProcessing(
+            single="deu_Latn $A </s>", special_tokens=[("deu_Latn", vocab["deu_Latn"]), ("</s>", vocab["</s>"])]
+        )
     else:
         tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
     extra = {"bos_token": "<s>"} if family in ("bart", "nllb") else {}
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   additional_special_tokens=LANG_CODES if family == "nllb" else None, **extra)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        additional_special_tokens=LANG_CODES if family == "nllb" else None,
+        **extra,
+    )
     fast.save_pretrained(str(out))
     return fast
 
@@ -65,22 +73,53 @@ def tiny_model(family: str, out: Path, seed: int = 0):
 
     tok = tiny_tokenizer(family, out)
     v = len(tok)
-    small = dict(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                 decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
-                 dropout=0.1, vocab_size=v)
+    small = dict(
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        dropout=0.1,
+        vocab_size=v,
+    )
     torch.manual_seed(seed)
     if family == "marian":
-        cfg = MarianConfig(**small, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                           decoder_start_token_id=tok.pad_token_id, forced_eos_token_id=None)
+        cfg = MarianConfig(
+            **small,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+            forced_eos_token_id=None,
+        )
         model = MarianMTModel(cfg)
     elif family == "t5":
-        cfg = T5Config(vocab_size=v, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
-                       dropout_rate=0.1, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                       decoder_start_token_id=tok.pad_token_id)
+        cfg = T5Config(
+            vocab_size=v,
+            d_model=16,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_decoder_layers=1,
+            num_heads=2,
+            dropout_rate=0.1,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+        )
         model = T5ForConditionalGeneration(cfg)
     elif family == "bart":
-        cfg = BartConfig(**small, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
-                         forced_bos_token_id=None, forced_eos_token_id=None)
+        cfg = BartConfig(
+            **small,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            decoder_start_token_id=2,
+            forced_bos_token_id=None,
+            forced_eos_token_id=None,
+        )
         model = BartForConditionalGeneration(cfg)
     elif family == "nllb":
         cfg = M2M100Config(**small, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)

@@ -18,8 +18,10 @@ ERPO_ALGORITHMS = {
     "alpha_dimt": {"alpha": 0.5, "tau": 0.5, "num_samples": 4},
     "spg": {"alpha": 0.2, "num_samples": 3},
     "pg": {"baseline": "greedy", "num_samples": 2, "mle_weight": 0.5},
-    "mixer": {"num_samples": 2, "prefix": {"type": "step", "start": 3, "delta": -1, "every": 2, "lower": 0,
-                                           "unit": "step"}},
+    "mixer": {
+        "num_samples": 2,
+        "prefix": {"type": "step", "start": 3, "delta": -1, "every": 2, "lower": 0, "unit": "step"},
+    },
     "scheduled_sampling": {"k": 5.0},
     "interpolation": {"reward_scale": 10.0},
     "mixer_anneal": {"prefix": 2},
@@ -39,10 +41,22 @@ def mle_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
 def test_algorithm_trains_from_mle_checkpoint(mle_checkpoint, name):
     tmp, ckpt = mle_checkpoint
     opts = json.dumps(ERPO_ALGORITHMS[name])
-    cfg = load_config(None, tiny_overrides(tmp, name, **{
-        "algorithm.name": name, "algorithm.options": opts, "train.init_from": str(ckpt),
-        "train.max_steps": "6", "train.log_every_steps": "1", "train.lr": "0.0005",
-        "train.allow_short_schedules": "true"}))  # a smoke run: the schedules cannot move in 6 steps
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tmp,
+            name,
+            **{
+                "algorithm.name": name,
+                "algorithm.options": opts,
+                "train.init_from": str(ckpt),
+                "train.max_steps": "6",
+                "train.log_every_steps": "1",
+                "train.lr": "0.0005",
+                "train.allow_short_schedules": "true",
+            },
+        ),
+    )  # a smoke run: the schedules cannot move in 6 steps
     results = train(cfg, console=False)
     assert results["steps"] == 6
     records = [json.loads(x) for x in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()]
@@ -53,9 +67,20 @@ def test_algorithm_trains_from_mle_checkpoint(mle_checkpoint, name):
 def test_interpolation_logs_component_shares_and_schedule(mle_checkpoint):
     tmp, ckpt = mle_checkpoint
     opts = json.dumps({"lambdas": [0.2, 0.3, 0.5], "reward_scale": 5.0})
-    cfg = load_config(None, tiny_overrides(tmp, "interp_stats", **{
-        "algorithm.name": "interpolation", "algorithm.options": opts, "train.init_from": str(ckpt),
-        "train.max_steps": "4", "train.log_every_steps": "1"}))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tmp,
+            "interp_stats",
+            **{
+                "algorithm.name": "interpolation",
+                "algorithm.options": opts,
+                "train.init_from": str(ckpt),
+                "train.max_steps": "4",
+                "train.log_every_steps": "1",
+            },
+        ),
+    )
     train(cfg, console=False)
     rec = [json.loads(x) for x in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()][0]
     assert rec["lambda1"] == pytest.approx(0.2) and rec["lambda3"] == pytest.approx(0.5)
@@ -67,9 +92,13 @@ def test_unknown_algorithm_and_option_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown algorithm"):
         train(load_config(None, tiny_overrides(tmp_path, "x", **{"algorithm.name": "ppo"})), console=False)
     with pytest.raises(ValueError, match="unexpected keyword|unknown option"):
-        train(load_config(None, tiny_overrides(tmp_path, "y", **{"algorithm.name": "raml",
-                                                                  "algorithm.options": "{temperature: 2}"})),
-              console=False)
+        train(
+            load_config(
+                None,
+                tiny_overrides(tmp_path, "y", **{"algorithm.name": "raml", "algorithm.options": "{temperature: 2}"}),
+            ),
+            console=False,
+        )
 
 
 def test_finetune_lr_warning_for_algorithms_that_learn_from_their_own_samples():

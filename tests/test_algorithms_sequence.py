@@ -95,8 +95,9 @@ def test_the_kl_estimator_is_the_sequence_kl_in_expectation():
     exact = (p * (seq_lp - seq_lr)).sum()
     assert float(exact) > 0.1
     assert float(estimate) == pytest.approx(float(exact), rel=1e-5)
-    assert float(direct_kl(model, ref, seqs[:5])) == pytest.approx(float(sequence_kl(lp, lr, seqs)[:5].mean()),
-                                                                   rel=1e-5)
+    assert float(direct_kl(model, ref, seqs[:5])) == pytest.approx(
+        float(sequence_kl(lp, lr, seqs)[:5].mean()), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize(("algorithm", "options"), SAMPLING, ids=IDS)
@@ -128,8 +129,11 @@ def test_kl_coef_adds_exactly_kl_coef_times_the_kl_estimate(algorithm, options):
     # and its gradient: kl_coef * d KL / d theta on top of the plain loss's
     probe = copy.deepcopy(model)
     src = batch().src
-    kl_only = sequence_kl(probe.token_log_probs(probe.encode(src).select(group), tokens),
-                          start.token_log_probs(start.encode(src).select(group), tokens), tokens).mean()
+    kl_only = sequence_kl(
+        probe.token_log_probs(probe.encode(src).select(group), tokens),
+        start.token_log_probs(start.encode(src).select(group), tokens),
+        tokens,
+    ).mean()
     kl_grad = torch.autograd.grad(kl_only, [probe.table])[0]
     assert torch.allclose(grad, base_grad + 0.3 * kl_grad, atol=1e-5)
 
@@ -197,12 +201,18 @@ def test_normalize_advantages_gives_zero_mean_unit_std_per_batch():
     sampled = wm.coef[:, 1]  # rows with a sampled token at position 1 (PAD elsewhere: 0)
     assert torch.allclose(wm.coef[:, 0], torch.ones(6))
     adv = reward - torch.tensor([0.5, 0.5, -0.8, -0.8, 0.325, 0.325])
-    assert torch.allclose(sampled[tokens[:, 1].ne(0) & tokens[:, 1].ne(2)],
-                          normalize_advantages(adv)[tokens[:, 1].ne(0) & tokens[:, 1].ne(2)], atol=1e-6)
-    spg, spg_n = build_algorithm("spg", ctx(), {"alpha": 0.5}), build_algorithm("spg", ctx(), {
-        "alpha": 0.5, "normalize_advantages": True})
-    assert torch.allclose(spg_n.weigh(cand, reward, None, step).coef,
-                          spg.weigh(cand, normalize_advantages(reward), None, step).coef)
+    assert torch.allclose(
+        sampled[tokens[:, 1].ne(0) & tokens[:, 1].ne(2)],
+        normalize_advantages(adv)[tokens[:, 1].ne(0) & tokens[:, 1].ne(2)],
+        atol=1e-6,
+    )
+    spg, spg_n = (
+        build_algorithm("spg", ctx(), {"alpha": 0.5}),
+        build_algorithm("spg", ctx(), {"alpha": 0.5, "normalize_advantages": True}),
+    )
+    assert torch.allclose(
+        spg_n.weigh(cand, reward, None, step).coef, spg.weigh(cand, normalize_advantages(reward), None, step).coef
+    )
 
 
 def test_erac_normalized_coefficients_are_zero_mean_unit_std_under_the_policy():
@@ -245,9 +255,19 @@ def test_the_trainer_logs_kl_and_reward_std_and_keeps_the_start_as_reference(tmp
     config = write_task(tmp_path)
     mle = train(config, {"run_dir": str(tmp_path / "mle"), "train.max_steps": 4})
     with pytest.warns(UserWarning, match="fine-tunes"):  # lr 0.01: so that 4 steps move the model visibly
-        pg = train(config, {"run_dir": str(tmp_path / "pg"), "train.init_from": mle["checkpoint"], "train.lr": 0.01,
-                            "algorithm.name": "pg", "algorithm.options.num_samples": 2, "train.max_steps": 4,
-                            "algorithm.options.kl_coef": 0.05, "algorithm.options.normalize_advantages": True})
+        pg = train(
+            config,
+            {
+                "run_dir": str(tmp_path / "pg"),
+                "train.init_from": mle["checkpoint"],
+                "train.lr": 0.01,
+                "algorithm.name": "pg",
+                "algorithm.options.num_samples": 2,
+                "train.max_steps": 4,
+                "algorithm.options.kl_coef": 0.05,
+                "algorithm.options.normalize_advantages": True,
+            },
+        )
     records = [json.loads(line) for line in (tmp_path / "pg" / "log.jsonl").read_text().splitlines()]
     train_records = [r for r in records if r["kind"] == "train"]
     assert len(train_records) == 4

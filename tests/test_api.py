@@ -59,8 +59,14 @@ def test_train_then_load_translates_scores_and_samples(tmp_path):
     assert [len(d) for d in drawn] == [3] * 4 and all(isinstance(s, str) for d in drawn for s in d)
     torch.manual_seed(5)
     d = model.config.decode
-    hyp = sample(model.model, pad_batch(model._source_ids(sources[:4]), model.device), num_samples=3,
-                 max_len_a=d.max_len_a, max_len_b=d.max_len_b, max_len=d.max_len)
+    hyp = sample(
+        model.model,
+        pad_batch(model._source_ids(sources[:4]), model.device),
+        num_samples=3,
+        max_len_a=d.max_len_a,
+        max_len_b=d.max_len_b,
+        max_len=d.max_len,
+    )
     texts = [model.tgt_tokenizer.decode(strip_ids(r)) for r in hyp.tokens.tolist()]
     assert [t for row in drawn for t in row] == texts
     repeated = [s for s in sources[:4] for _ in range(3)]
@@ -78,20 +84,30 @@ def test_a_python_callable_reward_trains_in_process(tmp_path):
 
     def overlap(hyps, refs, sources, **fields):  # a closure: not importable by name anywhere
         calls.extend(zip(hyps, refs, sources, strict=True))
-        return [len(set(h.split()) & set(r[0].split())) / max(len(r[0].split()), 1)
-                for h, r in zip(hyps, refs, strict=True)]
+        return [
+            len(set(h.split()) & set(r[0].split())) / max(len(r[0].split()), 1) for h, r in zip(hyps, refs, strict=True)
+        ]
 
     config = write_task(tmp_path)
-    results = seqlab.train(config, overrides=[f"run_dir={tmp_path / 'pg'}", "algorithm.name=pg",
-                                              "algorithm.options.num_samples=2", "train.max_steps=3"],
-                           reward=overlap)
+    results = seqlab.train(
+        config,
+        overrides=[
+            f"run_dir={tmp_path / 'pg'}",
+            "algorithm.name=pg",
+            "algorithm.options.num_samples=2",
+            "train.max_steps=3",
+        ],
+        reward=overlap,
+    )
     assert results["steps"] == 3 and calls
     assert all(isinstance(h, str) and r and s for h, r, s in calls)
     train_sources = set((tmp_path / "data" / "train.src").read_text().splitlines())
     assert {s for _, _, s in calls} <= train_sources  # the decoded sources of the training examples
     saved = load_config(tmp_path / "pg" / "config.yaml")
-    assert saved.algorithm.options["reward"] == "python:test_api.test_a_python_callable_reward_trains_in_process" \
-                                                ".<locals>.overlap"
+    assert (
+        saved.algorithm.options["reward"] == "python:test_api.test_a_python_callable_reward_trains_in_process"
+        ".<locals>.overlap"
+    )
     with pytest.raises(TypeError, match="importable"):
         importable_name(overlap)
     with pytest.raises(TypeError, match="subprocesses"):
@@ -106,8 +122,11 @@ def test_overrides_as_strings_or_a_mapping_and_one_line_errors(tmp_path):
     c = build_config(a, None)
     assert a.to_dict() == b.to_dict() == c.to_dict()
     assert build_config(json.loads(config.read_text()), {"train.seed": 7}).train.seed == 7
-    for bad, words in (({"train.lrr": 0.1}, "lrr"), ({"algorithm.options.num_sample": 2, "algorithm.name": "pg"},
-                                                     "num_samples"), ({"algorithm.name": "pgg"}, "did you mean")):
+    for bad, words in (
+        ({"train.lrr": 0.1}, "lrr"),
+        ({"algorithm.options.num_sample": 2, "algorithm.name": "pg"}, "num_samples"),
+        ({"algorithm.name": "pgg"}, "did you mean"),
+    ):
         with pytest.raises(ConfigError, match=words) as err:
             seqlab.train(config, overrides={"run_dir": str(tmp_path / "never"), **bad})
         assert "\n" not in str(err.value)
@@ -132,19 +151,30 @@ def test_readme_python_snippets_run_as_written(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_compare_from_python_with_a_module_function_reward(tmp_path, monkeypatch):
-    (tmp_path / "api_rewards.py").write_text(textwrap.dedent("""
+    (tmp_path / "api_rewards.py").write_text(
+        textwrap.dedent("""
         def overlap(hyps, refs, sources, **fields):
             return [len(set(h.split()) & set(r[0].split())) / max(len(r[0].split()), 1)
                     for h, r in zip(hyps, refs)]
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     import api_rewards
 
     assert importable_name(api_rewards.overlap) == "api_rewards:overlap"
-    summary = seqlab.compare(write_task(tmp_path), ["mle", "pg"], tmp_path / "cmp", seeds=[1], budget_steps=2,
-                             pretrain_steps=4, reward=api_rewards.overlap, report=False, echo=lambda s: None,
-                             algorithm_overrides={"pg": ["algorithm.options.num_samples=2"]})
+    summary = seqlab.compare(
+        write_task(tmp_path),
+        ["mle", "pg"],
+        tmp_path / "cmp",
+        seeds=[1],
+        budget_steps=2,
+        pretrain_steps=4,
+        reward=api_rewards.overlap,
+        report=False,
+        echo=lambda s: None,
+        algorithm_overrides={"pg": ["algorithm.options.num_samples=2"]},
+    )
     assert summary["failed"] == [], summary
     cfg = load_config(tmp_path / "cmp" / "runs" / "pg" / "seed1" / "config.yaml")
     assert cfg.algorithm.options["reward"] == "api_rewards:overlap"

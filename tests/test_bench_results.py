@@ -16,6 +16,9 @@ def test_write_replaces_same_metric_and_device_and_keeps_the_rest(tmp_path, monk
     rows = json.loads(path.read_text())
     assert path == tmp_path / "t.json"
     assert sorted((r["metric"], r["value"], r["device"] == "other GPU") for r in rows) == [
-        ("a", 1.0, True), ("a", 3.0, False), ("b", 2.0, False)]
+        ("a", 1.0, True),
+        ("a", 3.0, False),
+        ("b", 2.0, False),
+    ]
     assert {r["commit"] for r in rows if r["device"] != "other GPU"} == {"abc1234"}
     assert set(rows[0]) == {"metric", "value", "unit", "device", "commit", "command", "date"}

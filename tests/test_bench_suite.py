@@ -36,13 +36,16 @@ def write_suite(tmp_path: Path, body: str) -> Path:
 
 def test_steps_run_in_order_with_vars_and_a_failure_does_not_stop_the_rest(tmp_path, capsys):
     out = tmp_path / "out.txt"
-    path = write_suite(tmp_path, f"""
+    path = write_suite(
+        tmp_path,
+        f"""
 vars: {{word: a, out: {out}}}
 steps:
   - {{name: one, run: "python -c \\"open('{{out}}', 'a').write('{{word}}1 ')\\""}}
   - {{name: bad, run: "python -c \\"raise SystemExit(3)\\""}}
   - {{name: two, run: "python -c \\"open('{{out}}', 'a').write('{{word}}2 ')\\""}}
-""")
+""",
+    )
     assert driver.main([str(path), "--set", "word=b"]) == 1
     assert out.read_text() == "b1 b2 "
     assert "[suite] bad: exit 3" in capsys.readouterr().out
@@ -74,6 +77,9 @@ def test_detached_run_is_waited_for_and_logged(tmp_path):
 
 
 def test_no_benchmark_script_patches_sys_path_but_the_driver_entry_point():
-    patched = [p.relative_to(REPO).as_posix() for p in (REPO / "benchmarks").rglob("*.py")
-               if "sys.path.insert" in p.read_text(encoding="utf-8")]
+    patched = [
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "benchmarks").rglob("*.py")
+        if "sys.path.insert" in p.read_text(encoding="utf-8")
+    ]
     assert patched == ["benchmarks/run.py"]

@@ -48,9 +48,15 @@ def trained_run(tmp_path_factory) -> tuple[Path, list[str]]:
 
 # ------------------------------------------------------------------------------------------------ item 1
 def _quickstart_args(tmp_path: Path, *extra: str) -> list[str]:
-    return [f"run_dir={tmp_path / 'qs'}", "task.options.max_train=300", "task.options.test_percent=0.5",
-            "model.options={d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1}",
-            "train.eval_max_examples=20", "train.tensorboard=false", *extra]
+    return [
+        f"run_dir={tmp_path / 'qs'}",
+        "task.options.max_train=300",
+        "task.options.test_percent=0.5",
+        "model.options={d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1}",
+        "train.eval_max_examples=20",
+        "train.tensorboard=false",
+        *extra,
+    ]
 
 
 def test_quickstart_has_a_step_budget_a_progress_total_and_a_verdict(tmp_path, capsys):
@@ -66,8 +72,19 @@ def test_quickstart_has_a_step_budget_a_progress_total_and_a_verdict(tmp_path, c
 
 def test_quickstart_wall_clock_cap_warns_when_it_cuts_the_run_short(tmp_path, capsys):
     """Item 1: on a slow machine the cap stops the run early, and says so rather than printing a bad model."""
-    assert cli_main(["quickstart", "--steps", "500", "--max-minutes", "0.0001",
-                     *_quickstart_args(tmp_path, "train.progress_bar=false")]) == 0
+    assert (
+        cli_main(
+            [
+                "quickstart",
+                "--steps",
+                "500",
+                "--max-minutes",
+                "0.0001",
+                *_quickstart_args(tmp_path, "train.progress_bar=false"),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     results = json.loads((tmp_path / "qs" / "results.json").read_text())
     assert results["steps"] < 500 and results["cut_short_by_max_minutes"]
@@ -129,8 +146,9 @@ BAD_OVERRIDES = [
 
 
 @pytest.mark.parametrize(("override", "expected"), BAD_OVERRIDES)
-def test_bad_input_is_one_line_exit_2_before_loading_or_writing(trained_run, tmp_path, capsys, monkeypatch,
-                                                                 override, expected):
+def test_bad_input_is_one_line_exit_2_before_loading_or_writing(
+    trained_run, tmp_path, capsys, monkeypatch, override, expected
+):
     """Items 5 and 9: one line naming the command-line override, exit 2, no data loaded, nothing written (the
     finished run's config.yaml still matches its checkpoint)."""
     run, args = trained_run
@@ -234,14 +252,27 @@ def _wait_for_train_record(run: Path, proc: subprocess.Popen, min_step: int = 10
 def test_a_signal_saves_a_checkpoint_and_the_rerun_resumes_exactly(tmp_path, signum):
     """Item 7: Ctrl-C / SIGTERM: one line, exit 130, a checkpoint at the step reached (without any evaluation
     scheduled), stale temporaries removed; the rerun continues to the same weights as an uninterrupted run."""
-    args = tiny_overrides(tmp_path, "sig", **{"train.max_steps": "100000", "train.max_tokens": "60",
-                                               "train.eval_every_steps": "100000", "train.max_epochs": "100000"})
+    args = tiny_overrides(
+        tmp_path,
+        "sig",
+        **{
+            "train.max_steps": "100000",
+            "train.max_tokens": "60",
+            "train.eval_every_steps": "100000",
+            "train.max_epochs": "100000",
+        },
+    )
     run = tmp_path / "sig"
     run.mkdir()
     (run / "checkpoint_last.pt.k1ll3d.tmp").write_bytes(b"torn")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "seqlab.cli", "train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqlab.cli", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     _wait_for_train_record(run, proc)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
@@ -253,8 +284,12 @@ def test_a_signal_saves_a_checkpoint_and_the_rerun_resumes_exactly(tmp_path, sig
     assert step >= 10 and f"at step {step}" in last[0]
     assert not list(run.glob("*.tmp"))
 
-    more = {"train.max_steps": str(step + 7), "train.max_tokens": "60", "train.eval_every_steps": "100000",
-            "train.max_epochs": "100000"}
+    more = {
+        "train.max_steps": str(step + 7),
+        "train.max_tokens": "60",
+        "train.eval_every_steps": "100000",
+        "train.max_epochs": "100000",
+    }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the interrupted process: the same kernels, the same rounding
     try:
@@ -326,8 +361,10 @@ def test_help_is_plain_and_lists_what_train_accepts(capsys):
 
 def test_help_imports_no_torch():
     """Item 10: --help answers at once because it imports nothing heavy (measured: README)."""
-    code = ("import sys\nfrom seqlab.cli import main\nfor argv in (['--help'], ['train', '--help']):\n"
-            "    try:\n        main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)")
+    code = (
+        "import sys\nfrom seqlab.cli import main\nfor argv in (['--help'], ['train', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
 
@@ -345,13 +382,22 @@ def test_the_parallel_example_config_trains_on_plain_tsv_and_jsonl_data(tmp_path
     (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refs))
     example = yaml.safe_load((REPO / "configs" / "parallel_example.yaml").read_text())
     assert example["task"]["name"] == "parallel"
-    cfg = load_config(REPO / "configs" / "parallel_example.yaml", [
-        f"run_dir={tmp_path / 'run'}", f"task.options.root={data}",
-        f"task.options.train={json.dumps(paths['train'])}",
-        "task.options.valid={path: valid.tsv, format: tsv, header: true}",
-        "task.options.test={path: test.jsonl}", "task.options.tokenizer=symbol",
-        "model.options={d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1}",
-        "train.max_steps=3", "train.device=cpu", "train.progress_bar=false", "train.tensorboard=false"])
+    cfg = load_config(
+        REPO / "configs" / "parallel_example.yaml",
+        [
+            f"run_dir={tmp_path / 'run'}",
+            f"task.options.root={data}",
+            f"task.options.train={json.dumps(paths['train'])}",
+            "task.options.valid={path: valid.tsv, format: tsv, header: true}",
+            "task.options.test={path: test.jsonl}",
+            "task.options.tokenizer=symbol",
+            "model.options={d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1}",
+            "train.max_steps=3",
+            "train.device=cpu",
+            "train.progress_bar=false",
+            "train.tensorboard=false",
+        ],
+    )
     results = train(cfg, console=False)
     assert results["steps"] == 3 and set(results["test"]) == set(example["task"]["options"]["metrics"])
 

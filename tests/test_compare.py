@@ -145,8 +145,12 @@ def fake_launcher(calls: list, score_of=None, pretrain_dtype: str = "fp32"):
                 {
                     "steps": 4,
                     "steps_per_epoch": 3,
-                    "init": {"init_state": cfg.train.init_state, "weights_dtype": "float32", "lr_step_offset": 6,
-                             "warmup_steps_by_group": [0]},
+                    "init": {
+                        "init_state": cfg.train.init_state,
+                        "weights_dtype": "float32",
+                        "lr_step_offset": 6,
+                        "warmup_steps_by_group": [0],
+                    },
                     "train_seconds": 1.0,
                     "valid": {"bleu": bleu, "chrf": 40.0},
                     "test": {"bleu": bleu - 1, "chrf": 41.0},
@@ -343,8 +347,14 @@ def test_compare_resumes_reports_and_refuses_changed_budget(tmp_path):
     run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None, pretrain_only=True)
     assert [c[0] for c in calls] == ["pretrain"]  # stops after the shared pre-training
     summary = run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
-    assert [c[0] for c in calls] == ["pretrain", "mle/seed1", "raml/seed1", "mle/seed2", "raml/seed2",
-                                     "start checkpoint"]  # the shared checkpoint scored on test, once
+    assert [c[0] for c in calls] == [
+        "pretrain",
+        "mle/seed1",
+        "raml/seed1",
+        "mle/seed2",
+        "raml/seed2",
+        "start checkpoint",
+    ]  # the shared checkpoint scored on test, once
     assert summary["failed"] == []
     out = Path(spec.out)
     rep = out / "report"
@@ -478,8 +488,14 @@ def test_runs_out_of_memory_while_sharing_are_retried_alone(tmp_path):
 
     spec = spec_for(tmp_path, gpus="0", runs_per_gpu=2)
     summary = run_compare(spec, launcher=launch, echo=lambda s: None)
-    assert attempts == {"pretrain": 1, "mle/seed1": 1, "raml/seed1": 2, "mle/seed2": 1, "raml/seed2": 2,
-                        "start checkpoint": 1}
+    assert attempts == {
+        "pretrain": 1,
+        "mle/seed1": 1,
+        "raml/seed1": 2,
+        "mle/seed2": 1,
+        "raml/seed2": 2,
+        "start checkpoint": 1,
+    }
     assert summary["failed"] == ["mle/seed2"]
     statuses = {o["name"]: o["status"] for o in summary["outcomes"]}
     assert statuses["raml/seed1"] == statuses["raml/seed2"] == "done"
@@ -493,8 +509,9 @@ def test_gpu_memory_share_bounds_the_comparison_on_a_gpu_shared_with_other_work(
     from seqlab.train.trainer import MEMORY_FRACTION_ENV
 
     fractions: list = []
-    monkeypatch.setattr(runner.subprocess, "call",
-                        lambda cmd, stdout, stderr, env: fractions.append(env.get(MEMORY_FRACTION_ENV)) or 1)
+    monkeypatch.setattr(
+        runner.subprocess, "call", lambda cmd, stdout, stderr, env: fractions.append(env.get(MEMORY_FRACTION_ENV)) or 1
+    )
     spec = spec_for(tmp_path, gpus="0", runs_per_gpu=2, gpu_memory_share=0.5, pretrain_steps=0)
     with pytest.raises(RuntimeError, match="no finished runs"):  # every fake run failed: nothing to report
         run_compare(spec, echo=lambda s: None)
@@ -523,9 +540,12 @@ def test_plan_check_accepts_settings_added_since_at_their_defaults(tmp_path):
 def test_runs_continue_the_pretraining_schedule_with_one_label_smoothing(tmp_path):
     """init_state full (default): every run continues the shared checkpoint's optimizer state, with the
     pre-training's optimizer / schedule settings unless an algorithm overrides them; one label smoothing."""
-    spec = spec_for(tmp_path, pretrain_overrides=["train.lr=0.02", "train.scheduler=inverse_sqrt",
-                                                  "train.warmup_steps=3"],
-                    overrides=["train.label_smoothing=0.1"], algorithm_overrides={"raml": ["train.lr=0.001"]})
+    spec = spec_for(
+        tmp_path,
+        pretrain_overrides=["train.lr=0.02", "train.scheduler=inverse_sqrt", "train.warmup_steps=3"],
+        overrides=["train.label_smoothing=0.1"],
+        algorithm_overrides={"raml": ["train.lr=0.001"]},
+    )
     out = Path(spec.out)
     runs = {r.name: load_config(spec.config, [*spec.overrides, *r.overrides]) for r in plan_runs(spec, out)}
     mle, raml = runs["mle/seed1"].train, runs["raml/seed2"].train
@@ -534,8 +554,10 @@ def test_runs_continue_the_pretraining_schedule_with_one_label_smoothing(tmp_pat
     assert raml.lr == 0.001 and raml.scheduler == "inverse_sqrt"  # a per-algorithm override still applies
     assert {c.train.label_smoothing for c in runs.values()} == {0.1} and not mle.allow_short_schedules
     # one value for every row, also where the task config says otherwise
-    runs = [load_config(spec.config, r.overrides) for r in plan_runs(
-        spec_for(tmp_path, label_smoothing=0.2, allow_short_schedules=True), out)]
+    runs = [
+        load_config(spec.config, r.overrides)
+        for r in plan_runs(spec_for(tmp_path, label_smoothing=0.2, allow_short_schedules=True), out)
+    ]
     assert {c.train.label_smoothing for c in runs} == {0.2} and all(c.train.allow_short_schedules for c in runs)
     with pytest.raises(ConfigError, match="label_smoothing is one value"):
         plan_runs(spec_for(tmp_path, algorithm_overrides={"raml": ["train.label_smoothing=0"]}), out)
@@ -547,12 +569,29 @@ def test_runs_continue_the_pretraining_schedule_with_one_label_smoothing(tmp_pat
     # --init-from: the settings stored in that checkpoint
     import torch
 
-    torch.save({"model": {}, "config": {"train": {"lr": 0.005, "scheduler": "linear", "optimizer": "adamw",
-                                                   "betas": [0.9, 0.99], "warmup_steps": 7, "weight_decay": 0.0}}},
-               tmp_path / "mle.pt")
+    torch.save(
+        {
+            "model": {},
+            "config": {
+                "train": {
+                    "lr": 0.005,
+                    "scheduler": "linear",
+                    "optimizer": "adamw",
+                    "betas": [0.9, 0.99],
+                    "warmup_steps": 7,
+                    "weight_decay": 0.0,
+                }
+            },
+        },
+        tmp_path / "mle.pt",
+    )
     cfg = load_config(spec.config, plan_runs(spec_for(tmp_path, init_from=str(tmp_path / "mle.pt")), out)[0].overrides)
-    assert (cfg.train.lr, cfg.train.scheduler, cfg.train.betas, cfg.train.warmup_steps) == (0.005, "linear",
-                                                                                            (0.9, 0.99), 7)
+    assert (cfg.train.lr, cfg.train.scheduler, cfg.train.betas, cfg.train.warmup_steps) == (
+        0.005,
+        "linear",
+        (0.9, 0.99),
+        7,
+    )
 
 
 def test_compare_refuses_rounded_start_weights_and_old_protocol_changes(tmp_path):
@@ -562,8 +601,9 @@ def test_compare_refuses_rounded_start_weights_and_old_protocol_changes(tmp_path
     spec = spec_for(tmp_path)
     with pytest.raises(ConfigError, match="bfloat16 weights"):
         run_compare(spec, launcher=fake_launcher([], pretrain_dtype="bf16"), echo=lambda s: None)
-    run_compare(spec_for(tmp_path, init_state="model"), launcher=fake_launcher([], pretrain_dtype="bf16"),
-                echo=lambda s: None)  # the old behaviour, on request
+    run_compare(
+        spec_for(tmp_path, init_state="model"), launcher=fake_launcher([], pretrain_dtype="bf16"), echo=lambda s: None
+    )  # the old behaviour, on request
     from seqlab.compare.runner import _check_plan
 
     out = Path(spec.out)
@@ -585,7 +625,8 @@ def test_holm_adjustment():
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
     assert holm({"a": 0.5, "b": 0.6}) == pytest.approx({"a": 1.0, "b": 1.0})  # capped at 1, monotone
     assert holm({"a": 0.001, "b": 0.2, "c": 0.04, "d": 0.3}) == pytest.approx(
-        {"a": 0.004, "c": 0.12, "b": 0.4, "d": 0.4})
+        {"a": 0.004, "c": 0.12, "b": 0.4, "d": 0.4}
+    )
     assert holm({}) == {}
 
 
@@ -600,16 +641,33 @@ def test_extra_test_sets_are_scored_reported_and_in_the_entries(tmp_path):
         build_spec_args(tmp_path, ["--extra-test", f"bad name={src},{ref}"])
     with pytest.raises(ConfigError, match="no file"):
         build_spec_args(tmp_path, ["--extra-test", f"flickr={src},{tmp_path / 'missing'}"])
-    spec = build_spec_args(tmp_path, ["--extra-test", f"flickr={src},{ref}", "--extra-test", f"coco={src},{ref}",
-                                      "--init-state", "model", "--label-smoothing", "0.1", "--allow-short-schedules"])
+    spec = build_spec_args(
+        tmp_path,
+        [
+            "--extra-test",
+            f"flickr={src},{ref}",
+            "--extra-test",
+            f"coco={src},{ref}",
+            "--init-state",
+            "model",
+            "--label-smoothing",
+            "0.1",
+            "--allow-short-schedules",
+        ],
+    )
     assert spec.extra_tests == {"flickr": [str(src), str(ref)], "coco": [str(src), str(ref)]}
     assert (spec.init_state, spec.label_smoothing, spec.allow_short_schedules) == ("model", 0.1, True)
     calls: list = []
     spec = spec_for(tmp_path, extra_tests={"flickr": [str(src), str(ref)]})
     run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
     scored = [c[0] for c in calls if "extra" in c[0] or "start" in c[0]]
-    assert scored == ["start checkpoint", "mle/seed1 extra tests", "raml/seed1 extra tests",
-                      "mle/seed2 extra tests", "raml/seed2 extra tests"]
+    assert scored == [
+        "start checkpoint",
+        "mle/seed1 extra tests",
+        "raml/seed1 extra tests",
+        "mle/seed2 extra tests",
+        "raml/seed2 extra tests",
+    ]
     out = Path(spec.out)
     md = (out / "report" / "report.md").read_text()
     assert f"## Extra test set flickr ({src}, {ref})" in md and "on flickr:" in md
@@ -625,10 +683,18 @@ def test_extra_test_sets_are_scored_reported_and_in_the_entries(tmp_path):
     assert "tiny_raml_test_bleu_p_vs_mle" in entries and "tiny_raml_flickr_bleu_p_holm_vs_mle" in entries
     # a later invocation adds a set: only the scoring of the new set runs, the first set stays in the report
     calls.clear()
-    run_compare(spec_for(tmp_path, extra_tests={"coco": [str(src), str(ref)]}), launcher=fake_launcher(calls),
-                echo=lambda s: None)
-    assert [c[0] for c in calls] == ["start checkpoint", "mle/seed1 extra tests", "raml/seed1 extra tests",
-                                     "mle/seed2 extra tests", "raml/seed2 extra tests"]
+    run_compare(
+        spec_for(tmp_path, extra_tests={"coco": [str(src), str(ref)]}),
+        launcher=fake_launcher(calls),
+        echo=lambda s: None,
+    )
+    assert [c[0] for c in calls] == [
+        "start checkpoint",
+        "mle/seed1 extra tests",
+        "raml/seed1 extra tests",
+        "mle/seed2 extra tests",
+        "raml/seed2 extra tests",
+    ]
     summ = json.loads((out / "report" / "summary.json").read_text())
     assert set(summ["extra_tests"]) == {"flickr", "coco"}
 
@@ -638,8 +704,22 @@ def build_spec_args(tmp_path: Path, extra: list[str]) -> CompareSpec:
 
     parser = argparse.ArgumentParser()
     add_compare_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["compare", "--config", str(write_task(tmp_path)), "--algorithms", "mle",
-                              "--seeds", "1", "--budget-steps", "3", "--out", str(tmp_path / "o"), *extra])
+    args = parser.parse_args(
+        [
+            "compare",
+            "--config",
+            str(write_task(tmp_path)),
+            "--algorithms",
+            "mle",
+            "--seeds",
+            "1",
+            "--budget-steps",
+            "3",
+            "--out",
+            str(tmp_path / "o"),
+            *extra,
+        ]
+    )
     return build_spec(args)
 
 
@@ -655,8 +735,16 @@ def test_score_checkpoint_decodes_extra_files_as_the_task_reads_them(tmp_path):
     src, ref = tmp_path / "x.src", tmp_path / "x.ref"
     src.write_text("a b\nc d\na b\n")  # the repeated source is one item with two references
     ref.write_text("b a\nd c\nb a b\n")
-    args = ["--checkpoint", str(tmp_path / "run" / "checkpoint_last.pt"), "--config", str(tmp_path / "task.yaml"),
-            "--tokenizers", str(tmp_path / "run" / "tokenizers"), "--out", str(tmp_path / "scored")]
+    args = [
+        "--checkpoint",
+        str(tmp_path / "run" / "checkpoint_last.pt"),
+        "--config",
+        str(tmp_path / "task.yaml"),
+        "--tokenizers",
+        str(tmp_path / "run" / "tokenizers"),
+        "--out",
+        str(tmp_path / "scored"),
+    ]
     assert score_main([*args, "--test", "--extra-test", f"x={src},{ref}"]) == 0
     scores = read_scores(tmp_path / "scored")
     assert set(scores) == {"test", "x"} and set(scores["x"]) == {"bleu", "chrf"}
@@ -695,7 +783,10 @@ def test_schedules_are_checked_against_the_budget_before_anything_trains(tmp_pat
     run = next(r for r in plan_runs(spec, Path(spec.out)) if r.name == "scheduled_sampling/seed1")
     assert "train.allow_short_schedules=true" in run.overrides
     monkeypatch.setattr("seqlab.train.trainer.check_schedule_budget", check)
-    trainer = Trainer(load_config(str(Path(spec.out) / "task.yaml"),
-                                  [*run.overrides, f"run_dir={tmp_path / 'probe'}", "train.init_from=null"]),
-                      console=False)
+    trainer = Trainer(
+        load_config(
+            str(Path(spec.out) / "task.yaml"), [*run.overrides, f"run_dir={tmp_path / 'probe'}", "train.init_from=null"]
+        ),
+        console=False,
+    )
     assert seen[1] == ("scheduled_sampling", len(trainer.sampler), 4, True) == seen[2]  # what the run will count

@@ -11,11 +11,17 @@ from seqlab.compare.runner import load_compare_yaml
 from seqlab.config import ConfigError
 
 SUMMARY = {
-    "primary_metric": "wer", "baseline": "mle",
-    "test": {"wer": {"mle": {"mean": 40.0, "std": 1.0, "min": 39.0, "max": 41.0, "n": 2},
-                     "raml": {"mean": 42.0, "std": 0.5, "min": 41.5, "max": 42.5, "n": 2}}},
+    "primary_metric": "wer",
+    "baseline": "mle",
+    "test": {
+        "wer": {
+            "mle": {"mean": 40.0, "std": 1.0, "min": 39.0, "max": 41.0, "n": 2},
+            "raml": {"mean": 42.0, "std": 0.5, "min": 41.5, "max": 42.5, "n": 2},
+        }
+    },
     "significance": {"raml": {"p_value": 0.03, "p_holm": 0.06}},
-    "significance_vs_start": {}, "start": {"test": {"wer": 50.0}},
+    "significance_vs_start": {},
+    "start": {"test": {"wer": 50.0}},
 }
 
 
@@ -43,8 +49,9 @@ def test_export_writes_entries_and_copies_the_report(tmp_path, monkeypatch):
     (out / "report").mkdir(parents=True)
     (out / "report" / "summary.json").write_text(json.dumps(SUMMARY))
     (out / "report" / "report.md").write_text("# report\n")
-    settings = export_settings(suite(tmp_path, f"export: {{results: r, prefix: p, report_dir: {tmp_path / 'rep'}}}\n"),
-                               out)
+    settings = export_settings(
+        suite(tmp_path, f"export: {{results: r, prefix: p, report_dir: {tmp_path / 'rep'}}}\n"), out
+    )
     where = export_results(out, settings, command="seqlab compare ...")
     entries = {e["metric"]: e for e in json.loads((tmp_path / "results" / "r.json").read_text())}
     assert where["results"] == str(tmp_path / "results" / "r.json")

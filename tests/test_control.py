@@ -83,8 +83,9 @@ def test_discriminator_reward_sign_and_scale():
     torch.testing.assert_close(reward_from_logits(logits, "airl"), logits)
     r_logd = reward_from_logits(logits, "logd")
     assert (r_logd <= 0).all() and r_logd[2].item() == pytest.approx(-math.log(2.0))
-    torch.testing.assert_close(reward_from_logits(logits, "gail") + reward_from_logits(-logits, "logd"),
-                               torch.zeros(5), atol=1e-6, rtol=0)  # -log(1-D) = -log D(-l)
+    torch.testing.assert_close(
+        reward_from_logits(logits, "gail") + reward_from_logits(-logits, "logd"), torch.zeros(5), atol=1e-6, rtol=0
+    )  # -log(1-D) = -log D(-l)
 
     # a discriminator that separates: expert pairs get larger rewards than policy pairs
     rng = np.random.default_rng(0)
@@ -112,11 +113,13 @@ def test_schedule_reaches_plain_gail():
     values = [prefix_at(sched, it) for it in range(n)]
     assert values[0] == 400
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))  # shrinks
-    assert values[n // 2] == 0 and set(values[n // 2:]) == {0}  # plain GAIL for the second half
+    assert values[n // 2] == 0 and set(values[n // 2 :]) == {0}  # plain GAIL for the second half
     assert set(prefix_at(prefix_schedule(GailConfig(method="gail"), n), it) for it in range(n)) == {0}
     # an explicit spec from the schedules module, e.g. a step schedule
-    g2 = GailConfig(method="gail_interp", prefix_schedule={"type": "step", "start": 300, "delta": -100,
-                                                             "every": 10, "lower": 0, "unit": "step"})
+    g2 = GailConfig(
+        method="gail_interp",
+        prefix_schedule={"type": "step", "start": 300, "delta": -100, "every": 10, "lower": 0, "unit": "step"},
+    )
     s2 = prefix_schedule(g2, n)
     assert [prefix_at(s2, it) for it in (0, 9, 10, 25, 30, 99)] == [300, 300, 200, 100, 0, 0]
 
@@ -151,10 +154,26 @@ def test_demo_dataset_roundtrip_and_sampling(tmp_path):
 
 def test_tiny_gail_interp_run_improves_discriminator_loss_and_resumes(tmp_path):
     demos = _demos("hopper", n=2, steps=20)
-    g = GailConfig(method="gail_interp", n_demos=2, pairs_per_trajectory=10, total_steps=3 * 256, n_envs=1,
-                   n_steps=256, batch_size=64, n_epochs=2, d_steps=8, d_batch=64, d_lr=1e-3, prefix_start=15,
-                   eval_every=1, eval_episodes=1, final_eval_episodes=2, checkpoint_every=1,
-                   net_arch=[16, 16], d_hidden=[32, 32])
+    g = GailConfig(
+        method="gail_interp",
+        n_demos=2,
+        pairs_per_trajectory=10,
+        total_steps=3 * 256,
+        n_envs=1,
+        n_steps=256,
+        batch_size=64,
+        n_epochs=2,
+        d_steps=8,
+        d_batch=64,
+        d_lr=1e-3,
+        prefix_start=15,
+        eval_every=1,
+        eval_episodes=1,
+        final_eval_episodes=2,
+        checkpoint_every=1,
+        net_arch=[16, 16],
+        d_hidden=[32, 32],
+    )
     cfg = ControlConfig(env="hopper", seed=0, max_episode_steps=20, progress_bar=False, gail=g)
     res = train_gail(cfg, demos, tmp_path / "run")
     d = [p["d_loss"] for p in res["curve"] if "d_loss" in p]
@@ -180,7 +199,8 @@ def test_config_and_cli_parser(tmp_path):
         load_control_config(None, ["gail.nonsense=1"])
     parser = argparse.ArgumentParser()
     add_control_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["control", "train", "--method", "gail_interp", "--n-demos", "4", "--env", "hopper",
-                              "gail.d_lr=1e-4"])
+    args = parser.parse_args(
+        ["control", "train", "--method", "gail_interp", "--n-demos", "4", "--env", "hopper", "gail.d_lr=1e-4"]
+    )
     assert args.control_command == "train" and args.n_demos == 4 and args.overrides == ["gail.d_lr=1e-4"]
     assert callable(args.func)

@@ -112,8 +112,9 @@ def test_soft_q_learning_converges_to_q_star():
     algo = build_algorithm("vaml", ctx(), {"tau": tau, "q_steps": 10**9, "critic_options": TINY_CRITIC})
     tabular(algo, mdp)
     tokens = mdp.targets()
-    algo.propose = lambda tgt: Proposal(tokens, torch.zeros(len(tokens), dtype=torch.long), None,
-                                        tokens.eq(tokens[0]).all(1))
+    algo.propose = lambda tgt: Proposal(
+        tokens, torch.zeros(len(tokens), dtype=torch.long), None, tokens.eq(tokens[0]).all(1)
+    )
     batch = TinyBatch(torch.tensor([[4, EOS_ID]]), make_targets([[4, 5]]))
     opt = torch.optim.Adam(algo.critic.parameters(), lr=0.05)
     for _ in range(1500):
@@ -150,8 +151,18 @@ def test_vaml_phase_two_coefficients():
     model = PrefixTable(mdp, init_std=1.0, seed=3)
     batch = TinyBatch(torch.tensor([[4, EOS_ID]]), make_targets([[4, 5, 6]]))
     for kappa in (0.0, 1.0):
-        algo = build_algorithm("vaml", ctx(), {"tau": tau, "kappa": kappa, "num_samples": 6, "q_steps": 0,
-                                               "critic_from": None, "critic_options": TINY_CRITIC})
+        algo = build_algorithm(
+            "vaml",
+            ctx(),
+            {
+                "tau": tau,
+                "kappa": kappa,
+                "num_samples": 6,
+                "q_steps": 0,
+                "critic_from": None,
+                "critic_options": TINY_CRITIC,
+            },
+        )
         tabular(algo, mdp)
         algo.critic.net.load_q(mdp.soft_q_star(tau))
         torch.manual_seed(11)
@@ -240,8 +251,7 @@ def test_erac_target_fixed_point_is_the_soft_q_of_the_policy(future_entropy):
         assert (target - q_star_taken)[valid].abs().max() < 1e-6  # float32 targets
 
 
-def _expected_q_objective(log_pi: torch.Tensor, q: torch.Tensor, tau: float,
-                          valid: torch.Tensor) -> torch.Tensor:
+def _expected_q_objective(log_pi: torch.Tensor, q: torch.Tensor, tau: float, valid: torch.Tensor) -> torch.Tensor:
     """sum over valid positions of sum_w pi(w) Q(w) + tau H(pi), by autograd-friendly ops."""
     pi = log_pi.exp()
     allowed = torch.isfinite(log_pi)
@@ -290,8 +300,14 @@ def test_erac_algorithm_wires_the_formulas():
     autograd of the TD loss against the target critic, on the same samples."""
     tau, mdp = 0.3, table_mdp(seed=10)
     model = PrefixTable(mdp, init_std=1.0, seed=5)
-    opts = {"tau": tau, "num_samples": 8, "mle_weight": 0.5, "var_weight": 0.01, "target_beta": 0.5,
-            "critic_options": TINY_CRITIC}
+    opts = {
+        "tau": tau,
+        "num_samples": 8,
+        "mle_weight": 0.5,
+        "var_weight": 0.01,
+        "target_beta": 0.5,
+        "critic_options": TINY_CRITIC,
+    }
     algo = build_algorithm("erac", ctx(), opts)
     tabular(algo, mdp)
     soft_update(algo.target_critic, ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=9), V, q_head=False), 1.0)
@@ -334,8 +350,7 @@ def has_grad(p: torch.Tensor) -> bool:
 def test_erac_phases_and_state():
     mdp = table_mdp(seed=11)
     model = PrefixTable(mdp, init_std=1.0, seed=6)
-    opts = {"actor_pretrain_steps": 2, "critic_pretrain_steps": 3, "num_samples": 4,
-            "critic_options": TINY_CRITIC}
+    opts = {"actor_pretrain_steps": 2, "critic_pretrain_steps": 3, "num_samples": 4, "critic_options": TINY_CRITIC}
     algo = build_algorithm("erac", ctx(), opts)
     tabular(algo, mdp)
     assert algo.has_unused_parameters
@@ -379,15 +394,17 @@ def test_ac_is_erac_with_tau_zero():
 
 # --------------------------------------------------------------------------- critics behind the model
 # protocol
-@pytest.mark.parametrize("arch,options", [
-    ("transformer", {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1, "decoder_layers": 1}),
-    ("lstm", {"embed_dim": 8, "hidden_dim": 16, "layers": 1}),
-])
+@pytest.mark.parametrize(
+    "arch,options",
+    [
+        ("transformer", {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1, "decoder_layers": 1}),
+        ("lstm", {"embed_dim": 8, "hidden_dim": 16, "layers": 1}),
+    ],
+)
 @pytest.mark.parametrize("read_source", [False, True])
 def test_reference_critic_builds_for_both_architectures(arch, options, read_source):
     torch.manual_seed(0)
-    critic = ReferenceCritic.build(V, arch, options, read_source=read_source,
-                                   src_vocab_size=9 if read_source else None)
+    critic = ReferenceCritic.build(V, arch, options, read_source=read_source, src_vocab_size=9 if read_source else None)
     ref = make_targets([[4, 5, 6], [5]])
     src = make_targets([[7, 8], [4, 5, 6, 7]])
     tokens = make_targets([[4, 4], [6, 5, 4, 4]])
@@ -430,8 +447,9 @@ def test_vaml_phase_follows_the_step_counter():
     assert [algo.phase_at(s) for s in range(5)] == [Q_LEARNING] * 3 + [Q_TARGETS] * 2
     with pytest.warns(UserWarning):
         build_algorithm("vaml", ctx(), {**opts, "q_steps": 0})
-    erac = build_algorithm("erac", ctx(), {"critic_pretrain_steps": 2, **{k: v for k, v in opts.items()
-                                                                           if k != "q_steps"}})
+    erac = build_algorithm(
+        "erac", ctx(), {"critic_pretrain_steps": 2, **{k: v for k, v in opts.items() if k != "q_steps"}}
+    )
     assert [erac.phase_at(s) for s in range(4)] == [CRITIC, CRITIC, JOINT, JOINT]
 
 
@@ -452,25 +470,45 @@ def _reverse_task(root, n_train: int = 120) -> str:
 
 
 def _trainer_overrides(tmp_path, run: str, algo: str, options: str, steps: int) -> list[str]:
-    return [f"run_dir={tmp_path / run}", "task.name=parallel", f"task.options={_reverse_task(tmp_path)}",
-            "model.arch=transformer",
-            "model.options={d_model: 16, n_heads: 2, ffn_dim: 32, encoder_layers: 1, decoder_layers: 1}",
-            f"algorithm.name={algo}", f"algorithm.options={options}", "train.device=cpu",
-            "train.max_tokens=120", "train.lr=0.003", "train.warmup_steps=4", f"train.max_steps={steps}",
-            "train.progress_bar=false", "train.tensorboard=false", "train.log_every_steps=2",
-            "decode.beam_size=1"]
+    return [
+        f"run_dir={tmp_path / run}",
+        "task.name=parallel",
+        f"task.options={_reverse_task(tmp_path)}",
+        "model.arch=transformer",
+        "model.options={d_model: 16, n_heads: 2, ffn_dim: 32, encoder_layers: 1, decoder_layers: 1}",
+        f"algorithm.name={algo}",
+        f"algorithm.options={options}",
+        "train.device=cpu",
+        "train.max_tokens=120",
+        "train.lr=0.003",
+        "train.warmup_steps=4",
+        f"train.max_steps={steps}",
+        "train.progress_bar=false",
+        "train.tensorboard=false",
+        "train.log_every_steps=2",
+        "decode.beam_size=1",
+    ]
 
 
-@pytest.mark.parametrize("algo,options", [
-    # an LSTM critic reading (y*, x): the Transformer's initialisation with separate embeddings is not yet
-    # deterministic under a fixed seed (it iterates over a set of modules), which would break the comparison
-    # the critic phase ends on validation patience (evaluated every 2 critic steps), not at its cap
-    ("erac", "{actor_pretrain_steps: 3, critic_pretrain_steps: 60, critic_eval_every: 2, critic_patience: 1, "
-             "num_samples: 2, target_beta: 0.1, critic_reads_source: true, critic_arch: lstm, "
-             "critic_options: {embed_dim: 8, hidden_dim: 16}}"),
-    ("vaml", "{q_steps: 5, num_samples: 3, critic_options: {d_model: 8, n_heads: 2, ffn_dim: 16, "
-             "encoder_layers: 1, decoder_layers: 1}}"),
-])
+@pytest.mark.parametrize(
+    "algo,options",
+    [
+        # an LSTM critic reading (y*, x): the Transformer's initialisation with separate embeddings is not yet
+        # deterministic under a fixed seed (it iterates over a set of modules), which would break the comparison
+        # the critic phase ends on validation patience (evaluated every 2 critic steps), not at its cap
+        (
+            "erac",
+            "{actor_pretrain_steps: 3, critic_pretrain_steps: 60, critic_eval_every: 2, critic_patience: 1, "
+            "num_samples: 2, target_beta: 0.1, critic_reads_source: true, critic_arch: lstm, "
+            "critic_options: {embed_dim: 8, hidden_dim: 16}}",
+        ),
+        (
+            "vaml",
+            "{q_steps: 5, num_samples: 3, critic_options: {d_model: 8, n_heads: 2, ffn_dim: 16, "
+            "encoder_layers: 1, decoder_layers: 1}}",
+        ),
+    ],
+)
 def test_resume_continues_in_the_right_phase(tmp_path, algo, options):
     """A run stopped inside a phase and resumed ends with the same model, critic and target critic as an
     uninterrupted run (phases, the critic phase's end, target network and RNG all restored from the checkpoint).
@@ -505,8 +543,11 @@ def test_erac_actor_updates_climb_to_the_soft_optimum():
     tau = 0.5
     mdp = table_mdp(seed=13)
     actor = PrefixTable(mdp, init_std=1.0, seed=8)
-    algo = build_algorithm("erac", ctx(), {"tau": tau, "num_samples": 256, "mle_weight": 0.0,
-                                           "var_weight": 0.0, "critic_options": TINY_CRITIC})
+    algo = build_algorithm(
+        "erac",
+        ctx(),
+        {"tau": tau, "num_samples": 256, "mle_weight": 0.0, "var_weight": 0.0, "critic_options": TINY_CRITIC},
+    )
     tabular(algo, mdp)
     batch = TinyBatch(torch.tensor([[4, EOS_ID]]), make_targets([[4, 5]]))
     opt = torch.optim.Adam(actor.parameters(), lr=0.1)
@@ -547,13 +588,31 @@ def test_critic_and_joint_phases_set_their_own_rates_and_betas_and_critic_phase_
     from seqlab.config import load_config
     from seqlab.train.trainer import Trainer
 
-    opts = json.dumps({"critic_lr_scale": 10.0, "actor_pretrain_steps": 0, "critic_pretrain_steps": 4,
-                       "num_samples": 2, "reward": "neg_edit",
-                       "critic_options": {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1,
-                                          "decoder_layers": 1}})
-    cfg = load_config(None, tiny_overrides(tmp_path, "erac", **{
-        "algorithm.name": "erac", "algorithm.options": opts, "train.max_steps": "6", "train.lr": "0.001",
-        "train.eval_every_steps": "2", "train.scheduler": "constant"}))
+    opts = json.dumps(
+        {
+            "critic_lr_scale": 10.0,
+            "actor_pretrain_steps": 0,
+            "critic_pretrain_steps": 4,
+            "num_samples": 2,
+            "reward": "neg_edit",
+            "critic_options": {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1, "decoder_layers": 1},
+        }
+    )
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tmp_path,
+            "erac",
+            **{
+                "algorithm.name": "erac",
+                "algorithm.options": opts,
+                "train.max_steps": "6",
+                "train.lr": "0.001",
+                "train.eval_every_steps": "2",
+                "train.scheduler": "constant",
+            },
+        ),
+    )
     trainer = Trainer(cfg, console=False)
     critic_ids = {id(p) for p in trainer.algorithm.critic.parameters()}
     model_group, critic_group = trainer.optimizer.param_groups
@@ -569,8 +628,11 @@ def test_critic_and_joint_phases_set_their_own_rates_and_betas_and_critic_phase_
     # critic pre-training: the critic at 10x with the config's beta1; joint: both at train.lr with beta1 = 0
     assert seen[:4] == [[(0.001, 0.9), (0.01, 0.9)]] * 4
     assert seen[4:] == [[(0.001, 0.0), (0.001, 0.0)]] * 6  # 6 model steps: critic-only steps are extra
-    valid = [json.loads(x) for x in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()
-             if json.loads(x)["kind"] == "valid"]
+    valid = [
+        json.loads(x)
+        for x in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()
+        if json.loads(x)["kind"] == "valid"
+    ]
     assert [r["step"] for r in valid] == [6, 8, 10]  # steps 2 and 4 were critic-only: no validation
 
 
@@ -589,16 +651,20 @@ def test_action_rewards_are_the_reward_increment_of_every_next_token(reward, sca
     assert r_all.shape == (3, 6, vocab)
     valid = tokens.ne(PAD_ID)
     taken = r_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    assert torch.allclose(taken[valid], reward_increments(reward, tokens, refs, scale_by_length=scale)[valid],
-                          atol=1e-6)
+    assert torch.allclose(
+        taken[valid], reward_increments(reward, tokens, refs, scale_by_length=scale)[valid], atol=1e-6
+    )
     fn = get_reward(reward)
     for i, t in [(0, 0), (0, 3), (1, 2), (2, 5)]:
         prefix = tokens[i, :t].tolist()
-        base = float(prefix_rewards(fn, tokens[i:i + 1, :t], refs[i:i + 1], scale_by_length=scale)[0, -1]) \
-            if t else float(prefix_rewards(fn, tokens[i:i + 1, :1], refs[i:i + 1], scale_by_length=scale)[0, 0])
+        base = (
+            float(prefix_rewards(fn, tokens[i : i + 1, :t], refs[i : i + 1], scale_by_length=scale)[0, -1])
+            if t
+            else float(prefix_rewards(fn, tokens[i : i + 1, :1], refs[i : i + 1], scale_by_length=scale)[0, 0])
+        )
         for w in range(4, vocab):  # every regular id, in the references or not
             seq = make_targets([prefix + [w]])
-            new = float(prefix_rewards(fn, seq, refs[i:i + 1], scale_by_length=scale)[0, -1])
+            new = float(prefix_rewards(fn, seq, refs[i : i + 1], scale_by_length=scale)[0, -1])
             assert math.isclose(float(r_all[i, t, w]), new - base, abs_tol=1e-5)
         assert float(r_all[i, t, EOS_ID]) == 0.0
 
@@ -619,8 +685,10 @@ def test_other_action_targets_and_their_critic_loss():
     target = erac_critic_target(rewards, tokens, log_pi, q_bar, 0.3)
     valid = tokens.ne(PAD_ID)
     # at the sampled token: exactly the TD target; EOS: 0; elsewhere r(s, w) + V_bar(s')
-    assert torch.allclose(others.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)[valid & tokens.ne(EOS_ID)],
-                          target[valid & tokens.ne(EOS_ID)])
+    assert torch.allclose(
+        others.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)[valid & tokens.ne(EOS_ID)],
+        target[valid & tokens.ne(EOS_ID)],
+    )
     assert torch.all(others[..., EOS_ID] == 0)
     assert math.isclose(float(others[0, 1, 4]), float(r_all[0, 1, 4] + nxt[0, 1]), abs_tol=1e-6)
     assert float(nxt[0, 3]) == 0.0 and float(nxt[1, 2]) == 0.0  # after EOS: terminal
@@ -658,8 +726,17 @@ def test_erac_other_actions_weight_adds_exactly_that_term(monkeypatch):
     monkeypatch.setattr(credit_algorithms, "critic_loss", spy)
     losses, state = {}, None
     for lam in (0.0, 0.5):
-        algo = build_algorithm("erac", ctx(), {"other_actions_weight": lam, "num_samples": 3, "reward": "neg_edit",
-                                               "scale_by_length": False, "critic_options": TINY_CRITIC})
+        algo = build_algorithm(
+            "erac",
+            ctx(),
+            {
+                "other_actions_weight": lam,
+                "num_samples": 3,
+                "reward": "neg_edit",
+                "scale_by_length": False,
+                "critic_options": TINY_CRITIC,
+            },
+        )
         state = state or algo.state_dict()
         algo.load_state_dict(state)
         torch.manual_seed(5)
@@ -707,10 +784,13 @@ def _previous_token_stats(q: torch.Tensor, tokens: torch.Tensor) -> tuple[float,
     return float(share), float(spread)
 
 
-@pytest.mark.parametrize("arch,options", [
-    ("transformer", {"d_model": 32, "n_heads": 4, "ffn_dim": 64, "encoder_layers": 2, "decoder_layers": 2}),
-    ("lstm", {"embed_dim": 32, "hidden_dim": 32}),
-])
+@pytest.mark.parametrize(
+    "arch,options",
+    [
+        ("transformer", {"d_model": 32, "n_heads": 4, "ffn_dim": 64, "encoder_layers": 2, "decoder_layers": 2}),
+        ("lstm", {"embed_dim": 32, "hidden_dim": 32}),
+    ],
+)
 def test_a_fresh_critic_prefers_no_token(arch, options):
     """The critic's own Q head starts flat (zero) or nearly flat (U(+-0.1), the authors' init): the previous token
     is the argmax in no more than a few per cent of states.  Reading the model's tied output layer as Q (the
@@ -756,23 +836,44 @@ def test_a_short_ac_run_does_not_raise_the_probability_of_repeating(tmp_path):
     task = _reverse_task(tmp_path, n_train=400)
 
     def overrides(run: str, algo: str, options: str, steps: int, lr: float, *extra: str) -> list[str]:
-        return [f"run_dir={tmp_path / run}", "task.name=parallel", f"task.options={task}", "model.arch=transformer",
-                "model.options={d_model: 32, n_heads: 2, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, "
-                "dropout: 0.0}", f"algorithm.name={algo}", f"algorithm.options={options}", "train.device=cpu",
-                "train.max_tokens=400", f"train.lr={lr}", "train.scheduler=constant", f"train.max_steps={steps}",
-                "train.progress_bar=false", "train.tensorboard=false", "train.eval_every_steps=1000",
-                "decode.beam_size=1", *extra]
+        return [
+            f"run_dir={tmp_path / run}",
+            "task.name=parallel",
+            f"task.options={task}",
+            "model.arch=transformer",
+            "model.options={d_model: 32, n_heads: 2, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.0}",
+            f"algorithm.name={algo}",
+            f"algorithm.options={options}",
+            "train.device=cpu",
+            "train.max_tokens=400",
+            f"train.lr={lr}",
+            "train.scheduler=constant",
+            f"train.max_steps={steps}",
+            "train.progress_bar=false",
+            "train.tensorboard=false",
+            "train.eval_every_steps=1000",
+            "decode.beam_size=1",
+            *extra,
+        ]
 
     torch.manual_seed(0)
     Trainer(load_config(None, overrides("mle", "mle", "{}", 120, 0.003)), console=False).fit()
-    options = ("{reward: neg_edit, scale_by_length: false, num_samples: 2, critic_pretrain_steps: 20, "
-               "critic_patience: null, critic_lr_scale: 10, critic_options: {d_model: 32, n_heads: 2, ffn_dim: 64, "
-               "encoder_layers: 1, decoder_layers: 1}}")
+    options = (
+        "{reward: neg_edit, scale_by_length: false, num_samples: 2, critic_pretrain_steps: 20, "
+        "critic_patience: null, critic_lr_scale: 10, critic_options: {d_model: 32, n_heads: 2, ffn_dim: 64, "
+        "encoder_layers: 1, decoder_layers: 1}}"
+    )
     after = {}
     for head in ("own", "tied"):
-        trainer = Trainer(load_config(None, overrides(
-            f"ac_{head}", "ac", options, 40, 0.001, f"train.init_from={tmp_path / 'mle' / 'checkpoint_last.pt'}")),
-            console=False)
+        trainer = Trainer(
+            load_config(
+                None,
+                overrides(
+                    f"ac_{head}", "ac", options, 40, 0.001, f"train.init_from={tmp_path / 'mle' / 'checkpoint_last.pt'}"
+                ),
+            ),
+            console=False,
+        )
         if head == "tied":
             algo = trainer.algorithm
             algo.critic = ReferenceCritic(algo.critic.net, algo.critic.vocab_size, q_head=False)
@@ -786,10 +887,13 @@ def test_a_short_ac_run_does_not_raise_the_probability_of_repeating(tmp_path):
     assert after["tied"] > before + 0.1, (before, after)  # the test would catch a tied head
 
 
-@pytest.mark.parametrize("arch,options", [
-    ("transformer", {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1, "decoder_layers": 2}),
-    ("lstm", {"embed_dim": 16, "hidden_dim": 16}),
-])
+@pytest.mark.parametrize(
+    "arch,options",
+    [
+        ("transformer", {"d_model": 16, "n_heads": 2, "ffn_dim": 32, "encoder_layers": 1, "decoder_layers": 2}),
+        ("lstm", {"embed_dim": 16, "hidden_dim": 16}),
+    ],
+)
 def test_decode_features_are_what_the_output_layer_reads(arch, options):
     """``decode_features`` [B, T, feature_dim] through the model's own output layer gives exactly ``decode``."""
     from seqlab.models import build_model

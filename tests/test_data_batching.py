@@ -53,8 +53,7 @@ def test_collate_conventions(tiny):
     enc = encode_corpus(corpus, src, tgt)
     b = collate(enc, [2, 1])
     assert isinstance(b, Batch) and b.src.dtype == torch.long and b.src.shape == (2, 10)
-    assert b.tgt.tolist() == [tgt.encode("Y Y Y Y") + [EOS_ID],
-                              tgt.encode("X") + [EOS_ID, PAD_ID, PAD_ID, PAD_ID]]
+    assert b.tgt.tolist() == [tgt.encode("Y Y Y Y") + [EOS_ID], tgt.encode("X") + [EOS_ID, PAD_ID, PAD_ID, PAD_ID]]
     assert b.src[1].tolist() == src.encode("a") + [EOS_ID] + [PAD_ID] * 8
     assert b.index.tolist() == [2, 1] and len(b) == 2
     assert b.num_tgt_tokens == 7 == int(b.tgt.ne(PAD_ID).sum()) and b.num_src_tokens == 12

@@ -109,8 +109,11 @@ def test_read_tsv_columns_and_errors(tmp_path):
 
 
 def test_read_jsonl_multi_reference_and_errors(tmp_path):
-    rows = [{"source": "s1", "target": "t1"}, {"source": "s2", "target": ["r1", "r2"]},
-            {"source": "s1", "target": "t1b", "extra": 1}]
+    rows = [
+        {"source": "s1", "target": "t1"},
+        {"source": "s2", "target": ["r1", "r2"]},
+        {"source": "s1", "target": "t1b", "extra": 1},
+    ]
     p = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
     c = read_jsonl(p)
     assert c.sources == ["s1", "s2", "s2", "s1"] and c.targets == ["t1", "r1", "r2", "t1b"]
@@ -129,8 +132,7 @@ def test_read_jsonl_multi_reference_and_errors(tmp_path):
     notobj = write(tmp_path / "list.jsonl", '["a", "b"]\n')
     with pytest.raises(DataError, match=r"list\.jsonl:1: expected a JSON object"):
         read_jsonl(notobj)
-    empty = write(tmp_path / "empty.jsonl",
-                  '{"source": "a", "target": ["x", ""]}\n{"source": "", "target": "y"}\n')
+    empty = write(tmp_path / "empty.jsonl", '{"source": "a", "target": ["x", ""]}\n{"source": "", "target": "y"}\n')
     with pytest.warns(DataWarning, match="skipped 2 of 3"):
         assert read_jsonl(empty).targets == ["x"]
     with pytest.raises(DataError, match=r"empty\.jsonl:1: empty target"):
@@ -147,8 +149,9 @@ def test_read_corpus_dispatch_and_write_roundtrip(tmp_path):
     assert read_corpus({"path": str(tmp_path / "t.tsv")}).targets == ["b"]
     assert read_corpus("t.tsv", root=tmp_path).sources == ["a"]
     write(tmp_path / "t.data", '{"s": "a", "t": "b"}\n')
-    assert read_corpus({"path": "t.data", "format": "jsonl", "src_key": "s", "tgt_key": "t"},
-                       root=tmp_path).sources == ["a"]
+    assert read_corpus(
+        {"path": "t.data", "format": "jsonl", "src_key": "s", "tgt_key": "t"}, root=tmp_path
+    ).sources == ["a"]
     with pytest.raises(DataError, match="unknown format"):
         read_corpus({"path": "x", "format": "csv"})
     with pytest.raises(DataError):

@@ -108,8 +108,9 @@ def test_sentencepiece_rejects_models_with_other_special_ids(tmp_path):
     import sentencepiece as spm
 
     buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(["a b c d e f g"] * 20), model_writer=buf,
-                                   vocab_size=12, minloglevel=2)  # defaults: unk=0, bos=1, eos=2, no pad
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["a b c d e f g"] * 20), model_writer=buf, vocab_size=12, minloglevel=2
+    )  # defaults: unk=0, bos=1, eos=2, no pad
     (tmp_path / "other.model").write_bytes(buf.getvalue())
     with pytest.raises(DataError, match="special ids"):
         load_tokenizer(tmp_path / "other.model")

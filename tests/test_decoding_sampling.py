@@ -28,14 +28,17 @@ V = 20
 
 def tiny_transformer(seed: int = 0, vocab: int = V) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model("transformer", vocab, vocab, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=1,
-                       decoder_layers=1, dropout=0.0).eval()
+    return build_model(
+        "transformer", vocab, vocab, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=1, decoder_layers=1, dropout=0.0
+    ).eval()
 
 
 def random_targets(seed: int, rows: int, longest: int, low: int = 4, high: int = V) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    seqs = [torch.randint(low, high, (int(torch.randint(1, longest + 1, (1,), generator=g)),), generator=g).tolist()
-            for _ in range(rows)]
+    seqs = [
+        torch.randint(low, high, (int(torch.randint(1, longest + 1, (1,), generator=g)),), generator=g).tolist()
+        for _ in range(rows)
+    ]
     return make_targets(seqs)
 
 
@@ -70,8 +73,18 @@ def pick_component(lam: torch.Tensor, u: float) -> int:
 
 
 @torch.no_grad()
-def reference_mixture(model, enc, tgt, lam, scale=10.0, unit="range", temperature=1.0, data_prefix=None,
-                      first_token_data=True, draw="reward"):
+def reference_mixture(
+    model,
+    enc,
+    tgt,
+    lam,
+    scale=10.0,
+    unit="range",
+    temperature=1.0,
+    data_prefix=None,
+    first_token_data=True,
+    draw="reward",
+):
     """token_mixture row by row and step by step; returns tokens, components, [entropy sum, in ref, count]."""
     n = tgt.size(0)
     ref_len = [int(tgt[i].ne(PAD_ID).sum()) - 1 for i in range(n)]
@@ -108,7 +121,7 @@ def reference_mixture(model, enc, tgt, lam, scale=10.0, unit="range", temperatur
                     r_logits = mask_special(torch.zeros(1, model.vocab_size))
                 else:
                     delta = direct_increments(out[i], tgt[i], model.vocab_size)
-                    r_logits = reward_draw_logits(delta[None], scale, unit, tgt[i: i + 1])
+                    r_logits = reward_draw_logits(delta[None], scale, unit, tgt[i : i + 1])
                 dist = r_logits.softmax(-1)[0]
                 tok = scan_draw(dist, u[t, i, 2])
                 stats[0] += float(-(dist * dist.clamp_min(1e-30).log()).sum())
@@ -182,13 +195,16 @@ def test_inverse_cdf_never_draws_an_impossible_id():
 
 
 # --------------------------------------------------------------------------- loops against the references
-@pytest.mark.parametrize("case", [
-    dict(lam=[0.3, 0.4, 0.3]),
-    dict(lam=[0.5, 0.5, 0.0], unit="raw", scale=200.0, first_token_data=False),
-    dict(lam=[0.0, 1.0, 0.0], unit="length", scale=15.0),
-    dict(lam=[0.4, 0.2, 0.4], draw="uniform", temperature=0.7),
-    dict(lam=[1.0, 0.0, 0.0], data_prefix=3, first_token_data=False),  # MIXER
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(lam=[0.3, 0.4, 0.3]),
+        dict(lam=[0.5, 0.5, 0.0], unit="raw", scale=200.0, first_token_data=False),
+        dict(lam=[0.0, 1.0, 0.0], unit="length", scale=15.0),
+        dict(lam=[0.4, 0.2, 0.4], draw="uniform", temperature=0.7),
+        dict(lam=[1.0, 0.0, 0.0], data_prefix=3, first_token_data=False),  # MIXER
+    ],
+)
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_token_mixture_equals_the_reference_loop(case, mode):
     model = tiny_transformer(1)
@@ -196,15 +212,29 @@ def test_token_mixture_equals_the_reference_loop(case, mode):
     enc = model.encode(tgt)
     lam = torch.tensor(case["lam"])
     prefix = torch.full((6,), case["data_prefix"]) if "data_prefix" in case else None
-    kw = dict(reward_scale=case.get("scale", 10.0), reward_unit=case.get("unit", "range"),
-              model_temperature=case.get("temperature", 1.0), data_prefix=prefix,
-              first_token_data=case.get("first_token_data", True), reward_draw=case.get("draw", "reward"))
+    kw = dict(
+        reward_scale=case.get("scale", 10.0),
+        reward_unit=case.get("unit", "range"),
+        model_temperature=case.get("temperature", 1.0),
+        data_prefix=prefix,
+        first_token_data=case.get("first_token_data", True),
+        reward_draw=case.get("draw", "reward"),
+    )
     torch.manual_seed(5)
     got = token_mixture(model, enc, tgt, lam, mode=mode, **kw)
     torch.manual_seed(5)
-    tokens, comps, stats = reference_mixture(model, enc, tgt, lam, case.get("scale", 10.0), case.get("unit", "range"),
-                                             case.get("temperature", 1.0), prefix, case.get("first_token_data", True),
-                                             case.get("draw", "reward"))
+    tokens, comps, stats = reference_mixture(
+        model,
+        enc,
+        tgt,
+        lam,
+        case.get("scale", 10.0),
+        case.get("unit", "range"),
+        case.get("temperature", 1.0),
+        prefix,
+        case.get("first_token_data", True),
+        case.get("draw", "reward"),
+    )
     assert torch.equal(got.tokens, tokens)
     assert torch.equal(got.components, comps)
     if stats[2]:
@@ -213,7 +243,8 @@ def test_token_mixture_equals_the_reference_loop(case, mode):
     else:
         assert math.isnan(got.reward_entropy)
     assert set(comps[comps > 0].unique().tolist()) == {z + 1 for z in range(3) if case["lam"][z] > 0} | (
-        {3} if case.get("first_token_data", True) or "data_prefix" in case else set())
+        {3} if case.get("first_token_data", True) or "data_prefix" in case else set()
+    )
 
 
 def test_token_mixture_with_a_table_model_and_a_vocabulary_only_model():
@@ -269,8 +300,13 @@ def test_a_reused_static_loop_equals_a_fresh_one():
         g = torch.Generator().manual_seed(seed)
         limits = max_lengths(tgt, 1.5, 10, 256)
         u = torch.rand(int(limits.max()), 5, 3, generator=g)
-        return pad_encoded(model.encode(tgt), 8, 8), limits, u, torch.tensor([[0.3, 0.4, 0.3]]).expand(
-            u.size(0), 3), tgt
+        return (
+            pad_encoded(model.encode(tgt), 8, 8),
+            limits,
+            u,
+            torch.tensor([[0.3, 0.4, 0.3]]).expand(u.size(0), 3),
+            tgt,
+        )
 
     loop = SamplingLoop(model, spec, inputs(1)[0], 8, 32, 8, V, torch.device("cpu"), "static", draw_for)
     first = loop.load(*inputs(1)).run(5, 32)
@@ -285,8 +321,13 @@ def test_a_reused_static_loop_equals_a_fresh_one():
 # --------------------------------------------------------------------------- CUDA graphs
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_captured_loops_equal_eager_on_the_gpu(monkeypatch):
-    model = build_model("transformer", 64, 64, d_model=64, n_heads=4, ffn_dim=128, encoder_layers=2,
-                        decoder_layers=2, dropout=0.0).cuda().eval()
+    model = (
+        build_model(
+            "transformer", 64, 64, d_model=64, n_heads=4, ffn_dim=128, encoder_layers=2, decoder_layers=2, dropout=0.0
+        )
+        .cuda()
+        .eval()
+    )
     src = random_targets(5, rows=37, longest=15, high=64).cuda()
     for mode in ("graph", "static"):
         monkeypatch.setenv("SEQLAB_SAMPLING_GRAPHS", "1" if mode == "graph" else "0")

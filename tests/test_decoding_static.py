@@ -31,8 +31,9 @@ def copier():
     """A tiny Transformer trained briefly to copy its source: its outputs end (EOS) at varied lengths, so
     finished hypotheses are masked while others continue."""
     torch.manual_seed(0)
-    model = build_model("transformer", V, V, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=1,
-                        decoder_layers=1, dropout=0.0)
+    model = build_model(
+        "transformer", V, V, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=1, decoder_layers=1, dropout=0.0
+    )
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     for step in range(80):
         src = sources(100 + step, rows=16, longest=8)
@@ -60,8 +61,9 @@ def test_static_beam_search_equals_eager(copier, seed, k):
 def test_static_beam_search_equals_eager_on_an_untrained_model():
     """Hypotheses that run to the length limit (EOS forced there) on a model with two layers."""
     torch.manual_seed(3)
-    model = build_model("transformer", V, V, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=2,
-                        decoder_layers=2, dropout=0.0).eval()
+    model = build_model(
+        "transformer", V, V, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=2, decoder_layers=2, dropout=0.0
+    ).eval()
     src = sources(4, rows=2, longest=6)
     eager = beam_search(model, src, beam_size=4, n_best=4, static=False)
     fixed = beam_search(model, src, beam_size=4, n_best=4, static=True)
@@ -86,14 +88,34 @@ def test_a_search_is_reused_for_a_new_batch_of_the_same_bucket(copier):
     """One search object (one captured shape on a GPU) decodes batches one after another; padding rows repeat
     the first source and leave the real rows' results unchanged."""
     first, second = sources(5, rows=3, longest=7), sources(6, rows=2, longest=5)
-    search = StaticSearch(copier, rows=4, width=8, beam=3, steps=32, max_len_a=1.5, max_len_b=10, max_len=256,
-                          device=torch.device("cpu"), graph=False)
+    search = StaticSearch(
+        copier,
+        rows=4,
+        width=8,
+        beam=3,
+        steps=32,
+        max_len_a=1.5,
+        max_len_b=10,
+        max_len=256,
+        device=torch.device("cpu"),
+        graph=False,
+    )
     for src in (first, second):
         search.run(src)
         b = src.size(0)
         alone = beam_search(copier, src, beam_size=3, n_best=3, static=False)
-        reference = StaticSearch(copier, rows=b, width=src.size(1), beam=3, steps=32, max_len_a=1.5,
-                                 max_len_b=10, max_len=256, device=torch.device("cpu"), graph=False)
+        reference = StaticSearch(
+            copier,
+            rows=b,
+            width=src.size(1),
+            beam=3,
+            steps=32,
+            max_len_a=1.5,
+            max_len_b=10,
+            max_len=256,
+            device=torch.device("cpu"),
+            graph=False,
+        )
         reference.run(src)
         assert torch.equal(search.history[: b * 3], reference.history)
         assert torch.allclose(search.scores[:b], reference.scores, atol=1e-5)

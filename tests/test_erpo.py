@@ -76,8 +76,11 @@ def test_erpo_delta_algorithm_equals_mle_loss():
     torch.manual_seed(0)
     model = TableModel(seed=2)
     batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[5, 6], [4, 4]]))
-    erpo = build_algorithm("erpo", ctx(), {"reward": "delta", "alpha": 0.0, "beta": 1.0, "num_samples": 6,
-                                           "max_edits": 2, "proposal": "hamming"})
+    erpo = build_algorithm(
+        "erpo",
+        ctx(),
+        {"reward": "delta", "alpha": 0.0, "beta": 1.0, "num_samples": 6, "max_edits": 2, "proposal": "hamming"},
+    )
     mle = build_algorithm("mle", ctx(), {"label_smoothing": 0.0})
     a, _ = erpo.loss(model, batch, Progress())
     b, _ = mle.loss(model, batch, Progress())
@@ -100,9 +103,18 @@ def test_alpha_dimt_gradient_converges_to_enumeration(alpha):
     model = TableModel(seed=3)
     src, ref = torch.tensor([[4, EOS_ID]]), make_targets([[5, 6]])
     exact = _raml_like_exact(model, src, ref, tau=0.8, alpha=alpha)
-    algo = build_algorithm("alpha_dimt", ctx(), {"alpha": alpha, "tau": 0.8, "num_samples": 40000,
-                                                 "max_edits": 2, "proposal_correction": "exact",
-                                                 "length_normalize": False})
+    algo = build_algorithm(
+        "alpha_dimt",
+        ctx(),
+        {
+            "alpha": alpha,
+            "tau": 0.8,
+            "num_samples": 40000,
+            "max_edits": 2,
+            "proposal_correction": "exact",
+            "length_normalize": False,
+        },
+    )
     algo._reward = table_reward
     loss, _ = algo.loss(model, TinyBatch(src, ref), Progress())
     assert_close_direction(grads(model, loss), exact, rel=0.05)
@@ -113,8 +125,11 @@ def test_raml_gradient_converges_to_enumeration():
     model = TableModel(seed=4)
     src, ref = torch.tensor([[4, EOS_ID]]), make_targets([[6, 4]])
     exact = _raml_like_exact(model, src, ref, tau=0.5, alpha=0.0)
-    algo = build_algorithm("raml", ctx(), {"tau": 0.5, "num_samples": 40000, "max_edits": 2, "proposal": "hamming",
-                                           "proposal_correction": "exact"})
+    algo = build_algorithm(
+        "raml",
+        ctx(),
+        {"tau": 0.5, "num_samples": 40000, "max_edits": 2, "proposal": "hamming", "proposal_correction": "exact"},
+    )
     algo._reward = table_reward
     loss, _ = algo.loss(model, TinyBatch(src, ref), Progress())
     assert_close_direction(grads(model, loss), exact, rel=0.05)
@@ -252,8 +267,7 @@ def test_interpolation_data_prefix_is_copied():
     torch.manual_seed(0)
     model = TableModel(positions=8, eos_at=6, seed=7)
     tgt = make_targets([[4, 5, 6, 4, 5, 6]] * 50)
-    draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([1.0, 0.0, 0.0]),
-                         data_prefix=torch.full((50,), 3))
+    draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([1.0, 0.0, 0.0]), data_prefix=torch.full((50,), 3))
     assert torch.equal(draw.tokens[:, :3], tgt[:, :3])
     assert (draw.components[:, :3] == 3).all() and (draw.components[:, 3][draw.tokens[:, 3] > 0] == 1).all()
 
@@ -275,10 +289,12 @@ def test_large_reward_scale_concentrates_on_reference_next_token():
     torch.manual_seed(0)
     model = TableModel(positions=8, eos_at=6, seed=7)
     tgt = ref.expand(200, -1)
-    sharp_draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=200.0,
-                               reward_unit="raw")
-    flat_draw = token_mixture(model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=1.0,
-                              reward_unit="raw")
+    sharp_draw = token_mixture(
+        model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=200.0, reward_unit="raw"
+    )
+    flat_draw = token_mixture(
+        model, model.encode(tgt), tgt, torch.tensor([0.0, 1.0, 0.0]), reward_scale=1.0, reward_unit="raw"
+    )
     assert flat_draw.reward_entropy > 1.4 and sharp_draw.reward_entropy < 0.5
     assert sharp_draw.reward_in_reference > 0.95
 

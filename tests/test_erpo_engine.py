@@ -17,8 +17,17 @@ VOCAB = 24
 def tiny_model(arch: str = "transformer", seed: int = 0):
     torch.manual_seed(seed)
     if arch == "transformer":
-        return build_model("transformer", VOCAB, VOCAB, d_model=16, n_heads=2, ffn_dim=32, encoder_layers=1,
-                           decoder_layers=2, dropout=0.0)
+        return build_model(
+            "transformer",
+            VOCAB,
+            VOCAB,
+            d_model=16,
+            n_heads=2,
+            ffn_dim=32,
+            encoder_layers=1,
+            decoder_layers=2,
+            dropout=0.0,
+        )
     return build_model("lstm", VOCAB, VOCAB, embed_dim=12, hidden_dim=16, layers=1, dropout=0.0)
 
 
@@ -70,8 +79,11 @@ ALGOS = {
 @pytest.mark.parametrize("chunk", [1, 16, 40])
 def test_chunked_step_has_the_one_pass_gradient(key, chunk):
     name = key.split("_")[0]
-    ctx = AlgorithmContext(vocab_size=VOCAB, label_smoothing=0.1,
-                           unigram=torch.full((VOCAB,), 1.0 / (VOCAB - 4)).index_fill(0, torch.arange(4), 0.0))
+    ctx = AlgorithmContext(
+        vocab_size=VOCAB,
+        label_smoothing=0.1,
+        unigram=torch.full((VOCAB,), 1.0 / (VOCAB - 4)).index_fill(0, torch.arange(4), 0.0),
+    )
     algo = build_algorithm(name, ctx, ALGOS[key])
     assert_same_step(tiny_model(), algo, tiny_batch(), chunk)
 

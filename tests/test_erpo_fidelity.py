@@ -55,8 +55,9 @@ def test_exact_density_correction_hands_the_weight_to_the_most_edited_sample_on_
     tgt = make_targets([list(range(10, 26))] * 8)
     src = torch.tensor([[4, EOS_ID]] * 8)
     with pytest.warns(UserWarning, match="most-edited"):
-        exact = build_algorithm("raml", ctx(REAL_V), {"proposal": "hamming", "proposal_correction": "exact",
-                                                        "num_samples": 8})
+        exact = build_algorithm(
+            "raml", ctx(REAL_V), {"proposal": "hamming", "proposal_correction": "exact", "num_samples": 8}
+        )
     plain = build_algorithm("raml", ctx(REAL_V), {"proposal": "hamming", "num_samples": 8})
     prop = exact.propose(None, TinyBatch(src, tgt), None)
     reward = sentence_bleu(prop.tokens, tgt.index_select(0, prop.group))
@@ -137,11 +138,21 @@ def test_weighted_loss_applies_label_smoothing_to_every_row():
     w = torch.tensor([0.7, 0.3])
     loss = weighted_sequence_loss(model, enc, tgt, torch.arange(2), w, 4, label_smoothing=0.1)
     log_probs = model.token_log_probs(enc, tgt)
-    expect = one_loss(log_probs, tgt, Coefficients(weights=0.9 * w[:, None].expand_as(tgt).float(),
-                                                   uniform=0.1 * w[:, None].expand_as(tgt).float(), normalizer=4))
+    expect = one_loss(
+        log_probs,
+        tgt,
+        Coefficients(
+            weights=0.9 * w[:, None].expand_as(tgt).float(),
+            uniform=0.1 * w[:, None].expand_as(tgt).float(),
+            normalizer=4,
+        ),
+    )
     assert torch.allclose(loss, expect)
-    algo = build_algorithm("noising", AlgorithmContext(vocab_size=7, label_smoothing=0.1,
-                                                       unigram=torch.tensor([0, 0, 0, 0, 1.0, 1.0, 1.0]) / 3), {})
+    algo = build_algorithm(
+        "noising",
+        AlgorithmContext(vocab_size=7, label_smoothing=0.1, unigram=torch.tensor([0, 0, 0, 0, 1.0, 1.0, 1.0]) / 3),
+        {},
+    )
     smoothed, _ = algo.loss(model, TinyBatch(tgt, tgt), Progress())
     algo.ctx.label_smoothing = 0.0
     torch.manual_seed(0)
@@ -230,21 +241,36 @@ def test_default_interpolation_schedule_is_refused_on_a_short_budget():
     assert check_schedule_budget(algo, 62, 200, allow_short=True) == {"lambdas": 1}
     assert schedule_stages(algo, 62, 62 * 13) == {"lambdas": 4}  # epochs 0, 4, 8, 12
     check_schedule_budget(algo, 62, 62 * 9)  # 3 stages pass
-    fast = build_algorithm("interpolation", ctx(), {"lambdas": {"type": "step", "start": [0.12, 0.16, 0.72],
-                                                                "delta": [0.12, 0.16, -0.28], "every": 1,
-                                                                "lower": 0.0, "normalize": True}})
+    fast = build_algorithm(
+        "interpolation",
+        ctx(),
+        {
+            "lambdas": {
+                "type": "step",
+                "start": [0.12, 0.16, 0.72],
+                "delta": [0.12, 0.16, -0.28],
+                "every": 1,
+                "lower": 0.0,
+                "normalize": True,
+            }
+        },
+    )
     assert check_schedule_budget(fast, 62, 200) == {"lambdas": 4}
     assert check_schedule_budget(build_algorithm("interpolation", ctx(), {"lambdas": [0.2, 0.3, 0.5]}), 62, 10) == {}
 
 
 def test_mixer_prefix_and_scheduled_sampling_against_the_budget():
-    mixer = build_algorithm("mixer_anneal", ctx(), {"prefix": {"type": "step", "start": 10, "delta": -2,
-                                                               "every": 100, "lower": 0, "unit": "step"}})
+    mixer = build_algorithm(
+        "mixer_anneal",
+        ctx(),
+        {"prefix": {"type": "step", "start": 10, "delta": -2, "every": 100, "lower": 0, "unit": "step"}},
+    )
     with pytest.raises(ConfigError, match="algorithm.options.prefix"):
         check_schedule_budget(mixer, 62, 150)
     assert check_schedule_budget(mixer, 62, 300) == {"prefix": 3}
-    fractional = build_algorithm("mixer", ctx(), {"prefix": {"type": "linear", "start": 1.0, "end": 1.5,
-                                                             "duration": 300}})
+    fractional = build_algorithm(
+        "mixer", ctx(), {"prefix": {"type": "linear", "start": 1.0, "end": 1.5, "duration": 300}}
+    )
     with pytest.raises(ConfigError, match="prefix"):  # m = int(prefix) stays 1: it never moves
         check_schedule_budget(fractional, 62, 300)
     assert check_schedule_budget(build_algorithm("mixer_anneal", ctx(), {"prefix": 2}), 62, 10) == {}
@@ -264,8 +290,9 @@ def test_short_schedule_is_refused_by_the_trainer_before_training(tmp_path):
     from seqlab.config import load_config
     from seqlab.train.trainer import train
 
-    cfg = load_config(None, tiny_overrides(tmp_path, "short", **{"algorithm.name": "interpolation",
-                                                                 "train.max_steps": "3"}))
+    cfg = load_config(
+        None, tiny_overrides(tmp_path, "short", **{"algorithm.name": "interpolation", "train.max_steps": "3"})
+    )
     with pytest.raises(ConfigError, match="allow-short-schedules"):
         train(cfg, console=False)
     assert not (tmp_path / "short" / "log.jsonl").exists() or not (tmp_path / "short" / "log.jsonl").read_text()

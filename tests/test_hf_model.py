@@ -87,9 +87,15 @@ def generate(family, built, src, steps):
         ids = torch.cat([model.source_prefix.expand(len(ids), -1), ids], 1)
     mask = torch.cat([torch.ones(len(src), model.source_prefix.numel(), dtype=torch.long), src.ne(PAD_ID).long()], 1)
     forced = model.decoder_prefix.numel()
-    cfg = GenerationConfig(num_beams=1, do_sample=False, max_new_tokens=steps + forced, pad_token_id=model.idmap.pad,
-                           eos_token_id=model.idmap.eos, forced_eos_token_id=model.idmap.eos,
-                           **model.generation_settings())
+    cfg = GenerationConfig(
+        num_beams=1,
+        do_sample=False,
+        max_new_tokens=steps + forced,
+        pad_token_id=model.idmap.pad,
+        eos_token_id=model.idmap.eos,
+        forced_eos_token_id=model.idmap.eos,
+        **model.generation_settings(),
+    )
     return hf_model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
 
 
@@ -129,8 +135,10 @@ def test_forced_token_starts_every_hypothesis_and_rewards_ignore_it(built):
     # teacher forcing feeds start + forced token before the target: its first token is scored after both
     one = src[:1, : int(src[0].ne(PAD_ID).sum())]
     logits = model.decode(model.encode(one), torch.tensor([[BOS_ID]]))
-    full = model.hf(input_ids=torch.cat([model.source_prefix[None], model.model_input_ids(one)], 1),
-                    decoder_input_ids=torch.tensor([[model.decoder_start, forced]])).logits
+    full = model.hf(
+        input_ids=torch.cat([model.source_prefix[None], model.model_input_ids(one)], 1),
+        decoder_input_ids=torch.tensor([[model.decoder_start, forced]]),
+    ).logits
     assert torch.allclose(logits[0, 0], model.seqlab_logits(full[0, 1]), atol=1e-5)
 
 

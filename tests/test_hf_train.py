@@ -38,11 +38,20 @@ def overrides(setup, run: str, family: str = "marian", **extra) -> list[str]:
     if family == "nllb":
         options["forced_bos_token"] = "eng_Latn"
     base = {
-        "run_dir": str(root / run), "task.name": "parallel",
+        "run_dir": str(root / run),
+        "task.name": "parallel",
         "task.options": json.dumps({**paths, "tokenizer": f"hf:{models[family]}", "metrics": ["bleu", "wer"]}),
-        "model.arch": "hf_seq2seq", "model.options": json.dumps(options), "train.device": "cpu",
-        "train.max_tokens": 120, "train.lr": 0.003, "train.warmup_steps": 2, "train.progress_bar": "false",
-        "train.tensorboard": "false", "train.log_every_steps": 1, "decode.beam_size": 1, "decode.max_len_b": 8,
+        "model.arch": "hf_seq2seq",
+        "model.options": json.dumps(options),
+        "train.device": "cpu",
+        "train.max_tokens": 120,
+        "train.lr": 0.003,
+        "train.warmup_steps": 2,
+        "train.progress_bar": "false",
+        "train.tensorboard": "false",
+        "train.log_every_steps": 1,
+        "decode.beam_size": 1,
+        "decode.max_len_b": 8,
         "decode.max_len_a": 0.0,
     }
     base.update(extra)
@@ -70,13 +79,29 @@ def test_resume_is_exact(setup):
 @pytest.mark.parametrize("algorithm", ["raml", "pg", "interpolation"])
 def test_algorithms_train_it_unchanged(setup, algorithm):
     run = f"algo_{algorithm}"
-    results = train(load_config(None, overrides(setup, run, **{
-        "algorithm.name": algorithm, "train.max_steps": 3, "train.allow_short_schedules": "true",
-        "train.lr": 1e-4})), console=False)
+    results = train(
+        load_config(
+            None,
+            overrides(
+                setup,
+                run,
+                **{
+                    "algorithm.name": algorithm,
+                    "train.max_steps": 3,
+                    "train.allow_short_schedules": "true",
+                    "train.lr": 1e-4,
+                },
+            ),
+        ),
+        console=False,
+    )
     assert results["steps"] == 3 and 0.0 <= results["test"]["bleu"] <= 100.0
     root = setup[0]
-    losses = [json.loads(line)["loss"] for line in (root / run / "log.jsonl").read_text().splitlines()
-              if json.loads(line)["kind"] == "train"]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (root / run / "log.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "train"
+    ]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
 
 
@@ -115,8 +140,9 @@ def test_evaluate_translate_and_export_reload(setup, capsys):
     assert isinstance(model, HFSeq2Seq)
     texts = ["a b c", "d e f g h", "h"]
     batch = hf_tok(texts, return_tensors="pt", padding=True)
-    theirs = hf_model.generate(**batch, num_beams=1, do_sample=False, max_new_tokens=9,
-                               forced_eos_token_id=model.idmap.eos)
+    theirs = hf_model.generate(
+        **batch, num_beams=1, do_sample=False, max_new_tokens=9, forced_eos_token_id=model.idmap.eos
+    )
     rows = [tok.encode(t) + [2] for t in texts]
     src = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
     for i, r in enumerate(rows):

@@ -43,8 +43,9 @@ def import_graph() -> dict[str, set[str]]:
                     base = ".".join(parent + ([base] if base else []))
                 if base.split(".")[0] != "seqlab":
                     continue
-                deps.update(resolve(f"{base}.{a.name}") if f"{base}.{a.name}" in modules else resolve(base)
-                            for a in node.names)
+                deps.update(
+                    resolve(f"{base}.{a.name}") if f"{base}.{a.name}" in modules else resolve(base) for a in node.names
+                )
         graph[module] = {d for d in deps if d and d != module}
     return graph
 

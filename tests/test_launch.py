@@ -16,11 +16,19 @@ def job(tmp_path, name: str, code: str, marker: bool = True) -> Job:
 
 def test_jobs_run_skip_and_fail(tmp_path):
     (tmp_path / "old.done").touch()
-    jobs = [job(tmp_path, "old", "pass"), job(tmp_path, "a", "print('hi')"),
-            job(tmp_path, "bad", "raise SystemExit(4)"), job(tmp_path, "nomark", "pass", marker=False)]
+    jobs = [
+        job(tmp_path, "old", "pass"),
+        job(tmp_path, "a", "print('hi')"),
+        job(tmp_path, "bad", "raise SystemExit(4)"),
+        job(tmp_path, "nomark", "pass", marker=False),
+    ]
     outcomes = {o.name: o for o in run_jobs(jobs, slots=2, poll_seconds=0.1, echo=lambda s: None)}
-    assert {n: o.status for n, o in outcomes.items()} == {"old": "skipped", "a": "done", "bad": "failed",
-                                                          "nomark": "done"}
+    assert {n: o.status for n, o in outcomes.items()} == {
+        "old": "skipped",
+        "a": "done",
+        "bad": "failed",
+        "nomark": "done",
+    }
     assert outcomes["bad"].returncode == 4
     assert "hi" in (tmp_path / "logs" / "a.log").read_text()
 

@@ -59,8 +59,9 @@ def test_every_test_file_is_named_after_the_package_or_module_it_tests():
     """tests/test_<package>_<module>.py tests seqlab/<package>/<module>.py; tests/test_<package>.py (or
     test_<package>_<aspect>.py) tests a package across its modules; tests/test_<module>.py a top-level module."""
     named_otherwise = SUITE_CHECKS.keys() | NOT_YET_PLACED.keys()
-    unplaced = sorted(p.name for p in TESTS.glob("test_*.py")
-                      if p.name not in named_otherwise and unit_under_test(p.name) is None)
+    unplaced = sorted(
+        p.name for p in TESTS.glob("test_*.py") if p.name not in named_otherwise and unit_under_test(p.name) is None
+    )
     assert not unplaced, f"name these after the seqlab package or module they test (tests/README.md): {unplaced}"
 
 
@@ -76,23 +77,34 @@ def test_a_test_file_name_maps_to_its_module():
 #: enumeration of every sequence, an algorithm it must equal, or the values recorded before the port
 #: (test_algorithms_port.py, ids of tests/algorithm_golden.py's CASES)
 EXACT_TESTS: dict[str, list[str]] = {
-    "mle": ["test_registry.py::test_a_plugin_algorithm_is_a_few_lines_and_gives_the_mle_loss_and_gradient",
-            "test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[mle]"],
+    "mle": [
+        "test_registry.py::test_a_plugin_algorithm_is_a_few_lines_and_gives_the_mle_loss_and_gradient",
+        "test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[mle]",
+    ],
     "noising": ["test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[noising]"],
-    "raml": ["test_erpo.py::test_raml_gradient_converges_to_enumeration",
-             "test_erpo_fidelity.py::test_raml_weights_are_self_normalised_exp_reward_over_the_drawn_samples"],
-    "alpha_dimt": ["test_erpo.py::test_alpha_dimt_gradient_converges_to_enumeration",
-                   "test_erpo.py::test_alpha_dimt_limit_zero_is_raml"],
-    "erpo": ["test_erpo.py::test_erpo_delta_algorithm_equals_mle_loss",
-             "test_erpo_fidelity.py::test_raml_preset_and_erpo_special_case_share_the_weighting_rule"],
+    "raml": [
+        "test_erpo.py::test_raml_gradient_converges_to_enumeration",
+        "test_erpo_fidelity.py::test_raml_weights_are_self_normalised_exp_reward_over_the_drawn_samples",
+    ],
+    "alpha_dimt": [
+        "test_erpo.py::test_alpha_dimt_gradient_converges_to_enumeration",
+        "test_erpo.py::test_alpha_dimt_limit_zero_is_raml",
+    ],
+    "erpo": [
+        "test_erpo.py::test_erpo_delta_algorithm_equals_mle_loss",
+        "test_erpo_fidelity.py::test_raml_preset_and_erpo_special_case_share_the_weighting_rule",
+    ],
     "spg": ["test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[spg]"],
     "pg": ["test_erpo.py::test_policy_gradient_converges_to_enumeration"],
     "mixer": ["test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[mixer]"],
     "mixer_anneal": ["test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[mixer_anneal]"],
-    "interpolation": ["test_erpo.py::test_interpolation_token_frequencies_match_lambdas",
-                      "test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[interpolation]"],
+    "interpolation": [
+        "test_erpo.py::test_interpolation_token_frequencies_match_lambdas",
+        "test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[interpolation]",
+    ],
     "scheduled_sampling": [
-        "test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[scheduled_sampling]"],
+        "test_algorithms_port.py::test_same_loss_and_gradient_as_before_the_port[scheduled_sampling]"
+    ],
     "vaml": ["test_credit.py::test_vaml_phase_two_coefficients"],
     "ac": ["test_credit.py::test_ac_is_erac_with_tau_zero"],
     "erac": ["test_credit.py::test_erac_algorithm_wires_the_formulas"],
@@ -112,6 +124,7 @@ def test_every_registered_algorithm_has_an_exact_test():
     from algorithm_golden import CASES
 
     from seqlab.algorithms import ALGORITHMS  # names() imports every registering module (credit, nat)
+
     missing = sorted(set(ALGORITHMS.names()) - set(EXACT_TESTS))
     assert not missing, f"registered algorithms without an exact test (add one, list it in EXACT_TESTS): {missing}"
     stale = sorted(set(EXACT_TESTS) - set(ALGORITHMS.names()))

@@ -23,8 +23,9 @@ from seqlab.metrics import (
     wer,
 )
 
-MULTI30K = Path(os.environ.get("SEQLAB_MULTI30K",
-                               Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k"))
+MULTI30K = Path(
+    os.environ.get("SEQLAB_MULTI30K", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k")
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def val_en() -> list[str]:
 
 def drop_word(s: str, k: int) -> str:
     w = s.split()
-    return " ".join(w[:k] + w[k + 1:])
+    return " ".join(w[:k] + w[k + 1 :])
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,10 @@ def test_signatures_are_sacrebleus_own():
     bleu, chrf = BLEU(), CHRF()
     bleu.corpus_score(["a b c", "e f"], [list(s) for s in zip(*refs, strict=True)])
     chrf.corpus_score(["a b c", "e f"], [list(s) for s in zip(*refs, strict=True)])
-    assert sacrebleu_signatures(["bleu", "chrf", "wer"], refs) == {"bleu": str(bleu.get_signature()),
-                                                                  "chrf": str(chrf.get_signature())}
+    assert sacrebleu_signatures(["bleu", "chrf", "wer"], refs) == {
+        "bleu": str(bleu.get_signature()),
+        "chrf": str(chrf.get_signature()),
+    }
     assert sacrebleu_signatures(["wer", "per"], refs) == {}
     assert reference_count(["x", "y"]) == 1 and reference_count([["x"], ["y", "z"]]) == -1
     assert sacrebleu_signatures(["bleu"], [["x"], ["y", "z"]])["bleu"].startswith("nrefs:var|")

@@ -161,7 +161,7 @@ def test_nat_score_is_the_nat_factorisation():
         want = sum(float(logp[b, t, tgt[b, t]].detach()) for t in range(n))
         want += float(len_logp[b, model.length_to_class(enc, lengths)[b]].detach())
         assert float(scores[b].sum()) == pytest.approx(want, abs=1e-4)
-        assert scores[b, n + 1:].eq(0).all()
+        assert scores[b, n + 1 :].eq(0).all()
 
 
 def test_nat_length_classes_round_trip():
@@ -231,17 +231,26 @@ def test_nat_algorithm_starts_from_the_demonstrator(monkeypatch):
     monkeypatch.setattr(seqlab.inference, "load_checkpoint_model", lambda path, device: loaded)
     src, tgt = batch()
     ctx = AlgorithmContext(vocab_size=V)
-    for name, options, imitation in [("nat", {"init_from": "dat.pt"}, False),
-                                     ("imitate_nat", {"teacher": "dat.pt", "imitation_weight": 0.0}, True)]:
+    for name, options, imitation in [
+        ("nat", {"init_from": "dat.pt"}, False),
+        ("imitate_nat", {"teacher": "dat.pt", "imitation_weight": 0.0}, True),
+    ]:
         student = make("nat", seed=2, imitation=imitation).train()
         fresh = {k: v.clone() for k, v in student.state_dict().items()}
         algo = build_algorithm(name, ctx, options)
         algo.loss(student, TinyBatch(src, tgt), Progress())
         state = student.state_dict()
         shared = [k for k in state if k in teacher_state]
-        assert {"tgt_embed.weight", "encoder.embed.weight", "encoder.layers.1.ffn.0.weight", "encoder.norm.weight",
-                "layers.1.self_attn.qkv.weight", "layers.0.cross_attn.kv.bias", "layers.1.norm3.weight",
-                "norm.weight"} <= set(shared)
+        assert {
+            "tgt_embed.weight",
+            "encoder.embed.weight",
+            "encoder.layers.1.ffn.0.weight",
+            "encoder.norm.weight",
+            "layers.1.self_attn.qkv.weight",
+            "layers.0.cross_attn.kv.bias",
+            "layers.1.norm3.weight",
+            "norm.weight",
+        } <= set(shared)
         assert any(k.startswith("imitation.") for k in shared) == imitation
         assert all(torch.equal(state[k], teacher_state[k]) for k in shared)
         assert torch.equal(state["length_head.weight"], fresh["length_head.weight"])
@@ -328,7 +337,7 @@ def test_length_parallel_decoding_candidates_and_teacher_choice():
     assert cands.per_source == 7 and cands.tokens.size(0) == 3 * 7
     predicted = model.predict_lengths(model.encode(src))
     for b in range(3):
-        lengths = cands.lengths[b * 7:(b + 1) * 7]
+        lengths = cands.lengths[b * 7 : (b + 1) * 7]
         assert lengths.tolist() == (predicted[b] + torch.arange(-3, 4)).clamp(min=1).tolist()
         for k, n in enumerate(lengths.tolist()):
             row = cands.tokens[b * 7 + k]
@@ -350,9 +359,9 @@ def test_length_parallel_decoding_with_a_real_teacher_picks_its_best():
     for b in range(3):
         one_by_one = []
         for k in range(5):
-            row = cands.tokens[b * 5 + k: b * 5 + k + 1]
+            row = cands.tokens[b * 5 + k : b * 5 + k + 1]
             row = row[:, : int(row.ne(PAD_ID).sum())]
-            one_by_one.append(float(teacher.score(src[b:b + 1], row).sum()) / row.size(1))
+            one_by_one.append(float(teacher.score(src[b : b + 1], row).sum()) / row.size(1))
         assert scores[b].tolist() == pytest.approx(one_by_one, abs=1e-4)
         k = max(range(5), key=lambda i: one_by_one[i])
         chosen = cands.tokens[b * 5 + k]
@@ -360,10 +369,16 @@ def test_length_parallel_decoding_with_a_real_teacher_picks_its_best():
         assert best.tokens[b, :n].tolist() == chosen[:n].tolist()
 
 
-@pytest.mark.parametrize("options", [dict(copy="softcopy"), dict(copy="uniform"),
-                                     dict(copy="softcopy", length_mode="absolute", max_positions=40),
-                                     dict(copy="softcopy", softcopy_positions="scaled", copy_source="encoder"),
-                                     dict(copy="uniform", copy_source="encoder")])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(copy="softcopy"),
+        dict(copy="uniform"),
+        dict(copy="softcopy", length_mode="absolute", max_positions=40),
+        dict(copy="softcopy", softcopy_positions="scaled", copy_source="encoder"),
+        dict(copy="uniform", copy_source="encoder"),
+    ],
+)
 @pytest.mark.parametrize("delta_t,with_teacher,dedupe", [(0, False, False), (2, True, False), (1, False, True)])
 def test_fixed_shape_decode_equals_the_eager_one(options, delta_t, with_teacher, dedupe):
     from seqlab.nat.graphs import CapturedNATDecoder
@@ -373,12 +388,13 @@ def test_fixed_shape_decode_equals_the_eager_one(options, delta_t, with_teacher,
     src, _ = batch(seed=2)
     want = length_parallel_decode(nat, src, delta_t, teacher=teacher, dedupe=dedupe, max_len=30, graphs=False)
     for rows, width in [(3, 8), (4, 16)]:  # the exact shape, and padded rows and source positions
-        fixed = CapturedNATDecoder(nat, teacher, rows, width, delta_t, max_len=30, normalize=True, dedupe=dedupe,
-                                   graph=False)
+        fixed = CapturedNATDecoder(
+            nat, teacher, rows, width, delta_t, max_len=30, normalize=True, dedupe=dedupe, graph=False
+        )
         tokens, scores, lengths = fixed(src)
         assert tokens.shape == (3, fixed.run.keywords["width"] + 1)
         assert tokens[:, : want.tokens.size(1)].tolist() == want.tokens.tolist()
-        assert tokens[:, want.tokens.size(1):].eq(PAD_ID).all()
+        assert tokens[:, want.tokens.size(1) :].eq(PAD_ID).all()
         assert lengths.tolist() == (want.tokens.ne(PAD_ID).sum(1) - 1).tolist()
         assert scores.tolist() == pytest.approx(want.scores.tolist(), abs=1e-5)
 
@@ -398,7 +414,8 @@ def test_fixed_shape_decode_never_waits_for_the_device():
     # the check has teeth: without a fixed width the decode reads max(L) on the host
     with pytest.raises(torch._dynamo.exc.TorchDynamoException):
         torch.compile(best_candidates, backend="eager", fullgraph=True, dynamic=False)(
-            nat, src, 2, teacher, True, 30, False, None)
+            nat, src, 2, teacher, True, 30, False, None
+        )
 
 
 def test_self_rescoring_after_repeat_removal_divides_by_the_decoded_length():
@@ -527,8 +544,9 @@ def test_imitate_nat_loss_is_the_nat_loss_plus_the_weighted_sum_of_layer_kls(mon
     src, tgt = batch()
     ctx = AlgorithmContext(vocab_size=V, label_smoothing=0.0)
     options = {"length_loss_weight": 0.3}
-    imitate = build_algorithm("imitate_nat", ctx, {**options, "teacher": "dat.pt", "imitation_weight": 0.5,
-                                                   "init_from_teacher": False})
+    imitate = build_algorithm(
+        "imitate_nat", ctx, {**options, "teacher": "dat.pt", "imitation_weight": 0.5, "init_from_teacher": False}
+    )
     loss, stats = imitate.loss(student, TinyBatch(src, tgt), Progress())
     nat_loss, _ = build_algorithm("nat", ctx, options).loss(student, TinyBatch(src, tgt), Progress())
     body = tgt[:, :6].masked_fill(tgt[:, :6].eq(EOS_ID), PAD_ID)
@@ -584,8 +602,7 @@ def test_distilled_lines_align_with_input_across_an_interruption(tmp_path):
         distill_lines(translate, sources, tmp_path, chunk_size=4, show_progress=False)
 
 
-TINY = ("{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 2, dropout: 0.0, "
-        "n_actions: 8}")
+TINY = "{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 2, dropout: 0.0, n_actions: 8}"
 
 
 def write_reverse_task(root, n_train=120, seed=0):
@@ -608,11 +625,24 @@ def write_reverse_task(root, n_train=120, seed=0):
 def run_overrides(run_dir, task_options, arch, algorithm, steps, model=TINY, algo_options="{}"):
     import json
 
-    return [f"run_dir={run_dir}", "task.name=parallel", f"task.options={json.dumps(task_options)}",
-            f"model.arch={arch}", f"model.options={model}", f"algorithm.name={algorithm}",
-            f"algorithm.options={algo_options}", "train.device=cpu", "train.max_tokens=240", "train.lr=0.003",
-            "train.warmup_steps=5", f"train.max_steps={steps}", "train.progress_bar=false",
-            "train.tensorboard=false", "decode.beam_size=2", "decode.batch_size=16"]
+    return [
+        f"run_dir={run_dir}",
+        "task.name=parallel",
+        f"task.options={json.dumps(task_options)}",
+        f"model.arch={arch}",
+        f"model.options={model}",
+        f"algorithm.name={algorithm}",
+        f"algorithm.options={algo_options}",
+        "train.device=cpu",
+        "train.max_tokens=240",
+        "train.lr=0.003",
+        "train.warmup_steps=5",
+        f"train.max_steps={steps}",
+        "train.progress_bar=false",
+        "train.tensorboard=false",
+        "decode.beam_size=2",
+        "decode.batch_size=16",
+    ]
 
 
 @pytest.mark.slow
@@ -645,12 +675,12 @@ def test_dat_distill_nat_imitate_nat_end_to_end(tmp_path, monkeypatch, capsys):
             if len(calls) == 2 and not getattr(flaky, "resumed", False):
                 raise KeyboardInterrupt
             return inner(lines)
+
         return translate
 
     monkeypatch.setattr(distill_mod, "teacher_translator", flaky)
     out = tmp_path / "distilled"
-    args = ["distill", "--teacher", str(teacher), "--output", str(out), "--chunk-size", "50",
-            "--device", "cpu"]
+    args = ["distill", "--teacher", str(teacher), "--output", str(out), "--chunk-size", "50", "--device", "cpu"]
     assert cli_main(args) == 130  # Ctrl-C: one line, the shell's exit code
     flaky.resumed = True
     assert cli_main(args) == 0
@@ -662,8 +692,9 @@ def test_dat_distill_nat_imitate_nat_end_to_end(tmp_path, monkeypatch, capsys):
     from seqlab.nat.distill import teacher_translator
 
     loaded = load_checkpoint_model(teacher, "cpu")
-    translate = teacher_translator(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer,
-                                   loaded.config.decode, loaded.device, beam_size=2)
+    translate = teacher_translator(
+        loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, loaded.config.decode, loaded.device, beam_size=2
+    )
     direct = translate([src_lines[0], src_lines[77]])
     assert direct == [tgt_lines[0], tgt_lines[77]]
     report = json.loads((out / "distill.json").read_text())
@@ -677,21 +708,21 @@ def test_dat_distill_nat_imitate_nat_end_to_end(tmp_path, monkeypatch, capsys):
         shutil.copytree(out / "tokenizers", tmp_path / run / "tokenizers")
     nat_model = TINY.replace("}", ", copy: uniform}")
     nat_options = json.dumps({"init_from": str(teacher)})  # the NAT baseline starts from the demonstrator too
-    res = train(load_config(None, run_overrides(tmp_path / "nat", dist_task, "nat", "nat", 15, nat_model,
-                                                nat_options)), console=False)
+    res = train(
+        load_config(None, run_overrides(tmp_path / "nat", dist_task, "nat", "nat", 15, nat_model, nat_options)),
+        console=False,
+    )
     assert res["steps"] == 15 and "bleu" in res["test"]
     assert int(torch.load(tmp_path / "nat" / "checkpoint_last.pt", weights_only=False)["algorithm"]["initialized"])
     inat_model = TINY.replace("}", ", imitation: true, length_delta: 1}")
     opts = json.dumps({"teacher": str(teacher), "imitation_weight": 0.01})
-    cfg = load_config(None, run_overrides(tmp_path / "inat", dist_task, "nat", "imitate_nat", 15, inat_model,
-                                          opts))
+    cfg = load_config(None, run_overrides(tmp_path / "inat", dist_task, "nat", "imitate_nat", 15, inat_model, opts))
     trainer = Trainer(cfg, console=False)
     teacher_model = trainer.algorithm.teacher
     first = collate(trainer.train_data, next(iter(trainer.sampler))).to(trainer.device)
     trainer.algorithm.loss(trainer.model, first, trainer.progress())  # initialises from the teacher
     assert bool(trainer.algorithm.initialized)
-    assert torch.equal(trainer.model.encoder.layers[0].attn.qkv.weight,
-                       teacher_model.encoder.layers[0].attn.qkv.weight)
+    assert torch.equal(trainer.model.encoder.layers[0].attn.qkv.weight, teacher_model.encoder.layers[0].attn.qkv.weight)
     res = trainer.fit()
     assert res["steps"] == 15
     inat_state = torch.load(tmp_path / "inat" / "checkpoint_last.pt", weights_only=False)
@@ -701,8 +732,21 @@ def test_dat_distill_nat_imitate_nat_end_to_end(tmp_path, monkeypatch, capsys):
     inp = tmp_path / "in.txt"
     inp.write_text("a b c\nd e\nh g f e\n")
     hyp = tmp_path / "hyp.txt"
-    assert cli_main(["translate", str(tmp_path / "inat" / "checkpoint_last.pt"), "-i", str(inp),
-                     "-o", str(hyp), "--device", "cpu"]) == 0
+    assert (
+        cli_main(
+            [
+                "translate",
+                str(tmp_path / "inat" / "checkpoint_last.pt"),
+                "-i",
+                str(inp),
+                "-o",
+                str(hyp),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert len(hyp.read_text().splitlines()) == 3
 
 

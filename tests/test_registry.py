@@ -109,15 +109,18 @@ def test_split_plugins_anywhere_on_the_command_line():
     assert split_plugins(["--plugin", "a", "train", "--plugin=b", "x.y=1"]) == (["a", "b"], ["train", "x.y=1"])
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("algorithm.options.tau=abc", "algorithm.options.tau: expected float, got 'abc'"),
-    ("algorithm.options.num_samples=2.5", "algorithm.options.num_samples: expected int"),
-    ("algorithm.options.proposal=gauss", "proposal must be one of"),
-    ("algorithm.options.reward=bleu4", "unknown reward 'bleu4'; did you mean 'bleu'?"),
-    ("model.options.d_model=big", "model.options.d_model: expected int"),
-    ("task.options.max_train=all", "task.options.max_train: expected int | None"),
-    ("task.options.strip_stres=true", "did you mean 'strip_stress'"),
-])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("algorithm.options.tau=abc", "algorithm.options.tau: expected float, got 'abc'"),
+        ("algorithm.options.num_samples=2.5", "algorithm.options.num_samples: expected int"),
+        ("algorithm.options.proposal=gauss", "proposal must be one of"),
+        ("algorithm.options.reward=bleu4", "unknown reward 'bleu4'; did you mean 'bleu'?"),
+        ("model.options.d_model=big", "model.options.d_model: expected int"),
+        ("task.options.max_train=all", "task.options.max_train: expected int | None"),
+        ("task.options.strip_stres=true", "did you mean 'strip_stress'"),
+    ],
+)
 def test_option_types_and_values_are_checked_at_config_load(override, expected):
     cfg = load_config(None, ["algorithm.name=raml", override])
     with pytest.raises(ConfigError, match=expected.replace("|", r"\|").replace("?", r"\?")):

@@ -33,8 +33,9 @@ from seqlab.rewards import (
 from seqlab.rewards.increments import _candidates, _next_token_generic
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-MULTI30K = Path(os.environ.get("SEQLAB_MULTI30K",
-                               Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k"))
+MULTI30K = Path(
+    os.environ.get("SEQLAB_MULTI30K", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k")
+)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -129,8 +130,12 @@ def test_sentence_bleu_smooth_values_and_options(smooth_value: float) -> None:
     want = sacre_bleu(hyp, [ref], use_effective_order=False)
     torch.testing.assert_close(sentence_bleu(hyp, ref, effective_order=False), want, atol=1e-5, rtol=0)
     metric = BLEU(tokenize="none", max_ngram_order=2, effective_order=True)
-    want = torch.tensor([metric.sentence_score(words(h), [words(r)]).score / 100
-                         for h, r in zip(hyp.tolist(), ref.tolist(), strict=True)])
+    want = torch.tensor(
+        [
+            metric.sentence_score(words(h), [words(r)]).score / 100
+            for h, r in zip(hyp.tolist(), ref.tolist(), strict=True)
+        ]
+    )
     torch.testing.assert_close(sentence_bleu(hyp, ref, max_order=2), want, atol=1e-5, rtol=0)
 
 
@@ -138,8 +143,9 @@ def test_sentence_bleu_multi30k(m30k: list[list[int]]) -> None:
     hyp = pack(m30k)
     nxt = pack(m30k[1:] + m30k[:1])
     for smooth in ("exp", "floor"):
-        torch.testing.assert_close(sentence_bleu(hyp, nxt, smooth=smooth),
-                                   sacre_bleu(hyp, [nxt], smooth_method=smooth), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            sentence_bleu(hyp, nxt, smooth=smooth), sacre_bleu(hyp, [nxt], smooth_method=smooth), atol=1e-4, rtol=0
+        )
     self_bleu = sentence_bleu(hyp, hyp)
     torch.testing.assert_close(self_bleu, sacre_bleu(hyp, [hyp]), atol=1e-4, rtol=0)
     assert bool((self_bleu[torch.tensor([len(s) > 0 for s in m30k])] > 0.999).all())
@@ -168,8 +174,9 @@ def test_sentence_bleu_multi_reference(layout: str) -> None:
     refs[0][::7] = PAD_ID  # ... and every 21st only the third one
     ref = refs if layout == "list" else torch.stack(refs, 1)
     for smooth in ("exp", "floor", "none"):
-        torch.testing.assert_close(sentence_bleu(hyp, ref, smooth=smooth),
-                                   sacre_bleu(hyp, refs, smooth_method=smooth), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            sentence_bleu(hyp, ref, smooth=smooth), sacre_bleu(hyp, refs, smooth_method=smooth), atol=1e-5, rtol=0
+        )
 
 
 def test_sentence_bleu_multi_reference_length_ties() -> None:
@@ -344,8 +351,9 @@ def test_reward_increments_multi_reference_scaling() -> None:
 # ----------------------------------------------------------------------------- next-token rewards
 
 
-def brute_force_next(name: str, prefix: torch.Tensor, ref: torch.Tensor | list[torch.Tensor], vocab: int,
-                     **kw) -> torch.Tensor:
+def brute_force_next(
+    name: str, prefix: torch.Tensor, ref: torch.Tensor | list[torch.Tensor], vocab: int, **kw
+) -> torch.Tensor:
     fn = get_reward(name, **kw)
     rows = [content(r) for r in prefix.tolist()]
     base = fn(pack(rows, prefix.size(1) + 2), ref).float()

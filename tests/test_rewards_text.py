@@ -82,13 +82,16 @@ def text_rewards():
     TEXT_REWARDS.remove("test_neg_edit")
 
 
-@pytest.mark.parametrize(("algorithm", "options"), [
-    ("pg", {"num_samples": 4, "baseline": "mean"}),
-    ("pg", {"num_samples": 3, "baseline": "greedy"}),
-    ("spg", {"num_samples": 4}),
-    ("raml", {"num_samples": 5}),
-    ("mixer", {"num_samples": 2, "prefix": 1}),
-])
+@pytest.mark.parametrize(
+    ("algorithm", "options"),
+    [
+        ("pg", {"num_samples": 4, "baseline": "mean"}),
+        ("pg", {"num_samples": 3, "baseline": "greedy"}),
+        ("spg", {"num_samples": 4}),
+        ("raml", {"num_samples": 5}),
+        ("mixer", {"num_samples": 2, "prefix": 1}),
+    ],
+)
 def test_text_bleu_gives_the_token_bleu_loss(text_rewards, algorithm, options):
     want, want_grads, _ = loss_of(algorithm, {**options, "reward": "bleu"})
     got, got_grads, stats = loss_of(algorithm, {**options, "reward": "test_sacre_bleu"})
@@ -98,12 +101,15 @@ def test_text_bleu_gives_the_token_bleu_loss(text_rewards, algorithm, options):
     assert want.item() != 0.0
 
 
-@pytest.mark.parametrize(("algorithm", "options"), [
-    ("interpolation", {"lambdas": [0.3, 0.5, 0.2], "reward_scale": 2.0}),
-    ("mixer_anneal", {"prefix": 1, "reward_scale": 2.0}),
-    ("vaml", {"num_samples": 3}),
-    ("erac", {"num_samples": 2}),
-])
+@pytest.mark.parametrize(
+    ("algorithm", "options"),
+    [
+        ("interpolation", {"lambdas": [0.3, 0.5, 0.2], "reward_scale": 2.0}),
+        ("mixer_anneal", {"prefix": 1, "reward_scale": 2.0}),
+        ("vaml", {"num_samples": 3}),
+        ("erac", {"num_samples": 2}),
+    ],
+)
 def test_a_decomposable_text_reward_gives_the_token_reward_increments(text_rewards, algorithm, options):
     """Token increments of a text reward (prefixes decoded and scored, every vocabulary id drawn) = neg_edit's."""
     kw = {"q_steps": 0} if algorithm == "vaml" else {}
@@ -168,21 +174,27 @@ def test_a_non_decomposable_reward_is_refused_naming_the_option(text_rewards, al
 
 
 def test_module_function_rewards_and_their_errors(tmp_path, monkeypatch):
-    (tmp_path / "my_rewards.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_rewards.py").write_text(
+        textwrap.dedent("""
         def length(hyps, refs, sources, **fields):
             return [float(len(h.split())) for h in hyps]
         length.decomposes = True
         def chrf(hyps, refs, sources, **fields):
             return [0.0 for h in hyps]
         not_callable = 3
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert resolve_reward("my_rewards:length").decomposes and not resolve_reward("my_rewards:chrf").decomposes
     load_config(None, ["algorithm.name=interpolation", "algorithm.options.reward=my_rewards:length"])
     loss, _, stats = loss_of("pg", {"num_samples": 2, "baseline": "mean", "reward": "my_rewards:length"})
     assert stats["reward"] > 0
-    for spec, words in (("no_such_module:f", "could not be imported"), ("my_rewards:nope", "has no 'nope'"),
-                        ("my_rewards:not_callable", "not callable"), ("blue", "did you mean")):
+    for spec, words in (
+        ("no_such_module:f", "could not be imported"),
+        ("my_rewards:nope", "has no 'nope'"),
+        ("my_rewards:not_callable", "not callable"),
+        ("blue", "did you mean"),
+    ):
         with pytest.raises(ConfigError, match=words) as err:
             load_config(None, ["algorithm.name=pg", f"algorithm.options.reward={spec}"])
         assert "\n" not in str(err.value)
@@ -197,18 +209,30 @@ def test_a_module_function_reward_reaches_a_compare_subprocess(tmp_path, monkeyp
     from seqlab.compare.runner import Run, subprocess_launcher
 
     marker = tmp_path / "called.jsonl"
-    (tmp_path / "sub_rewards.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "sub_rewards.py").write_text(
+        textwrap.dedent(f"""
         import json
         def overlap(hyps, refs, sources, **fields):
             with open({str(marker)!r}, "a") as f:
                 f.write(json.dumps({{"hyp": hyps[0], "ref": refs[0], "src": sources[0]}}) + "\\n")
             return [len(set(h.split()) & set(r[0].split())) / max(len(r[0].split()), 1) for h, r in zip(hyps, refs)]
-    """))
+    """)
+    )
     config = write_task(tmp_path)
     run_dir = tmp_path / "run"
-    run = Run("pg/seed1", run_dir, ["train.progress_bar=false", f"run_dir={run_dir}", "algorithm.name=pg",
-                                    "algorithm.options.reward=sub_rewards:overlap", "algorithm.options.num_samples=2",
-                                    "train.max_steps=2", "train.eval_every_steps=2"])
+    run = Run(
+        "pg/seed1",
+        run_dir,
+        [
+            "train.progress_bar=false",
+            f"run_dir={run_dir}",
+            "algorithm.name=pg",
+            "algorithm.options.reward=sub_rewards:overlap",
+            "algorithm.options.num_samples=2",
+            "train.max_steps=2",
+            "train.eval_every_steps=2",
+        ],
+    )
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p))
     code = subprocess_launcher(run, str(config), None)
     assert code == 0, (run_dir / "train.out").read_text()[-3000:]

@@ -109,9 +109,14 @@ def test_parallel_task_generic_files(tmp_path):
     write(tmp_path / "valid.jsonl", json.dumps({"source": "cat", "target": ["C A T", "K A T"]}) + "\n")
     write(tmp_path / "test.src", "dog\n", gz=True)
     write(tmp_path / "test.tgt", "D O G\n")
-    opts = {"root": str(tmp_path), "train": {"path": "train.tsv"}, "valid": {"path": "valid.jsonl"},
-            "test": {"src": "test.src", "tgt": "test.tgt"}, "tokenizer": {"src": "char", "tgt": "symbol"},
-            "metrics": ["wer"]}
+    opts = {
+        "root": str(tmp_path),
+        "train": {"path": "train.tsv"},
+        "valid": {"path": "valid.jsonl"},
+        "test": {"src": "test.src", "tgt": "test.tgt"},
+        "tokenizer": {"src": "char", "tgt": "symbol"},
+        "metrics": ["wer"],
+    }
     t = load_task("parallel", opts, tmp_path / "tok")
     assert len(t.train) == 6 and t.valid.references() == (["cat"], [["C A T", "K A T"]])
     assert t.metrics == ["wer"]

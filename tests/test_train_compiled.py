@@ -34,8 +34,9 @@ def test_compiled_layers_give_the_eager_loss_and_gradients(monkeypatch):
     monkeypatch.setenv("SEQLAB_COMPILE_BACKEND", "aot_eager")  # dynamo + AOTAutograd, without a C++ build
     monkeypatch.setattr(compiled, "_COMPILED", {})
     torch.manual_seed(0)
-    eager = build_model("transformer", V, V, d_model=16, n_heads=2, ffn_dim=32, encoder_layers=2,
-                        decoder_layers=2, dropout=0.0)
+    eager = build_model(
+        "transformer", V, V, d_model=16, n_heads=2, ffn_dim=32, encoder_layers=2, decoder_layers=2, dropout=0.0
+    )
     model = copy.deepcopy(eager)
     assert compiled.compile_layers(model) == 4 and compiled.compile_layers(model) == 0
     batch = tiny_batch()
@@ -48,14 +49,16 @@ def test_compiled_layers_give_the_eager_loss_and_gradients(monkeypatch):
     twin = copy.deepcopy(model)  # the copy's layers route to themselves, not to the original's
     assert twin.layers[0].forward.args[0] is twin.layers[0]
     model.eval()  # decoding runs the eager layers (KV cache)
-    assert torch.equal(greedy_search(model, batch.src, max_len_b=4).tokens,
-                       greedy_search(eager.eval(), batch.src, max_len_b=4).tokens)
+    assert torch.equal(
+        greedy_search(model, batch.src, max_len_b=4).tokens, greedy_search(eager.eval(), batch.src, max_len_b=4).tokens
+    )
 
 
 def test_bucketed_widths_leave_the_loss_unchanged():
     torch.manual_seed(1)
-    model = build_model("transformer", V, V, d_model=16, n_heads=2, ffn_dim=32, encoder_layers=1,
-                        decoder_layers=1, dropout=0.0)
+    model = build_model(
+        "transformer", V, V, d_model=16, n_heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=1, dropout=0.0
+    )
     batch = tiny_batch()
     padded = compiled.bucket_batch(batch)
     assert padded.src.shape == (3, 8) and padded.tgt.shape == (3, 8)

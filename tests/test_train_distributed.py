@@ -40,14 +40,39 @@ GUARD_SECONDS = 600
 def test_two_process_run_with_a_time_budget_exits_by_itself(tmp_path):
     runner = tmp_path / "skewed_runner.py"
     runner.write_text(SKEWED_CLOCK_RUNNER)
-    args = tiny_overrides(tmp_path, "ddp_time", **{"train.max_minutes": "0.04", "train.max_steps": "null",
-                                                    "train.max_epochs": "100000", "train.max_tokens": "120",
-                                                    "train.eval_every_steps": "null", "train.log_every_steps": "1"})
+    args = tiny_overrides(
+        tmp_path,
+        "ddp_time",
+        **{
+            "train.max_minutes": "0.04",
+            "train.max_steps": "null",
+            "train.max_epochs": "100000",
+            "train.max_tokens": "120",
+            "train.eval_every_steps": "null",
+            "train.log_every_steps": "1",
+        },
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                             "--master_port", "29531", str(runner), "train", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            str(runner),
+            "train",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=GUARD_SECONDS)
     except subprocess.TimeoutExpired:

@@ -23,8 +23,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     first = Trainer(load_config(None, tiny_overrides(tmp_path, "split", **{"train.max_steps": "8"})), console=False)
     first.fit()
     assert first.step == 8
-    resumed = Trainer(load_config(None, tiny_overrides(tmp_path, "split", **{"train.max_steps": "16"})),
-                      console=False)
+    resumed = Trainer(load_config(None, tiny_overrides(tmp_path, "split", **{"train.max_steps": "16"})), console=False)
     assert resumed.step == 8  # picked up checkpoint_last.pt
     resumed.fit()
     assert full.epoch == resumed.epoch and full.step == resumed.step == 16
@@ -34,13 +33,29 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
 def test_training_learns_and_writes_artifacts(tmp_path):
     model = "{d_model: 64, n_heads: 4, ffn_dim: 128, encoder_layers: 2, decoder_layers: 2, dropout: 0.0}"
-    cfg = load_config(None, tiny_overrides(tmp_path, "learn", **{
-        "train.max_steps": "300", "train.max_epochs": "1000", "train.eval_every_steps": "100",
-        "model.options": model}))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tmp_path,
+            "learn",
+            **{
+                "train.max_steps": "300",
+                "train.max_epochs": "1000",
+                "train.eval_every_steps": "100",
+                "model.options": model,
+            },
+        ),
+    )
     results = train(cfg, console=False)
     run = Path(cfg.run_dir)
-    for name in ("checkpoint_best.pt", "checkpoint_last.pt", "results.json", "log.jsonl", "config.yaml",
-                 "test.hyp.txt"):
+    for name in (
+        "checkpoint_best.pt",
+        "checkpoint_last.pt",
+        "results.json",
+        "log.jsonl",
+        "config.yaml",
+        "test.hyp.txt",
+    ):
         assert (run / name).exists(), name
     assert results["test"]["per"] < 40.0  # an untrained model is near 100
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -49,9 +64,14 @@ def test_training_learns_and_writes_artifacts(tmp_path):
 
 
 def test_early_stopping(tmp_path):
-    cfg = load_config(None, tiny_overrides(tmp_path, "early", **{"train.max_steps": "400", "train.lr": "0.0",
-                                                                  "train.eval_every_steps": "5",
-                                                                  "train.patience": "2"}))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tmp_path,
+            "early",
+            **{"train.max_steps": "400", "train.lr": "0.0", "train.eval_every_steps": "5", "train.patience": "2"},
+        ),
+    )
     results = train(cfg, console=False)
     assert results["stopped_early"] and results["steps"] == 15
 
@@ -79,9 +99,25 @@ def test_bad_config_gives_clear_error(tmp_path, capsys):
 def test_two_process_gloo_ddp(tmp_path):
     args = tiny_overrides(tmp_path, "ddp", **{"train.max_steps": "12", "train.max_tokens": "120"})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29517", "-m", "seqlab.cli", "train", *args],
-                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "seqlab.cli",
+            "train",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "ddp" / "results.json").read_text())
     assert results["world_size"] == 2 and results["steps"] == 12
@@ -91,17 +127,35 @@ def test_two_process_gloo_ddp(tmp_path):
 
 @pytest.mark.parametrize("arch", ["lstm"])
 def test_lstm_trains_through_the_same_trainer(tmp_path, arch):
-    cfg = load_config(None, tiny_overrides(tmp_path, arch, **{
-        "model.arch": arch, "model.options": "{embed_dim: 16, hidden_dim: 32, layers: 1}",
-        "train.max_steps": "10"}))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tmp_path,
+            arch,
+            **{
+                "model.arch": arch,
+                "model.options": "{embed_dim: 16, hidden_dim: 32, layers: 1}",
+                "train.max_steps": "10",
+            },
+        ),
+    )
     results = train(cfg, console=False)
     assert results["steps"] == 10 and "wer" in results["test"]
 
 
 def test_quickstart_runs_on_a_tiny_budget(tmp_path, capsys):
-    code = cli_main(["quickstart", f"run_dir={tmp_path / 'qs'}", "task.options.max_train=300",
-                     "train.max_minutes=null", "train.max_steps=6", "train.eval_every_steps=3",
-                     "train.eval_max_examples=20", "train.progress_bar=false"])
+    code = cli_main(
+        [
+            "quickstart",
+            f"run_dir={tmp_path / 'qs'}",
+            "task.options.max_train=300",
+            "train.max_minutes=null",
+            "train.max_steps=6",
+            "train.eval_every_steps=3",
+            "train.eval_max_examples=20",
+            "train.progress_bar=false",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "wer" in out and "per" in out
@@ -124,15 +178,21 @@ def test_config_files_read_scientific_notation_and_check_types(tmp_path):
     from seqlab.config import ConfigError, load_config
 
     good = tmp_path / "good.yaml"
-    good.write_text("train: {lr: 1e-3, max_steps: 1e3, max_minutes: 5, clip_norm: null}\n"
-                    "algorithm: {name: erpo, options: {alpha: 2e-5, beta: 1}}\n")
+    good.write_text(
+        "train: {lr: 1e-3, max_steps: 1e3, max_minutes: 5, clip_norm: null}\n"
+        "algorithm: {name: erpo, options: {alpha: 2e-5, beta: 1}}\n"
+    )
     cfg = load_config(good)
     assert cfg.train.lr == 0.001 and isinstance(cfg.train.lr, float)
     assert cfg.train.max_steps == 1000 and isinstance(cfg.train.max_steps, int)
     assert cfg.train.max_minutes == 5.0 and cfg.train.clip_norm is None
     assert cfg.algorithm.options == {"alpha": 2e-5, "beta": 1}
-    for bad, key in (("train: {lr: fast}", "train.lr"), ("train: {max_tokens: 12.5}", "train.max_tokens"),
-                     ("train: {bf16: 1}", "train.bf16"), ("decode: {beam_size: null}", "decode.beam_size")):
+    for bad, key in (
+        ("train: {lr: fast}", "train.lr"),
+        ("train: {max_tokens: 12.5}", "train.max_tokens"),
+        ("train: {bf16: 1}", "train.bf16"),
+        ("decode: {beam_size: null}", "decode.beam_size"),
+    ):
         path = tmp_path / "bad.yaml"
         path.write_text(bad + "\n")
         with pytest.raises(ConfigError, match=rf"bad.yaml: {key.split('.')[0]}\.{key.split('.')[1]}: expected"):
@@ -144,8 +204,13 @@ def test_config_files_read_scientific_notation_and_check_types(tmp_path):
 # ---------------------------------------------------------------------------------------------- init_state=full
 def _continue_overrides(tmp_path: Path, run: str, **extra: str) -> list[str]:
     """The tiny task without dropout, an inverse-sqrt schedule and label smoothing: one MLE run to continue."""
-    base = {"model.options": TINY_MODEL.replace("dropout: 0.1", "dropout: 0.0"), "train.scheduler": "inverse_sqrt",
-            "train.warmup_steps": "6", "train.label_smoothing": "0.1", "train.eval_every_steps": "4"}
+    base = {
+        "model.options": TINY_MODEL.replace("dropout: 0.1", "dropout: 0.0"),
+        "train.scheduler": "inverse_sqrt",
+        "train.warmup_steps": "6",
+        "train.label_smoothing": "0.1",
+        "train.eval_every_steps": "4",
+    }
     return tiny_overrides(tmp_path, run, **{**base, **extra})
 
 
@@ -159,21 +224,34 @@ def test_continued_run_takes_the_step_the_uninterrupted_run_would(tmp_path):
     first update is the one the MLE run itself would make next; its own step counter starts at 0."""
     from seqlab.data.batching import collate
 
-    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})),
-            console=False).fit()
+    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})), console=False).fit()
     start = tmp_path / "mle" / "checkpoint_last.pt"
     # the uninterrupted run: the same MLE run given one more step (resumed exactly from its last checkpoint)
     mle = Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "9"})), console=False)
     assert mle.step == 8
-    cont = Trainer(load_config(None, _continue_overrides(tmp_path, "cont", **{
-        "train.max_steps": "5", "train.init_from": str(start), "train.init_state": "full",
-        "train.tokenizers_from": str(tmp_path / "mle" / "tokenizers")})), console=False)
+    cont = Trainer(
+        load_config(
+            None,
+            _continue_overrides(
+                tmp_path,
+                "cont",
+                **{
+                    "train.max_steps": "5",
+                    "train.init_from": str(start),
+                    "train.init_state": "full",
+                    "train.tokenizers_from": str(tmp_path / "mle" / "tokenizers"),
+                },
+            ),
+        ),
+        console=False,
+    )
     assert cont.step == 0 and cont.lr_offset == 8 and cont.group_warmup == [0]
     assert cont.init_info["moments_continued"] == cont.init_info["parameters"] > 0
     assert cont.scheduler.get_last_lr() == pytest.approx(mle.scheduler.get_last_lr(), rel=1e-12)
     assert cont.scheduler.get_last_lr()[0] < 0.003  # inverse-sqrt decay past its 6 warm-up steps
-    for p_mle, p_cont in zip(mle.optimizer.param_groups[0]["params"], cont.optimizer.param_groups[0]["params"],
-                             strict=True):
+    for p_mle, p_cont in zip(
+        mle.optimizer.param_groups[0]["params"], cont.optimizer.param_groups[0]["params"], strict=True
+    ):
         a, b = mle.optimizer.state[p_mle], cont.optimizer.state[p_cont]
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     batch = collate(mle.train_data, next(iter(mle.sampler)))
@@ -182,14 +260,25 @@ def test_continued_run_takes_the_step_the_uninterrupted_run_would(tmp_path):
     for (name, a), (_, b) in zip(mle.model.state_dict().items(), cont.model.state_dict().items(), strict=True):
         assert torch.allclose(a, b, atol=1e-7, rtol=0), name
     # the default (init_state=model) starts a fresh optimizer at the start of its own schedule
-    fresh = Trainer(load_config(None, _continue_overrides(tmp_path, "fresh", **{
-        "train.max_steps": "5", "train.init_from": str(start)})), console=False)
+    fresh = Trainer(
+        load_config(
+            None, _continue_overrides(tmp_path, "fresh", **{"train.max_steps": "5", "train.init_from": str(start)})
+        ),
+        console=False,
+    )
     assert not fresh.optimizer.state and fresh.lr_offset == 0
     assert fresh.scheduler.get_last_lr()[0] == pytest.approx(0.003 / 6)
     # a resumed continued run keeps the schedule offset (from its own checkpoint)
     cont.fit()
-    again = Trainer(load_config(None, _continue_overrides(tmp_path, "cont", **{
-        "train.max_steps": "7", "train.init_from": str(start), "train.init_state": "full"})), console=False)
+    again = Trainer(
+        load_config(
+            None,
+            _continue_overrides(
+                tmp_path, "cont", **{"train.max_steps": "7", "train.init_from": str(start), "train.init_state": "full"}
+            ),
+        ),
+        console=False,
+    )
     assert again.step == 5 and again.lr_offset == 8
     assert again.scheduler.get_last_lr() == pytest.approx(cont.scheduler.get_last_lr(), rel=1e-12)
     results = json.loads((tmp_path / "cont" / "results.json").read_text())
@@ -201,16 +290,30 @@ def test_continuing_without_optimizer_state_warms_up_and_flags_rounded_weights(t
     continues at the checkpoint's step with a linear warm-up over 10 % of the budget."""
     from seqlab.train.trainer import lr_lambda
 
-    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})),
-            console=False).fit()
+    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})), console=False).fit()
     state = torch.load(tmp_path / "mle" / "checkpoint_last.pt", weights_only=False)
-    rounded = {"model": {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state["model"].items()},
-               "step": 8, "config": state["config"]}
+    rounded = {
+        "model": {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state["model"].items()},
+        "step": 8,
+        "config": state["config"],
+    }
     torch.save(rounded, tmp_path / "weights.pt")
     with pytest.warns(UserWarning, match="bfloat16"):
-        cont = Trainer(load_config(None, _continue_overrides(tmp_path, "cont", **{
-            "train.max_steps": "30", "train.init_from": str(tmp_path / "weights.pt"),
-            "train.init_state": "full"})), console=False)
+        cont = Trainer(
+            load_config(
+                None,
+                _continue_overrides(
+                    tmp_path,
+                    "cont",
+                    **{
+                        "train.max_steps": "30",
+                        "train.init_from": str(tmp_path / "weights.pt"),
+                        "train.init_state": "full",
+                    },
+                ),
+            ),
+            console=False,
+        )
     assert cont.init_info["weights_dtype"] == "bfloat16" and cont.init_info["moments_continued"] == 0
     assert cont.lr_offset == 8 and cont.group_warmup == [3]  # ceil(0.1 * 30)
     schedule = lr_lambda(cont.cfg.train, 38)
@@ -221,19 +324,31 @@ def test_continuing_without_optimizer_state_warms_up_and_flags_rounded_weights(t
         cont.scheduler.step()
     assert lrs == pytest.approx([0.003 * schedule(8 + k) * min((k + 1) / 3, 1.0) for k in range(4)])
     with pytest.raises(Exception, match="init_state"):
-        Trainer(load_config(None, _continue_overrides(tmp_path, "bad", **{"train.init_state": "all"})),
-                console=False)
+        Trainer(load_config(None, _continue_overrides(tmp_path, "bad", **{"train.init_state": "all"})), console=False)
 
 
 def test_a_critic_added_by_the_algorithm_warms_up_while_the_model_continues(tmp_path):
     """ERAC adds a critic group: the model's group continues the MLE moments, the critic's warms up."""
-    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})),
-            console=False).fit()
+    Trainer(load_config(None, _continue_overrides(tmp_path, "mle", **{"train.max_steps": "8"})), console=False).fit()
     options = "{num_samples: 2, critic_arch: lstm, critic_options: {embed_dim: 8, hidden_dim: 16}}"
-    cont = Trainer(load_config(None, _continue_overrides(tmp_path, "erac", **{
-        "algorithm.name": "erac", "algorithm.options": options, "train.max_steps": "20",
-        "train.init_from": str(tmp_path / "mle" / "checkpoint_last.pt"), "train.init_state": "full",
-        "train.tokenizers_from": str(tmp_path / "mle" / "tokenizers")})), console=False)
+    cont = Trainer(
+        load_config(
+            None,
+            _continue_overrides(
+                tmp_path,
+                "erac",
+                **{
+                    "algorithm.name": "erac",
+                    "algorithm.options": options,
+                    "train.max_steps": "20",
+                    "train.init_from": str(tmp_path / "mle" / "checkpoint_last.pt"),
+                    "train.init_state": "full",
+                    "train.tokenizers_from": str(tmp_path / "mle" / "tokenizers"),
+                },
+            ),
+        ),
+        console=False,
+    )
     assert len(cont.optimizer.param_groups) == 2 and cont.group_warmup == [0, 2]
     model_params = {id(p) for p in cont.model.parameters()}
     continued = {id(p) for p in cont.optimizer.state}

@@ -70,5 +70,12 @@ def seq_log_probs(model: Seq2SeqModel, src: torch.Tensor, seqs: torch.Tensor) ->
     return model.score(src.expand(seqs.size(0), -1), seqs).sum(1)
 
 
-__all__ = ["TableModel", "TinyBatch", "make_targets", "all_sequences", "all_sequences_up_to", "seq_log_probs",
-           "shift_right"]
+__all__ = [
+    "TableModel",
+    "TinyBatch",
+    "make_targets",
+    "all_sequences",
+    "all_sequences_up_to",
+    "seq_log_probs",
+    "shift_right",
+]

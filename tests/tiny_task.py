@@ -28,9 +28,19 @@ def write_task(root: Path, seed: int = 0, n_train: int = 120) -> Path:
         "run_dir": str(root / "run"),
         "task": {"name": "parallel", "options": {**paths, "tokenizer": "symbol", "metrics": ["bleu", "chrf"]}},
         "model": {"arch": "lstm", "options": dict(TINY_LSTM)},
-        "train": {"device": "cpu", "max_tokens": 300, "optimizer": "adam", "lr": 0.01, "scheduler": "constant",
-                  "warmup_steps": 1, "eval_every_steps": 4, "log_every_steps": 1, "progress_bar": False,
-                  "tensorboard": False, "label_smoothing": 0.0},
+        "train": {
+            "device": "cpu",
+            "max_tokens": 300,
+            "optimizer": "adam",
+            "lr": 0.01,
+            "scheduler": "constant",
+            "warmup_steps": 1,
+            "eval_every_steps": 4,
+            "log_every_steps": 1,
+            "progress_bar": False,
+            "tensorboard": False,
+            "label_smoothing": 0.0,
+        },
         "decode": {"beam_size": 1},
     }
     path = root / "task.yaml"

@@ -41,8 +41,7 @@ from seqlab.control.envs import env_id, make_env, short_name
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("random", "bc", "gail", "gail_interp")
-LABELS = {"random": "Random", "bc": "BC", "gail": "GAIL", "gail_interp": "GAIL + interpolation",
-          "expert": "Expert"}
+LABELS = {"random": "Random", "bc": "BC", "gail": "GAIL", "gail_interp": "GAIL + interpolation", "expert": "Expert"}
 REPORTS = ROOT / "benchmarks" / "reports" / "control"
 
 
@@ -68,9 +67,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def env_config(env: str, args: argparse.Namespace, extra: list[str]):
     path = ROOT / "configs" / "control" / f"{short_name(env)}.yaml"
-    overrides = [f"env={env}", "progress_bar=false", f"expert.total_steps={args.expert_steps}",
-                 f"gail.total_steps={args.gail_steps}", f"gail.final_eval_episodes={args.eval_episodes}",
-                 f"demos.n_trajectories={args.n_trajectories}", *args.set, *extra]
+    overrides = [
+        f"env={env}",
+        "progress_bar=false",
+        f"expert.total_steps={args.expert_steps}",
+        f"gail.total_steps={args.gail_steps}",
+        f"gail.final_eval_episodes={args.eval_episodes}",
+        f"demos.n_trajectories={args.n_trajectories}",
+        *args.set,
+        *extra,
+    ]
     return load_control_config(path if path.exists() else None, overrides)
 
 
@@ -113,8 +119,12 @@ def run_env(env: str, args: argparse.Namespace, deadline: float | None) -> None:
                 torch.manual_seed(seed)
                 if method == "random":
                     run_dir.mkdir(parents=True, exist_ok=True)
-                    rets = evaluate(env, RandomActor(make_env(env).action_space, seed), args.eval_episodes,
-                                    max_episode_steps=rcfg.max_episode_steps)
+                    rets = evaluate(
+                        env,
+                        RandomActor(make_env(env).action_space, seed),
+                        args.eval_episodes,
+                        max_episode_steps=rcfg.max_episode_steps,
+                    )
                     res = {"method": "random", "seed": seed, **summary(rets), "returns": rets.tolist()}
                     (run_dir / "result.json").write_text(json.dumps(res, indent=2) + "\n")
                 elif method == "bc":
@@ -122,8 +132,10 @@ def run_env(env: str, args: argparse.Namespace, deadline: float | None) -> None:
                 else:
                     rcfg.gail.method = method
                     res = train_gail(rcfg, ds, run_dir, log=lambda s, d=run_dir.name: log(f"{d} {s}"))
-                log(f"{env} {method} {n} demos seed {seed}: {res['return_mean']:.1f} ± {res['return_std']:.1f} "
-                    f"({time.time() - t0:.0f} s)")
+                log(
+                    f"{env} {method} {n} demos seed {seed}: {res['return_mean']:.1f} ± {res['return_std']:.1f} "
+                    f"({time.time() - t0:.0f} s)"
+                )
                 report(args)
 
 
@@ -138,8 +150,11 @@ def collect(args: argparse.Namespace) -> dict:
             e["expert"] = {k: info[k] for k in ("return_mean", "return_std", "steps", "episodes")}
         if (work / "demos.json").exists():
             d = json.loads((work / "demos.json").read_text())
-            e["demos"] = {"return_mean": d["return_mean"], "return_std": d["return_std"],
-                          "lengths": d["lengths"][: max(args.demos)]}
+            e["demos"] = {
+                "return_mean": d["return_mean"],
+                "return_std": d["return_std"],
+                "lengths": d["lengths"][: max(args.demos)],
+            }
         for method in args.methods:
             for n in args.demos:
                 runs = []
@@ -147,8 +162,12 @@ def collect(args: argparse.Namespace) -> dict:
                     rd = work / (f"random_seed{seed}" if method == "random" else run_name(method, n, seed))
                     if (rd / "result.json").exists():
                         r = json.loads((rd / "result.json").read_text())
-                        runs.append({k: r.get(k) for k in ("seed", "return_mean", "return_std", "steps",
-                                                           "iterations", "wall_s", "curve")})
+                        runs.append(
+                            {
+                                k: r.get(k)
+                                for k in ("seed", "return_mean", "return_std", "steps", "iterations", "wall_s", "curve")
+                            }
+                        )
                 if runs:
                     e["runs"][f"{method}_{n}"] = runs
         out[short_name(env)] = e
@@ -169,18 +188,31 @@ def report(args: argparse.Namespace) -> None:
     cmd = command(args)
     for env, e in data.items():
         if "expert" in e:
-            entries += [results_io.entry(f"{env}_expert_return_mean", e["expert"]["return_mean"], "return", cmd),
-                        results_io.entry(f"{env}_expert_return_std", e["expert"]["return_std"], "return", cmd)]
+            entries += [
+                results_io.entry(f"{env}_expert_return_mean", e["expert"]["return_mean"], "return", cmd),
+                results_io.entry(f"{env}_expert_return_std", e["expert"]["return_std"], "return", cmd),
+            ]
         for key, runs in e["runs"].items():
             means = np.array([r["return_mean"] for r in runs])
-            entries += [results_io.entry(f"{env}_{key}demos_return_mean", float(means.mean()), "return", cmd),
-                        results_io.entry(f"{env}_{key}demos_return_std", float(means.std()), "return", cmd)]
+            entries += [
+                results_io.entry(f"{env}_{key}demos_return_mean", float(means.mean()), "return", cmd),
+                results_io.entry(f"{env}_{key}demos_return_std", float(means.std()), "return", cmd),
+            ]
     if entries:
         results_io.write(args.results_name, entries)
-    meta = {"command": cmd, "commit": results_io.commit(), "device": results_io.device_name(),
-            "date": datetime.date.today().isoformat(), "scale_note": args.scale_note,
-            "expert_steps": args.expert_steps, "gail_steps": args.gail_steps, "seeds": args.seeds,
-            "demos": args.demos, "eval_episodes": args.eval_episodes, "overrides": args.set}
+    meta = {
+        "command": cmd,
+        "commit": results_io.commit(),
+        "device": results_io.device_name(),
+        "date": datetime.date.today().isoformat(),
+        "scale_note": args.scale_note,
+        "expert_steps": args.expert_steps,
+        "gail_steps": args.gail_steps,
+        "seeds": args.seeds,
+        "demos": args.demos,
+        "eval_episodes": args.eval_episodes,
+        "overrides": args.set,
+    }
     (REPORTS / f"{args.label}_runs.json").write_text(json.dumps({"meta": meta, "envs": data}, indent=1) + "\n")
     (REPORTS / f"{args.label}.md").write_text(table(data, args, meta))
     plot(data, args)
@@ -197,10 +229,14 @@ def table(data: dict, args: argparse.Namespace, meta: dict) -> str:
     lines = [f"# Figure 3 as a table: average return on the true reward ({args.label})", ""]
     if args.scale_note:
         lines += [f"**Scale: {args.scale_note}**", ""]
-    lines += [f"Command: `{meta['command']}`  ", f"Commit {meta['commit']}, {meta['device']}, {meta['date']}.  ",
-              f"Expert PPO: {args.expert_steps:,} steps. GAIL / GAIL + interpolation: {args.gail_steps:,} policy "
-              f"steps per run. Final evaluation: {args.eval_episodes} episodes (deterministic policy). "
-              "Cells: mean ± std over seeds of each seed's mean return (number of seeds).", ""]
+    lines += [
+        f"Command: `{meta['command']}`  ",
+        f"Commit {meta['commit']}, {meta['device']}, {meta['date']}.  ",
+        f"Expert PPO: {args.expert_steps:,} steps. GAIL / GAIL + interpolation: {args.gail_steps:,} policy "
+        f"steps per run. Final evaluation: {args.eval_episodes} episodes (deterministic policy). "
+        "Cells: mean ± std over seeds of each seed's mean return (number of seeds).",
+        "",
+    ]
     methods = list(args.methods)
     lines.append("| env | demos | " + " | ".join(LABELS[m] for m in methods) + " | Expert |")
     lines.append("|---|---|" + "---|" * (len(methods) + 1))
@@ -248,8 +284,7 @@ def plot(data: dict, args: argparse.Namespace) -> None:
     fig.savefig(REPORTS / f"{args.label}.png", dpi=120)
     plt.close(fig)
 
-    fig, axes = plt.subplots(len(envs), len(args.demos), figsize=(4 * len(args.demos), 3.2 * len(envs)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(envs), len(args.demos), figsize=(4 * len(args.demos), 3.2 * len(envs)), squeeze=False)
     for i, env in enumerate(envs):
         e = data[env]
         for j, n in enumerate(args.demos):

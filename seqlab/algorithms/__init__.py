@@ -20,5 +20,18 @@ from seqlab.algorithms.base import (
 )
 from seqlab.algorithms.sequence import Candidates, RewardAlgorithm, RewardOptions, SequenceAlgorithm, Step, Weights
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmContext", "Candidates", "Progress", "RewardAlgorithm",
-           "RewardOptions", "SequenceAlgorithm", "Step", "Weights", "build_algorithm", "display_name", "register"]
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "AlgorithmContext",
+    "Candidates",
+    "Progress",
+    "RewardAlgorithm",
+    "RewardOptions",
+    "SequenceAlgorithm",
+    "Step",
+    "Weights",
+    "build_algorithm",
+    "display_name",
+    "register",
+]

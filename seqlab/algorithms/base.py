@@ -16,8 +16,17 @@ from torch import nn
 from seqlab.models.base import Seq2SeqModel
 from seqlab.registry import NoOptions, Registry, load_plugins
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmContext", "NoOptions", "Progress", "build_algorithm", "display_name",
-           "load_plugins", "register"]
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "AlgorithmContext",
+    "NoOptions",
+    "Progress",
+    "build_algorithm",
+    "display_name",
+    "load_plugins",
+    "register",
+]
 
 if TYPE_CHECKING:
     from seqlab.data.batching import Batch

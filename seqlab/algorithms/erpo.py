@@ -24,8 +24,11 @@ def log_delta_reward(tokens: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
     a = torch.nn.functional.pad(tokens, (0, width - tokens.size(1)))
     b = torch.nn.functional.pad(refs, (0, width - refs.size(1)))
     same = a.eq(b).all(1)
-    return torch.where(same, torch.zeros(len(same), device=tokens.device),
-                       torch.full((len(same),), float("-inf"), device=tokens.device))
+    return torch.where(
+        same,
+        torch.zeros(len(same), device=tokens.device),
+        torch.full((len(same),), float("-inf"), device=tokens.device),
+    )
 
 
 @dataclass
@@ -40,8 +43,9 @@ class ERPOOptions(KLOptions, ProposalOptions):
         if self.alpha + self.beta <= 0:
             raise ValueError("ERPO needs alpha + beta > 0")
         if self.kl_coef > 0 and self.proposal != "model":
-            raise ValueError("kl_coef needs proposal: model (the KL to the starting model is estimated on the model's "
-                             "own samples)")
+            raise ValueError(
+                "kl_coef needs proposal: model (the KL to the starting model is estimated on the model's own samples)"
+            )
 
 
 @register("erpo")

@@ -21,8 +21,15 @@ from seqlab.utils import eval_mode
 
 #: the paper's schedule after MLE pre-training: (0.12, 0.16, 0.72), +(0.12, 0.16, -0.28) every 4 epochs,
 #: clamped at zero and renormalised (ends at (0.43, 0.57, 0))
-DEFAULT_LAMBDAS = {"type": "step", "start": [0.12, 0.16, 0.72], "delta": [0.12, 0.16, -0.28], "every": 4,
-                   "lower": 0.0, "normalize": True, "unit": "epoch"}
+DEFAULT_LAMBDAS = {
+    "type": "step",
+    "start": [0.12, 0.16, 0.72],
+    "delta": [0.12, 0.16, -0.28],
+    "every": 4,
+    "lower": 0.0,
+    "normalize": True,
+    "unit": "epoch",
+}
 
 
 #: warn when the reward draw's mean entropy exceeds this fraction of log V (a uniform draw is noise)
@@ -66,18 +73,36 @@ class MixtureAlgorithm(RewardAlgorithm):
         super().__init__(ctx, options)
         self._warned_entropy = self.options.reward_draw == "uniform"  # uniform on purpose: no warning
 
-    def draw(self, model, enc, tgt, lambdas: torch.Tensor, data_prefix: torch.Tensor | None = None,
-             src: torch.Tensor | None = None) -> Candidates:
+    def draw(
+        self,
+        model,
+        enc,
+        tgt,
+        lambdas: torch.Tensor,
+        data_prefix: torch.Tensor | None = None,
+        src: torch.Tensor | None = None,
+    ) -> Candidates:
         """The mixed sequences (one per reference), with their component shares and reward-draw statistics
         (``src``: the batch's sources, which a decomposable text reward sees)."""
         o = self.options
-        sources = (self.reward_fn.batch_sources(src, tgt) if self.text_reward and src is not None
-                   else contextlib.nullcontext())
+        sources = (
+            self.reward_fn.batch_sources(src, tgt) if self.text_reward and src is not None else contextlib.nullcontext()
+        )
         with eval_mode(model), record_function("seqlab.token_mixture"), sources:
-            out = token_mixture(model, enc, tgt, lambdas, reward_name=self.reward_fn,
-                                reward_scale=o.reward_scale, model_temperature=o.model_temperature,
-                                data_prefix=data_prefix, max_len_a=o.max_len_a, max_len_b=o.max_len_b,
-                                reward_draw=o.reward_draw, reward_unit=o.reward_unit)
+            out = token_mixture(
+                model,
+                enc,
+                tgt,
+                lambdas,
+                reward_name=self.reward_fn,
+                reward_scale=o.reward_scale,
+                model_temperature=o.model_temperature,
+                data_prefix=data_prefix,
+                max_len_a=o.max_len_a,
+                max_len_b=o.max_len_b,
+                reward_draw=o.reward_draw,
+                reward_unit=o.reward_unit,
+            )
         self._check_entropy(out.reward_entropy)
         rows = torch.arange(tgt.size(0), device=tgt.device)
         return Candidates(out.tokens, rows, components=out.components, stats=self.stats(out))
@@ -86,9 +111,12 @@ class MixtureAlgorithm(RewardAlgorithm):
         limit = HIGH_ENTROPY_FRACTION * math.log(self.ctx.vocab_size)
         if not self._warned_entropy and entropy > limit:  # NaN (no reward draw this step) compares False
             self._warned_entropy = True
-            warnings.warn(f"{self.name}: the reward draw's entropy is {entropy:.2f} nats (> 0.9 log V = {limit:.2f}): "
-                          f"it is close to uniform noise; raise algorithm.options.reward_scale "
-                          f"(now {self.options.reward_scale:g})", stacklevel=2)
+            warnings.warn(
+                f"{self.name}: the reward draw's entropy is {entropy:.2f} nats (> 0.9 log V = {limit:.2f}): "
+                f"it is close to uniform noise; raise algorithm.options.reward_scale "
+                f"(now {self.options.reward_scale:g})",
+                stacklevel=2,
+            )
 
     def score(self, cand: Candidates, batch: Any) -> None:
         return None  # the reward shaped the draw; the mixed sequences are learnt as they are
@@ -97,8 +125,13 @@ class MixtureAlgorithm(RewardAlgorithm):
     def stats(draw) -> dict[str, float]:
         valid = draw.components.gt(0)
         share = [float(draw.components.eq(z)[valid].float().mean()) for z in (1, 2, 3)]
-        return {"share_model": share[0], "share_reward": share[1], "share_data": share[2],
-                "reward_entropy": draw.reward_entropy, "reward_draw_in_reference": draw.reward_in_reference}
+        return {
+            "share_model": share[0],
+            "share_reward": share[1],
+            "share_data": share[2],
+            "reward_entropy": draw.reward_entropy,
+            "reward_draw_in_reference": draw.reward_in_reference,
+        }
 
 
 @dataclass
@@ -160,7 +193,13 @@ class MixerAnneal(MixtureAlgorithm):
         m = self.prefix.value(progress.step, progress.epoch)
         tail = self.options.tail
         lam = torch.tensor([tail[0], tail[1], 0.0], dtype=torch.float)
-        cand = self.draw(model, enc, batch.tgt, lam, data_prefix=torch.full((batch.tgt.size(0),), m,
-                                                                            device=batch.tgt.device), src=batch.src)
+        cand = self.draw(
+            model,
+            enc,
+            batch.tgt,
+            lam,
+            data_prefix=torch.full((batch.tgt.size(0),), m, device=batch.tgt.device),
+            src=batch.src,
+        )
         cand.stats["prefix"] = m
         return cand

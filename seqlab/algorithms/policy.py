@@ -68,8 +68,9 @@ class SamplingAlgorithm(RewardAlgorithm):
 
     def propose(self, model, batch, enc, progress=None) -> Candidates:
         o = self.options
-        prop, _ = model_samples(model, batch.src, o.num_samples, o.temperature, enc=enc, max_len_a=o.max_len_a,
-                                max_len_b=o.max_len_b)
+        prop, _ = model_samples(
+            model, batch.src, o.num_samples, o.temperature, enc=enc, max_len_a=o.max_len_a, max_len_b=o.max_len_b
+        )
         return Candidates.of(prop)
 
 
@@ -98,14 +99,23 @@ class PolicyGradient(SamplingAlgorithm):
         adv = pg_advantages(reward, cand.group, self.options.baseline, base_r)
         if self.options.normalize_advantages:
             adv = normalize_advantages(adv)
-        return Weights(adv, len(cand), smoothed=False,
-                       stats={**self.reward_stats(reward), "advantage_abs": float(adv.abs().mean())})
+        return Weights(
+            adv,
+            len(cand),
+            smoothed=False,
+            stats={**self.reward_stats(reward), "advantage_abs": float(adv.abs().mean())},
+        )
 
     def greedy_reward(self, step: Step) -> torch.Tensor:
         """The reward of the greedy decode of each source [B] (the self-critical baseline)."""
         with torch.no_grad(), eval_mode(step.model), record_function("seqlab.greedy_baseline"):
-            greedy = greedy_search(step.model, step.batch.src, enc=step.enc, max_len_a=self.options.max_len_a,
-                                   max_len_b=self.options.max_len_b)
+            greedy = greedy_search(
+                step.model,
+                step.batch.src,
+                enc=step.enc,
+                max_len_a=self.options.max_len_a,
+                max_len_b=self.options.max_len_b,
+            )
         return self.reward(greedy.tokens, step.batch.tgt, step.batch.src)
 
 
@@ -162,10 +172,16 @@ class MIXER(SamplingAlgorithm):
         m = self.prefix.value(progress.step, progress.epoch)
         prefix = torch.full((len(rows),), m, device=rows.device)
         with eval_mode(model):
-            draw = token_mixture(model, enc.select(rows), batch.tgt.index_select(0, rows),
-                                 torch.tensor([1.0, 0.0, 0.0]), data_prefix=prefix,
-                                 max_len_a=self.options.max_len_a, max_len_b=self.options.max_len_b,
-                                 first_token_data=False)  # MIXER's data prefix is its own (m = 0: all sampled)
+            draw = token_mixture(
+                model,
+                enc.select(rows),
+                batch.tgt.index_select(0, rows),
+                torch.tensor([1.0, 0.0, 0.0]),
+                data_prefix=prefix,
+                max_len_a=self.options.max_len_a,
+                max_len_b=self.options.max_len_b,
+                first_token_data=False,
+            )  # MIXER's data prefix is its own (m = 0: all sampled)
         return Candidates(draw.tokens, rows, components=draw.components, stats={"prefix": m})
 
     def weigh(self, cand: Candidates, reward, log_p, step: Step) -> Weights:
@@ -173,7 +189,9 @@ class MIXER(SamplingAlgorithm):
         adv = reward - group_mean(reward, cand.group)
         if self.options.normalize_advantages:
             adv = normalize_advantages(adv)
-        coef = torch.where(cand.components.eq(3), torch.ones_like(cand.tokens, dtype=torch.float),
-                           adv[:, None].expand_as(cand.tokens))
-        return Weights(coef.masked_fill(cand.tokens.eq(PAD_ID), 0.0), len(cand), smoothed=False,
-                       stats=self.reward_stats(reward))
+        coef = torch.where(
+            cand.components.eq(3), torch.ones_like(cand.tokens, dtype=torch.float), adv[:, None].expand_as(cand.tokens)
+        )
+        return Weights(
+            coef.masked_fill(cand.tokens.eq(PAD_ID), 0.0), len(cand), smoothed=False, stats=self.reward_stats(reward)
+        )

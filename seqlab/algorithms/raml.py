@@ -48,10 +48,13 @@ class ReferenceWeightMonitor:
         full = len(self.values) == self.values.maxlen
         if full and not self.warned and sum(self.values) / len(self.values) < self.threshold:
             self.warned = True
-            warnings.warn(f"{self.name}: the reference's mean importance weight is "
-                          f"{sum(self.values) / len(self.values):.4f} over the last {len(self.values)} steps "
-                          f"(< {self.threshold}); the weights favour the perturbed samples (is "
-                          f"proposal_correction: exact on?  is tau too large for this reward?)", stacklevel=2)
+            warnings.warn(
+                f"{self.name}: the reference's mean importance weight is "
+                f"{sum(self.values) / len(self.values):.4f} over the last {len(self.values)} steps "
+                f"(< {self.threshold}); the weights favour the perturbed samples (is "
+                f"proposal_correction: exact on?  is tau too large for this reward?)",
+                stacklevel=2,
+            )
 
 
 @dataclass
@@ -72,8 +75,10 @@ class ProposalOptions(RewardOptions):
         if self.proposal_correction not in CORRECTIONS:
             raise ValueError(f"proposal_correction must be one of {CORRECTIONS}, got {self.proposal_correction!r}")
         if self.proposal_correction == "exact" and self.proposal == "ngram":
-            raise ValueError("proposal_correction: exact needs a proposal with a known density (hamming or model); "
-                             "n-gram replacement's density is not tracked")
+            raise ValueError(
+                "proposal_correction: exact needs a proposal with a known density (hamming or model); "
+                "n-gram replacement's density is not tracked"
+            )
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {self.num_samples}")
 
@@ -89,9 +94,12 @@ class ReweightedProposals(RewardAlgorithm):
     def __init__(self, ctx: AlgorithmContext, options: Any = None):
         super().__init__(ctx, options)
         if self.options.proposal_correction == "exact" and self.options.proposal == "hamming":
-            warnings.warn(f"{self.name}: proposal_correction: exact divides by the Hamming density, which falls by "
-                          "≈ V per edit and hands nearly all weight to the most-edited sample on a real vocabulary "
-                          "(README, 'Decisions the papers leave open')", stacklevel=2)
+            warnings.warn(
+                f"{self.name}: proposal_correction: exact divides by the Hamming density, which falls by "
+                "≈ V per edit and hands nearly all weight to the most-edited sample on a real vocabulary "
+                "(README, 'Decisions the papers leave open')",
+                stacklevel=2,
+            )
         self.monitor = ReferenceWeightMonitor(self.name)
 
     def divides_by_density(self) -> bool:
@@ -104,15 +112,15 @@ class ReweightedProposals(RewardAlgorithm):
         if o.proposal == "ngram":
             return Candidates.of(ngram_replacement(batch.tgt, o.num_samples, self.ctx.vocab_size, o.max_n))
         if o.proposal == "hamming":
-            return Candidates.of(hamming_edits(batch.tgt, o.num_samples, self.ctx.vocab_size, o.max_edit_frac,
-                                               o.max_edits))
+            return Candidates.of(
+                hamming_edits(batch.tgt, o.num_samples, self.ctx.vocab_size, o.max_edit_frac, o.max_edits)
+            )
         return Candidates.of(model_samples(model, batch.src, o.num_samples, enc=enc)[0])
 
     def log_target(self, reward: torch.Tensor, log_p: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def weigh(self, cand: Candidates, reward: torch.Tensor | None, log_p: torch.Tensor | None, step: Step
-              ) -> Weights:
+    def weigh(self, cand: Candidates, reward: torch.Tensor | None, log_p: torch.Tensor | None, step: Step) -> Weights:
         w = self.weights(cand, reward, log_p)
         return Weights(w, reference_tokens(step.batch.tgt), stats=self.weight_stats(w, cand, reward))
 
@@ -124,8 +132,10 @@ class ReweightedProposals(RewardAlgorithm):
 
     def weight_stats(self, w: torch.Tensor, cand: Candidates, reward: torch.Tensor) -> dict[str, float]:
         finite = torch.isfinite(reward)
-        stats = {"effective_samples": float(effective_sample_size(w, cand.group).mean()),
-                 "reward": float(reward[finite].mean()) if bool(finite.any()) else 0.0}
+        stats = {
+            "effective_samples": float(effective_sample_size(w, cand.group).mean()),
+            "reward": float(reward[finite].mean()) if bool(finite.any()) else 0.0,
+        }
         if cand.is_reference is not None and bool(cand.is_reference.any()):
             stats["weight_on_reference"] = float(w[cand.is_reference].mean())
             self.monitor.update(stats["weight_on_reference"])

@@ -81,8 +81,7 @@ class ScheduledSampling(Algorithm):
         eps = self.truth_prob(progress)
         with torch.no_grad():
             logits = mask_special(model.decode(enc, gold_in))
-            pred = (torch.distributions.Categorical(logits=logits).sample() if self.sample_tokens
-                    else logits.argmax(-1))
+            pred = torch.distributions.Categorical(logits=logits).sample() if self.sample_tokens else logits.argmax(-1)
         model_in = shift_right(pred)
         use_model = torch.rand(tgt.shape, device=tgt.device) >= eps
         use_model[:, 0] = False  # BOS stays

@@ -79,8 +79,9 @@ class SequenceAlgorithm(Algorithm):
     #: encode before proposing (False: propose from the data first, as data noising does)
     encode_first: bool = True
 
-    def propose(self, model: Seq2SeqModel, batch: Any, enc: Encoded | None, progress: Progress | None = None
-                ) -> Candidates:
+    def propose(
+        self, model: Seq2SeqModel, batch: Any, enc: Encoded | None, progress: Progress | None = None
+    ) -> Candidates:
         """The target sequences to learn from (``enc`` is None when ``encode_first`` is False)."""
         raise NotImplementedError
 
@@ -88,8 +89,7 @@ class SequenceAlgorithm(Algorithm):
         """The reward of each proposal against its reference [N] (None: the algorithm has no reward)."""
         return None
 
-    def weigh(self, cand: Candidates, reward: torch.Tensor | None, log_p: torch.Tensor | None, step: Step
-              ) -> Weights:
+    def weigh(self, cand: Candidates, reward: torch.Tensor | None, log_p: torch.Tensor | None, step: Step) -> Weights:
         """The coefficients of the proposals; ``log_p`` (log p_θ(y), detached) only when ``needs_log_p``."""
         return Weights(torch.ones(len(cand), device=cand.tokens.device), reference_tokens(step.batch.tgt))
 
@@ -107,8 +107,16 @@ class SequenceAlgorithm(Algorithm):
         reward = self.score(cand, batch)
         w = self.weigh(cand, reward, log_p, step)
         smoothing = self.ctx.label_smoothing if w.smoothed else 0.0
-        loss = weighted_sequence_loss(model, step.enc, cand.tokens, cand.group, w.coef, w.normalizer,
-                                      log_probs=log_probs, label_smoothing=smoothing)
+        loss = weighted_sequence_loss(
+            model,
+            step.enc,
+            cand.tokens,
+            cand.group,
+            w.coef,
+            w.normalizer,
+            log_probs=log_probs,
+            label_smoothing=smoothing,
+        )
         mle_weight = getattr(self.options, "mle_weight", 0.0)  # an added MLE term: (1 - w) loss + w MLE
         if mle_weight > 0:
             loss = (1 - mle_weight) * loss + mle_weight * self.mle_term(model, step.enc, batch.tgt)
@@ -129,8 +137,13 @@ class RewardOptions:
     """``reward``: a token-id reward of :data:`seqlab.rewards.REWARDS`, a registered text reward or a text reward
     as ``module:function`` (:mod:`seqlab.rewards.text`)."""
 
-    reward: str = field(default="bleu", metadata={"help": "token-id reward by name (seqlab list rewards), a registered "
-                                                         "text reward, or a text reward as module:function"})
+    reward: str = field(
+        default="bleu",
+        metadata={
+            "help": "token-id reward by name (seqlab list rewards), a registered "
+            "text reward, or a text reward as module:function"
+        },
+    )
     #: the algorithm learns from token increments ΔR(w | y_<t, y*): its reward must decompose over tokens
     NEEDS_INCREMENTS: ClassVar[bool] = False
 
@@ -139,9 +152,11 @@ class RewardOptions:
 
         spec = resolve_reward(self.reward)  # ValueError: unknown name, or a module:function that is not there
         if self.NEEDS_INCREMENTS and not spec.decomposes:
-            raise ValueError(f"algorithm.options.reward={self.reward} does not decompose over tokens, and this "
-                             "algorithm learns from its token increments ΔR(w | y_<t); use a decomposable reward "
-                             "(e.g. bleu) or a sequence-level algorithm (pg, spg, raml, mixer)")
+            raise ValueError(
+                f"algorithm.options.reward={self.reward} does not decompose over tokens, and this "
+                "algorithm learns from its token increments ΔR(w | y_<t); use a decomposable reward "
+                "(e.g. bleu) or a sequence-level algorithm (pg, spg, raml, mixer)"
+            )
 
 
 class RewardAlgorithm(SequenceAlgorithm):
@@ -179,8 +194,10 @@ class RewardAlgorithm(SequenceAlgorithm):
 class KLOptions:
     """Mixin of the options of an algorithm that learns from its own samples: ``kl_coef``."""
 
-    kl_coef: float = field(default=0.0, metadata={"help": "weight of KL(p_theta || p_ref) to the frozen starting "
-                                                          "model, added to the loss (0: off)"})
+    kl_coef: float = field(
+        default=0.0,
+        metadata={"help": "weight of KL(p_theta || p_ref) to the frozen starting model, added to the loss (0: off)"},
+    )
 
     def __post_init__(self) -> None:
         if self.kl_coef < 0:
@@ -236,8 +253,9 @@ class ReferencePolicy(nn.Module):
         """log p_ref(· | y_<t, x) [N, T, V] of ``tokens`` (rows of sources ``src[group]``)."""
         return self.model.token_log_probs(self.model.encode(src).select(group), tokens)
 
-    def kl(self, model: nn.Module, src: torch.Tensor, group: torch.Tensor, tokens: torch.Tensor,
-           log_probs: torch.Tensor) -> torch.Tensor:
+    def kl(
+        self, model: nn.Module, src: torch.Tensor, group: torch.Tensor, tokens: torch.Tensor, log_probs: torch.Tensor
+    ) -> torch.Tensor:
         """The mean over the N proposals of :func:`sequence_kl` (``log_probs``: p_θ's, with their gradient)."""
         if not bool(self.ready):
             self.model.load_state_dict(model.state_dict())

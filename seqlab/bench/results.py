@@ -51,8 +51,9 @@ def commit() -> str:
     if os.environ.get("SEQLAB_COMMIT"):
         return os.environ["SEQLAB_COMMIT"]
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, cwd=REPO,
-                                       stderr=subprocess.DEVNULL).strip()
+        return subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], text=True, cwd=REPO, stderr=subprocess.DEVNULL
+        ).strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -64,8 +65,15 @@ def command_line() -> str:
 
 def entry(metric: str, value: float, unit: str, command: str | None = None) -> dict:
     """One result entry, stamped with this device, commit and date (``command`` defaults to this process's)."""
-    return {"metric": metric, "value": value, "unit": unit, "device": device_name(), "commit": commit(),
-            "command": command or command_line(), "date": datetime.date.today().isoformat()}
+    return {
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "device": device_name(),
+        "commit": commit(),
+        "command": command or command_line(),
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def write(name: str, entries: list[dict]) -> Path:

@@ -59,8 +59,9 @@ class Suite:
         try:
             argv = shlex.split(step.run.format(**{k: _text(v) for k, v in values.items()}))
         except KeyError as e:
-            raise ConfigError(f"{self.path}: step {step.name!r} uses {{{e.args[0]}}}, which vars: does not define")\
-                from None
+            raise ConfigError(
+                f"{self.path}: step {step.name!r} uses {{{e.args[0]}}}, which vars: does not define"
+            ) from None
         return [sys.executable if arg == "python" else arg for arg in argv]  # this interpreter (python3 on a device)
 
 
@@ -161,8 +162,10 @@ def run_steps(suite: Suite, values: dict[str, Any], only: list[str], dry_run: bo
         if only and step.name not in only:
             continue
         argv = suite.command(step, values)
-        print(f"[suite] {step.name}: {shlex.join(argv)}" + (f"  (timeout {step.timeout:g} s)" if step.timeout else ""),
-              flush=True)
+        print(
+            f"[suite] {step.name}: {shlex.join(argv)}" + (f"  (timeout {step.timeout:g} s)" if step.timeout else ""),
+            flush=True,
+        )
         if dry_run:
             continue
         start = time.time()
@@ -209,9 +212,15 @@ def detach(argv: list[str], pid_file: Path, log: Path) -> None:
         raise ConfigError(f"a detached run is still going (pid {pid_file.read_text().strip()}); --attach or --stop")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "seqlab.bench.suite", *argv], cwd=REPO, env=step_env(),
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "seqlab.bench.suite", *argv],
+            cwd=REPO,
+            env=step_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     pid_file.write_text(f"{proc.pid}\n")
     print(f"[suite] detached (pid {proc.pid}); log {log}", flush=True)
 
@@ -240,8 +249,9 @@ def stop(pid_file: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("suite", nargs="?", help="a suite name (benchmarks/suites/NAME.yaml) or path; none: list them")
     p.add_argument("steps", nargs="*", help="only these steps (default: all, in order)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a var of the suite")
@@ -277,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
-        argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1:]
+        argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     args = build_parser().parse_args(argv)
     try:
         if not args.suite:

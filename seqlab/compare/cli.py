@@ -149,28 +149,50 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", help="comparison directory (rerun it to resume)")
     p.add_argument("--gpus", help="auto (default: every visible GPU, one run each), none (in sequence), or 0,1")
     p.add_argument("--runs-per-gpu", type=int, help="concurrent runs on each GPU (default 1)")
-    p.add_argument("--gpu-memory-share", type=float,
-                   help="share of each GPU's memory all runs together may hold (default 0.95; less when other "
-                        "work shares the GPU)")
+    p.add_argument(
+        "--gpu-memory-share",
+        type=float,
+        help="share of each GPU's memory all runs together may hold (default 0.95; less when other "
+        "work shares the GPU)",
+    )
     p.add_argument("--baseline", help="the label significance is tested against (default mle)")
     p.add_argument("--reward", help="reward of every reward-based algorithm (e.g. rouge for summarization)")
-    p.add_argument("--init-state", choices=["full", "model"],
-                   help="full (default): every run continues the shared checkpoint's optimizer state and lr schedule; "
-                        "model: its weights only, with each run's own optimizer settings")
-    p.add_argument("--label-smoothing", type=float,
-                   help="label smoothing of every run (default: the task config's train.label_smoothing)")
-    p.add_argument("--allow-short-schedules", action="store_true",
-                   help="let runs whose schedules pass fewer than 3 stages within the budget train anyway")
-    p.add_argument("--extra-test", action="append", metavar="NAME=SRC,REF",
-                   help="also score every run's best checkpoint on these files (one sentence per line); repeatable")
+    p.add_argument(
+        "--init-state",
+        choices=["full", "model"],
+        help="full (default): every run continues the shared checkpoint's optimizer state and lr schedule; "
+        "model: its weights only, with each run's own optimizer settings",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="label smoothing of every run (default: the task config's train.label_smoothing)",
+    )
+    p.add_argument(
+        "--allow-short-schedules",
+        action="store_true",
+        help="let runs whose schedules pass fewer than 3 stages within the budget train anyway",
+    )
+    p.add_argument(
+        "--extra-test",
+        action="append",
+        metavar="NAME=SRC,REF",
+        help="also score every run's best checkpoint on these files (one sentence per line); repeatable",
+    )
     p.add_argument("--bootstrap-samples", type=int, default=1000)
     p.add_argument("--report-only", action="store_true", help="only rewrite the report of --out")
     p.add_argument("--pretrain-only", action="store_true", help="stop after the shared MLE pre-training")
     p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
-    p.add_argument("--export-results", nargs="?", const=True, default=None, metavar="NAME",
-                   help="after the report, write its figures to benchmarks/results/NAME.json and copy it to "
-                        "benchmarks/reports/NAME (NAME, metric prefix, split and folder: the suite's export: "
-                        "section; default NAME: the suite file's name)")
+    p.add_argument(
+        "--export-results",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="NAME",
+        help="after the report, write its figures to benchmarks/results/NAME.json and copy it to "
+        "benchmarks/reports/NAME (NAME, metric prefix, split and folder: the suite's export: "
+        "section; default NAME: the suite file's name)",
+    )
     p.add_argument(
         "overrides",
         nargs="*",

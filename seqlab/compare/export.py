@@ -45,11 +45,16 @@ def export_settings(compare_config: str | None, out: str | Path, name: str | Non
         known = {f.name for f in fields(ExportSettings)}
         unknown = set(given) - known
         if unknown:
-            raise ConfigError(f"{compare_config}: unknown key(s) {sorted(unknown)} under {EXPORT_KEY}:; "
-                              f"known: {sorted(known)}")
+            raise ConfigError(
+                f"{compare_config}: unknown key(s) {sorted(unknown)} under {EXPORT_KEY}:; known: {sorted(known)}"
+            )
     results = name or given.get("results") or Path(compare_config or out).stem
-    return ExportSettings(results=str(results), prefix=str(given.get("prefix") or results),
-                          split=str(given.get("split") or "test"), report_dir=given.get("report_dir"))
+    return ExportSettings(
+        results=str(results),
+        prefix=str(given.get("prefix") or results),
+        split=str(given.get("split") or "test"),
+        report_dir=given.get("report_dir"),
+    )
 
 
 def export_results(out: str | Path, settings: ExportSettings, command: str | None = None) -> dict[str, str]:
@@ -63,8 +68,9 @@ def export_results(out: str | Path, settings: ExportSettings, command: str | Non
     command = command or "seqlab " + shlex.join(sys.argv[1:])
     rows = benchmark_entries(out, settings.prefix, settings.split)
     path = results.write(settings.results, [results.entry(m, v, u, command) for m, v, u in rows])
-    target = Path(settings.report_dir) if settings.report_dir else results.REPO / "benchmarks" / "reports" / \
-        settings.results
+    target = (
+        Path(settings.report_dir) if settings.report_dir else results.REPO / "benchmarks" / "reports" / settings.results
+    )
     target.mkdir(parents=True, exist_ok=True)
     for item in report.iterdir():
         if item.is_file():

@@ -161,7 +161,8 @@ def collect(out: Path) -> tuple[dict[str, list[RunRecord]], list[str]]:
             ]
             train_log = _read_jsonl(rd / "log.jsonl", "train")
             records.setdefault(label, []).append(
-                RunRecord(label, _algorithm_of(rd, label), seed, rd, results, curve, train_log))
+                RunRecord(label, _algorithm_of(rd, label), seed, rd, results, curve, train_log)
+            )
     return records, missing
 
 
@@ -437,7 +438,8 @@ def plot_schedules(records: dict[str, list[RunRecord]], path: Path) -> Path | No
                 for key in SCHEDULE_KEYS:
                     if isinstance(row.get(key), (int, float)):
                         series.setdefault(key, {}).setdefault(label, {}).setdefault(int(row["step"]), []).append(
-                            float(row[key]))
+                            float(row[key])
+                        )
     if not series:
         return None
     import matplotlib
@@ -453,13 +455,18 @@ def plot_schedules(records: dict[str, list[RunRecord]], path: Path) -> Path | No
     for ax, key in zip(axes.flat, keys, strict=False):
         for label, by_step in series[key].items():
             steps = sorted(by_step)
-            ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], lw=1.4, color=f"C{labels.index(label) % 10}",
-                    label=_display(label, records[label][0].algorithm))
+            ax.plot(
+                steps,
+                [statistics.fmean(by_step[s]) for s in steps],
+                lw=1.4,
+                color=f"C{labels.index(label) % 10}",
+                label=_display(label, records[label][0].algorithm),
+            )
         ax.set_title(SCHEDULE_TITLES.get(key, key), fontsize=9)
         ax.set_xlabel("training step", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.suptitle("Schedules and weighting statistics per training step (mean over seeds)", fontsize=10)
     fig.tight_layout()
@@ -520,8 +527,7 @@ class EvalSet:
     notes: list[str] = field(default_factory=list)
 
 
-def _evaluate_set(records: dict[str, list[RunRecord]], es: EvalSet, baseline: str, metric: str,
-                  n_samples: int) -> None:
+def _evaluate_set(records: dict[str, list[RunRecord]], es: EvalSet, baseline: str, metric: str, n_samples: int) -> None:
     """Fill the paired tests of one set: every algorithm against the baseline, every row against the start."""
     if es.references is None:
         es.notes.append(f"No references for {es.name}: no significance tests.")
@@ -534,16 +540,18 @@ def _evaluate_set(records: dict[str, list[RunRecord]], es: EvalSet, baseline: st
         else:
             es.notes.append(f"No finished {baseline} runs: no tests against it on {es.name}.")
         if es.start_hyps is not None:
-            es.vs_start, skipped = paired_tests(records, lambda seed: es.start_hyps, "start checkpoint", metric,
-                                                es.references, es.name, None, n_samples)
+            es.vs_start, skipped = paired_tests(
+                records, lambda seed: es.start_hyps, "start checkpoint", metric, es.references, es.name, None, n_samples
+            )
             if skipped:
                 es.notes.append(f"Left out of the tests against the start on {es.name}: {'; '.join(skipped)}.")
     except Exception as e:  # noqa: BLE001  (report without the columns rather than no report)
         es.notes.append(f"Significance tests on {es.name} failed: {e}")
 
 
-def _rows(records: dict[str, list[RunRecord]], metrics: list[str], es: EvalSet,
-          baseline: str) -> tuple[list[str], list[list[str]]]:
+def _rows(
+    records: dict[str, list[RunRecord]], metrics: list[str], es: EvalSet, baseline: str
+) -> tuple[list[str], list[list[str]]]:
     primary = metrics[0]
     base_name = display_name(baseline) + (" (continued)" if baseline == "mle" else "")
     head = ["algorithm", "runs (n)"]
@@ -578,15 +586,18 @@ def _rows(records: dict[str, list[RunRecord]], metrics: list[str], es: EvalSet,
 
 def _significant(records: dict[str, list[RunRecord]], es: EvalSet, baseline: str) -> str:
     """The rows whose difference is significant at ALPHA after Holm's correction, in words."""
+
     def names(tests: dict[str, dict[str, Any]]) -> str:
-        hits = [f"{_display(k, records[k][0].algorithm)} ({t['delta']:+.2f})" for k, t in tests.items()
-                if t.get("p_holm", 1.0) < ALPHA]
+        hits = [
+            f"{_display(k, records[k][0].algorithm)} ({t['delta']:+.2f})"
+            for k, t in tests.items()
+            if t.get("p_holm", 1.0) < ALPHA
+        ]
         return ", ".join(hits) if hits else "none"
 
     parts = []
     if es.vs_baseline:
-        parts.append(f"against {display_name(baseline)} ({len(es.vs_baseline)} tests): "
-                     f"{names(es.vs_baseline)}")
+        parts.append(f"against {display_name(baseline)} ({len(es.vs_baseline)} tests): {names(es.vs_baseline)}")
     if es.vs_start:
         parts.append(f"against the starting checkpoint ({len(es.vs_start)} tests): {names(es.vs_start)}")
     if not parts:
@@ -623,8 +634,15 @@ def benchmark_entries(out: str | Path, prefix: str, split_name: str = "test") ->
     checkpoint); the same per extra test set ``NAME`` in place of ``<split_name>``."""
     summary = json.loads((Path(out) / "report" / "summary.json").read_text(encoding="utf-8"))
     primary, baseline = summary["primary_metric"], summary["baseline"]
-    sets = [(split_name, summary["test"], summary["significance"], summary.get("significance_vs_start", {}),
-             summary.get("start", {}).get("test", {}))]
+    sets = [
+        (
+            split_name,
+            summary["test"],
+            summary["significance"],
+            summary.get("significance_vs_start", {}),
+            summary.get("start", {}).get("test", {}),
+        )
+    ]
     for name, extra in summary.get("extra_tests", {}).items():
         sets.append((name, extra["test"], extra["significance"], extra["significance_vs_start"], extra["start"]))
     rows: list[tuple[str, float, str]] = []
@@ -637,16 +655,22 @@ def benchmark_entries(out: str | Path, prefix: str, split_name: str = "test") ->
                 rows += [(f"{base}_{k}", round(float(st[k]), 4), metric.upper()) for k in ("mean", "std", "min", "max")]
                 rows.append((f"{base}_n", int(st["n"]), "runs"))
             if metric in start:
-                rows.append((f"{prefix}_{START_LABEL}_{set_name}_{metric}", round(float(start[metric]), 4),
-                             metric.upper()))
+                rows.append(
+                    (f"{prefix}_{START_LABEL}_{set_name}_{metric}", round(float(start[metric]), 4), metric.upper())
+                )
         for label, t in vs_base.items():
             base = f"{prefix}_{label}_{set_name}_{primary}"
             if set_name == split_name:  # the raw p-value, as before Holm's correction was reported
                 rows.append((f"{base}_p_vs_{baseline}", round(float(t["p_value"]), 4), "p-value"))
             rows.append((f"{base}_p_holm_vs_{baseline}", round(float(t.get("p_holm", t["p_value"])), 4), "p-value"))
         for label, t in vs_start.items():
-            rows.append((f"{prefix}_{label}_{set_name}_{primary}_p_holm_vs_{START_LABEL}",
-                         round(float(t.get("p_holm", t["p_value"])), 4), "p-value"))
+            rows.append(
+                (
+                    f"{prefix}_{label}_{set_name}_{primary}_p_holm_vs_{START_LABEL}",
+                    round(float(t.get("p_holm", t["p_value"])), 4),
+                    "p-value",
+                )
+            )
     return rows
 
 
@@ -672,14 +696,19 @@ def budget_facts(records: dict[str, list[RunRecord]], spec: dict[str, Any], out:
     runs = [r for rs in records.values() for r in rs]
     per_epoch = [float(r.results["steps_per_epoch"]) for r in runs if r.results.get("steps_per_epoch")]
     steps = [float(r.results["steps"]) for r in runs if r.results.get("steps") is not None]
-    facts: dict[str, Any] = {"budget_steps": spec.get("budget_steps"), "budget_minutes": spec.get("budget_minutes"),
-                             "steps_taken": steps, "steps_per_epoch": per_epoch}
+    facts: dict[str, Any] = {
+        "budget_steps": spec.get("budget_steps"),
+        "budget_minutes": spec.get("budget_minutes"),
+        "steps_taken": steps,
+        "steps_per_epoch": per_epoch,
+    }
     parts = []
     if spec.get("budget_steps"):
         parts.append(f"{spec['budget_steps']} steps")
     if spec.get("budget_minutes"):
-        parts.append(f"{spec['budget_minutes']} min ({_span(steps)} steps taken)" if steps
-                     else f"{spec['budget_minutes']} min")
+        parts.append(
+            f"{spec['budget_minutes']} min ({_span(steps)} steps taken)" if steps else f"{spec['budget_minutes']} min"
+        )
     if steps and per_epoch:
         epochs = [s / e for s, e in zip(steps, per_epoch, strict=False)]
         facts["epochs"] = epochs
@@ -705,27 +734,44 @@ def init_facts(records: dict[str, list[RunRecord]], spec: dict[str, Any], finger
     if state == "full":
         offsets = sorted({i.get("lr_step_offset") for i in known if i.get("lr_step_offset") is not None})
         text += f"; optimizer moments and lr schedule continued at schedule step {', '.join(map(str, offsets))}"
-        warm = sorted({f"{_display(label, records[label][0].algorithm)} ({max(w)} steps, group(s) "
-                       f"{', '.join(str(g) for g, x in enumerate(w) if x)})"
-                       for label, v in inits.items() for i in v
-                       for w in [i.get("warmup_steps_by_group") or []] if any(w)})
+        warm = sorted(
+            {
+                f"{_display(label, records[label][0].algorithm)} ({max(w)} steps, group(s) "
+                f"{', '.join(str(g) for g, x in enumerate(w) if x)})"
+                for label, v in inits.items()
+                for i in v
+                for w in [i.get("warmup_steps_by_group") or []]
+                if any(w)
+            }
+        )
         text += "; warm-up where moments were missing: " + ("; ".join(warm) if warm else "none")
     return text
 
 
-def _eval_sets(out: Path, records: dict[str, list[RunRecord]], task_refs: dict[str, Any],
-               spec: dict[str, Any]) -> list[EvalSet]:
+def _eval_sets(
+    out: Path, records: dict[str, list[RunRecord]], task_refs: dict[str, Any], spec: dict[str, Any]
+) -> list[EvalSet]:
     start_dir = out / START_DIR
     start = read_scores(start_dir)
-    sets = [EvalSet("test", "Test", task_refs.get("references"), start.get("test", {}),
-                    read_hyps(start_dir / "test.hyp.txt"))]
+    sets = [
+        EvalSet(
+            "test", "Test", task_refs.get("references"), start.get("test", {}), read_hyps(start_dir / "test.hyp.txt")
+        )
+    ]
     extra_path = out / "extra_tests.refs.json"
     extra = json.loads(extra_path.read_text(encoding="utf-8")) if extra_path.exists() else {}
     for name in dict.fromkeys([*spec.get("extra_tests", {}), *extra]):
         info = extra.get(name, {})
         files = f" ({info['src']}, {info['ref']})" if info else ""
-        sets.append(EvalSet(name, f"Extra test set {name}{files}", info.get("references"), start.get(name, {}),
-                            read_hyps(start_dir / f"{name}.hyp.txt")))
+        sets.append(
+            EvalSet(
+                name,
+                f"Extra test set {name}{files}",
+                info.get("references"),
+                start.get(name, {}),
+                read_hyps(start_dir / f"{name}.hyp.txt"),
+            )
+        )
     return sets
 
 
@@ -752,8 +798,13 @@ class _Report:
         return f"Test {', '.join(self.metrics)}" if es.name == "test" else es.title
 
 
-def _report_facts(out: Path, records: dict[str, list[RunRecord]], settings: dict[str, Any],
-                  budget: dict[str, Any], smoothing: float | None) -> list[tuple[str, str]]:
+def _report_facts(
+    out: Path,
+    records: dict[str, list[RunRecord]],
+    settings: dict[str, Any],
+    budget: dict[str, Any],
+    smoothing: float | None,
+) -> list[tuple[str, str]]:
     """The report's header: task, model, pre-training, budget, start, smoothing, seeds, decoding, provenance."""
     from seqlab.metrics.signature import signature_summary
 
@@ -761,8 +812,14 @@ def _report_facts(out: Path, records: dict[str, list[RunRecord]], settings: dict
     task = cfg.get("task", {}).get("name", "?")
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     seconds = [r.results.get("train_seconds", 0.0) for runs in records.values() for r in runs]
-    pretrain = (f"{spec.get('pretrain_steps', 0)} steps" + (f" ({budget['pretrain_epochs']:.1f} epochs)"
-                if budget.get("pretrain_epochs") else "")) if not spec.get("init_from") else f"from {spec['init_from']}"
+    pretrain = (
+        (
+            f"{spec.get('pretrain_steps', 0)} steps"
+            + (f" ({budget['pretrain_epochs']:.1f} epochs)" if budget.get("pretrain_epochs") else "")
+        )
+        if not spec.get("init_from")
+        else f"from {spec['init_from']}"
+    )
     return [
         ("task", f"{task} ({json.dumps(cfg.get('task', {}).get('options', {}))})"),
         ("model", f"{cfg.get('model', {}).get('arch', '?')} {json.dumps(cfg.get('model', {}).get('options', {}))}"),
@@ -801,8 +858,15 @@ def _report_notes(baseline: str, n_samples: int, eval_sets: list[EvalSet], missi
     return notes
 
 
-def _report_summary(report: _Report, spec: dict[str, Any], fingerprint: dict[str, Any], budget: dict[str, Any],
-                    smoothing: float | None, valid_stats: dict[str, Stats], missing: list[str]) -> dict[str, Any]:
+def _report_summary(
+    report: _Report,
+    spec: dict[str, Any],
+    fingerprint: dict[str, Any],
+    budget: dict[str, Any],
+    smoothing: float | None,
+    valid_stats: dict[str, Stats],
+    missing: list[str],
+) -> dict[str, Any]:
     """summary.json: the tables, significance tests and every run's scores, machine-readable."""
     records, eval_sets, test_set = report.records, report.eval_sets, report.eval_sets[0]
 
@@ -856,12 +920,25 @@ def _report_markdown(report: _Report) -> str:
         md += [f"## {report.set_title(es)}", "", _markdown_table(head, rows), ""]
         sig_line = _significant(report.records, es, report.baseline)
         md += [sig_line, ""] if sig_line else []
-    md += [f"## Validation {report.primary} (best checkpoint)", "",
-           _markdown_table(report.valid_head, report.valid_rows), "",
-           "## Validation curves", "", "![validation curves](curves.png)", ""]
+    md += [
+        f"## Validation {report.primary} (best checkpoint)",
+        "",
+        _markdown_table(report.valid_head, report.valid_rows),
+        "",
+        "## Validation curves",
+        "",
+        "![validation curves](curves.png)",
+        "",
+    ]
     if report.schedules:
-        md += ["## Schedules", "", "λ1..λ3, the MIXER prefix, P(truth) and the weighting statistics the runs "
-               "logged per step.", "", "![schedules](schedules.png)", ""]
+        md += [
+            "## Schedules",
+            "",
+            "λ1..λ3, the MIXER prefix, P(truth) and the weighting statistics the runs logged per step.",
+            "",
+            "![schedules](schedules.png)",
+            "",
+        ]
     md += [
         "## Algorithm space",
         "",
@@ -894,8 +971,7 @@ def _report_html(report: _Report) -> str:
     task = html.escape(report.task)
     body = [
         f"<h1>seqlab compare: {task}</h1>",
-        "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in report.facts)
-        + "</ul>",
+        "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in report.facts) + "</ul>",
     ]
     for es, head, rows in report.tables:
         body += [f"<h2>{html.escape(report.set_title(es))}</h2>", _html_table(head, rows)]
@@ -917,12 +993,15 @@ def _report_html(report: _Report) -> str:
         "<h2>Notes</h2>",
         "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in report.notes) + "</ul>",
     ]
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>seqlab compare: "
-            f"{task}</title><style>{style}</style></head><body>{''.join(body)}</body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>seqlab compare: "
+        f"{task}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
-def _report_inputs(out: Path, baseline: str | None) -> tuple[dict[str, Any], str, dict[str, list[RunRecord]],
-                                                              list[str], dict[str, Any], list[str]]:
+def _report_inputs(
+    out: Path, baseline: str | None
+) -> tuple[dict[str, Any], str, dict[str, list[RunRecord]], list[str], dict[str, Any], list[str]]:
     """(settings, baseline, finished runs, unfinished run names, test references, metrics); refuses no runs."""
     settings = _settings(out)
     baseline = baseline or settings["spec"].get("baseline", "mle")
@@ -963,10 +1042,19 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     budget = budget_facts(records, spec, out)
     smoothing = fingerprint.get("label_smoothing", settings["config"].get("train", {}).get("label_smoothing"))
     report = _Report(
-        task=settings["config"].get("task", {}).get("name", "?"), primary=primary, metrics=metrics,
-        baseline=baseline, records=records, eval_sets=eval_sets, tables=tables, valid_head=valid_head,
-        valid_rows=valid_rows, facts=_report_facts(out, records, settings, budget, smoothing),
-        notes=_report_notes(baseline, n_samples, eval_sets, missing), curves=curves, space=space,
+        task=settings["config"].get("task", {}).get("name", "?"),
+        primary=primary,
+        metrics=metrics,
+        baseline=baseline,
+        records=records,
+        eval_sets=eval_sets,
+        tables=tables,
+        valid_head=valid_head,
+        valid_rows=valid_rows,
+        facts=_report_facts(out, records, settings, budget, smoothing),
+        notes=_report_notes(baseline, n_samples, eval_sets, missing),
+        curves=curves,
+        space=space,
         schedules=schedules,
     )
     summary = _report_summary(report, spec, fingerprint, budget, smoothing, valid_stats, missing)

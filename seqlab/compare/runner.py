@@ -286,8 +286,10 @@ def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
         for label in spec.algorithms:
             v = spec.variant(label)
             if any(o.split("=", 1)[0].strip() == "train.label_smoothing" for o in v.overrides):
-                raise ConfigError(f"{label}: train.label_smoothing is one value for every run of a comparison "
-                                  "(--label-smoothing), not per algorithm")
+                raise ConfigError(
+                    f"{label}: train.label_smoothing is one value for every run of a comparison "
+                    "(--label-smoothing), not per algorithm"
+                )
             rd = run_dir_for(out, label, seed)
             overrides = [
                 *COMMON_OVERRIDES,
@@ -314,8 +316,9 @@ def _declares_schedules(algorithm: str) -> bool:
     return cls is not None and cls.schedules is not Algorithm.schedules
 
 
-def check_schedules(config: str, runs: Sequence[Run], tokenizers: Path, echo: Callable[[str], None] = print
-                    ) -> dict[str, dict[str, int]]:
+def check_schedules(
+    config: str, runs: Sequence[Run], tokenizers: Path, echo: Callable[[str], None] = print
+) -> dict[str, dict[str, int]]:
     """Before any run trains: the stages each scheduled algorithm's schedules pass within its budget (as the
     trainer counts them, with the steps per epoch of the run's batches), refusing fewer than 3 with the
     trainer's one-line error unless the run allows short schedules.  Runs of one label and batch settings are
@@ -337,8 +340,20 @@ def check_schedules(config: str, runs: Sequence[Run], tokenizers: Path, echo: Ca
         if run.kind != "train" or not _declares_schedules(cfg.algorithm.name):
             continue
         tc = cfg.train
-        key = json.dumps([cfg.algorithm.name, cfg.algorithm.options, tc.max_tokens, tc.max_sentences, tc.max_len,
-                          tc.max_steps, tc.max_epochs, tc.allow_short_schedules], sort_keys=True, default=str)
+        key = json.dumps(
+            [
+                cfg.algorithm.name,
+                cfg.algorithm.options,
+                tc.max_tokens,
+                tc.max_sentences,
+                tc.max_len,
+                tc.max_steps,
+                tc.max_epochs,
+                tc.allow_short_schedules,
+            ],
+            sort_keys=True,
+            default=str,
+        )
         if key in seen:
             continue
         seen.add(key)
@@ -346,8 +361,11 @@ def check_schedules(config: str, runs: Sequence[Run], tokenizers: Path, echo: Ca
         if tc.max_len not in encoded:
             encoded[tc.max_len] = encode_corpus(task.train, task.src_tokenizer, task.tgt_tokenizer, max_len=tc.max_len)
         data = encoded[tc.max_len]
-        per_epoch = len(TokenBatchSampler(data.lengths(), max_tokens=tc.max_tokens, max_sentences=tc.max_sentences,
-                                          shuffle=True, seed=tc.seed))
+        per_epoch = len(
+            TokenBatchSampler(
+                data.lengths(), max_tokens=tc.max_tokens, max_sentences=tc.max_sentences, shuffle=True, seed=tc.seed
+            )
+        )
         total = min(tc.max_steps, tc.max_epochs * per_epoch) if tc.max_steps else tc.max_epochs * per_epoch
         if tc.max_minutes and not tc.max_steps:
             continue  # a time budget: the number of steps is not known before training
@@ -355,17 +373,21 @@ def check_schedules(config: str, runs: Sequence[Run], tokenizers: Path, echo: Ca
             vocab = (task.src_tokenizer.vocab_size, task.tgt_tokenizer.vocab_size)
             counts = np.bincount(np.asarray(data.tgt.data), minlength=vocab[1]).astype(np.float64)
             counts[:4] = 0.0  # PAD, BOS, EOS, UNK (as the trainer's unigram)
-            ctx = AlgorithmContext(vocab_size=vocab[1], label_smoothing=tc.label_smoothing,
-                                   tgt_tokenizer=task.tgt_tokenizer,
-                                   build_model=lambda c=cfg, v=vocab: build_model(c.model.arch, *v, **c.model.options),
-                                   unigram=torch.from_numpy(counts / max(counts.sum(), 1.0)).float())
+            ctx = AlgorithmContext(
+                vocab_size=vocab[1],
+                label_smoothing=tc.label_smoothing,
+                tgt_tokenizer=task.tgt_tokenizer,
+                build_model=lambda c=cfg, v=vocab: build_model(c.model.arch, *v, **c.model.options),
+                unigram=torch.from_numpy(counts / max(counts.sum(), 1.0)).float(),
+            )
             algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options)
         except Exception as e:  # noqa: BLE001  (the run itself checks when it starts)
             echo(f"[compare] {run.name}: schedules not checked before training ({type(e).__name__}: {e})")
             continue
         try:
-            stages[run.name.split("/")[0]] = check_schedule_budget(algorithm, per_epoch, total,
-                                                                   tc.allow_short_schedules)
+            stages[run.name.split("/")[0]] = check_schedule_budget(
+                algorithm, per_epoch, total, tc.allow_short_schedules
+            )
         except ConfigError as e:
             raise ConfigError(f"run {run.name}: {e}") from None
     return stages
@@ -383,19 +405,36 @@ def plan_scoring(spec: CompareSpec, out: Path, runs: Sequence[Run], config: str)
     jobs = []
     init = start_checkpoint(spec, out)
     if init and Path(init).exists():
-        args = ["--checkpoint", init, "--config", config, "--tokenizers", str(tokenizer_source(out, spec.init_from)),
-                "--out", str(out / START_DIR), "--test", *_extra_args(spec)]
+        args = [
+            "--checkpoint",
+            init,
+            "--config",
+            config,
+            "--tokenizers",
+            str(tokenizer_source(out, spec.init_from)),
+            "--out",
+            str(out / START_DIR),
+            "--test",
+            *_extra_args(spec),
+        ]
         jobs.append(Run("start checkpoint", out / START_DIR, [], kind="score", args=args, sets=["test", *names]))
     for run in runs:
         if not names or not run.done:
             continue
         best = run.run_dir / "checkpoint_best.pt"
         ckpt = best if best.exists() else run.run_dir / "checkpoint_last.pt"
-        args = ["--checkpoint", str(ckpt), "--config", str(run.run_dir / "config.yaml"),
-                "--tokenizers", str(run.run_dir / "tokenizers"), "--out", str(run.run_dir / EXTRA_DIR),
-                *_extra_args(spec)]
-        jobs.append(Run(f"{run.name} extra tests", run.run_dir / EXTRA_DIR, [], kind="score", args=args,
-                        sets=names))
+        args = [
+            "--checkpoint",
+            str(ckpt),
+            "--config",
+            str(run.run_dir / "config.yaml"),
+            "--tokenizers",
+            str(run.run_dir / "tokenizers"),
+            "--out",
+            str(run.run_dir / EXTRA_DIR),
+            *_extra_args(spec),
+        ]
+        jobs.append(Run(f"{run.name} extra tests", run.run_dir / EXTRA_DIR, [], kind="score", args=args, sets=names))
     return jobs
 
 
@@ -593,8 +632,11 @@ def _with_added_defaults(before: dict[str, Any], new: dict[str, Any]) -> dict[st
         old_sec, new_sec = old_cfg.get(section), new_cfg.get(section)
         if not isinstance(old_sec, dict) or not isinstance(new_sec, dict):
             continue
-        added = {k: v for k, v in new_sec.items()
-                 if k not in old_sec and k in section_defaults and v == json.loads(json.dumps(section_defaults[k]))}
+        added = {
+            k: v
+            for k, v in new_sec.items()
+            if k not in old_sec and k in section_defaults and v == json.loads(json.dumps(section_defaults[k]))
+        }
         filled[section] = {**old_sec, **added}
     return {**before, "config": filled}
 
@@ -635,8 +677,10 @@ def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
         seeds = list(dict.fromkeys(old["spec"]["seeds"] + spec.seeds))
     else:
         algorithms, seeds = spec.algorithms, spec.seeds
-    record = {"spec": {**asdict(spec), "algorithms": algorithms, "seeds": seeds, "extra_tests": extra},
-              "fingerprint": new}
+    record = {
+        "spec": {**asdict(spec), "algorithms": algorithms, "seeds": seeds, "extra_tests": extra},
+        "fingerprint": new,
+    }
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     return extra
@@ -649,8 +693,10 @@ def _start_note(spec: CompareSpec, out: Path) -> str:
     if spec.init_state == "model":
         return "runs start from the shared checkpoint's weights with a fresh optimizer (init_state model)"
     settings = ", ".join(f"{k} {v}" for k, v in start_settings(spec, out).items())
-    return (f"runs continue the shared checkpoint's optimizer state and lr schedule ({settings}; "
-            "per-algorithm overrides still apply)")
+    return (
+        f"runs continue the shared checkpoint's optimizer state and lr schedule ({settings}; "
+        "per-algorithm overrides still apply)"
+    )
 
 
 def check_start_weights(path: str | Path) -> None:
@@ -664,7 +710,8 @@ def check_start_weights(path: str | Path) -> None:
         raise ConfigError(
             f"the shared checkpoint {path} holds {', '.join(reduced)} weights: runs would start from rounded weights "
             "without the pre-training's optimizer state. Restore the fp32 checkpoint (benchmarks/ckpt_weights.py "
-            "keeps it as CKPT.full), or pass --init-state model to start from these weights anyway")
+            "keeps it as CKPT.full), or pass --init-state model to start from these weights anyway"
+        )
 
 
 def write_test_references(out: Path, cfg: Config) -> Path:

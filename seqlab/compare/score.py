@@ -25,8 +25,14 @@ def read_scores(out_dir: str | Path) -> dict[str, dict[str, float]]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def score_checkpoint(checkpoint: str | Path, config: str | Path, tokenizers: str | Path, out_dir: str | Path,
-                     sets: dict[str, list[str] | None], device: str = "auto") -> dict[str, dict[str, float]]:
+def score_checkpoint(
+    checkpoint: str | Path,
+    config: str | Path,
+    tokenizers: str | Path,
+    out_dir: str | Path,
+    sets: dict[str, list[str] | None],
+    device: str = "auto",
+) -> dict[str, dict[str, float]]:
     """Decode ``checkpoint`` on every set (name -> [SRC, REF] files, or None for the task's test split) not yet
     in ``out_dir/scores.json``; returns every score there."""
     import seqlab.tasks  # noqa: F401  (registration)
@@ -48,8 +54,9 @@ def score_checkpoint(checkpoint: str | Path, config: str | Path, tokenizers: str
     loaded = load_checkpoint_model(checkpoint, device)
     for name, files in todo.items():
         corpus = task.test if files is None else read_parallel(files[0], files[1])
-        result, hyps = evaluate_corpus(loaded.model, corpus, task.src_tokenizer, task.tgt_tokenizer, task.metrics,
-                                       cfg.decode, loaded.device)
+        result, hyps = evaluate_corpus(
+            loaded.model, corpus, task.src_tokenizer, task.tgt_tokenizer, task.metrics, cfg.decode, loaded.device
+        )
         (out / f"{name}.hyp.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
         scores[name] = result
         ckpt.atomic_write_text(out / SCORES, json.dumps(scores, indent=2))
@@ -59,8 +66,9 @@ def score_checkpoint(checkpoint: str | Path, config: str | Path, tokenizers: str
 def main(argv: list[str] | None = None) -> int:
     from seqlab.compare.layout import parse_extra_test
 
-    ap = argparse.ArgumentParser(prog="python -m seqlab.compare score", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m seqlab.compare score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--config", required=True, help="the run's config (its task and decode settings)")
     ap.add_argument("--tokenizers", required=True, help="the run's tokenizers folder")

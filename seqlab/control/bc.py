@@ -30,10 +30,13 @@ class BCPolicy(nn.Module):
             d = h
         layers.append(nn.Linear(d, act_dim))
         self.net = nn.Sequential(*layers)
-        self.register_buffer("obs_mean", torch.zeros(obs_dim) if obs_mean is None
-                             else torch.as_tensor(obs_mean, dtype=torch.float32))
-        self.register_buffer("obs_std", (torch.ones(obs_dim) if obs_std is None
-                                         else torch.as_tensor(obs_std, dtype=torch.float32)).clamp_min(1e-2))
+        self.register_buffer(
+            "obs_mean", torch.zeros(obs_dim) if obs_mean is None else torch.as_tensor(obs_mean, dtype=torch.float32)
+        )
+        self.register_buffer(
+            "obs_std",
+            (torch.ones(obs_dim) if obs_std is None else torch.as_tensor(obs_std, dtype=torch.float32)).clamp_min(1e-2),
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net((obs - self.obs_mean) / self.obs_std)
@@ -45,8 +48,16 @@ class BCPolicy(nn.Module):
         return self.forward(obs)
 
 
-def train_bc(obs: np.ndarray, actions: np.ndarray, steps: int = 5000, batch_size: int = 64, lr: float = 1e-3,
-             weight_decay: float = 1e-4, hidden=(128, 128), seed: int = 0) -> BCPolicy:
+def train_bc(
+    obs: np.ndarray,
+    actions: np.ndarray,
+    steps: int = 5000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    hidden=(128, 128),
+    seed: int = 0,
+) -> BCPolicy:
     torch.manual_seed(seed)
     policy = BCPolicy(obs.shape[1], actions.shape[1], hidden, obs.mean(0), obs.std(0))
     o = torch.as_tensor(obs, dtype=torch.float32)
@@ -72,11 +83,21 @@ def train_bc_run(cfg: ControlConfig, demos: str | Path | DemoDataset, run_dir: s
     sub = ds.subset(g.n_demos)
     obs, act, _ = sub.sample_pairs(g.pairs_per_trajectory, np.random.default_rng(cfg.seed), g.subsample)
     policy = train_bc(obs, act, b.steps, b.batch_size, b.lr, b.weight_decay, tuple(b.hidden), cfg.seed)
-    torch.save({"state_dict": policy.state_dict(), "obs_dim": obs.shape[1], "act_dim": act.shape[1],
-                "hidden": list(b.hidden)}, run_dir / "bc.pt")
+    torch.save(
+        {"state_dict": policy.state_dict(), "obs_dim": obs.shape[1], "act_dim": act.shape[1], "hidden": list(b.hidden)},
+        run_dir / "bc.pt",
+    )
     rets = evaluate(cfg.env, policy, g.final_eval_episodes, max_episode_steps=cfg.max_episode_steps)
-    result = {"method": "bc", "env_id": env_id(cfg.env), "n_demos": g.n_demos, "seed": cfg.seed, **summary(rets),
-              "returns": rets.tolist(), "expert_pairs": int(len(obs)), "config": b.__dict__}
+    result = {
+        "method": "bc",
+        "env_id": env_id(cfg.env),
+        "n_demos": g.n_demos,
+        "seed": cfg.seed,
+        **summary(rets),
+        "returns": rets.tolist(),
+        "expert_pairs": int(len(obs)),
+        "config": b.__dict__,
+    }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -85,8 +85,10 @@ def run_control(args: argparse.Namespace) -> int:
         cfg = _config(args, [f"expert.total_steps={args.steps}"] if args.steps else [])
         run_dir = Path(args.run_dir or cfg.run_dir or default_dir(cfg.env, "expert"))
         res = train_expert(cfg, run_dir)
-        print(f"expert {res['env_id']}: {res['steps']} steps, return {res['return_mean']:.1f} "
-              f"± {res['return_std']:.1f} over {res['episodes']} episodes -> {run_dir}")
+        print(
+            f"expert {res['env_id']}: {res['steps']} steps, return {res['return_mean']:.1f} "
+            f"± {res['return_std']:.1f} over {res['episodes']} episodes -> {run_dir}"
+        )
         return 0
     if cmd == "demos":
         from seqlab.control.expert import make_demos
@@ -95,8 +97,10 @@ def run_control(args: argparse.Namespace) -> int:
         expert = Path(args.expert or default_dir(cfg.env, "expert"))
         out = Path(args.out or default_dir(cfg.env, "demos.npz"))
         path, ds = make_demos(cfg, expert, out)
-        print(f"{ds.n_trajectories} trajectories ({len(ds.obs)} steps), expert return "
-              f"{ds.returns.mean():.1f} ± {ds.returns.std():.1f} -> {path}")
+        print(
+            f"{ds.n_trajectories} trajectories ({len(ds.obs)} steps), expert return "
+            f"{ds.returns.mean():.1f} ± {ds.returns.std():.1f} -> {path}"
+        )
         return 0
     if cmd == "train":
         extra = []
@@ -109,8 +113,9 @@ def run_control(args: argparse.Namespace) -> int:
         cfg = _config(args, extra)
         method = args.method or cfg.gail.method
         demos = Path(args.demos or default_dir(cfg.env, "demos.npz"))
-        run_dir = Path(args.run_dir or cfg.run_dir or
-                       default_dir(cfg.env, run_name(method, cfg.gail.n_demos, cfg.seed)))
+        run_dir = Path(
+            args.run_dir or cfg.run_dir or default_dir(cfg.env, run_name(method, cfg.gail.n_demos, cfg.seed))
+        )
         if method == "bc":
             from seqlab.control.bc import train_bc_run
 
@@ -119,8 +124,10 @@ def run_control(args: argparse.Namespace) -> int:
             from seqlab.control.gail import train_gail
 
             res = train_gail(cfg, demos, run_dir)
-        print(f"{method} on {cfg.env} with {cfg.gail.n_demos} demonstrations (seed {cfg.seed}): return "
-              f"{res['return_mean']:.1f} ± {res['return_std']:.1f} -> {run_dir}")
+        print(
+            f"{method} on {cfg.env} with {cfg.gail.n_demos} demonstrations (seed {cfg.seed}): return "
+            f"{res['return_mean']:.1f} ± {res['return_std']:.1f} -> {run_dir}"
+        )
         return 0
     if cmd == "eval":
         cfg = _config(args, [])
@@ -148,7 +155,8 @@ def evaluate_run(cfg: Any, method: str, run_dir: str | None, episodes: int, dete
     else:
         from seqlab.control.gail import load_policy
 
-        actor = load_policy(run_dir or default_dir(cfg.env, run_name(method, cfg.gail.n_demos, cfg.seed)),
-                            deterministic)
+        actor = load_policy(
+            run_dir or default_dir(cfg.env, run_name(method, cfg.gail.n_demos, cfg.seed)), deterministic
+        )
     rets = evaluate(cfg.env, actor, episodes, max_episode_steps=cfg.max_episode_steps)
     return {"env": cfg.env, "method": method, **summary(rets), "returns": rets.tolist()}

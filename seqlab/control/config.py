@@ -127,9 +127,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def _check_gail(g: GailConfig, where: str) -> None:
-    choices = {"method": ("gail", "gail_interp"), "reward": ("gail", "airl", "logd"),
-               "subsample": ("random", "stride"), "prefix_sampling": ("uniform", "fixed"),
-               "reset_states": ("subsampled", "full")}
+    choices = {
+        "method": ("gail", "gail_interp"),
+        "reward": ("gail", "airl", "logd"),
+        "subsample": ("random", "stride"),
+        "prefix_sampling": ("uniform", "fixed"),
+        "reset_states": ("subsampled", "full"),
+    }
     for key, allowed in choices.items():
         if getattr(g, key) not in allowed:
             raise ConfigError(f"{where}.{key}={getattr(g, key)!r}; choose from {list(allowed)}")

@@ -33,8 +33,19 @@ from typing import Any
 import numpy as np
 
 FORMAT_VERSION = 1
-ARRAYS = ("obs", "next_obs", "actions", "rewards", "qpos", "qvel", "timesteps", "episode_starts", "lengths",
-          "returns", "terminated")
+ARRAYS = (
+    "obs",
+    "next_obs",
+    "actions",
+    "rewards",
+    "qpos",
+    "qvel",
+    "timesteps",
+    "episode_starts",
+    "lengths",
+    "returns",
+    "terminated",
+)
 
 
 @dataclass
@@ -66,12 +77,24 @@ class DemoDataset:
             raise ValueError(f"asked for {n} demonstrations, the file has {self.n_trajectories}")
         end = int(self.episode_starts[n - 1] + self.lengths[n - 1])
         meta = dict(self.meta, n_trajectories=n)
-        return DemoDataset(self.obs[:end], self.next_obs[:end], self.actions[:end], self.rewards[:end],
-                           self.qpos[:end], self.qvel[:end], self.timesteps[:end], self.episode_starts[:n],
-                           self.lengths[:n], self.returns[:n], self.terminated[:n], meta)
+        return DemoDataset(
+            self.obs[:end],
+            self.next_obs[:end],
+            self.actions[:end],
+            self.rewards[:end],
+            self.qpos[:end],
+            self.qvel[:end],
+            self.timesteps[:end],
+            self.episode_starts[:n],
+            self.lengths[:n],
+            self.returns[:n],
+            self.terminated[:n],
+            meta,
+        )
 
-    def sample_indices(self, per_trajectory: int = 50, rng: np.random.Generator | None = None,
-                       mode: str = "random") -> list[np.ndarray]:
+    def sample_indices(
+        self, per_trajectory: int = 50, rng: np.random.Generator | None = None, mode: str = "random"
+    ) -> list[np.ndarray]:
         """Per trajectory, the sorted global indices of ``per_trajectory`` sampled steps (all if shorter)."""
         rng = rng if rng is not None else np.random.default_rng(0)
         out = []
@@ -85,8 +108,9 @@ class DemoDataset:
             out.append(s + local)
         return out
 
-    def sample_pairs(self, per_trajectory: int = 50, rng: np.random.Generator | None = None,
-                     mode: str = "random") -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    def sample_pairs(
+        self, per_trajectory: int = 50, rng: np.random.Generator | None = None, mode: str = "random"
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """(obs, actions, per-trajectory indices) of the sampled state-action pairs."""
         idx = self.sample_indices(per_trajectory, rng, mode)
         flat = np.concatenate(idx)
@@ -99,8 +123,13 @@ class DemoDataset:
         np.savez_compressed(path, **{k: getattr(self, k) for k in ARRAYS}, meta=np.array(json.dumps(meta)))
         if path.suffix != ".npz":  # numpy appends .npz
             path = path.with_name(path.name + ".npz")
-        side = dict(meta, returns=[float(r) for r in self.returns], lengths=[int(n) for n in self.lengths],
-                    return_mean=float(self.returns.mean()), return_std=float(self.returns.std()))
+        side = dict(
+            meta,
+            returns=[float(r) for r in self.returns],
+            lengths=[int(n) for n in self.lengths],
+            return_mean=float(self.returns.mean()),
+            return_std=float(self.returns.std()),
+        )
         path.with_suffix(".json").write_text(json.dumps(side, indent=2) + "\n")
         return path
 
@@ -118,13 +147,17 @@ class DemoDataset:
         return cls(**arrays, meta=meta)
 
 
-def rollout(env: Any, act: Callable[[np.ndarray], np.ndarray], n_episodes: int, seed: int = 0,
-            meta: dict[str, Any] | None = None) -> DemoDataset:
+def rollout(
+    env: Any,
+    act: Callable[[np.ndarray], np.ndarray],
+    n_episodes: int,
+    seed: int = 0,
+    meta: dict[str, Any] | None = None,
+) -> DemoDataset:
     """Run ``act`` (raw observation -> action) for ``n_episodes`` and record a :class:`DemoDataset`."""
     from seqlab.control.envs import get_state
 
-    cols: dict[str, list] = {k: [] for k in ("obs", "next_obs", "actions", "rewards", "qpos", "qvel",
-                                             "timesteps")}
+    cols: dict[str, list] = {k: [] for k in ("obs", "next_obs", "actions", "rewards", "qpos", "qvel", "timesteps")}
     starts, lengths, returns, terminated = [], [], [], []
     low, high = env.action_space.low, env.action_space.high
     for ep in range(n_episodes):
@@ -135,8 +168,15 @@ def rollout(env: Any, act: Callable[[np.ndarray], np.ndarray], n_episodes: int, 
             qpos, qvel = get_state(env)
             action = np.clip(np.asarray(act(obs), dtype=np.float32), low, high)
             nxt, r, term, trunc, _ = env.step(action)
-            for k, v in (("obs", obs), ("next_obs", nxt), ("actions", action), ("rewards", r),
-                         ("qpos", qpos), ("qvel", qvel), ("timesteps", t)):
+            for k, v in (
+                ("obs", obs),
+                ("next_obs", nxt),
+                ("actions", action),
+                ("rewards", r),
+                ("qpos", qpos),
+                ("qvel", qvel),
+                ("timesteps", t),
+            ):
                 cols[k].append(v)
             ret += float(r)
             t += 1
@@ -145,8 +185,12 @@ def rollout(env: Any, act: Callable[[np.ndarray], np.ndarray], n_episodes: int, 
         returns.append(ret)
         terminated.append(bool(term))
     returns_a = np.asarray(returns, dtype=np.float64)
-    info = {"env_id": env.spec.id if env.spec else None, "episode_seeds": [seed, seed + n_episodes - 1],
-            "return_mean": float(returns_a.mean()), "return_std": float(returns_a.std())}
+    info = {
+        "env_id": env.spec.id if env.spec else None,
+        "episode_seeds": [seed, seed + n_episodes - 1],
+        "return_mean": float(returns_a.mean()),
+        "return_std": float(returns_a.std()),
+    }
     try:
         import gymnasium
         import mujoco
@@ -156,13 +200,19 @@ def rollout(env: Any, act: Callable[[np.ndarray], np.ndarray], n_episodes: int, 
         pass
     info.update(meta or {})
     return DemoDataset(
-        obs=np.asarray(cols["obs"], dtype=np.float32), next_obs=np.asarray(cols["next_obs"], dtype=np.float32),
+        obs=np.asarray(cols["obs"], dtype=np.float32),
+        next_obs=np.asarray(cols["next_obs"], dtype=np.float32),
         actions=np.asarray(cols["actions"], dtype=np.float32),
         rewards=np.asarray(cols["rewards"], dtype=np.float32),
-        qpos=np.asarray(cols["qpos"], dtype=np.float64), qvel=np.asarray(cols["qvel"], dtype=np.float64),
+        qpos=np.asarray(cols["qpos"], dtype=np.float64),
+        qvel=np.asarray(cols["qvel"], dtype=np.float64),
         timesteps=np.asarray(cols["timesteps"], dtype=np.int32),
-        episode_starts=np.asarray(starts, dtype=np.int64), lengths=np.asarray(lengths, dtype=np.int64),
-        returns=returns_a, terminated=np.asarray(terminated, dtype=bool), meta=info)
+        episode_starts=np.asarray(starts, dtype=np.int64),
+        lengths=np.asarray(lengths, dtype=np.int64),
+        returns=returns_a,
+        terminated=np.asarray(terminated, dtype=bool),
+        meta=info,
+    )
 
 
 def reset_states(demos: DemoDataset, indices: list[np.ndarray] | None = None):
@@ -170,8 +220,11 @@ def reset_states(demos: DemoDataset, indices: list[np.ndarray] | None = None):
     from seqlab.control.envs import ResetStates
 
     if indices is None:
-        indices = [np.arange(demos.trajectory(j).start, demos.trajectory(j).stop) for j in
-                   range(demos.n_trajectories)]
-    return ResetStates(timesteps=[demos.timesteps[i].astype(np.int64) for i in indices],
-                       qpos=[demos.qpos[i] for i in indices], qvel=[demos.qvel[i] for i in indices],
-                       obs=[demos.obs[i] for i in indices], actions=[demos.actions[i] for i in indices])
+        indices = [np.arange(demos.trajectory(j).start, demos.trajectory(j).stop) for j in range(demos.n_trajectories)]
+    return ResetStates(
+        timesteps=[demos.timesteps[i].astype(np.int64) for i in indices],
+        qpos=[demos.qpos[i] for i in indices],
+        qvel=[demos.qvel[i] for i in indices],
+        obs=[demos.obs[i] for i in indices],
+        actions=[demos.actions[i] for i in indices],
+    )

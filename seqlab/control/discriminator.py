@@ -37,8 +37,15 @@ def reward_from_logits(logits: torch.Tensor, kind: str = "gail") -> torch.Tensor
 
 
 class Discriminator(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] | list[int] = (128, 128),
-                 obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None, reward: str = "gail"):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...] | list[int] = (128, 128),
+        obs_mean: np.ndarray | None = None,
+        obs_std: np.ndarray | None = None,
+        reward: str = "gail",
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         d = obs_dim + act_dim
@@ -70,26 +77,46 @@ class Discriminator(nn.Module):
         return reward_from_logits(self(o, a), self.reward_kind).numpy()
 
 
-def discriminator_loss(disc: Discriminator, exp_obs: torch.Tensor, exp_act: torch.Tensor, pol_obs: torch.Tensor,
-                       pol_act: torch.Tensor, entcoeff: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+def discriminator_loss(
+    disc: Discriminator,
+    exp_obs: torch.Tensor,
+    exp_act: torch.Tensor,
+    pol_obs: torch.Tensor,
+    pol_act: torch.Tensor,
+    entcoeff: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
     le = disc(exp_obs, exp_act)
     lp = disc(pol_obs, pol_act)
-    bce = 0.5 * (F.binary_cross_entropy_with_logits(le, torch.ones_like(le))
-                 + F.binary_cross_entropy_with_logits(lp, torch.zeros_like(lp)))
+    bce = 0.5 * (
+        F.binary_cross_entropy_with_logits(le, torch.ones_like(le))
+        + F.binary_cross_entropy_with_logits(lp, torch.zeros_like(lp))
+    )
     logits = torch.cat([le, lp])
     # Bernoulli entropy of sigmoid(l): softplus(l) - l * sigmoid(l)
     entropy = (F.softplus(logits) - logits * torch.sigmoid(logits)).mean()
     loss = bce - entcoeff * entropy
-    stats = {"d_loss": float(bce.detach()), "d_entropy": float(entropy.detach()),
-             "d_acc_expert": float((le > 0).float().mean()), "d_acc_policy": float((lp < 0).float().mean())}
+    stats = {
+        "d_loss": float(bce.detach()),
+        "d_entropy": float(entropy.detach()),
+        "d_acc_expert": float((le > 0).float().mean()),
+        "d_acc_policy": float((lp < 0).float().mean()),
+    }
     return loss, stats
 
 
 class DiscriminatorTrainer:
     """Adam on :func:`discriminator_loss`; one call = ``steps`` minibatches of policy and expert pairs."""
 
-    def __init__(self, disc: Discriminator, exp_obs: np.ndarray, exp_act: np.ndarray, lr: float = 3e-4,
-                 batch: int = 256, entcoeff: float = 1e-3, seed: int = 0):
+    def __init__(
+        self,
+        disc: Discriminator,
+        exp_obs: np.ndarray,
+        exp_act: np.ndarray,
+        lr: float = 3e-4,
+        batch: int = 256,
+        entcoeff: float = 1e-3,
+        seed: int = 0,
+    ):
         self.disc = disc
         self.exp_obs = torch.as_tensor(exp_obs, dtype=torch.float32)
         self.exp_act = torch.as_tensor(exp_act, dtype=torch.float32)
@@ -107,12 +134,13 @@ class DiscriminatorTrainer:
         for s in range(steps):
             b = min(self.batch, n)
             start = (s * b) % n
-            idx = perm[start:start + b]
+            idx = perm[start : start + b]
             if len(idx) < b:
                 idx = torch.cat([idx, perm[: b - len(idx)]])
             eidx = torch.randint(len(self.exp_obs), (b,), generator=self.gen)
-            loss, stats = discriminator_loss(self.disc, self.exp_obs[eidx], self.exp_act[eidx], po[idx], pa[idx],
-                                             self.entcoeff)
+            loss, stats = discriminator_loss(
+                self.disc, self.exp_obs[eidx], self.exp_act[eidx], po[idx], pa[idx], self.entcoeff
+            )
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()

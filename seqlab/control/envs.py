@@ -13,8 +13,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5",
-           "walker": "Walker2d-v5", "ant": "Ant-v5", "humanoid": "Humanoid-v5"}
+ENV_IDS = {
+    "hopper": "Hopper-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "walker2d": "Walker2d-v5",
+    "walker": "Walker2d-v5",
+    "ant": "Ant-v5",
+    "humanoid": "Humanoid-v5",
+}
 
 
 def env_id(name: str) -> str:

@@ -14,8 +14,9 @@ from seqlab.control.envs import make_env
 BatchActor = Callable[[np.ndarray], np.ndarray]  # raw observations [B, obs_dim] -> actions [B, act_dim]
 
 
-def evaluate(env_name: str, act: BatchActor, n_episodes: int = 10, seed: int = 100_000,
-             max_episode_steps: int | None = None) -> np.ndarray:
+def evaluate(
+    env_name: str, act: BatchActor, n_episodes: int = 10, seed: int = 100_000, max_episode_steps: int | None = None
+) -> np.ndarray:
     """Undiscounted true returns of ``n_episodes`` episodes, run side by side (one batched forward a step).
 
     Episode i is reset with seed ``seed + i``, so every method is scored on the same start states.
@@ -42,8 +43,14 @@ def evaluate(env_name: str, act: BatchActor, n_episodes: int = 10, seed: int = 1
 class PPOActor:
     """An SB3 policy with its VecNormalize observation statistics (frozen): raw observations in."""
 
-    def __init__(self, policy: Any, obs_rms: Any = None, clip_obs: float = 10.0, epsilon: float = 1e-8,
-                 deterministic: bool = True):
+    def __init__(
+        self,
+        policy: Any,
+        obs_rms: Any = None,
+        clip_obs: float = 10.0,
+        epsilon: float = 1e-8,
+        deterministic: bool = True,
+    ):
         self.policy = policy
         # copies: the statistics are frozen at construction even while training goes on
         self.mean = None if obs_rms is None else np.array(obs_rms.mean, dtype=np.float64)
@@ -97,5 +104,4 @@ class RandomActor:
 
 
 def summary(returns: np.ndarray) -> dict[str, float]:
-    return {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-            "episodes": int(len(returns))}
+    return {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)), "episodes": int(len(returns))}

@@ -30,8 +30,7 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True)
 
 
-def make_vec_env(name: str, n_envs: int, seed: int, max_episode_steps: int | None = None,
-                 wrap: Any = None) -> Any:
+def make_vec_env(name: str, n_envs: int, seed: int, max_episode_steps: int | None = None, wrap: Any = None) -> Any:
     """A DummyVecEnv of ``n_envs`` Monitor-wrapped environments (``wrap(env, rank)`` applied first)."""
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -42,6 +41,7 @@ def make_vec_env(name: str, n_envs: int, seed: int, max_episode_steps: int | Non
             if wrap is not None:
                 env = wrap(env, rank)
             return Monitor(env)
+
         return _make
 
     venv = DummyVecEnv([factory(r) for r in range(n_envs)])
@@ -52,11 +52,22 @@ def make_vec_env(name: str, n_envs: int, seed: int, max_episode_steps: int | Non
 def _ppo(venv: Any, e: ExpertConfig, seed: int) -> Any:
     from stable_baselines3 import PPO
 
-    return PPO("MlpPolicy", venv, n_steps=e.n_steps, batch_size=e.batch_size, n_epochs=e.n_epochs,
-               learning_rate=e.lr, gamma=e.gamma, gae_lambda=e.gae_lambda, clip_range=e.clip_range,
-               ent_coef=e.ent_coef, policy_kwargs=dict(net_arch=list(e.net_arch), activation_fn=nn.Tanh,
-                                                            log_std_init=e.log_std_init),
-               seed=seed, device="cpu", verbose=0)
+    return PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=e.n_steps,
+        batch_size=e.batch_size,
+        n_epochs=e.n_epochs,
+        learning_rate=e.lr,
+        gamma=e.gamma,
+        gae_lambda=e.gae_lambda,
+        clip_range=e.clip_range,
+        ent_coef=e.ent_coef,
+        policy_kwargs=dict(net_arch=list(e.net_arch), activation_fn=nn.Tanh, log_std_init=e.log_std_init),
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
 
 
 def train_expert(cfg: ControlConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -105,9 +116,16 @@ def train_expert(cfg: ControlConfig, run_dir: str | Path) -> dict[str, Any]:
     venv.save(str(run_dir / "vecnormalize.pkl"))
     actor = PPOActor.from_vecnormalize(model.policy, venv)
     rets = evaluate(cfg.env, actor, e.eval_episodes, max_episode_steps=cfg.max_episode_steps)
-    result = {"env_id": env_id(cfg.env), "steps": model.num_timesteps, **summary(rets),
-              "returns": rets.tolist(), "curve": curve, "wall_s": wall, "config": cfg.expert.__dict__,
-              "seed": cfg.seed}
+    result = {
+        "env_id": env_id(cfg.env),
+        "steps": model.num_timesteps,
+        **summary(rets),
+        "returns": rets.tolist(),
+        "curve": curve,
+        "wall_s": wall,
+        "config": cfg.expert.__dict__,
+        "seed": cfg.seed,
+    }
     (run_dir / "expert.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -125,11 +143,19 @@ def make_demos(cfg: ControlConfig, expert_dir: str | Path, out: str | Path) -> t
     actor = load_expert(expert_dir, cfg.demos.deterministic)
     info = json.loads((expert_dir / "expert.json").read_text()) if (expert_dir / "expert.json").exists() else {}
     env = make_env(cfg.env, cfg.max_episode_steps)
-    ds = rollout(env, lambda o: actor(o)[0], cfg.demos.n_trajectories, seed=cfg.demos.seed,
-                 meta={"expert": str(expert_dir), "deterministic": cfg.demos.deterministic,
-                       "expert_eval_return_mean": info.get("return_mean"),
-                       "expert_eval_return_std": info.get("return_std"),
-                       "expert_steps": info.get("steps")})
+    ds = rollout(
+        env,
+        lambda o: actor(o)[0],
+        cfg.demos.n_trajectories,
+        seed=cfg.demos.seed,
+        meta={
+            "expert": str(expert_dir),
+            "deterministic": cfg.demos.deterministic,
+            "expert_eval_return_mean": info.get("return_mean"),
+            "expert_eval_return_std": info.get("return_std"),
+            "expert_steps": info.get("steps"),
+        },
+    )
     ds.meta["expert_return_mean"] = float(np.mean(ds.returns))
     ds.meta["expert_return_std"] = float(np.std(ds.returns))
     path = ds.save(out)

@@ -112,14 +112,27 @@ class DiscriminatorReward(_vec_env_wrapper_base()):
 def _make_ppo(venv: Any, g: GailConfig, seed: int) -> Any:
     from stable_baselines3 import PPO
 
-    return PPO("MlpPolicy", venv, n_steps=g.n_steps, batch_size=g.batch_size, n_epochs=g.n_epochs,
-               learning_rate=g.lr, gamma=g.gamma, gae_lambda=g.gae_lambda, clip_range=g.clip_range,
-               ent_coef=g.ent_coef, policy_kwargs=dict(net_arch=list(g.net_arch), activation_fn=nn.Tanh),
-               seed=seed, device="cpu", verbose=0)
+    return PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=g.n_steps,
+        batch_size=g.batch_size,
+        n_epochs=g.n_epochs,
+        learning_rate=g.lr,
+        gamma=g.gamma,
+        gae_lambda=g.gae_lambda,
+        clip_range=g.clip_range,
+        ent_coef=g.ent_coef,
+        policy_kwargs=dict(net_arch=list(g.net_arch), activation_fn=nn.Tanh),
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
 
 
-def _prefix_bc_step(model: Any, vecnorm: Any, wrappers: list[DemoPrefixReset], coef: float,
-                    rng: np.random.Generator, batch: int = 256) -> float | None:
+def _prefix_bc_step(
+    model: Any, vecnorm: Any, wrappers: list[DemoPrefixReset], coef: float, rng: np.random.Generator, batch: int = 256
+) -> float | None:
     """A max-likelihood step on the demonstration pairs of this iteration's prefixes."""
     obs, act = [], []
     for w in wrappers:
@@ -135,8 +148,9 @@ def _prefix_bc_step(model: Any, vecnorm: Any, wrappers: list[DemoPrefixReset], c
     o_n = vecnorm.normalize_obs(o[idx]) if vecnorm is not None else o[idx]
     policy = model.policy
     policy.set_training_mode(True)
-    _, log_prob, _ = policy.evaluate_actions(torch.as_tensor(o_n, dtype=torch.float32),
-                                             torch.as_tensor(a[idx], dtype=torch.float32))
+    _, log_prob, _ = policy.evaluate_actions(
+        torch.as_tensor(o_n, dtype=torch.float32), torch.as_tensor(a[idx], dtype=torch.float32)
+    )
     loss = -coef * log_prob.mean()
     policy.optimizer.zero_grad()
     loss.backward()
@@ -167,8 +181,9 @@ class _GailRun:
         disc = Discriminator.for_demos(self.exp_obs, exp_act.shape[1], tuple(g.d_hidden), g.reward)
         self.trainer = DiscriminatorTrainer(disc, self.exp_obs, exp_act, g.d_lr, g.d_batch, g.d_entcoeff, cfg.seed)
         self.wrappers: list[DemoPrefixReset] = []
-        self.venv = DiscriminatorReward(make_vec_env(cfg.env, g.n_envs, cfg.seed, cfg.max_episode_steps, self._wrap),
-                                        disc)
+        self.venv = DiscriminatorReward(
+            make_vec_env(cfg.env, g.n_envs, cfg.seed, cfg.max_episode_steps, self._wrap), disc
+        )
         self.n_iters = iterations(g)
         self.per_iter = g.n_envs * g.n_steps
         self.schedule = prefix_schedule(g, self.n_iters)
@@ -179,8 +194,9 @@ class _GailRun:
 
     def _wrap(self, env: Any, rank: int) -> Any:
         g = self.g
-        w = DemoPrefixReset(env, self.states if g.method == "gail_interp" else None, g.prefix_sampling,
-                            seed=self.cfg.seed * 1000 + rank)
+        w = DemoPrefixReset(
+            env, self.states if g.method == "gail_interp" else None, g.prefix_sampling, seed=self.cfg.seed * 1000 + rank
+        )
         self.wrappers.append(w)
         return w
 
@@ -200,18 +216,25 @@ class _GailRun:
             self.bc_rng.bit_generator.state = state["bc_rng"]
             self.curve, self.wall, self.start_iter = state["curve"], state["wall_s"], state["iteration"]
         else:
-            self.vecnorm = VecNormalize(self.venv, norm_obs=g.normalize_obs, norm_reward=g.normalize_reward,
-                                        gamma=g.gamma)
+            self.vecnorm = VecNormalize(
+                self.venv, norm_obs=g.normalize_obs, norm_reward=g.normalize_reward, gamma=g.gamma
+            )
             self.model = _make_ppo(self.vecnorm, g, self.cfg.seed)
 
     def save_checkpoint(self, iteration: int) -> None:
         self.model.save(str(self.ckpt / "ppo.zip"))
         self.vecnorm.save(str(self.ckpt / "vecnormalize.pkl"))
-        torch.save({"trainer": self.trainer.state_dict(),
-                    "prefix_rng": [w.rng.bit_generator.state for w in self.wrappers],
-                    "bc_rng": self.bc_rng.bit_generator.state, "curve": self.curve, "wall_s": self.wall,
-                    "iteration": iteration},
-                   self.ckpt / "state.pt")
+        torch.save(
+            {
+                "trainer": self.trainer.state_dict(),
+                "prefix_rng": [w.rng.bit_generator.state for w in self.wrappers],
+                "bc_rng": self.bc_rng.bit_generator.state,
+                "curve": self.curve,
+                "wall_s": self.wall,
+                "iteration": iteration,
+            },
+            self.ckpt / "state.pt",
+        )
 
     def evaluate(self, n: int, seed: int) -> np.ndarray:
         """Returns of ``n`` episodes on the true reward from the environment's own start states."""
@@ -232,8 +255,12 @@ class _GailRun:
         if self.start_iter == 0:  # the untrained policy, for the learning curve
             rets = self.evaluate(g.eval_episodes, 300_000)
             self.curve.append({"iteration": 0, "steps": 0, "return": float(rets.mean()), "prefix_max": None})
-        bar = _progress(self.n_iters, self.start_iter, f"{g.method} {env_id(cfg.env)} {g.n_demos} demos s{cfg.seed}",
-                        cfg.progress_bar)
+        bar = _progress(
+            self.n_iters,
+            self.start_iter,
+            f"{g.method} {env_id(cfg.env)} {g.n_demos} demos s{cfg.seed}",
+            cfg.progress_bar,
+        )
         for it in range(self.start_iter, self.n_iters):
             t0 = time.time()
             m, d_stats, bc_loss = self._iteration(it, callback)
@@ -257,22 +284,30 @@ class _GailRun:
         pol_obs, pol_act = self.venv.pop_pairs()
         d_stats = self.trainer.update(pol_obs, pol_act, g.d_steps)
         model.train()
-        bc_loss = _prefix_bc_step(model, self.vecnorm, self.wrappers, g.prefix_bc_coef, self.bc_rng) \
-            if g.prefix_bc_coef > 0 else None
+        bc_loss = (
+            _prefix_bc_step(model, self.vecnorm, self.wrappers, g.prefix_bc_coef, self.bc_rng)
+            if g.prefix_bc_coef > 0
+            else None
+        )
         if g.prefix_bc_coef <= 0:
             for w in self.wrappers:
                 w.prefix_log.clear()
         return m, d_stats, bc_loss
 
-    def _record(self, done: int, m: int, d_stats: dict[str, float], bc_loss: float | None, bar: Any,
-                log: Any) -> None:
+    def _record(self, done: int, m: int, d_stats: dict[str, float], bc_loss: float | None, bar: Any, log: Any) -> None:
         """A learning-curve point after ``done`` iterations (evaluated now), shown on the bar and logged."""
         rets = self.evaluate(self.g.eval_episodes, 300_000)
         model = self.model
         train_eps = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else []
-        point = {"iteration": done, "steps": done * self.per_iter, "return": float(rets.mean()),
-                 "prefix_max": m, "wall_s": round(self.wall, 1), **{k: round(v, 4) for k, v in d_stats.items()},
-                 "train_episode_return": float(np.mean(train_eps)) if train_eps else None}
+        point = {
+            "iteration": done,
+            "steps": done * self.per_iter,
+            "return": float(rets.mean()),
+            "prefix_max": m,
+            "wall_s": round(self.wall, 1),
+            **{k: round(v, 4) for k, v in d_stats.items()},
+            "train_episode_return": float(np.mean(train_eps)) if train_eps else None,
+        }
         if bc_loss is not None:
             point["prefix_bc_loss"] = bc_loss
         self.curve.append(point)
@@ -287,17 +322,28 @@ class _GailRun:
         self.model.save(str(self.run_dir / "policy.zip"))
         self.vecnorm.save(str(self.run_dir / "vecnormalize.pkl"))
         rets = self.evaluate(g.final_eval_episodes, 100_000)
-        result = {"method": g.method, "env_id": env_id(cfg.env), "n_demos": g.n_demos, "seed": cfg.seed,
-                  **summary(rets), "returns": rets.tolist(), "iterations": self.n_iters,
-                  "steps": self.n_iters * self.per_iter, "wall_s": self.wall, "curve": self.curve,
-                  "expert_pairs": int(len(self.exp_obs)), "demo_return_mean": float(self.demos.returns.mean()),
-                  "final_prefix_max": prefix_at(self.schedule, self.n_iters - 1)}
+        result = {
+            "method": g.method,
+            "env_id": env_id(cfg.env),
+            "n_demos": g.n_demos,
+            "seed": cfg.seed,
+            **summary(rets),
+            "returns": rets.tolist(),
+            "iterations": self.n_iters,
+            "steps": self.n_iters * self.per_iter,
+            "wall_s": self.wall,
+            "curve": self.curve,
+            "expert_pairs": int(len(self.exp_obs)),
+            "demo_return_mean": float(self.demos.returns.mean()),
+            "final_prefix_max": prefix_at(self.schedule, self.n_iters - 1),
+        }
         (self.run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
 
 
-def train_gail(cfg: ControlConfig, demos: str | Path | DemoDataset, run_dir: str | Path,
-               log: Any = None) -> dict[str, Any]:
+def train_gail(
+    cfg: ControlConfig, demos: str | Path | DemoDataset, run_dir: str | Path, log: Any = None
+) -> dict[str, Any]:
     """Train GAIL or GAIL + interpolation (``cfg.gail.method``); resumes from ``run_dir/checkpoint``.
 
     Returns (and writes to ``run_dir/result.json``) the final evaluation and the learning curve.

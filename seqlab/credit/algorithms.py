@@ -55,8 +55,10 @@ from seqlab.utils import eval_mode
 ACTOR_MLE, CRITIC, JOINT = 0, 1, 2  # erac / ac
 Q_LEARNING, Q_TARGETS = 1, 2  # vaml
 Stats = dict[str, float]
-PHASE_NAMES = {"erac": {ACTOR_MLE: "actor_mle", CRITIC: "critic", JOINT: "joint"},
-               "vaml": {Q_LEARNING: "q_learning", Q_TARGETS: "q_targets"}}
+PHASE_NAMES = {
+    "erac": {ACTOR_MLE: "actor_mle", CRITIC: "critic", JOINT: "joint"},
+    "vaml": {Q_LEARNING: "q_learning", Q_TARGETS: "q_targets"},
+}
 
 
 def _source_vocab_size(ctx: AlgorithmContext) -> int | None:
@@ -111,8 +113,14 @@ class CreditAlgorithm(Algorithm):
         source_vocab_size = o.source_vocab_size
         if o.critic_reads_source and source_vocab_size is None:
             source_vocab_size = _source_vocab_size(ctx)
-        self.critic = ReferenceCritic.build(ctx.vocab_size, o.critic_arch, self.critic_settings(),
-                                            o.critic_reads_source, source_vocab_size, head_init=o.critic_head_init)
+        self.critic = ReferenceCritic.build(
+            ctx.vocab_size,
+            o.critic_arch,
+            self.critic_settings(),
+            o.critic_reads_source,
+            source_vocab_size,
+            head_init=o.critic_head_init,
+        )
         if o.critic_from:
             self.critic.load_state_dict(load_critic_state(o.critic_from))
         from seqlab.rewards import bind_reward
@@ -184,8 +192,11 @@ class CreditAlgorithm(Algorithm):
         if int(self.critic_end) >= 0 or self.critic_cap <= 0 or step < self.critic_start:
             return
         done = step - self.critic_start
-        evaluate = self.critic_patience is not None and done > 0 and (
-            done % self.critic_eval_every == 0 or done >= self.critic_cap)
+        evaluate = (
+            self.critic_patience is not None
+            and done > 0
+            and (done % self.critic_eval_every == 0 or done >= self.critic_cap)
+        )
         stop = done >= self.critic_cap
         if evaluate:
             td = self.validate_critic(model)
@@ -198,8 +209,16 @@ class CreditAlgorithm(Algorithm):
                     self.bad_valid_evals += 1
                 stop = stop or int(self.bad_valid_evals) >= self.critic_patience
                 if self.ctx.log is not None:
-                    self.ctx.log("critic", step, {"valid_td": td, "best_valid_td": float(self.best_valid_td),
-                                                  "critic_steps": done, "phase_ends": float(stop)})
+                    self.ctx.log(
+                        "critic",
+                        step,
+                        {
+                            "valid_td": td,
+                            "best_valid_td": float(self.best_valid_td),
+                            "critic_steps": done,
+                            "phase_ends": float(stop),
+                        },
+                    )
         if stop:
             if self.best_critic is not None and torch.isfinite(self.best_valid_td):
                 self.critic.load_state_dict(self.best_critic.state_dict())
@@ -221,8 +240,7 @@ class CreditAlgorithm(Algorithm):
             return contextlib.nullcontext()
         return self.reward_fn.batch_sources(src, refs)
 
-    def token_rewards(self, tokens: torch.Tensor, refs: torch.Tensor, src: torch.Tensor | None = None
-                      ) -> torch.Tensor:
+    def token_rewards(self, tokens: torch.Tensor, refs: torch.Tensor, src: torch.Tensor | None = None) -> torch.Tensor:
         """r_t = reward_scale * [|y*|] * (R(y_<=t) - R(y_<t)) [N, T] (prefix semantics, 0 at EOS / PAD); ``src``
         (the rows' sources) reaches a text reward."""
         from seqlab.rewards import reward_increments
@@ -287,11 +305,18 @@ class VAML(CreditAlgorithm):
     def __init__(self, ctx: AlgorithmContext, options: Any = None):
         super().__init__(ctx, options)
         o = self.options
-        tau, kappa, num_samples, max_n, q_steps, weight_tau = (o.tau, o.kappa, o.num_samples, o.max_n, o.q_steps,
-                                                               o.weight_tau)
+        tau, kappa, num_samples, max_n, q_steps, weight_tau = (
+            o.tau,
+            o.kappa,
+            o.num_samples,
+            o.max_n,
+            o.q_steps,
+            o.weight_tau,
+        )
         if q_steps <= 0 and not self.critic_from:
-            warnings.warn("vaml with q_steps=0 and no critic_from trains the model towards an untrained "
-                          "Q-network", stacklevel=2)
+            warnings.warn(
+                "vaml with q_steps=0 and no critic_from trains the model towards an untrained Q-network", stacklevel=2
+            )
         self.tau, self.kappa, self.num_samples, self.max_n = tau, kappa, num_samples, max_n
         self.q_steps = q_steps
         self.critic_start, self.critic_cap = 0, q_steps
@@ -302,8 +327,7 @@ class VAML(CreditAlgorithm):
         return Q_LEARNING if self.in_critic_phase(step) else Q_TARGETS
 
     def propose(self, tgt: torch.Tensor):
-        return ngram_replacement(tgt, self.num_samples, self.ctx.vocab_size, self.max_n,
-                                 include_reference=True)
+        return ngram_replacement(tgt, self.num_samples, self.ctx.vocab_size, self.max_n, include_reference=True)
 
     def valid_td(self, model: Seq2SeqModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         prop = self.propose(batch.tgt)
@@ -326,8 +350,11 @@ class VAML(CreditAlgorithm):
             q = self.q_values(refs, tokens, batch.src.index_select(0, group))
             residual = soft_bellman_residual(q, tokens, rewards, self.tau)
             loss = 0.5 * residual.pow(2).sum() / n_tok
-            return loss, {"phase": float(phase), "td_abs": float(residual.detach().abs().sum() / n_tok),
-                          "return": float(rewards.sum(1).mean())}
+            return loss, {
+                "phase": float(phase),
+                "td_abs": float(residual.detach().abs().sum() / n_tok),
+                "return": float(rewards.sum(1).mean()),
+            }
         with torch.no_grad(), eval_mode(self.critic):
             q = self.q_values(refs, tokens, batch.src.index_select(0, group))
             target = vaml_coefficients(q, self.tau)
@@ -336,10 +363,16 @@ class VAML(CreditAlgorithm):
         sparse = w[:, None] * (~use_q).float()
         dense = (w[:, None] * use_q.float())[..., None] * target
         log_probs = model.token_log_probs(model.encode(batch.src).select(group), tokens)
-        loss = one_loss(finite_log_probs(log_probs), tokens,
-                        Coefficients(weights=sparse, dense=dense, normalizer=reference_tokens(batch.tgt)))
-        return loss, {"phase": float(phase), "weight_on_reference": float(w[prop.is_reference].mean()),
-                      "q_target_share": float(use_q.sum() / n_tok)}
+        loss = one_loss(
+            finite_log_probs(log_probs),
+            tokens,
+            Coefficients(weights=sparse, dense=dense, normalizer=reference_tokens(batch.tgt)),
+        )
+        return loss, {
+            "phase": float(phase),
+            "weight_on_reference": float(w[prop.is_reference].mean()),
+            "q_target_share": float(use_q.sum() / n_tok),
+        }
 
 
 # --------------------------------------------------------------------------- AC / ERAC
@@ -414,8 +447,11 @@ class ERAC(CreditAlgorithm):
         var_weight, var_reduction, mle_weight, num_samples = o.var_weight, o.var_reduction, o.mle_weight, o.num_samples
         actor_pretrain_steps, critic_pretrain_steps = o.actor_pretrain_steps, o.critic_pretrain_steps
         critic_weight, max_len_a, max_len_b = o.critic_weight, o.max_len_a, o.max_len_b
-        joint_critic_lr_scale, joint_adam_beta1, label_smoothing = (o.joint_critic_lr_scale, o.joint_adam_beta1,
-                                                                    o.label_smoothing)
+        joint_critic_lr_scale, joint_adam_beta1, label_smoothing = (
+            o.joint_critic_lr_scale,
+            o.joint_adam_beta1,
+            o.label_smoothing,
+        )
         self.other_actions_weight = o.other_actions_weight
         self.tau, self.future_entropy = tau, future_entropy
         self.target_beta, self.target_network = target_beta, target_network
@@ -460,23 +496,27 @@ class ERAC(CreditAlgorithm):
             coef.uniform = coef.uniform * weight
         return one_loss(log_probs, tgt, coef)
 
-    def actor_pass(self, model: Seq2SeqModel, src: torch.Tensor, grad: bool
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def actor_pass(
+        self, model: Seq2SeqModel, src: torch.Tensor, grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples (tokens [N, T], their source rows [N]) and log pi [N, T, V] of one eval-mode pass of the actor:
         the samples are drawn from exactly the distribution whose log pi the critic target and the actor's
         gradient use (dropout would make the teacher-forced pass a different policy)."""
         with eval_mode(model):
             with torch.set_grad_enabled(grad):
                 enc = model.encode(src)
-            prop, _ = model_samples(model, src, self.num_samples, enc=enc, max_len_a=self.max_len_a,
-                                    max_len_b=self.max_len_b)
+            prop, _ = model_samples(
+                model, src, self.num_samples, enc=enc, max_len_a=self.max_len_a, max_len_b=self.max_len_b
+            )
             with torch.set_grad_enabled(grad):
-                log_pi = F.log_softmax(mask_special(model.decode(enc.select(prop.group), shift_right(prop.tokens))),
-                                       dim=-1)
+                log_pi = F.log_softmax(
+                    mask_special(model.decode(enc.select(prop.group), shift_right(prop.tokens))), dim=-1
+                )
         return prop.tokens, prop.group, log_pi
 
-    def target_values(self, tokens: torch.Tensor, refs: torch.Tensor, src: torch.Tensor,
-                      log_pi: torch.Tensor) -> torch.Tensor:
+    def target_values(
+        self, tokens: torch.Tensor, refs: torch.Tensor, src: torch.Tensor, log_pi: torch.Tensor
+    ) -> torch.Tensor:
         """V_bar(s_{t+1}) at every position from the target critic (the critic itself without one), [N, T]."""
         with torch.no_grad():
             if self.target_critic is not None:
@@ -491,8 +531,9 @@ class ERAC(CreditAlgorithm):
         tokens, group, log_pi = self.actor_pass(model, batch.src, grad=False)
         refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
         q = self.q_values(refs, tokens, src)
-        target = self.token_rewards(tokens, refs, src) + erac_next_value(tokens, log_pi, q, self.tau,
-                                                                         self.future_entropy)
+        target = self.token_rewards(tokens, refs, src) + erac_next_value(
+            tokens, log_pi, q, self.tau, self.future_entropy
+        )
         q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         valid = tokens.ne(PAD_ID)
         return torch.where(valid, (q_taken - target).abs(), torch.zeros_like(target)).sum(), valid.sum()
@@ -521,22 +562,23 @@ class ERAC(CreditAlgorithm):
             r_all = r_all * self.reward_scale
             others = other_action_targets(r_all, next_value)
         n_tok = tokens.ne(PAD_ID).sum().clamp(min=1)
-        c_loss = critic_loss(q, tokens, target, self.var_weight, self.var_reduction, others,
-                             self.other_actions_weight)
+        c_loss = critic_loss(q, tokens, target, self.var_weight, self.var_reduction, others, self.other_actions_weight)
         loss = self.critic_weight * c_loss / n_tok
         q_taken = q.detach().gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         valid = tokens.ne(PAD_ID)
         td_abs = torch.where(valid, (q_taken - target).abs(), torch.zeros_like(target))
-        stats = {"phase": float(phase), "td_abs": float(td_abs.sum() / n_tok),
-                 "return": float(rewards.sum(1).mean()),
-                 "entropy": float((entropy(log_pi.detach()) * valid).sum() / n_tok)}
+        stats = {
+            "phase": float(phase),
+            "td_abs": float(td_abs.sum() / n_tok),
+            "return": float(rewards.sum(1).mean()),
+            "entropy": float((entropy(log_pi.detach()) * valid).sum() / n_tok),
+        }
         if joint:
             if self.options.normalize_advantages:
                 coef = normalized_actor_coefficients(log_pi, q, self.tau, valid)
             else:
                 coef = actor_coefficients(log_pi, q, self.tau)
-            loss = loss + one_loss(finite_log_probs(log_pi), tokens,
-                                   Coefficients(dense=coef, normalizer=n_tok))
+            loss = loss + one_loss(finite_log_probs(log_pi), tokens, Coefficients(dense=coef, normalizer=n_tok))
             if self.mle_weight > 0:
                 loss = loss + self.mle_loss(model, model.encode(batch.src), batch.tgt, self.mle_weight)
             if self.options.kl_coef > 0:
@@ -554,8 +596,9 @@ class ERAC(CreditAlgorithm):
             soft_update(self.target_critic, self.critic, self.target_beta)
 
 
-def normalized_actor_coefficients(log_pi: torch.Tensor, q: torch.Tensor, tau: float, valid: torch.Tensor,
-                                  eps: float = 1e-8) -> torch.Tensor:
+def normalized_actor_coefficients(
+    log_pi: torch.Tensor, q: torch.Tensor, tau: float, valid: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
     """The actor's coefficients pi * (A - V) / sigma with advantages A = Q - tau log pi, V = sum_w pi A (their
     mean under pi at each position) and sigma their pi-weighted standard deviation over the batch's ``valid``
     positions [N, T]: zero-mean, unit-std advantages.  The gradient is that of

@@ -52,8 +52,15 @@ class ReferenceCritic(nn.Module):
     ``q_head=False`` reads the net's own outputs as Q-values: only for nets whose outputs are free per state
     (the tabular Q-network of :mod:`seqlab.credit.mdp`), never for a model with a tied output layer."""
 
-    def __init__(self, net: Seq2SeqModel, vocab_size: int, read_source: bool = False,
-                 src_vocab_size: int | None = None, head_init: float = 0.0, q_head: bool = True):
+    def __init__(
+        self,
+        net: Seq2SeqModel,
+        vocab_size: int,
+        read_source: bool = False,
+        src_vocab_size: int | None = None,
+        head_init: float = 0.0,
+        q_head: bool = True,
+    ):
         super().__init__()
         if read_source and not src_vocab_size:
             raise ValueError("a critic that reads the source needs src_vocab_size")
@@ -68,9 +75,15 @@ class ReferenceCritic(nn.Module):
                     p.uniform_(-head_init, head_init) if head_init > 0 else p.zero_()
 
     @classmethod
-    def build(cls, vocab_size: int, arch: str = "transformer", options: dict[str, Any] | None = None,
-              read_source: bool = False, src_vocab_size: int | None = None,
-              head_init: float = 0.0) -> ReferenceCritic:
+    def build(
+        cls,
+        vocab_size: int,
+        arch: str = "transformer",
+        options: dict[str, Any] | None = None,
+        read_source: bool = False,
+        src_vocab_size: int | None = None,
+        head_init: float = 0.0,
+    ) -> ReferenceCritic:
         in_vocab = vocab_size + (int(src_vocab_size or 0) if read_source else 0)
         net = build_model(arch, in_vocab, vocab_size, **(options or {}))
         return cls(net, vocab_size, read_source, src_vocab_size, head_init)
@@ -87,8 +100,7 @@ class ReferenceCritic(nn.Module):
             return mask_special(self.net.decode(enc, shift_right(tokens)))
         return mask_special(self.q_head(self.net.decode_features(enc, shift_right(tokens))))
 
-    def forward(self, ref: torch.Tensor, tokens: torch.Tensor,
-                src: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ref: torch.Tensor, tokens: torch.Tensor, src: torch.Tensor | None = None) -> torch.Tensor:
         return self.q_values(self.encode(ref, src), tokens)
 
 
@@ -121,7 +133,7 @@ def load_critic_state(path: str | Path, prefix: str = "critic.") -> dict[str, to
     state = load(path)
     if "algorithm" in state:
         state = state["algorithm"]
-        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not sub:
             raise ValueError(f"{path}: the checkpoint's algorithm state has no {prefix!r} entries")
         return sub

@@ -32,8 +32,14 @@ LogPolicy = Callable[[State], torch.Tensor]  # state -> log pi(. | state) [V]
 class EnumerableMDP:
     """Sequences over ``tokens`` of length <= ``max_len``; ``reward`` maps a content tuple (no EOS) to R."""
 
-    def __init__(self, reward: Callable[[State], float] | Mapping[State, float], tokens: Sequence[int],
-                 max_len: int, vocab_size: int, scale: float = 1.0):
+    def __init__(
+        self,
+        reward: Callable[[State], float] | Mapping[State, float],
+        tokens: Sequence[int],
+        max_len: int,
+        vocab_size: int,
+        scale: float = 1.0,
+    ):
         self._reward = reward if callable(reward) else (lambda s, table=dict(reward): float(table[s]))
         self.tokens, self.max_len, self.vocab_size, self.scale = list(tokens), max_len, vocab_size, scale
 
@@ -82,8 +88,9 @@ class EnumerableMDP:
     def _value(q_row: torch.Tensor, tau: float) -> float:
         return float(q_row.max()) if tau == 0 else float(tau * torch.logsumexp(q_row / tau, 0))
 
-    def soft_q_policy(self, log_policy: LogPolicy, tau: float,
-                      future_entropy: bool = True) -> dict[State, torch.Tensor]:
+    def soft_q_policy(
+        self, log_policy: LogPolicy, tau: float, future_entropy: bool = True
+    ) -> dict[State, torch.Tensor]:
         """Q^pi: Q(s, a) = r + sum_w pi(w|s') Q(s', w) + [future_entropy] tau H(pi(.|s')), 0 after EOS."""
         q: dict[State, torch.Tensor] = {}
         for state in reversed(self.states()):
@@ -132,8 +139,10 @@ class EnumerableMDP:
 
     def reward_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The table reward as a batched reward on token ids (the reference is implied by the table)."""
+
         def fn(hyp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
             return torch.tensor([self.R(content(row)) for row in hyp.tolist()], dtype=torch.float)
+
         return fn
 
     def q_tensor(self, q: Mapping[State, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:

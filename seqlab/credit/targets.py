@@ -52,8 +52,9 @@ def soft_policy(q: torch.Tensor, tau: float) -> torch.Tensor:
 def expectation(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """sum_w p(w) v(w), skipping entries where p = 0 or v = -inf (forbidden actions)."""
     keep = (probs > 0) & torch.isfinite(values)
-    return torch.where(keep, probs * torch.where(keep, values, torch.zeros_like(values)),
-                       torch.zeros_like(probs)).sum(-1)
+    return torch.where(keep, probs * torch.where(keep, values, torch.zeros_like(values)), torch.zeros_like(probs)).sum(
+        -1
+    )
 
 
 def entropy(log_probs: torch.Tensor) -> torch.Tensor:
@@ -63,8 +64,7 @@ def entropy(log_probs: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- VAML: soft Q-learning
-def soft_bellman_residual(q: torch.Tensor, tokens: torch.Tensor, rewards: torch.Tensor,
-                          tau: float) -> torch.Tensor:
+def soft_bellman_residual(q: torch.Tensor, tokens: torch.Tensor, rewards: torch.Tensor, tau: float) -> torch.Tensor:
     """Q(s_t, a_t) - [r_t + V(s_{t+1})] with V the soft value of the *same* Q (no target network), [N, T]."""
     q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     v_next = shift_next(soft_value(q, tau), tokens)
@@ -78,8 +78,9 @@ def vaml_coefficients(q: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- ERAC
-def erac_next_value(tokens: torch.Tensor, log_pi: torch.Tensor, q_bar: torch.Tensor, tau: float,
-                    future_entropy: bool = True) -> torch.Tensor:
+def erac_next_value(
+    tokens: torch.Tensor, log_pi: torch.Tensor, q_bar: torch.Tensor, tau: float, future_entropy: bool = True
+) -> torch.Tensor:
     """V_bar(s_{t+1}) = sum_w pi(w | y_<=t) Q_bar(y_<=t, w) + tau H(pi(. | y_<=t)) at position t, [N, T]
     (0 where s_{t+1} is terminal; detached).
 
@@ -92,8 +93,14 @@ def erac_next_value(tokens: torch.Tensor, log_pi: torch.Tensor, q_bar: torch.Ten
     return shift_next(v, tokens).detach()
 
 
-def erac_critic_target(rewards: torch.Tensor, tokens: torch.Tensor, log_pi: torch.Tensor, q_bar: torch.Tensor,
-                       tau: float, future_entropy: bool = True) -> torch.Tensor:
+def erac_critic_target(
+    rewards: torch.Tensor,
+    tokens: torch.Tensor,
+    log_pi: torch.Tensor,
+    q_bar: torch.Tensor,
+    tau: float,
+    future_entropy: bool = True,
+) -> torch.Tensor:
     """Q^_t = r_t + V_bar(s_{t+1}) (:func:`erac_next_value`), [N, T] (detached)."""
     return (rewards + erac_next_value(tokens, log_pi, q_bar, tau, future_entropy)).detach()
 
@@ -109,8 +116,9 @@ def other_action_targets(action_rewards: torch.Tensor, next_value: torch.Tensor)
     return target.detach()
 
 
-def action_rewards(reward_fn: Any, tokens: torch.Tensor, refs: torch.Tensor, vocab_size: int,
-                   scale_by_length: bool = False) -> torch.Tensor:
+def action_rewards(
+    reward_fn: Any, tokens: torch.Tensor, refs: torch.Tensor, vocab_size: int, scale_by_length: bool = False
+) -> torch.Tensor:
     """r(s_t, w) = R(y_<t w) - R(y_<t) for every position t of ``tokens`` [N, T] and every id w, [N, T, V].
 
     One batched :func:`seqlab.rewards.next_token_rewards` call on the N*T prefixes y_<t; at the sampled
@@ -121,8 +129,13 @@ def action_rewards(reward_fn: Any, tokens: torch.Tensor, refs: torch.Tensor, voc
     pos = torch.arange(t, device=tokens.device)
     prefixes = tokens[:, None, :].expand(n, t, t).masked_fill(pos[None, None, :] >= pos[None, :, None], PAD_ID)
     with torch.no_grad():
-        r = next_token_rewards(reward_fn, prefixes.reshape(n * t, t), refs.repeat_interleave(t, 0), vocab_size,
-                               scale_by_length=scale_by_length)
+        r = next_token_rewards(
+            reward_fn,
+            prefixes.reshape(n * t, t),
+            refs.repeat_interleave(t, 0),
+            vocab_size,
+            scale_by_length=scale_by_length,
+        )
     return r.view(n, t, vocab_size)
 
 
@@ -140,9 +153,15 @@ def value_variance(q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     raise ValueError(f"variance reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
-def critic_loss(q: torch.Tensor, tokens: torch.Tensor, target: torch.Tensor, var_weight: float = 0.0,
-                var_reduction: str = "mean", other_targets: torch.Tensor | None = None,
-                other_weight: float = 0.0) -> torch.Tensor:
+def critic_loss(
+    q: torch.Tensor,
+    tokens: torch.Tensor,
+    target: torch.Tensor,
+    var_weight: float = 0.0,
+    var_reduction: str = "mean",
+    other_targets: torch.Tensor | None = None,
+    other_weight: float = 0.0,
+) -> torch.Tensor:
     """sum_t [(Q(s_t, a_t) - Q^_t)^2 / 2 + lambda_var * spread_w Q(s_t, w)
     + lambda_other * mean_{w != a_t} (Q(s_t, w) - target(s_t, w))^2 / 2] over valid positions.
 

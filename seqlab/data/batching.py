@@ -65,7 +65,7 @@ class RaggedIds(Sequence[np.ndarray]):
 
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
         i = range(len(self))[i]
-        return self.data[self.offsets[i]: self.offsets[i + 1]]
+        return self.data[self.offsets[i] : self.offsets[i + 1]]
 
     def pad(self, indices: Sequence[int] | np.ndarray, pad_id: int = PAD_ID) -> np.ndarray:
         """[B, max length] int64 matrix of rows ``indices``, right-padded with ``pad_id`` (vectorized)."""
@@ -114,8 +114,9 @@ class EncodedCorpus:
         return np.stack([self.src.lengths, self.tgt.lengths], axis=1)
 
 
-def encode_corpus(corpus: Corpus, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None = None,
-                  on_long: str = "drop") -> EncodedCorpus:
+def encode_corpus(
+    corpus: Corpus, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None = None, on_long: str = "drop"
+) -> EncodedCorpus:
     """Encode every example to int32 id arrays with EOS appended.
 
     Examples whose source or target (EOS included) exceeds ``max_len`` are dropped (``on_long="drop"``,
@@ -143,8 +144,11 @@ def encode_corpus(corpus: Corpus, src_tok: Tokenizer, tgt_tok: Tokenizer, max_le
                 src_ids[i], tgt_ids[i] = src_ids[i][: max_len - 1], tgt_ids[i][: max_len - 1]
     if dropped or truncated:
         what = f"dropped {dropped}" if dropped else f"truncated {truncated}"
-        warnings.warn(f"{corpus.name or 'corpus'}: {what} of {len(corpus)} examples longer than "
-                      f"max_len={max_len}", DataWarning, stacklevel=2)
+        warnings.warn(
+            f"{corpus.name or 'corpus'}: {what} of {len(corpus)} examples longer than max_len={max_len}",
+            DataWarning,
+            stacklevel=2,
+        )
     keep_list = keep.tolist()
     if len(keep_list) < n:
         src_ids, tgt_ids = [src_ids[i] for i in keep_list], [tgt_ids[i] for i in keep_list]
@@ -178,8 +182,12 @@ class Batch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         idx = None if self.index is None else self.index.to(device, non_blocking=non_blocking)
-        return Batch(self.src.to(device, non_blocking=non_blocking),
-                     self.tgt.to(device, non_blocking=non_blocking), idx, self.num_tgt_tokens)
+        return Batch(
+            self.src.to(device, non_blocking=non_blocking),
+            self.tgt.to(device, non_blocking=non_blocking),
+            idx,
+            self.num_tgt_tokens,
+        )
 
     def pin_memory(self) -> Batch:
         idx = None if self.index is None else self.index.pin_memory()
@@ -203,9 +211,17 @@ class TokenBatchSampler:
     ``set_epoch(e)`` before each epoch (a new epoch restarts at its first batch; the current epoch keeps
     its position).  Iterating an epoch that was already completed restarts it."""
 
-    def __init__(self, lengths: Sequence[int] | np.ndarray, max_tokens: int = 4096,
-                 max_sentences: int | None = None, shuffle: bool = True, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, chunk_size: int = 16384):
+    def __init__(
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        max_tokens: int = 4096,
+        max_sentences: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        chunk_size: int = 16384,
+    ):
         lens = np.asarray(lengths, dtype=np.int64)
         if lens.ndim == 2:
             self.sort_key = lens.max(axis=1) * (int(lens.max(initial=0)) + 1) + lens[:, 0]
@@ -220,8 +236,10 @@ class TokenBatchSampler:
             raise ValueError("max_tokens, max_sentences and chunk_size must be positive")
         too_long = int((lens > max_tokens).sum())
         if too_long:
-            raise ValueError(f"{too_long} examples are longer than max_tokens={max_tokens} (longest "
-                             f"{int(lens.max())}); raise max_tokens or set max_len when encoding")
+            raise ValueError(
+                f"{too_long} examples are longer than max_tokens={max_tokens} (longest "
+                f"{int(lens.max())}); raise max_tokens or set max_len when encoding"
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         self.lengths = lens
@@ -239,9 +257,9 @@ class TokenBatchSampler:
         out, s, n = [], 0, len(order)
         while s < n:
             cap = min(self.max_tokens // int(lens[s]), cap_sent, n - s)
-            window = lens[s: s + cap]
+            window = lens[s : s + cap]
             k = int((np.arange(1, cap + 1) * window <= self.max_tokens).sum())  # sizes 1..k fit (monotone)
-            out.append(order[s: s + k])
+            out.append(order[s : s + k])
             s += k
         return out
 
@@ -251,7 +269,7 @@ class TokenBatchSampler:
         perm = rng.permutation(n) if self.shuffle else np.arange(n)
         batches: list[np.ndarray] = []
         for start in range(0, n, self.chunk_size):
-            batches.extend(self._batches_of_chunk(perm[start: start + self.chunk_size]))
+            batches.extend(self._batches_of_chunk(perm[start : start + self.chunk_size]))
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         ws = self.world_size
@@ -263,14 +281,14 @@ class TokenBatchSampler:
                 batches.extend(batches[i % len(batches)] for i in range(need))
                 break
             b, half = batches[j], int(sizes[j]) // 2
-            batches[j: j + 1] = [b[:half], b[half:]]
+            batches[j : j + 1] = [b[:half], b[half:]]
         return batches
 
     def plan(self, epoch: int | None = None) -> list[np.ndarray]:
         """All of this rank's batches (index arrays) of ``epoch`` (default: the current one)."""
         epoch = self.epoch if epoch is None else int(epoch)
         if self._plan_cache is None or self._plan_cache[0] != epoch:
-            self._plan_cache = (epoch, self._global_batches(epoch)[self.rank:: self.world_size])
+            self._plan_cache = (epoch, self._global_batches(epoch)[self.rank :: self.world_size])
         return self._plan_cache[1]
 
     # -------------------------------------------------------------------------------- iteration
@@ -299,25 +317,39 @@ class TokenBatchSampler:
 
     # -------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
-                "world_size": self.world_size, "num_examples": len(self.lengths),
-                "max_tokens": self.max_tokens, "max_sentences": self.max_sentences}
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "num_examples": len(self.lengths),
+            "max_tokens": self.max_tokens,
+            "max_sentences": self.max_sentences,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore epoch and position.  Settings that changed since saving (seed, data, budget, world size)
         change the epoch's batches: a DataWarning says so and the position is kept (scaled for world size)."""
-        changed = [k for k in ("seed", "num_examples", "max_tokens", "max_sentences", "world_size")
-                   if k in state and state[k] != self.state_dict()[k]]
+        changed = [
+            k
+            for k in ("seed", "num_examples", "max_tokens", "max_sentences", "world_size")
+            if k in state and state[k] != self.state_dict()[k]
+        ]
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         if changed:
-            warnings.warn(f"TokenBatchSampler: resuming with changed {', '.join(changed)}; the rest of epoch "
-                          f"{self.epoch} is only approximately the remaining data", DataWarning, stacklevel=2)
+            warnings.warn(
+                f"TokenBatchSampler: resuming with changed {', '.join(changed)}; the rest of epoch "
+                f"{self.epoch} is only approximately the remaining data",
+                DataWarning,
+                stacklevel=2,
+            )
             if "world_size" in changed:
                 self.position = self.position * int(state["world_size"]) // self.world_size
 
 
-def iterate_batches(encoded: EncodedCorpus, sampler: TokenBatchSampler,
-                    device: torch.device | str | None = None) -> Iterator[Batch]:
+def iterate_batches(
+    encoded: EncodedCorpus, sampler: TokenBatchSampler, device: torch.device | str | None = None
+) -> Iterator[Batch]:
     """Collated batches of ``sampler``'s current epoch (moved to ``device`` when given)."""
     for indices in sampler:
         batch = collate(encoded, indices)

@@ -44,13 +44,11 @@ class Corpus:
 
     def __post_init__(self) -> None:
         if len(self.sources) != len(self.targets):
-            raise ValueError(f"Corpus {self.name!r}: {len(self.sources)} sources but "
-                             f"{len(self.targets)} targets")
+            raise ValueError(f"Corpus {self.name!r}: {len(self.sources)} sources but {len(self.targets)} targets")
         if not self.group and self.sources:
             self.group = group_by_source(self.sources)
         elif len(self.group) != len(self.sources):
-            raise ValueError(f"Corpus {self.name!r}: {len(self.group)} group ids for "
-                             f"{len(self.sources)} examples")
+            raise ValueError(f"Corpus {self.name!r}: {len(self.group)} group ids for {len(self.sources)} examples")
         else:
             renum: dict[int, int] = {}
             self.group = [renum.setdefault(g, len(renum)) for g in self.group]
@@ -77,8 +75,9 @@ class Corpus:
     def subset(self, indices: Iterable[int]) -> Corpus:
         """A new corpus with the examples at ``indices`` (in that order), groups renumbered."""
         idx = [int(i) for i in indices]
-        return Corpus([self.sources[i] for i in idx], [self.targets[i] for i in idx],
-                      [self.group[i] for i in idx], self.name)
+        return Corpus(
+            [self.sources[i] for i in idx], [self.targets[i] for i in idx], [self.group[i] for i in idx], self.name
+        )
 
     def group_indices(self, groups: Iterable[int]) -> list[int]:
         """Indices (in corpus order) of every example whose group is in ``groups``."""
@@ -125,8 +124,9 @@ class ExampleRows:
     skipped: list[int] = field(default_factory=list)
     total: int = 0
 
-    def add(self, row: int, src: Any, tgt: Any, src_name: str, tgt_name: str,
-            error: Callable[[str], DataError]) -> None:
+    def add(
+        self, row: int, src: Any, tgt: Any, src_name: str, tgt_name: str, error: Callable[[str], DataError]
+    ) -> None:
         """Add row ``row``; ``error(message)`` builds the error that names the file or dataset and the row."""
         if not isinstance(src, str):
             raise error(f"{src_name} must be a string, found {type(src).__name__}")
@@ -153,15 +153,22 @@ def _check_on_empty(on_empty: str) -> None:
 
 def _warn_skipped(what: str, skipped: list[int], total: int) -> None:
     if skipped:
-        warnings.warn(f"{what}: skipped {len(skipped)} of {total} examples with an empty source or target "
-                      f"(first at line {skipped[0]})", DataWarning, stacklevel=3)
+        warnings.warn(
+            f"{what}: skipped {len(skipped)} of {total} examples with an empty source or target "
+            f"(first at line {skipped[0]})",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def _build(sources: list[str], targets: list[str], name: str, path: str | Path, lines: int) -> Corpus:
     """The corpus; none at all is an error naming the file (an empty file loads, then fails far from here)."""
     if not sources:
-        reason = ("empty file: no examples" if lines == 0 else
-                  f"no examples: every one of its {lines} lines has an empty source or target")
+        reason = (
+            "empty file: no examples"
+            if lines == 0
+            else f"no examples: every one of its {lines} lines has an empty source or target"
+        )
         raise DataError(reason, path)
     return Corpus(sources, targets, group_by_source(sources), name)
 
@@ -190,8 +197,14 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, on_empty: str = "s
     return _build(sources, targets, str(src_path), src_path, len(src_lines))
 
 
-def read_tsv(path: str | Path, src_col: int = 0, tgt_col: int = 1, num_cols: int | None = None,
-             header: bool = False, on_empty: str = "skip") -> Corpus:
+def read_tsv(
+    path: str | Path,
+    src_col: int = 0,
+    tgt_col: int = 1,
+    num_cols: int | None = None,
+    header: bool = False,
+    on_empty: str = "skip",
+) -> Corpus:
     """Read tab-separated rows (plain or gzip, no quoting); every row must have the same number of columns.
 
     ``num_cols`` fixes that number (default: the first row's).  ``header=True`` skips the first row."""
@@ -226,8 +239,7 @@ def read_tsv(path: str | Path, src_col: int = 0, tgt_col: int = 1, num_cols: int
     return _build(sources, targets, str(path), path, len(lines) - start)
 
 
-def read_jsonl(path: str | Path, src_key: str = "source", tgt_key: str = "target",
-               on_empty: str = "skip") -> Corpus:
+def read_jsonl(path: str | Path, src_key: str = "source", tgt_key: str = "target", on_empty: str = "skip") -> Corpus:
     """Read one JSON object per line; the target may be a string or a list of strings (multi-reference).
 
     A list gives one example per reference, all in the source's group.  Blank lines are ignored."""
@@ -246,8 +258,14 @@ def read_jsonl(path: str | Path, src_key: str = "source", tgt_key: str = "target
         for key in (src_key, tgt_key):
             if key not in obj:
                 raise DataError(f"missing key {key!r}", path, i)
-        rows.add(i, obj[src_key], obj[tgt_key], repr(src_key), repr(tgt_key),
-                 lambda message, line=i: DataError(message, path, line))
+        rows.add(
+            i,
+            obj[src_key],
+            obj[tgt_key],
+            repr(src_key),
+            repr(tgt_key),
+            lambda message, line=i: DataError(message, path, line),
+        )
     _warn_skipped(str(path), rows.skipped, rows.total)
     return _build(rows.sources, rows.targets, str(path), path, sum(1 for line in lines if line.strip()))
 
@@ -280,10 +298,13 @@ def read_corpus(spec: dict[str, Any], root: str | Path | None = None) -> Corpus:
             name = str(spec["path"]).removesuffix(".gz")
             fmt = "tsv" if name.endswith(".tsv") else "jsonl" if name.endswith((".jsonl", ".json")) else None
         if fmt is None:
-            raise DataError(f"corpus spec {spec!r}: give 'src' and 'tgt', or 'path' and "
-                            "'format' (tsv | jsonl)")
-    readers = {"parallel": (read_parallel, ("src", "tgt")), "text": (read_parallel, ("src", "tgt")),
-               "tsv": (read_tsv, ("path",)), "jsonl": (read_jsonl, ("path",))}
+            raise DataError(f"corpus spec {spec!r}: give 'src' and 'tgt', or 'path' and 'format' (tsv | jsonl)")
+    readers = {
+        "parallel": (read_parallel, ("src", "tgt")),
+        "text": (read_parallel, ("src", "tgt")),
+        "tsv": (read_tsv, ("path",)),
+        "jsonl": (read_jsonl, ("path",)),
+    }
     if fmt not in readers:
         raise DataError(f"corpus spec: unknown format {fmt!r}; expected one of {sorted(readers)}")
     reader, path_keys = readers[fmt]

@@ -76,8 +76,13 @@ class Tokenizer:
         return [self.id_to_token(i) for i in self.encode(text)]
 
     def _header(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "type": self.kind, "vocab_size": self.vocab_size,
-                "meta": getattr(self, "meta", {})}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "type": self.kind,
+            "vocab_size": self.vocab_size,
+            "meta": getattr(self, "meta", {}),
+        }
 
     def _write_files(self, directory: Path) -> dict[str, Any]:
         """Write extra files; return header fields."""
@@ -214,8 +219,10 @@ class SentencePieceTokenizer(Tokenizer):
         self.sp = spm.SentencePieceProcessor(model_proto=self._proto)
         ids = (self.sp.pad_id(), self.sp.bos_id(), self.sp.eos_id(), self.sp.unk_id())
         if ids != (PAD_ID, BOS_ID, EOS_ID, UNK_ID):
-            raise DataError(f"SentencePiece model has special ids (pad, bos, eos, unk) = {ids}; seqlab "
-                            f"needs {(PAD_ID, BOS_ID, EOS_ID, UNK_ID)} (see SentencePieceTokenizer.train)")
+            raise DataError(
+                f"SentencePiece model has special ids (pad, bos, eos, unk) = {ids}; seqlab "
+                f"needs {(PAD_ID, BOS_ID, EOS_ID, UNK_ID)} (see SentencePieceTokenizer.train)"
+            )
         self.meta = dict(meta or {})
 
     @classmethod
@@ -226,10 +233,18 @@ class SentencePieceTokenizer(Tokenizer):
         return cls(path.read_bytes(), meta)
 
     @classmethod
-    def train(cls, texts: Iterable[str], model_prefix: str | Path | None = None, vocab_size: int = 8000,
-              model_type: str = "bpe", character_coverage: float = 1.0, normalization: str = "nmt_nfkc",
-              input_sentence_size: int = 2_000_000, num_threads: int | None = None,
-              seed: int = 1) -> SentencePieceTokenizer:
+    def train(
+        cls,
+        texts: Iterable[str],
+        model_prefix: str | Path | None = None,
+        vocab_size: int = 8000,
+        model_type: str = "bpe",
+        character_coverage: float = 1.0,
+        normalization: str = "nmt_nfkc",
+        input_sentence_size: int = 2_000_000,
+        num_threads: int | None = None,
+        seed: int = 1,
+    ) -> SentencePieceTokenizer:
         """Train on ``texts``; writes ``{model_prefix}.model`` when a prefix is given.
 
         A ``vocab_size`` larger than the corpus supports is reduced to the largest size SentencePiece
@@ -249,14 +264,25 @@ class SentencePieceTokenizer(Tokenizer):
             buf = _BytesWriter()
             try:
                 spm.SentencePieceTrainer.train(
-                    sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size,
+                    sentence_iterator=iter(lines),
+                    model_writer=buf,
+                    vocab_size=vocab_size,
                     model_type=model_type,
-                    character_coverage=character_coverage, normalization_rule_name=normalization,
-                    pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
-                    pad_piece=SPECIAL_TOKENS[PAD_ID], bos_piece=SPECIAL_TOKENS[BOS_ID],
-                    eos_piece=SPECIAL_TOKENS[EOS_ID], unk_piece=SPECIAL_TOKENS[UNK_ID],
-                    input_sentence_size=input_sentence_size, shuffle_input_sentence=True,
-                    num_threads=threads, minloglevel=2)
+                    character_coverage=character_coverage,
+                    normalization_rule_name=normalization,
+                    pad_id=PAD_ID,
+                    bos_id=BOS_ID,
+                    eos_id=EOS_ID,
+                    unk_id=UNK_ID,
+                    pad_piece=SPECIAL_TOKENS[PAD_ID],
+                    bos_piece=SPECIAL_TOKENS[BOS_ID],
+                    eos_piece=SPECIAL_TOKENS[EOS_ID],
+                    unk_piece=SPECIAL_TOKENS[UNK_ID],
+                    input_sentence_size=input_sentence_size,
+                    shuffle_input_sentence=True,
+                    num_threads=threads,
+                    minloglevel=2,
+                )
                 break
             except RuntimeError as e:
                 m = re.search(r"value <= (\d+)", str(e))
@@ -266,8 +292,11 @@ class SentencePieceTokenizer(Tokenizer):
         else:
             raise DataError(f"SentencePiece training failed: no feasible vocab_size <= {requested}")
         if vocab_size != requested:
-            warnings.warn(f"SentencePiece: corpus too small for vocab_size={requested}; using {vocab_size}",
-                          DataWarning, stacklevel=2)
+            warnings.warn(
+                f"SentencePiece: corpus too small for vocab_size={requested}; using {vocab_size}",
+                DataWarning,
+                stacklevel=2,
+            )
         tok = cls(buf.data, {"model_type": model_type, "requested_vocab_size": requested})
         if model_prefix is not None:
             out = Path(f"{model_prefix}.model")
@@ -310,7 +339,10 @@ class _BytesWriter:
 
 
 TOKENIZER_TYPES: dict[str, type[Tokenizer]] = {
-    "char": CharTokenizer, "symbol": SymbolTokenizer, "sentencepiece": SentencePieceTokenizer}
+    "char": CharTokenizer,
+    "symbol": SymbolTokenizer,
+    "sentencepiece": SentencePieceTokenizer,
+}
 
 
 #: tokenizer types in optional modules (extras), imported by name when a kind or a saved tokenizer names them; the
@@ -367,8 +399,14 @@ def _fingerprint(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def train_tokenizer(kind: str, texts: Sequence[str], vocab_size: int | None = 8000, model_type: str = "bpe",
-                    character_coverage: float = 1.0, min_freq: int = 1) -> Tokenizer:
+def train_tokenizer(
+    kind: str,
+    texts: Sequence[str],
+    vocab_size: int | None = 8000,
+    model_type: str = "bpe",
+    character_coverage: float = 1.0,
+    min_freq: int = 1,
+) -> Tokenizer:
     """Train one tokenizer of ``kind`` (char | symbol | sentencepiece | bpe | unigram) on ``texts``.
 
     ``vocab_size`` is SentencePiece's; char / symbol vocabularies keep every token seen ``min_freq`` times.
@@ -380,16 +418,25 @@ def train_tokenizer(kind: str, texts: Sequence[str], vocab_size: int | None = 80
         cls = CharTokenizer if kind == "char" else SymbolTokenizer
         return cls.build(texts, min_freq=min_freq)
     if kind in SPM_KINDS:
-        return SentencePieceTokenizer.train(texts, vocab_size=vocab_size or 8000,
-                                            model_type=SPM_KINDS[kind] or model_type,
-                                            character_coverage=character_coverage)
-    raise ValueError(f"unknown tokenizer kind {kind!r}; expected char | symbol | sentencepiece | bpe | "
-                     "unigram")
+        return SentencePieceTokenizer.train(
+            texts,
+            vocab_size=vocab_size or 8000,
+            model_type=SPM_KINDS[kind] or model_type,
+            character_coverage=character_coverage,
+        )
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected char | symbol | sentencepiece | bpe | unigram")
 
 
-def build_tokenizers(kind: str | tuple[str, str], train_corpus: Corpus, out_dir: str | Path,
-                     vocab_size: int | None = 8000, shared: bool = True, model_type: str = "bpe",
-                     character_coverage: float = 1.0, min_freq: int = 1) -> tuple[Tokenizer, Tokenizer]:
+def build_tokenizers(
+    kind: str | tuple[str, str],
+    train_corpus: Corpus,
+    out_dir: str | Path,
+    vocab_size: int | None = 8000,
+    shared: bool = True,
+    model_type: str = "bpe",
+    character_coverage: float = 1.0,
+    min_freq: int = 1,
+) -> tuple[Tokenizer, Tokenizer]:
     """Source and target tokenizers trained on ``train_corpus``, cached in ``out_dir/src`` and ``/tgt``.
 
     ``kind`` is one kind for both sides or a (source kind, target kind) pair.  ``shared=True`` trains one
@@ -400,21 +447,30 @@ def build_tokenizers(kind: str | tuple[str, str], train_corpus: Corpus, out_dir:
     if shared and src_kind != tgt_kind:
         raise ValueError(f"a shared vocabulary needs one tokenizer kind, got {src_kind!r} and {tgt_kind!r}")
     out = Path(out_dir)
-    build = {"kind": [src_kind, tgt_kind], "vocab_size": vocab_size, "shared": shared,
-             "model_type": model_type, "character_coverage": character_coverage, "min_freq": min_freq,
-             "train_examples": len(train_corpus),
-             "train_sha1": _fingerprint(train_corpus.sources + train_corpus.targets)}
+    build = {
+        "kind": [src_kind, tgt_kind],
+        "vocab_size": vocab_size,
+        "shared": shared,
+        "model_type": model_type,
+        "character_coverage": character_coverage,
+        "min_freq": min_freq,
+        "train_examples": len(train_corpus),
+        "train_sha1": _fingerprint(train_corpus.sources + train_corpus.targets),
+    }
     src_dir, tgt_dir = out / "src", out / "tgt"
     if (src_dir / HEADER).is_file() and (tgt_dir / HEADER).is_file():
         src_tok, tgt_tok = load_tokenizer(src_dir), load_tokenizer(tgt_dir)
         saved = src_tok.meta.get("build")
         if saved is not None and saved != build:
             diff = sorted(k for k in build if saved.get(k) != build[k])
-            warnings.warn(f"{out}: using cached tokenizers built with different settings "
-                          f"({', '.join(diff)}); delete the folder to rebuild", DataWarning, stacklevel=2)
+            warnings.warn(
+                f"{out}: using cached tokenizers built with different settings "
+                f"({', '.join(diff)}); delete the folder to rebuild",
+                DataWarning,
+                stacklevel=2,
+            )
         return src_tok, tgt_tok
-    kw = dict(vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage,
-              min_freq=min_freq)
+    kw = dict(vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage, min_freq=min_freq)
     if shared:
         src_tok = train_tokenizer(src_kind, train_corpus.sources + train_corpus.targets, **kw)
         tgt_tok = src_tok

@@ -69,8 +69,7 @@ def pad_encoded(enc: Encoded, rows: int, width: int) -> Encoded:
 
 def graphs_enabled(model: Any, device: torch.device) -> bool:
     """CUDA graphs are used on CUDA for models with a static step, unless SEQLAB_CUDA_GRAPHS=0."""
-    return (device.type == "cuda" and hasattr(model, "static_step")
-            and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0")
+    return device.type == "cuda" and hasattr(model, "static_step") and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0"
 
 
 def round_up(n: int, bucket: int) -> int:

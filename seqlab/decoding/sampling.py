@@ -52,9 +52,13 @@ def sampling_graphs_enabled(model: Any, device: torch.device) -> bool:
     """Captured sampling loops: CUDA, a model with a static step in eval mode (no dropout draws in a graph), and
     SEQLAB_SAMPLING_GRAPHS=1 (opt-in until graph == eager and its speed are measured on a GPU; SEQLAB_CUDA_GRAPHS=0
     turns every captured path off)."""
-    return (device.type == "cuda" and hasattr(model, "static_step") and not model.training
-            and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0"
-            and os.environ.get("SEQLAB_SAMPLING_GRAPHS", "0") == "1")
+    return (
+        device.type == "cuda"
+        and hasattr(model, "static_step")
+        and not model.training
+        and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0"
+        and os.environ.get("SEQLAB_SAMPLING_GRAPHS", "0") == "1"
+    )
 
 
 def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -119,8 +123,19 @@ class SamplingLoop:
     and ``advance(token)`` (the prefix grew by ``token``), all fixed-shape tensor ops for ``graph``."""
 
     @torch.no_grad()
-    def __init__(self, model: Any, spec: DrawSpec, enc: Encoded | None, rows: int, steps: int, ref_width: int,
-                 vocab_size: int, device: torch.device, mode: str, reward_draw: Any = None):
+    def __init__(
+        self,
+        model: Any,
+        spec: DrawSpec,
+        enc: Encoded | None,
+        rows: int,
+        steps: int,
+        ref_width: int,
+        vocab_size: int,
+        device: torch.device,
+        mode: str,
+        reward_draw: Any = None,
+    ):
         self.model, self.spec, self.rows, self.steps, self.mode = model, spec, rows, steps, mode
         self.vocab_size, self.enc = vocab_size, enc
         self.t = torch.zeros(1, dtype=torch.long, device=device)
@@ -148,9 +163,15 @@ class SamplingLoop:
 
     # ------------------------------------------------------------------ loading a batch
     @torch.no_grad()
-    def load(self, enc: Encoded | None, limits: torch.Tensor, uniforms: torch.Tensor,
-             lambdas: torch.Tensor | None = None, tgt: torch.Tensor | None = None,
-             data_prefix: torch.Tensor | None = None) -> SamplingLoop:
+    def load(
+        self,
+        enc: Encoded | None,
+        limits: torch.Tensor,
+        uniforms: torch.Tensor,
+        lambdas: torch.Tensor | None = None,
+        tgt: torch.Tensor | None = None,
+        data_prefix: torch.Tensor | None = None,
+    ) -> SamplingLoop:
         """A batch of n <= rows rows (extra rows finish at once): its encoder states (bucketed to this loop's
         shape when static), length limits [n], uniforms [S, n, D] (S <= steps), and for the mixture the
         per-step weights [S, 3], the references [n, w] and the data prefix lengths [n]."""
@@ -172,15 +193,18 @@ class SamplingLoop:
             assert lambdas is not None and tgt is not None
             s = lambdas.size(0)
             self.thresholds[:s].copy_(component_thresholds(lambdas))
-            self.thresholds[s:].copy_(self.thresholds[s - 1: s].expand(self.steps - s, 2))
+            self.thresholds[s:].copy_(self.thresholds[s - 1 : s].expand(self.steps - s, 2))
             self.ref.fill_(PAD_ID)
             self.ref[:n, : tgt.size(1)].copy_(tgt)
             ref_len = (self.ref.ne(EOS_ID) & self.ref.ne(PAD_ID)).long().cumprod(1).sum(1)
             width = min(self.ref.size(1), self.steps)
             self.data.fill_(EOS_ID)
             pos = torch.arange(width, device=self.ref.device)
-            self.data[:, :width].copy_(torch.where(pos[None] < ref_len[:, None], self.ref[:, :width],
-                                                   torch.full_like(self.ref[:, :width], EOS_ID)))
+            self.data[:, :width].copy_(
+                torch.where(
+                    pos[None] < ref_len[:, None], self.ref[:, :width], torch.full_like(self.ref[:, :width], EOS_ID)
+                )
+            )
             self.data_prefix.zero_()
             if data_prefix is not None:
                 self.data_prefix[:n].copy_(data_prefix)
@@ -215,7 +239,7 @@ class SamplingLoop:
         u = self.uniforms.index_select(0, t)[0]  # [rows, D]
         if spec.mixture:
             cut = self.thresholds.index_select(0, t)  # [1, 2]
-            uc = u[:, COMPONENT: COMPONENT + 1]
+            uc = u[:, COMPONENT : COMPONENT + 1]
             z = 1 + (uc >= cut[:, :1]).long().squeeze(1) + (uc >= cut[:, 1:]).long().squeeze(1)
             z = torch.where(t < self.data_prefix, torch.full_like(z, 3), z)
             if spec.first_token_data:
@@ -258,8 +282,9 @@ class SamplingLoop:
         is_reward = (z == 2) & ~self.done
         entropy = -(dist * dist.clamp_min(1e-30).log()).sum(-1)
         in_ref = (self.ref.eq(drawn[:, None]) & self.ref.ne(PAD_ID)).any(1)
-        self.stats.add_(torch.stack([(entropy * is_reward).sum(), (in_ref & is_reward).sum().float(),
-                                     is_reward.sum().float()]))
+        self.stats.add_(
+            torch.stack([(entropy * is_reward).sum(), (in_ref & is_reward).sum().float(), is_reward.sum().float()])
+        )
         return torch.where(z == 2, drawn, tok)
 
     # ------------------------------------------------------------------ running
@@ -294,17 +319,31 @@ class SamplingLoop:
         tokens = self.history[:n, :taken]
         keep = tokens.ne(PAD_ID).any(0)
         width = int(keep.nonzero().max()) + 1 if bool(keep.any()) else 1
-        return LoopOutput(tokens[:, :width].clone(), self.logps[:n, :width].clone(),
-                          self.components[:n, :width].clone(), self.stats.tolist())
+        return LoopOutput(
+            tokens[:, :width].clone(),
+            self.logps[:n, :width].clone(),
+            self.components[:n, :width].clone(),
+            self.stats.tolist(),
+        )
 
 
 # ---------------------------------------------------------------------- choosing, bucketing and caching loops
 _CACHE: OrderedDict[tuple, SamplingLoop] = OrderedDict()
 
 
-def run_loop(model: Any, spec: DrawSpec, enc: Encoded | None, limits: torch.Tensor, uniforms: torch.Tensor,
-             mode: str, vocab_size: int, lambdas: torch.Tensor | None = None, tgt: torch.Tensor | None = None,
-             data_prefix: torch.Tensor | None = None, reward_draw: Any = None) -> LoopOutput:
+def run_loop(
+    model: Any,
+    spec: DrawSpec,
+    enc: Encoded | None,
+    limits: torch.Tensor,
+    uniforms: torch.Tensor,
+    mode: str,
+    vocab_size: int,
+    lambdas: torch.Tensor | None = None,
+    tgt: torch.Tensor | None = None,
+    data_prefix: torch.Tensor | None = None,
+    reward_draw: Any = None,
+) -> LoopOutput:
     """Sample n = ``limits.size(0)`` rows for S = ``uniforms.size(0)`` steps (every limit <= S) in ``mode``
     (``dynamic``, ``static`` or ``graph``, see the module doc); ``reward_draw``: see :class:`SamplingLoop`."""
     n, steps, device = limits.size(0), uniforms.size(0), limits.device

@@ -58,9 +58,20 @@ def _finish(tokens: list[torch.Tensor], logps: list[torch.Tensor]) -> tuple[torc
 
 
 @torch.no_grad()
-def sample_or_greedy(model: Seq2SeqModel, src: torch.Tensor, *, greedy: bool = True, temperature: float = 1.0,
-                     num_samples: int = 1, max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256,
-                     enc: Encoded | None = None, top_k: int = 0, static: bool | None = None) -> Hypotheses:
+def sample_or_greedy(
+    model: Seq2SeqModel,
+    src: torch.Tensor,
+    *,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    num_samples: int = 1,
+    max_len_a: float = 1.5,
+    max_len_b: int = 10,
+    max_len: int = 256,
+    enc: Encoded | None = None,
+    top_k: int = 0,
+    static: bool | None = None,
+) -> Hypotheses:
     """Greedy decoding, or ancestral sampling of ``num_samples`` sequences per source (rows b*K .. b*K+K-1).
 
     ``token_log_probs`` are log p_theta (temperature 1, PAD/BOS excluded) of the chosen tokens, 0 at padding.
@@ -72,8 +83,18 @@ def sample_or_greedy(model: Seq2SeqModel, src: torch.Tensor, *, greedy: bool = T
         if whole:
             return static_search(model, src, 1, max_len_a=max_len_a, max_len_b=max_len_b, max_len=max_len)
     if not greedy:
-        return _sample(model, src, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k,
-                       sampling_mode(model, src.device, static))
+        return _sample(
+            model,
+            src,
+            temperature,
+            num_samples,
+            max_len_a,
+            max_len_b,
+            max_len,
+            enc,
+            top_k,
+            sampling_mode(model, src.device, static),
+        )
     if static is not False and sampling_graphs_enabled(model, src.device):  # e.g. self-critical baselines
         return _sample(model, src, 1.0, num_samples, max_len_a, max_len_b, max_len, enc, 0, "graph", greedy=True)
     use_graph = graphs_enabled(model, src.device)
@@ -94,8 +115,9 @@ def sampling_mode(model: Seq2SeqModel, device: torch.device, static: bool | None
     return "static" if static and hasattr(model, "static_step") else "dynamic"
 
 
-def _sample(model, src, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k, mode,
-            greedy: bool = False) -> Hypotheses:
+def _sample(
+    model, src, temperature, num_samples, max_len_a, max_len_b, max_len, enc, top_k, mode, greedy: bool = False
+) -> Hypotheses:
     """Ancestral sampling (or greedy decoding) as one loop of :mod:`seqlab.decoding.sampling`: the uniforms of
     every step drawn up front (``torch.rand(steps, N, 1)``; none for greedy), so every mode gives the same
     samples."""
@@ -107,8 +129,11 @@ def _sample(model, src, temperature, num_samples, max_len_a, max_len_b, max_len,
     shape = (int(limits.max()), src.size(0), 1)
     uniforms = torch.zeros(shape, device=src.device) if greedy else torch.rand(shape, device=src.device)
     spec = DrawSpec(greedy=greedy, temperature=temperature, top_k=top_k)
-    with torch.autocast(device_type="cuda", enabled=False) if mode != "dynamic" and src.is_cuda \
-            else contextlib.nullcontext():
+    with (
+        torch.autocast(device_type="cuda", enabled=False)
+        if mode != "dynamic" and src.is_cuda
+        else contextlib.nullcontext()
+    ):
         out = run_loop(model, spec, enc, limits, uniforms, mode, model.vocab_size)
     return Hypotheses(out.tokens, out.log_probs.sum(1), out.log_probs)
 
@@ -128,10 +153,13 @@ def _greedy(model, src, num_samples, max_len_a, max_len_b, max_len, enc, static,
 
         def step(prev: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
             return mask_special(stepper.step(prev)), state
+
         state = None
     else:
+
         def step(prev: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
             return next_token_logits(model, enc, prev, state)
+
         state = model.init_state(enc)
     prev = torch.full((n,), BOS_ID, dtype=torch.long, device=src.device)
     done = torch.zeros(n, dtype=torch.bool, device=src.device)
@@ -156,8 +184,7 @@ def greedy_search(model: Seq2SeqModel, src: torch.Tensor, **kw) -> Hypotheses:
     return sample_or_greedy(model, src, greedy=True, **kw)
 
 
-def sample(model: Seq2SeqModel, src: torch.Tensor, num_samples: int = 1, temperature: float = 1.0,
-           **kw) -> Hypotheses:
+def sample(model: Seq2SeqModel, src: torch.Tensor, num_samples: int = 1, temperature: float = 1.0, **kw) -> Hypotheses:
     return sample_or_greedy(model, src, greedy=False, num_samples=num_samples, temperature=temperature, **kw)
 
 
@@ -167,8 +194,16 @@ def gnmt_length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def static_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int, length_penalty: float = 0.6,
-                  max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, n_best: int = 1) -> Hypotheses:
+def static_search(
+    model: Seq2SeqModel,
+    src: torch.Tensor,
+    beam_size: int,
+    length_penalty: float = 0.6,
+    max_len_a: float = 1.5,
+    max_len_b: int = 10,
+    max_len: int = 256,
+    n_best: int = 1,
+) -> Hypotheses:
     """Greedy (``beam_size`` 1) or beam search as one fixed-shape search (:class:`seqlab.decoding.static.
     StaticSearch`): captured as CUDA graphs on a GPU (in fp32), run eagerly elsewhere; the eager searches'
     results."""
@@ -191,9 +226,18 @@ def static_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int, length
 
 
 @torch.no_grad()
-def beam_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int = 5, length_penalty: float = 0.6,
-                max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, n_best: int = 1,
-                enc: Encoded | None = None, static: bool | None = None) -> Hypotheses:
+def beam_search(
+    model: Seq2SeqModel,
+    src: torch.Tensor,
+    beam_size: int = 5,
+    length_penalty: float = 0.6,
+    max_len_a: float = 1.5,
+    max_len_b: int = 10,
+    max_len: int = 256,
+    n_best: int = 1,
+    enc: Encoded | None = None,
+    static: bool | None = None,
+) -> Hypotheses:
     """Beam search; finished hypotheses stay in the beam with a frozen score, ranked at the end by
     score / GNMT length penalty.  Returns ``n_best`` rows per source (b*n_best ...).
 
@@ -201,8 +245,7 @@ def beam_search(model: Seq2SeqModel, src: torch.Tensor, beam_size: int = 5, leng
     GPU); the hypotheses are the eager search's.  Default: only with ``SEQLAB_STATIC_BEAM=1`` -- on one H200 the
     captured beam search was slower than this eager one (1,667 vs 2,058 sent/s, Multi30k, commit 8c8bc9d)."""
     if static is None:
-        static = (enc is None and os.environ.get("SEQLAB_STATIC_BEAM") == "1"
-                  and static_search_enabled(model, src))
+        static = enc is None and os.environ.get("SEQLAB_STATIC_BEAM") == "1" and static_search_enabled(model, src)
     if static and beam_size > 1 and enc is None and hasattr(model, "static_step") and not model.training:
         return static_search(model, src, beam_size, length_penalty, max_len_a, max_len_b, max_len, n_best)
     b, k = src.size(0), beam_size

@@ -44,8 +44,12 @@ MAX_SEARCHES = 32
 
 def static_search_enabled(model: Any, src: torch.Tensor) -> bool:
     """Whole-search graphs: CUDA, a model with a static step in eval mode, unless SEQLAB_CUDA_GRAPHS=0."""
-    return (src.is_cuda and hasattr(model, "static_step") and not model.training
-            and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0")
+    return (
+        src.is_cuda
+        and hasattr(model, "static_step")
+        and not model.training
+        and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0"
+    )
 
 
 def step_budget(width: int, max_len_a: float, max_len_b: int, max_len: int) -> int:
@@ -61,8 +65,19 @@ class StaticSearch:
     s*beam+beam-1); decoding runs at most ``steps`` steps (a multiple of CHUNK_STEPS)."""
 
     @torch.no_grad()
-    def __init__(self, model: Any, rows: int, width: int, beam: int, steps: int, max_len_a: float,
-                 max_len_b: int, max_len: int, device: torch.device, graph: bool):
+    def __init__(
+        self,
+        model: Any,
+        rows: int,
+        width: int,
+        beam: int,
+        steps: int,
+        max_len_a: float,
+        max_len_b: int,
+        max_len: int,
+        device: torch.device,
+        graph: bool,
+    ):
         self.model, self.rows, self.width, self.beam, self.steps = model, rows, width, beam, steps
         self.limit_rule = (max_len_a, max_len_b, max_len)
         n = rows * beam
@@ -196,8 +211,9 @@ class StaticSearch:
 _CACHE: OrderedDict[tuple, StaticSearch] = OrderedDict()
 
 
-def search_for(model: Any, src: torch.Tensor, beam: int, max_len_a: float, max_len_b: int, max_len: int,
-               graph: bool) -> StaticSearch:
+def search_for(
+    model: Any, src: torch.Tensor, beam: int, max_len_a: float, max_len_b: int, max_len: int, graph: bool
+) -> StaticSearch:
     """The search of ``src``'s bucket: a cached captured one of the same shape when one exists."""
     rows, width = bucket_rows(src.size(0)), round_up(src.size(1), SOURCE_BUCKET)
     steps = step_budget(src.size(1), max_len_a, max_len_b, max_len)

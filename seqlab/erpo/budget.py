@@ -51,15 +51,19 @@ def schedule_stages(algorithm: Algorithm, steps_per_epoch: int, total_steps: int
     stages: dict[str, int] = {}
     per_epoch = max(int(steps_per_epoch), 1)
     for name, value_at in moving_schedules(algorithm).items():
-        seen = {_stage_key(value_at(Progress(step=s, epoch=s // per_epoch, fraction=s / total_steps,
-                                             total_steps=total_steps)))
-                for s in range(total_steps)}
+        seen = {
+            _stage_key(
+                value_at(Progress(step=s, epoch=s // per_epoch, fraction=s / total_steps, total_steps=total_steps))
+            )
+            for s in range(total_steps)
+        }
         stages[name] = len(seen)
     return stages
 
 
-def check_schedule_budget(algorithm: Algorithm, steps_per_epoch: int, total_steps: int | None,
-                          allow_short: bool = False) -> dict[str, int]:
+def check_schedule_budget(
+    algorithm: Algorithm, steps_per_epoch: int, total_steps: int | None, allow_short: bool = False
+) -> dict[str, int]:
     """The stages of every schedule (see :func:`schedule_stages`); raises :class:`ConfigError` naming the option
     when one passes fewer than ``MIN_STAGES`` and ``allow_short`` is false.  Without a step budget (minutes
     only) nothing can be checked and ``{}`` is returned."""
@@ -73,5 +77,6 @@ def check_schedule_budget(algorithm: Algorithm, steps_per_epoch: int, total_step
         raise ConfigError(
             f"algorithm.options.{name}: the {algorithm.name} schedule passes {n} stage(s) in the budget of "
             f"{total_steps} steps ({epochs:.1f} epochs of {steps_per_epoch} steps); it needs {MIN_STAGES} to move. "
-            f"Shorten its period, raise the budget, or pass --allow-short-schedules")
+            f"Shorten its period, raise the budget, or pass --allow-short-schedules"
+        )
     return stages

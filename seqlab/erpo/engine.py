@@ -46,17 +46,25 @@ def loss_chunk_tokens(tokens: int | None) -> Iterator[None]:
         _CHUNK_TOKENS.reset(token)
 
 
-def proposal_coefficients(w: torch.Tensor, normalizer: float | torch.Tensor, label_smoothing: float = 0.0
-                          ) -> Coefficients:
+def proposal_coefficients(
+    w: torch.Tensor, normalizer: float | torch.Tensor, label_smoothing: float = 0.0
+) -> Coefficients:
     """Coefficients w · one-hot(y_t), or with label smoothing ε: w · ((1 − ε) one-hot(y_t) + ε uniform)."""
     if label_smoothing == 0.0:
         return Coefficients(weights=w, normalizer=normalizer)
     return Coefficients(weights=(1.0 - label_smoothing) * w, uniform=label_smoothing * w, normalizer=normalizer)
 
 
-def weighted_sequence_loss(model: Seq2SeqModel, enc: Encoded, tokens: torch.Tensor, group: torch.Tensor,
-                           weights: torch.Tensor, normalizer: float | torch.Tensor,
-                           log_probs: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+def weighted_sequence_loss(
+    model: Seq2SeqModel,
+    enc: Encoded,
+    tokens: torch.Tensor,
+    group: torch.Tensor,
+    weights: torch.Tensor,
+    normalizer: float | torch.Tensor,
+    log_probs: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """The one loss on proposal sequences: coefficient ``weights`` [N] (per sequence) or [N, T] (per token)
     on each sequence's own tokens, smoothed by ``label_smoothing`` (meant for non-negative weights: the
     likelihood terms; policy-gradient advantages are never smoothed).  ``log_probs`` may be passed when
@@ -92,14 +100,21 @@ def length_chunks(widths: torch.Tensor, budget: int) -> list[tuple[torch.Tensor,
     while start < len(sorted_w):
         width = max(sorted_w[start], 1)
         rows = max(budget // width, 1)
-        chunks.append((order[start:start + rows], width))
+        chunks.append((order[start : start + rows], width))
         start += rows
     return chunks
 
 
-def _chunked_loss(model: Seq2SeqModel, enc: Encoded, tokens: torch.Tensor, group: torch.Tensor,
-                  w: torch.Tensor, normalizer: float | torch.Tensor,
-                  chunks: list[tuple[torch.Tensor, int]], label_smoothing: float = 0.0) -> torch.Tensor:
+def _chunked_loss(
+    model: Seq2SeqModel,
+    enc: Encoded,
+    tokens: torch.Tensor,
+    group: torch.Tensor,
+    w: torch.Tensor,
+    normalizer: float | torch.Tensor,
+    chunks: list[tuple[torch.Tensor, int]],
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """Sum of the chunks' one losses; each chunk's gradient is taken at once (w.r.t. the encoder output and
     the model's parameters) and freed with its activations, then replayed by ``_AccumulatedGrad``."""
     enc_tensors, rebuild = _flatten_encoded(enc)

@@ -46,8 +46,11 @@ def with_eos(body: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     out = torch.full((n, width), PAD_ID, dtype=torch.long, device=body.device)
     pos = torch.arange(width, device=body.device)[None, :]
     keep = pos < lengths[:, None]
-    src = body[:, :width] if body.size(1) >= width else torch.cat(
-        [body, body.new_full((n, width - body.size(1)), PAD_ID)], dim=1)
+    src = (
+        body[:, :width]
+        if body.size(1) >= width
+        else torch.cat([body, body.new_full((n, width - body.size(1)), PAD_ID)], dim=1)
+    )
     out = torch.where(keep, src, out)
     out.scatter_(1, lengths[:, None], EOS_ID)
     return out
@@ -57,8 +60,14 @@ def random_tokens(shape: tuple[int, ...], vocab_size: int, device: torch.device)
     return torch.randint(FIRST_REGULAR_ID, vocab_size, shape, device=device)
 
 
-def hamming_edits(tgt: torch.Tensor, num_samples: int, vocab_size: int, max_edit_frac: float = 0.2,
-                  max_edits: int | None = None, include_reference: bool = True) -> Proposal:
+def hamming_edits(
+    tgt: torch.Tensor,
+    num_samples: int,
+    vocab_size: int,
+    max_edit_frac: float = 0.2,
+    max_edits: int | None = None,
+    include_reference: bool = True,
+) -> Proposal:
     """Substitute e positions of the reference by other regular tokens, e ~ Uniform{0..E},
     E = floor(max_edit_frac * m) (or ``max_edits``), as in RAML and alpha-DiMT.
 
@@ -86,7 +95,7 @@ def hamming_edits(tgt: torch.Tensor, num_samples: int, vocab_size: int, max_edit
     regular_ref = (ref - FIRST_REGULAR_ID).clamp(min=0)
     substitute = (regular_ref + shift) % n_regular + FIRST_REGULAR_ID
     tokens = torch.where(chosen, substitute, ref)
-    log_q = (-torch.log((cap + 1).float()) - log_binomial(m, e) - e.float() * math.log(max(n_regular - 1, 1)))
+    log_q = -torch.log((cap + 1).float()) - log_binomial(m, e) - e.float() * math.log(max(n_regular - 1, 1))
     return Proposal(tokens, group, log_q, is_ref)
 
 
@@ -95,8 +104,9 @@ def log_binomial(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
 
 
-def ngram_replacement(tgt: torch.Tensor, num_samples: int, vocab_size: int, max_n: int = 4,
-                      include_reference: bool = True) -> Proposal:
+def ngram_replacement(
+    tgt: torch.Tensor, num_samples: int, vocab_size: int, max_n: int = 4, include_reference: bool = True
+) -> Proposal:
     """Replace one random n-gram of the reference by random regular tokens (the n-gram replacement of RAML's
     released samples): n ~ Uniform{1..min(m − 1, max_n)}, placed uniformly among positions 0..m−2, so the
     final content token (usually the full stop) is never replaced; a one-token reference stays unchanged.
@@ -129,13 +139,28 @@ def unigram_noise(tgt: torch.Tensor, gamma: float, unigram: torch.Tensor) -> Pro
     return Proposal(tokens, group, None, ~replace.any(1))
 
 
-def model_samples(model: Seq2SeqModel, src: torch.Tensor, num_samples: int, temperature: float = 1.0,
-                  enc: Encoded | None = None, max_len_a: float = 1.5, max_len_b: int = 10,
-                  max_len: int = 256) -> tuple[Proposal, Hypotheses]:
+def model_samples(
+    model: Seq2SeqModel,
+    src: torch.Tensor,
+    num_samples: int,
+    temperature: float = 1.0,
+    enc: Encoded | None = None,
+    max_len_a: float = 1.5,
+    max_len_b: int = 10,
+    max_len: int = 256,
+) -> tuple[Proposal, Hypotheses]:
     """K ancestral samples per source from the model (cached sampler); log_q = log p_theta(y)."""
     with eval_mode(model), record_function("seqlab.model_samples"):
-        hyp = sample(model, src, num_samples=num_samples, temperature=temperature, enc=enc,
-                     max_len_a=max_len_a, max_len_b=max_len_b, max_len=max_len)
+        hyp = sample(
+            model,
+            src,
+            num_samples=num_samples,
+            temperature=temperature,
+            enc=enc,
+            max_len_a=max_len_a,
+            max_len_b=max_len_b,
+            max_len=max_len,
+        )
     group = torch.arange(src.size(0), device=src.device).repeat_interleave(num_samples)
     log_q = hyp.scores if temperature == 1.0 else None
     return Proposal(hyp.tokens, group, log_q), hyp
@@ -157,12 +182,13 @@ REWARD_DRAWS = ("reward", "uniform")
 REWARD_UNITS = ("range", "length", "raw")
 
 
-def reward_draw_logits(delta: torch.Tensor, scale: float, unit: str = "range",
-                       refs: torch.Tensor | None = None) -> torch.Tensor:
+def reward_draw_logits(
+    delta: torch.Tensor, scale: float, unit: str = "range", refs: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits c · ΔR(w | y_<t, y*) of the reward draw over the vocabulary [N, V] (PAD and BOS excluded), with
     ΔR in ``unit`` (see ``REWARD_UNITS``; ``length`` needs the references ``refs``)."""
     if unit == "range":
-        tokens = delta[:, EOS_ID + 1:]  # the range over the word tokens (EOS's increment is 0 by convention)
+        tokens = delta[:, EOS_ID + 1 :]  # the range over the word tokens (EOS's increment is 0 by convention)
         spread = tokens.max(1, keepdim=True).values - tokens.min(1, keepdim=True).values
         delta = delta / spread.clamp_min(1e-12)
     elif unit == "length":
@@ -188,15 +214,27 @@ class RewardDraw:
     :class:`~seqlab.rewards.increments.NextTokenBleu`, other rewards through ``next_token_rewards``) or
     uniform logits (``draw`` ``uniform``)."""
 
-    def __init__(self, reward_name: str, draw: str, scale: float, unit: str, rows: int, ref_width: int,
-                 vocab_size: int, device: torch.device):
+    def __init__(
+        self,
+        reward_name: str,
+        draw: str,
+        scale: float,
+        unit: str,
+        rows: int,
+        ref_width: int,
+        vocab_size: int,
+        device: torch.device,
+    ):
         from seqlab.rewards.increments import NextTokenBleu, NextTokenGeneric
 
         self.scale, self.unit, self.vocab_size = scale, unit, vocab_size
         self.increments: NextTokenBleu | NextTokenGeneric | None = None
         if draw == "reward":
-            self.increments = (NextTokenBleu(rows, ref_width, vocab_size, device) if is_bleu(reward_name)
-                               else NextTokenGeneric(reward_name, vocab_size))
+            self.increments = (
+                NextTokenBleu(rows, ref_width, vocab_size, device)
+                if is_bleu(reward_name)
+                else NextTokenGeneric(reward_name, vocab_size)
+            )
 
     def load(self, ref: torch.Tensor) -> None:
         if self.increments is not None:
@@ -236,11 +274,23 @@ MIXTURE_MODES = ("dynamic", "static", "graph")
 
 
 @torch.no_grad()
-def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas: torch.Tensor,
-                  reward_name: str = "bleu", reward_scale: float = 1.0, model_temperature: float = 1.0,
-                  data_prefix: torch.Tensor | None = None, max_len_a: float = 1.5, max_len_b: int = 10,
-                  max_len: int = 256, reward_draw: str = "reward", reward_unit: str = "range",
-                  first_token_data: bool = True, mode: str | None = None) -> MixtureDraw:
+def token_mixture(
+    model: Seq2SeqModel,
+    enc: Encoded,
+    tgt: torch.Tensor,
+    lambdas: torch.Tensor,
+    reward_name: str = "bleu",
+    reward_scale: float = 1.0,
+    model_temperature: float = 1.0,
+    data_prefix: torch.Tensor | None = None,
+    max_len_a: float = 1.5,
+    max_len_b: int = 10,
+    max_len: int = 256,
+    reward_draw: str = "reward",
+    reward_unit: str = "range",
+    first_token_data: bool = True,
+    mode: str | None = None,
+) -> MixtureDraw:
     """The interpolation algorithm's E-step: every token of every sequence draws its own component
     z ~ Cat(lambda1, lambda2, lambda3) and then its token from the model p_theta(.|y_<t) (z=1), from the
     reward distribution softmax(c * dR(w | y_<t, y*)) (z=2; dR in ``reward_unit``, see :func:`reward_draw_logits`)
@@ -264,8 +314,14 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
     lam = per_step_lambdas(lambdas, steps)
     need_model, need_reward = bool((lam[:, 0] > 0).any()), bool((lam[:, 1] > 0).any())
     reward = (reward_name, reward_draw, float(reward_scale), reward_unit) if need_reward else None
-    spec = DrawSpec(model=need_model, mixture=True, reward=reward, temperature=model_temperature,
-                    first_token_data=first_token_data, log_probs=False)
+    spec = DrawSpec(
+        model=need_model,
+        mixture=True,
+        reward=reward,
+        temperature=model_temperature,
+        first_token_data=first_token_data,
+        log_probs=False,
+    )
     uniforms = torch.rand(steps, n, 3, device=device)
     if mode is None:
         capturable = reward_draw == "uniform" or not need_reward or is_bleu(reward_name)
@@ -274,14 +330,29 @@ def token_mixture(model: Seq2SeqModel, enc: Encoded, tgt: torch.Tensor, lambdas:
         raise ValueError(f"mode must be one of {MIXTURE_MODES}, got {mode!r}")
 
     def draw_for(rows: int, ref_width: int) -> RewardDraw:
-        return RewardDraw(reward_name, reward_draw, reward_scale, reward_unit, rows, ref_width, model.vocab_size,
-                          device)
+        return RewardDraw(
+            reward_name, reward_draw, reward_scale, reward_unit, rows, ref_width, model.vocab_size, device
+        )
 
     prefix = data_prefix.long() if data_prefix is not None else None
-    with torch.autocast(device_type="cuda", enabled=False) if mode != "dynamic" and device.type == "cuda" \
-            else contextlib.nullcontext():
-        out = run_loop(model, spec, enc, limits, uniforms, mode, model.vocab_size, lambdas=lam.to(device),
-                       tgt=tgt, data_prefix=prefix, reward_draw=draw_for)
+    with (
+        torch.autocast(device_type="cuda", enabled=False)
+        if mode != "dynamic" and device.type == "cuda"
+        else contextlib.nullcontext()
+    ):
+        out = run_loop(
+            model,
+            spec,
+            enc,
+            limits,
+            uniforms,
+            mode,
+            model.vocab_size,
+            lambdas=lam.to(device),
+            tgt=tgt,
+            data_prefix=prefix,
+            reward_draw=draw_for,
+        )
     total, in_ref, count = out.stats
     ent = total / count if count else float("nan")
     return MixtureDraw(out.tokens, out.components, ent, in_ref / count if count else float("nan"))

@@ -131,8 +131,13 @@ class Exponential(Schedule):
         return self.start * self.rate**t
 
 
-SCHEDULES = {"constant": Constant, "linear": Linear, "step": Step,
-             "inverse_sigmoid": InverseSigmoid, "exponential": Exponential}
+SCHEDULES = {
+    "constant": Constant,
+    "linear": Linear,
+    "step": Step,
+    "inverse_sigmoid": InverseSigmoid,
+    "exponential": Exponential,
+}
 
 
 def make_schedule(spec: Any) -> Schedule:

@@ -26,7 +26,8 @@ def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     n_groups = int(group.max()) + 1
     total = torch.zeros(n_groups, device=values.device, dtype=values.dtype).index_add_(0, group, values)
     count = torch.zeros(n_groups, device=values.device, dtype=values.dtype).index_add_(
-        0, group, torch.ones_like(values))
+        0, group, torch.ones_like(values)
+    )
     return (total / count.clamp_min(1))[group]
 
 
@@ -57,15 +58,17 @@ def raml_weights(reward: torch.Tensor, tau: float, log_q: torch.Tensor | None, g
     return importance_weights(reward / tau, log_q, group)
 
 
-def alpha_divergence_weights(log_p: torch.Tensor, reward: torch.Tensor, tau: float, alpha: float,
-                             log_q: torch.Tensor | None, group: torch.Tensor) -> torch.Tensor:
+def alpha_divergence_weights(
+    log_p: torch.Tensor, reward: torch.Tensor, tau: float, alpha: float, log_q: torch.Tensor | None, group: torch.Tensor
+) -> torch.Tensor:
     """alpha-DiMT: p~ ∝ p_theta^alpha * q_tau^(1-alpha), q_tau ∝ exp(R/tau); alpha=0 is RAML, alpha=1 is
     the model distribution tilted by nothing but sampled from the proposal (entropy-regularised RL limit)."""
     return importance_weights(alpha * log_p + (1.0 - alpha) * reward / tau, log_q, group)
 
 
-def pg_advantages(reward: torch.Tensor, group: torch.Tensor, baseline: str = "mean",
-                  baseline_reward: torch.Tensor | None = None) -> torch.Tensor:
+def pg_advantages(
+    reward: torch.Tensor, group: torch.Tensor, baseline: str = "mean", baseline_reward: torch.Tensor | None = None
+) -> torch.Tensor:
     """Policy-gradient coefficients R(y) - b: ``mean`` (leave-one-out mean over the source's other
     samples), ``greedy`` (self-critical: the reward of the greedy decode, ``baseline_reward`` [B]), ``none``."""
     if baseline == "none":
@@ -78,7 +81,8 @@ def pg_advantages(reward: torch.Tensor, group: torch.Tensor, baseline: str = "me
         n_groups = int(group.max()) + 1
         total = torch.zeros(n_groups, device=reward.device, dtype=reward.dtype).index_add_(0, group, reward)
         count = torch.zeros(n_groups, device=reward.device, dtype=reward.dtype).index_add_(
-            0, group, torch.ones_like(reward))
+            0, group, torch.ones_like(reward)
+        )
         others = (count[group] - 1).clamp_min(1)
         loo = (total[group] - reward) / others
         return torch.where(count[group] > 1, reward - loo, reward)

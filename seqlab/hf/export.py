@@ -34,8 +34,11 @@ def _metrics_section(results: dict[str, Any] | None) -> list[str]:
             sig = signatures.get(split, {}).get(name, "").replace("|", "\\|")  # a table cell: pipes escaped
             lines.append(f"| {split} | {name} | {value:.2f} | {f'`{sig}`' if sig else ''} |")
     beam = results.get("beam_size")
-    lines += ["", f"Decoded with beam size {beam} from the run's best validation checkpoint; {results.get('steps')} "
-                  "training steps."]
+    lines += [
+        "",
+        f"Decoded with beam size {beam} from the run's best validation checkpoint; {results.get('steps')} "
+        "training steps.",
+    ]
     return lines
 
 
@@ -54,8 +57,7 @@ def model_card(cfg: Any, checkpoint: Path, results: dict[str, Any] | None) -> st
         "",
         f"# {Path(str(checkpoint)).resolve().parent.name}",
         "",
-        f"Fine-tuned from `{base}` with seqlab {__version__} and exported by "
-        f"`seqlab export {checkpoint} --hf ...`.",
+        f"Fine-tuned from `{base}` with seqlab {__version__} and exported by `seqlab export {checkpoint} --hf ...`.",
         "",
         "## Training",
         "",
@@ -92,8 +94,9 @@ def export_hf(checkpoint: str | Path, out: str | Path, device: str = "cpu") -> P
     loaded = load_checkpoint_model(checkpoint, device)
     model = loaded.model
     if not isinstance(model, HFSeq2Seq):
-        raise ConfigError(f"{checkpoint}: --hf exports hf_seq2seq checkpoints only; this one is "
-                          f"model.arch={loaded.config.model.arch}")
+        raise ConfigError(
+            f"{checkpoint}: --hf exports hf_seq2seq checkpoints only; this one is model.arch={loaded.config.model.arch}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     hf = model.hf
     saved_generation = hf.generation_config

@@ -37,8 +37,10 @@ class IdMap:
         roles = {"pad": self.pad, "eos": self.eos, "unk": self.unk}
         missing = [k for k, v in roles.items() if v is None]
         if missing:
-            raise ValueError(f"the Hugging Face tokenizer / model has no {' or '.join(missing)} token; seqlab needs "
-                             "pad, eos and unk tokens (PAD, EOS and UNK roles)")
+            raise ValueError(
+                f"the Hugging Face tokenizer / model has no {' or '.join(missing)} token; seqlab needs "
+                "pad, eos and unk tokens (PAD, EOS and UNK roles)"
+            )
         if len(set(roles.values())) != 3:
             raise ValueError(f"the pad, eos and unk tokens must be distinct ids, got {roles}")
         bad = [k for k, v in roles.items() if not 0 <= v < self.size]

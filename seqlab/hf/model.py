@@ -54,8 +54,10 @@ def _resolve_ids(tokens: list, tokenizer: Any, what: str) -> list[int]:
             out.append(t)
             continue
         if tokenizer is None:
-            raise ValueError(f"model.options.{what}: {t!r} is a token string, but no tokenizer was found at "
-                             "name_or_path to look it up; give the id")
+            raise ValueError(
+                f"model.options.{what}: {t!r} is a token string, but no tokenizer was found at "
+                "name_or_path to look it up; give the id"
+            )
         i = tokenizer.convert_tokens_to_ids(t)
         if i is None or i == tokenizer.unk_token_id:
             raise ValueError(f"model.options.{what}: {t!r} is not a token of the tokenizer")
@@ -68,7 +70,7 @@ def tokenizer_source_prefix(tokenizer: Any) -> list[int]:
     bare = tokenizer("a b", add_special_tokens=False)["input_ids"]
     full = tokenizer("a b")["input_ids"]
     for i in range(len(full) - len(bare) + 1):
-        if full[i: i + len(bare)] == bare:
+        if full[i : i + len(bare)] == bare:
             return list(full[:i])
     return []
 
@@ -95,8 +97,7 @@ class HFSeq2Seq(Seq2SeqModel):
             self.hf = AutoModelForSeq2SeqLM.from_pretrained(cfg.name_or_path).to(DTYPES[cfg.dtype])
         except OSError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise FileNotFoundError(f"model.options.name_or_path: cannot load {cfg.name_or_path!r} ({first})"
-                                    ) from None
+            raise FileNotFoundError(f"model.options.name_or_path: cannot load {cfg.name_or_path!r} ({first})") from None
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
@@ -106,36 +107,43 @@ class HFSeq2Seq(Seq2SeqModel):
         hc, gen = self.hf.config, self.hf.generation_config
         pad = _first_id(hc.pad_token_id if hc.pad_token_id is not None else gen.pad_token_id)
         eos = _first_id(hc.eos_token_id if hc.eos_token_id is not None else gen.eos_token_id)
-        start = _first_id(hc.decoder_start_token_id if hc.decoder_start_token_id is not None
-                          else gen.decoder_start_token_id)
+        start = _first_id(
+            hc.decoder_start_token_id if hc.decoder_start_token_id is not None else gen.decoder_start_token_id
+        )
         unk = cfg.unk_token_id if cfg.unk_token_id is not None else getattr(tokenizer, "unk_token_id", None)
         if unk is None:
-            raise ValueError("model.options.unk_token_id: no tokenizer at name_or_path tells the model's unk id; "
-                             "give it")
+            raise ValueError(
+                "model.options.unk_token_id: no tokenizer at name_or_path tells the model's unk id; give it"
+            )
         if start is None:
             raise ValueError(f"{cfg.name_or_path}: the model config has no decoder_start_token_id")
         self.idmap = IdMap(pad, eos, int(unk), self.hf.get_output_embeddings().weight.size(0))
         self.decoder_start = start
         for side, size in (("target", cfg.tgt_vocab_size), ("source", cfg.src_vocab_size)):
             if size > self.idmap.seqlab_size:
-                raise ValueError(f"the {side} tokenizer has {size} ids but the model {cfg.name_or_path!r} only "
-                                 f"{self.idmap.seqlab_size} (with seqlab's BOS slot): use its own tokenizer "
-                                 f"(tokenizer: hf:{cfg.name_or_path})")
+                raise ValueError(
+                    f"the {side} tokenizer has {size} ids but the model {cfg.name_or_path!r} only "
+                    f"{self.idmap.seqlab_size} (with seqlab's BOS slot): use its own tokenizer "
+                    f"(tokenizer: hf:{cfg.name_or_path})"
+                )
         self.vocab_size = cfg.tgt_vocab_size
         to_model = self.idmap.to_model(start)
         self.register_buffer("input_ids_map", torch.tensor(to_model), persistent=False)
         # logit columns: seqlab id -> model id; BOS's column is a placeholder (seqlab never generates or scores BOS)
-        self.register_buffer("logit_columns", torch.tensor(self.idmap.to_model()[: self.vocab_size]),
-                             persistent=False)
-        prefix = (tokenizer_source_prefix(tokenizer) if cfg.source_prefix is None and tokenizer is not None
-                  else _resolve_ids(list(cfg.source_prefix or []), tokenizer, "source_prefix"))
+        self.register_buffer("logit_columns", torch.tensor(self.idmap.to_model()[: self.vocab_size]), persistent=False)
+        prefix = (
+            tokenizer_source_prefix(tokenizer)
+            if cfg.source_prefix is None and tokenizer is not None
+            else _resolve_ids(list(cfg.source_prefix or []), tokenizer, "source_prefix")
+        )
         self.register_buffer("source_prefix", torch.tensor(prefix, dtype=torch.long), persistent=False)
         forced = None
         if cfg.forced_bos_token is not None:
             forced = _resolve_ids([cfg.forced_bos_token], tokenizer, "forced_bos_token")[0]
         self.forced_bos_id = forced
-        self.register_buffer("decoder_prefix", torch.tensor([] if forced is None else [forced], dtype=torch.long),
-                             persistent=False)
+        self.register_buffer(
+            "decoder_prefix", torch.tensor([] if forced is None else [forced], dtype=torch.long), persistent=False
+        )
 
     def _tokenizer(self) -> Any:
         """The tokenizer saved with the model (for its unk id, source prefix and token strings), or None."""
@@ -162,14 +170,20 @@ class HFSeq2Seq(Seq2SeqModel):
         forced = self.decoder_prefix.expand(ids.size(0), -1)
         return torch.cat([ids[:, :1], forced, ids[:, 1:]], dim=1)
 
-    def _forward(self, enc: Encoded, decoder_ids: torch.Tensor, past: Any = None, use_cache: bool = False,
-                 hidden: bool = False) -> Any:
+    def _forward(
+        self, enc: Encoded, decoder_ids: torch.Tensor, past: Any = None, use_cache: bool = False, hidden: bool = False
+    ) -> Any:
         from transformers.modeling_outputs import BaseModelOutput
 
-        return self.hf(encoder_outputs=BaseModelOutput(last_hidden_state=enc.memory),
-                       attention_mask=(~enc.pad_mask).long(), decoder_input_ids=decoder_ids,
-                       use_cache=use_cache, output_hidden_states=hidden, return_dict=True,
-                       **({self._cache_name: past} if past is not None else {}))
+        return self.hf(
+            encoder_outputs=BaseModelOutput(last_hidden_state=enc.memory),
+            attention_mask=(~enc.pad_mask).long(),
+            decoder_input_ids=decoder_ids,
+            use_cache=use_cache,
+            output_hidden_states=hidden,
+            return_dict=True,
+            **({self._cache_name: past} if past is not None else {}),
+        )
 
     # ------------------------------------------------------------------ the protocol
     def encode(self, src: torch.Tensor) -> Encoded:
@@ -183,11 +197,11 @@ class HFSeq2Seq(Seq2SeqModel):
 
     def decode(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
         logits = self._forward(enc, self._decoder_ids(tgt_in)).logits
-        return self.seqlab_logits(logits[:, self.decoder_prefix.numel():])
+        return self.seqlab_logits(logits[:, self.decoder_prefix.numel() :])
 
     def decode_features(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
         states = self._forward(enc, self._decoder_ids(tgt_in), hidden=True).decoder_hidden_states[-1]
-        return states[:, self.decoder_prefix.numel():]
+        return states[:, self.decoder_prefix.numel() :]
 
     @property
     def feature_dim(self) -> int:
@@ -223,8 +237,10 @@ class HFSeq2Seq(Seq2SeqModel):
 
     def generation_settings(self) -> dict[str, Any]:
         """What ``generate`` needs to search the distribution seqlab decodes from (for export and checks)."""
-        out: dict[str, Any] = {"suppress_tokens": self.suppressed_model_ids(),
-                               "decoder_start_token_id": self.decoder_start}
+        out: dict[str, Any] = {
+            "suppress_tokens": self.suppressed_model_ids(),
+            "decoder_start_token_id": self.decoder_start,
+        }
         if self.forced_bos_id is not None:
             out["forced_bos_token_id"] = self.forced_bos_id
         return out

@@ -43,8 +43,9 @@ class HFTokenizer(Tokenizer):
     def __init__(self, hf_tokenizer: Any, meta: dict[str, Any] | None = None):
         self.hf = hf_tokenizer
         try:
-            self.idmap = IdMap(hf_tokenizer.pad_token_id, hf_tokenizer.eos_token_id, hf_tokenizer.unk_token_id,
-                               len(hf_tokenizer))
+            self.idmap = IdMap(
+                hf_tokenizer.pad_token_id, hf_tokenizer.eos_token_id, hf_tokenizer.unk_token_id, len(hf_tokenizer)
+            )
         except ValueError as e:
             raise DataError(f"Hugging Face tokenizer {getattr(hf_tokenizer, 'name_or_path', '')!r}: {e}") from None
         self._to_model = self.idmap.to_model()

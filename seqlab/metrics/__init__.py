@@ -16,7 +16,6 @@ METRICS = ("bleu", "chrf", "rouge", "rouge1", "rouge2", "rougeL", "wer", "per")
 LOWER_IS_BETTER = frozenset({"wer", "per"})
 
 
-
 def higher_is_better(name: str) -> bool:
     """Whether a larger value of metric ``name`` is better (False for the error rates WER / PER)."""
     if name not in METRICS:
@@ -24,8 +23,9 @@ def higher_is_better(name: str) -> bool:
     return name not in LOWER_IS_BETTER
 
 
-def compute_metrics(names: Sequence[str], hyps: Sequence[str], refs: References,
-                    tokenize: str = "13a") -> dict[str, float]:
+def compute_metrics(
+    names: Sequence[str], hyps: Sequence[str], refs: References, tokenize: str = "13a"
+) -> dict[str, float]:
     """Every metric of ``names`` on the corpus, as a flat dict.
 
     "rouge" adds "rouge1", "rouge2", "rougeL" (F1 x 100) and "rouge" (their mean)."""

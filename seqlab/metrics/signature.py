@@ -17,8 +17,9 @@ def reference_count(refs: Sequence[Sequence[str] | str]) -> int:
     return counts.pop() if len(counts) == 1 else -1
 
 
-def sacrebleu_signatures(metrics: Sequence[str], refs: Sequence[Sequence[str] | str],
-                         tokenize: str = "13a") -> dict[str, str]:
+def sacrebleu_signatures(
+    metrics: Sequence[str], refs: Sequence[Sequence[str] | str], tokenize: str = "13a"
+) -> dict[str, str]:
     """The signature of each of ``metrics`` that sacrebleu computes (bleu, chrf), for references ``refs`` (one
     list per item, as :func:`seqlab.metrics.compute_metrics` takes them); other metrics are left out."""
     out: dict[str, str] = {}

@@ -53,12 +53,14 @@ def _stats_fn(metric: str, refs: list[list[str]], tokenize: str) -> StatsFn:
 
         return rouge_stats
     if metric == "wer":
+
         def wer_stats(hyps: Sequence[str]) -> tuple[np.ndarray, Callable[[np.ndarray, int], float]]:
             stats = np.array(word_errors(hyps, refs), dtype="float64")[:, None]
             return stats, lambda s, n: float(100.0 * s[0] / max(n, 1))
 
         return wer_stats
     if metric == "per":
+
         def per_stats(hyps: Sequence[str]) -> tuple[np.ndarray, Callable[[np.ndarray, int], float]]:
             stats = np.array(phoneme_errors(hyps, refs), dtype="float64").reshape(-1, 2)
             return stats, lambda s, n: float(100.0 * s[0] / max(s[1], 1))
@@ -75,9 +77,15 @@ def estimate_ci(scores: np.ndarray) -> tuple[float, float]:
     return float(scores.mean()), float(0.5 * (scores[upper] - scores[lower]))
 
 
-def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], refs: References,
-                     metric: str = "bleu", n: int = 1000, seed: int | None = 0,
-                     tokenize: str = "13a") -> dict[str, Any]:
+def paired_bootstrap(
+    hyps_a: Sequence[str],
+    hyps_b: Sequence[str],
+    refs: References,
+    metric: str = "bleu",
+    n: int = 1000,
+    seed: int | None = 0,
+    tokenize: str = "13a",
+) -> dict[str, Any]:
     """Paired bootstrap test of system B against baseline A on ``metric``
     ("bleu", "chrf", "rouge", "rouge1", "rouge2", "rougeL", "wer", "per").
 
@@ -105,6 +113,16 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], refs: Referen
         p_value = 1.0  # indistinguishable on every resample (sacrebleu's formula would give 1 / (n + 1))
     mean_a, ci_a = estimate_ci(boot_a)
     mean_b, ci_b = estimate_ci(boot_b)
-    return {"metric": metric, "n": n, "seed": seed, "score_a": score_a, "score_b": score_b,
-            "mean_a": mean_a, "ci_a": ci_a, "mean_b": mean_b, "ci_b": ci_b, "p_value": p_value,
-            "b_wins": float(np.mean(boot_b > boot_a))}
+    return {
+        "metric": metric,
+        "n": n,
+        "seed": seed,
+        "score_a": score_a,
+        "score_b": score_b,
+        "mean_a": mean_a,
+        "ci_a": ci_a,
+        "mean_b": mean_b,
+        "ci_b": ci_b,
+        "p_value": p_value,
+        "b_wins": float(np.mean(boot_b > boot_a)),
+    }

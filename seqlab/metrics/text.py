@@ -40,8 +40,7 @@ def chrf_metric(word_order: int = 0) -> CHRF:
     return CHRF(word_order=word_order)
 
 
-def corpus_bleu(hyps: Sequence[str], refs: References, tokenize: str = "13a",
-                lowercase: bool = False) -> float:
+def corpus_bleu(hyps: Sequence[str], refs: References, tokenize: str = "13a", lowercase: bool = False) -> float:
     """sacrebleu corpus BLEU (0-100) against one or more references per item."""
     refs = normalize_refs(hyps, refs)
     return float(bleu_metric(tokenize, lowercase).corpus_score(list(hyps), ref_streams(refs)).score)
@@ -53,8 +52,7 @@ def corpus_chrf(hyps: Sequence[str], refs: References, word_order: int = 0) -> f
     return float(chrf_metric(word_order).corpus_score(list(hyps), ref_streams(refs)).score)
 
 
-def sentence_rouge(hyps: Sequence[str], refs: References,
-                   use_stemmer: bool = False) -> dict[str, list[float]]:
+def sentence_rouge(hyps: Sequence[str], refs: References, use_stemmer: bool = False) -> dict[str, list[float]]:
     """Per-item ROUGE-1/2/L F1 (0-1), each the max over the item's references
     (rouge-score ``score_multi``)."""
     refs = normalize_refs(hyps, refs)
@@ -67,8 +65,7 @@ def sentence_rouge(hyps: Sequence[str], refs: References,
     return out
 
 
-def rouge(hyps: Sequence[str], refs: References,
-          use_stemmer: bool = False) -> dict[str, float]:
+def rouge(hyps: Sequence[str], refs: References, use_stemmer: bool = False) -> dict[str, float]:
     """ROUGE-1/2/L F1 x 100 averaged over items (rouge-score, no stemming by default; multi-ref: max)."""
     per_item = sentence_rouge(hyps, refs, use_stemmer)
     n = max(len(hyps), 1)

@@ -39,5 +39,15 @@ def build_model(arch: str, src_vocab_size: int, tgt_vocab_size: int, **options: 
     return MODELS[arch](config_cls(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, **checked))
 
 
-__all__ = ["Encoded", "Seq2SeqModel", "shift_right", "build_model", "register_model", "MODELS",
-           "Transformer", "TransformerConfig", "AttentionalLSTM", "LSTMConfig"]
+__all__ = [
+    "Encoded",
+    "Seq2SeqModel",
+    "shift_right",
+    "build_model",
+    "register_model",
+    "MODELS",
+    "Transformer",
+    "TransformerConfig",
+    "AttentionalLSTM",
+    "LSTMConfig",
+]

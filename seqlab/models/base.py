@@ -33,8 +33,9 @@ class Encoded:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def select(self, index: torch.Tensor) -> Encoded:
-        return Encoded(self.memory.index_select(0, index), self.pad_mask.index_select(0, index),
-                       select_rows(self.extra, index))
+        return Encoded(
+            self.memory.index_select(0, index), self.pad_mask.index_select(0, index), select_rows(self.extra, index)
+        )
 
     def repeat(self, k: int) -> Encoded:
         """Each row repeated k times consecutively (row b -> rows b*k .. b*k+k-1)."""

@@ -31,8 +31,9 @@ class LuongAttention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=False) if kind == "general" else nn.Identity()
         self.combine = nn.Linear(2 * dim, dim, bias=False)
 
-    def forward(self, h: torch.Tensor, memory: torch.Tensor, pad_mask: torch.Tensor,
-                keys: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, memory: torch.Tensor, pad_mask: torch.Tensor, keys: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """h [B, H], memory [B, S, H] -> attentional hidden state tanh(W [c; h]) [B, H]."""
         keys = self.proj(memory) if keys is None else keys
         scores = torch.bmm(keys, h.unsqueeze(2)).squeeze(2).masked_fill(pad_mask, float("-inf"))
@@ -49,12 +50,19 @@ class AttentionalLSTM(Seq2SeqModel):
             raise ValueError("hidden_dim must be even (bidirectional encoder halves)")
         self.src_embed = nn.Embedding(cfg.src_vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
         self.tgt_embed = nn.Embedding(cfg.tgt_vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
-        self.encoder = nn.LSTM(cfg.embed_dim, h // 2, cfg.layers, batch_first=True, bidirectional=True,
-                               dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.encoder = nn.LSTM(
+            cfg.embed_dim,
+            h // 2,
+            cfg.layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
         self.bridge_h = nn.Linear(h, h)
         self.bridge_c = nn.Linear(h, h)
-        self.decoder = nn.LSTM(cfg.embed_dim + h, h, cfg.layers, batch_first=True,
-                               dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.decoder = nn.LSTM(
+            cfg.embed_dim + h, h, cfg.layers, batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0
+        )
         self.attention = LuongAttention(h, cfg.attention)
         self.drop = nn.Dropout(cfg.dropout)
         self.pre_out = nn.Linear(h, cfg.embed_dim) if cfg.tie_embeddings else nn.Identity()
@@ -65,23 +73,29 @@ class AttentionalLSTM(Seq2SeqModel):
     def encode(self, src: torch.Tensor) -> Encoded:
         pad_mask = src.eq(PAD_ID)
         lengths = (~pad_mask).sum(1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(self.drop(self.src_embed(src)), lengths, batch_first=True,
-                                                   enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.drop(self.src_embed(src)), lengths, batch_first=True, enforce_sorted=False
+        )
         out, (h, c) = self.encoder(packed)
         memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
 
         def merge(s: torch.Tensor) -> torch.Tensor:  # [2L, B, H/2] -> [L, B, H]
             return s.view(self.cfg.layers, 2, s.size(1), -1).transpose(1, 2).reshape(self.cfg.layers, s.size(1), -1)
 
-        extra = {"h0": torch.tanh(self.bridge_h(merge(h))).transpose(0, 1),
-                 "c0": self.bridge_c(merge(c)).transpose(0, 1)}
+        extra = {
+            "h0": torch.tanh(self.bridge_h(merge(h))).transpose(0, 1),
+            "c0": self.bridge_c(merge(c)).transpose(0, 1),
+        }
         return Encoded(memory, pad_mask, extra)
 
     def init_state(self, enc: Encoded) -> dict:
         b = enc.memory.size(0)
-        return {"h": enc.extra["h0"], "c": enc.extra["c0"],  # batch-first [B, L, H]
-                "feed": enc.memory.new_zeros(b, self.cfg.hidden_dim),
-                "keys": self.attention.proj(enc.memory)}
+        return {
+            "h": enc.extra["h0"],
+            "c": enc.extra["c0"],  # batch-first [B, L, H]
+            "feed": enc.memory.new_zeros(b, self.cfg.hidden_dim),
+            "keys": self.attention.proj(enc.memory),
+        }
 
     def _step_features(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """One step: the attentional hidden state [B, H] (before the output dropout) and the updated cache."""

@@ -58,9 +58,14 @@ class Attention(nn.Module):
         k, v = self.kv(memory).chunk(2, dim=-1)
         return self._heads(k), self._heads(v)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False,
-                kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Self-attention if ``kv`` is None (with optional incremental ``cache``), else cross-attention.
 
         A ``cache`` holding preallocated ``k_buf`` / ``v_buf`` [B, H, L, dh] and a position tensor ``t`` is
@@ -79,8 +84,9 @@ class Attention(nn.Module):
                 cache["k"], cache["v"] = k, v
         else:
             q, (k, v) = self._heads(self.q(x)), kv
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
+        )
         b, _, t, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, t, -1))
 
@@ -113,9 +119,14 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor,
-                self_mask: torch.Tensor | None = None, cache: dict[str, torch.Tensor] | None = None
-                ) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        memory_mask: torch.Tensor,
+        self_mask: torch.Tensor | None = None,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         causal = self.causal and cache is None and self_mask is None
         x = x + self.drop(self.self_attn(self.norm1(x), mask=self_mask, is_causal=causal, cache=cache))
         x = x + self.drop(self.cross_attn(self.norm2(x), mask=memory_mask, kv=memory_kv))
@@ -178,7 +189,7 @@ class Transformer(Seq2SeqModel):
         return [layer.cross_attn.project_kv(enc.memory) for layer in self.layers]
 
     def _embed_tgt(self, tokens: torch.Tensor, offset: int) -> torch.Tensor:
-        pos = self.positions[offset: offset + tokens.size(1)]
+        pos = self.positions[offset : offset + tokens.size(1)]
         return self.drop(self.tgt_embed(tokens) * self.scale + pos)
 
     def _layer_input(self, i: int, x: torch.Tensor) -> torch.Tensor:
@@ -206,8 +217,13 @@ class Transformer(Seq2SeqModel):
 
     def init_state(self, enc: Encoded) -> dict:
         kvs = self._memory_kv(enc)
-        return {"t": 0, "mem_k": [k for k, _ in kvs], "mem_v": [v for _, v in kvs],
-                "mem_bias": key_padding_bias(enc.pad_mask, enc.memory.dtype), "self": [{} for _ in self.layers]}
+        return {
+            "t": 0,
+            "mem_k": [k for k, _ in kvs],
+            "mem_v": [v for _, v in kvs],
+            "mem_bias": key_padding_bias(enc.pad_mask, enc.memory.dtype),
+            "self": [{} for _ in self.layers],
+        }
 
     def step(self, enc: Encoded, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         x = self._embed_tgt(tokens.unsqueeze(1), state["t"])
@@ -224,11 +240,21 @@ class Transformer(Seq2SeqModel):
         kvs = self._memory_kv(enc)
         b, dev, dt = enc.memory.size(0), enc.memory.device, kvs[0][0].dtype  # projections' dtype (autocast)
         t = torch.zeros(1, dtype=torch.long, device=dev)
-        return {"t": t, "max_len": max_len, "mem_k": [k for k, _ in kvs], "mem_v": [v for _, v in kvs],
-                "mem_bias": key_padding_bias(enc.pad_mask, dt),
-                "self": [{"k_buf": torch.zeros(b, heads, max_len, head_dim, device=dev, dtype=dt),
-                          "v_buf": torch.zeros(b, heads, max_len, head_dim, device=dev, dtype=dt), "t": t}
-                         for _ in self.layers]}
+        return {
+            "t": t,
+            "max_len": max_len,
+            "mem_k": [k for k, _ in kvs],
+            "mem_v": [v for _, v in kvs],
+            "mem_bias": key_padding_bias(enc.pad_mask, dt),
+            "self": [
+                {
+                    "k_buf": torch.zeros(b, heads, max_len, head_dim, device=dev, dtype=dt),
+                    "v_buf": torch.zeros(b, heads, max_len, head_dim, device=dev, dtype=dt),
+                    "t": t,
+                }
+                for _ in self.layers
+            ],
+        }
 
     def static_step(self, tokens: torch.Tensor, state: dict) -> torch.Tensor:
         """One decoding step on a static cache (only tensor ops, fixed shapes); advances ``state["t"]``."""
@@ -239,7 +265,12 @@ class Transformer(Seq2SeqModel):
         self_bias = self_bias.view(1, 1, 1, -1)
         mem_bias = state["mem_bias"].to(x.dtype)
         for i, layer in enumerate(self.layers):
-            x = layer(self._layer_input(i, x), (state["mem_k"][i], state["mem_v"][i]), mem_bias, self_mask=self_bias,
-                      cache=state["self"][i])
+            x = layer(
+                self._layer_input(i, x),
+                (state["mem_k"][i], state["mem_v"][i]),
+                mem_bias,
+                self_mask=self_bias,
+                cache=state["self"][i],
+            )
         t.add_(1)
         return self.output_logits(x[:, 0])

@@ -17,6 +17,21 @@ from seqlab.nat.models import (
     uniform_copy_indices,
 )
 
-__all__ = ["DAT", "NAT", "DATConfig", "NATConfig", "ImitationModule", "action_regularizer", "imitation_kl",
-           "redistribute", "init_from_teacher", "scaled_copy_stride", "soft_copy_weights", "uniform_copy_indices",
-           "length_parallel_decode", "make_nat_decoder", "nat_candidates", "rescore"]
+__all__ = [
+    "DAT",
+    "NAT",
+    "DATConfig",
+    "NATConfig",
+    "ImitationModule",
+    "action_regularizer",
+    "imitation_kl",
+    "redistribute",
+    "init_from_teacher",
+    "scaled_copy_stride",
+    "soft_copy_weights",
+    "uniform_copy_indices",
+    "length_parallel_decode",
+    "make_nat_decoder",
+    "nat_candidates",
+    "rescore",
+]

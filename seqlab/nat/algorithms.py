@@ -80,9 +80,11 @@ def load_demonstrator(path: str, ctx: AlgorithmContext, algorithm: str) -> Any:
     loaded = load_checkpoint_model(path, ctx.device)
     model = loaded.model
     if model.vocab_size != ctx.vocab_size or not same_vocabulary(loaded.tgt_tokenizer, ctx.tgt_tokenizer):
-        raise ValueError(f"{algorithm}: {path} has another target vocabulary than the task: train the NAT with "
-                         "the demonstrator's tokenizers (copy its run's tokenizers/ folder into run_dir before "
-                         "training)")
+        raise ValueError(
+            f"{algorithm}: {path} has another target vocabulary than the task: train the NAT with "
+            "the demonstrator's tokenizers (copy its run's tokenizers/ folder into run_dir before "
+            "training)"
+        )
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
@@ -91,8 +93,9 @@ def load_demonstrator(path: str, ctx: AlgorithmContext, algorithm: str) -> Any:
 def _require(model: Any, *methods: str, algorithm: str, arch: str) -> None:
     missing = [m for m in methods if not hasattr(model, m)]
     if missing:
-        raise ValueError(f"algorithm {algorithm!r} trains model arch {arch!r} (it needs {missing}); "
-                         f"got {type(model).__name__}")
+        raise ValueError(
+            f"algorithm {algorithm!r} trains model arch {arch!r} (it needs {missing}); got {type(model).__name__}"
+        )
 
 
 @dataclass
@@ -136,11 +139,11 @@ class NATAlgorithm(Algorithm):
             raise ValueError(f"{self.name}: no tensor of {self.init_description} matches the NAT by name and shape")
         self.initialized.fill_(1)
 
-    def nat_terms(self, model: Any, batch: Any) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor,
-                                                         list[torch.Tensor]]:
+    def nat_terms(
+        self, model: Any, batch: Any
+    ) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor, list[torch.Tensor]]:
         """(loss, stats, NAT targets [B, L], per-layer NAT action log-distributions)."""
-        _require(model, "decode_with_actions", "length_logits", "length_to_class", algorithm=self.name,
-                 arch="nat")
+        _require(model, "decode_with_actions", "length_logits", "length_to_class", algorithm=self.name, arch="nat")
         enc = model.encode(batch.src)
         body, lengths = nat_targets(batch.tgt)
         logits, log_pis = model.decode_with_actions(enc, lengths.clamp(min=1))
@@ -218,12 +221,15 @@ class ImitateNAT(NATAlgorithm):
             raise ValueError("imitate_nat needs a NAT with imitation modules (model option imitation: true)")
         teacher = self.teacher_actions(batch)
         if len(teacher) != len(student) or teacher[0].size(-1) != student[0].size(-1):
-            raise ValueError(f"imitate_nat: teacher has {len(teacher)} layers x {teacher[0].size(-1)} "
-                             f"actions, the NAT {len(student)} x {student[0].size(-1)}")
+            raise ValueError(
+                f"imitate_nat: teacher has {len(teacher)} layers x {teacher[0].size(-1)} "
+                f"actions, the NAT {len(student)} x {student[0].size(-1)}"
+            )
         width = body.size(1)
         n_tokens = body.ne(PAD_ID).sum().clamp(min=1)
-        return sum(imitation_kl(s[:, :width], t[:, :width], body, n_tokens)
-                   for s, t in zip(student, teacher, strict=True))
+        return sum(
+            imitation_kl(s[:, :width], t[:, :width], body, n_tokens) for s, t in zip(student, teacher, strict=True)
+        )
 
 
 @dataclass
@@ -271,13 +277,17 @@ class DATAlgorithm(Algorithm):
         if not log_pis:
             return mle, {"nll": mle.detach()}
         if self.usage.numel() == 0:
-            self.usage = torch.full((len(log_pis), log_pis[0].size(-1)), 1.0 / log_pis[0].size(-1),
-                                    device=log_pis[0].device)
+            self.usage = torch.full(
+                (len(log_pis), log_pis[0].size(-1)), 1.0 / log_pis[0].size(-1), device=log_pis[0].device
+            )
         if model.training:
             self._update_usage(log_pis, batch.tgt)
         n_tokens = batch.tgt.ne(PAD_ID).sum().clamp(min=1)
         reg = sum(action_regularizer(lp, self.usage[i], batch.tgt, n_tokens) for i, lp in enumerate(log_pis))
         with torch.no_grad():
             perplexity = torch.exp(-torch.xlogy(self.usage, self.usage).sum(-1)).mean()
-        return mle + self.regularizer_weight * reg, {"nll": mle.detach(), "action_kl": reg.detach(),
-                                                     "action_usage_perplexity": perplexity}
+        return mle + self.regularizer_weight * reg, {
+            "nll": mle.detach(),
+            "action_kl": reg.detach(),
+            "action_usage_perplexity": perplexity,
+        }

@@ -61,8 +61,9 @@ def candidate_width(model: Any, source_width: int, delta_t: int, max_len: int) -
 
 
 @torch.no_grad()
-def nat_candidates(model: Any, src: torch.Tensor, delta_t: int = 0, max_len: int = 256,
-                   dedupe: bool = False, width: int | None = None) -> Candidates:
+def nat_candidates(
+    model: Any, src: torch.Tensor, delta_t: int = 0, max_len: int = 256, dedupe: bool = False, width: int | None = None
+) -> Candidates:
     """Decode 2ΔT+1 lengths per source around the predicted one, all in one NAT batch.  With ``width``
     (see :func:`candidate_width`) every shape is fixed and nothing waits for the device."""
     enc = model.encode(src)
@@ -83,8 +84,13 @@ def nat_candidates(model: Any, src: torch.Tensor, delta_t: int = 0, max_len: int
 
 
 @torch.no_grad()
-def rescore(candidates: Candidates, src: torch.Tensor, teacher: Any | None = None, nat: Any | None = None,
-            normalize: bool = True) -> torch.Tensor:
+def rescore(
+    candidates: Candidates,
+    src: torch.Tensor,
+    teacher: Any | None = None,
+    nat: Any | None = None,
+    normalize: bool = True,
+) -> torch.Tensor:
     """Scores [B, K] of the candidates: the teacher's log-likelihood (one batch, encoder run once per
     source), or the NAT's own token log-probabilities without a teacher; optionally per token (the teacher's over
     the candidate's tokens and EOS, the NAT's over the positions it decoded, which repeat removal does not change)."""
@@ -103,9 +109,16 @@ def rescore(candidates: Candidates, src: torch.Tensor, teacher: Any | None = Non
 
 
 @torch.no_grad()
-def best_candidates(model: Any, src: torch.Tensor, delta_t: int = 0, teacher: Any | None = None,
-                    normalize: bool = True, max_len: int = 256, dedupe: bool = False, width: int | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def best_candidates(
+    model: Any,
+    src: torch.Tensor,
+    delta_t: int = 0,
+    teacher: Any | None = None,
+    normalize: bool = True,
+    max_len: int = 256,
+    dedupe: bool = False,
+    width: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per source the best candidate: tokens [B, W+1] (tokens, EOS, PAD), score [B], length [B] (without
     EOS).  ΔT = 0 is argmax-length decoding (no rescoring pass).  Sync-free when ``width`` is given."""
     cands = nat_candidates(model, src, delta_t, max_len=max_len, dedupe=dedupe, width=width)

@@ -13,23 +13,36 @@ from typing import Any
 def cmd_distill(args: argparse.Namespace) -> int:
     from seqlab.nat.distill import distill
 
-    report = distill(args.teacher, args.output, config=args.config, overrides=args.overrides,
-                     beam_size=args.beam_size, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                     device=args.device, max_examples=args.max_examples,
-                     evaluate_teacher=not args.no_teacher_eval)
+    report = distill(
+        args.teacher,
+        args.output,
+        config=args.config,
+        overrides=args.overrides,
+        beam_size=args.beam_size,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        device=args.device,
+        max_examples=args.max_examples,
+        evaluate_teacher=not args.no_teacher_eval,
+    )
     shown = {k: v for k, v in report.items() if k != "task_options"}
     print(json.dumps(shown, indent=2))
-    print(f"distilled corpus in {args.output}; train on it with task.name=parallel "
-          f"task.options=\"$(cat {args.output}/task.json)\" after copying {args.output}/tokenizers into the "
-          "run directory")
+    print(
+        f"distilled corpus in {args.output}; train on it with task.name=parallel "
+        f'task.options="$(cat {args.output}/task.json)" after copying {args.output}/tokenizers into the '
+        "run directory"
+    )
     return 0
 
 
 def add_distill_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("distill", help="decode the training set with a teacher (distilled corpus)",
-                              description="Sequence-level knowledge distillation: decode a task's training set "
-                                          "with a teacher checkpoint into a corpus a student (e.g. a NAT) trains "
-                                          "on. Resumable: rerun to continue.")
+    p = subparsers.add_parser(
+        "distill",
+        help="decode the training set with a teacher (distilled corpus)",
+        description="Sequence-level knowledge distillation: decode a task's training set "
+        "with a teacher checkpoint into a corpus a student (e.g. a NAT) trains "
+        "on. Resumable: rerun to continue.",
+    )
     p.add_argument("--teacher", required=True, help="teacher checkpoint (e.g. runs/dat/checkpoint_best.pt)")
     p.add_argument("--output", "-o", required=True, help="output directory of the distilled corpus")
     p.add_argument("--config", help="YAML config whose task is distilled (default: the teacher's own)")
@@ -45,8 +58,12 @@ def add_distill_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def add_decoding_flags(p: argparse.ArgumentParser) -> None:
     """The NAT's flags of ``seqlab evaluate`` / ``translate``."""
-    p.add_argument("--length-delta", type=int, default=None,
-                   help="NAT: decode 2*delta+1 candidate lengths around the predicted one")
+    p.add_argument(
+        "--length-delta",
+        type=int,
+        default=None,
+        help="NAT: decode 2*delta+1 candidate lengths around the predicted one",
+    )
     p.add_argument("--rescorer", help="NAT: an autoregressive checkpoint that picks among the candidates")
 
 

@@ -29,14 +29,30 @@ from seqlab.nat.candidates import (
 )
 from seqlab.nat.graphs import captured_decoder, nat_graphs_enabled
 
-__all__ = ["Candidates", "append_eos", "best_candidates", "candidate_width", "collapse_repeats",
-           "length_parallel_decode", "make_nat_decoder", "nat_candidates", "rescore"]
+__all__ = [
+    "Candidates",
+    "append_eos",
+    "best_candidates",
+    "candidate_width",
+    "collapse_repeats",
+    "length_parallel_decode",
+    "make_nat_decoder",
+    "nat_candidates",
+    "rescore",
+]
 
 
 @torch.no_grad()
-def length_parallel_decode(model: Any, src: torch.Tensor, delta_t: int = 0, teacher: Any | None = None,
-                           normalize: bool = True, max_len: int = 256, dedupe: bool = False,
-                           graphs: bool | None = None) -> Hypotheses:
+def length_parallel_decode(
+    model: Any,
+    src: torch.Tensor,
+    delta_t: int = 0,
+    teacher: Any | None = None,
+    normalize: bool = True,
+    max_len: int = 256,
+    dedupe: bool = False,
+    graphs: bool | None = None,
+) -> Hypotheses:
     """Best candidate per source (tokens, EOS, PAD) with its rescoring score.  Small batches on CUDA replay a
     captured graph of the whole decode (encoder, lengths, NAT pass, teacher rescoring; see
     :mod:`seqlab.nat.graphs`) unless ``graphs`` is False; the result is the same."""
@@ -49,10 +65,26 @@ def length_parallel_decode(model: Any, src: torch.Tensor, delta_t: int = 0, teac
     return Hypotheses(tokens[:, : int(lengths.max()) + 1], scores)
 
 
-def make_nat_decoder(delta_t: int = 0, teacher: Any | None = None, normalize: bool = True, max_len: int = 256,
-                     dedupe: bool = False, graphs: bool | None = None) -> Callable[[Any, torch.Tensor], Hypotheses]:
+def make_nat_decoder(
+    delta_t: int = 0,
+    teacher: Any | None = None,
+    normalize: bool = True,
+    max_len: int = 256,
+    dedupe: bool = False,
+    graphs: bool | None = None,
+) -> Callable[[Any, torch.Tensor], Hypotheses]:
     """A ``decoder(model, src)`` for :func:`seqlab.train.evaluate.evaluate_corpus` / ``decode_ids``."""
+
     def decoder(model: Any, src: torch.Tensor) -> Hypotheses:
-        return length_parallel_decode(model, src, delta_t=delta_t, teacher=teacher, normalize=normalize,
-                                      max_len=max_len, dedupe=dedupe, graphs=graphs)
+        return length_parallel_decode(
+            model,
+            src,
+            delta_t=delta_t,
+            teacher=teacher,
+            normalize=normalize,
+            max_len=max_len,
+            dedupe=dedupe,
+            graphs=graphs,
+        )
+
     return decoder

@@ -56,39 +56,52 @@ def _fingerprint(lines: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def distill_lines(translate: Callable[[list[str]], list[str]], sources: Sequence[str], work_dir: str | Path,
-                  chunk_size: int = 2000, identity: dict[str, Any] | None = None, show_progress: bool = True,
-                  max_chunks: int | None = None) -> list[str] | None:
+def distill_lines(
+    translate: Callable[[list[str]], list[str]],
+    sources: Sequence[str],
+    work_dir: str | Path,
+    chunk_size: int = 2000,
+    identity: dict[str, Any] | None = None,
+    show_progress: bool = True,
+    max_chunks: int | None = None,
+) -> list[str] | None:
     """Translate ``sources`` chunk by chunk with ``translate`` (a list of lines -> as many lines), keeping
     every finished chunk in ``work_dir``; returns all outputs in input order, or None when stopped after
     ``max_chunks`` new chunks (call again to resume).  ``identity`` (teacher, beam, ...) goes into the
     manifest: a ``work_dir`` holding chunks of a different identity raises ValueError."""
     work = Path(work_dir)
-    manifest = {"num_lines": len(sources), "chunk_size": chunk_size, "sources_sha1": _fingerprint(sources),
-                **(identity or {})}
+    manifest = {
+        "num_lines": len(sources),
+        "chunk_size": chunk_size,
+        "sources_sha1": _fingerprint(sources),
+        **(identity or {}),
+    }
     mpath = work / MANIFEST
     if mpath.is_file():
         saved = json.loads(mpath.read_text(encoding="utf-8"))
         if saved != manifest:
             diff = sorted(k for k in set(saved) | set(manifest) if saved.get(k) != manifest.get(k))
-            raise ValueError(f"{work} holds chunks of another distillation (differs in {diff}); "
-                             "delete it or choose another output directory")
+            raise ValueError(
+                f"{work} holds chunks of another distillation (differs in {diff}); "
+                "delete it or choose another output directory"
+            )
     else:
         _write_atomic(mpath, json.dumps(manifest, indent=2))
     starts = list(range(0, len(sources), chunk_size))
     outputs: list[list[str] | None] = []
     for i, start in enumerate(starts):
-        outputs.append(_read_chunk(work / f"chunk{i:06d}.txt", len(sources[start: start + chunk_size])))
+        outputs.append(_read_chunk(work / f"chunk{i:06d}.txt", len(sources[start : start + chunk_size])))
     done = sum(o is not None for o in outputs)
     new = 0
-    with tqdm(total=len(starts), initial=done, desc="distill", unit="chunk", disable=not show_progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(starts), initial=done, desc="distill", unit="chunk", disable=not show_progress, dynamic_ncols=True
+    ) as bar:
         for i, start in enumerate(starts):
             if outputs[i] is not None:
                 continue
             if max_chunks is not None and new >= max_chunks:
                 return None
-            chunk = list(sources[start: start + chunk_size])
+            chunk = list(sources[start : start + chunk_size])
             hyps = translate(chunk)
             if len(hyps) != len(chunk):
                 raise RuntimeError(f"translate returned {len(hyps)} lines for {len(chunk)} sources")
@@ -100,9 +113,15 @@ def distill_lines(translate: Callable[[list[str]], list[str]], sources: Sequence
     return [line for chunk in outputs for line in chunk]  # type: ignore[union-attr]
 
 
-def teacher_translator(model: Any, src_tok: Any, tgt_tok: Any, decode_cfg: Any, device: torch.device,
-                       beam_size: int | None = None, batch_size: int | None = None
-                       ) -> Callable[[list[str]], list[str]]:
+def teacher_translator(
+    model: Any,
+    src_tok: Any,
+    tgt_tok: Any,
+    decode_cfg: Any,
+    device: torch.device,
+    beam_size: int | None = None,
+    batch_size: int | None = None,
+) -> Callable[[list[str]], list[str]]:
     """Lines -> the teacher's (beam) translations, batched by length."""
     from seqlab.train.evaluate import decode_ids
 
@@ -121,10 +140,19 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
     return compute_metrics(["bleu"], list(hyps), [[r] for r in refs])
 
 
-def distill(teacher: str | Path, output: str | Path, config: str | Path | None = None,
-            overrides: Sequence[str] = (), beam_size: int | None = None, batch_size: int | None = None,
-            chunk_size: int = 2000, device: str = "auto", max_examples: int | None = None,
-            evaluate_teacher: bool = True, show_progress: bool = True) -> dict[str, Any]:
+def distill(
+    teacher: str | Path,
+    output: str | Path,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    beam_size: int | None = None,
+    batch_size: int | None = None,
+    chunk_size: int = 2000,
+    device: str = "auto",
+    max_examples: int | None = None,
+    evaluate_teacher: bool = True,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Distill the training set of the task (the teacher's own, or ``config`` + ``overrides``) into
     ``output``; returns (and writes) the report.  A finished output directory is not decoded again."""
     from seqlab.config import apply_overrides, config_from_dict, load_config
@@ -135,12 +163,20 @@ def distill(teacher: str | Path, output: str | Path, config: str | Path | None =
     out = Path(output)
     report_path = out / "distill.json"
     loaded = load_checkpoint_model(teacher, device)
-    cfg = (load_config(config, list(overrides)) if config is not None
-           else config_from_dict(apply_overrides(loaded.config.to_dict(), list(overrides))))
+    cfg = (
+        load_config(config, list(overrides))
+        if config is not None
+        else config_from_dict(apply_overrides(loaded.config.to_dict(), list(overrides)))
+    )
     beam = beam_size if beam_size is not None else cfg.decode.beam_size
-    identity = {"teacher": str(Path(teacher).resolve()), "beam_size": beam, "task": cfg.task.name,
-                "max_len": cfg.decode.max_len, "length_penalty": cfg.decode.length_penalty,
-                "max_examples": max_examples}
+    identity = {
+        "teacher": str(Path(teacher).resolve()),
+        "beam_size": beam,
+        "task": cfg.task.name,
+        "max_len": cfg.decode.max_len,
+        "length_penalty": cfg.decode.length_penalty,
+        "max_examples": max_examples,
+    }
     if report_path.is_file():
         report = json.loads(report_path.read_text(encoding="utf-8"))
         if all(report.get(k) == v for k, v in identity.items()):
@@ -154,10 +190,18 @@ def distill(teacher: str | Path, output: str | Path, config: str | Path | None =
     train = task.train
     if max_examples is not None:
         train = train.subset(range(min(max_examples, len(train))))
-    translate = teacher_translator(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, cfg.decode,
-                                   loaded.device, beam_size=beam, batch_size=batch_size)
-    hyps = distill_lines(translate, train.sources, out / ".chunks", chunk_size=chunk_size,
-                         identity=identity, show_progress=show_progress)
+    translate = teacher_translator(
+        loaded.model,
+        loaded.src_tokenizer,
+        loaded.tgt_tokenizer,
+        cfg.decode,
+        loaded.device,
+        beam_size=beam,
+        batch_size=batch_size,
+    )
+    hyps = distill_lines(
+        translate, train.sources, out / ".chunks", chunk_size=chunk_size, identity=identity, show_progress=show_progress
+    )
     assert hyps is not None
     _write_atomic(out / "train.src", _lines_text(train.sources))
     _write_atomic(out / "train.tgt", _lines_text(hyps))
@@ -166,16 +210,27 @@ def distill(teacher: str | Path, output: str | Path, config: str | Path | None =
         if corpus is not None and len(corpus):
             _write_atomic(out / f"{name}.src", _lines_text(corpus.sources))
             _write_atomic(out / f"{name}.tgt", _lines_text(corpus.targets))
-    report: dict[str, Any] = {**identity, "num_examples": len(hyps),
-                              "num_empty_outputs": sum(not h.strip() for h in hyps),
-                              "distilled_vs_references": corpus_bleu(hyps, train.targets)}
+    report: dict[str, Any] = {
+        **identity,
+        "num_examples": len(hyps),
+        "num_empty_outputs": sum(not h.strip() for h in hyps),
+        "distilled_vs_references": corpus_bleu(hyps, train.targets),
+    }
     if evaluate_teacher:
         for name in ("valid", "test"):
             corpus = getattr(task, name, None)
             if corpus is not None and len(corpus):
-                scores, _ = evaluate_corpus(loaded.model, corpus, loaded.src_tokenizer, loaded.tgt_tokenizer,
-                                            task.metrics, cfg.decode, loaded.device, beam_size=beam,
-                                            show_progress=show_progress)
+                scores, _ = evaluate_corpus(
+                    loaded.model,
+                    corpus,
+                    loaded.src_tokenizer,
+                    loaded.tgt_tokenizer,
+                    task.metrics,
+                    cfg.decode,
+                    loaded.device,
+                    beam_size=beam,
+                    show_progress=show_progress,
+                )
                 report[f"teacher_{name}"] = scores
     task_options = parallel_task_options(out, cfg.task.options, task.metrics)
     _write_atomic(out / "task.json", json.dumps(task_options, indent=2) + "\n")
@@ -189,8 +244,10 @@ def parallel_task_options(out: Path, original: dict[str, Any], metrics: Sequence
     """Options of the generic ``parallel`` task reading the distilled corpus in ``out`` (tokenizer settings
     carried over from the original task; train with ``out/tokenizers`` copied into the run directory)."""
     out = out.resolve()
-    options: dict[str, Any] = {split: {"src": str(out / f"{split}.src"), "tgt": str(out / f"{split}.tgt")}
-                               for split in ("train", "valid", "test")}
+    options: dict[str, Any] = {
+        split: {"src": str(out / f"{split}.src"), "tgt": str(out / f"{split}.tgt")}
+        for split in ("train", "valid", "test")
+    }
     for key in ("vocab_size", "shared_vocab", "model_type"):
         if key in original:
             options[key] = original[key]

@@ -31,15 +31,33 @@ MAX_GRAPHS = 32
 class CapturedNATDecoder:
     """``best_candidates`` on fixed-shape buffers; with ``graph=True`` captured and replayed."""
 
-    def __init__(self, model: Any, teacher: Any | None, rows: int, source_width: int, delta_t: int,
-                 max_len: int, normalize: bool, dedupe: bool, graph: bool):
+    def __init__(
+        self,
+        model: Any,
+        teacher: Any | None,
+        rows: int,
+        source_width: int,
+        delta_t: int,
+        max_len: int,
+        normalize: bool,
+        dedupe: bool,
+        graph: bool,
+    ):
         self.model, self.teacher, self.rows = model, teacher, rows
         device = next(model.parameters()).device
         self.src = torch.full((rows, source_width), PAD_ID, dtype=torch.long, device=device)
         self.src[:, 0] = EOS_ID  # a valid (empty) source for the warm-up
         width = candidate_width(model, source_width, delta_t, max_len)
-        self.run = functools.partial(best_candidates, model, delta_t=delta_t, teacher=teacher, normalize=normalize,
-                                     max_len=max_len, dedupe=dedupe, width=width)
+        self.run = functools.partial(
+            best_candidates,
+            model,
+            delta_t=delta_t,
+            teacher=teacher,
+            normalize=normalize,
+            max_len=max_len,
+            dedupe=dedupe,
+            width=width,
+        )
         self.graph: torch.cuda.CUDAGraph | None = None
         self.out: tuple[torch.Tensor, ...] | None = None
         if graph:
@@ -75,12 +93,17 @@ _CACHE: OrderedDict[tuple, CapturedNATDecoder] = OrderedDict()
 def nat_graphs_enabled(model: Any, teacher: Any | None, src: torch.Tensor) -> bool:
     """Graphs for small batches of models in eval mode on CUDA, unless SEQLAB_CUDA_GRAPHS=0."""
     models = [model] if teacher is None else [model, teacher]
-    return (src.is_cuda and src.size(0) <= MAX_GRAPH_ROWS and not any(m.training for m in models)
-            and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0")
+    return (
+        src.is_cuda
+        and src.size(0) <= MAX_GRAPH_ROWS
+        and not any(m.training for m in models)
+        and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0"
+    )
 
 
-def captured_decoder(model: Any, src: torch.Tensor, delta_t: int, teacher: Any | None, normalize: bool,
-                     max_len: int, dedupe: bool) -> CapturedNATDecoder:
+def captured_decoder(
+    model: Any, src: torch.Tensor, delta_t: int, teacher: Any | None, normalize: bool, max_len: int, dedupe: bool
+) -> CapturedNATDecoder:
     """The captured decoder of this batch's bucket (captured on first use, then cached)."""
     rows, width = bucket_rows(src.size(0)), round_up(src.size(1), SOURCE_BUCKET)
     key = (id(model), id(teacher), rows, width, delta_t, max_len, normalize, dedupe)

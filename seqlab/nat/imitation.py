@@ -51,22 +51,25 @@ def as_vocabulary(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (RESERVED_IDS, 0), value=0.0)
 
 
-def distribution_kl(log_q: torch.Tensor, target: torch.Tensor, mask_tokens: torch.Tensor,
-                    normalizer: float | torch.Tensor) -> torch.Tensor:
+def distribution_kl(
+    log_q: torch.Tensor, target: torch.Tensor, mask_tokens: torch.Tensor, normalizer: float | torch.Tensor
+) -> torch.Tensor:
     """KL(p ‖ q) summed over valid positions / ``normalizer``, through the one loss.
 
     ``log_q`` [B, T, A] model log-distribution, ``target`` [B, T, A] target distribution p (detached),
     ``mask_tokens`` [B, T] token ids whose PAD positions are ignored.  Gradient: that of CE(p, q)."""
     target = target.detach().float()
-    ce = one_loss(as_vocabulary(log_q.float()), mask_tokens,
-                  Coefficients(dense=as_vocabulary(target), normalizer=normalizer))
+    ce = one_loss(
+        as_vocabulary(log_q.float()), mask_tokens, Coefficients(dense=as_vocabulary(target), normalizer=normalizer)
+    )
     valid = mask_tokens.ne(PAD_ID).float()
     neg_entropy = (torch.xlogy(target, target).sum(-1) * valid).sum() / normalizer
     return ce + neg_entropy.detach()
 
 
-def imitation_kl(log_pi_student: torch.Tensor, pi_teacher: torch.Tensor, mask_tokens: torch.Tensor,
-                 normalizer: float | torch.Tensor) -> torch.Tensor:
+def imitation_kl(
+    log_pi_student: torch.Tensor, pi_teacher: torch.Tensor, mask_tokens: torch.Tensor, normalizer: float | torch.Tensor
+) -> torch.Tensor:
     """imitate-NAT's per-layer term: CE(π_AT, π_NAT) minus the (constant) teacher entropy."""
     return distribution_kl(log_pi_student, pi_teacher, mask_tokens, normalizer)
 
@@ -89,8 +92,9 @@ def redistribute(pi: torch.Tensor, usage: torch.Tensor, eps: float = 1e-12) -> t
     return scaled / scaled.sum(-1, keepdim=True).clamp_min(eps)
 
 
-def action_regularizer(log_pi: torch.Tensor, usage: torch.Tensor, mask_tokens: torch.Tensor,
-                       normalizer: float | torch.Tensor) -> torch.Tensor:
+def action_regularizer(
+    log_pi: torch.Tensor, usage: torch.Tensor, mask_tokens: torch.Tensor, normalizer: float | torch.Tensor
+) -> torch.Tensor:
     """KL(π′ ‖ π) with π′ = redistribute(π, c) held fixed (the demonstrator's λ1 term)."""
     target = redistribute(log_pi.detach().float().exp(), usage)
     return distribution_kl(log_pi, target, mask_tokens, normalizer)

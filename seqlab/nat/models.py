@@ -57,8 +57,9 @@ def uniform_copy_indices(src_lengths: torch.Tensor, tgt_lengths: torch.Tensor, w
     return idx.masked_fill(t >= tgt_lengths[:, None], 0)
 
 
-def soft_copy_weights(width: int, src_pad_mask: torch.Tensor, tau: torch.Tensor | float,
-                      stride: torch.Tensor | None = None) -> torch.Tensor:
+def soft_copy_weights(
+    width: int, src_pad_mask: torch.Tensor, tau: torch.Tensor | float, stride: torch.Tensor | None = None
+) -> torch.Tensor:
     """SoftCopy (Wei et al. 2019): w_tj = softmax_j(−|c_t − j| / τ) over the non-padding source positions j,
     with c_t = t, or c_t = stride_b · t given a per-row ``stride`` [B] (source positions per target position).
 
@@ -99,14 +100,14 @@ class DAT(Transformer):
 
     def __init__(self, cfg: DATConfig):
         super().__init__(cfg)
-        self.imitation = nn.ModuleList(ImitationModule(cfg.d_model, cfg.n_actions, cfg.imitation_hidden)
-                                       for _ in range(cfg.decoder_layers))
+        self.imitation = nn.ModuleList(
+            ImitationModule(cfg.d_model, cfg.n_actions, cfg.imitation_hidden) for _ in range(cfg.decoder_layers)
+        )
 
     def _layer_input(self, i: int, x: torch.Tensor) -> torch.Tensor:
         return x + self.imitation[i](x)[0]  # o_{l+1} = Layer(u + o): every decoding path (step, static step)
 
-    def decode_with_actions(self, enc: Encoded, tgt_in: torch.Tensor
-                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def decode_with_actions(self, enc: Encoded, tgt_in: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Teacher-forced logits [B, T, V] and per-layer action log-distributions [B, T, A]."""
         x = self._embed_tgt(tgt_in, 0)
         bias = key_padding_bias(enc.pad_mask, x.dtype)
@@ -152,12 +153,16 @@ class NAT(Seq2SeqModel):
         self.cfg, self.vocab_size = cfg, cfg.tgt_vocab_size
         self.tgt_embed = nn.Embedding(cfg.tgt_vocab_size, cfg.d_model, padding_idx=PAD_ID)
         shared = cfg.share_embeddings and cfg.src_vocab_size == cfg.tgt_vocab_size
-        src_embed = (self.tgt_embed if shared
-                     else nn.Embedding(cfg.src_vocab_size, cfg.d_model, padding_idx=PAD_ID))
+        src_embed = self.tgt_embed if shared else nn.Embedding(cfg.src_vocab_size, cfg.d_model, padding_idx=PAD_ID)
         self.encoder = TransformerEncoder(cfg, src_embed)
         self.layers = nn.ModuleList(DecoderLayer(cfg, causal=False) for _ in range(cfg.decoder_layers))
-        self.imitation = (nn.ModuleList(ImitationModule(cfg.d_model, cfg.n_actions, cfg.imitation_hidden)
-                                        for _ in range(cfg.decoder_layers)) if cfg.imitation else None)
+        self.imitation = (
+            nn.ModuleList(
+                ImitationModule(cfg.d_model, cfg.n_actions, cfg.imitation_hidden) for _ in range(cfg.decoder_layers)
+            )
+            if cfg.imitation
+            else None
+        )
         self.norm = nn.LayerNorm(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         n_classes = 2 * cfg.max_length_offset + 1 if cfg.length_mode == "offset" else cfg.max_positions
@@ -225,13 +230,17 @@ class NAT(Seq2SeqModel):
         if self.cfg.copy == "uniform":
             idx = uniform_copy_indices(source_lengths(enc), lengths, width)
             return states.gather(1, idx.unsqueeze(-1).expand(-1, -1, states.size(-1)))
-        stride = (scaled_copy_stride(source_lengths(enc), lengths.clamp(min=1))
-                  if self.cfg.softcopy_positions == "scaled" else None)
+        stride = (
+            scaled_copy_stride(source_lengths(enc), lengths.clamp(min=1))
+            if self.cfg.softcopy_positions == "scaled"
+            else None
+        )
         w = soft_copy_weights(width, enc.pad_mask, self.tau, stride)
         return torch.bmm(w.to(states.dtype), states)
 
-    def decode_with_actions(self, enc: Encoded, lengths: torch.Tensor, width: int | None = None
-                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def decode_with_actions(
+        self, enc: Encoded, lengths: torch.Tensor, width: int | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One non-causal pass for target lengths [B]: logits [B, W, V] (raw) and per-layer
         action log-distributions [B, W, A] (empty list without imitation modules); W = ``width`` or max L.
         Positions at or past a row's length are padding: they do not change the others."""
@@ -259,8 +268,9 @@ class NAT(Seq2SeqModel):
 
     # ------------------------------------------------------------------ AR protocol: not applicable
     def decode(self, enc: Encoded, tgt_in: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("NAT is non-autoregressive: train it with algorithm 'nat' or "
-                                  "'imitate_nat', decode it with generate()")
+        raise NotImplementedError(
+            "NAT is non-autoregressive: train it with algorithm 'nat' or 'imitate_nat', decode it with generate()"
+        )
 
     def init_state(self, enc: Encoded) -> Any:
         raise NotImplementedError("NAT has no incremental decoding state; use generate()")
@@ -282,8 +292,11 @@ class NAT(Seq2SeqModel):
             tok = body[:, :width]
             got = logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1).masked_fill(tok.eq(PAD_ID), 0.0)
             out[:, :width] = got
-        len_logp = F.log_softmax(self.length_logits(enc), -1).gather(
-            1, self.length_to_class(enc, lengths.clamp(min=1)).unsqueeze(1)).squeeze(1)
+        len_logp = (
+            F.log_softmax(self.length_logits(enc), -1)
+            .gather(1, self.length_to_class(enc, lengths.clamp(min=1)).unsqueeze(1))
+            .squeeze(1)
+        )
         eos_pos = lengths.clamp(min=0)
         return out.scatter(1, eos_pos.unsqueeze(1), len_logp.unsqueeze(1))
 
@@ -305,9 +318,15 @@ class NAT(Seq2SeqModel):
         from seqlab.nat.decoding import length_parallel_decode
 
         max_len = getattr(decode_cfg, "max_len", self.cfg.max_positions)
-        return length_parallel_decode(self, src, delta_t=self.cfg.length_delta, teacher=self.rescorer,
-                                      normalize=self.cfg.length_normalize, max_len=max_len,
-                                      dedupe=self.cfg.dedupe_repeats)
+        return length_parallel_decode(
+            self,
+            src,
+            delta_t=self.cfg.length_delta,
+            teacher=self.rescorer,
+            normalize=self.cfg.length_normalize,
+            max_len=max_len,
+            dedupe=self.cfg.dedupe_repeats,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- init

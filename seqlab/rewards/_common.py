@@ -62,16 +62,17 @@ def missing_refs(refs: list[torch.Tensor], multi: bool) -> torch.Tensor:
     n = refs[0].size(0)
     if not multi:
         return torch.zeros(1, n, dtype=torch.bool, device=refs[0].device)
-    missing = torch.stack([r.eq(PAD_ID).all(1) if r.size(1) else torch.ones(n, dtype=torch.bool,
-                                                                             device=r.device)
-                           for r in refs])
+    missing = torch.stack(
+        [r.eq(PAD_ID).all(1) if r.size(1) else torch.ones(n, dtype=torch.bool, device=r.device) for r in refs]
+    )
     all_missing = missing.all(0)
     missing[0] = missing[0] & ~all_missing
     return missing
 
 
-def reduce_refs(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], hyp: torch.Tensor, ref: Refs,
-                best: str = "max") -> torch.Tensor:
+def reduce_refs(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], hyp: torch.Tensor, ref: Refs, best: str = "max"
+) -> torch.Tensor:
     """Score ``hyp`` against each reference with ``fn`` and keep the best (max or min) per row."""
     refs, multi = ref_list(ref)
     if not multi:

@@ -33,8 +33,14 @@ class BleuStats(NamedTuple):
     ref_len: torch.Tensor
 
 
-def clipped_matches(hyp: torch.Tensor, hyp_len: torch.Tensor, refs: list[torch.Tensor],
-                    ref_lens: list[torch.Tensor], missing: torch.Tensor, max_order: int) -> torch.Tensor:
+def clipped_matches(
+    hyp: torch.Tensor,
+    hyp_len: torch.Tensor,
+    refs: list[torch.Tensor],
+    ref_lens: list[torch.Tensor],
+    missing: torch.Tensor,
+    max_order: int,
+) -> torch.Tensor:
     """Clipped n-gram matches [N, max_order]: sum over distinct hypothesis n-grams of
     min(count in hypothesis, max over the non-missing references of the count in that reference).
 
@@ -53,8 +59,8 @@ def clipped_matches(hyp: torch.Tensor, hyp_len: torch.Tensor, refs: list[torch.T
     e_hh, e_hr = e1_hh, list(e1_hr)
     for n in range(1, max_order + 1):
         if n > 1:
-            e_hh = e_hh[:, :-1, :-1] * e1_hh[:, n - 1:, n - 1:]
-            e_hr = [e[:, :-1, :-1] * e1[:, n - 1:, n - 1:] for e, e1 in zip(e_hr, e1_hr, strict=True)]
+            e_hh = e_hh[:, :-1, :-1] * e1_hh[:, n - 1 :, n - 1 :]
+            e_hr = [e[:, :-1, :-1] * e1[:, n - 1 :, n - 1 :] for e, e1 in zip(e_hr, e1_hr, strict=True)]
         width = e_hh.size(1)
         if width == 0:
             break
@@ -90,9 +96,16 @@ def bleu_stats(hyp: torch.Tensor, ref: Refs, max_order: int = 4) -> BleuStats:
     return BleuStats(correct, total, hyp_len, ref_len)
 
 
-def bleu_from_stats(correct: torch.Tensor, total: torch.Tensor, hyp_len: torch.Tensor, ref_len: torch.Tensor,
-                    smooth: str = "exp", smooth_value: float | None = None,
-                    effective_order: bool = True, brevity_penalty: bool = True) -> torch.Tensor:
+def bleu_from_stats(
+    correct: torch.Tensor,
+    total: torch.Tensor,
+    hyp_len: torch.Tensor,
+    ref_len: torch.Tensor,
+    smooth: str = "exp",
+    smooth_value: float | None = None,
+    effective_order: bool = True,
+    brevity_penalty: bool = True,
+) -> torch.Tensor:
     """BLEU in [0, 1] from statistics with any leading shape ([..., K] counts, [...] lengths).
 
     Mirrors ``sacrebleu.metrics.BLEU.compute_bleu`` (2.x): no match at any order gives 0; 'add-k'
@@ -137,9 +150,15 @@ def bleu_from_stats(correct: torch.Tensor, total: torch.Tensor, hyp_len: torch.T
     return torch.where(any_match, score, torch.zeros_like(score))
 
 
-def sentence_bleu(hyp: torch.Tensor, ref: Refs, max_order: int = 4, smooth: str = "exp",
-                  smooth_value: float | None = None, effective_order: bool = True,
-                  brevity_penalty: bool = True) -> torch.Tensor:
+def sentence_bleu(
+    hyp: torch.Tensor,
+    ref: Refs,
+    max_order: int = 4,
+    smooth: str = "exp",
+    smooth_value: float | None = None,
+    effective_order: bool = True,
+    brevity_penalty: bool = True,
+) -> torch.Tensor:
     """Sentence BLEU of every row, in **[0, 1]**, [N] float.
 
     Equal to ``sacrebleu.sentence_bleu(h, refs, tokenize="none", smooth_method=smooth,
@@ -149,5 +168,10 @@ def sentence_bleu(hyp: torch.Tensor, ref: Refs, max_order: int = 4, smooth: str 
     clipped counts use the max over references and the brevity penalty the closest reference length.
     Smoothing: 'exp' (default, sacrebleu's), 'floor' (smooth_value 0.1), 'add-k' (1), 'none'."""
     stats = bleu_stats(hyp, ref, max_order)
-    return bleu_from_stats(*stats, smooth=smooth, smooth_value=smooth_value, effective_order=effective_order,
-                           brevity_penalty=brevity_penalty)
+    return bleu_from_stats(
+        *stats,
+        smooth=smooth,
+        smooth_value=smooth_value,
+        effective_order=effective_order,
+        brevity_penalty=brevity_penalty,
+    )

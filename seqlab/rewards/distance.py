@@ -18,9 +18,8 @@ def _edit_single(hyp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     prev = cols.expand(n, tr + 1)
     out = rl.clone()  # empty hypothesis: rl insertions
     for i in range(int(hl.max()) if n else 0):
-        cost = (h[:, i:i + 1] != r).long()
-        b = torch.cat([torch.full_like(prev[:, :1], i + 1),
-                       torch.minimum(prev[:, 1:] + 1, prev[:, :-1] + cost)], dim=1)
+        cost = (h[:, i : i + 1] != r).long()
+        b = torch.cat([torch.full_like(prev[:, :1], i + 1), torch.minimum(prev[:, 1:] + 1, prev[:, :-1] + cost)], dim=1)
         prev = (b - cols).cummin(1).values + cols
         out = torch.where(hl == i + 1, prev.gather(1, rl[:, None]).squeeze(1), out)
     return out

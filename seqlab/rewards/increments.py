@@ -44,8 +44,9 @@ def _finish(tokens: torch.Tensor, lengths: torch.Tensor, extra: int) -> torch.Te
     return F.pad(masked_content(tokens, lengths, PAD_ID), (0, extra), value=PAD_ID)
 
 
-def prefix_rewards(reward_fn: str | RewardFn, seq: torch.Tensor, ref: Refs, scale_by_length: bool = False,
-                   **reward_kwargs: Any) -> torch.Tensor:
+def prefix_rewards(
+    reward_fn: str | RewardFn, seq: torch.Tensor, ref: Refs, scale_by_length: bool = False, **reward_kwargs: Any
+) -> torch.Tensor:
     """R(y_<=t, y*) for t = 0..T, [N, T+1] (index 0: the empty prefix), scored as prefix + EOS.
 
     All N*(T+1) prefixes are scored in one batched call of the reward.  Prefixes longer than the
@@ -64,8 +65,9 @@ def prefix_rewards(reward_fn: str | RewardFn, seq: torch.Tensor, ref: Refs, scal
     return rewards
 
 
-def reward_increments(reward_fn: str | RewardFn, seq: torch.Tensor, ref: Refs, scale_by_length: bool = False,
-                      **reward_kwargs: Any) -> torch.Tensor:
+def reward_increments(
+    reward_fn: str | RewardFn, seq: torch.Tensor, ref: Refs, scale_by_length: bool = False, **reward_kwargs: Any
+) -> torch.Tensor:
     """ΔR_t = R(y_<=t) − R(y_<t) for every position, [N, T]; 0 at padding (and at EOS, see module doc)."""
     r = prefix_rewards(reward_fn, seq, ref, scale_by_length, **reward_kwargs)
     inc = r[:, 1:] - r[:, :-1]
@@ -107,8 +109,9 @@ def _next_token_generic(fn: RewardFn, prefix: torch.Tensor, ref: Refs, cand: tor
     return r_new - r_old[:, None]
 
 
-def _next_token_bleu(prefix: torch.Tensor, ref: Refs, cand: torch.Tensor, max_order: int = 4,
-                     **bleu_kwargs: Any) -> torch.Tensor:
+def _next_token_bleu(
+    prefix: torch.Tensor, ref: Refs, cand: torch.Tensor, max_order: int = 4, **bleu_kwargs: Any
+) -> torch.Tensor:
     """BLEU(prefix + w) − BLEU(prefix) for every candidate w [N, C] from incremental statistics.
 
     Appending w adds one n-gram per order n (the prefix's last n−1 tokens, then w).  It is a new
@@ -127,12 +130,11 @@ def _next_token_bleu(prefix: torch.Tensor, ref: Refs, cand: torch.Tensor, max_or
     # s_p[i] / s_r[m]: the n-gram ending there is complete and its first n-1 tokens equal the prefix's
     # last n-1 tokens (built up order by order)
     s_p = torch.arange(p.size(1), device=p.device)[None, :] < length[:, None]
-    s_r = [torch.arange(r.size(1), device=p.device)[None, :] < rl[:, None]
-           for r, rl in zip(rs, rls, strict=True)]
+    s_r = [torch.arange(r.size(1), device=p.device)[None, :] < rl[:, None] for r, rl in zip(rs, rls, strict=True)]
     n_rows, n_cand = cand.shape
     d_correct = torch.zeros(n_rows, n_cand, max_order, dtype=torch.long, device=p.device)
     orders = torch.arange(1, max_order + 1, device=p.device)
-    exists = (length[:, None] + 1 >= orders[None, :])  # [N, M]: the new n-gram of order n exists
+    exists = length[:, None] + 1 >= orders[None, :]  # [N, M]: the new n-gram of order n exists
     for n in range(1, max_order + 1):
         if n > 1:
             if p.size(1) == 0:
@@ -140,23 +142,35 @@ def _next_token_bleu(prefix: torch.Tensor, ref: Refs, cand: torch.Tensor, max_or
             # the new n-gram's first token is s = p[L - n + 1]; compare it with position i - (n - 1)
             s = p.gather(1, (length - n + 1).clamp(min=0)[:, None])
             s_p = s_p & (F.pad(p, (n - 1, 0), value=HYP_FILL)[:, : p.size(1)] == s)
-            s_r = [sr & (F.pad(r, (n - 1, 0), value=REF_FILL)[:, : r.size(1)] == s)
-                   for sr, r in zip(s_r, rs, strict=True)]
+            s_r = [
+                sr & (F.pad(r, (n - 1, 0), value=REF_FILL)[:, : r.size(1)] == s) for sr, r in zip(s_r, rs, strict=True)
+            ]
         cnt_p = (eq_p & s_p[:, None, :]).sum(-1)
         cnt_r = torch.stack([(e & sr[:, None, :]).sum(-1) for e, sr in zip(eq_r, s_r, strict=True)])
         cnt_r = cnt_r.masked_fill(missing[:, :, None], 0).max(0).values
-        d_correct[:, :, n - 1] = ((cnt_p < cnt_r) & exists[:, n - 1:n]).long()
+        d_correct[:, :, n - 1] = ((cnt_p < cnt_r) & exists[:, n - 1 : n]).long()
     correct = stats.correct[:, None, :] + d_correct
     total = (stats.total + exists.long())[:, None, :].expand_as(correct)
     new_len = length + 1
     new_ref_len = closest_ref_len(new_len, torch.stack(rls), missing)
-    r_new = bleu_from_stats(correct, total, new_len[:, None].expand(n_rows, n_cand),
-                            new_ref_len[:, None].expand(n_rows, n_cand), **bleu_kwargs)
+    r_new = bleu_from_stats(
+        correct,
+        total,
+        new_len[:, None].expand(n_rows, n_cand),
+        new_ref_len[:, None].expand(n_rows, n_cand),
+        **bleu_kwargs,
+    )
     return r_new - r_old[:, None]
 
 
-def next_token_rewards(reward_fn_name: str | RewardFn, prefix: torch.Tensor, ref: Refs, vocab_size: int,
-                       scale_by_length: bool = False, **reward_kwargs: Any) -> torch.Tensor:
+def next_token_rewards(
+    reward_fn_name: str | RewardFn,
+    prefix: torch.Tensor,
+    ref: Refs,
+    vocab_size: int,
+    scale_by_length: bool = False,
+    **reward_kwargs: Any,
+) -> torch.Tensor:
     """ΔR(w | prefix, y*) = R(prefix + w) − R(prefix) for every vocabulary id w, [N, V].
 
     ``prefix`` [N, t]: a batch of prefixes (its content, up to a first EOS / PAD, is the prefix; w is
@@ -187,16 +201,24 @@ class NextTokenBleu:
     dozen tensor ops of fixed shapes with no host sync (CUDA-graph safe).  Buffers hold ``rows`` references of
     at most ``ref_width`` tokens; :meth:`load` fills them (fewer rows / narrower references are padded)."""
 
-    def __init__(self, rows: int, ref_width: int, vocab_size: int, device: torch.device | str,
-                 max_order: int = 4, **bleu_kwargs: Any):
+    def __init__(
+        self,
+        rows: int,
+        ref_width: int,
+        vocab_size: int,
+        device: torch.device | str,
+        max_order: int = 4,
+        **bleu_kwargs: Any,
+    ):
         self.vocab_size, self.max_order, self.bleu_kwargs = vocab_size, max_order, bleu_kwargs
         self.ref = torch.full((rows, ref_width), PAD_ID, dtype=torch.long, device=device)
         self.ref_len = torch.zeros(rows, dtype=torch.long, device=device)
         self.cand = torch.full((rows, ref_width + 1), OTHER, dtype=torch.long, device=device)
         self.eq_ref = torch.zeros(rows, ref_width + 1, ref_width, dtype=torch.bool, device=device)
         # the reference shifted right by k = 1 .. max_order-1 positions (ref[j - k]; REF_FILL before the start)
-        self.ref_shifted = torch.full((max(max_order - 1, 1), rows, ref_width), REF_FILL, dtype=torch.long,
-                                      device=device)
+        self.ref_shifted = torch.full(
+            (max(max_order - 1, 1), rows, ref_width), REF_FILL, dtype=torch.long, device=device
+        )
         self.orders = torch.arange(1, max_order + 1, device=device)
         self.correct = torch.zeros(rows, max_order, dtype=torch.long, device=device)
         self.d_correct = torch.zeros(rows, ref_width + 1, max_order, dtype=torch.long, device=device)
@@ -247,8 +269,9 @@ class NextTokenBleu:
         correct = torch.cat([self.correct[:, None, :], self.correct[:, None, :] + self.d_correct], 1)
         totals = torch.cat([total[:, None, :], (total + exists.long())[:, None, :].expand(rows, n_cand, -1)], 1)
         lengths = torch.cat([length[:, None], (length + 1)[:, None].expand(rows, n_cand)], 1)
-        r = bleu_from_stats(correct, totals, lengths, self.ref_len[:, None].expand(rows, n_cand + 1),
-                            **self.bleu_kwargs)
+        r = bleu_from_stats(
+            correct, totals, lengths, self.ref_len[:, None].expand(rows, n_cand + 1), **self.bleu_kwargs
+        )
         return _scatter_vocab(r[:, 1:] - r[:, :1], self.cand, self.vocab_size)
 
     def advance(self, token: torch.Tensor) -> None:

@@ -47,8 +47,7 @@ REWARDS.add("delta", delta_reward, NoOptions)  # 1 for an exact match, else 0
 NON_DECOMPOSABLE: set[str] = set()
 
 
-def register_reward(name: str, options: type = NoOptions, decomposes: bool = True
-                    ) -> Callable[[RewardFn], RewardFn]:
+def register_reward(name: str, options: type = NoOptions, decomposes: bool = True) -> Callable[[RewardFn], RewardFn]:
     """Decorator: register ``fn(hyp, ref, **options) -> [N]`` as reward ``name``.
 
     ``decomposes``: R may be scored on every token prefix (an unfinished prefix as if it ended there) and treats

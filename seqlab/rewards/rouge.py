@@ -43,7 +43,7 @@ def lcs_length(hyp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     prev = torch.zeros(n, tr + 1, dtype=torch.long, device=hyp.device)
     out = torch.zeros(n, dtype=torch.long, device=hyp.device)
     for i in range(int(hl.max()) if n else 0):
-        match = (h[:, i:i + 1] == r).long()
+        match = (h[:, i : i + 1] == r).long()
         a = torch.cat([prev[:, :1], torch.maximum(prev[:, 1:], prev[:, :-1] + match)], dim=1)
         prev = a.cummax(1).values
         out = torch.where(hl == i + 1, prev.gather(1, rl[:, None]).squeeze(1), out)

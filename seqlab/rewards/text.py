@@ -86,8 +86,11 @@ def add_text_reward(fn: TextRewardFn, name: str | None = None, decomposes: bool 
     if not callable(fn):
         raise TypeError(f"a reward must be callable, got {fn!r}")
     flag = bool(getattr(fn, "decomposes", False) if decomposes is None else decomposes)
-    base = name or f"{CALLABLE_PREFIX}{getattr(fn, '__module__', None) or 'callable'}." \
-                   f"{getattr(fn, '__qualname__', type(fn).__name__)}"
+    base = (
+        name
+        or f"{CALLABLE_PREFIX}{getattr(fn, '__module__', None) or 'callable'}."
+        f"{getattr(fn, '__qualname__', type(fn).__name__)}"
+    )
     for k in itertools.count(1):
         candidate = base if k == 1 else f"{base}#{k}"
         entry = TEXT_REWARDS._entries.get(candidate)  # no plugin loading needed to find our own names
@@ -106,8 +109,10 @@ def import_reward(spec: str) -> TextRewardFn:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"reward {spec!r}: module {module_name!r} could not be imported ({e}); it must be "
-                         "importable in every process that trains (PYTHONPATH, an installed package)") from None
+        raise ValueError(
+            f"reward {spec!r}: module {module_name!r} could not be imported ({e}); it must be "
+            "importable in every process that trains (PYTHONPATH, an installed package)"
+        ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ValueError(f"reward {spec!r}: module {module_name!r} has no {attr!r}")
@@ -146,10 +151,15 @@ def resolve_reward(spec: str) -> RewardSpec:
     from seqlab.config import did_you_mean
 
     names = [*REWARDS, *TEXT_REWARDS]
-    where = (" (a callable given to seqlab.train(reward=...) exists only in the process that registered it)"
-             if spec.startswith(CALLABLE_PREFIX) else "")
-    raise ValueError(f"unknown reward {spec!r}{did_you_mean(spec, names)} (rewards: {', '.join(names)}; or a text "
-                     f"reward as module:function){where}")
+    where = (
+        " (a callable given to seqlab.train(reward=...) exists only in the process that registered it)"
+        if spec.startswith(CALLABLE_PREFIX)
+        else ""
+    )
+    raise ValueError(
+        f"unknown reward {spec!r}{did_you_mean(spec, names)} (rewards: {', '.join(names)}; or a text "
+        f"reward as module:function){where}"
+    )
 
 
 def _content_ids(row: Sequence[int]) -> list[int]:
@@ -177,8 +187,10 @@ class TextRewardAdapter:
 
     def _decode(self, ids: torch.Tensor, tokenizer: Any, side: str) -> list[str]:
         if tokenizer is None:
-            raise RuntimeError(f"text reward {self.name!r} needs the {side} tokenizer to decode token ids "
-                               f"(AlgorithmContext.{side}_tokenizer)")
+            raise RuntimeError(
+                f"text reward {self.name!r} needs the {side} tokenizer to decode token ids "
+                f"(AlgorithmContext.{side}_tokenizer)"
+            )
         cache: dict[tuple[int, ...], str] = {}
         out = []
         for row in ids.tolist():
@@ -220,8 +232,7 @@ class TextRewardAdapter:
         values = self.fn(hyps, refs, sources)
         values = torch.as_tensor([float(v) for v in values], dtype=torch.float32)
         if values.numel() != len(hyps):
-            raise ValueError(f"text reward {self.name!r} returned {values.numel()} values for {len(hyps)} "
-                             "hypotheses")
+            raise ValueError(f"text reward {self.name!r} returned {values.numel()} values for {len(hyps)} hypotheses")
         return values.to(hyp.device)
 
     def __repr__(self) -> str:

@@ -71,14 +71,17 @@ def load_task(name: str, options: dict[str, Any] | None, cache_dir: str | Path) 
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def task_options(task: str, options: dict[str, Any], defaults: dict[str, Any],
-                 required: tuple[str, ...] = ()) -> dict[str, Any]:
+def task_options(
+    task: str, options: dict[str, Any], defaults: dict[str, Any], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """For tasks registered without an options dataclass: ``defaults`` updated with ``options``; unknown or
     missing required options raise DataError."""
     unknown = sorted(set(options) - set(defaults) - set(required))
     if unknown:
-        raise DataError(f"task {task}: unknown option(s) {', '.join(unknown)}; accepted: "
-                        f"{', '.join(sorted(set(defaults) | set(required)))}")
+        raise DataError(
+            f"task {task}: unknown option(s) {', '.join(unknown)}; accepted: "
+            f"{', '.join(sorted(set(defaults) | set(required)))}"
+        )
     missing = [k for k in required if options.get(k) in (None, "")]
     if missing:
         raise DataError(f"task {task}: option {missing[0]!r} is required (set task.options.{missing[0]})")

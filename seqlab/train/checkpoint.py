@@ -97,8 +97,11 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     path = Path(path)
     if not path.exists():
         others = checkpoints_in(path.parent)
-        have = f"; {path.parent} has {', '.join(others)}" if others else (
-            f"; {path.parent} has no checkpoints" if path.parent.is_dir() else f"; {path.parent} does not exist")
+        have = (
+            f"; {path.parent} has {', '.join(others)}"
+            if others
+            else (f"; {path.parent} has no checkpoints" if path.parent.is_dir() else f"; {path.parent} does not exist")
+        )
         raise CheckpointNotFoundError(f"checkpoint not found: {path}{have}")
     if path.is_dir():
         raise CheckpointError(f"{path}: a directory, not a checkpoint file")
@@ -110,17 +113,21 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
             state = torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" not in str(e):
-            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt: {_first_line(e)})"
-                                  f"{_resume_hint(path)}") from None
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (corrupt: {_first_line(e)}){_resume_hint(path)}"
+            ) from None
         try:
             unsafe = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or "Python objects"
         except Exception:  # noqa: BLE001  (only for the message)
             unsafe = "Python objects"
-        raise CheckpointError(f"{path}: holds {unsafe}, which seqlab does not unpickle (a .pt can run code when "
-                              f"loaded); if you trust the file, set {TRUST_ENV}=1") from None
+        raise CheckpointError(
+            f"{path}: holds {unsafe}, which seqlab does not unpickle (a .pt can run code when "
+            f"loaded); if you trust the file, set {TRUST_ENV}=1"
+        ) from None
     except Exception as e:  # noqa: BLE001  (unpickling arbitrary bytes can raise any error: IndexError, TypeError, ...)
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {_first_line(e)})"
-                              f"{_resume_hint(path)}") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt: {_first_line(e)}){_resume_hint(path)}"
+        ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a seqlab checkpoint (holds a {type(state).__name__}, not a mapping)")
     return state
@@ -136,8 +143,11 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.glob("*.tmp") if p.is_file() and re.fullmatch(r".+\.(pt|json|txt|yaml)\.[^.]+\.tmp",
-                                                                                   p.name)]
+    stale = [
+        p
+        for p in directory.glob("*.tmp")
+        if p.is_file() and re.fullmatch(r".+\.(pt|json|txt|yaml)\.[^.]+\.tmp", p.name)
+    ]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

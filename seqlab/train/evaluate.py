@@ -35,9 +35,16 @@ def strip_ids(row: Sequence[int]) -> list[int]:
 
 
 @torch.no_grad()
-def decode_ids(model: Any, sources: Sequence[Sequence[int]], decode: DecodeConfig, device: torch.device,
-               beam_size: int | None = None, batch_size: int | None = None, show_progress: bool = False,
-               decoder: Any = None) -> list[list[int]]:
+def decode_ids(
+    model: Any,
+    sources: Sequence[Sequence[int]],
+    decode: DecodeConfig,
+    device: torch.device,
+    beam_size: int | None = None,
+    batch_size: int | None = None,
+    show_progress: bool = False,
+    decoder: Any = None,
+) -> list[list[int]]:
     """Decode source id lists (EOS included); returns hypothesis ids (no EOS) in input order.
 
     ``decoder(model, src) -> Hypotheses`` replaces greedy / beam search.  A model with a
@@ -47,7 +54,7 @@ def decode_ids(model: Any, sources: Sequence[Sequence[int]], decode: DecodeConfi
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     results: list[list[int]] = [[] for _ in sources]
     kw = dict(max_len_a=decode.max_len_a, max_len_b=decode.max_len_b, max_len=decode.max_len)
-    chunks = [order[i: i + bs] for i in range(0, len(order), bs)]
+    chunks = [order[i : i + bs] for i in range(0, len(order), bs)]
     with eval_mode(model):
         for chunk in tqdm(chunks, desc="decode", disable=not show_progress, leave=False):
             src = pad_batch([sources[i] for i in chunk], device)
@@ -64,15 +71,26 @@ def decode_ids(model: Any, sources: Sequence[Sequence[int]], decode: DecodeConfi
     return results
 
 
-def evaluate_corpus(model: Any, corpus: Any, src_tok: Any, tgt_tok: Any, metrics: list[str], decode: DecodeConfig,
-                    device: torch.device, beam_size: int | None = None, max_examples: int | None = None,
-                    show_progress: bool = False, decoder: Any = None) -> tuple[dict[str, float], list[str]]:
+def evaluate_corpus(
+    model: Any,
+    corpus: Any,
+    src_tok: Any,
+    tgt_tok: Any,
+    metrics: list[str],
+    decode: DecodeConfig,
+    device: torch.device,
+    beam_size: int | None = None,
+    max_examples: int | None = None,
+    show_progress: bool = False,
+    decoder: Any = None,
+) -> tuple[dict[str, float], list[str]]:
     """Decode every distinct source of ``corpus`` and score against all its references."""
     sources, refs = corpus.references()
     if max_examples is not None:
         sources, refs = sources[:max_examples], refs[:max_examples]
     src_ids = [src_tok.encode(s)[: decode.max_len - 1] + [EOS_ID] for s in sources]
-    hyp_ids = decode_ids(model, src_ids, decode, device, beam_size=beam_size, show_progress=show_progress,
-                         decoder=decoder)
+    hyp_ids = decode_ids(
+        model, src_ids, decode, device, beam_size=beam_size, show_progress=show_progress, decoder=decoder
+    )
     hyps = [tgt_tok.decode(h) for h in hyp_ids]
     return compute_metrics(metrics, hyps, refs), hyps

@@ -40,15 +40,20 @@ class FinishedRun:
     results: dict[str, Any] = field(default_factory=dict)
 
     def message(self, continue_hint: str | None = None) -> str:
-        hint = continue_hint or {
-            "train.max_steps": "raise train.max_steps",
-            "train.max_epochs": "raise train.max_epochs",
-            "train.max_minutes": "raise train.max_minutes",
-            "train.patience": "raise train.patience (or set it to null)",
-        }[self.reason]
-        return (f"{self.run_dir} has finished: {self.steps} steps, its {self.reason} budget is spent "
-                f"(results in {self.run_dir / 'results.json'}); to continue it, {hint}; to start over, use another "
-                "run_dir or train.resume=false")
+        hint = (
+            continue_hint
+            or {
+                "train.max_steps": "raise train.max_steps",
+                "train.max_epochs": "raise train.max_epochs",
+                "train.max_minutes": "raise train.max_minutes",
+                "train.patience": "raise train.patience (or set it to null)",
+            }[self.reason]
+        )
+        return (
+            f"{self.run_dir} has finished: {self.steps} steps, its {self.reason} budget is spent "
+            f"(results in {self.run_dir / 'results.json'}); to continue it, {hint}; to start over, use another "
+            "run_dir or train.resume=false"
+        )
 
 
 def finished_run(cfg: Any) -> FinishedRun | None:
@@ -74,8 +79,11 @@ def finished_run(cfg: Any) -> FinishedRun | None:
         reason = "train.max_minutes"
     elif epochs >= tc.max_epochs:
         reason = "train.max_epochs"
-    elif (results.get("stopped_early") and tc.patience is not None
-          and int(results.get("bad_evals", tc.patience)) >= tc.patience):
+    elif (
+        results.get("stopped_early")
+        and tc.patience is not None
+        and int(results.get("bad_evals", tc.patience)) >= tc.patience
+    ):
         reason = "train.patience"
     return FinishedRun(run_dir, steps, reason, results) if reason else None
 
@@ -100,8 +108,11 @@ class StopSignals:
             raise KeyboardInterrupt
         self.requested = name
         if self.announce:
-            print(f"\n{name}: stopping after this step and saving a checkpoint (again to quit at once)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\n{name}: stopping after this step and saving a checkpoint (again to quit at once)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():

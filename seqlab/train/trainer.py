@@ -68,11 +68,13 @@ def build_optimizer(params: list[Any], cfg: Any) -> torch.optim.Optimizer:
     flat = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
     fused = bool(flat) and flat[0].is_cuda  # one fused kernel per step on the GPU
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-                                 fused=fused or None)
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=fused or None
+        )
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-                                fused=fused or None)
+        return torch.optim.Adam(
+            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=fused or None
+        )
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adamw, adam or sgd")
@@ -94,10 +96,15 @@ def lr_lambda(cfg: Any, total_steps: int | None):
                 return 1.0
             frac = min((step - warm) / max(total_steps - warm, 1), 1.0)
             return 1.0 - frac if shape == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+
         return f
 
-    table = {"inverse_sqrt": inverse_sqrt, "constant": lambda step: 1.0,
-             "linear": with_decay("linear"), "cosine": with_decay("cosine")}
+    table = {
+        "inverse_sqrt": inverse_sqrt,
+        "constant": lambda step: 1.0,
+        "linear": with_decay("linear"),
+        "cosine": with_decay("cosine"),
+    }
     if cfg.scheduler not in table:
         raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose from {sorted(table)}")
     return table[cfg.scheduler]
@@ -116,8 +123,13 @@ INIT_WARMUP_FRACTION = 0.1
 
 def reduced_precision_dtypes(weights: dict[str, torch.Tensor]) -> list[str]:
     """The floating dtypes below fp32 among a checkpoint's weights (e.g. bf16 after rounding for transfer)."""
-    return sorted({str(t.dtype).removeprefix("torch.") for t in weights.values()
-                   if t.is_floating_point() and t.dtype in (torch.bfloat16, torch.float16)})
+    return sorted(
+        {
+            str(t.dtype).removeprefix("torch.")
+            for t in weights.values()
+            if t.is_floating_point() and t.dtype in (torch.bfloat16, torch.float16)
+        }
+    )
 
 
 def init_warmup_steps(tc: Any, total_steps: int | None) -> int:
@@ -134,9 +146,12 @@ def warn_finetune_lr(algorithm: Algorithm, tc: Any) -> None:
     """Warn when a trained model is fine-tuned above the algorithm's known-safe learning rate."""
     limit = algorithm.max_finetune_lr
     if tc.init_from and limit is not None and tc.lr > limit:
-        warnings.warn(f"algorithm {algorithm.name!r} fine-tunes {tc.init_from} at lr {tc.lr:g}; above "
-                      f"{limit:g} it tends to collapse (it learns from the model's own samples): consider "
-                      f"train.lr={limit:g} or lower", stacklevel=2)
+        warnings.warn(
+            f"algorithm {algorithm.name!r} fine-tunes {tc.init_from} at lr {tc.lr:g}; above "
+            f"{limit:g} it tends to collapse (it learns from the model's own samples): consider "
+            f"train.lr={limit:g} or lower",
+            stacklevel=2,
+        )
 
 
 #: the share of the GPU's memory a run may hold (``seqlab compare --runs-per-gpu`` sets it)
@@ -214,20 +229,33 @@ class Trainer:
         barrier(self.dist)
         if not self.dist.is_main:
             self.task = load_task(cfg.task.name, cfg.task.options, self.run_dir / "tokenizers")
-        self.train_data = encode_corpus(self.task.train, self.task.src_tokenizer, self.task.tgt_tokenizer,
-                                        max_len=tc.max_len)
-        self.sampler = TokenBatchSampler(self.train_data.lengths(), max_tokens=tc.max_tokens,
-                                         max_sentences=tc.max_sentences, shuffle=True, seed=tc.seed,
-                                         rank=self.dist.rank, world_size=self.dist.world_size)
+        self.train_data = encode_corpus(
+            self.task.train, self.task.src_tokenizer, self.task.tgt_tokenizer, max_len=tc.max_len
+        )
+        self.sampler = TokenBatchSampler(
+            self.train_data.lengths(),
+            max_tokens=tc.max_tokens,
+            max_sentences=tc.max_sentences,
+            shuffle=True,
+            seed=tc.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
 
     def _build_algorithm(self) -> None:
         """The configured algorithm on the device, with its context (vocabulary, smoothing, unigram, ...)."""
         cfg, tc = self.cfg, self.cfg.train
-        ctx = AlgorithmContext(vocab_size=self.task.tgt_tokenizer.vocab_size, label_smoothing=tc.label_smoothing,
-                               device=self.device, tgt_tokenizer=self.task.tgt_tokenizer,
-                               src_tokenizer=self.task.src_tokenizer,
-                               build_model=self._new_model, unigram=self._target_unigram(),
-                               valid_batches=self._valid_batches, log=lambda *a: self.logger.log(*a))
+        ctx = AlgorithmContext(
+            vocab_size=self.task.tgt_tokenizer.vocab_size,
+            label_smoothing=tc.label_smoothing,
+            device=self.device,
+            tgt_tokenizer=self.task.tgt_tokenizer,
+            src_tokenizer=self.task.src_tokenizer,
+            build_model=self._new_model,
+            unigram=self._target_unigram(),
+            valid_batches=self._valid_batches,
+            log=lambda *a: self.logger.log(*a),
+        )
         try:
             algorithm = build_algorithm(cfg.algorithm.name, ctx, cfg.algorithm.options)
         except ValueError as e:  # an option's value (its name was checked above)
@@ -242,21 +270,25 @@ class Trainer:
         self.loss_module: nn.Module = _LossModule(self.model, self.algorithm)
         self.optimizer = build_optimizer(self._param_groups(), tc)
         self.total_steps = self._estimate_total_steps()
-        self.schedule_stages = check_schedule_budget(self.algorithm, len(self.sampler), self.total_steps,
-                                                     tc.allow_short_schedules)
+        self.schedule_stages = check_schedule_budget(
+            self.algorithm, len(self.sampler), self.total_steps, tc.allow_short_schedules
+        )
         # the lr schedule runs at step + lr_offset (a continued run's position); group i's factor ramps up over
         # group_warmup[i] steps where its optimizer moments start fresh
         self.lr_offset, self.group_warmup = 0, [0] * len(self.optimizer.param_groups)
         if start is not None and tc.init_state == "full":
             self._continue_optimizer(start)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, [lambda step, g=g: self._lr_factor(g, step) for g in range(len(self.group_warmup))])
+            self.optimizer, [lambda step, g=g: self._lr_factor(g, step) for g in range(len(self.group_warmup))]
+        )
         if self.dist.enabled:
             self.loss_module = DistributedDataParallel(
-                self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                self.loss_module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.algorithm.has_unused_parameters,
                 broadcast_buffers=False,  # buffers are constants (position tables): no broadcast before each step
-                gradient_as_bucket_view=True)  # gradients live in the all-reduce buckets: no copy in and out
+                gradient_as_bucket_view=True,
+            )  # gradients live in the all-reduce buckets: no copy in and out
 
     def _start_run(self) -> None:
         """config.yaml, the logger and the stop signals; resume from ``checkpoint_last.pt`` when there is one."""
@@ -273,8 +305,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup helpers
     def _new_model(self) -> nn.Module:
-        return build_model(self.cfg.model.arch, self.task.src_tokenizer.vocab_size,
-                           self.task.tgt_tokenizer.vocab_size, **self.cfg.model.options)
+        return build_model(
+            self.cfg.model.arch,
+            self.task.src_tokenizer.vocab_size,
+            self.task.tgt_tokenizer.vocab_size,
+            **self.cfg.model.options,
+        )
 
     def _param_groups(self) -> list[dict[str, Any]]:
         """The model's (and algorithm's) parameters at the base learning rate, plus the algorithm's own groups
@@ -304,10 +340,12 @@ class Trainer:
         """The validation set as batches on the device, in a fixed order (for an algorithm's own modules)."""
         tc = self.cfg.train
         if getattr(self, "_valid_data", None) is None:
-            self._valid_data = encode_corpus(self.task.valid, self.task.src_tokenizer, self.task.tgt_tokenizer,
-                                             max_len=tc.max_len)
-        sampler = TokenBatchSampler(self._valid_data.lengths(), max_tokens=tc.max_tokens,
-                                    max_sentences=tc.max_sentences, shuffle=False)
+            self._valid_data = encode_corpus(
+                self.task.valid, self.task.src_tokenizer, self.task.tgt_tokenizer, max_len=tc.max_len
+            )
+        sampler = TokenBatchSampler(
+            self._valid_data.lengths(), max_tokens=tc.max_tokens, max_sentences=tc.max_sentences, shuffle=False
+        )
         for indices in sampler:
             yield collate(self._valid_data, indices).to(self.device)
 
@@ -337,19 +375,30 @@ class Trainer:
             fracs.append(self.step / self.total_steps)
         if tc.max_minutes:
             fracs.append(self.train_seconds / 60.0 / tc.max_minutes)
-        return Progress(step=self.step, epoch=self.epoch, fraction=min(max(fracs, default=0.0), 1.0),
-                        total_steps=self.total_steps)
+        return Progress(
+            step=self.step, epoch=self.epoch, fraction=min(max(fracs, default=0.0), 1.0), total_steps=self.total_steps
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "algorithm": self.algorithm.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "param_names": self._group_param_names(), "lr_step": self.lr_offset + self.scheduler.last_epoch,
-                "lr_schedule": {"offset": self.lr_offset, "warmup": list(self.group_warmup)},
-                "sampler": self.sampler.state_dict(), "rng": ckpt.rng_state(), "step": self.step,
-                "epoch": self.epoch, "train_seconds": self.train_seconds, "best_score": self.best_score,
-                "bad_evals": self.bad_evals, "config": self.cfg.to_dict(),
-                "tokenizers": str((self.run_dir / "tokenizers").resolve())}
+        return {
+            "model": self.model.state_dict(),
+            "algorithm": self.algorithm.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "param_names": self._group_param_names(),
+            "lr_step": self.lr_offset + self.scheduler.last_epoch,
+            "lr_schedule": {"offset": self.lr_offset, "warmup": list(self.group_warmup)},
+            "sampler": self.sampler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_seconds": self.train_seconds,
+            "best_score": self.best_score,
+            "bad_evals": self.bad_evals,
+            "config": self.cfg.to_dict(),
+            "tokenizers": str((self.run_dir / "tokenizers").resolve()),
+        }
 
     def save_checkpoint(self, name: str) -> None:
         if self.dist.is_main:
@@ -378,12 +427,19 @@ class Trainer:
         state = ckpt.load(path)
         reduced = reduced_precision_dtypes(state["model"])
         if reduced:
-            warnings.warn(f"train.init_from {path}: weights stored in {', '.join(reduced)}, so training starts "
-                          "from rounded weights, not the fp32 weights its run trained (keep the full checkpoint, "
-                          "e.g. the .full copy benchmarks/ckpt_weights.py leaves)", stacklevel=2)
+            warnings.warn(
+                f"train.init_from {path}: weights stored in {', '.join(reduced)}, so training starts "
+                "from rounded weights, not the fp32 weights its run trained (keep the full checkpoint, "
+                "e.g. the .full copy benchmarks/ckpt_weights.py leaves)",
+                stacklevel=2,
+            )
         self.model.load_state_dict(state["model"])
-        self.init_info = {"init_from": str(path), "init_state": self.cfg.train.init_state,
-                          "weights_dtype": reduced[0] if reduced else "float32", "checkpoint_step": state.get("step")}
+        self.init_info = {
+            "init_from": str(path),
+            "init_state": self.cfg.train.init_state,
+            "weights_dtype": reduced[0] if reduced else "float32",
+            "checkpoint_step": state.get("step"),
+        }
         return state
 
     def _core_module(self) -> nn.Module:
@@ -403,8 +459,11 @@ class Trainer:
             return {}
         kind = (start.get("config") or {}).get("train", {}).get("optimizer")
         if kind and kind != self.cfg.train.optimizer:
-            warnings.warn(f"train.init_from: its optimizer is {kind}, this run's {self.cfg.train.optimizer}: "
-                          "the optimizer state is not continued", stacklevel=2)
+            warnings.warn(
+                f"train.init_from: its optimizer is {kind}, this run's {self.cfg.train.optimizer}: "
+                "the optimizer state is not continued",
+                stacklevel=2,
+            )
             return {}
         ids = [[int(i) for i in g["params"]] for g in opt["param_groups"]]
         names = start.get("param_names")
@@ -413,8 +472,12 @@ class Trainer:
             if not ids or len(ids[0]) < len(model_names):
                 return {}
             names, ids = [model_names], [ids[0][: len(model_names)]]
-        return {n: opt["state"][i] for gn, gi in zip(names, ids, strict=True) for n, i in zip(gn, gi, strict=True)
-                if i in opt["state"]}
+        return {
+            n: opt["state"][i]
+            for gn, gi in zip(names, ids, strict=True)
+            for n, i in zip(gn, gi, strict=True)
+            if i in opt["state"]
+        }
 
     def _continue_optimizer(self, start: dict[str, Any]) -> None:
         """``init_state=full``: the start checkpoint's optimizer moments (matched by parameter name, shapes
@@ -427,8 +490,9 @@ class Trainer:
             complete = True
             for p in group["params"]:
                 st = moments.get(names[index])
-                if st is not None and all(v.shape == p.shape for v in st.values()
-                                          if isinstance(v, torch.Tensor) and v.dim() > 0):
+                if st is not None and all(
+                    v.shape == p.shape for v in st.values() if isinstance(v, torch.Tensor) and v.dim() > 0
+                ):
                     state[index] = st
                 else:
                     complete = False
@@ -439,13 +503,20 @@ class Trainer:
             self.optimizer.load_state_dict({**sd, "state": state})  # casts to each parameter's device / dtype
         sched = start.get("scheduler") or {}
         self.lr_offset = int(start.get("lr_step", sched.get("last_epoch", start.get("step") or 0)))
-        self.init_info.update(lr_step_offset=self.lr_offset, moments_continued=len(state), parameters=len(params),
-                              warmup_steps_by_group=list(self.group_warmup))
+        self.init_info.update(
+            lr_step_offset=self.lr_offset,
+            moments_continued=len(state),
+            parameters=len(params),
+            warmup_steps_by_group=list(self.group_warmup),
+        )
         if self.console:
-            groups = ", ".join(f"group {g}: {'continued' if not w else f'{w} warm-up steps'}"
-                               for g, w in enumerate(self.group_warmup))
-            print(f"init_state=full: {len(state)}/{len(params)} parameters continue the optimizer state of "
-                  f"{self.cfg.train.init_from}; lr schedule at step {self.lr_offset} ({groups})")
+            groups = ", ".join(
+                f"group {g}: {'continued' if not w else f'{w} warm-up steps'}" for g, w in enumerate(self.group_warmup)
+            )
+            print(
+                f"init_state=full: {len(state)}/{len(params)} parameters continue the optimizer state of "
+                f"{self.cfg.train.init_from}; lr schedule at step {self.lr_offset} ({groups})"
+            )
 
     def _lr_factor(self, group: int, step: int) -> float:
         """The lr multiplier of ``group`` at this run's ``step``: the schedule at ``step + lr_offset`` (decays
@@ -456,12 +527,22 @@ class Trainer:
         return factor * min((step + 1) / warm, 1.0) if warm else factor
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, split: str = "valid", beam_size: int | None = None,
-                 max_examples: int | None = None) -> tuple[dict[str, float], list[str]]:
+    def evaluate(
+        self, split: str = "valid", beam_size: int | None = None, max_examples: int | None = None
+    ) -> tuple[dict[str, float], list[str]]:
         corpus = {"valid": self.task.valid, "test": self.task.test, "train": self.task.train}[split]
-        return evaluate_corpus(self.model, corpus, self.task.src_tokenizer, self.task.tgt_tokenizer,
-                               self.task.metrics, self.cfg.decode, self.device, beam_size=beam_size,
-                               max_examples=max_examples, show_progress=self.console and split != "valid")
+        return evaluate_corpus(
+            self.model,
+            corpus,
+            self.task.src_tokenizer,
+            self.task.tgt_tokenizer,
+            self.task.metrics,
+            self.cfg.decode,
+            self.device,
+            beam_size=beam_size,
+            max_examples=max_examples,
+            show_progress=self.console and split != "valid",
+        )
 
     def _validate(self, save_last: bool = True) -> bool:
         """Evaluate on valid (rank 0), keep the best checkpoint; returns True to stop early.  ``save_last=False``:
@@ -478,7 +559,8 @@ class Trainer:
             scores, _ = self.evaluate("valid", beam_size=tc.eval_beam_size, max_examples=tc.eval_max_examples)
             score = scores[self.primary_metric]
             better = self.best_score is None or (
-                score > self.best_score if higher_is_better(self.primary_metric) else score < self.best_score)
+                score > self.best_score if higher_is_better(self.primary_metric) else score < self.best_score
+            )
             if better:
                 self.best_score, self.bad_evals = score, 0
             else:
@@ -520,8 +602,11 @@ class Trainer:
         self.loss_module.train()
         if tc.compile:  # bucketed widths: few shapes to compile and tune for
             batch = bucket_batch(batch)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and tc.bf16
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda" and tc.bf16
+            else contextlib.nullcontext()
+        )
         with autocast, loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss"):
             loss, extra = self.loss_module(batch, self.progress())
         self.optimizer.zero_grad(set_to_none=True)
@@ -547,8 +632,13 @@ class Trainer:
         tc = self.cfg.train
         stopped_early = False
         bar_total = None if tc.max_minutes and not tc.max_steps else self.total_steps  # time-bound: a counter
-        bar = tqdm(total=bar_total, initial=self.step, desc=f"train {self.cfg.algorithm.name}",
-                   disable=not (self.console and tc.progress_bar), dynamic_ncols=True)
+        bar = tqdm(
+            total=bar_total,
+            initial=self.step,
+            desc=f"train {self.cfg.algorithm.name}",
+            disable=not (self.console and tc.progress_bar),
+            dynamic_ncols=True,
+        )
         window_tokens, window_start = 0, time.perf_counter()
         while self._budget_left() and not stopped_early and not self._stop_requested():
             self.sampler.set_epoch(self.epoch)
@@ -568,8 +658,11 @@ class Trainer:
                 if self.step % tc.log_every_steps == 0:
                     elapsed = time.perf_counter() - window_start
                     vals = {k: float(v) for k, v in stats.items()}
-                    vals.update(lr=self.scheduler.get_last_lr()[0], tgt_tok_per_s=window_tokens / max(elapsed, 1e-9),
-                                epoch=self.epoch)
+                    vals.update(
+                        lr=self.scheduler.get_last_lr()[0],
+                        tgt_tok_per_s=window_tokens / max(elapsed, 1e-9),
+                        epoch=self.epoch,
+                    )
                     self.logger.log("train", self.step, vals)
                     post = {"loss": f"{vals['loss']:.3f}", "lr": f"{vals['lr']:.2e}"}
                     if tc.max_minutes:
@@ -592,8 +685,9 @@ class Trainer:
         if self._stopping:  # Ctrl-C / SIGTERM: keep the step reached, then stop
             self.save_checkpoint("checkpoint_last.pt")
             barrier(self.dist)
-            raise TrainingInterrupted(self.step, self.run_dir / "checkpoint_last.pt",
-                                      self.signals.requested or "signal")
+            raise TrainingInterrupted(
+                self.step, self.run_dir / "checkpoint_last.pt", self.signals.requested or "signal"
+            )
         if self._validated_step != self.step:
             self.save_checkpoint("checkpoint_last.pt")
             if not broadcast_flag((self.run_dir / "checkpoint_best.pt").exists(), self.dist, self.device):
@@ -618,24 +712,38 @@ class Trainer:
     def cut_short(self) -> bool:
         """Whether the wall-clock budget (train.max_minutes) ended training before the step / epoch budget."""
         tc = self.cfg.train
-        return bool(tc.max_minutes and self.train_seconds >= tc.max_minutes * 60 and self.total_steps
-                    and self.step - self.algorithm.preparation_steps() < self.total_steps)
+        return bool(
+            tc.max_minutes
+            and self.train_seconds >= tc.max_minutes * 60
+            and self.total_steps
+            and self.step - self.algorithm.preparation_steps() < self.total_steps
+        )
 
     def _warn_if_cut_short(self) -> None:
         if self.console and self.cut_short():
             tc = self.cfg.train
-            print(f"warning: the wall-clock cap train.max_minutes={tc.max_minutes:g} stopped training at step "
-                  f"{self.step} of {self.total_steps}: the model is likely undertrained (this machine is slower "
-                  "than the cap assumes); rerun with a larger train.max_minutes to continue", file=sys.stderr)
+            print(
+                f"warning: the wall-clock cap train.max_minutes={tc.max_minutes:g} stopped training at step "
+                f"{self.step} of {self.total_steps}: the model is likely undertrained (this machine is slower "
+                "than the cap assumes); rerun with a larger train.max_minutes to continue",
+                file=sys.stderr,
+            )
 
     def finish(self, stopped_early: bool = False) -> dict[str, Any]:
         """Load the best checkpoint (if any) and evaluate it on valid and test with the decode config."""
-        results: dict[str, Any] = {"steps": self.step, "epochs": self.epoch, "train_seconds": self.train_seconds,
-                                   "stopped_early": stopped_early, "world_size": self.dist.world_size,
-                                   "steps_per_epoch": len(self.sampler), "schedule_stages": self.schedule_stages,
-                                   "init": self.init_info, "bad_evals": self.bad_evals,
-                                   "budget_steps": self.step - self.algorithm.preparation_steps(),
-                                   "cut_short_by_max_minutes": self.cut_short()}
+        results: dict[str, Any] = {
+            "steps": self.step,
+            "epochs": self.epoch,
+            "train_seconds": self.train_seconds,
+            "stopped_early": stopped_early,
+            "world_size": self.dist.world_size,
+            "steps_per_epoch": len(self.sampler),
+            "schedule_stages": self.schedule_stages,
+            "init": self.init_info,
+            "bad_evals": self.bad_evals,
+            "budget_steps": self.step - self.algorithm.preparation_steps(),
+            "cut_short_by_max_minutes": self.cut_short(),
+        }
         if self.dist.is_main:
             best = self.run_dir / "checkpoint_best.pt"
             if best.exists():
@@ -646,8 +754,10 @@ class Trainer:
                 results[split] = scores
                 (self.run_dir / f"{split}.hyp.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
             results["beam_size"] = beam
-            signatures = {s: sacrebleu_signatures(self.task.metrics, getattr(self.task, s).references()[1])
-                          for s in ("valid", "test")}
+            signatures = {
+                s: sacrebleu_signatures(self.task.metrics, getattr(self.task, s).references()[1])
+                for s in ("valid", "test")
+            }
             if any(signatures.values()):  # how BLEU / chrF were computed (sacrebleu's signature)
                 results["signatures"] = signatures
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
