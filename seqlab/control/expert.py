@@ -49,21 +49,27 @@ def make_vec_env(name: str, n_envs: int, seed: int, max_episode_steps: int | Non
     return venv
 
 
-def _ppo(venv: Any, e: ExpertConfig, seed: int) -> Any:
+def make_ppo(venv: Any, c: ExpertConfig | Any, seed: int) -> Any:
+    """Stable-Baselines3 PPO with an MLP (tanh) policy on the CPU from a config's PPO settings (``n_steps``,
+    ``batch_size``, ``n_epochs``, ``lr``, ``gamma``, ``gae_lambda``, ``clip_range``, ``ent_coef``, ``net_arch`` and,
+    where the config has it, ``log_std_init``): the expert's and GAIL's policy."""
     from stable_baselines3 import PPO
 
+    policy_kwargs: dict[str, Any] = dict(net_arch=list(c.net_arch), activation_fn=nn.Tanh)
+    if getattr(c, "log_std_init", None) is not None:
+        policy_kwargs["log_std_init"] = c.log_std_init
     return PPO(
         "MlpPolicy",
         venv,
-        n_steps=e.n_steps,
-        batch_size=e.batch_size,
-        n_epochs=e.n_epochs,
-        learning_rate=e.lr,
-        gamma=e.gamma,
-        gae_lambda=e.gae_lambda,
-        clip_range=e.clip_range,
-        ent_coef=e.ent_coef,
-        policy_kwargs=dict(net_arch=list(e.net_arch), activation_fn=nn.Tanh, log_std_init=e.log_std_init),
+        n_steps=c.n_steps,
+        batch_size=c.batch_size,
+        n_epochs=c.n_epochs,
+        learning_rate=c.lr,
+        gamma=c.gamma,
+        gae_lambda=c.gae_lambda,
+        clip_range=c.clip_range,
+        ent_coef=c.ent_coef,
+        policy_kwargs=policy_kwargs,
         seed=seed,
         device="cpu",
         verbose=0,
@@ -90,7 +96,7 @@ def train_expert(cfg: ControlConfig, run_dir: str | Path) -> dict[str, Any]:
         curve, wall = state.get("curve", []), state.get("wall_s", 0.0)
     else:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=e.gamma)
-        model = _ppo(venv, e, cfg.seed)
+        model = make_ppo(venv, e, cfg.seed)
     bar = _progress(e.total_steps, model.num_timesteps, f"expert {env_id(cfg.env)}", cfg.progress_bar)
     while model.num_timesteps < e.total_steps:
         t0 = time.time()

@@ -39,6 +39,7 @@ from seqlab.control.demos import DemoDataset, reset_states
 from seqlab.control.discriminator import Discriminator, DiscriminatorTrainer
 from seqlab.control.envs import DemoPrefixReset, env_id
 from seqlab.control.evaluate import PPOActor, evaluate, summary
+from seqlab.control.expert import make_ppo
 from seqlab.erpo.schedules import Constant, Linear, Schedule, make_schedule
 
 
@@ -107,27 +108,6 @@ class DiscriminatorReward(_vec_env_wrapper_base()):
         act = np.concatenate([a for _, a in self._pairs])
         self._pairs = []
         return obs, act
-
-
-def _make_ppo(venv: Any, g: GailConfig, seed: int) -> Any:
-    from stable_baselines3 import PPO
-
-    return PPO(
-        "MlpPolicy",
-        venv,
-        n_steps=g.n_steps,
-        batch_size=g.batch_size,
-        n_epochs=g.n_epochs,
-        learning_rate=g.lr,
-        gamma=g.gamma,
-        gae_lambda=g.gae_lambda,
-        clip_range=g.clip_range,
-        ent_coef=g.ent_coef,
-        policy_kwargs=dict(net_arch=list(g.net_arch), activation_fn=nn.Tanh),
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
 
 
 def _prefix_bc_step(
@@ -219,7 +199,7 @@ class _GailRun:
             self.vecnorm = VecNormalize(
                 self.venv, norm_obs=g.normalize_obs, norm_reward=g.normalize_reward, gamma=g.gamma
             )
-            self.model = _make_ppo(self.vecnorm, g, self.cfg.seed)
+            self.model = make_ppo(self.vecnorm, g, self.cfg.seed)
 
     def save_checkpoint(self, iteration: int) -> None:
         self.model.save(str(self.ckpt / "ppo.zip"))
