@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tiny_task
 
 from seqlab.compare.cli import add_compare_parser, build_spec
 from seqlab.compare.report import Stats, write_report
@@ -29,42 +30,8 @@ from seqlab.config import ConfigError, load_config
 
 
 def write_task(root: Path, seed: int = 0) -> Path:
-    """A tiny symbol-reversal task config (the `parallel` task) and its data."""
-    rng = random.Random(seed)
-    data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split, n in (("train", 120), ("valid", 12), ("test", 12)):
-        src, tgt = [], []
-        for _ in range(n):
-            word = [rng.choice("abcdef") for _ in range(rng.randint(2, 5))]
-            src.append(" ".join(word))
-            tgt.append(" ".join(reversed(word)))
-        (data / f"{split}.src").write_text("\n".join(src) + "\n")
-        (data / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
-        paths[split] = {"src": str(data / f"{split}.src"), "tgt": str(data / f"{split}.tgt")}
-    cfg = {
-        "run_dir": str(root / "unused"),
-        "task": {"name": "parallel", "options": {**paths, "tokenizer": "symbol", "metrics": ["bleu", "chrf"]}},
-        "model": {"arch": "lstm", "options": {"embed_dim": 16, "hidden_dim": 32, "layers": 1, "dropout": 0.0}},
-        "train": {
-            "device": "cpu",
-            "max_tokens": 300,
-            "optimizer": "adam",
-            "lr": 0.01,
-            "scheduler": "constant",
-            "warmup_steps": 1,
-            "eval_every_steps": 4,
-            "log_every_steps": 2,
-            "progress_bar": False,
-            "tensorboard": False,
-            "label_smoothing": 0.0,
-        },
-        "decode": {"beam_size": 1},
-    }
-    path = root / "task.yaml"
-    path.write_text(json.dumps(cfg))  # JSON is YAML
-    return path
+    """A tiny symbol-reversal task config (the `parallel` task) and its data (compare sets every run's run_dir)."""
+    return tiny_task.write_task(root, seed, run_dir="unused", log_every_steps=2)
 
 
 def spec_for(root: Path, **kw) -> CompareSpec:

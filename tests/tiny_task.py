@@ -9,8 +9,9 @@ from pathlib import Path
 TINY_LSTM = {"embed_dim": 16, "hidden_dim": 32, "layers": 1, "dropout": 0.0}
 
 
-def write_task(root: Path, seed: int = 0, n_train: int = 120) -> Path:
-    """Data under ``root/data`` and a config ``root/task.yaml`` (CPU, a tiny LSTM, BLEU / chrF); returns its path."""
+def write_task(root: Path, seed: int = 0, n_train: int = 120, run_dir: str = "run", log_every_steps: int = 1) -> Path:
+    """Data under ``root/data`` and a config ``root/task.yaml`` (CPU, a tiny LSTM, BLEU / chrF, run_dir
+    ``root/run_dir``); returns its path."""
     rng = random.Random(seed)
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -25,7 +26,7 @@ def write_task(root: Path, seed: int = 0, n_train: int = 120) -> Path:
         (data / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
         paths[split] = {"src": str(data / f"{split}.src"), "tgt": str(data / f"{split}.tgt")}
     cfg = {
-        "run_dir": str(root / "run"),
+        "run_dir": str(root / run_dir),
         "task": {"name": "parallel", "options": {**paths, "tokenizer": "symbol", "metrics": ["bleu", "chrf"]}},
         "model": {"arch": "lstm", "options": dict(TINY_LSTM)},
         "train": {
@@ -36,7 +37,7 @@ def write_task(root: Path, seed: int = 0, n_train: int = 120) -> Path:
             "scheduler": "constant",
             "warmup_steps": 1,
             "eval_every_steps": 4,
-            "log_every_steps": 1,
+            "log_every_steps": log_every_steps,
             "progress_bar": False,
             "tensorboard": False,
             "label_smoothing": 0.0,
