@@ -15,12 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = "{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.1}"
 
 
-def write_reverse_task(root: Path, n_train: int = 240, seed: int = 0) -> dict:
-    """Symbol sequences -> their reversal (a task small models learn quickly)."""
+def write_reverse_task(root: Path, n_train: int = 240, seed: int = 0, n_eval: int = 30) -> dict:
+    """Symbol sequences -> their reversal (a task small models learn quickly): text files under ``root`` and the
+    ``parallel`` task's train / valid / test specs (``n_eval`` examples in valid and in test)."""
     rng = random.Random(seed)
     letters = "abcdefgh"
     paths = {}
-    for split, n in (("train", n_train), ("valid", 30), ("test", 30)):
+    for split, n in (("train", n_train), ("valid", n_eval), ("test", n_eval)):
         src, tgt = [], []
         for _ in range(n):
             word = [rng.choice(letters) for _ in range(rng.randint(2, 6))]

@@ -8,9 +8,9 @@ NLLB-style M2M100 (BART's layout plus language codes, decoder start = eos, a for
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
+import helpers
 import torch
 
 WORDS = "a b c d e f g h i j k l m n o p q r s t u v w x y z ein mann der die das house man the".split()
@@ -132,15 +132,4 @@ def tiny_model(family: str, out: Path, seed: int = 0):
 
 def write_reverse_task(root: Path, n_train: int = 60, seed: int = 0) -> dict:
     """Letter sequences -> their reversal, as text files; the ``parallel`` task's train / valid / test specs."""
-    rng = random.Random(seed)
-    paths = {}
-    for split, n in (("train", n_train), ("valid", 20), ("test", 20)):
-        src, tgt = [], []
-        for _ in range(n):
-            word = [rng.choice("abcdefgh") for _ in range(rng.randint(2, 6))]
-            src.append(" ".join(word))
-            tgt.append(" ".join(reversed(word)))
-        (root / f"{split}.src").write_text("\n".join(src) + "\n")
-        (root / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
-        paths[split] = {"src": str(root / f"{split}.src"), "tgt": str(root / f"{split}.tgt")}
-    return paths
+    return helpers.write_reverse_task(root, n_train, seed, n_eval=20)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import helpers
 import pytest
 import torch
 import torch.nn.functional as F
@@ -606,20 +607,7 @@ TINY = "{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers
 
 
 def write_reverse_task(root, n_train=120, seed=0):
-    import random
-
-    rng = random.Random(seed)
-    paths = {}
-    for split, n in (("train", n_train), ("valid", 12), ("test", 12)):
-        src, tgt = [], []
-        for _ in range(n):
-            word = [rng.choice("abcdefgh") for _ in range(rng.randint(2, 6))]
-            src.append(" ".join(word))
-            tgt.append(" ".join(reversed(word)))
-        (root / f"{split}.src").write_text("\n".join(src) + "\n")
-        (root / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
-        paths[split] = {"src": str(root / f"{split}.src"), "tgt": str(root / f"{split}.tgt")}
-    return paths
+    return helpers.write_reverse_task(root, n_train, seed, n_eval=12)
 
 
 def run_overrides(run_dir, task_options, arch, algorithm, steps, model=TINY, algo_options="{}"):
