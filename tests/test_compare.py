@@ -415,13 +415,26 @@ def test_compare_end_to_end_with_real_training(tmp_path):
     assert (out / "report" / "report.html").stat().st_size > 10_000
 
 
+def exited_at_once(envs: list, returncode: int):
+    """Stands in for subprocess.Popen (seqlab.launch.spawn): records each run's environment; exits at once."""
+
+    class Exited:
+        def __init__(self, argv, env, **kwargs):
+            envs.append(env)
+
+        def wait(self, timeout=None):
+            return returncode
+
+    return Exited
+
+
 def test_runs_sharing_a_gpu_share_its_memory(tmp_path, monkeypatch):
     """With --runs-per-gpu N each run's trainer is told to cap its CUDA cache at 0.95 / N of the GPU."""
     import seqlab.compare.runner as runner
     from seqlab.train.trainer import MEMORY_FRACTION_ENV
 
     seen: list = []
-    monkeypatch.setattr(runner.subprocess, "call", lambda cmd, stdout, stderr, env: seen.append(env) or 0)
+    monkeypatch.setattr(runner.launch.subprocess, "Popen", exited_at_once(seen, 0))
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "")
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
     monkeypatch.delenv(MEMORY_FRACTION_ENV, raising=False)
@@ -475,14 +488,12 @@ def test_gpu_memory_share_bounds_the_comparison_on_a_gpu_shared_with_other_work(
     import seqlab.compare.runner as runner
     from seqlab.train.trainer import MEMORY_FRACTION_ENV
 
-    fractions: list = []
-    monkeypatch.setattr(
-        runner.subprocess, "call", lambda cmd, stdout, stderr, env: fractions.append(env.get(MEMORY_FRACTION_ENV)) or 1
-    )
+    envs: list = []
+    monkeypatch.setattr(runner.launch.subprocess, "Popen", exited_at_once(envs, 1))
     spec = spec_for(tmp_path, gpus="0", runs_per_gpu=2, gpu_memory_share=0.5, pretrain_steps=0)
     with pytest.raises(RuntimeError, match="no finished runs"):  # every fake run failed: nothing to report
         run_compare(spec, echo=lambda s: None)
-    assert len(fractions) == 4 and set(fractions) == {"0.2500"}
+    assert len(envs) == 4 and {env.get(MEMORY_FRACTION_ENV) for env in envs} == {"0.2500"}
     with pytest.raises(ConfigError, match="gpu_memory_share"):
         run_compare(spec_for(tmp_path, gpus="0", gpu_memory_share=1.5, pretrain_steps=0), echo=lambda s: None)
 

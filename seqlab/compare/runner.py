@@ -21,12 +21,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import queue
 import shutil
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from seqlab import launch
 from seqlab.compare.layout import EXTRA_DIR, START_DIR, parse_extra_test  # noqa: F401  (seqlab.compare.cli)
 from seqlab.config import (
     Config,
@@ -505,31 +502,40 @@ def train_command(config: str, run: Run) -> list[str]:
     return [sys.executable, "-m", "seqlab.compare", "train", "--config", config, *run.overrides]
 
 
+def run_job(run: Run, config: str) -> launch.Job:
+    """``run`` as a :mod:`seqlab.launch` job: its command, its log in its run directory, in this working directory."""
+    return launch.Job(
+        run.name, train_command(config, run), run.run_dir / run.log_name, finished=lambda: run.done, cwd=None
+    )
+
+
 def subprocess_launcher(run: Run, config: str, gpu: str | None, memory_fraction: float | None = None) -> int:
-    """Run ``seqlab train`` in a subprocess, its output appended to ``run_dir/train.out``.
-    ``memory_fraction``: the share of the GPU's memory the run may hold (when runs share a GPU)."""
-    env = dict(os.environ)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    if memory_fraction is not None:
-        from seqlab.train.trainer import share_gpu_memory
-
-        share_gpu_memory(env, memory_fraction)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run.run_dir / run.log_name, "a", encoding="utf-8") as log:
-        log.write(f"$ {' '.join(train_command(config, run))}\n")
-        log.flush()
-        return subprocess.call(train_command(config, run), stdout=log, stderr=subprocess.STDOUT, env=env)
+    """Run ``seqlab train`` (or a scoring job) in a subprocess, its output appended to ``run_dir/train.out``
+    (``score.out``).  ``memory_fraction``: the share of the GPU's memory the run may hold (when runs share a GPU)."""
+    returncode, _ = launch.spawn(run_job(run, config), launch.Slot(gpu, memory_fraction))
+    return returncode
 
 
-@dataclass
-class RunOutcome:
-    name: str
-    status: str  # done | skipped | failed
-    seconds: float = 0.0
-    gpu: str | None = None
-    returncode: int = 0
+#: what :func:`execute` returns for each run
+RunOutcome = launch.Outcome
+
+
+class _CompareMessages(launch.Messages):
+    """``[compare] start RUN (GPU g)`` and ``[compare] done RUN in Ns [k/n]``; skipped runs are not echoed."""
+
+    def __init__(self, runs: dict[str, Run]):
+        self.runs = runs
+
+    def skipped(self, job: launch.Job) -> None:
+        return None
+
+    def started(self, job: launch.Job, slot: launch.Slot) -> str:
+        return f"[compare] start {job.name} ({'in sequence' if slot.gpu is None else f'GPU {slot.gpu}'})"
+
+    def ended(self, job: launch.Job, outcome: launch.Outcome, count: int, total: int) -> str:
+        run = self.runs[job.name]
+        tail = "" if outcome.status == "done" else f" (exit {outcome.returncode}; see {run.run_dir / run.log_name})"
+        return f"[compare] {outcome.status} {job.name} in {outcome.seconds:.0f}s [{count}/{total}]{tail}"
 
 
 def execute(
@@ -540,50 +546,30 @@ def execute(
     echo: Callable[[str], None] = print,
     before: Callable[[Run], None] | None = None,
     runs_per_gpu: int = 1,
+    memory_share: float | None = None,
 ) -> list[RunOutcome]:
-    """Run what is not done yet: ``runs_per_gpu`` runs on each GPU at a time, or in sequence without GPUs."""
+    """Run what is not done yet (:func:`seqlab.launch.run_jobs`): ``runs_per_gpu`` runs on each GPU at a time,
+    each holding at most ``memory_share / runs_per_gpu`` of its memory when ``memory_share`` is given, or in
+    sequence without GPUs.  ``before(run)`` runs just before a run starts; a ``launcher`` other than
+    :func:`subprocess_launcher` (a test's fake) is called with each run, its config and its GPU."""
     if runs_per_gpu < 1:
         raise ConfigError(f"runs_per_gpu must be at least 1, got {runs_per_gpu}")
-    outcomes: list[RunOutcome] = []
-    todo: queue.Queue[Run] = queue.Queue()
+    jobs = []
     for run in runs:
-        if run.done:
-            outcomes.append(RunOutcome(run.name, "skipped"))
-        else:
-            todo.put(run)
-    if todo.empty():
-        return outcomes
-    lock = threading.Lock()
-    total = todo.qsize()
+        job = run_job(run, config)
+        if launcher is not subprocess_launcher:
+            job.work = functools.partial(_launch_on_slot, launcher, run, config)
+        if before is not None:
+            job.before = functools.partial(before, run)
+        jobs.append(job)
+    messages = _CompareMessages({run.name: run for run in runs})
+    return launch.run_jobs(
+        jobs, gpus, per_gpu=runs_per_gpu, memory_share=memory_share if gpus else None, echo=echo, messages=messages
+    )
 
-    def worker(gpu: str | None) -> None:
-        while True:
-            try:
-                run = todo.get_nowait()
-            except queue.Empty:
-                return
-            if before is not None:
-                before(run)
-            where = f"GPU {gpu}" if gpu is not None else "in sequence"
-            with lock:
-                echo(f"[compare] start {run.name} ({where})")
-            t0 = time.time()
-            rc = launcher(run, config, gpu)
-            ok = rc == 0 and run.done
-            out = RunOutcome(run.name, "done" if ok else "failed", time.time() - t0, gpu, rc)
-            with lock:
-                outcomes.append(out)
-                finished = sum(o.status != "skipped" for o in outcomes)
-                tail = "" if ok else f" (exit {rc}; see {run.run_dir / run.log_name})"
-                echo(f"[compare] {out.status} {run.name} in {out.seconds:.0f}s [{finished}/{total}]{tail}")
 
-    slots: list[str | None] = [g for g in gpus for _ in range(runs_per_gpu)] if gpus else [None]
-    threads = [threading.Thread(target=worker, args=(g,), daemon=True) for g in slots]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return outcomes
+def _launch_on_slot(launcher: Launcher, run: Run, config: str, slot: launch.Slot) -> int:
+    return launcher(run, config, slot.gpu)
 
 
 OUT_OF_MEMORY_MARKERS = ("torch.OutOfMemoryError", "CUDA out of memory")
@@ -741,13 +727,7 @@ def run_compare(
     """Pre-train (once), run every (algorithm, seed) not yet finished, then write the report.
     ``pretrain_only`` stops after the shared pre-training (to inspect or convert its checkpoint first)."""
     out = Path(spec.out).resolve()
-    if spec.baseline not in spec.algorithms:
-        echo(
-            f"[compare] note: the baseline {spec.baseline!r} is not among the algorithms; "
-            "the report will have no significance column"
-        )
-    if spec.init_from and not Path(spec.init_from).exists():
-        raise FileNotFoundError(f"--init-from checkpoint not found: {spec.init_from}")
+    _check_spec(spec, echo)
     spec = replace(spec, extra_tests=_check_plan(out, spec))
     base = load_config(spec.config, spec.overrides)
     task_yaml = out / "task.yaml"
@@ -756,8 +736,47 @@ def run_compare(
     pre = plan_pretrain(spec, out)
     runs = plan_runs(spec, out)
     check_runs(config, ([pre] if pre else []) + runs)
-    tokenizers = tokenizer_source(out, spec.init_from)
-    if pre is not None and not (tokenizers / "src").is_dir():  # the pre-training's own, built now, used by it
+    _echo_schedule_stages(config, pre, runs, tokenizer_source(out, spec.init_from), echo)
+    echo(f"[compare] every run: label smoothing {spec.resolved_label_smoothing():g}; " + _start_note(spec, out))
+    gpus = detect_gpus(spec.gpus)
+    outcomes = _pretrain(pre, out, config, gpus, launcher, echo)
+    if pretrain_only:
+        return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
+    outcomes += _train_runs(spec, out, config, runs, gpus, launcher, echo)
+    write_extra_references(out, spec)
+    scoring = plan_scoring(spec, out, runs, config)
+    memory_share = _memory_share(spec, gpus)
+    outcomes += execute(
+        scoring, config, gpus, launcher, echo, runs_per_gpu=spec.runs_per_gpu, memory_share=memory_share
+    )
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "gpus": gpus,
+        "outcomes": [asdict(o) for o in outcomes],
+        "failed": [o.name for o in outcomes if o.status == "failed"],
+    }
+    if report:
+        summary["report"] = _write_report(out, base, echo)
+    return summary
+
+
+def _check_spec(spec: CompareSpec, echo: Callable[[str], None]) -> None:
+    """A note when the baseline is not compared; a missing ``--init-from`` checkpoint stops here."""
+    if spec.baseline not in spec.algorithms:
+        echo(
+            f"[compare] note: the baseline {spec.baseline!r} is not among the algorithms; "
+            "the report will have no significance column"
+        )
+    if spec.init_from and not Path(spec.init_from).exists():
+        raise FileNotFoundError(f"--init-from checkpoint not found: {spec.init_from}")
+
+
+def _echo_schedule_stages(
+    config: str, pre: Run | None, runs: Sequence[Run], tokenizers: Path, echo: Callable[[str], None]
+) -> None:
+    """Check (and echo) each algorithm's schedule stages within the budget, on the shared tokenizers: those of
+    the pre-training are built now (the pre-training then uses them)."""
+    if pre is not None and not (tokenizers / "src").is_dir():
         from seqlab.tasks import load_task
 
         pre_cfg = load_config(config, pre.overrides)
@@ -765,55 +784,67 @@ def run_compare(
     if (tokenizers / "src").is_dir():
         for label, counted in check_schedules(config, runs, tokenizers, echo).items():
             echo(f"[compare] {label}: schedule stages within the budget: {counted}")
-    echo(f"[compare] every run: label smoothing {spec.resolved_label_smoothing():g}; " + _start_note(spec, out))
-    gpus = detect_gpus(spec.gpus)
-    outcomes: list[RunOutcome] = []
-    if pre is not None:
-        outcomes += execute([pre], config, gpus[:1], launcher, echo)
-        if not pretrain_checkpoint(out).exists():
-            raise RuntimeError(
-                f"pre-training failed: no {pretrain_checkpoint(out)}; see {out / 'pretrain' / 'train.out'}"
-            )
-    if pretrain_only:
-        return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
+
+
+def _pretrain(
+    pre: Run | None, out: Path, config: str, gpus: Sequence[str], launcher: Launcher, echo: Callable[[str], None]
+) -> list[RunOutcome]:
+    """The shared pre-training (on the first GPU), unless there is none or it is done; it must leave its
+    checkpoint."""
+    if pre is None:
+        return []
+    outcomes = execute([pre], config, gpus[:1], launcher, echo)
+    if not pretrain_checkpoint(out).exists():
+        raise RuntimeError(f"pre-training failed: no {pretrain_checkpoint(out)}; see {out / 'pretrain' / 'train.out'}")
+    return outcomes
+
+
+def _memory_share(spec: CompareSpec, gpus: Sequence[str]) -> float | None:
+    """Of each GPU's memory, what the runs sharing it hold together (None: uncapped, one run alone on a GPU)."""
+    if not 0.0 < spec.gpu_memory_share <= 1.0:
+        raise ConfigError(f"gpu_memory_share must be in (0, 1], got {spec.gpu_memory_share}")
+    capped = spec.runs_per_gpu > 1 or spec.gpu_memory_share < GPU_SHARE_HEADROOM
+    return spec.gpu_memory_share if gpus and capped else None
+
+
+def _train_runs(
+    spec: CompareSpec,
+    out: Path,
+    config: str,
+    runs: Sequence[Run],
+    gpus: Sequence[str],
+    launcher: Launcher,
+    echo: Callable[[str], None],
+) -> list[RunOutcome]:
+    """Every (algorithm, seed) run not finished, ``runs_per_gpu`` per GPU, each with the shared tokenizers; runs
+    that ran out of GPU memory while sharing run again once the others are done, one per GPU."""
     init = start_checkpoint(spec, out)
     if init and spec.init_state == "full":
         check_start_weights(init)
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
-    shared, alone = launcher, launcher
-    if not 0.0 < spec.gpu_memory_share <= 1.0:
-        raise ConfigError(f"gpu_memory_share must be in (0, 1], got {spec.gpu_memory_share}")
-    capped = spec.runs_per_gpu > 1 or spec.gpu_memory_share < GPU_SHARE_HEADROOM
-    if launcher is subprocess_launcher and gpus and capped:  # runs sharing a GPU share its memory
-        shared = functools.partial(subprocess_launcher, memory_fraction=spec.gpu_memory_share / spec.runs_per_gpu)
-        if spec.gpu_memory_share < GPU_SHARE_HEADROOM:  # other work on the GPU keeps the rest, even then
-            alone = functools.partial(subprocess_launcher, memory_fraction=spec.gpu_memory_share)
-    outcomes += execute(runs, config, gpus, shared, echo, before=share, runs_per_gpu=spec.runs_per_gpu)
-    if gpus and spec.runs_per_gpu > 1:  # too big to share a GPU: once the others are done, alone
-        retry = [r for r in runs if not r.done and ran_out_of_memory(r)]
-        if retry:
-            echo(f"[compare] {len(retry)} run(s) ran out of GPU memory while sharing; again, one per GPU")
-            failed_first = {r.name for r in retry}
-            outcomes = [o for o in outcomes if o.name not in failed_first]
-            outcomes += execute(retry, config, gpus, alone, echo, before=share)
-    write_extra_references(out, spec)
-    scoring = plan_scoring(spec, out, runs, config)
-    outcomes += execute(scoring, config, gpus, shared, echo, runs_per_gpu=spec.runs_per_gpu)
-    failed = [o.name for o in outcomes if o.status == "failed"]
-    summary: dict[str, Any] = {
-        "out": str(out),
-        "gpus": gpus,
-        "outcomes": [asdict(o) for o in outcomes],
-        "failed": failed,
-    }
-    if report:
-        from seqlab.compare.report import write_report
+    memory_share = _memory_share(spec, gpus)
+    outcomes = execute(
+        runs, config, gpus, launcher, echo, before=share, runs_per_gpu=spec.runs_per_gpu, memory_share=memory_share
+    )
+    retry = [r for r in runs if not r.done and ran_out_of_memory(r)] if gpus and spec.runs_per_gpu > 1 else []
+    if not retry:
+        return outcomes
+    echo(f"[compare] {len(retry)} run(s) ran out of GPU memory while sharing; again, one per GPU")
+    failed_first = {r.name for r in retry}
+    alone = spec.gpu_memory_share if spec.gpu_memory_share < GPU_SHARE_HEADROOM else None  # other work keeps the rest
+    return [o for o in outcomes if o.name not in failed_first] + execute(
+        retry, config, gpus, launcher, echo, before=share, memory_share=alone
+    )
 
-        try:
-            write_test_references(out, config_from_dict(apply_overrides(base.to_dict(), [])))
-        except Exception as e:  # noqa: BLE001  (the report still works, without significance tests)
-            echo(f"[compare] could not load test references ({e}); no significance tests")
-        paths = write_report(out)
-        summary["report"] = {k: str(v) for k, v in paths.items()}
-        echo(f"[compare] report: {paths['markdown']} and {paths['html']}")
-    return summary
+
+def _write_report(out: Path, base: Config, echo: Callable[[str], None]) -> dict[str, str]:
+    """report.md, report.html and the figures (with significance tests when the test references load)."""
+    from seqlab.compare.report import write_report
+
+    try:
+        write_test_references(out, config_from_dict(apply_overrides(base.to_dict(), [])))
+    except Exception as e:  # noqa: BLE001  (the report still works, without significance tests)
+        echo(f"[compare] could not load test references ({e}); no significance tests")
+    paths = write_report(out)
+    echo(f"[compare] report: {paths['markdown']} and {paths['html']}")
+    return {k: str(v) for k, v in paths.items()}
