@@ -20,6 +20,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.bench import results as results_io
-from seqlab.config import load_config
+from seqlab.config import Config, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.models.base import shift_right
 from seqlab.train.evaluate import decode_ids, pad_batch
@@ -105,7 +106,7 @@ def time_training(step_fn, batches, warmup: int) -> float:
     return tokens / (time.perf_counter() - start)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
     ap.add_argument("--data", default="../shared/data/multi30k")
@@ -120,8 +121,11 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="time only the eager training step")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def build_trainer(args: argparse.Namespace) -> Trainer:
+    """A seqlab trainer on the benchmark's data in a fresh temporary run directory (``--tokenizers`` reused)."""
     run_dir = tempfile.mkdtemp(prefix="seqlab_speed_")
     if args.tokenizers:
         shutil.copytree(args.tokenizers, Path(run_dir) / "tokenizers")
@@ -135,21 +139,25 @@ def main() -> None:
             *args.overrides,
         ],
     )
-    trainer = Trainer(cfg, console=False)
-    device = trainer.device
-    print(f"device {results_io.device_name()}; model {cfg.model.options}")
-    trainer.sampler.set_epoch(0)
+    return Trainer(cfg, console=False)
+
+
+def first_batches(trainer: Trainer, count: int) -> list:
+    """The first ``count`` training batches of epoch 0, on the trainer's device (every system trains on them)."""
     from seqlab.data.batching import collate
 
+    trainer.sampler.set_epoch(0)
     batches = []
     for indices in trainer.sampler:
-        batches.append(collate(trainer.train_data, indices).to(device))
-        if len(batches) >= args.steps + args.warmup:
+        batches.append(collate(trainer.train_data, indices).to(trainer.device))
+        if len(batches) >= count:
             break
-    results: dict[str, float] = {}
+    return batches
 
-    # --- training throughput: seqlab trainer step (eager, then train.compile) vs the plain loop, identical batches
-    results["train_tok_per_s_eager"] = time_training(trainer.train_step, batches, args.warmup)
+
+def time_seqlab_training(trainer: Trainer, batches: list, args: argparse.Namespace) -> dict[str, float]:
+    """The trainer's step, eager and then with train.compile (unless --no-compile), and the faster of the two."""
+    results = {"train_tok_per_s_eager": time_training(trainer.train_step, batches, args.warmup)}
     if not args.no_compile:
         from seqlab.train.compiled import compile_layers
 
@@ -159,16 +167,13 @@ def main() -> None:
         results["train_tok_per_s_compiled"] = time_training(trainer.train_step, batches, args.warmup)
         print(f"compiled training: {time.perf_counter() - t0:.1f} s for both passes (compile included)")
     results["train_tok_per_s"] = max(results["train_tok_per_s_eager"], results.get("train_tok_per_s_compiled", 0))
-    mo, vocab = cfg.model.options, trainer.task.tgt_tokenizer.vocab_size
-    plain = PlainTransformer(
-        vocab,
-        mo["d_model"],
-        mo["n_heads"],
-        mo["ffn_dim"],
-        mo["encoder_layers"],
-        mo["decoder_layers"],
-        mo.get("dropout", 0.1),
-    ).to(device)
+    return results
+
+
+def time_plain_training(
+    plain: PlainTransformer, batches: list, warmup: int, seqlab_results: dict[str, float]
+) -> dict[str, float]:
+    """The plain loop (AdamW, label smoothing 0.1, clipping) on the same batches, and seqlab's ratios to it."""
     opt = torch.optim.AdamW(plain.parameters(), lr=1e-4)
 
     def plain_step(b):
@@ -181,100 +186,156 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
         opt.step()
 
-    results["plain_train_tok_per_s"] = time_training(plain_step, batches, args.warmup)
-    results["train_tok_per_s_ratio_vs_plain"] = results["train_tok_per_s"] / results["plain_train_tok_per_s"]
-    results["train_tok_per_s_ratio_vs_plain_eager"] = (
-        results["train_tok_per_s_eager"] / results["plain_train_tok_per_s"]
-    )
+    tok_per_s = time_training(plain_step, batches, warmup)
+    return {
+        "plain_train_tok_per_s": tok_per_s,
+        "train_tok_per_s_ratio_vs_plain": seqlab_results["train_tok_per_s"] / tok_per_s,
+        "train_tok_per_s_ratio_vs_plain_eager": seqlab_results["train_tok_per_s_eager"] / tok_per_s,
+    }
 
-    # --- decoding on the test set
-    sources, _ = trainer.task.test.references()
-    sources = sources[: args.test_sentences] if args.test_sentences else sources
-    src_ids = [trainer.task.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
-    if args.checkpoint:
-        trainer.model.load_state_dict(torch.load(args.checkpoint, map_location=device, weights_only=False)["model"])
-    model = trainer.model.eval()
 
-    def timed(fn) -> float:
+def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    """Seconds ``fn()`` takes, the device synchronized before and after."""
+
+    def timed(fn: Callable[[], object]) -> float:
         sync(device)
         t0 = time.perf_counter()
         fn()
         sync(device)
         return time.perf_counter() - t0
 
-    for beam in (1, 5):  # warm-up pass over every batch shape
-        decode_ids(model, src_ids, cfg.decode, device, beam_size=beam, batch_size=args.decode_batch)
-    hyps: list[list[int]] = []
-    t = timed(
-        lambda: hyps.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=1, batch_size=args.decode_batch))
-    )
-    results["greedy_decode_sent_per_s"] = len(src_ids) / t
+    return timed
+
+
+def encoded_test_sources(trainer: Trainer, args: argparse.Namespace) -> list[list[int]]:
+    """The test sources (the first --test-sentences), as token ids ending in EOS."""
+    sources, _ = trainer.task.test.references()
+    sources = sources[: args.test_sentences] if args.test_sentences else sources
+    return [trainer.task.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
+
+
+def time_seqlab_decoding(
+    model: nn.Module, src_ids: list[list[int]], cfg: Config, device: torch.device, args: argparse.Namespace
+) -> tuple[dict[str, float], list[int]]:
+    """Greedy and beam-5 decoding of the test sources (captured searches, compared with the eager ones on CUDA);
+    also the number of steps each greedy hypothesis took (the baselines decode as many)."""
+    results: dict[str, float] = {}
+    timed = timer(device)
+
+    def decode(beam_size: int) -> list[list[int]]:
+        return decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
 
     def against_eager(beam_size: int, captured: list[list[int]], name: str) -> None:
         """The captured search must give the eager search's hypotheses; also time the eager search."""
         os.environ["SEQLAB_CUDA_GRAPHS"] = "0"
-        eager = decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
-        t_eager = timed(
-            lambda: decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
-        )
+        eager = decode(beam_size)
+        t_eager = timed(lambda: decode(beam_size))
         os.environ["SEQLAB_CUDA_GRAPHS"] = "1"
         same = sum(a == b for a, b in zip(eager, captured, strict=True)) / len(captured)
         results[f"{name}_graph_vs_eager_identical_fraction"] = same
         results[f"{name}_decode_sent_per_s_eager"] = len(src_ids) / t_eager
         print(f"{name}, CUDA graphs vs eager: {same:.4f} of hypotheses identical")
 
+    for beam in (1, 5):  # warm-up pass over every batch shape
+        decode(beam)
+    hyps: list[list[int]] = []
+    results["greedy_decode_sent_per_s"] = len(src_ids) / timed(lambda: hyps.extend(decode(1)))
     if device.type == "cuda":
         against_eager(1, hyps, "greedy")
-    # the baselines decode exactly as many steps per batch as seqlab's outputs need (they may be untrained)
-    steps_of = [len(h) + 1 for h in hyps]
     os.environ["SEQLAB_STATIC_BEAM"] = "1"  # the captured beam search (opt-in: eager is the default)
-    decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch)  # warm-up
+    decode(5)  # warm-up
     beams: list[list[int]] = []
-    t = timed(
-        lambda: beams.extend(decode_ids(model, src_ids, cfg.decode, device, beam_size=5, batch_size=args.decode_batch))
-    )
-    results["beam5_decode_sent_per_s"] = len(src_ids) / t
+    results["beam5_decode_sent_per_s"] = len(src_ids) / timed(lambda: beams.extend(decode(5)))
     if device.type == "cuda":
         against_eager(5, beams, "beam5")
     os.environ.pop("SEQLAB_STATIC_BEAM")
+    return results, [len(h) + 1 for h in hyps]
+
+
+def time_plain_decoding(
+    plain: PlainTransformer, src_ids: list[list[int]], steps_of: list[int], device: torch.device, batch_size: int
+) -> float:
+    """Sentences per second of the plain model's greedy search, as many steps per batch as seqlab's outputs."""
     plain.eval()
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
 
     def plain_decode():
-        for i in range(0, len(order), args.decode_batch):
-            chunk = order[i : i + args.decode_batch]
+        for i in range(0, len(order), batch_size):
+            chunk = order[i : i + batch_size]
             src = pad_batch([src_ids[j] for j in chunk], device)
             plain.greedy(src, max_len=max(steps_of[j] for j in chunk), stop_at_eos=False)
 
     plain_decode()  # warm-up
-    results["plain_greedy_decode_sent_per_s"] = len(src_ids) / timed(plain_decode)
+    return len(src_ids) / timer(device)(plain_decode)
+
+
+def batch1_latency_ms(model: nn.Module, src_ids: list[list[int]], cfg: Config, device: torch.device, n: int) -> float:
+    """Median milliseconds of a greedy search of one sentence (the first ``n``, after 20 warm-up sentences)."""
+    timed = timer(device)
+    for ids in src_ids[:20]:  # warm-up
+        decode_ids(model, [ids], cfg.decode, device, beam_size=1)
+    lat = [
+        timed(lambda ids=ids: decode_ids(model, [ids], cfg.decode, device, beam_size=1)) * 1000 for ids in src_ids[:n]
+    ]
+    return statistics.median(lat)
+
+
+def write_results(results: dict[str, float], device: torch.device) -> None:
+    """benchmarks/results/speed_<device>.json, each metric with its unit."""
+    units = {
+        "ratio": "x",
+        "fraction": "",
+        "tok_per_s": "target tokens/s",
+        "sent_per_s": "sentences/s",
+        "latency_ms": "ms",
+    }
+    entries = []
+    for k, v in results.items():
+        unit = next((u for key, u in units.items() if key in k), "")
+        entries.append(results_io.entry(k, round(v, 3), unit))
+    print("wrote", results_io.write(f"speed_{device.type}", entries))
+
+
+def main() -> None:
+    args = parse_args()
+    trainer = build_trainer(args)
+    cfg, device = trainer.cfg, trainer.device
+    print(f"device {results_io.device_name()}; model {cfg.model.options}")
+    batches = first_batches(trainer, args.steps + args.warmup)
+
+    # --- training throughput: seqlab trainer step (eager, then train.compile) vs the plain loop, identical batches
+    results = time_seqlab_training(trainer, batches, args)
+    mo, vocab = cfg.model.options, trainer.task.tgt_tokenizer.vocab_size
+    plain = PlainTransformer(
+        vocab,
+        mo["d_model"],
+        mo["n_heads"],
+        mo["ffn_dim"],
+        mo["encoder_layers"],
+        mo["decoder_layers"],
+        mo.get("dropout", 0.1),
+    ).to(device)
+    results.update(time_plain_training(plain, batches, args.warmup, results))
+
+    # --- decoding on the test set
+    src_ids = encoded_test_sources(trainer, args)
+    if args.checkpoint:
+        trainer.model.load_state_dict(torch.load(args.checkpoint, map_location=device, weights_only=False)["model"])
+    model = trainer.model.eval()
+    decoding, steps_of = time_seqlab_decoding(model, src_ids, cfg, device, args)
+    results.update(decoding)
+    results["plain_greedy_decode_sent_per_s"] = time_plain_decoding(plain, src_ids, steps_of, device, args.decode_batch)
     results["greedy_decode_sent_per_s_ratio_vs_plain"] = (
         results["greedy_decode_sent_per_s"] / results["plain_greedy_decode_sent_per_s"]
     )
-    lat = []
-    for ids in src_ids[:20]:  # warm-up
-        decode_ids(model, [ids], cfg.decode, device, beam_size=1)
-    for ids in src_ids[: args.latency_sentences]:
-        lat.append(timed(lambda ids=ids: decode_ids(model, [ids], cfg.decode, device, beam_size=1)) * 1000)
-    results["batch1_greedy_latency_ms"] = statistics.median(lat)
+    results["batch1_greedy_latency_ms"] = batch1_latency_ms(model, src_ids, cfg, device, args.latency_sentences)
 
     if not args.no_bart:
         results.update(bench_bart(batches, args, vocab, mo, src_ids, steps_of, device))
     for k, v in results.items():
         print(f"{k:45s} {v:12.2f}")
     if not args.no_write:
-        units = {
-            "ratio": "x",
-            "fraction": "",
-            "tok_per_s": "target tokens/s",
-            "sent_per_s": "sentences/s",
-            "latency_ms": "ms",
-        }
-        entries = []
-        for k, v in results.items():
-            unit = next((u for key, u in units.items() if key in k), "")
-            entries.append(results_io.entry(k, round(v, 3), unit))
-        print("wrote", results_io.write(f"speed_{device.type}", entries))
+        write_results(results, device)
 
 
 def bench_bart(batches, args, vocab, mo, src_ids, steps_of, device) -> dict[str, float]:
