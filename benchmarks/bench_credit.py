@@ -183,7 +183,7 @@ def run_workers(units: list[str], jobs: int, memory_share: float | None, work: P
 
 
 # --------------------------------------------------------------------------- main
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mle-checkpoint", help="the shared MLE checkpoint (its run dir's tokenizers are reused)")
     ap.add_argument(
@@ -239,68 +239,78 @@ def main() -> None:
     ap.add_argument("--collect-only", action="store_true", help="report the finished runs; train nothing")
     ap.add_argument("--unit", help=argparse.SUPPRESS)  # internal: the one run a --jobs worker trains
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
-    args = ap.parse_args()
-    global COLLECT_ONLY
-    COLLECT_ONLY = args.collect_only
-    work = Path(args.work_dir if not args.tiny or args.work_dir != "runs/bench_credit" else "/tmp/bench_credit_tiny")
-    write = not (args.no_write or args.tiny)
-    algos = [a for a in args.algorithms.split(",") if a]
-    unknown = set(algos) - set(ALGORITHMS)
-    if unknown:
-        raise SystemExit(f"unknown algorithms {sorted(unknown)}; choose from {sorted(ALGORITHMS)}")
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    ALGORITHMS["raml"] = (ALGORITHMS["raml"][0], ["algorithm.name=raml", f"algorithm.options={args.raml_options}"])
-    base = [*(TINY if args.tiny else []), *args.overrides]
-    critic_opts = [f"algorithm.options.critic_options={TINY_CRITIC}"] if args.tiny else []
-    if args.tiny:  # a short critic phase: at most 40 steps, validated every 20
-        args.critic_steps = min(args.critic_steps, 40)
-        critic_opts.append("algorithm.options.critic_eval_every=20")
+    return ap.parse_args()
 
-    # ---- the shared MLE checkpoint
-    if args.mle_checkpoint:
-        mle_ckpt = Path(args.mle_checkpoint)
-    else:
-        mle_over = [
-            *base,
-            *(
-                ["train.max_steps=150", "train.lr=0.003", "train.warmup_steps=50", "train.eval_every_steps=150"]
-                if args.tiny
-                else []
-            ),
+
+class CreditBench:
+    """One invocation of the benchmark: its runs (critic pre-training, fine-tuning, ablation) and the entries
+    they give."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.work = Path(
+            args.work_dir if not args.tiny or args.work_dir != "runs/bench_credit" else "/tmp/bench_credit_tiny"
+        )
+        self.algos = [a for a in args.algorithms.split(",") if a]
+        unknown = set(self.algos) - set(ALGORITHMS)
+        if unknown:
+            raise SystemExit(f"unknown algorithms {sorted(unknown)}; choose from {sorted(ALGORITHMS)}")
+        self.seeds = [int(s) for s in args.seeds.split(",") if s]
+        ALGORITHMS["raml"] = (ALGORITHMS["raml"][0], ["algorithm.name=raml", f"algorithm.options={args.raml_options}"])
+        self.base = [*(TINY if args.tiny else []), *args.overrides]
+        self.critic_opts = [f"algorithm.options.critic_options={TINY_CRITIC}"] if args.tiny else []
+        if args.tiny:  # a short critic phase: at most 40 steps, validated every 20
+            args.critic_steps = min(args.critic_steps, 40)
+            self.critic_opts.append("algorithm.options.critic_eval_every=20")
+        self.command = " ".join(["python", "benchmarks/bench_credit.py", *sys.argv[1:]])
+        self.entries: list[dict] = []
+        self.ablation = self.ablation_settings()
+        self.mle_ckpt = Path()
+        self.tokenizers = Path()
+        self.budget: list[str] = []
+
+    def prepare_mle_checkpoint(self) -> None:
+        """The shared MLE checkpoint (``--mle-checkpoint``, else trained now) and every fine-tuning's budget."""
+        args = self.args
+        if args.mle_checkpoint:
+            self.mle_ckpt = Path(args.mle_checkpoint)
+        else:
+            tiny = ["train.max_steps=150", "train.lr=0.003", "train.warmup_steps=50", "train.eval_every_steps=150"]
+            log(f"training the MLE checkpoint with {args.mle_config}")
+            train_run(args.mle_config, self.work / "mle_checkpoint", [*self.base, *(tiny if args.tiny else [])], None)
+            self.mle_ckpt = self.work / "mle_checkpoint" / "checkpoint_best.pt"
+        self.tokenizers = self.mle_ckpt.parent / "tokenizers"
+        self.budget = [
+            f"train.init_from={self.mle_ckpt.resolve()}",
+            f"train.lr={args.lr}",
+            f"train.max_minutes={args.minutes}",
+            f"train.eval_every_steps={args.eval_every}",
+            "train.patience=null",
         ]
-        log(f"training the MLE checkpoint with {args.mle_config}")
-        train_run(args.mle_config, work / "mle_checkpoint", mle_over, None)
-        mle_ckpt = work / "mle_checkpoint" / "checkpoint_best.pt"
-    tokenizers = mle_ckpt.parent / "tokenizers"
-    budget = [
-        f"train.init_from={mle_ckpt.resolve()}",
-        f"train.lr={args.lr}",
-        f"train.max_minutes={args.minutes}",
-        f"train.eval_every_steps={args.eval_every}",
-        "train.patience=null",
-    ]
-    if args.steps:
-        budget.append(f"train.max_steps={args.steps}")
-    command = " ".join(["python", "benchmarks/bench_credit.py", *sys.argv[1:]])
-    entries: list[dict] = []
+        if args.steps:
+            self.budget.append(f"train.max_steps={args.steps}")
 
-    def critic_run(algo: str, seed: int, extra: list[str], tag: str) -> Path:
+    def entry(self, metric: str, value: Any, unit: str) -> None:
+        self.entries.append(results_io.entry(metric, value, unit, self.command))
+
+    def critic_run(self, algo: str, seed: int, extra: list[str], tag: str) -> Path:
         """Pre-train the critic / Q-network of ``algo`` with the actor fixed; returns its checkpoint."""
+        args = self.args
         config, algo_over = ALGORITHMS[algo]
         phase = "algorithm.options.q_steps" if algo == "vaml" else "algorithm.options.critic_pretrain_steps"
         if args.share_critic:
-            seed = seeds[0]
-        run_dir = work / f"critic_{tag}_s{seed}"
+            seed = self.seeds[0]
+        run_dir = self.work / f"critic_{tag}_s{seed}"
         res = train_run(
             CONFIGS / config,
             run_dir,
             [
-                *base,
+                *self.base,
                 *algo_over,
-                *critic_opts,
+                *self.critic_opts,
                 *extra,
                 f"train.seed={seed}",
-                f"train.init_from={mle_ckpt.resolve()}",
+                f"train.init_from={self.mle_ckpt.resolve()}",
                 f"train.lr={args.critic_lr}",
                 "algorithm.options.critic_lr_scale=1",  # train.lr is the critic's own here
                 # critic-only steps are outside train.max_steps: the phase runs until its validation TD
@@ -311,143 +321,169 @@ def main() -> None:
                 f"train.eval_every_steps={10**9}",
                 "train.patience=null",
             ],
-            tokenizers,
+            self.tokenizers,
             final_eval=False,
         )
         if res:
-            entries.append(
-                results_io.entry(
-                    f"{PREFIX}_{tag}_critic_s{seed}_minutes", round(res["train_seconds"] / 60, 2), "min", command
-                )
-            )
+            self.entry(f"{PREFIX}_{tag}_critic_s{seed}_minutes", round(res["train_seconds"] / 60, 2), "min")
         return run_dir / "checkpoint_last.pt"
 
     def main_run(
-        algo: str, seed: int, extra: list[str], tag: str, critic_tag: str | None = None
+        self, algo: str, seed: int, extra: list[str], tag: str, critic_tag: str | None = None
     ) -> tuple[dict, Path, list[str]]:
         """Fine-tune ``algo`` from the MLE checkpoint; critic-based ones start from the pre-trained critic of
         ``critic_tag`` (default: their own, pre-trained with the same ``extra`` options)."""
         config, algo_over = ALGORITHMS[algo]
-        over = [*base, *algo_over, *budget, *extra, f"train.seed={seed}"]
+        over = [*self.base, *algo_over, *self.budget, *extra, f"train.seed={seed}"]
         if algo in ACTOR_CRITIC:
-            over.append(f"train.lr={args.actor_critic_lr}")
+            over.append(f"train.lr={self.args.actor_critic_lr}")
         if algo in CRITIC_ALGOS:
-            crit = critic_run(algo, seed, [], critic_tag) if critic_tag else critic_run(algo, seed, extra, tag)
+            crit = (
+                self.critic_run(algo, seed, [], critic_tag) if critic_tag else self.critic_run(algo, seed, extra, tag)
+            )
             phase = "algorithm.options.q_steps=0" if algo == "vaml" else "algorithm.options.critic_pretrain_steps=0"
-            over += [*critic_opts, f"algorithm.options.critic_from={crit.resolve()}", phase]
-        run_dir = work / f"{tag}_s{seed}"
+            over += [*self.critic_opts, f"algorithm.options.critic_from={crit.resolve()}", phase]
+        run_dir = self.work / f"{tag}_s{seed}"
         log(f"{tag} seed {seed} -> {run_dir}")
-        return train_run(CONFIGS / config, run_dir, over, tokenizers), run_dir, over
+        return train_run(CONFIGS / config, run_dir, over, self.tokenizers), run_dir, over
 
-    # the ablation's settings; every one starts from the main runs' pre-trained ERAC critic and differs in the
-    # joint phase only (beta: target-critic rate, lambda_var: variance penalty)
-    def ablation_tag(beta: float, var: float) -> str:
-        return "erac" if beta == 0.001 and var == 0.001 and "erac" in algos else f"erac_beta{beta:g}_var{var:g}"
+    def ablation_settings(self) -> list[tuple[float, float, str, list[str]]]:
+        """(beta, lambda_var, tag, overrides) of the ablation (none without --ablation); every one starts from the
+        main runs' pre-trained ERAC critic and differs in the joint phase only (beta: target-critic rate,
+        lambda_var: variance penalty)."""
+        args = self.args
+        if not args.ablation:
+            return []
 
-    ablation = (
-        [
+        def tag(beta: float, var: float) -> str:
+            return (
+                "erac" if beta == 0.001 and var == 0.001 and "erac" in self.algos else f"erac_beta{beta:g}_var{var:g}"
+            )
+
+        return [
             (
                 beta,
                 var,
-                ablation_tag(beta, var),
+                tag(beta, var),
                 [f"algorithm.options.target_beta={beta}", f"algorithm.options.var_weight={var}"],
             )
             for beta in [float(b) for b in args.ablation_betas.split(",")]
             for var in [float(v) for v in args.ablation_vars.split(",")]
         ]
-        if args.ablation
-        else []
-    )
 
-    # ---- every training run as a named unit, for --jobs workers: critics first, then the fine-tuning runs
-    critic_units: dict[str, Any] = {}
-    run_units: dict[str, Any] = {}
-    for algo in algos:
-        for seed in seeds:
-            if algo in CRITIC_ALGOS:
-                s = seeds[0] if args.share_critic else seed
-                critic_units[f"critic:{algo}:{s}"] = functools.partial(critic_run, algo, s, [], algo)
-            run_units[f"run:{algo}:{seed}"] = functools.partial(main_run, algo, seed, [], algo)
-    for _, _, tag, extra in ablation:
-        critic_units[f"critic:erac:{seeds[0]}"] = functools.partial(critic_run, "erac", seeds[0], [], "erac")
-        run_units[f"run:{tag}:{seeds[0]}"] = functools.partial(main_run, "erac", seeds[0], extra, tag, "erac")
-    if args.unit:  # a worker of --jobs: one unit, nothing recorded
+    def units(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every training run as a named unit, for --jobs workers: the critics, then the fine-tuning runs."""
+        critic_units: dict[str, Any] = {}
+        run_units: dict[str, Any] = {}
+        for algo in self.algos:
+            for seed in self.seeds:
+                if algo in CRITIC_ALGOS:
+                    s = self.seeds[0] if self.args.share_critic else seed
+                    critic_units[f"critic:{algo}:{s}"] = functools.partial(self.critic_run, algo, s, [], algo)
+                run_units[f"run:{algo}:{seed}"] = functools.partial(self.main_run, algo, seed, [], algo)
+        first = self.seeds[0]
+        for _, _, tag, extra in self.ablation:
+            critic_units[f"critic:erac:{first}"] = functools.partial(self.critic_run, "erac", first, [], "erac")
+            run_units[f"run:{tag}:{first}"] = functools.partial(self.main_run, "erac", first, extra, tag, "erac")
+        return critic_units, run_units
+
+    def run_unit(self, name: str) -> None:
+        """A worker of --jobs: one unit, nothing recorded."""
+        critic_units, run_units = self.units()
         units = {**critic_units, **run_units}
-        if args.unit not in units:
-            raise SystemExit(f"unknown unit {args.unit!r}; one of {sorted(units)}")
-        units[args.unit]()
-        return
-    if args.jobs > 1:
-        for phase in (critic_units, run_units):
-            run_workers(list(phase), args.jobs, args.gpu_memory_share, work)
+        if name not in units:
+            raise SystemExit(f"unknown unit {name!r}; one of {sorted(units)}")
+        units[name]()
 
-    # ---- main comparison
-    scores: dict[str, list[float]] = {}
-    for algo in algos:
-        for seed in seeds:
-            res, _, _ = main_run(algo, seed, [], algo)
-            if not res:
+    def compare_algorithms(self) -> None:
+        """Every algorithm x seed: test BLEU mean / std, the future-entropy gain and the targets."""
+        scores: dict[str, list[float]] = {}
+        for algo in self.algos:
+            for seed in self.seeds:
+                res, _, _ = self.main_run(algo, seed, [], algo)
+                if not res:
+                    continue
+                scores.setdefault(algo, []).append(float(res["test"]["bleu"]))
+                log(f"{algo} seed {seed}: test BLEU {scores[algo][-1]:.2f} (valid {res['valid']['bleu']:.2f})")
+            vals = scores.get(algo)
+            if not vals:
                 continue
-            scores.setdefault(algo, []).append(float(res["test"]["bleu"]))
-            log(f"{algo} seed {seed}: test BLEU {scores[algo][-1]:.2f} (valid {res['valid']['bleu']:.2f})")
-        vals = scores.get(algo)
-        if not vals:
-            continue
-        mean, std = statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-        entries += [
-            results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_mean", round(mean, 2), "BLEU", command),
-            results_io.entry(f"{PREFIX}_{algo}_test2016_bleu_std", round(std, 2), "BLEU", command),
-        ]
-    means = {a: statistics.mean(v) for a, v in scores.items()}
-    if "erac" in means and "erac_no_future_entropy" in means:
-        gain = means["erac"] - means["erac_no_future_entropy"]
-        entries.append(results_io.entry(f"{PREFIX}_erac_future_entropy_gain", round(gain, 2), "BLEU", command))
-    for a, b, margin in (("vaml", "raml", 0.3), ("erac", "ac", 0.2), ("erac", "mle", 0.8)):
-        if a in means and b in means:
-            diff = means[a] - means[b]
-            log(f"target {a} >= {b} + {margin}: {diff:+.2f} BLEU -> {'met' if diff >= margin else 'NOT met'}")
+            mean, std = statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+            self.entry(f"{PREFIX}_{algo}_test2016_bleu_mean", round(mean, 2), "BLEU")
+            self.entry(f"{PREFIX}_{algo}_test2016_bleu_std", round(std, 2), "BLEU")
+        means = {a: statistics.mean(v) for a, v in scores.items()}
+        if "erac" in means and "erac_no_future_entropy" in means:
+            gain = means["erac"] - means["erac_no_future_entropy"]
+            self.entry(f"{PREFIX}_erac_future_entropy_gain", round(gain, 2), "BLEU")
+        for a, b, margin in (("vaml", "raml", 0.3), ("erac", "ac", 0.2), ("erac", "mle", 0.8)):
+            if a in means and b in means:
+                diff = means[a] - means[b]
+                log(f"target {a} >= {b} + {margin}: {diff:+.2f} BLEU -> {'met' if diff >= margin else 'NOT met'}")
 
-    # ---- step time (joint phase) relative to MLE, alone on the device
-    if not args.skip_step_time:
-        ratios = step_time_ratios(algos, [*base, *budget], critic_opts, tokenizers, args.step_time_steps)
-        entries += [
-            results_io.entry(f"{a}_step_time_ratio_vs_mle", round(r, 2), "x", command) for a, r in ratios.items()
-        ]
+    def record_step_times(self) -> None:
+        """Step time (joint phase) relative to MLE, alone on the device."""
+        ratios = step_time_ratios(
+            self.algos, [*self.base, *self.budget], self.critic_opts, self.tokenizers, self.args.step_time_steps
+        )
+        for a, r in ratios.items():
+            self.entry(f"{a}_step_time_ratio_vs_mle", round(r, 2), "x")
 
-    # ---- ablation: beta x lambda_var on validation BLEU, divergences counted
-    if ablation:
+    def run_ablation(self) -> None:
+        """beta x lambda_var on validation BLEU, divergences counted."""
         init_bleu = None
         diverged_total = 0
-        for beta, var, tag, extra in ablation:
-            res, run_dir, over = main_run("erac", seeds[0], extra, tag, "erac")
+        first = self.seeds[0]
+        for beta, var, tag, extra in self.ablation:
+            res, run_dir, over = self.main_run("erac", first, extra, tag, "erac")
             if not res:
                 continue
             config = CONFIGS / ALGORITHMS["erac"][0]
             if init_bleu is None:
-                init_bleu = _init_valid_bleu(config, work, over, mle_ckpt)
+                init_bleu = _init_valid_bleu(config, self.work, over, self.mle_ckpt)
             last = last_checkpoint_valid_bleu(config, run_dir, over)
-            diverged = res.get("nonfinite_loss", False) or last < init_bleu - args.divergence_drop
+            diverged = res.get("nonfinite_loss", False) or last < init_bleu - self.args.divergence_drop
             diverged_total += int(diverged)
             log(
                 f"ablation beta {beta:g} var {var:g}: valid BLEU best {res['valid']['bleu']:.2f}, last {last:.2f}"
                 f" (MLE {init_bleu:.2f}){' DIVERGED' if diverged else ''}"
             )
             name = f"{PREFIX}_erac_ablation_beta{beta:g}_var{var:g}"
-            entries += [
-                results_io.entry(f"{name}_valid_bleu", round(float(res["valid"]["bleu"]), 2), "BLEU", command),
-                results_io.entry(f"{name}_diverged", int(diverged), "bool", command),
-            ]
-        entries.append(results_io.entry(f"{PREFIX}_erac_ablation_divergences", diverged_total, "runs", command))
+            self.entry(f"{name}_valid_bleu", round(float(res["valid"]["bleu"]), 2), "BLEU")
+            self.entry(f"{name}_diverged", int(diverged), "bool")
+        self.entry(f"{PREFIX}_erac_ablation_divergences", diverged_total, "runs")
 
-    entries = list({e["metric"]: e for e in entries}.values())  # a reused run reports once
-    dev = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
-    if write:
-        log(f"wrote {results_io.write(f'credit_{dev}', entries)}")
-    else:
-        out = work / "entries.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(entries, indent=2))
-        log(f"not recorded as a benchmark (tiny / --no-write); entries in {out}")
+    def write(self) -> None:
+        """The entries (each metric once: a reused run reports once) to the results file, or, for --tiny /
+        --no-write, to WORK/entries.json."""
+        entries = list({e["metric"]: e for e in self.entries}.values())
+        dev = "cuda" if torch.cuda.is_available() and not self.args.tiny else "cpu"
+        if not (self.args.no_write or self.args.tiny):
+            log(f"wrote {results_io.write(f'credit_{dev}', entries)}")
+        else:
+            out = self.work / "entries.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(entries, indent=2))
+            log(f"not recorded as a benchmark (tiny / --no-write); entries in {out}")
+
+
+def main() -> None:
+    args = parse_args()
+    global COLLECT_ONLY
+    COLLECT_ONLY = args.collect_only
+    bench = CreditBench(args)
+    bench.prepare_mle_checkpoint()
+    if args.unit:
+        bench.run_unit(args.unit)
+        return
+    if args.jobs > 1:
+        for phase in bench.units():
+            run_workers(list(phase), args.jobs, args.gpu_memory_share, bench.work)
+    bench.compare_algorithms()
+    if not args.skip_step_time:
+        bench.record_step_times()
+    if bench.ablation:
+        bench.run_ablation()
+    bench.write()
 
 
 def _init_valid_bleu(config: Path, work: Path, over: list[str], mle_ckpt: Path) -> float:
