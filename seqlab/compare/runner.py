@@ -11,9 +11,10 @@ Layout of a comparison directory ``DIR``::
 
 Every run is a subprocess ``python -m seqlab.compare train --config DIR/task.yaml ...`` (``seqlab train``; it
 inherits ``$SEQLAB_PLUGINS``, so plugins named by ``seqlab --plugin`` register there too); a run whose
-``results.json`` exists is skipped, an interrupted one resumes from its ``checkpoint_last.pt``.  With GPUs
-a small scheduler keeps ``runs_per_gpu`` runs (default one) on each GPU (``CUDA_VISIBLE_DEVICES``); without
-GPUs, runs go in sequence.
+``results.json`` exists is skipped, an interrupted one resumes from its ``checkpoint_last.pt``.  The runs go
+through :func:`seqlab.launch.run_jobs`, the benchmarks' scheduler too: with GPUs it keeps ``runs_per_gpu`` runs
+(default one) on each GPU (``CUDA_VISIBLE_DEVICES``, and their share of its memory); without GPUs, runs go in
+sequence.
 """
 
 from __future__ import annotations
