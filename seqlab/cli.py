@@ -10,8 +10,11 @@ import argparse
 import importlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from seqlab.registry import Registry, load_named_plugins
 
 DESCRIPTION = """\
 seqlab trains sequence-prediction models with the algorithms between maximum likelihood and reinforcement
@@ -56,29 +59,51 @@ ALGORITHM_NAMES = (
 MODEL_NAMES = ("dat", "hf_seq2seq", "lstm", "nat", "nic", "transformer")
 LIST_KINDS = ("tasks", "algorithms", "models", "rewards")
 
-#: sub-commands whose parser lives in another module: built only when named on the command line
-LAZY_COMMANDS = {
-    "distill": (
-        "seqlab.nat.cli",
-        "add_distill_parser",
-        "decode a training set with a teacher (sequence-level knowledge distillation)",
-    ),
-    "compare": (
-        "seqlab.compare.cli",
-        "add_compare_parser",
-        "algorithms x seeds on one task from one MLE checkpoint, the same budget each; a report",
-    ),
-    "control": (
-        "seqlab.control.cli",
-        "add_control_parser",
-        "imitation learning on MuJoCo: expert, demos, GAIL (+ interpolation)",
-    ),
-    "export": (
-        "seqlab.hf.cli",
-        "add_export_parser",
-        "write an hf_seq2seq checkpoint as a Hugging Face model folder (safetensors, tokenizer, card)",
-    ),
-}
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command whose parser lives in another module (``module.adder(subparsers)``), built only when it is
+    named on the command line; ``summary`` is its line in ``seqlab --help``."""
+
+    module: str
+    adder: str
+    summary: str
+
+
+#: the sub-commands of other modules, in the one registry of seqlab.registry: a plugin adds its own with
+#: :func:`register_command` (reading it imports the plugin modules only, so ``seqlab --help`` imports no torch)
+COMMANDS: Registry[Command] = Registry("command", "sub-command", loader=load_named_plugins)
+
+
+def register_command(name: str, module: str, adder: str, summary: str) -> Command:
+    """Register the sub-command ``name``: ``seqlab name ...`` builds its parser with ``module.adder(subparsers)``."""
+    return COMMANDS.add(name, Command(module, adder, summary))
+
+
+register_command(
+    "distill",
+    "seqlab.nat.cli",
+    "add_distill_parser",
+    "decode a training set with a teacher (sequence-level knowledge distillation)",
+)
+register_command(
+    "compare",
+    "seqlab.compare.cli",
+    "add_compare_parser",
+    "algorithms x seeds on one task from one MLE checkpoint, the same budget each; a report",
+)
+register_command(
+    "control",
+    "seqlab.control.cli",
+    "add_control_parser",
+    "imitation learning on MuJoCo: expert, demos, GAIL (+ interpolation)",
+)
+register_command(
+    "export",
+    "seqlab.hf.cli",
+    "add_export_parser",
+    "write an hf_seq2seq checkpoint as a Hugging Face model folder (safetensors, tokenizer, card)",
+)
 
 #: modules with decoding flags of evaluate / translate for their model family: ``add_decoding_flags(parser)`` and
 #: ``apply_decoding_flags(model, args, device)``
@@ -422,17 +447,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("kind", choices=LIST_KINDS, help="what to list")
     p.set_defaults(func=cmd_list)
 
-    for name, (module, adder, summary) in LAZY_COMMANDS.items():
+    for name in COMMANDS:
+        spec = COMMANDS[name]
         if command is None or command == name:
             try:
-                mod = importlib.import_module(module)
+                mod = importlib.import_module(spec.module)
             except ModuleNotFoundError as e:  # that part of seqlab (or its extra) is not installed
-                if e.name and module.startswith(e.name):
+                if e.name and spec.module.startswith(e.name):
                     continue
                 raise
-            getattr(mod, adder)(sub)
+            getattr(mod, spec.adder)(sub)
         else:  # named in `seqlab --help`; its full parser is built when the command is used
-            sub.add_parser(name, help=summary, add_help=False)
+            sub.add_parser(name, help=spec.summary, add_help=False)
     return parser
 
 
@@ -475,8 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         from seqlab.registry import name_plugins
 
         name_plugins(plugins)
-    args = build_parser(_command(argv)).parse_args(argv)
-    try:
+    try:  # building the parser reads the commands' registry, which imports the plugins
+        args = build_parser(_command(argv)).parse_args(argv)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # before training started, or a second Ctrl-C
         print("seqlab: interrupted", file=sys.stderr)
@@ -494,5 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run as seqlab.cli (not __main__), so that plugins register into this module's registry
+    from seqlab.cli import main as _main
+
+    sys.exit(_main())

@@ -53,6 +53,7 @@ _imported: set[str] = set()
 _skipped: dict[str, str] = {}
 _loading = False
 _loaded_for: str | None = None  # $SEQLAB_PLUGINS at the last complete load
+_named_loaded_for: str | None = None  # ... at the last load of the plugin modules alone
 _lock = threading.RLock()  # another thread waits for a load in progress; the loading thread may re-enter
 
 
@@ -105,6 +106,11 @@ def _load_all() -> None:
         if module not in _imported:
             _import_builtin(module)
             _imported.add(module)
+    _load_plugin_modules()
+    _load_entry_points()
+
+
+def _load_plugin_modules() -> None:
     for module in plugin_modules():
         if module not in _imported:
             try:
@@ -114,7 +120,18 @@ def _load_all() -> None:
                     f"plugin module {module!r} (--plugin / ${PLUGIN_ENV}) could not be imported: {e}"
                 ) from None
             _imported.add(module)
-    _load_entry_points()
+
+
+def load_named_plugins() -> None:
+    """Import the plugin modules only ($SEQLAB_PLUGINS / ``--plugin`` and the ``seqlab.plugins`` entry points), not
+    seqlab's own component modules."""
+    global _named_loaded_for
+    if _named_loaded_for == os.environ.get(PLUGIN_ENV, ""):
+        return
+    with _lock:
+        _load_plugin_modules()
+        _load_entry_points()
+        _named_loaded_for = os.environ.get(PLUGIN_ENV, "")
 
 
 def _load_entry_points() -> None:
@@ -265,12 +282,15 @@ class Entry(Generic[T]):
 
 class Registry(Mapping[str, T]):
     """Components of one ``kind`` by name, each with its options dataclass.  Reading it (``names()``, ``in``,
-    ``[name]``, iteration) first imports every plugin module (:func:`load_plugins`)."""
+    ``[name]``, iteration) first imports the modules that register components: ``loader``, by default
+    :func:`load_plugins` (seqlab's own and the plugins); :func:`load_named_plugins` for a registry whose built-in
+    entries are registered where it is defined (the CLI's sub-commands, which must not import torch)."""
 
-    def __init__(self, kind: str, noun: str | None = None):
+    def __init__(self, kind: str, noun: str | None = None, loader: Callable[[], None] | None = None):
         self.kind = kind
         self.noun = noun or kind  # in messages ("unknown model architecture 'x'")
         self._entries: dict[str, Entry[T]] = {}
+        self._loader = loader or load_plugins
 
     # ---- registering
     def add(self, name: str, obj: T, options: type | None = None) -> T:
@@ -298,7 +318,7 @@ class Registry(Mapping[str, T]):
 
     # ---- reading
     def _all(self) -> dict[str, Entry[T]]:
-        load_plugins()
+        self._loader()
         return self._entries
 
     def entry(self, name: str) -> Entry[T]:

@@ -369,6 +369,25 @@ def test_help_imports_no_torch():
     assert out.strip().splitlines()[-1] == "False"
 
 
+def test_a_plugin_adds_a_sub_command_through_the_commands_registry(tmp_path):
+    """Sub-commands are registry entries (seqlab.cli.COMMANDS): a plugin module named by --plugin registers its own,
+    which `seqlab --help` lists and `seqlab NAME` runs; without plugins, --help still imports no torch."""
+    (tmp_path / "hello_plugin.py").write_text(
+        "from seqlab.cli import register_command\n"
+        "register_command('hello', 'hello_plugin', 'add_parser', 'say hello')\n"
+        "def add_parser(sub):\n"
+        "    p = sub.add_parser('hello', help='say hello')\n"
+        "    p.add_argument('name')\n"
+        "    p.set_defaults(func=lambda args: print('hello ' + args.name))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "SEQLAB_PLUGINS": ""}
+    cli = [sys.executable, "-m", "seqlab.cli", "--plugin", "hello_plugin"]
+    listed = subprocess.run([*cli, "--help"], capture_output=True, text=True, env=env, check=True).stdout
+    assert "hello" in listed and "say hello" in listed
+    ran = subprocess.run([*cli, "hello", "world"], capture_output=True, text=True, env=env, check=True).stdout
+    assert ran.strip() == "hello world"
+
+
 # ------------------------------------------------------------------------------------------------ item 11
 def test_the_parallel_example_config_trains_on_plain_tsv_and_jsonl_data(tmp_path):
     """Item 11: configs/parallel_example.yaml works on the three formats it documents."""
