@@ -16,7 +16,8 @@ scaling).  Every row then trains ``--budget-steps`` model updates at a constant 
 Critic / Q-learning steps do not count against the budget (``Algorithm.preparation_steps``).
 
 Outputs: the comparison's report (``OUT/report``) plus ``critic_td.png`` (validation TD error of every critic
-phase), and the entries ``g2p_cpu_<algo>_test_wer_{mean,std,min,max,n}`` (and PER, ``_p_vs_mle``) in
+phase), and the entries ``g2p_cpu_<algo>_credit_test_wer_{mean,std,min,max,n}`` (and PER, ``_p_vs_mle``; the
+``_credit_`` keeps them apart from the ERPO table's ``g2p_cpu_mle_test_wer_*``) in
 ``benchmarks/results/credit_g2p_<device>.json``, plus ``g2p_cpu_<algo>_critic_steps_mean`` (critic-phase
 length).  Resumable: rerun the same command.
 
@@ -204,7 +205,10 @@ def main() -> int:
 
     device = "cuda" if args.device.startswith("cuda") else "cpu"
     command = " ".join(["python", "benchmarks/credit_g2p_cpu.py", *sys.argv[1:]])
-    entries = [results_io.entry(m, v, u, command) for m, v, u in benchmark_entries(out, "g2p_cpu", "test")]
+    entries = [
+        results_io.entry(m.replace("_test_", "_credit_test_", 1), v, u, command)
+        for m, v, u in benchmark_entries(out, "g2p_cpu", "test")
+    ]
     for algo, runs in curves.items():
         lengths = [n for _, _, n in runs]
         entries.append(
