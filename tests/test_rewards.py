@@ -438,3 +438,34 @@ def test_reward_draw_concentrates_on_next_reference_token(m30k: list[list[int]])
     assert bool(torch.cat(is_max).all())
     assert torch.cat(mass).mean() > 0.9
     assert torch.cat(mass_c1).mean() < 0.01  # c = 1: close to uniform over a ~2.4k-word vocabulary
+
+
+def test_incremental_bleu_on_multi30k_equals_next_token_rewards(m30k: list[list[int]]) -> None:
+    """The sampling loop's device-side ΔBLEU (NextTokenBleu: match counts carried from step to step) on real
+    references and a real vocabulary (Multi30k val, ~3K words): along the reference itself (on-track prefixes) and
+    along prefixes that leave it (every third token a random word), every step's increments over the whole
+    vocabulary equal next_token_rewards, which is sentence BLEU of each extended prefix minus the prefix's."""
+    from seqlab.rewards.increments import NextTokenBleu
+
+    vocab = max(max(r) for r in m30k if r) + 1
+    rows = m30k[:48]
+    ref = pack([r + [EOS_ID] for r in rows])
+    g = torch.Generator().manual_seed(3)
+    width = ref.size(1) + 2
+    for off_track in (False, True):
+        hyp = torch.full((len(rows), width), PAD_ID)
+        for i, r in enumerate(rows):
+            hyp[i, : len(r)] = torch.tensor(r)
+        if off_track:
+            noise = torch.randint(4, vocab, hyp.shape, generator=g)
+            hyp = torch.where(torch.arange(width)[None, :] % 3 == 2, noise, hyp).masked_fill(hyp.eq(PAD_ID), 4)
+        state = NextTokenBleu(len(rows), ref.size(1), vocab, "cpu").load(ref)
+        history = torch.full((len(rows), width), PAD_ID)
+        lengths = torch.tensor([len(r) for r in rows])
+        for t in range(width - 1):
+            live = lengths >= t  # rows still extending their prefix (the loop masks finished rows)
+            got = state(history, torch.tensor([t]))
+            want = next_token_rewards("bleu", history[:, :t], ref, vocab)
+            torch.testing.assert_close(got[live], want[live], atol=1e-6, rtol=0)
+            history[:, t] = hyp[:, t]
+            state.advance(hyp[:, t])
