@@ -37,6 +37,7 @@ from seqlab.decoding.graphs import (
 )
 from seqlab.decoding.static import CHUNK_STEPS
 from seqlab.models.base import Encoded, mask_special
+from seqlab.rewards._common import content_lengths, masked_content
 
 #: the uniforms' columns in the mixture: the component z, the model's token, the reward draw's token
 COMPONENT, MODEL, REWARD = 0, 1, 2
@@ -196,15 +197,9 @@ class SamplingLoop:
             self.thresholds[s:].copy_(self.thresholds[s - 1 : s].expand(self.steps - s, 2))
             self.ref.fill_(PAD_ID)
             self.ref[:n, : tgt.size(1)].copy_(tgt)
-            ref_len = (self.ref.ne(EOS_ID) & self.ref.ne(PAD_ID)).long().cumprod(1).sum(1)
             width = min(self.ref.size(1), self.steps)
             self.data.fill_(EOS_ID)
-            pos = torch.arange(width, device=self.ref.device)
-            self.data[:, :width].copy_(
-                torch.where(
-                    pos[None] < ref_len[:, None], self.ref[:, :width], torch.full_like(self.ref[:, :width], EOS_ID)
-                )
-            )
+            self.data[:, :width].copy_(masked_content(self.ref[:, :width], content_lengths(self.ref), EOS_ID))
             self.data_prefix.zero_()
             if data_prefix is not None:
                 self.data_prefix[:n].copy_(data_prefix)
