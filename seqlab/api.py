@@ -154,12 +154,11 @@ class Seq2Seq:
     device: torch.device
 
     def _source_ids(self, sources: Sequence[str]) -> list[list[int]]:
-        from seqlab.data.vocab import EOS_ID
+        from seqlab.train.evaluate import encode_lines
 
         if isinstance(sources, str):
             raise TypeError("give a list of sentences (a single string would be read as a list of characters)")
-        limit = self.config.decode.max_len - 1
-        return [self.src_tokenizer.encode(s)[:limit] + [EOS_ID] for s in sources]
+        return encode_lines(self.src_tokenizer, sources, self.config.decode.max_len)
 
     def translate(
         self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None
@@ -182,14 +181,12 @@ class Seq2Seq:
     def score(self, sources: Sequence[str], targets: Sequence[str], normalize: bool = False) -> list[float]:
         """log p(target | source) of every pair (natural log, the end-of-sequence token included);
         ``normalize``: divided by the number of target tokens scored."""
-        from seqlab.data.vocab import EOS_ID
-        from seqlab.train.evaluate import pad_batch
+        from seqlab.train.evaluate import encode_lines, pad_batch
 
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
-        limit = self.config.decode.max_len - 1
         src_ids = self._source_ids(sources)
-        tgt_ids = [self.tgt_tokenizer.encode(t)[:limit] + [EOS_ID] for t in targets]
+        tgt_ids = encode_lines(self.tgt_tokenizer, targets, self.config.decode.max_len)
         out: list[float] = []
         bs = self.config.decode.batch_size
         for i in range(0, len(src_ids), bs):

@@ -315,8 +315,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     from seqlab.data.errors import DataError
-    from seqlab.data.vocab import EOS_ID
-    from seqlab.train.evaluate import decode_ids
+    from seqlab.train.evaluate import decode_ids, encode_lines
 
     if args.input and not Path(args.input).is_file():
         raise DataError("input file not found", args.input)
@@ -324,7 +323,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     _apply_decoding_flags(model, args, dev)
     src = open(args.input, encoding="utf-8") if args.input else sys.stdin
     lines = [line.rstrip("\n") for line in src]
-    ids = [src_tok.encode(line)[: cfg.decode.max_len - 1] + [EOS_ID] for line in lines]
+    ids = encode_lines(src_tok, lines, cfg.decode.max_len)
     hyps = decode_ids(model, ids, cfg.decode, dev, beam_size=args.beam_size, batch_size=args.batch_size)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     for h in hyps:

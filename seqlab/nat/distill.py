@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from seqlab.data.vocab import EOS_ID
 from seqlab.train.checkpoint import atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -123,10 +122,10 @@ def teacher_translator(
     batch_size: int | None = None,
 ) -> Callable[[list[str]], list[str]]:
     """Lines -> the teacher's (beam) translations, batched by length."""
-    from seqlab.train.evaluate import decode_ids
+    from seqlab.train.evaluate import decode_ids, encode_lines
 
     def translate(lines: list[str]) -> list[str]:
-        ids = [src_tok.encode(s)[: decode_cfg.max_len - 1] + [EOS_ID] for s in lines]
+        ids = encode_lines(src_tok, lines, decode_cfg.max_len)
         out = decode_ids(model, ids, decode_cfg, device, beam_size=beam_size, batch_size=batch_size)
         return [tgt_tok.decode(h) for h in out]
 

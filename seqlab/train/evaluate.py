@@ -23,6 +23,12 @@ def pad_batch(seqs: Sequence[Sequence[int]], device: torch.device) -> torch.Tens
     return out.to(device)
 
 
+def encode_lines(tokenizer: Any, lines: Sequence[str], max_len: int) -> list[list[int]]:
+    """Each line's token ids, cut to ``max_len - 1`` and ended by EOS: how sources (and scored targets) enter a
+    model at inference."""
+    return [tokenizer.encode(line)[: max_len - 1] + [EOS_ID] for line in lines]
+
+
 def strip_ids(row: Sequence[int]) -> list[int]:
     """Token ids up to (excluding) the first EOS, without padding."""
     out = []
@@ -88,7 +94,7 @@ def evaluate_corpus(
     sources, refs = corpus.references()
     if max_examples is not None:
         sources, refs = sources[:max_examples], refs[:max_examples]
-    src_ids = [src_tok.encode(s)[: decode.max_len - 1] + [EOS_ID] for s in sources]
+    src_ids = encode_lines(src_tok, sources, decode.max_len)
     hyp_ids = decode_ids(
         model, src_ids, decode, device, beam_size=beam_size, show_progress=show_progress, decoder=decoder
     )
