@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from seqlab.config import Config, ConfigError, apply_overrides, config_from_dict, read_yaml_mapping
+from seqlab.config import Config, ConfigError, apply_overrides, config_from_dict, read_yaml_mapping, set_dotted
 
 __all__ = ["Seq2Seq", "compare", "load", "train"]
 
@@ -43,16 +43,6 @@ def _config_data(config: ConfigLike) -> tuple[dict[str, Any], str]:
     return read_yaml_mapping(config), str(config)
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    node = data
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {key!r}: {'.'.join(parts[: i + 1])!r} is not a section")
-    node[parts[-1]] = value
-
-
 def build_config(config: ConfigLike = None, overrides: Overrides = None) -> Config:
     """The checked :class:`~seqlab.config.Config` of ``config`` (a YAML path, a Config, a nested mapping or None
     for the defaults) with ``overrides``: ``["train.lr=1e-4", ...]`` as on the command line, or a mapping
@@ -63,7 +53,7 @@ def build_config(config: ConfigLike = None, overrides: Overrides = None) -> Conf
     origins: dict[str, str] = {}
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
-            _set_dotted(data, str(key), copy.deepcopy(value))
+            set_dotted(data, str(key).split("."), copy.deepcopy(value), f"override {key!r}")
             origins[str(key)] = f"override {key!r}"
     elif overrides:
         if isinstance(overrides, str):

@@ -327,18 +327,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], origins: Origins
                 f"command-line override {item!r} is not of the form section.key=value (e.g. train.lr=0.001)"
             )
         key, raw = item.split("=", 1)
-        node = data
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"command-line override {item!r}: {key.strip()!r} is not a dotted key")
-        for i, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"command-line override {item!r}: {'.'.join(parts[: i + 1])!r} is not a section")
-        node[parts[-1]] = parse_value(raw)
+        set_dotted(data, parts, parse_value(raw), f"command-line override {item!r}")
         if origins is not None:
             origins[".".join(parts)] = f"command-line override {item!r}"
     return data
+
+
+def set_dotted(data: dict[str, Any], parts: list[str], value: Any, where: str) -> None:
+    """``data[a][b][c] = value`` for ``parts`` [a, b, c], creating sections as needed; a step through a value that is
+    not a section is a ConfigError naming ``where``."""
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])!r} is not a section")
+    node[parts[-1]] = value
 
 
 def _numbers_as_floats(node: Any) -> Any:
