@@ -14,14 +14,12 @@ from dataclasses import dataclass
 import torch
 from torch.profiler import record_function
 
-from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.data.vocab import EOS_ID, FIRST_REGULAR_ID, PAD_ID
 from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled
 from seqlab.decoding.search import Hypotheses, max_lengths, sample
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 from seqlab.rewards._common import content_lengths, ref_lengths
 from seqlab.utils import eval_mode
-
-FIRST_REGULAR_ID = 4  # ids below are PAD, BOS, EOS, UNK
 
 
 @dataclass

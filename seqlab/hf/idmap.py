@@ -18,10 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-
-#: seqlab ids below this are the special roles; the model's other ids follow in order
-FIRST_REGULAR_ID = 4
+from seqlab.data.vocab import BOS_ID, EOS_ID, FIRST_REGULAR_ID, PAD_ID, UNK_ID
 
 
 @dataclass(frozen=True)
