@@ -11,8 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: the checkout seqlab runs from (benchmarks/ lives next to the package)
-REPO = Path(__file__).resolve().parents[2]
+from seqlab.launch import REPO  # the checkout seqlab runs from (benchmarks/ lives next to the package)
 
 
 def results_dir() -> Path:

@@ -32,6 +32,7 @@ import yaml
 
 from seqlab.bench.results import REPO
 from seqlab.config import ConfigError
+from seqlab.launch import job_env
 
 SUITES = REPO / "benchmarks" / "suites"
 
@@ -124,11 +125,9 @@ def parse_sets(items: list[str], known: dict[str, Any], path: Path) -> dict[str,
 
 
 def step_env() -> dict[str, str]:
-    """The environment of every step: the checkout first on PYTHONPATH, unbuffered output."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+    """The environment of every step: the checkout first on PYTHONPATH, unbuffered output (a job's environment,
+    :func:`seqlab.launch.job_env`, on the GPUs this process sees)."""
+    return job_env(None)
 
 
 def run_command(argv: list[str], timeout: float | None, env: dict[str, str] | None = None) -> int:
