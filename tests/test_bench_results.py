@@ -22,3 +22,10 @@ def test_write_replaces_same_metric_and_device_and_keeps_the_rest(tmp_path, monk
     ]
     assert {r["commit"] for r in rows if r["device"] != "other GPU"} == {"abc1234"}
     assert set(rows[0]) == {"metric", "value", "unit", "device", "commit", "command", "date"}
+
+
+def test_entries_name_the_measuring_device_when_exported_elsewhere(monkeypatch):
+    monkeypatch.setenv("SEQLAB_DEVICE", "NVIDIA H200")
+    assert results.entry("a", 1.0, "x", "cmd")["device"] == "NVIDIA H200"
+    monkeypatch.delenv("SEQLAB_DEVICE")
+    assert results.entry("a", 1.0, "x", "cmd")["device"] != "NVIDIA H200"

@@ -83,3 +83,22 @@ def test_no_benchmark_script_patches_sys_path_but_the_driver_entry_point():
         if "sys.path.insert" in p.read_text(encoding="utf-8")
     ]
     assert patched == ["benchmarks/run.py"]
+
+
+def test_a_detached_run_works_from_a_snapshot_that_outlives_the_checkout(tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / "data" / "x.txt").write_text("from the snapshot\n")
+    (checkout / "runs").mkdir()
+    (checkout / "runs" / "big.pt").write_text("not copied")
+    snapshot = driver.snapshot_checkout(tmp_path / "snap", source=checkout)
+    assert (snapshot / "data" / "x.txt").read_text() == "from the snapshot\n"
+    assert not (snapshot / "runs").exists()
+
+    work = tmp_path / "w"
+    step = 'python -c "import os; print(os.getcwd())"'
+    path = write_suite(tmp_path, f"vars: {{work: {work}}}\nsteps:\n  - {{name: s, run: '{step}'}}\n")
+    monkeypatch.setattr(driver.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert driver.main([str(path), "--detach", "--wait", "60"]) == 0
+    log = (work / "suite.log").read_text()
+    assert str(tmp_path / "tmp" / "seqlab-detached" / path.stem) in log  # the step ran inside the snapshot

@@ -25,7 +25,10 @@ def results_dir() -> Path:
 
 
 def device_name() -> str:
-    """The first CUDA device's name, else ``CPU <model name> (<n> cores)``."""
+    """$SEQLAB_DEVICE when set (figures exported away from the machine that measured them), else the first CUDA
+    device's name, else ``CPU <model name> (<n> cores)``."""
+    if os.environ.get("SEQLAB_DEVICE"):
+        return os.environ["SEQLAB_DEVICE"]
     try:
         import torch
 

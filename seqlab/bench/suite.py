@@ -12,7 +12,12 @@ A suite is a YAML file in ``benchmarks/suites/`` (or any path) of one of two kin
 
 Device calls are limited in time, so a suite can also run detached and be waited for across calls:
 ``--detach`` starts it in a session of its own (its log in ``<work>/suite.log``) and waits up to ``--wait``
-seconds; ``--attach`` only waits for a detached run; ``--stop`` ends it.
+seconds; ``--attach`` only waits for a detached run; ``--stop`` ends it.  A detached run works in a snapshot of
+the checkout (``<tmp>/seqlab-detached/<suite>``, without ``.git``, ``runs`` and checkpoints), so that replacing
+the checkout while it runs (as each device call does when it sends the working tree again) cannot pull its code,
+configs or data away from the jobs it starts later.  Its figures still go to this checkout's
+``benchmarks/results`` (or ``$SEQLAB_RESULTS_DIR``); other relative paths (``work``, ``--out``) resolve inside the
+snapshot, so give absolute ones to keep its outputs.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from seqlab.bench.results import REPO
+from seqlab.bench.results import REPO, results_dir
 from seqlab.config import ConfigError
 from seqlab.launch import job_env
 
@@ -205,16 +212,35 @@ def _alive(pid_file: Path) -> int | None:
     return pid
 
 
-def detach(argv: list[str], pid_file: Path, log: Path) -> None:
-    """Start the driver again with ``argv`` in a session of its own (it outlives this process)."""
+#: what a detached run's snapshot of the checkout leaves out
+SNAPSHOT_IGNORE = shutil.ignore_patterns(".git", "runs", "__pycache__", "*.pt", ".venv", ".pytest_cache")
+
+
+def snapshot_checkout(dest: Path, source: Path = REPO) -> Path:
+    """A fresh copy of the checkout ``source`` at ``dest`` (replacing an old one), less :data:`SNAPSHOT_IGNORE`."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest, ignore=SNAPSHOT_IGNORE, symlinks=True)
+    return dest
+
+
+def detach(argv: list[str], pid_file: Path, log: Path, snapshot: Path) -> None:
+    """Start the driver again with ``argv`` in a session of its own (it outlives this process), from a snapshot
+    of the checkout at ``snapshot`` (relative paths in ``argv`` resolve inside it)."""
     if _alive(pid_file):
         raise ConfigError(f"a detached run is still going (pid {pid_file.read_text().strip()}); --attach or --stop")
     log.parent.mkdir(parents=True, exist_ok=True)
+    code = snapshot_checkout(snapshot)
+    env = step_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("SEQLAB_RESULTS_DIR", str(results_dir()))  # figures still land in this checkout
     with open(log, "a", encoding="utf-8") as out:
+        out.write(f"[suite] snapshot of {REPO} at {code}\n")
+        out.flush()
         proc = subprocess.Popen(
             [sys.executable, "-m", "seqlab.bench.suite", *argv],
-            cwd=REPO,
-            env=step_env(),
+            cwd=code,
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -302,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.attach:
             return attach(pid_file, log, args.wait)
         if args.detach:
-            detach(_without_detach(argv) + (["--", *extra] if extra else []), pid_file, log)
+            snapshot = Path(tempfile.gettempdir()) / "seqlab-detached" / path.stem
+            detach(_without_detach(argv) + (["--", *extra] if extra else []), pid_file, log, snapshot)
             return attach(pid_file, log, args.wait) if args.wait else 0
         if suite is None:
             cmd = compare_command(path, extra)
