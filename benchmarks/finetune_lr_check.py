@@ -3,9 +3,11 @@
     OMP_NUM_THREADS=1 python benchmarks/finetune_lr_check.py --compare-dir .devdata/cmp/m30k --lrs 2e-4 2e-5
 
 Builds the comparison's task on the CPU from its shared checkpoint (``DIR/pretrain``), runs ``--steps``
-training steps of ``--algorithm`` on the same batches at each learning rate (constant, bf16 off) and prints the
-mean sample reward of every step.  Writes ``<algo>_lr<lr>_reward_first`` / ``_reward_last`` (the mean of the
-first / last three steps) to benchmarks/results/finetune_lr_check.json.
+training steps of ``--algorithm`` on the same batches at each learning rate (bf16 off) and prints the mean sample
+reward of every step.  ``--init-state model`` (default): fresh Adam, constant lr after 20 warm-up steps;
+``--init-state full``: the comparison's protocol, continuing the checkpoint's Adam moments and inverse-sqrt
+schedule with the given peak lr.  Writes ``<algo>_lr<lr>[_full]_reward_first`` / ``_reward_last`` (the mean of
+the first / last three steps) to benchmarks/results/finetune_lr_check.json.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from seqlab.data.batching import collate
 from seqlab.train.trainer import Trainer
 
 
-def rewards_at(compare_dir: Path, algorithm: str, lr: float, steps: int, max_tokens: int) -> list[float]:
+def rewards_at(
+    compare_dir: Path, algorithm: str, lr: float, steps: int, max_tokens: int, init_state: str = "model"
+) -> list[float]:
     run = Path(tempfile.mkdtemp(prefix="seqlab_lr_check_"))
     shutil.copytree(compare_dir / "pretrain" / "tokenizers", run / "tokenizers")
     cfg = load_config(
@@ -36,10 +40,10 @@ def rewards_at(compare_dir: Path, algorithm: str, lr: float, steps: int, max_tok
             "train.tensorboard=false",
             "train.progress_bar=false",
             "train.bf16=false",
-            "train.scheduler=constant",
             f"train.init_from={compare_dir / 'pretrain' / 'checkpoint_best.pt'}",
             f"train.lr={lr}",
-            "train.warmup_steps=20",
+            *(["train.scheduler=constant", "train.warmup_steps=20"] if init_state == "model" else []),
+            f"train.init_state={init_state}",
         ],
     )
     trainer = Trainer(cfg, console=False)
@@ -62,15 +66,17 @@ def main() -> None:
     ap.add_argument("--lrs", nargs="+", type=float, default=[2e-4, 2e-5])
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--max-tokens", type=int, default=600)
+    ap.add_argument("--init-state", choices=("model", "full"), default="model")
     args = ap.parse_args()
     torch.set_num_threads(1)
     entries = []
     for lr in args.lrs:
-        r = rewards_at(args.compare_dir, args.algorithm, lr, args.steps, args.max_tokens)
+        r = rewards_at(args.compare_dir, args.algorithm, lr, args.steps, args.max_tokens, args.init_state)
+        tag = "_full" if args.init_state == "full" else ""
         for name, part in (("first", r[:3]), ("last", r[-3:])):
             entries.append(
                 results_io.entry(
-                    f"{args.algorithm}_lr{lr:g}_reward_{name}",
+                    f"{args.algorithm}_lr{lr:g}{tag}_reward_{name}",
                     round(sum(part) / len(part), 4),
                     "mean sample reward (sentence BLEU)",
                 )

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from seqlab.bench.results import REPO, results_dir
+from seqlab.bench.results import REPO, commit, results_dir
 from seqlab.config import ConfigError
 from seqlab.launch import job_env
 
@@ -234,6 +234,7 @@ def detach(argv: list[str], pid_file: Path, log: Path, snapshot: Path) -> None:
     env = step_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH", "")) if p)
     env.setdefault("SEQLAB_RESULTS_DIR", str(results_dir()))  # figures still land in this checkout
+    env.setdefault("SEQLAB_COMMIT", commit())  # the snapshot has no git history
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"[suite] snapshot of {REPO} at {code}\n")
         out.flush()
