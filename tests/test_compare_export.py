@@ -61,3 +61,21 @@ def test_export_writes_entries_and_copies_the_report(tmp_path, monkeypatch):
     assert (tmp_path / "rep" / "report.md").read_text() == "# report\n"
     with pytest.raises(ConfigError, match="no report"):
         export_results(tmp_path / "empty", settings)
+
+
+def test_a_label_suffix_names_the_rows_and_one_run_rows_get_a_plain_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQLAB_RESULTS_DIR", str(tmp_path / "results"))
+    out = tmp_path / "cmp"
+    (out / "report").mkdir(parents=True)
+    one_run = json.loads(json.dumps(SUMMARY))
+    one_run["test"]["wer"]["raml"].update(n=1, std=0.0)
+    (out / "report" / "summary.json").write_text(json.dumps(one_run))
+    export = f"export: {{results: r, prefix: p, label_suffix: _credit, report_dir: {tmp_path / 'rep'}}}\n"
+    settings = export_settings(suite(tmp_path, export), out)
+    assert settings.label_suffix == "_credit"
+    export_results(out, settings, command="c")
+    entries = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "r.json").read_text())}
+    assert entries["p_mle_credit_test_wer_mean"] == 40.0 and entries["p_raml_credit_test_wer_p_holm_vs_mle"] == 0.06
+    assert entries["p_raml_credit_test_wer"] == 42.0  # one run: also the plain name
+    assert "p_mle_credit_test_wer" not in entries and "p_mle_test_wer_mean" not in entries
+    assert entries["p_start_test_wer"] == entries["p_checkpoint_test_wer"] == 50.0

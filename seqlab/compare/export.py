@@ -5,6 +5,8 @@ report's files to ``<report_dir>/``.  A suite file (``--compare-config``) may se
 
     export: {results: compare_multi30k, prefix: multi30k_deen, split: test2016, report_dir: benchmarks/reports/m30k}
 
+``label_suffix`` goes after each row's label in the metric names (``_credit``: ``multi30k_deen_mle_credit_...``).
+
 Defaults: ``results`` = the suite file's name (else the comparison folder's), ``prefix`` = ``results``,
 ``split`` = ``test``, ``report_dir`` = ``benchmarks/reports/<results>``.
 """
@@ -34,6 +36,7 @@ class ExportSettings:
     prefix: str  # metric names <prefix>_<label>_<split>_<metric>_...
     split: str = "test"
     report_dir: str | None = None  # default benchmarks/reports/<results>
+    label_suffix: str = ""  # metric names <prefix>_<label><label_suffix>_<split>_... (e.g. _credit)
 
 
 def export_settings(compare_config: str | None, out: str | Path, name: str | None = None) -> ExportSettings:
@@ -54,6 +57,7 @@ def export_settings(compare_config: str | None, out: str | Path, name: str | Non
         prefix=str(given.get("prefix") or results),
         split=str(given.get("split") or "test"),
         report_dir=given.get("report_dir"),
+        label_suffix=str(given.get("label_suffix") or ""),
     )
 
 
@@ -66,7 +70,7 @@ def export_results(out: str | Path, settings: ExportSettings, command: str | Non
     if not (report / "summary.json").exists():
         raise ConfigError(f"{out}: no report to export (report/summary.json); run the comparison first")
     command = command or "seqlab " + shlex.join(sys.argv[1:])
-    rows = benchmark_entries(out, settings.prefix, settings.split)
+    rows = benchmark_entries(out, settings.prefix, settings.split, settings.label_suffix)
     path = results.write(settings.results, [results.entry(m, v, u, command) for m, v, u in rows])
     target = (
         Path(settings.report_dir) if settings.report_dir else results.REPO / "benchmarks" / "reports" / settings.results

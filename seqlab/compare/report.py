@@ -479,6 +479,8 @@ def plot_schedules(records: dict[str, list[RunRecord]], path: Path) -> Path | No
 #: significance level of the report's marks (after Holm's correction)
 ALPHA = 0.05
 START_LABEL = "start"  # the shared checkpoint, in summary.json and benchmark entries
+#: the shared checkpoint's names in benchmark entries (``checkpoint`` is the issues' name for it)
+START_NAMES = (START_LABEL, "checkpoint")
 START_DISPLAY = "shared MLE checkpoint (start)"
 
 
@@ -627,10 +629,13 @@ def _pretrain_score(out: Path, metric: str) -> float | None:
     return max(vals) if higher_is_better(metric) else min(vals)
 
 
-def benchmark_entries(out: str | Path, prefix: str, split_name: str = "test") -> list[tuple[str, float, str]]:
+def benchmark_entries(
+    out: str | Path, prefix: str, split_name: str = "test", label_suffix: str = ""
+) -> list[tuple[str, float, str]]:
     """(metric, value, unit) rows of a finished report for benchmark result files:
-    ``<prefix>_<label>_<split_name>_<metric>_{mean,std,min,max,n}``, ``..._p_vs_<baseline>`` (raw),
-    ``..._p_holm_vs_<baseline>`` and ``..._p_holm_vs_start``; ``<prefix>_start_<split_name>_<metric>`` (the shared
+    ``<prefix>_<label><label_suffix>_<split_name>_<metric>_{mean,std,min,max,n}`` (and without a suffix when one run
+    makes the row), ``..._p_vs_<baseline>`` (raw), ``..._p_holm_vs_<baseline>`` and ``..._p_holm_vs_start``;
+    ``<prefix>_start_<split_name>_<metric>`` and ``<prefix>_checkpoint_<split_name>_<metric>`` (the shared
     checkpoint); the same per extra test set ``NAME`` in place of ``<split_name>``."""
     summary = json.loads((Path(out) / "report" / "summary.json").read_text(encoding="utf-8"))
     primary, baseline = summary["primary_metric"], summary["baseline"]
@@ -651,22 +656,23 @@ def benchmark_entries(out: str | Path, prefix: str, split_name: str = "test") ->
             for label, st in by_label.items():
                 if not st["n"]:
                     continue
-                base = f"{prefix}_{label}_{set_name}_{metric}"
+                base = f"{prefix}_{label}{label_suffix}_{set_name}_{metric}"
                 rows += [(f"{base}_{k}", round(float(st[k]), 4), metric.upper()) for k in ("mean", "std", "min", "max")]
                 rows.append((f"{base}_n", int(st["n"]), "runs"))
+                if st["n"] == 1:
+                    rows.append((base, round(float(st["mean"]), 4), metric.upper()))
             if metric in start:
-                rows.append(
-                    (f"{prefix}_{START_LABEL}_{set_name}_{metric}", round(float(start[metric]), 4), metric.upper())
-                )
+                value = round(float(start[metric]), 4)
+                rows += [(f"{prefix}_{name}_{set_name}_{metric}", value, metric.upper()) for name in START_NAMES]
         for label, t in vs_base.items():
-            base = f"{prefix}_{label}_{set_name}_{primary}"
+            base = f"{prefix}_{label}{label_suffix}_{set_name}_{primary}"
             if set_name == split_name:  # the raw p-value, as before Holm's correction was reported
                 rows.append((f"{base}_p_vs_{baseline}", round(float(t["p_value"]), 4), "p-value"))
             rows.append((f"{base}_p_holm_vs_{baseline}", round(float(t.get("p_holm", t["p_value"])), 4), "p-value"))
         for label, t in vs_start.items():
             rows.append(
                 (
-                    f"{prefix}_{label}_{set_name}_{primary}_p_holm_vs_{START_LABEL}",
+                    f"{prefix}_{label}{label_suffix}_{set_name}_{primary}_p_holm_vs_{START_LABEL}",
                     round(float(t.get("p_holm", t["p_value"])), 4),
                     "p-value",
                 )
