@@ -4,16 +4,23 @@ the sampling loops captured as CUDA graphs and eager; and a check that both samp
     python benchmarks/bench_step_time.py --config configs/multi30k_transformer.yaml --steps 30 \\
         task.options.path=.devdata/multi30k
 
-Writes to benchmarks/results/step_time_<device>.json (``--name`` to change):
+Writes to benchmarks/results/step_time_<device>.json (``--name`` to change), one set per ``--paths`` entry:
 
-* ``<algo>_step_ms`` and ``<algo>_step_time_ratio_vs_mle``: the default path (sampling loops captured as CUDA
-  graphs on a GPU, :mod:`seqlab.decoding.sampling`);
-* ``<algo>_eager_step_ms`` and ``<algo>_eager_step_time_ratio_vs_mle``: the same with SEQLAB_SAMPLING_GRAPHS=0
-  (the sync-free eager loop), for the algorithms that sample from the model (``SAMPLING``);
+* ``<algo>_step_ms`` and ``<algo>_step_time_ratio_vs_mle``: the library's default path (``default``: sampling
+  loops eager, SEQLAB_SAMPLING_GRAPHS unset; greedy decodes such as self-critical baselines captured per shape);
+* ``<algo>_graph_step_ms`` / ``_graph_step_time_ratio_vs_mle``: the sampling loops captured as CUDA graphs too
+  (``graph``: SEQLAB_SAMPLING_GRAPHS=1, :mod:`seqlab.decoding.sampling`), for the algorithms that sample from the
+  model (``SAMPLING``);
+* ``<algo>_nographs_step_ms`` / ``_nographs_step_time_ratio_vs_mle``: no CUDA graph anywhere (``nographs``:
+  SEQLAB_CUDA_GRAPHS=0), for the same algorithms;
 * ``sampling_graph_equals_eager`` and ``mixture_graph_equals_eager`` (1 when the captured loop's tokens and
   log-probabilities equal the same fixed-shape loop run eagerly, on the same random stream, over ``--check-batches``
   real batches), and the fraction of rows equal to the dynamic-cache eager loop (``*_graph_vs_dynamic_rows_equal``:
   a different attention kernel, so float rounding may flip a draw now and then).
+
+Batch shapes vary from step to step, so a captured path pays its captures inside the timed steps (the count is
+printed): session 8 counted 22 sampling-loop and 26 greedy-graph shape keys in one epoch of Multi30k's 8,192-token
+batches, more than the graph cache holds.
 
 Without CUDA only the default (eager) path is measured and the check is skipped.
 """
@@ -37,7 +44,14 @@ from seqlab.data.batching import collate
 from seqlab.decoding import sampling
 from seqlab.train.trainer import Trainer
 
-ALL = "mle,noising,raml,alpha_dimt,erpo,scheduled_sampling,spg,pg,mixer,mixer_anneal,interpolation,ac,erac,vaml"
+#: the sampling algorithms first (the issue's targets), so a time limit loses the cheap ones
+ALL = "mle,interpolation,pg,spg,mixer,mixer_anneal,ac,erac,vaml,noising,raml,alpha_dimt,erpo,scheduled_sampling"
+#: how each ``--paths`` entry sets the graph switches (None: unset) and names its entries
+PATHS = {
+    "default": ({"SEQLAB_SAMPLING_GRAPHS": None, "SEQLAB_CUDA_GRAPHS": None}, ""),
+    "graph": ({"SEQLAB_SAMPLING_GRAPHS": "1", "SEQLAB_CUDA_GRAPHS": None}, "_graph"),
+    "nographs": ({"SEQLAB_SAMPLING_GRAPHS": "0", "SEQLAB_CUDA_GRAPHS": "0"}, "_nographs"),
+}
 #: the algorithms whose step runs a sampling loop (model samples or the token mixture)
 SAMPLING = {"pg", "spg", "mixer", "mixer_anneal", "interpolation", "ac", "erac"}
 #: overrides that put an algorithm in the phase worth timing (the critics' joint / target phase, not pre-training)
@@ -99,6 +113,15 @@ def first_batches(trainer: Trainer, count: int) -> list:
         if len(batches) >= count:
             break
     return batches
+
+
+def set_switches(switches: dict[str, str | None]) -> None:
+    """Set (or unset, for None) the CUDA-graph environment switches of one timed path."""
+    for key, value in switches.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def step_times(
@@ -185,8 +208,9 @@ def main() -> None:
     ap.add_argument("--tokenizers", help="that checkpoint's tokenizers folder (reused, not retrained)")
     ap.add_argument(
         "--paths",
-        default="graph,eager",
-        help="sampling loops to time on CUDA: graph (captured, the default) and/or eager",
+        default="default,graph,nographs",
+        help="what to time on CUDA (see the module doc): default, graph, nographs; the first is timed for every "
+        "algorithm, the others for the sampling ones",
     )
     ap.add_argument("--check-batches", type=int, default=4, help="batches of the graph == eager check (0: none)")
     ap.add_argument("--name", help="results file name (default step_time_<device>)")
@@ -202,7 +226,9 @@ def main() -> None:
     init = torch.load(args.init_from, map_location="cpu", weights_only=False)["model"] if args.init_from else None
     cuda = torch.cuda.is_available()
     name = args.name or f"step_time_{'cuda' if cuda else 'cpu'}"
-    paths = [p for p in args.paths.split(",") if p] if cuda else ["graph"]
+    paths = [p for p in args.paths.split(",") if p] if cuda else ["default"]
+    if unknown_paths := [p for p in paths if p not in PATHS]:
+        raise SystemExit(f"unknown paths {unknown_paths}; known: {', '.join(PATHS)}")
     medians: dict[str, float] = {}
 
     def record(entries: list[dict]) -> None:
@@ -211,8 +237,9 @@ def main() -> None:
 
     for algo in ["mle", *[a for a in algos if a != "mle"]]:
         for path in paths if algo in SAMPLING else paths[:1]:
-            os.environ["SEQLAB_SAMPLING_GRAPHS"] = "0" if path == "eager" else "1"
-            label = f"{algo}_eager" if path == "eager" and algo in SAMPLING else algo
+            switches, suffix = PATHS[path]
+            set_switches(switches)
+            label = f"{algo}{suffix}" if algo in SAMPLING else algo
             try:
                 trainer = make_trainer(args.config, algo, args.overrides, init, args.tokenizers)
             except Exception as e:  # an algorithm whose options differ: report it, measure the rest
@@ -221,14 +248,14 @@ def main() -> None:
             profile = args.profile / f"{label}.txt" if args.profile else None
             times, captures = step_times(trainer, args.steps, args.warmup, profile)
             t = medians[label] = statistics.median(times)
-            extra = f"  ({captures} loops captured in the timed pass)" if cuda and path == "graph" else ""
+            extra = f"  ({captures} sampling loops captured in the timed pass)" if cuda and path == "graph" else ""
             print(f"{label:26s} {t * 1000:9.1f} ms/step  x{t / medians['mle']:.2f}{extra}", flush=True)
             entries = [results_io.entry(f"{label}_step_ms", round(t * 1000, 2), "ms")]
             if algo != "mle":
                 entries.append(results_io.entry(f"{label}_step_time_ratio_vs_mle", round(t / medians["mle"], 3), "x"))
             record(entries)
             del trainer
-    os.environ["SEQLAB_SAMPLING_GRAPHS"] = "1"
+    set_switches(PATHS["default"][0])
     if cuda and args.check_batches > 0:
         trainer = make_trainer(args.config, "mle", args.overrides, init, args.tokenizers)
         record(check_graph_equals_eager(trainer, args.check_batches))
