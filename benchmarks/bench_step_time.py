@@ -39,6 +39,7 @@ import torch
 from seqlab.algorithms.base import ALGORITHMS, load_plugins
 from seqlab.bench import results as results_io
 from seqlab.bench.timing import timed_train_step
+from seqlab.compare.runner import uses_reward
 from seqlab.config import load_config
 from seqlab.data.batching import collate
 from seqlab.decoding import sampling
@@ -82,7 +83,12 @@ def profile_steps(trainer: Trainer, batches: list, path: Path) -> None:
 
 
 def make_trainer(
-    cfg_path: str, algo: str, overrides: list[str], init_state: dict | None, tokenizers: str | None
+    cfg_path: str,
+    algo: str,
+    overrides: list[str],
+    init_state: dict | None,
+    tokenizers: str | None,
+    reward: str | None = None,
 ) -> Trainer:
     run_dir = tempfile.mkdtemp(prefix=f"seqlab_step_{algo}_")
     if tokenizers:
@@ -96,6 +102,7 @@ def make_trainer(
             "train.progress_bar=false",
             "train.tensorboard=false",
             *PHASE_OVERRIDES.get(algo, []),
+            *([f"algorithm.options.reward={reward}"] if reward and uses_reward(algo) else []),
             *overrides,
         ],
     )
@@ -212,6 +219,7 @@ def main() -> None:
         help="what to time on CUDA (see the module doc): default, graph, nographs; the first is timed for every "
         "algorithm, the others for the sampling ones",
     )
+    ap.add_argument("--reward", help="the reward of every algorithm that takes one (e.g. rouge for summarization)")
     ap.add_argument("--check-batches", type=int, default=4, help="batches of the graph == eager check (0: none)")
     ap.add_argument("--name", help="results file name (default step_time_<device>)")
     ap.add_argument("--no-write", action="store_true")
@@ -241,7 +249,7 @@ def main() -> None:
             set_switches(switches)
             label = f"{algo}{suffix}" if algo in SAMPLING else algo
             try:
-                trainer = make_trainer(args.config, algo, args.overrides, init, args.tokenizers)
+                trainer = make_trainer(args.config, algo, args.overrides, init, args.tokenizers, args.reward)
             except Exception as e:  # an algorithm whose options differ: report it, measure the rest
                 print(f"{label:26s} skipped: {type(e).__name__}: {e}", flush=True)
                 break

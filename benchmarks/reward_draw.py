@@ -2,13 +2,15 @@
 
 For every on-track prefix y*_<t (t = 1 .. m-1) of the first N validation references of a task, the draw
 p(w) ∝ exp(c · ΔR(w | y*_<t, y*)) over the target vocabulary is computed exactly, with ΔR (sentence-BLEU
-increments) in each of the units of ``seqlab.erpo.proposals.REWARD_UNITS``.  Reported per unit and c: the
-probability that the draw lands on a token of the
+increments, or ``--reward``'s) in each of the units of ``seqlab.erpo.proposals.REWARD_UNITS``.  Reported per unit
+and c: the probability that the draw lands on a token of the
 reference's remaining part (positions ≥ t, its n-grams' tokens), on the reference's next token, and the
 draw's entropy against log V.  This is how ``reward_scale``'s default was chosen (README, "Decisions").
 
     python benchmarks/reward_draw.py --config configs/multi30k_transformer.yaml \
         task.options.path=../shared/data/multi30k --scales 1,3,10,30,100,300 --out reward_draw_multi30k
+    python benchmarks/reward_draw.py --config configs/aeslc_lstm.yaml --reward rouge --prefix aeslc_reward_draw \
+        task.options.path=../shared/data/aeslc --out reward_draw_aeslc
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def references(cfg, n: int, cache: Path) -> tuple[torch.Tensor, int]:
     return refs, task.tgt_tokenizer.vocab_size
 
 
-def measure(refs: torch.Tensor, vocab_size: int, scales: list[float], unit: str) -> dict[float, dict[str, float]]:
+def measure(
+    refs: torch.Tensor, vocab_size: int, scales: list[float], unit: str, reward: str = "bleu"
+) -> dict[float, dict[str, float]]:
     lengths = refs.ne(PAD_ID).sum(1) - 1
     sums = {c: {"in_remaining": 0.0, "next": 0.0, "entropy": 0.0} for c in scales}
     early = {c: {} for c in scales}  # position t -> mean P(in remaining), t = 1..5
@@ -46,7 +50,7 @@ def measure(refs: torch.Tensor, vocab_size: int, scales: list[float], unit: str)
     for t in range(1, int(lengths.max())):
         rows = (lengths > t).nonzero().squeeze(1)  # on-track prefixes with at least one token left
         ref = refs.index_select(0, rows)
-        delta = next_token_rewards("bleu", ref[:, :t], ref, vocab_size)  # [n, V]
+        delta = next_token_rewards(reward, ref[:, :t], ref, vocab_size)  # [n, V]
         remaining = torch.zeros_like(delta, dtype=torch.bool)
         body = ref[:, t:].masked_fill(ref[:, t:].eq(EOS_ID), PAD_ID)
         remaining.scatter_(1, body, True)
@@ -73,6 +77,7 @@ def main() -> None:
     p.add_argument("--cache", default="runs/reward_draw_tokenizers")
     p.add_argument("--out", default=None, help="benchmarks/results/<out>.json for the entries")
     p.add_argument("--prefix", default="multi30k_reward_draw")
+    p.add_argument("--reward", default="bleu", help="the sequence reward whose increments the draw uses (e.g. rouge)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     cfg = load_config(args.config, args.overrides)
@@ -81,7 +86,7 @@ def main() -> None:
     entries = []
     print(f"{len(refs)} references, V = {vocab}, log V = {math.log(vocab):.2f}")
     for unit in args.units.split(","):
-        for c, r in measure(refs, vocab, scales, unit).items():
+        for c, r in measure(refs, vocab, scales, unit, args.reward).items():
             print(
                 f"unit {unit:10s} c {c:6g}: in remaining {r['in_remaining']:.3f}  next {r['next']:.3f}  "
                 f"entropy {r['entropy']:.2f}  ({r['prefixes']} prefixes); in remaining at t = 1..5: "
