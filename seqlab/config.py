@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
+import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,24 +174,20 @@ def _build(cls: type, data: dict[str, Any], where: str, origins: Origins | None 
     return cls(**kwargs)
 
 
+#: the scalar annotations of config fields (each is ``X`` or ``X | None``), as types
+_SCALARS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+
+
 def _checked(value: Any, annotation: str, where: str) -> Any:
-    """``value`` as the scalar type ``annotation`` names (``int``, ``float | None``, ...), or a ConfigError.
-    Integers pass as floats and whole floats as integers; other annotations are not checked."""
-    kinds = {k.strip() for k in annotation.split("|")}
-    if value is None and "None" in kinds:
-        return None
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if "bool" in kinds and isinstance(value, bool):
+    """``value`` as the scalar type ``annotation`` names (``int``, ``float | None``, ...), by the one type check
+    of :func:`seqlab.registry.check_type` (integers pass as floats, whole floats as integers), or a ConfigError;
+    other annotations are not checked."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if not set(kinds) <= _SCALARS.keys() or kinds == ["None"]:
         return value
-    if "float" in kinds and number:
-        return float(value)
-    if "int" in kinds and number and float(value).is_integer():
-        return int(value)
-    if "str" in kinds and isinstance(value, str):
-        return value
-    if not kinds & {"bool", "float", "int", "str"}:
-        return value
-    raise ConfigError(f"{where}: expected {annotation}, got {value!r} ({type(value).__name__})")
+    from seqlab.registry import check_type  # the registry imports this module
+
+    return check_type(value, functools.reduce(operator.or_, (_SCALARS[k] for k in kinds)), where)
 
 
 def plain_data(value: Any, where: str) -> None:

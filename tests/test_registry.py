@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,3 +163,22 @@ def test_per_algorithm_facts_live_on_the_class():
     assert annealed("interpolation") and annealed("mixer") and not annealed("raml")
     assert display_name("alpha_dimt") == "α-DiMT" and display_name("my-label") == "my-label"
     assert ALGORITHMS["pg"].max_finetune_lr == 5e-5
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr=abc", "train.lr: expected float, got 'abc' (str)"),
+        ("train.max_steps=2.5", "train.max_steps: expected int | None, got 2.5 (float)"),
+        ("train.bf16=1", "train.bf16: expected bool, got 1 (int)"),
+        ("run_dir=5", "run_dir: expected str, got 5 (int)"),
+    ],
+)
+def test_config_fields_use_the_registry_type_check(override, message):
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "g2p_transformer.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_config(config, [override])
+    assert message in str(err.value)
+    cfg = load_config(config, ["train.lr=1", "train.max_steps=3.0", "train.max_minutes=null"])
+    assert (cfg.train.lr, cfg.train.max_steps, cfg.train.max_minutes) == (1.0, 3, None)
+    assert isinstance(cfg.train.lr, float) and isinstance(cfg.train.max_steps, int)
