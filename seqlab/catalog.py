@@ -119,7 +119,8 @@ def algorithm_summary(name: str) -> str:
 def options_of(options_cls: type, exclude: tuple[str, ...] = ()) -> list[Option]:
     """The fields of an options dataclass as :class:`Option` lines (help: the field's ``metadata["help"]``, else
     :data:`OPTION_HELP`)."""
-    from seqlab.registry import _type_name, option_fields
+    from seqlab.config import type_name
+    from seqlab.registry import option_fields
 
     out = []
     for name, (f, tp) in option_fields(options_cls, exclude).items():
@@ -128,7 +129,7 @@ def options_of(options_cls: type, exclude: tuple[str, ...] = ()) -> list[Option]
             if f.default is not dataclasses.MISSING
             else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         )
-        out.append(Option(name, default, _type_name(tp), f.metadata.get("help", OPTION_HELP.get(name, ""))))
+        out.append(Option(name, default, type_name(tp), f.metadata.get("help", OPTION_HELP.get(name, ""))))
     return out
 
 

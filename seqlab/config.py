@@ -8,6 +8,9 @@ import functools
 import math
 import operator
 import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,19 +177,77 @@ def _build(cls: type, data: dict[str, Any], where: str, origins: Origins | None 
     return cls(**kwargs)
 
 
+# --------------------------------------------------------------------------------------------- type checks
+def type_name(tp: Any) -> str:
+    """An annotation as it reads in an error message (``int``, ``float | None``)."""
+    if tp is type(None):
+        return "None"
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+#: what a value that does not fit a type becomes in :func:`_fit`
+_MISMATCH = object()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: scalar types: the value as that type, or ``_MISMATCH``
+_SCALAR_FITS: tuple[tuple[Any, Callable[[Any], Any]], ...] = (
+    (type(None), lambda v: None if v is None else _MISMATCH),
+    (None, lambda v: None if v is None else _MISMATCH),
+    (bool, lambda v: v if isinstance(v, bool) else _MISMATCH),
+    (float, lambda v: float(v) if _is_number(v) else _MISMATCH),
+    (int, lambda v: int(v) if _is_number(v) and float(v).is_integer() else _MISMATCH),
+    (str, lambda v: v if isinstance(v, str) else _MISMATCH),
+)
+
+
+def check_type(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp`` (a resolved annotation), or a ConfigError naming ``where``.  Integers pass as
+    floats, whole floats as integers, lists as tuples; ``Any`` and unknown types pass unchecked."""
+    checked = _fit(value, tp)
+    if checked is _MISMATCH:
+        raise ConfigError(f"{where}: expected {type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return checked
+
+
+def _fit(value: Any, tp: Any) -> Any:
+    """``value`` as type ``tp``, or ``_MISMATCH``: a union takes its first member that fits."""
+    origin = typing.get_origin(tp)
+    if tp is Any or tp is object:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        fits = (_fit(value, arg) for arg in typing.get_args(tp))
+        return next((f for f in fits if f is not _MISMATCH), _MISMATCH)
+    if origin is typing.Literal:
+        return value if value in typing.get_args(tp) else _MISMATCH
+    for scalar, fit in _SCALAR_FITS:
+        if tp is scalar:
+            return fit(value)
+    if tp in (list, tuple) or origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return _MISMATCH
+        return tuple(value) if (tp is tuple or origin is tuple) else list(value)
+    if tp is dict or origin is dict:
+        return value if isinstance(value, dict) else _MISMATCH
+    return value
+
+
 #: the scalar annotations of config fields (each is ``X`` or ``X | None``), as types
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 
 
 def _checked(value: Any, annotation: str, where: str) -> Any:
     """``value`` as the scalar type ``annotation`` names (``int``, ``float | None``, ...), by the one type check
-    of :func:`seqlab.registry.check_type` (integers pass as floats, whole floats as integers), or a ConfigError;
+    of :func:`check_type` (integers pass as floats, whole floats as integers), or a ConfigError;
     other annotations are not checked."""
     kinds = [k.strip() for k in annotation.split("|")]
     if not set(kinds) <= _SCALARS.keys() or kinds == ["None"]:
         return value
-    from seqlab.registry import check_type  # the registry imports this module
-
     return check_type(value, functools.reduce(operator.or_, (_SCALARS[k] for k in kinds)), where)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from seqlab.config import ConfigError, did_you_mean
+from seqlab.config import ConfigError, check_type, did_you_mean
 
 T = TypeVar("T")
 
@@ -151,64 +151,6 @@ def _load_entry_points() -> None:
 @dataclass
 class NoOptions:
     """A component without options."""
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "None"
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-#: what a value that does not fit a type becomes in :func:`_fit`
-_MISMATCH = object()
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-#: scalar types: the value as that type, or ``_MISMATCH``
-_SCALAR_FITS: tuple[tuple[Any, Callable[[Any], Any]], ...] = (
-    (type(None), lambda v: None if v is None else _MISMATCH),
-    (None, lambda v: None if v is None else _MISMATCH),
-    (bool, lambda v: v if isinstance(v, bool) else _MISMATCH),
-    (float, lambda v: float(v) if _is_number(v) else _MISMATCH),
-    (int, lambda v: int(v) if _is_number(v) and float(v).is_integer() else _MISMATCH),
-    (str, lambda v: v if isinstance(v, str) else _MISMATCH),
-)
-
-
-def check_type(value: Any, tp: Any, where: str) -> Any:
-    """``value`` as type ``tp`` (a resolved annotation), or a ConfigError naming ``where``.  Integers pass as
-    floats, whole floats as integers, lists as tuples; ``Any`` and unknown types pass unchecked."""
-    checked = _fit(value, tp)
-    if checked is _MISMATCH:
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    return checked
-
-
-def _fit(value: Any, tp: Any) -> Any:
-    """``value`` as type ``tp``, or ``_MISMATCH``: a union takes its first member that fits."""
-    origin = typing.get_origin(tp)
-    if tp is Any or tp is object:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        fits = (_fit(value, arg) for arg in typing.get_args(tp))
-        return next((f for f in fits if f is not _MISMATCH), _MISMATCH)
-    if origin is typing.Literal:
-        return value if value in typing.get_args(tp) else _MISMATCH
-    for scalar, fit in _SCALAR_FITS:
-        if tp is scalar:
-            return fit(value)
-    if tp in (list, tuple) or origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return _MISMATCH
-        return tuple(value) if (tp is tuple or origin is tuple) else list(value)
-    if tp is dict or origin is dict:
-        return value if isinstance(value, dict) else _MISMATCH
-    return value
 
 
 def option_fields(options_cls: type, exclude: tuple[str, ...] = ()) -> dict[str, tuple[dataclasses.Field, Any]]:
