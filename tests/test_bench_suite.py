@@ -91,8 +91,12 @@ def test_a_detached_run_works_from_a_snapshot_that_outlives_the_checkout(tmp_pat
     (checkout / "data" / "x.txt").write_text("from the snapshot\n")
     (checkout / "runs").mkdir()
     (checkout / "runs" / "big.pt").write_text("not copied")
-    snapshot = driver.snapshot_checkout(tmp_path / "snap", source=checkout)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "c.txt").write_text("linked\n")
+    (checkout / "linked").symlink_to(Path("..") / "corpus")  # a relative link out of the checkout
+    snapshot = driver.snapshot_checkout(tmp_path / "elsewhere" / "snap", source=checkout)
     assert (snapshot / "data" / "x.txt").read_text() == "from the snapshot\n"
+    assert (snapshot / "linked").is_symlink() and (snapshot / "linked" / "c.txt").read_text() == "linked\n"
     assert not (snapshot / "runs").exists()
 
     work = tmp_path / "w"

@@ -217,10 +217,16 @@ SNAPSHOT_IGNORE = shutil.ignore_patterns(".git", "runs", "__pycache__", "*.pt", 
 
 
 def snapshot_checkout(dest: Path, source: Path = REPO) -> Path:
-    """A fresh copy of the checkout ``source`` at ``dest`` (replacing an old one), less :data:`SNAPSHOT_IGNORE`."""
+    """A fresh copy of the checkout ``source`` at ``dest`` (replacing an old one), less :data:`SNAPSHOT_IGNORE`.
+    Links stay links (a linked corpus is not copied); relative ones are pointed at their absolute targets."""
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(source, dest, ignore=SNAPSHOT_IGNORE, symlinks=True)
+    for link in [p for p in dest.rglob("*") if p.is_symlink()]:
+        target = Path(os.readlink(link))
+        if not target.is_absolute():
+            link.unlink()
+            link.symlink_to(os.path.normpath(source / link.parent.relative_to(dest) / target))
     return dest
 
 
