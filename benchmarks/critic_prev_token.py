@@ -14,7 +14,11 @@ critic-only steps (the actor fixed, lr 1e-3, as in the credit check).  Three cri
     OMP_NUM_THREADS=1 python benchmarks/critic_prev_token.py --compare runs/credit_g2p_cpu --steps 150
 
 Entries ``g2p_cpu_critic_<critic>_prev_argmax_share_step<k>`` (and ``_prev_minus_mean_``, ``_spread_``) in
-``benchmarks/results/credit_g2p_<device>.json``.
+``benchmarks/results/credit_g2p_<device>.json``.  Any comparison's pre-training works (``--reward``, ``--prefix``
+and ``--results`` name the task), e.g. Multi30k with the BLEU reward:
+
+    python benchmarks/critic_prev_token.py --compare DIR --reward bleu --prefix multi30k_cpu \
+        --results credit_multi30k_cpu
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--reward", default="neg_edit", help="the critic's reward (neg_edit for G2P, bleu for MT)")
+    ap.add_argument("--prefix", default="g2p_cpu", help="entries <prefix>_critic_<critic>_<metric>_step<k>")
+    ap.add_argument("--results", help="results file name (default credit_g2p_<device>)")
+    ap.add_argument("--critics", default=",".join(CRITICS), help=f"which of {', '.join(CRITICS)}")
     args = ap.parse_args()
     pre = Path(args.compare) / "pretrain"
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,10 +112,10 @@ def main() -> int:
             tgt_tokenizer=trainer.task.tgt_tokenizer,
         )
         results: dict[str, dict[int, dict[str, float]]] = {}
-        for name, head_init in CRITICS.items():
+        for name, head_init in [(c, CRITICS[c]) for c in args.critics.split(",") if c]:
             torch.manual_seed(args.seed)
             options = {
-                "reward": "neg_edit",
+                "reward": args.reward,
                 "scale_by_length": False,
                 "num_samples": 2,
                 "critic_patience": None,
@@ -142,14 +150,14 @@ def main() -> int:
     if not args.no_export:
         command = " ".join(["python", "benchmarks/critic_prev_token.py", *sys.argv[1:]])
         entries = [
-            results_io.entry(f"g2p_cpu_critic_{name}_{metric}_step{k}", round(v, 4), metric, command)
+            results_io.entry(f"{args.prefix}_critic_{name}_{metric}_step{k}", round(v, 4), metric, command)
             for name, by_step in results.items()
             for k, r in by_step.items()
             for metric, v in r.items()
             if metric in ("prev_argmax_share", "prev_minus_mean", "spread")
         ]
         device = "cuda" if args.device.startswith("cuda") else "cpu"
-        print(results_io.write(f"credit_g2p_{device}", entries))
+        print(results_io.write(args.results or f"credit_g2p_{device}", entries))
     return 0
 
 
