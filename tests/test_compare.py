@@ -222,24 +222,8 @@ def test_cli_flags_build_the_spec(tmp_path):
     )
     with pytest.raises(ConfigError, match="budget"):
         build_spec(bad)
-    bad = parser.parse_args(
-        [
-            "compare",
-            "--config",
-            str(cfg),
-            "--algorithms",
-            "mle",
-            "--seeds",
-            "1",
-            "--budget-steps",
-            "3",
-            "--out",
-            str(tmp_path / "o"),
-            "pg:train.lr=1",
-        ]
-    )
     with pytest.raises(ConfigError, match="not in --algorithms"):
-        build_spec(bad)
+        build_spec_args(tmp_path, ["pg:train.lr=1"])
 
 
 def test_detect_gpus(monkeypatch):
