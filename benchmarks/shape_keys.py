@@ -1,0 +1,70 @@
+"""How many shapes the captured sampling and greedy loops meet in one epoch of real training batches.
+
+A captured loop is reused only when a batch falls in the same shape bucket (rows, source width, step budget;
+:mod:`seqlab.decoding.sampling` and :mod:`seqlab.decoding.graphs`), so the number of distinct keys per epoch against
+what the graph cache holds says whether captures amortise.  Counted on the CPU from the trainer's own batches:
+
+    python benchmarks/shape_keys.py --config configs/multi30k_transformer.yaml task.options.path=.devdata/multi30k
+
+Entries ``<prefix>_sampling_loop_keys_per_epoch``, ``<prefix>_greedy_graph_keys_per_epoch`` and
+``<prefix>_batches_per_epoch`` in benchmarks/results/shape_keys_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+from seqlab.bench import results as results_io
+from seqlab.config import load_config
+from seqlab.data.batching import collate
+from seqlab.data.vocab import PAD_ID
+from seqlab.decoding.graphs import SOURCE_BUCKET, STEP_BUCKET, bucket_rows, round_up
+from seqlab.decoding.sampling import bucket_sample_rows
+from seqlab.train.trainer import Trainer
+
+#: a tiny model: only the batches matter here
+TINY = [
+    "model.options.d_model=32",
+    "model.options.ffn_dim=32",
+    "model.options.n_heads=2",
+    "model.options.encoder_layers=1",
+    "model.options.decoder_layers=1",
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
+    ap.add_argument("--samples", type=int, default=4, help="model samples per source (K)")
+    ap.add_argument("--max-len-a", type=float, default=1.5)
+    ap.add_argument("--max-len-b", type=int, default=10)
+    ap.add_argument("--prefix", default="multi30k")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as run_dir:
+        fixed = [f"run_dir={run_dir}", "train.device=cpu", "train.tensorboard=false", *TINY]
+        trainer = Trainer(load_config(args.config, [*fixed, *args.overrides]), console=False)
+        trainer.sampler.set_epoch(0)
+        sampling, greedy, batches = set(), set(), 0
+        for indices in trainer.sampler:
+            src = collate(trainer.train_data, indices).src
+            steps = int((args.max_len_a * src.ne(PAD_ID).sum(1)).long().max()) + args.max_len_b
+            width, budget = round_up(src.size(1), SOURCE_BUCKET), round_up(steps, STEP_BUCKET)
+            sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
+            greedy.add((bucket_rows(src.size(0)), width, budget))
+            batches += 1
+        trainer.close()
+    print(f"{batches} batches: {len(sampling)} sampling-loop keys (K = {args.samples}), {len(greedy)} greedy keys")
+    if not args.no_write:
+        entries = [
+            results_io.entry(f"{args.prefix}_sampling_loop_keys_per_epoch", len(sampling), "shape keys"),
+            results_io.entry(f"{args.prefix}_greedy_graph_keys_per_epoch", len(greedy), "shape keys"),
+            results_io.entry(f"{args.prefix}_batches_per_epoch", batches, "batches"),
+        ]
+        print(results_io.write("shape_keys_cpu", entries))
+
+
+if __name__ == "__main__":
+    main()
