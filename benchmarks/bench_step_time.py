@@ -19,8 +19,8 @@ Writes to benchmarks/results/step_time_<device>.json (``--name`` to change), one
   a different attention kernel, so float rounding may flip a draw now and then).
 
 Batch shapes vary from step to step, so a captured path pays its captures inside the timed steps (the count is
-printed): session 8 counted 22 sampling-loop and 26 greedy-graph shape keys in one epoch of Multi30k's 8,192-token
-batches, more than the graph cache holds.
+printed): one epoch of Multi30k's 8,192-token batches has 22 sampling-loop and 26 greedy-graph shape keys
+(``benchmarks/shape_keys.py``), more than the graph cache holds.
 
 Without CUDA only the default (eager) path is measured and the check is skipped.
 """
