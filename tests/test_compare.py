@@ -175,6 +175,14 @@ def test_plan_runs_share_checkpoint_budget_and_per_algorithm_overrides(tmp_path)
     assert "train.init_from=null" in scratch
 
 
+def test_queue_first_moves_the_named_labels_runs_to_the_front(tmp_path):
+    spec = spec_for(tmp_path, algorithms=["mle", "raml", "pg"], queue_first=["pg", "raml"])
+    names = [r.name for r in plan_runs(spec, Path(spec.out))]
+    assert names == ["pg/seed1", "pg/seed2", "raml/seed1", "raml/seed2", "mle/seed1", "mle/seed2"]
+    with pytest.raises(ConfigError, match=r"queue_first names \['spg'\]"):
+        plan_runs(spec_for(tmp_path, algorithms=["mle", "pg"], queue_first=["spg"]), Path(spec.out))
+
+
 def test_runs_share_the_checkpoints_tokenizers(tmp_path):
     import torch
 

@@ -84,6 +84,9 @@ class CompareSpec:
     label_smoothing: float | None = None  # of every run (None: the task config's train.label_smoothing)
     allow_short_schedules: bool = False  # let runs whose schedules pass < 3 stages in the budget train anyway
     extra_tests: dict[str, list[str]] = field(default_factory=dict)  # NAME -> [SRC, REF]: more test sets
+    # labels whose runs (every seed, in this order) are queued before the rest: the longest runs first, so the
+    # comparison's last runs are short ones and its GPUs stay busy to the end; the results do not depend on it
+    queue_first: list[str] = field(default_factory=list)
 
     def variant(self, label: str) -> Variant:
         spec = self.variants.get(label, {})
@@ -303,7 +306,18 @@ def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
                 *(["train.allow_short_schedules=true"] if spec.allow_short_schedules else []),
             ]
             runs.append(Run(f"{label}/seed{seed}", rd, overrides))
-    return runs
+    return queued_first(runs, spec)
+
+
+def queued_first(runs: list[Run], spec: CompareSpec) -> list[Run]:
+    """``runs`` with those of ``spec.queue_first``'s labels moved to the front: label by label in that order,
+    seeds outermost within each; the rest keep their order."""
+    unknown = [label for label in spec.queue_first if label not in spec.algorithms]
+    if unknown:
+        raise ConfigError(f"queue_first names {unknown}, which are not in the comparison's algorithms")
+    label_of = {run.name: run.name.rsplit("/", 1)[0] for run in runs}
+    first = [run for label in spec.queue_first for run in runs if label_of[run.name] == label]
+    return first + [run for run in runs if label_of[run.name] not in spec.queue_first]
 
 
 # ---------------------------------------------------------------------------------------------- schedules
