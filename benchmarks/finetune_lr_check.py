@@ -6,8 +6,9 @@ Builds the comparison's task on the CPU from its shared checkpoint (``DIR/pretra
 training steps of ``--algorithm`` on the same batches at each learning rate (bf16 off) and prints the mean sample
 reward of every step.  ``--init-state model`` (default): fresh Adam, constant lr after 20 warm-up steps;
 ``--init-state full``: the comparison's protocol, continuing the checkpoint's Adam moments and inverse-sqrt
-schedule with the given peak lr.  Writes ``<algo>_lr<lr>[_full]_reward_first`` / ``_reward_last`` (the mean of
-the first / last three steps) to benchmarks/results/finetune_lr_check.json.
+schedule with the given peak lr.  ``--set`` passes more config overrides (named in the entries by ``--tag``).
+Writes ``<algo>_lr<lr>[_full][_<tag>]_reward_first`` / ``_reward_last`` (the mean of the first / last three
+steps) to benchmarks/results/finetune_lr_check.json.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from seqlab.train.trainer import Trainer
 
 
 def rewards_at(
-    compare_dir: Path, algorithm: str, lr: float, steps: int, max_tokens: int, init_state: str = "model"
+    compare_dir: Path,
+    algorithm: str,
+    lr: float,
+    steps: int,
+    max_tokens: int,
+    init_state: str = "model",
+    overrides: tuple[str, ...] = (),
 ) -> list[float]:
     run = Path(tempfile.mkdtemp(prefix="seqlab_lr_check_"))
     shutil.copytree(compare_dir / "pretrain" / "tokenizers", run / "tokenizers")
@@ -44,6 +51,7 @@ def rewards_at(
             f"train.lr={lr}",
             *(["train.scheduler=constant", "train.warmup_steps=20"] if init_state == "model" else []),
             f"train.init_state={init_state}",
+            *overrides,
         ],
     )
     trainer = Trainer(cfg, console=False)
@@ -67,12 +75,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--max-tokens", type=int, default=600)
     ap.add_argument("--init-state", choices=("model", "full"), default="model")
+    ap.add_argument("--set", nargs="*", default=[], help="more config overrides, e.g. algorithm.options.baseline=mean")
+    ap.add_argument("--tag", default="", help="added to the entry names (say what --set changed)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     entries = []
     for lr in args.lrs:
-        r = rewards_at(args.compare_dir, args.algorithm, lr, args.steps, args.max_tokens, args.init_state)
-        tag = "_full" if args.init_state == "full" else ""
+        r = rewards_at(
+            args.compare_dir, args.algorithm, lr, args.steps, args.max_tokens, args.init_state, tuple(args.set)
+        )
+        tag = ("_full" if args.init_state == "full" else "") + (f"_{args.tag}" if args.tag else "")
         for name, part in (("first", r[:3]), ("last", r[-3:])):
             entries.append(
                 results_io.entry(

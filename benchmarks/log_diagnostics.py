@@ -1,0 +1,107 @@
+"""What the algorithms of a comparison did, from its runs' own logs: the quantities that show an algorithm does what
+its paper defines (λ per step, the drawn shares, the reward draw's entropy, the weight on the reference, the MIXER
+prefix, P(truth)) and whether a run collapsed (sample reward and greedy validation BLEU early and late).
+
+For every algorithm label of ``OUT/runs`` and every logged quantity among ``--keys``: ``<prefix>_<label>_<key>_min``
+and ``_max`` over all seeds and logged steps, and ``_first`` / ``_last`` (the mean over seeds of each run's first and
+last logged value); for the greedy validation BLEU also ``valid_bleu_first`` (the first evaluation, mean over
+seeds) and ``valid_bleu_lowest`` (each run's lowest, mean over seeds).
+
+    python benchmarks/log_diagnostics.py --out runs/multi30k_erpo --prefix multi30k_deen --results multi30k_erpo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from seqlab.bench import results as results_io
+
+KEYS = (
+    "reward",
+    "advantage_abs",
+    "grad_norm",
+    "reward_entropy",
+    "reward_draw_in_reference",
+    "share_data",
+    "share_reward",
+    "share_model",
+    "lambda1",
+    "lambda2",
+    "lambda3",
+    "weight_on_reference",
+    "effective_samples",
+    "prefix",
+    "truth_prob",
+)
+
+
+def read_log(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def series(records: list[dict], kind: str, key: str) -> list[float]:
+    return [float(r[key]) for r in records if r.get("kind") == kind and isinstance(r.get(key), (int, float))]
+
+
+def label_entries(prefix: str, label: str, logs: list[list[dict]], keys: tuple[str, ...]) -> list[dict]:
+    """The entries of one algorithm label from its seeds' logs."""
+    entries = []
+    name = f"{prefix}_{label}"
+    for key in keys:
+        runs = [s for s in (series(log, "train", key) for log in logs) if s]
+        if not runs:
+            continue
+        values = [v for s in runs for v in s]
+        for stat, value in (
+            ("min", min(values)),
+            ("max", max(values)),
+            ("first", statistics.mean(s[0] for s in runs)),
+            ("last", statistics.mean(s[-1] for s in runs)),
+        ):
+            entries.append(results_io.entry(f"{name}_{key}_{stat}", round(value, 4), f"logged {key} ({stat})"))
+    valid = [s for s in (series(log, "valid", "bleu") for log in logs) if s]
+    if valid:
+        n = len(valid)
+        entries.append(
+            results_io.entry(
+                f"{name}_valid_bleu_first",
+                round(statistics.mean(s[0] for s in valid), 2),
+                f"greedy valid BLEU at the first evaluation (mean of {n} seeds)",
+            )
+        )
+        entries.append(
+            results_io.entry(
+                f"{name}_valid_bleu_lowest",
+                round(statistics.mean(min(s) for s in valid), 2),
+                f"each run's lowest greedy valid BLEU (mean of {n} seeds)",
+            )
+        )
+    return entries
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="the comparison's output folder (its runs/ are read)")
+    p.add_argument("--prefix", required=True, help="metric name prefix, e.g. multi30k_deen")
+    p.add_argument("--results", required=True, help="results file name under benchmarks/results (no .json)")
+    p.add_argument("--keys", default=",".join(KEYS), help="logged quantities to report")
+    args = p.parse_args()
+    keys = tuple(k for k in args.keys.split(",") if k)
+    runs = args.out / "runs"
+    if not runs.is_dir():
+        raise SystemExit(f"{runs}: no such folder (give the comparison's --out)")
+    entries = []
+    for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
+        logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
+        entries += label_entries(args.prefix, label_dir.name, logs, keys)
+    for e in entries:
+        print(f"{e['metric']:60s} {e['value']}")
+    print(f"{len(entries)} entries -> {results_io.write(args.results, entries)}")
+
+
+if __name__ == "__main__":
+    main()
