@@ -278,3 +278,22 @@ def test_the_trainer_logs_kl_and_reward_std_and_keeps_the_start_as_reference(tmp
     for name, value in start.items():
         assert torch.equal(state["algorithm"][f"reference.model.{name}"], value), name
     assert pg["steps"] == 4
+
+
+def test_the_self_critical_baseline_decodes_eagerly(monkeypatch):
+    """Training batches have more shapes than the CUDA-graph cache holds: PG's greedy baseline asks for the eager
+    search (static=False), and its reward is the greedy decode's."""
+    import seqlab.algorithms.policy as policy
+
+    calls = []
+    real = policy.greedy_search
+
+    def spy(model, src, **kw):
+        calls.append(kw.get("static"))
+        return real(model, src, **kw)
+
+    monkeypatch.setattr(policy, "greedy_search", spy)
+    algo = build_algorithm("pg", ctx(), {"num_samples": 2, "baseline": "greedy", "reward": "neg_edit"})
+    model = ctx().build_model()
+    loss, stats, _ = loss_at(algo, model)
+    assert calls == [False] and torch.isfinite(loss) and "advantage_abs" in stats

@@ -106,3 +106,25 @@ def test_a_detached_run_works_from_a_snapshot_that_outlives_the_checkout(tmp_pat
     assert driver.main([str(path), "--detach", "--wait", "60"]) == 0
     log = (work / "suite.log").read_text()
     assert str(tmp_path / "tmp" / "seqlab-detached" / path.stem) in log  # the step ran inside the snapshot
+
+
+def test_a_terminated_driver_ends_its_running_step(tmp_path):
+    """SIGTERM to the driver (kill, timeout(1)) ends the step it runs, which sits in a session of its own."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "step.pid"
+    step = tmp_path / "step.py"
+    step.write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)\n")
+    path = write_suite(tmp_path, f"steps:\n  - {{name: s, run: '{sys.executable} {step}'}}\n")
+    driver_proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "run.py"), str(path)], cwd=REPO)
+    while not pid_file.exists() or not pid_file.read_text():
+        assert driver_proc.poll() is None, "the driver ended before its step started"
+        time.sleep(0.1)
+    step_pid = int(pid_file.read_text())
+    driver_proc.send_signal(signal.SIGTERM)
+    assert driver_proc.wait(timeout=120) == 128 + signal.SIGTERM  # a guard against a hang, not a speed check
+    with pytest.raises(ProcessLookupError):
+        os.kill(step_pid, 0)

@@ -107,7 +107,11 @@ class PolicyGradient(SamplingAlgorithm):
         )
 
     def greedy_reward(self, step: Step) -> torch.Tensor:
-        """The reward of the greedy decode of each source [B] (the self-critical baseline)."""
+        """The reward of the greedy decode of each source [B] (the self-critical baseline).  The decode is eager
+        (``static=False``): training batches have more shapes than the CUDA-graph cache holds (26 greedy keys in
+        one Multi30k epoch, benchmarks/shape_keys.py), so a captured search would be captured anew at almost every
+        step; on one H200 PG's step took 833 ms with the captured baseline and 760 ms without any graph even while
+        six other runs shared the GPU (BENCHMARKS.md, step time per algorithm)."""
         with torch.no_grad(), eval_mode(step.model), record_function("seqlab.greedy_baseline"):
             greedy = greedy_search(
                 step.model,
@@ -115,6 +119,7 @@ class PolicyGradient(SamplingAlgorithm):
                 enc=step.enc,
                 max_len_a=self.options.max_len_a,
                 max_len_b=self.options.max_len_b,
+                static=False,
             )
         return self.reward(greedy.tokens, step.batch.tgt, step.batch.src)
 

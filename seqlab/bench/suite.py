@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,24 +138,47 @@ def step_env() -> dict[str, str]:
     return job_env(None)
 
 
+class Terminated(Exception):
+    """The driver was sent SIGTERM (``kill``, ``timeout(1)``): its running step is ended with it."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _end_group(proc: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to the step's process group, then SIGKILL if it is still there after 30 s."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
+
+
 def run_command(argv: list[str], timeout: float | None, env: dict[str, str] | None = None) -> int:
     """Run ``argv`` from the checkout's root in its own process group; at ``timeout`` the whole group is killed
-    (exit status 124, as ``timeout(1)``)."""
+    (exit status 124, as ``timeout(1)``).  The group is ended too when the driver is interrupted or terminated
+    (SIGTERM is then raised here as :class:`Terminated`), so that no step outlives the driver."""
     proc = subprocess.Popen(argv, cwd=REPO, env=env or step_env(), start_new_session=True)
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set a signal handler
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _end_group(proc, signal.SIGTERM)
         return 124
     except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait()
+        _end_group(proc, signal.SIGINT)
         raise
+    except Terminated:
+        _end_group(proc, signal.SIGTERM)
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_steps(suite: Suite, values: dict[str, Any], only: list[str], dry_run: bool = False) -> int:
@@ -348,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"run.py: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("[suite] terminated; the running step was ended with it", file=sys.stderr, flush=True)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":
