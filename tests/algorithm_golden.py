@@ -30,7 +30,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("erpo_model", "erpo", {"alpha": 0.1, "beta": 0.5, "proposal": "model", "num_samples": 3}),
     ("erpo_delta", "erpo", {"reward": "delta", "num_samples": 3}),
     ("spg", "spg", {"alpha": 0.2, "num_samples": 3}),
-    ("pg_greedy", "pg", {"num_samples": 2, "mle_weight": 0.5}),
+    ("pg_greedy", "pg", {"baseline": "greedy", "num_samples": 2, "mle_weight": 0.5}),
     ("pg_mean", "pg", {"baseline": "mean", "num_samples": 3}),
     ("mixer", "mixer", {"num_samples": 2, "prefix": 2}),
     ("interpolation", "interpolation", {"lambdas": [0.3, 0.3, 0.4], "reward_scale": 5.0}),
