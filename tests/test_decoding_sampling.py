@@ -14,7 +14,8 @@ import torch
 from tiny import TableModel, make_targets
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from seqlab.decoding import greedy_search, sample
+from seqlab.decoding import greedy_search, sample, sampling
+from seqlab.decoding.graphs import SharedBuffers
 from seqlab.decoding.sampling import DrawSpec, SamplingLoop, inverse_cdf, pad_encoded, run_loop
 from seqlab.decoding.search import max_lengths
 from seqlab.erpo.proposals import RewardDraw, reward_draw_logits, token_mixture
@@ -318,6 +319,50 @@ def test_a_reused_static_loop_equals_a_fresh_one():
     assert again.stats == pytest.approx(expected.stats)
 
 
+def test_shared_buffers_give_views_of_one_memory_and_count_growths():
+    buffers = SharedBuffers()
+    a = buffers.view("k", (2, 3), torch.float32, torch.device("cpu"))
+    b = buffers.view("k", (3,), torch.float32, torch.device("cpu"))
+    assert a.data_ptr() == b.data_ptr() and buffers.generation == 0 and float(a.abs().sum()) == 0.0
+    other = buffers.view("v", (2, 3), torch.float32, torch.device("cpu"))
+    assert other.data_ptr() != a.data_ptr() and buffers.nbytes() == 2 * 6 * 4
+    grown = buffers.view("k", (4, 3), torch.float32, torch.device("cpu"))
+    assert buffers.generation == 1 and grown.data_ptr() != a.data_ptr() and buffers.nbytes() == (12 + 6) * 4
+
+
+def test_static_loops_of_several_shapes_share_their_kv_memory_and_match_private_caches(monkeypatch):
+    """Static loops of different shapes take their K/V caches from the same shared memory; run interleaved, each
+    gives what a loop with caches of its own gives (a loop writes position t before reading it)."""
+    model = tiny_transformer(5)
+    spec = DrawSpec()
+
+    def inputs(seed: int, rows: int):
+        src = random_targets(seed, rows=rows, longest=6)
+        limits = max_lengths(src, 1.5, 10, 256)
+        u = torch.rand(int(limits.max()), rows, 1, generator=torch.Generator().manual_seed(seed))
+        return pad_encoded(model.encode(src), rows, 8), limits, u
+
+    def run(seed: int, rows: int, steps: int):
+        loop = SamplingLoop(model, spec, inputs(seed, rows)[0], rows, steps, 8, V, "cpu", "static")
+        return loop, loop.load(*inputs(seed, rows)).run(rows, steps)
+
+    sampling.clear_loops()
+    shared = [run(seed, rows, steps) for seed, rows, steps in ((1, 4, 32), (2, 8, 48), (3, 4, 32), (1, 4, 32))]
+    ptrs = {loop.state["self"][0]["k_buf"].data_ptr() for loop, _ in shared}
+    assert len(ptrs) <= 2  # one memory (two if the second, larger loop grew it)
+    monkeypatch.setattr(sampling, "takes_shared_buffers", lambda model: False)
+    private = [run(seed, rows, steps) for seed, rows, steps in ((1, 4, 32), (2, 8, 48), (3, 4, 32), (1, 4, 32))]
+    for (_, got), (_, expected) in zip(shared, private, strict=True):
+        assert torch.equal(got.tokens, expected.tokens)
+        torch.testing.assert_close(got.log_probs, expected.log_probs, atol=1e-6, rtol=0)
+    assert torch.equal(shared[0][1].tokens, shared[3][1].tokens)
+    wide, later = shared[1][0], shared[2][0]  # made after the last growth: one memory
+    assert wide.state["self"][0]["k_buf"].data_ptr() == later.state["self"][0]["k_buf"].data_ptr()
+    assert wide.state["mem_k"][0].data_ptr() == later.state["mem_k"][0].data_ptr()
+    rerun = wide.load(*inputs(2, 8)).run(8, 48)  # after the later loop wrote over the memory
+    assert torch.equal(rerun.tokens, private[1][1].tokens)
+
+
 # --------------------------------------------------------------------------- CUDA graphs
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_captured_loops_equal_eager_on_the_gpu(monkeypatch):
@@ -346,3 +391,34 @@ def test_captured_loops_equal_eager_on_the_gpu(monkeypatch):
             draws.append(token_mixture(model, enc, src, torch.tensor(lam), reward_scale=10.0, mode=mode))
         for d in draws[1:]:
             assert torch.equal(d.tokens, draws[0].tokens) and torch.equal(d.components, draws[0].components)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_captured_loops_of_several_shapes_share_memory_and_equal_eager(monkeypatch):
+    """Captured loops of different shapes share their K/V memory and one graph pool: replayed interleaved, each
+    equals the eager static loop."""
+    model = (
+        build_model(
+            "transformer", 64, 64, d_model=64, n_heads=4, ffn_dim=128, encoder_layers=2, decoder_layers=2, dropout=0.0
+        )
+        .cuda()
+        .eval()
+    )
+    batches = [
+        random_targets(seed, rows=rows, longest=longest, high=64).cuda()
+        for seed, rows, longest in ((5, 37, 15), (6, 90, 7), (7, 20, 30))
+    ]
+    outputs = {}
+    for mode in ("graph", "static"):
+        monkeypatch.setenv("SEQLAB_SAMPLING_GRAPHS", "1" if mode == "graph" else "0")
+        sampling.clear_loops()
+        for i in (0, 1, 2, 0, 2, 1):  # interleaved: each shape's loop is replayed after the others ran
+            torch.manual_seed(i)
+            out = sample(model, batches[i], num_samples=4, static=True)
+            if (mode, i) in outputs:
+                assert torch.equal(out.tokens, outputs[mode, i].tokens)
+            else:
+                outputs[mode, i] = out
+    for i in range(3):
+        assert torch.equal(outputs["graph", i].tokens, outputs["static", i].tokens)
+        assert torch.equal(outputs["graph", i].token_log_probs, outputs["static", i].token_log_probs)

@@ -25,8 +25,9 @@ STEP_BUCKET = 16
 ROW_BUCKET = 16
 MAX_GRAPHS = 48
 #: the static buffers (KV caches, encoder states, logits) all cached graphs may hold together, in MiB.  Training
-#: samples (K x batch rows) need ~4 GiB per shape on Multi30k and shapes vary from batch to batch: without a
-#: byte bound the cache alone filled a GPU.  ``SEQLAB_GRAPH_CACHE_MB`` overrides it.
+#: samples (K x batch rows) need ~4 GiB of K/V cache per shape on Multi30k and shapes vary from batch to batch:
+#: without a byte bound the cache alone filled a GPU.  The sampling loops now take their K/V caches from one
+#: shared memory (:class:`SharedBuffers`), which counts once.  ``SEQLAB_GRAPH_CACHE_MB`` overrides it.
 DEFAULT_GRAPH_CACHE_MB = 8192
 
 
@@ -142,6 +143,41 @@ def stepper_for(model: Any, enc: Encoded, max_len: int, graph: bool) -> StaticSt
     _CACHE[key] = stepper
     evict(_CACHE, MAX_GRAPHS, graph_cache_bytes())
     return stepper
+
+
+class SharedBuffers:
+    """Zero-initialised flat buffers that fixed-shape loops take views of, one per name (and dtype, device).
+
+    The captured sampling loops of different shapes never run at the same time, so their largest buffers (the
+    self-attention K/V caches, ``steps`` long for every row) can be views of the same memory: a loop writes
+    position t before it reads it, and positions past t are masked.  A name's buffer grows to the largest view
+    asked for; a growth moves it, so :attr:`generation` counts growths and loops made before one are dropped
+    (their graphs point at the old memory)."""
+
+    def __init__(self) -> None:
+        self.flat: dict[tuple, torch.Tensor] = {}
+        self.generation = 0
+
+    def view(self, name: Any, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A tensor of ``shape`` over the buffer of ``name`` (grown, and :attr:`generation` bumped, if too
+        small)."""
+        key = (name, dtype, torch.device(device))
+        numel = 1
+        for n in shape:
+            numel *= n
+        flat = self.flat.get(key)
+        if flat is None or flat.numel() < numel:
+            if flat is not None:
+                self.generation += 1
+            flat = self.flat[key] = torch.zeros(numel, dtype=dtype, device=device)
+        return flat[:numel].view(shape)
+
+    def nbytes(self) -> int:
+        return tensor_bytes(list(self.flat.values()))
+
+    def clear(self) -> None:
+        self.flat.clear()
+        self.generation += 1
 
 
 def graph_cache_bytes() -> int:

@@ -13,10 +13,16 @@ Three ways to run the same step, all on the same random stream (so they give the
 * ``static``: the Transformer's static KV cache (``static_step``) on bucketed shapes, eager;
 * ``graph``: ``static`` captured once per shape bucket as a CUDA graph of CHUNK_STEPS steps and replayed
   (CUDA only, opt-in with ``SEQLAB_SAMPLING_GRAPHS=1`` until measured on a GPU; ``SEQLAB_CUDA_GRAPHS=0`` turns it off).
+
+Loops run one at a time, so the static loops of all shapes share their largest buffers: the self- and
+cross-attention K/V caches are views of one memory (:data:`SHARED`), and captured loops share one graph memory
+pool for their temporaries.  A loop then owns only its token, log-prob and uniform buffers, and the graph cache
+can keep a loop for every shape bucket of an epoch (one Multi30k epoch has 22; ``benchmarks/shape_keys.py``).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.decoding.graphs import (
     SOURCE_BUCKET,
     STEP_BUCKET,
+    SharedBuffers,
     evict,
     graph_cache_bytes,
     pad_encoded,
@@ -149,8 +156,21 @@ class SamplingLoop:
         self.components = torch.zeros(rows, steps, dtype=torch.long, device=device)
         self.stats = torch.zeros(3, device=device)
         self.state: Any = None
+        shared = 0
         if spec.model and mode != "dynamic":
-            self.state = model.init_static_state(enc, steps)
+            if takes_shared_buffers(model):  # the K/V caches: views of memory every loop shares
+                self.state = model.init_static_state(enc, steps, buffers=SHARED)
+                for key in ("mem_k", "mem_v"):  # overwritten whole by every load: shared too
+                    self.state[key] = [
+                        SHARED.view((key, i), kv.shape, kv.dtype, kv.device).copy_(kv)
+                        for i, kv in enumerate(self.state[key])
+                    ]
+                shared = tensor_bytes(
+                    [self.state["mem_k"], self.state["mem_v"], [[c["k_buf"], c["v_buf"]] for c in self.state["self"]]]
+                )
+            else:
+                self.state = model.init_static_state(enc, steps)
+        self.generation = SHARED.generation
         if spec.mixture:
             self.thresholds = torch.full((steps, 2), 2.0, device=device)
             self.data = torch.full((rows, steps), EOS_ID, dtype=torch.long, device=device)
@@ -160,7 +180,7 @@ class SamplingLoop:
         self.graph: torch.cuda.CUDAGraph | None = None
         if mode == "graph":
             self._capture()
-        self.nbytes = tensor_bytes([self.state, self.history, self.logps, self.components, self.uniforms])
+        self.nbytes = tensor_bytes([self.state, self.history, self.logps, self.components, self.uniforms]) - shared
 
     # ------------------------------------------------------------------ loading a batch
     @torch.no_grad()
@@ -292,7 +312,7 @@ class SamplingLoop:
         warm_up(lambda: (self.reset(), self._chunk()))
         self.reset()
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, pool=shared_graph_pool()):  # loops never replay at the same time
             self._chunk()
         self.reset()
 
@@ -354,16 +374,37 @@ def run_loop(
     dtype = enc.memory.dtype if spec.model else None
     key = (id(model), spec, rows, width, budget, ref_width, dtype, device)
     loop = _CACHE.get(key) if mode == "graph" else None
-    if loop is None or loop.model is not model:
+    if loop is None or loop.model is not model or loop.generation != SHARED.generation:
         loop = SamplingLoop(model, spec, enc, rows, budget, ref_width, vocab_size, device, mode, reward_draw)
         if mode == "graph":
+            if any(cached.generation != loop.generation for cached in _CACHE.values()):
+                _CACHE.clear()  # the shared buffers grew: the older loops' graphs point at the old memory
             _CACHE[key] = loop
-            evict(_CACHE, MAX_LOOPS, graph_cache_bytes())
+            evict(_CACHE, MAX_LOOPS, graph_cache_bytes() - SHARED.nbytes())
     else:
         _CACHE.move_to_end(key)
     return loop.load(enc, limits, uniforms, lambdas, tgt, data_prefix).run(n, budget)
 
 
 def clear_loops() -> None:
-    """Drop every captured sampling loop."""
+    """Drop every captured sampling loop and the memory their K/V caches share."""
     _CACHE.clear()
+    SHARED.clear()
+
+
+#: the memory the static loops' K/V caches share (:class:`seqlab.decoding.graphs.SharedBuffers`)
+SHARED = SharedBuffers()
+_POOL: list = []
+
+
+def shared_graph_pool() -> Any:
+    """One CUDA graph memory pool for every captured sampling loop: their temporaries can share memory because
+    loops run one at a time and keep nothing in the pool between replays (outputs go to their own buffers)."""
+    if not _POOL:
+        _POOL.append(torch.cuda.graph_pool_handle())
+    return _POOL[0]
+
+
+def takes_shared_buffers(model: Any) -> bool:
+    """Whether ``model.init_static_state`` accepts ``buffers`` (shared K/V cache memory)."""
+    return "buffers" in inspect.signature(model.init_static_state).parameters

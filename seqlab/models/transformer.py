@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,9 @@ from torch import nn
 
 from seqlab.data.vocab import PAD_ID
 from seqlab.models.base import Encoded, Seq2SeqModel
+
+if TYPE_CHECKING:
+    from seqlab.decoding.graphs import SharedBuffers
 
 
 @dataclass
@@ -234,12 +238,21 @@ class Transformer(Seq2SeqModel):
         return self.output_logits(x[:, 0]), state
 
     # ---------------------------------------------------------------- fixed-shape decoding (CUDA graphs)
-    def init_static_state(self, enc: Encoded, max_len: int) -> dict:
-        """A decoding cache of fixed shape: self-attention K/V preallocated for ``max_len`` steps."""
+    def init_static_state(self, enc: Encoded, max_len: int, buffers: SharedBuffers | None = None) -> dict:
+        """A decoding cache of fixed shape: self-attention K/V preallocated for ``max_len`` steps (zeros, or
+        views of ``buffers``' shared memory (:class:`seqlab.decoding.graphs.SharedBuffers`): positions past the
+        current step are masked, so what they hold never matters)."""
         heads, head_dim = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
         kvs = self._memory_kv(enc)
         b, dev, dt = enc.memory.size(0), enc.memory.device, kvs[0][0].dtype  # projections' dtype (autocast)
         t = torch.zeros(1, dtype=torch.long, device=dev)
+        shape = (b, heads, max_len, head_dim)
+
+        def cache(name: tuple) -> torch.Tensor:
+            if buffers is None:
+                return torch.zeros(shape, device=dev, dtype=dt)
+            return buffers.view(name, shape, dt, dev)
+
         return {
             "t": t,
             "max_len": max_len,
@@ -247,12 +260,7 @@ class Transformer(Seq2SeqModel):
             "mem_v": [v for _, v in kvs],
             "mem_bias": key_padding_bias(enc.pad_mask, dt),
             "self": [
-                {
-                    "k_buf": torch.zeros(b, heads, max_len, head_dim, device=dev, dtype=dt),
-                    "v_buf": torch.zeros(b, heads, max_len, head_dim, device=dev, dtype=dt),
-                    "t": t,
-                }
-                for _ in self.layers
+                {"k_buf": cache(("self_k", i)), "v_buf": cache(("self_v", i)), "t": t} for i in range(len(self.layers))
             ],
         }
 
