@@ -142,8 +142,8 @@ class SoftmaxPolicyGradient(SamplingAlgorithm):
     """SPG (Ding & Soricut 2017) as ERPO with alpha > 0, beta = 0: targets q ∝ p_theta exp(R/alpha), estimated by
     self-normalised weights softmax(R/alpha) over K samples of the model.  Ding & Soricut draw their samples
     differently: token by token, from the model or (their bang-bang variant) from the reward increments, and learn
-    the drawn sequences' likelihood; that sampler is the token mixture of ``interpolation`` with lambda3 = 0 (no
-    data component), e.g. ``lambdas: [0.5, 0.5, 0.0]``."""
+    the drawn sequences' likelihood; that sampler is close to the token mixture of ``interpolation`` with
+    lambda3 = 0 (e.g. ``lambdas: [0.5, 0.5, 0.0]``; its first token still comes from the data)."""
 
     Options = SPGOptions
     summary = "softmax policy gradient: K model samples weighted by softmax(R/alpha) (Ding & Soricut 2017)"
