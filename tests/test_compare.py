@@ -6,6 +6,7 @@ import json
 import random
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from seqlab.compare.runner import (
     detect_gpus,
     execute,
     load_compare_yaml,
+    plan_critics,
     plan_pretrain,
     plan_runs,
     ran_out_of_memory,
@@ -173,6 +175,55 @@ def test_plan_runs_share_checkpoint_budget_and_per_algorithm_overrides(tmp_path)
     assert plan_pretrain(spec_for(tmp_path, pretrain_steps=0), out) is None
     scratch = plan_runs(spec_for(tmp_path, pretrain_steps=0), out)[0].overrides
     assert "train.init_from=null" in scratch
+
+
+def test_share_critic_pre_trains_each_critic_once_and_every_seed_starts_from_it(tmp_path):
+    small = "algorithm.options.critic_options=" + json.dumps(
+        {"d_model": 8, "n_heads": 2, "ffn_dim": 8, "encoder_layers": 1, "decoder_layers": 1}
+    )
+    spec = spec_for(
+        tmp_path,
+        algorithms=["mle", "erac", "vaml"],
+        share_critic=True,
+        algorithm_overrides={
+            "erac": ["algorithm.options.critic_pretrain_steps=50", small],
+            "vaml": ["algorithm.options.q_steps=30", small],
+        },
+    )
+    out = Path(spec.out)
+    critics = {r.name: r for r in plan_critics(spec, out)}
+    assert list(critics) == ["erac/critic", "vaml/critic"]  # mle has no critic
+    erac_critic = load_config(spec.config, critics["erac/critic"].overrides)
+    assert erac_critic.run_dir == str(out / "critics" / "erac") and erac_critic.train.max_steps == 1
+    assert erac_critic.train.seed == 1 and erac_critic.algorithm.options["critic_pretrain_steps"] == 50
+    runs = {r.name: load_config(spec.config, r.overrides) for r in plan_runs(spec, out)}
+    for seed in (1, 2):
+        erac = runs[f"erac/seed{seed}"].algorithm.options
+        assert erac["critic_from"] == str(out / "critics" / "erac" / "checkpoint_last.pt")
+        assert erac["critic_pretrain_steps"] == 0 and runs[f"erac/seed{seed}"].train.max_steps == 4
+        vaml = runs[f"vaml/seed{seed}"].algorithm.options
+        assert vaml["critic_from"].endswith("critics/vaml/checkpoint_last.pt") and vaml["q_steps"] == 0
+        assert "critic_from" not in runs[f"mle/seed{seed}"].algorithm.options
+    unshared = {r.name: r for r in plan_runs(replace(spec, share_critic=False), out)}
+    assert plan_critics(replace(spec, share_critic=False), out) == []
+    assert "critic_from" not in load_config(spec.config, unshared["erac/seed1"].overrides).algorithm.options
+
+
+def test_shared_critics_train_before_the_runs_that_start_from_them(tmp_path):
+    calls: list = []
+    launch = fake_launcher(calls)
+
+    def with_critic_checkpoint(run, config, gpu):
+        code = launch(run, config, gpu)
+        if run.name.endswith("/critic"):
+            Path(load_config(config, run.overrides).run_dir, "checkpoint_last.pt").write_bytes(b"critic")
+        return code
+
+    spec = spec_for(tmp_path, algorithms=["mle", "erac"], share_critic=True)
+    run_compare(spec, launcher=with_critic_checkpoint, echo=lambda s: None)
+    names = [name for name, _ in calls]
+    assert names.count("erac/critic") == 1
+    assert names.index("erac/critic") < min(names.index("erac/seed1"), names.index("erac/seed2"))
 
 
 def test_queue_first_moves_the_named_labels_runs_to_the_front(tmp_path):

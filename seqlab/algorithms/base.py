@@ -84,6 +84,9 @@ class Algorithm(nn.Module):
     #: the largest learning rate that is safe when fine-tuning a trained model (None: no known limit).
     #: Algorithms that learn from the model's own samples collapse above it (BENCHMARKS.md, Multi30k).
     max_finetune_lr: float | None = None
+    #: the option that caps a critic-only phase before joint training (``seqlab compare --share-critic`` runs that
+    #: phase once per algorithm and hands the critic to every seed); None: no such phase
+    critic_phase_option: str | None = None
 
     def __init__(self, ctx: AlgorithmContext, options: Any = None):
         super().__init__()

@@ -53,8 +53,9 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
     ):
         if value is not None:
             data[key] = value
-    if args.allow_short_schedules:
-        data["allow_short_schedules"] = True
+    for key in ("allow_short_schedules", "share_critic"):  # switches: on when given
+        if getattr(args, key):
+            data[key] = True
     extra = {name: files for name, files in (data.get("extra_tests") or {}).items()}
     extra = dict(parse_extra_test(f"{name}={','.join(files)}") for name, files in extra.items())
     extra.update(parse_extra_test(item) for item in args.extra_test or [])
@@ -69,6 +70,11 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
     for label, items in per.items():
         merged.setdefault(label, []).extend(items)
     data["algorithm_overrides"] = merged
+    return CompareSpec(**_checked(data))
+
+
+def _checked(data: dict[str, Any]) -> dict[str, Any]:
+    """The comparison's settings with algorithms / seeds as lists, or a one-line error on what is missing."""
     for key in ("config", "out", "algorithms", "seeds"):
         if not data.get(key):
             raise ConfigError(f"seqlab compare: --{key} is required (on the command line or in --compare-config)")
@@ -76,7 +82,7 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
         data["algorithms"] = _str_list(data["algorithms"])
     if isinstance(data["seeds"], (str, int)):
         data["seeds"] = _int_list(str(data["seeds"]))
-    unknown = set(merged) - set(data["algorithms"])
+    unknown = set(data["algorithm_overrides"]) - set(data["algorithms"])
     if unknown:
         raise ConfigError(f"seqlab compare: overrides for {sorted(unknown)}, which are not in --algorithms")
     if PRETRAIN_LABEL in data["algorithms"]:
@@ -85,7 +91,7 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
         raise ConfigError("seqlab compare: an algorithm is listed twice (use variants for several settings)")
     if data.get("budget_steps") is None and data.get("budget_minutes") is None:
         raise ConfigError("seqlab compare: give --budget-steps or --budget-minutes (the same budget for every run)")
-    return CompareSpec(**data)
+    return data
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -172,6 +178,12 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--allow-short-schedules",
         action="store_true",
         help="let runs whose schedules pass fewer than 3 stages within the budget train anyway",
+    )
+    p.add_argument(
+        "--share-critic",
+        action="store_true",
+        help="ac / erac / vaml: pre-train each label's critic once (a run of its own, under OUT/critics) and start "
+        "every seed from it, as the authors do; default: every run pre-trains its own",
     )
     p.add_argument(
         "--extra-test",

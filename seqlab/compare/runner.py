@@ -84,6 +84,9 @@ class CompareSpec:
     label_smoothing: float | None = None  # of every run (None: the task config's train.label_smoothing)
     allow_short_schedules: bool = False  # let runs whose schedules pass < 3 stages in the budget train anyway
     extra_tests: dict[str, list[str]] = field(default_factory=dict)  # NAME -> [SRC, REF]: more test sets
+    # the algorithms with a critic-only phase (ac, erac, vaml) run it once per label, in a run of its own, and every
+    # seed's run starts from that critic (the authors pre-train the critic once); False: every run pre-trains its own
+    share_critic: bool = False
     # labels whose runs (every seed, in this order) are queued before the rest: the longest runs first, so the
     # comparison's last runs are short ones and its GPUs stay busy to the end; the results do not depend on it
     queue_first: list[str] = field(default_factory=list)
@@ -114,6 +117,7 @@ class CompareSpec:
             "init_from": self.init_from,
             "pretrain_overrides": self.pretrain_overrides,
             "reward": self.reward,
+            "share_critic": self.share_critic,
         }
         return json.loads(json.dumps(data))  # as compare.json stores it (tuples become lists)
 
@@ -306,7 +310,48 @@ def plan_runs(spec: CompareSpec, out: Path) -> list[Run]:
                 *(["train.allow_short_schedules=true"] if spec.allow_short_schedules else []),
             ]
             runs.append(Run(f"{label}/seed{seed}", rd, overrides))
-    return queued_first(runs, spec)
+    return queued_first([_from_shared_critic(run, spec, out) for run in runs], spec)
+
+
+def critic_phase(spec: CompareSpec, label: str) -> str | None:
+    """The option of ``label``'s critic-only phase when ``share_critic`` shares it (None: not shared)."""
+    if not spec.share_critic:
+        return None
+    from seqlab.algorithms.base import ALGORITHMS
+
+    return getattr(ALGORITHMS.entry(spec.variant(label).algorithm).obj, "critic_phase_option", None)
+
+
+def critic_run_dir(out: Path, label: str) -> Path:
+    return out / "critics" / label
+
+
+def _from_shared_critic(run: Run, spec: CompareSpec, out: Path) -> Run:
+    """A seed's run that starts from its label's shared critic and skips the critic-only phase."""
+    label = run.name.rsplit("/", 1)[0]
+    phase = critic_phase(spec, label)
+    if phase is None:
+        return run
+    critic = critic_run_dir(out, label) / "checkpoint_last.pt"
+    extra = [f"algorithm.options.critic_from={json.dumps(str(critic))}", f"algorithm.options.{phase}=0"]
+    return replace(run, overrides=[*run.overrides, *extra])
+
+
+def plan_critics(spec: CompareSpec, out: Path) -> list[Run]:
+    """``share_critic``: per label with a critic-only phase, one run of that phase (the first seed's settings),
+    ended by one joint step; its checkpoint_last.pt holds the critic the seeds start from."""
+    critics = []
+    first = [run for run in plan_runs(replace(spec, share_critic=False, queue_first=[]), out)]
+    for run in first[: len(spec.algorithms)]:  # seeds outermost: the first seed's run of every label
+        label = run.name.rsplit("/", 1)[0]
+        if critic_phase(spec, label) is None:
+            continue
+        rd = critic_run_dir(out, label)
+        overrides = [o for o in run.overrides if not o.startswith(("run_dir=", "train.max_steps="))]
+        # no validation decode during the phase (the actor is fixed); one joint step ends the run
+        overrides += [f"run_dir={rd}", "train.max_steps=1", f"train.eval_every_steps={10**9}", "decode.beam_size=1"]
+        critics.append(Run(f"{label}/critic", rd, overrides))
+    return critics
 
 
 def queued_first(runs: list[Run], spec: CompareSpec) -> list[Run]:
@@ -647,13 +692,14 @@ def _fill_protocol_defaults(before: dict[str, Any]) -> dict[str, Any]:
     label smoothing."""
     filled = dict(before)
     filled.setdefault("init_state", "model")
+    filled.setdefault("share_critic", False)
     train = (before.get("config") or {}).get("train") or {}
     filled.setdefault("label_smoothing", float(train.get("label_smoothing", TrainConfig.label_smoothing)))
     return filled
 
 
 #: shared settings that only the runs (not the pre-training) depend on
-RUN_ONLY_SETTINGS = ("init_state", "label_smoothing")
+RUN_ONLY_SETTINGS = ("init_state", "label_smoothing", "share_critic")
 
 
 def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
@@ -750,13 +796,19 @@ def run_compare(
     config = str(task_yaml)
     pre = plan_pretrain(spec, out)
     runs = plan_runs(spec, out)
-    check_runs(config, ([pre] if pre else []) + runs)
+    check_runs(config, ([pre] if pre else []) + plan_critics(spec, out) + runs)
     _echo_schedule_stages(config, pre, runs, tokenizer_source(out, spec.init_from), echo)
     echo(f"[compare] every run: label smoothing {spec.resolved_label_smoothing():g}; " + _start_note(spec, out))
     gpus = detect_gpus(spec.gpus)
     outcomes = _pretrain(pre, out, config, gpus, launcher, echo)
     if pretrain_only:
         return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
+    critics = plan_critics(spec, out)
+    if critics:
+        outcomes += _train_runs(spec, out, config, critics, gpus, launcher, echo)
+        missing = [c.name for c in critics if not (c.run_dir / "checkpoint_last.pt").exists()]
+        if missing:
+            raise RuntimeError(f"shared critic pre-training failed for {missing}; see their train.out under {out}")
     outcomes += _train_runs(spec, out, config, runs, gpus, launcher, echo)
     write_extra_references(out, spec)
     scoring = plan_scoring(spec, out, runs, config)

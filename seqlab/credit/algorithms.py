@@ -298,6 +298,7 @@ class VAML(CreditAlgorithm):
     the scaled token rewards)."""
 
     Options = VAMLOptions
+    critic_phase_option = "q_steps"
     summary = "value-augmented ML: a critic's soft-Q targets on n-gram replacements (Dai et al. 2018)"
     breadth = 2
     critic_only_phases = (Q_LEARNING,)
@@ -433,6 +434,7 @@ class ERAC(CreditAlgorithm):
     """
 
     Options = ERACOptions
+    critic_phase_option = "critic_pretrain_steps"
     summary = "entropy-regularised actor-critic (Dai et al. 2018)"
     breadth = 5
     critic_only_phases = (CRITIC,)
