@@ -175,3 +175,33 @@ def test_dtype_and_decoder_features(built):
     half = build_model("hf_seq2seq", tok.vocab_size, tok.vocab_size, name_or_path=str(folder), dtype="bfloat16")
     assert next(half.parameters()).dtype == torch.bfloat16
     assert torch.isfinite(half.eval().score(src, tgt)).all()
+
+
+def test_the_local_marian_builder_gives_a_model_seqlab_wraps(tmp_path):
+    """benchmarks/hf_marian_local.py (issue 22's GPU evidence starts from it): Marian's special-token layout, and
+    seqlab's hf_seq2seq scores and decodes the saved model through the id map."""
+    import gzip
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for lang, words in (("de", "ein mann eine frau der hund"), ("en", "a man a woman the dog")):
+        lines = [" ".join(words.split()[i % 3 :] + words.split()[: i % 3]) for i in range(40)]
+        with gzip.open(data / f"train.{lang}.gz", "wt", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    out = tmp_path / "marian"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "hf_marian_local.py"
+    args = ["--d-model", "16", "--heads", "2", "--ffn", "16", "--layers", "1", "--vocab-size", "60"]
+    subprocess.run([sys.executable, str(script), "--data", str(data), "--out", str(out), *args], check=True)
+    from transformers import AutoTokenizer
+
+    hf_tok = AutoTokenizer.from_pretrained(str(out))
+    assert (hf_tok.eos_token_id, hf_tok.unk_token_id, hf_tok.pad_token_id) == (0, 1, len(hf_tok) - 1)
+    tok = train_tokenizer(f"hf:{out}", [])
+    model = build_model("hf_seq2seq", tok.vocab_size, tok.vocab_size, name_or_path=str(out)).eval()
+    src = seqlab_sources(tok, ["ein mann", "der hund"])
+    assert tok.decode(tok.encode("ein mann")) == "ein mann"
+    hyp = greedy_search(model, src, max_len_a=0.0, max_len_b=5)
+    assert hyp.tokens.shape[0] == 2 and not hyp.tokens.eq(BOS_ID).any()
