@@ -79,3 +79,22 @@ def test_a_label_suffix_names_the_rows_and_one_run_rows_get_a_plain_entry(tmp_pa
     assert entries["p_raml_credit_test_wer"] == 42.0  # one run: also the plain name
     assert "p_mle_credit_test_wer" not in entries and "p_mle_test_wer_mean" not in entries
     assert entries["p_start_test_wer"] == entries["p_checkpoint_test_wer"] == 50.0
+
+
+def test_metric_names_are_lower_case(tmp_path, monkeypatch):
+    """ROUGE-L is reported as rougeL (rouge-score's name); the entries call it rougel, as the issues name them."""
+    monkeypatch.setenv("SEQLAB_RESULTS_DIR", str(tmp_path / "results"))
+    out = tmp_path / "cmp"
+    (out / "report").mkdir(parents=True)
+    rouge = json.loads(json.dumps(SUMMARY).replace('"wer"', '"rougeL"'))
+    (out / "report" / "summary.json").write_text(json.dumps(rouge))
+    export = f"export: {{results: r, prefix: aeslc, split: dev, report_dir: {tmp_path / 'rep'}}}\n"
+    export_results(out, export_settings(suite(tmp_path, export), out), command="c")
+    entries = {e["metric"]: e for e in json.loads((tmp_path / "results" / "r.json").read_text())}
+    assert entries["aeslc_mle_dev_rougel_mean"]["value"] == 40.0 and entries["aeslc_mle_dev_rougel_n"]["value"] == 2
+    assert entries["aeslc_raml_dev_rougel_p_holm_vs_mle"]["value"] == 0.06
+    assert (
+        entries["aeslc_checkpoint_dev_rougel"]["value"] == 50.0
+        and entries["aeslc_mle_dev_rougel_mean"]["unit"] == "ROUGEL"
+    )
+    assert not any("rougeL" in name for name in entries)

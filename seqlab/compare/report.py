@@ -636,9 +636,10 @@ def benchmark_entries(
     ``<prefix>_<label><label_suffix>_<split_name>_<metric>_{mean,std,min,max,n}`` (and without a suffix when one run
     makes the row), ``..._p_vs_<baseline>`` (raw), ``..._p_holm_vs_<baseline>`` and ``..._p_holm_vs_start``;
     ``<prefix>_start_<split_name>_<metric>`` and ``<prefix>_checkpoint_<split_name>_<metric>`` (the shared
-    checkpoint); the same per extra test set ``NAME`` in place of ``<split_name>``."""
+    checkpoint); the same per extra test set ``NAME`` in place of ``<split_name>``.  Metric names are lower case
+    (``rougeL`` is ``rougel``)."""
     summary = json.loads((Path(out) / "report" / "summary.json").read_text(encoding="utf-8"))
-    primary, baseline = summary["primary_metric"], summary["baseline"]
+    primary, baseline = summary["primary_metric"].lower(), summary["baseline"]
     sets = [
         (
             split_name,
@@ -656,14 +657,16 @@ def benchmark_entries(
             for label, st in by_label.items():
                 if not st["n"]:
                     continue
-                base = f"{prefix}_{label}{label_suffix}_{set_name}_{metric}"
+                base = f"{prefix}_{label}{label_suffix}_{set_name}_{metric.lower()}"
                 rows += [(f"{base}_{k}", round(float(st[k]), 4), metric.upper()) for k in ("mean", "std", "min", "max")]
                 rows.append((f"{base}_n", int(st["n"]), "runs"))
                 if st["n"] == 1:
                     rows.append((base, round(float(st["mean"]), 4), metric.upper()))
             if metric in start:
                 value = round(float(start[metric]), 4)
-                rows += [(f"{prefix}_{name}_{set_name}_{metric}", value, metric.upper()) for name in START_NAMES]
+                rows += [
+                    (f"{prefix}_{name}_{set_name}_{metric.lower()}", value, metric.upper()) for name in START_NAMES
+                ]
         for label, t in vs_base.items():
             base = f"{prefix}_{label}{label_suffix}_{set_name}_{primary}"
             if set_name == split_name:  # the raw p-value, as before Holm's correction was reported
