@@ -49,6 +49,7 @@ benchmarks/results/nat_<device type>.json only for full (non-smoke) runs on a GP
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -65,7 +66,7 @@ import torch
 from seqlab import launch
 from seqlab.bench import results as results_io
 from seqlab.config import DecodeConfig
-from seqlab.data.vocab import EOS_ID
+from seqlab.data.vocab import EOS_ID, PAD_ID
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -103,9 +104,23 @@ def sweep_rows(weights: list[float]) -> dict[str, Row]:
     return {f"imitate_nat_w{w:g}": Row("multi30k_imitate_nat.yaml", "softcopy", True, w) for w in weights}
 
 
-def evaluated_rows(trained: dict[str, Row]) -> list[str]:
-    """The AT rows, the trained ones, and LPD when the table's imitate-NAT row is among them."""
-    return ["at_greedy", "at_beam", *trained, *(["imitate_nat_lpd"] if "imitate_nat" in trained else [])]
+def evaluated_rows(trained: dict[str, Row], plain_at: bool = False) -> list[str]:
+    """The AT rows, the trained ones, and LPD when the table's imitate-NAT row is among them.  With a plain AT
+    Transformer (``--at-plain``) ``at_*`` decode it and ``dat_*`` the demonstrator; otherwise ``at_*`` are the
+    demonstrator's."""
+    at = ["at_greedy", "at_beam", "dat_greedy", "dat_beam"] if plain_at else ["at_greedy", "at_beam"]
+    return [*at, *trained, *(["imitate_nat_lpd"] if "imitate_nat" in trained else [])]
+
+
+def select_rows(names: str | None, trained: dict[str, Row]) -> dict[str, Row]:
+    """``--rows a,b``: only these trained rows (in the table's order)."""
+    if not names:
+        return trained
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in trained]
+    if unknown:
+        raise SystemExit(f"--rows: unknown row(s) {unknown}; known: {', '.join(trained)}")
+    return {name: row for name, row in trained.items() if name in wanted}
 
 
 SMOKE_MODEL = {
@@ -236,6 +251,26 @@ def teacher_jobs(args: argparse.Namespace, pairs: list[str], given: dict[str, st
     return jobs
 
 
+def plain_at_jobs(args: argparse.Namespace, pairs: list[str]) -> list[Job]:
+    """``--at-plain``: the plain Transformer (configs/multi30k_transformer.yaml, no imitation modules) per pair, the
+    baseline of every speed-up, with the demonstrator's tokenizers and step / minute budget."""
+    jobs = []
+    for pair in pairs if args.at_plain else []:
+        run = Path(args.work) / pair / "at"
+        if not (run / "tokenizers").exists():
+            shutil.copytree(Path(args.work) / pair / "distilled" / "tokenizers", run / "tokenizers")
+        ov = common_overrides(args, run, args.teacher_minutes, args.teacher_steps) + [
+            "task.name=multi30k",
+            f"task.options={yaml_value(multi30k_options(args, pair))}",
+            *args.teacher_override,
+        ]
+        if args.smoke:  # the smoke model without the demonstrator's imitation modules
+            ov.append(f"model.options={yaml_value({k: v for k, v in SMOKE_MODEL.items() if k != 'n_actions'})}")
+        config = CONFIGS / "multi30k_transformer.yaml"
+        jobs.append(Job(f"{pair}/at", seqlab_train(config, ov), run / "train.log", run / "results.json"))
+    return jobs
+
+
 def distill_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Path]) -> list[Job]:
     jobs = []
     for pair in pairs:
@@ -355,6 +390,30 @@ def batch1_decode(
     return statistics.median(times), outputs
 
 
+def is_at_row(row: str) -> bool:
+    return row.split("_")[0] in ("at", "dat") and row.split("_")[-1] in ("greedy", "beam")
+
+
+def batched_rate(fn: Any, sources: list[list[int]], batch: int, device: torch.device) -> float:
+    """Sentences per second of ``fn`` over ``sources`` in batches of ``batch`` (padded), after one warm-up pass."""
+    batches = []
+    for i in range(0, len(sources), batch):
+        rows = sources[i : i + batch]
+        src = torch.full((len(rows), max(map(len, rows))), PAD_ID, dtype=torch.long)
+        for j, r in enumerate(rows):
+            src[j, : len(r)] = torch.tensor(r)
+        batches.append(src.to(device))
+    with torch.no_grad():
+        for src in batches:  # warm-up: shapes, captures
+            fn(src)
+        sync(device)
+        t0 = time.perf_counter()
+        for src in batches:
+            fn(src)
+        sync(device)
+    return len(sources) / (time.perf_counter() - t0)
+
+
 class PairModels:
     """The demonstrator and the NAT rows of one pair at one stage, on ``device``."""
 
@@ -371,6 +430,12 @@ class PairModels:
         self.nats = {
             row: load_checkpoint_model(Path(args.work) / pair / row / f"{tag}.pt", self.device).model
             for row in args.trained_rows
+        }
+        # the AT rows' model: the plain Transformer (--at-plain) for at_*, the demonstrator for dat_* (or at_*)
+        plain = best_checkpoint(Path(args.work) / pair / "at") if args.at_plain else None
+        self.at = {
+            "at": load_checkpoint_model(plain, self.device).model if plain else self.teacher.model,
+            "dat": self.teacher.model,
         }
         if "imitate_nat" in self.nats:
             self.nats["imitate_nat_lpd"] = self.nats["imitate_nat"]
@@ -403,9 +468,10 @@ def bleu_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str)
         if f"{row}_bleu" in done:
             continue
         check_deadline(args.deadline)
-        if row.startswith("at_"):
-            beam = 1 if row == "at_greedy" else args.beam
-            scores, _ = evaluate_corpus(m.teacher.model, m.test, *tok, ["bleu"], m.decode, m.device, beam_size=beam)
+        if is_at_row(row):
+            model, kind = m.at[row.split("_")[0]], row.split("_")[1]
+            beam = 1 if kind == "greedy" else args.beam
+            scores, _ = evaluate_corpus(model, m.test, *tok, ["bleu"], m.decode, m.device, beam_size=beam)
         else:
             scores, _ = evaluate_corpus(
                 m.nats[row], m.test, *tok, ["bleu"], m.decode, m.device, decoder=m.nat_decoder(row)
@@ -430,15 +496,14 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
     m = PairModels(args, pair, teacher_path, tag)
     kw = dict(max_len_a=m.decode.max_len_a, max_len_b=m.decode.max_len_b, max_len=m.decode.max_len)
     sources, _ = m.test.references()
-    ids = [
-        m.teacher.src_tokenizer.encode(s)[: m.decode.max_len - 1] + [EOS_ID] for s in sources[: args.latency_sentences]
-    ]
-    fns: dict[str, Any] = {
-        "at_greedy": lambda s: greedy_search(m.teacher.model, s, **kw),
-        "at_beam": lambda s: beam_search(
-            m.teacher.model, s, beam_size=args.beam, length_penalty=m.decode.length_penalty, **kw
-        ),
-    }
+    every = [m.teacher.src_tokenizer.encode(s)[: m.decode.max_len - 1] + [EOS_ID] for s in sources]
+    ids = every[: args.latency_sentences]
+    fns: dict[str, Any] = {}
+    for name, model in m.at.items():
+        fns[f"{name}_greedy"] = functools.partial(greedy_search, model, **kw)
+        fns[f"{name}_beam"] = functools.partial(
+            beam_search, model, beam_size=args.beam, length_penalty=m.decode.length_penalty, **kw
+        )
     done: dict[str, Any] = {}
     before = os.environ.get("SEQLAB_CUDA_GRAPHS")
     try:
@@ -451,7 +516,12 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
                 ms, outputs = batch1_decode(fn, ids, m.device)
                 key = f"{row}_latency_ms" if mode == "graph" else f"{row}_latency_eager_ms"
                 done[key], done[f"{row}_{mode}_outputs"] = ms, outputs
-                print(f"{pair} {tag} {row}: batch-1 latency {ms:.2f} ms ({mode})")
+                rate = batched_rate(fn, every, args.throughput_batch, m.device)  # the whole test set
+                done[f"{row}_sent_per_s{'' if mode == 'graph' else '_eager'}"] = rate
+                print(
+                    f"{pair} {tag} {row}: batch-1 latency {ms:.2f} ms, {rate:.0f} sent/s at batch "
+                    f"{args.throughput_batch} ({mode})"
+                )
     finally:  # the caller's setting, as it was
         if before is None:
             os.environ.pop("SEQLAB_CUDA_GRAPHS", None)
@@ -506,6 +576,12 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
             for row in args.rows:
                 ms = res[f"{row}{suffix}"]
                 entries.append(results_io.entry(f"{row}_batch1{suffix}", round(ms, 3), "ms", command))
+                rate = res[f"{row}_sent_per_s{mode}"]
+                entries.append(
+                    results_io.entry(
+                        f"{row}_sent_per_s_batch{args.throughput_batch}{mode}", round(rate, 1), "sent/s", command
+                    )
+                )
                 if row != "at_greedy":
                     entries.append(
                         results_io.entry(f"{row}_speedup_vs_at_greedy{mode}", round(at_greedy / ms, 2), "x", command)
@@ -634,6 +710,16 @@ def main() -> None:
     p.add_argument("--delta-t", type=int, default=3)
     p.add_argument("--latency-sentences", type=int, default=200)
     p.add_argument("--latency-pair", default=None, help="pair whose latencies are recorded (default: first)")
+    p.add_argument(
+        "--rows", default=None, metavar="ROW[,ROW2,...]", help="train and score only these NAT rows (default: all)"
+    )
+    p.add_argument(
+        "--at-plain",
+        action="store_true",
+        help="also train the plain Transformer (no imitation modules) per pair: rows at_greedy / at_beam decode it "
+        "and are the speed-ups' baseline, dat_greedy / dat_beam the demonstrator",
+    )
+    p.add_argument("--throughput-batch", type=int, default=64, help="batch size of the sent/s figures")
     p.add_argument("--smoke", action="store_true", help="tiny models, few steps: proves the pipeline only")
     p.add_argument("--smoke-steps", type=int, default=300)
     p.add_argument("--no-record", action="store_true", help="never write benchmarks/results/")
@@ -675,7 +761,8 @@ def main() -> None:
         None if args.imitation_weights is None else [float(w) for w in args.imitation_weights.split(",")]
     )
     args.trained_rows = TRAINED_ROWS if args.imitation_weights is None else sweep_rows(args.imitation_weights)
-    args.rows = evaluated_rows(args.trained_rows)
+    args.trained_rows = select_rows(args.rows, args.trained_rows)
+    args.rows = evaluated_rows(args.trained_rows, args.at_plain)
     args.deadline = None if args.deadline_minutes is None else time.time() + 60 * args.deadline_minutes
     if args.smoke:
         args.max_train = args.max_train or 3000
@@ -702,7 +789,8 @@ def main() -> None:
         for steps in [None] if args.stages is None else args.stages:
             if steps in completed_stages(args):
                 continue
-            run_jobs(row_jobs(args, args.pairs, teachers, steps), args.gpus, args.deadline, **sharing)
+            jobs = row_jobs(args, args.pairs, teachers, steps) + plain_at_jobs(args, args.pairs)  # beside stage 1
+            run_jobs(jobs, args.gpus, args.deadline, **sharing)
             freeze_stage(args, args.pairs, steps)
             if args.train_only:
                 scoring.append(background_bleu(args, steps))
