@@ -98,7 +98,7 @@ class StaticSearch:
         self.not_eos = vocab.ne(EOS_ID).unsqueeze(0)
         self.finished = torch.where(vocab.eq(PAD_ID), 0.0, float("-inf")).to(device).unsqueeze(0)
         self.prologue_graph: torch.cuda.CUDAGraph | None = None
-        self.chunk_graph: torch.cuda.CUDAGraph | None = None
+        self.chunk_graphs: list[torch.cuda.CUDAGraph] = []
         if graph:
             self._capture()
         self.nbytes = sum(t.numel() * t.element_size() for t in self._buffers())
@@ -130,9 +130,14 @@ class StaticSearch:
         self.scores.fill_(float("-inf"))
         self.scores[:, 0] = 0.0
 
-    def _chunk(self) -> None:
-        for _ in range(CHUNK_STEPS):
-            self._greedy_step() if self.beam == 1 else self._beam_step()
+    def _chunk(self, index: int | None = None) -> None:
+        """CHUNK_STEPS steps; ``index``: the chunk's place in the search (its steps are index * CHUNK_STEPS + j),
+        so that a beam step reorders only the cache positions written so far (None: every position)."""
+        for j in range(CHUNK_STEPS):
+            if self.beam == 1:
+                self._greedy_step()
+            else:
+                self._beam_step(None if index is None else index * CHUNK_STEPS + j + 1)
 
     def _log_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
         step = self.t.clone()  # static_step advances t
@@ -151,9 +156,11 @@ class StaticSearch:
         self.done.logical_or_(tok.eq(EOS_ID))
         self.prev.copy_(tok)
 
-    def _beam_step(self) -> None:
+    def _beam_step(self, written: int | None = None) -> None:
         """``beam_search``'s step: finished hypotheses continue with PAD at no cost, top-k over beam x vocab,
-        then the history, lengths and the decoder's self-attention cache follow their hypotheses' origins."""
+        then the history, lengths and the decoder's self-attention cache follow their hypotheses' origins.
+        ``written``: the positions filled after this step (the later ones are masked and never read, so they need no
+        reordering: a step then moves t positions of the cache, not the whole budget)."""
         logp, step = self._log_probs()
         at_limit = ((step + 1 >= self.limits) & ~self.done).unsqueeze(1)
         logp = torch.where(at_limit & self.not_eos, torch.full_like(logp, float("-inf")), logp)
@@ -163,7 +170,9 @@ class StaticSearch:
         top_scores, top_idx = cand.topk(k, dim=1)
         origin = (top_idx // v + self.base).view(-1)
         tok = (top_idx % v).view(-1)
-        self.history.copy_(self.history.index_select(0, origin))
+        part = slice(None) if written is None else slice(0, written)
+        history = self.history[:, part]
+        history.copy_(history.index_select(0, origin))
         self.history.index_copy_(1, step, tok.unsqueeze(1))
         done = self.done.index_select(0, origin)
         self.lengths.copy_(self.lengths.index_select(0, origin) + (~done).long())
@@ -171,16 +180,27 @@ class StaticSearch:
         self.scores.copy_(top_scores)
         for layer in self.state["self"]:
             for key in ("k_buf", "v_buf"):
-                layer[key].copy_(layer[key].index_select(0, origin))
+                cache = layer[key][:, :, part]
+                cache.copy_(cache.index_select(0, origin))
         self.prev.copy_(tok)
 
+    def _chunk_indices(self) -> list[int | None]:
+        """The chunks captured: one graph for greedy search; one per place for beam search (each reorders only
+        the cache positions written by then)."""
+        return [None] if self.beam == 1 else list(range(self.steps // CHUNK_STEPS))
+
     def _capture(self) -> None:
-        warm_up(lambda: (self._prologue(), self._chunk()))
-        self.prologue_graph, self.chunk_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        indices = self._chunk_indices()
+        warm_up(lambda: (self._prologue(), [self._chunk(i) for i in indices]))
+        self.prologue_graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.prologue_graph):
             self._prologue()
-        with torch.cuda.graph(self.chunk_graph, pool=self.prologue_graph.pool()):
-            self._chunk()
+        self.chunk_graphs = []
+        for index in indices:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.prologue_graph.pool()):
+                self._chunk(index)
+            self.chunk_graphs.append(graph)
 
     # ------------------------------------------------------------------ running
     @torch.no_grad()
@@ -198,10 +218,11 @@ class StaticSearch:
             self.prologue_graph.replay()
         taken = 0
         while taken < self.steps:
-            if self.chunk_graph is None:
-                self._chunk()
+            index = taken // CHUNK_STEPS
+            if not self.chunk_graphs:
+                self._chunk(None if self.beam == 1 else index)
             else:
-                self.chunk_graph.replay()
+                self.chunk_graphs[min(index, len(self.chunk_graphs) - 1)].replay()
             taken += CHUNK_STEPS
             if bool(self.done.all()):  # the end test: one host read per chunk
                 break
