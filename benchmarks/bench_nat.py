@@ -31,6 +31,11 @@ for NAT batches of up to 8 sources, one replay per decode; beam search has no gr
 both passes), the same with the ``_eager`` suffix (no graphs), and <row>_batch1_graph_equals_eager (the
 fraction of the latency sentences whose graph output equals the eager one).
 
+``--at-plain`` also trains the plain Transformer (configs/multi30k_transformer.yaml, no imitation modules) per pair
+beside the first NAT stage: then ``at_greedy`` / ``at_beam`` decode it and are every speed-up's baseline, and
+``dat_greedy`` / ``dat_beam`` are the demonstrator; ``--rows`` trains and scores only the named NAT rows; every
+row's batched throughput over the whole test set is <row>_sent_per_s_batch<N> (``--throughput-batch``, 64).
+
 ``--imitation-weights 0,0.001,0.01,0.1`` trains imitate-NAT rows ``imitate_nat_w<weight>`` instead of the table's
 (same initialisation, distillation and copy; only the weight λ2 of the imitation term differs) and scores them
 with the AT rows, without latencies; ``--record NAME`` writes the entries to benchmarks/results/NAME.json
