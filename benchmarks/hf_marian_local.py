@@ -14,16 +14,11 @@ decoder starts from ``<pad>``), saved as a ``PreTrainedTokenizerFast``, and a ra
 from __future__ import annotations
 
 import argparse
-import gzip
 from pathlib import Path
 
+from seqlab.data.corpus import read_lines
+
 SPECIALS = ["</s>", "<unk>"]  # Marian: eos 0, unk 1; <pad> is appended last
-
-
-def read_lines(path: Path) -> list[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, out: Path):
