@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from seqlab.bench import results
 
@@ -29,3 +30,41 @@ def test_entries_name_the_measuring_device_when_exported_elsewhere(monkeypatch):
     assert results.entry("a", 1.0, "x", "cmd")["device"] == "NVIDIA H200"
     monkeypatch.delenv("SEQLAB_DEVICE")
     assert results.entry("a", 1.0, "x", "cmd")["device"] != "NVIDIA H200"
+
+
+def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
+    """benchmarks/log_diagnostics.py: min / max over every logged step, first / last as means over seeds, and the
+    greedy validation BLEU at the first evaluation and at each run's lowest."""
+    import os
+    import subprocess
+    import sys
+
+    logs = {
+        1: [
+            ("train", 50, {"reward": 0.3, "lambda3": 0.72}),
+            ("valid", 62, {"bleu": 30.0}),
+            ("train", 100, {"reward": 0.1, "lambda3": 0.0}),
+            ("valid", 124, {"bleu": 10.0}),
+        ],
+        2: [
+            ("train", 50, {"reward": 0.5, "lambda3": 0.72}),
+            ("valid", 62, {"bleu": 40.0}),
+            ("train", 100, {"reward": 0.3, "lambda3": 0.0}),
+            ("valid", 124, {"bleu": 42.0}),
+        ],
+    }
+    for seed, records in logs.items():
+        run = tmp_path / "cmp" / "runs" / "pg" / f"seed{seed}"
+        run.mkdir(parents=True)
+        lines = [json.dumps({"kind": kind, "step": step, **values}) for kind, step, values in records]
+        (run / "log.jsonl").write_text("\n".join(lines) + "\n")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "log_diagnostics.py"
+    env = {**os.environ, "SEQLAB_RESULTS_DIR": str(tmp_path / "results")}
+    args = ["--out", str(tmp_path / "cmp"), "--prefix", "m", "--results", "diag"]
+    subprocess.run([sys.executable, str(script), *args], check=True, env=env, capture_output=True)
+    got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "diag.json").read_text())}
+    assert got["m_pg_reward_min"] == 0.1 and got["m_pg_reward_max"] == 0.5
+    assert got["m_pg_reward_first"] == 0.4 and got["m_pg_reward_last"] == 0.2
+    assert got["m_pg_lambda3_first"] == 0.72 and got["m_pg_lambda3_last"] == 0.0
+    assert got["m_pg_valid_bleu_first"] == 35.0 and got["m_pg_valid_bleu_lowest"] == 25.0  # mean of 10 and 40
+    assert not any("entropy" in name for name in got)  # quantities a run never logged give no entry
