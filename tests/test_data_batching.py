@@ -117,6 +117,24 @@ def test_ddp_shards_cover_each_example_once_with_equal_batch_counts(world_size):
             assert len(b) * lengths[b].max() <= 256
 
 
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_ddp_ranks_of_one_step_get_batches_of_about_the_same_width(world_size):
+    """The ranks' k-th batches come from one round of neighbouring widths: their width spread is a small part of
+    what randomly paired batches show (who waits at the all-reduce)."""
+    lengths = random_lengths(3000, seed=7)
+    plans = [
+        TokenBatchSampler(lengths, max_tokens=512, seed=3, rank=r, world_size=world_size).plan(0)
+        for r in range(world_size)
+    ]
+    widths = np.array([[int(lengths[b].max()) for b in plan] for plan in plans])  # [ranks, steps]
+    aligned = float((widths.max(0) - widths.min(0)).mean())
+    rng = np.random.default_rng(0)
+    shuffled = rng.permutation(widths.reshape(-1)).reshape(widths.shape)  # the same batches, paired at random
+    random_pairs = float((shuffled.max(0) - shuffled.min(0)).mean())
+    assert aligned <= 0.25 * random_pairs
+    assert not np.all(np.diff(widths[0]) >= 0)  # the rounds still come in random order
+
+
 def test_ddp_padding_rule_when_fewer_examples_than_ranks():
     lengths = np.array([3, 4])
     got = [list(TokenBatchSampler(lengths, max_tokens=100, rank=r, world_size=3)) for r in range(3)]

@@ -8,9 +8,11 @@ Batching recipe of one epoch (the same on every rank, from ``(seed, epoch)`` onl
    ``max_tokens`` (and at most ``max_sentences`` examples);
 3. shuffle the order of all batches;
 4. DDP: make the number of batches a multiple of ``world_size`` by splitting the largest batches in two
-   (no example is duplicated or dropped); rank ``r`` takes batches ``r, r + world_size, ...``, so every
-   rank gets the same number of batches.  Only when there are fewer examples than ranks is a batch
-   repeated (the *padding rule*: the first batches are reused until every rank has one).
+   (no example is duplicated or dropped), then order them in rounds of ``world_size`` batches of neighbouring
+   widths, the rounds shuffled; rank ``r`` takes batches ``r, r + world_size, ...`` (one of every round), so
+   every rank gets the same number of batches and the ranks of one step get batches of about the same shape.
+   Only when there are fewer examples than ranks is a batch repeated (the *padding rule*: the first batches
+   are reused until every rank has one).
 
 Lengths count the EOS token.  A single example longer than ``max_tokens`` is an error (raise the budget or
 set ``max_len`` in :func:`encode_corpus`).
@@ -282,7 +284,18 @@ class TokenBatchSampler:
                 break
             b, half = batches[j], int(sizes[j]) // 2
             batches[j : j + 1] = [b[:half], b[half:]]
+        if ws > 1 and self.shuffle:
+            batches = self._aligned_rounds(batches, rng)
         return batches
+
+    def _aligned_rounds(self, batches: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        """DDP: the batches in rounds of ``world_size`` neighbours by width (a round is one step of every rank),
+        the rounds in random order.  Ranks that step together then get batches of about the same shape, so none
+        waits long for the others at the gradient all-reduce (randomly paired, a short-sentence batch and a
+        long-sentence one take different times under the same token budget)."""
+        widths = np.fromiter((int(self.lengths[b].max()) for b in batches), dtype=np.int64, count=len(batches))
+        rounds = np.argsort(widths, kind="stable").reshape(-1, self.world_size)
+        return [batches[i] for i in rounds[rng.permutation(len(rounds))].reshape(-1)]
 
     def plan(self, epoch: int | None = None) -> list[np.ndarray]:
         """All of this rank's batches (index arrays) of ``epoch`` (default: the current one)."""
