@@ -18,19 +18,10 @@ import argparse
 import tempfile
 
 import numpy as np
+from shape_keys import batching_trainer
 
 from seqlab.bench import results as results_io
-from seqlab.config import load_config
 from seqlab.data.batching import TokenBatchSampler
-from seqlab.train.trainer import Trainer
-
-TINY = [
-    "model.options.d_model=32",
-    "model.options.ffn_dim=32",
-    "model.options.n_heads=2",
-    "model.options.encoder_layers=1",
-    "model.options.decoder_layers=1",
-]
 
 
 def spreads(values: np.ndarray) -> float:
@@ -47,8 +38,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as run_dir:
-        fixed = [f"run_dir={run_dir}", "train.device=cpu", "train.tensorboard=false", *TINY]
-        trainer = Trainer(load_config(args.config, [*fixed, *args.overrides]), console=False)
+        trainer = batching_trainer(args.config, args.overrides, run_dir)
         base, data = trainer.sampler, trainer.train_data
         trainer.close()
     tgt_len = np.asarray(data.tgt_lengths, dtype=np.int64)  # EOS included

@@ -33,6 +33,13 @@ TINY = [
 ]
 
 
+def batching_trainer(config: str, overrides: list[str], run_dir: str) -> Trainer:
+    """A trainer of a tiny model on the CPU over ``config``'s data: its sampler and encoded training set are the
+    real run's (the batches depend on the data and the token budget, not on the model)."""
+    fixed = [f"run_dir={run_dir}", "train.device=cpu", "train.tensorboard=false", *TINY]
+    return Trainer(load_config(config, [*fixed, *overrides]), console=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
@@ -44,8 +51,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as run_dir:
-        fixed = [f"run_dir={run_dir}", "train.device=cpu", "train.tensorboard=false", *TINY]
-        trainer = Trainer(load_config(args.config, [*fixed, *args.overrides]), console=False)
+        trainer = batching_trainer(args.config, args.overrides, run_dir)
         trainer.sampler.set_epoch(0)
         sampling, greedy, batches = set(), set(), 0
         for indices in trainer.sampler:
