@@ -197,6 +197,11 @@ class Run:
         return (self.run_dir / "results.json").exists()
 
     @property
+    def label(self) -> str:
+        """The algorithm label of a ``label/seed<k>`` (or ``label/critic``) run."""
+        return self.name.rsplit("/", 1)[0]
+
+    @property
     def log_name(self) -> str:
         return "score.out" if self.kind == "score" else "train.out"
 
@@ -328,11 +333,10 @@ def critic_run_dir(out: Path, label: str) -> Path:
 
 def _from_shared_critic(run: Run, spec: CompareSpec, out: Path) -> Run:
     """A seed's run that starts from its label's shared critic and skips the critic-only phase."""
-    label = run.name.rsplit("/", 1)[0]
-    phase = critic_phase(spec, label)
+    phase = critic_phase(spec, run.label)
     if phase is None:
         return run
-    critic = critic_run_dir(out, label) / "checkpoint_last.pt"
+    critic = critic_run_dir(out, run.label) / "checkpoint_last.pt"
     extra = [f"algorithm.options.critic_from={json.dumps(str(critic))}", f"algorithm.options.{phase}=0"]
     return replace(run, overrides=[*run.overrides, *extra])
 
@@ -341,12 +345,11 @@ def plan_critics(spec: CompareSpec, out: Path) -> list[Run]:
     """``share_critic``: per label with a critic-only phase, one run of that phase (the first seed's settings),
     ended by one joint step; its checkpoint_last.pt holds the critic the seeds start from."""
     critics = []
-    first = [run for run in plan_runs(replace(spec, share_critic=False, queue_first=[]), out)]
-    for run in first[: len(spec.algorithms)]:  # seeds outermost: the first seed's run of every label
-        label = run.name.rsplit("/", 1)[0]
+    unshared = {run.name: run for run in plan_runs(replace(spec, share_critic=False), out)}
+    for label in spec.algorithms:
         if critic_phase(spec, label) is None:
             continue
-        rd = critic_run_dir(out, label)
+        run, rd = unshared[f"{label}/seed{spec.seeds[0]}"], critic_run_dir(out, label)
         overrides = [o for o in run.overrides if not o.startswith(("run_dir=", "train.max_steps="))]
         # no validation decode during the phase (the actor is fixed); one joint step ends the run
         overrides += [f"run_dir={rd}", "train.max_steps=1", f"train.eval_every_steps={10**9}", "decode.beam_size=1"]
@@ -360,9 +363,8 @@ def queued_first(runs: list[Run], spec: CompareSpec) -> list[Run]:
     unknown = [label for label in spec.queue_first if label not in spec.algorithms]
     if unknown:
         raise ConfigError(f"queue_first names {unknown}, which are not in the comparison's algorithms")
-    label_of = {run.name: run.name.rsplit("/", 1)[0] for run in runs}
-    first = [run for label in spec.queue_first for run in runs if label_of[run.name] == label]
-    return first + [run for run in runs if label_of[run.name] not in spec.queue_first]
+    first = [run for label in spec.queue_first for run in runs if run.label == label]
+    return first + [run for run in runs if run.label not in spec.queue_first]
 
 
 # ---------------------------------------------------------------------------------------------- schedules
@@ -442,9 +444,7 @@ def check_schedules(
             echo(f"[compare] {run.name}: schedules not checked before training ({type(e).__name__}: {e})")
             continue
         try:
-            stages[run.name.split("/")[0]] = check_schedule_budget(
-                algorithm, per_epoch, total, tc.allow_short_schedules
-            )
+            stages[run.label] = check_schedule_budget(algorithm, per_epoch, total, tc.allow_short_schedules)
         except ConfigError as e:
             raise ConfigError(f"run {run.name}: {e}") from None
     return stages
@@ -795,15 +795,14 @@ def run_compare(
     save_config(base, task_yaml)
     config = str(task_yaml)
     pre = plan_pretrain(spec, out)
-    runs = plan_runs(spec, out)
-    check_runs(config, ([pre] if pre else []) + plan_critics(spec, out) + runs)
+    runs, critics = plan_runs(spec, out), plan_critics(spec, out)
+    check_runs(config, ([pre] if pre else []) + critics + runs)
     _echo_schedule_stages(config, pre, runs, tokenizer_source(out, spec.init_from), echo)
     echo(f"[compare] every run: label smoothing {spec.resolved_label_smoothing():g}; " + _start_note(spec, out))
     gpus = detect_gpus(spec.gpus)
     outcomes = _pretrain(pre, out, config, gpus, launcher, echo)
     if pretrain_only:
         return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
-    critics = plan_critics(spec, out)
     if critics:
         outcomes += _train_runs(spec, out, config, critics, gpus, launcher, echo)
         missing = [c.name for c in critics if not (c.run_dir / "checkpoint_last.pt").exists()]
