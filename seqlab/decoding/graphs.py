@@ -10,6 +10,7 @@ buffers.  Source lengths and step budgets are rounded up to buckets so that few 
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable
@@ -149,8 +150,9 @@ class SharedBuffers:
     """Zero-initialised flat buffers that fixed-shape loops take views of, one per name (and dtype, device).
 
     The captured sampling loops of different shapes never run at the same time, so their largest buffers (the
-    self-attention K/V caches, ``steps`` long for every row) can be views of the same memory: a loop writes
-    position t before it reads it, and positions past t are masked.  A name's buffer grows to the largest view
+    self-attention K/V caches, ``steps`` long for every row, and the memory's K/V) can be views of the same
+    memory: a loop writes position t before it reads it, positions past t are masked, and every load writes the
+    memory's K/V whole.  A name's buffer grows to the largest view
     asked for; a growth moves it, so :attr:`generation` counts growths and loops made before one are dropped
     (their graphs point at the old memory)."""
 
@@ -161,10 +163,7 @@ class SharedBuffers:
     def view(self, name: Any, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A tensor of ``shape`` over the buffer of ``name`` (grown, and :attr:`generation` bumped, if too
         small)."""
-        key = (name, dtype, torch.device(device))
-        numel = 1
-        for n in shape:
-            numel *= n
+        key, numel = (name, dtype, torch.device(device)), math.prod(shape)
         flat = self.flat.get(key)
         if flat is None or flat.numel() < numel:
             if flat is not None:

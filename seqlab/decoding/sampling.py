@@ -22,6 +22,7 @@ can keep a loop for every shape bucket of an epoch (one Multi30k epoch has 22; `
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections import OrderedDict
@@ -160,11 +161,6 @@ class SamplingLoop:
         if spec.model and mode != "dynamic":
             if takes_shared_buffers(model):  # the K/V caches: views of memory every loop shares
                 self.state = model.init_static_state(enc, steps, buffers=SHARED)
-                for key in ("mem_k", "mem_v"):  # overwritten whole by every load: shared too
-                    self.state[key] = [
-                        SHARED.view((key, i), kv.shape, kv.dtype, kv.device).copy_(kv)
-                        for i, kv in enumerate(self.state[key])
-                    ]
                 shared = tensor_bytes(
                     [self.state["mem_k"], self.state["mem_v"], [[c["k_buf"], c["v_buf"]] for c in self.state["self"]]]
                 )
@@ -394,15 +390,13 @@ def clear_loops() -> None:
 
 #: the memory the static loops' K/V caches share (:class:`seqlab.decoding.graphs.SharedBuffers`)
 SHARED = SharedBuffers()
-_POOL: list = []
 
 
+@functools.cache
 def shared_graph_pool() -> Any:
     """One CUDA graph memory pool for every captured sampling loop: their temporaries can share memory because
     loops run one at a time and keep nothing in the pool between replays (outputs go to their own buffers)."""
-    if not _POOL:
-        _POOL.append(torch.cuda.graph_pool_handle())
-    return _POOL[0]
+    return torch.cuda.graph_pool_handle()
 
 
 def takes_shared_buffers(model: Any) -> bool:

@@ -220,7 +220,7 @@ class StaticSearch:
         while taken < self.steps:
             index = taken // CHUNK_STEPS
             if not self.chunk_graphs:
-                self._chunk(None if self.beam == 1 else index)
+                self._chunk(index)  # greedy steps ignore the index
             else:
                 self.chunk_graphs[min(index, len(self.chunk_graphs) - 1)].replay()
             taken += CHUNK_STEPS

@@ -239,9 +239,10 @@ class Transformer(Seq2SeqModel):
 
     # ---------------------------------------------------------------- fixed-shape decoding (CUDA graphs)
     def init_static_state(self, enc: Encoded, max_len: int, buffers: SharedBuffers | None = None) -> dict:
-        """A decoding cache of fixed shape: self-attention K/V preallocated for ``max_len`` steps (zeros, or
-        views of ``buffers``' shared memory (:class:`seqlab.decoding.graphs.SharedBuffers`): positions past the
-        current step are masked, so what they hold never matters)."""
+        """A decoding cache of fixed shape: self-attention K/V preallocated for ``max_len`` steps, and the memory's
+        K/V.  With ``buffers`` (:class:`seqlab.decoding.graphs.SharedBuffers`) all of them are views of memory that
+        fixed-shape loops share: positions past the current step are masked, so what they hold never matters, and
+        the memory's K/V are written whole by every load."""
         heads, head_dim = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
         kvs = self._memory_kv(enc)
         b, dev, dt = enc.memory.size(0), enc.memory.device, kvs[0][0].dtype  # projections' dtype (autocast)
@@ -253,11 +254,14 @@ class Transformer(Seq2SeqModel):
                 return torch.zeros(shape, device=dev, dtype=dt)
             return buffers.view(name, shape, dt, dev)
 
+        def memory(name: str, i: int, kv: torch.Tensor) -> torch.Tensor:
+            return kv if buffers is None else buffers.view((name, i), kv.shape, kv.dtype, kv.device).copy_(kv)
+
         return {
             "t": t,
             "max_len": max_len,
-            "mem_k": [k for k, _ in kvs],
-            "mem_v": [v for _, v in kvs],
+            "mem_k": [memory("mem_k", i, k) for i, (k, _) in enumerate(kvs)],
+            "mem_v": [memory("mem_v", i, v) for i, (_, v) in enumerate(kvs)],
             "mem_bias": key_padding_bias(enc.pad_mask, dt),
             "self": [
                 {"k_buf": cache(("self_k", i)), "v_buf": cache(("self_v", i)), "t": t} for i in range(len(self.layers))
