@@ -71,7 +71,7 @@ import torch
 from seqlab import launch
 from seqlab.bench import results as results_io
 from seqlab.config import DecodeConfig
-from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.data.vocab import EOS_ID
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -401,13 +401,9 @@ def is_at_row(row: str) -> bool:
 
 def batched_rate(fn: Any, sources: list[list[int]], batch: int, device: torch.device) -> float:
     """Sentences per second of ``fn`` over ``sources`` in batches of ``batch`` (padded), after one warm-up pass."""
-    batches = []
-    for i in range(0, len(sources), batch):
-        rows = sources[i : i + batch]
-        src = torch.full((len(rows), max(map(len, rows))), PAD_ID, dtype=torch.long)
-        for j, r in enumerate(rows):
-            src[j, : len(r)] = torch.tensor(r)
-        batches.append(src.to(device))
+    from seqlab.train.evaluate import pad_batch
+
+    batches = [pad_batch(sources[i : i + batch], device) for i in range(0, len(sources), batch)]
     with torch.no_grad():
         for src in batches:  # warm-up: shapes, captures
             fn(src)
@@ -494,6 +490,7 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
     """Batch-1 latencies of every row, with CUDA graphs (seqlab's default) and eagerly, and how many graph
     outputs equal the eager ones; cached in <work>/<pair>/latency_<tag>.json."""
     from seqlab.decoding import beam_search, greedy_search
+    from seqlab.train.evaluate import encode_lines
 
     cache = Path(args.work) / pair / f"latency_{tag}.json"
     if cache.exists():
@@ -501,7 +498,7 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
     m = PairModels(args, pair, teacher_path, tag)
     kw = dict(max_len_a=m.decode.max_len_a, max_len_b=m.decode.max_len_b, max_len=m.decode.max_len)
     sources, _ = m.test.references()
-    every = [m.teacher.src_tokenizer.encode(s)[: m.decode.max_len - 1] + [EOS_ID] for s in sources]
+    every = encode_lines(m.teacher.src_tokenizer, sources, m.decode.max_len)
     ids = every[: args.latency_sentences]
     fns: dict[str, Any] = {}
     for name, model in m.at.items():
