@@ -14,11 +14,8 @@ Entries ``<prefix>_ddp<W>_step_width_spread_{aligned,random}`` and ``..._step_tg
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-
 import numpy as np
-from shape_keys import batching_trainer
+from shape_keys import batching_parser, batching_trainer
 
 from seqlab.bench import results as results_io
 from seqlab.data.batching import TokenBatchSampler
@@ -30,17 +27,11 @@ def spreads(values: np.ndarray) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
+    ap = batching_parser(__doc__)
     ap.add_argument("--world-size", type=int, default=2)
-    ap.add_argument("--prefix", default="multi30k")
-    ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = batching_trainer(args.config, args.overrides, run_dir)
+    with batching_trainer(args.config, args.overrides) as trainer:
         base, data = trainer.sampler, trainer.train_data
-        trainer.close()
     tgt_len = np.asarray(data.tgt_lengths, dtype=np.int64)  # EOS included
     ws = args.world_size
     plans = [

@@ -13,7 +13,9 @@ Entries ``<prefix>_sampling_loop_keys_per_epoch``, ``<prefix>_greedy_graph_keys_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
+from collections.abc import Iterator
 
 from seqlab.bench import results as results_io
 from seqlab.config import load_config
@@ -33,25 +35,38 @@ TINY = [
 ]
 
 
-def batching_trainer(config: str, overrides: list[str], run_dir: str) -> Trainer:
-    """A trainer of a tiny model on the CPU over ``config``'s data: its sampler and encoded training set are the
-    real run's (the batches depend on the data and the token budget, not on the model)."""
-    fixed = [f"run_dir={run_dir}", "train.device=cpu", "train.tensorboard=false", *TINY]
-    return Trainer(load_config(config, [*fixed, *overrides]), console=False)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def batching_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of the scripts that count on the trainer's own batches (``--config``, ``--prefix``,
+    ``--no-write`` and config overrides); each adds its own."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
-    ap.add_argument("--samples", type=int, default=4, help="model samples per source (K)")
-    ap.add_argument("--max-len-a", type=float, default=1.5)
-    ap.add_argument("--max-len-b", type=int, default=10)
     ap.add_argument("--prefix", default="multi30k")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args()
+    return ap
+
+
+@contextlib.contextmanager
+def batching_trainer(config: str, overrides: list[str]) -> Iterator[Trainer]:
+    """A trainer of a tiny model on the CPU over ``config``'s data, in a run folder of its own that goes away
+    after: its sampler and encoded training set are the real run's (the batches depend on the data and the token
+    budget, not on the model)."""
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = batching_trainer(args.config, args.overrides, run_dir)
+        fixed = [f"run_dir={run_dir}", "train.device=cpu", "train.tensorboard=false", *TINY]
+        trainer = Trainer(load_config(config, [*fixed, *overrides]), console=False)
+        try:
+            yield trainer
+        finally:
+            trainer.close()
+
+
+def main() -> None:
+    ap = batching_parser(__doc__)
+    ap.add_argument("--samples", type=int, default=4, help="model samples per source (K)")
+    ap.add_argument("--max-len-a", type=float, default=1.5)
+    ap.add_argument("--max-len-b", type=int, default=10)
+    args = ap.parse_args()
+    with batching_trainer(args.config, args.overrides) as trainer:
         trainer.sampler.set_epoch(0)
         sampling, greedy, batches = set(), set(), 0
         for indices in trainer.sampler:
@@ -61,7 +76,6 @@ def main() -> None:
             sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
             greedy.add((bucket_rows(src.size(0)), width, budget))
             batches += 1
-        trainer.close()
     print(f"{batches} batches: {len(sampling)} sampling-loop keys (K = {args.samples}), {len(greedy)} greedy keys")
     if not args.no_write:
         entries = [
