@@ -5,7 +5,9 @@ prefix, P(truth)) and whether a run collapsed (sample reward and greedy validati
 For every algorithm label of ``OUT/runs`` and every logged quantity among ``--keys``: ``<prefix>_<label>_<key>_min``
 and ``_max`` over all seeds and logged steps, and ``_first`` / ``_last`` (the mean over seeds of each run's first and
 last logged value); for the greedy validation BLEU also ``valid_bleu_first`` (the first evaluation, mean over
-seeds) and ``valid_bleu_lowest`` (each run's lowest, mean over seeds).
+seeds) and ``valid_bleu_lowest`` (each run's lowest, mean over seeds); ``<prefix>_<label>_train_seconds_{min,max}``
+from the runs' results.json; for the shared pre-training ``<prefix>_pretrain_train_seconds`` and its best
+checkpoint's ``<prefix>_checkpoint_valid_<metric>``.
 
     python benchmarks/log_diagnostics.py --out runs/multi30k_erpo --prefix multi30k_deen --results multi30k_erpo
 """
@@ -83,6 +85,32 @@ def label_entries(prefix: str, label: str, logs: list[list[dict]], keys: tuple[s
     return entries
 
 
+def time_entries(prefix: str, label: str, results: list[dict]) -> list[dict]:
+    """``<prefix>_<label>_train_seconds_{min,max}`` over the seeds' results.json (training time, evaluations
+    excluded)."""
+    seconds = [float(r["train_seconds"]) for r in results if "train_seconds" in r]
+    if not seconds:
+        return []
+    unit = f"training seconds ({len(seconds)} runs)"
+    return [
+        results_io.entry(f"{prefix}_{label}_train_seconds_{stat}", round(value, 1), unit)
+        for stat, value in (("min", min(seconds)), ("max", max(seconds)))
+    ]
+
+
+def pretrain_entries(prefix: str, out: Path) -> list[dict]:
+    """The shared pre-training: its training seconds and its best checkpoint's validation scores."""
+    path = out / "pretrain" / "results.json"
+    if not path.exists():
+        return []
+    res = json.loads(path.read_text(encoding="utf-8"))
+    entries = [results_io.entry(f"{prefix}_pretrain_train_seconds", round(res["train_seconds"], 1), "s")]
+    for metric, value in (res.get("valid") or {}).items():
+        unit = f"{metric} of the shared checkpoint on the valid set"
+        entries.append(results_io.entry(f"{prefix}_checkpoint_valid_{metric.lower()}", round(value, 2), unit))
+    return entries
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="the comparison's output folder (its runs/ are read)")
@@ -94,10 +122,12 @@ def main() -> None:
     runs = args.out / "runs"
     if not runs.is_dir():
         raise SystemExit(f"{runs}: no such folder (give the comparison's --out)")
-    entries = []
+    entries = pretrain_entries(args.prefix, args.out)
     for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
         logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
         entries += label_entries(args.prefix, label_dir.name, logs, keys)
+        results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
+        entries += time_entries(args.prefix, label_dir.name, results)
     for e in entries:
         print(f"{e['metric']:60s} {e['value']}")
     print(f"{len(entries)} entries -> {results_io.write(args.results, entries)}")

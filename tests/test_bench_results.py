@@ -58,6 +58,10 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
         run.mkdir(parents=True)
         lines = [json.dumps({"kind": kind, "step": step, **values}) for kind, step, values in records]
         (run / "log.jsonl").write_text("\n".join(lines) + "\n")
+        (run / "results.json").write_text(json.dumps({"train_seconds": 100.0 * seed}))
+    pretrain = tmp_path / "cmp" / "pretrain"
+    pretrain.mkdir()
+    (pretrain / "results.json").write_text(json.dumps({"train_seconds": 235.0, "valid": {"bleu": 41.53}}))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "log_diagnostics.py"
     env = {**os.environ, "SEQLAB_RESULTS_DIR": str(tmp_path / "results")}
     args = ["--out", str(tmp_path / "cmp"), "--prefix", "m", "--results", "diag"]
@@ -67,4 +71,6 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pg_reward_first"] == 0.4 and got["m_pg_reward_last"] == 0.2
     assert got["m_pg_lambda3_first"] == 0.72 and got["m_pg_lambda3_last"] == 0.0
     assert got["m_pg_valid_bleu_first"] == 35.0 and got["m_pg_valid_bleu_lowest"] == 25.0  # mean of 10 and 40
+    assert got["m_pg_train_seconds_min"] == 100.0 and got["m_pg_train_seconds_max"] == 200.0
+    assert got["m_pretrain_train_seconds"] == 235.0 and got["m_checkpoint_valid_bleu"] == 41.53
     assert not any("entropy" in name for name in got)  # quantities a run never logged give no entry
