@@ -20,6 +20,7 @@ import statistics
 from pathlib import Path
 
 from seqlab.bench import results as results_io
+from seqlab.compare.export import run_commits
 
 KEYS = (
     "reward",
@@ -111,6 +112,12 @@ def pretrain_entries(prefix: str, out: Path) -> list[dict]:
     return entries
 
 
+def with_commit(entries: list[dict], runs: Path) -> list[dict]:
+    """``entries`` stamped with the commit(s) the runs under ``runs`` were trained at, where they recorded one."""
+    code = run_commits(runs)
+    return [{**e, "commit": code} for e in entries] if code else entries
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="the comparison's output folder (its runs/ are read)")
@@ -122,12 +129,13 @@ def main() -> None:
     runs = args.out / "runs"
     if not runs.is_dir():
         raise SystemExit(f"{runs}: no such folder (give the comparison's --out)")
-    entries = pretrain_entries(args.prefix, args.out)
+    entries = with_commit(pretrain_entries(args.prefix, args.out), args.out / "pretrain")
     for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
         logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
-        entries += label_entries(args.prefix, label_dir.name, logs, keys)
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
-        entries += time_entries(args.prefix, label_dir.name, results)
+        row = label_entries(args.prefix, label_dir.name, logs, keys)
+        row += time_entries(args.prefix, label_dir.name, results)
+        entries += with_commit(row, label_dir)
     for e in entries:
         print(f"{e['metric']:60s} {e['value']}")
     print(f"{len(entries)} entries -> {results_io.write(args.results, entries)}")

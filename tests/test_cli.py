@@ -64,7 +64,7 @@ def test_quickstart_has_a_step_budget_a_progress_total_and_a_verdict(tmp_path, c
     assert cli_main(["quickstart", "--steps", "4", *_quickstart_args(tmp_path)]) == 0
     out, err = capsys.readouterr()
     results = json.loads((tmp_path / "qs" / "results.json").read_text())
-    assert results["steps"] == 4 and not results["cut_short_by_max_minutes"]
+    assert results["steps"] == 4 and not results["cut_short_by_max_minutes"] and results["commit"]
     assert "4/4" in err  # the progress bar knows its total (so it shows an ETA)
     verdict = out.strip().splitlines()[-1]
     assert verdict.startswith("undertrained: 4 steps") and "seqlab quickstart --steps" in verdict

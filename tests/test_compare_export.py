@@ -98,3 +98,20 @@ def test_metric_names_are_lower_case(tmp_path, monkeypatch):
         and entries["aeslc_mle_dev_rougel_mean"]["unit"] == "ROUGEL"
     )
     assert not any("rougeL" in name for name in entries)
+
+
+def test_entries_carry_the_commits_the_runs_were_trained_at(tmp_path, monkeypatch):
+    """A comparison resumed with newer code combines runs of two commits: the entries name both, not the exporter's."""
+    monkeypatch.setenv("SEQLAB_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SEQLAB_COMMIT", "exporter")
+    out = tmp_path / "cmp"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "summary.json").write_text(json.dumps(SUMMARY))
+    settings = export_settings(suite(tmp_path, f"export: {{results: r, report_dir: {tmp_path / 'rep'}}}\n"), out)
+    export_results(out, settings, command="c")
+    assert {e["commit"] for e in json.loads((tmp_path / "results" / "r.json").read_text())} == {"exporter"}
+    for run, code in (("pretrain", "bbb"), ("runs/mle/seed1", "aaa"), ("runs/raml/seed1", "bbb")):
+        (out / run).mkdir(parents=True)
+        (out / run / "results.json").write_text(json.dumps({"steps": 5, "commit": code}))
+    export_results(out, settings, command="c")
+    assert {e["commit"] for e in json.loads((tmp_path / "results" / "r.json").read_text())} == {"aaa+bbb"}

@@ -13,6 +13,7 @@ Defaults: ``results`` = the suite file's name (else the comparison folder's), ``
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -61,6 +62,17 @@ def export_settings(compare_config: str | None, out: str | Path, name: str | Non
     )
 
 
+def run_commits(out: str | Path) -> str:
+    """The commits the comparison's runs were trained at (``commit`` in each results.json), joined by ``+`` when a
+    comparison resumed with newer code; empty when no run recorded one."""
+    found = set()
+    for path in Path(out).glob("**/results.json"):
+        code = json.loads(path.read_text(encoding="utf-8")).get("commit")
+        if code:
+            found.add(str(code))
+    return "+".join(sorted(found))
+
+
 def export_results(out: str | Path, settings: ExportSettings, command: str | None = None) -> dict[str, str]:
     """Write the entries of ``out``'s report and copy its files; returns where they went."""
     from seqlab.bench import results
@@ -71,7 +83,9 @@ def export_results(out: str | Path, settings: ExportSettings, command: str | Non
         raise ConfigError(f"{out}: no report to export (report/summary.json); run the comparison first")
     command = command or "seqlab " + shlex.join(sys.argv[1:])
     rows = benchmark_entries(out, settings.prefix, settings.split, settings.label_suffix)
-    path = results.write(settings.results, [results.entry(m, v, u, command) for m, v, u in rows])
+    code = run_commits(out) or results.commit()
+    entries = [{**results.entry(m, v, u, command), "commit": code} for m, v, u in rows]
+    path = results.write(settings.results, entries)
     target = (
         Path(settings.report_dir) if settings.report_dir else results.REPO / "benchmarks" / "reports" / settings.results
     )

@@ -28,6 +28,7 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_algorithm
+from seqlab.bench.results import commit as code_commit
 from seqlab.catalog import check_config
 from seqlab.config import Config, ConfigError, save_config
 from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
@@ -743,6 +744,7 @@ class Trainer:
             "bad_evals": self.bad_evals,
             "budget_steps": self.step - self.algorithm.preparation_steps(),
             "cut_short_by_max_minutes": self.cut_short(),
+            "commit": code_commit(),
         }
         if self.dist.is_main:
             best = self.run_dir / "checkpoint_best.pt"
