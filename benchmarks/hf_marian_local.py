@@ -42,8 +42,12 @@ def train_tokenizer(texts: list[str], vocab_size: int, out: Path):
     return fast
 
 
-def build_model(tokenizer, out: Path, d_model: int, heads: int, ffn: int, layers: int, seed: int):
-    """A randomly initialised MarianMTModel over ``tokenizer``'s vocabulary, saved to ``out``."""
+def build_model(
+    tokenizer, out: Path, d_model: int, heads: int, ffn: int, layers: int, seed: int, scale_embedding: bool = True
+):
+    """A randomly initialised MarianMTModel over ``tokenizer``'s vocabulary, saved to ``out``.  Embeddings are
+    scaled by sqrt(d_model) as in the opus-mt models (``scale_embedding``; MarianConfig's default is off): with
+    the 0.02 initialisation and no scaling, the sinusoidal positions (norm ~sqrt(d/2)) drown the tokens."""
     import torch
     from transformers import MarianConfig, MarianMTModel
 
@@ -57,6 +61,7 @@ def build_model(tokenizer, out: Path, d_model: int, heads: int, ffn: int, layers
         encoder_ffn_dim=ffn,
         decoder_ffn_dim=ffn,
         max_position_embeddings=256,
+        scale_embedding=scale_embedding,
         dropout=0.1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -81,6 +86,9 @@ def main() -> None:
     p.add_argument("--ffn", type=int, default=2048)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-scale-embedding", dest="scale_embedding", action="store_false", help="MarianConfig's default (off)"
+    )
     args = p.parse_args()
     texts = []
     for lang in (args.src, args.tgt):
@@ -90,7 +98,7 @@ def main() -> None:
         texts += read_lines(matches[0])
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts, args.vocab_size, args.out)
-    model = build_model(tokenizer, args.out, args.d_model, args.heads, args.ffn, args.layers, args.seed)
+    model = build_model(tokenizer, args.out, args.d_model, args.heads, args.ffn, args.layers, args.seed, args.scale_embedding)
     n = sum(p.numel() for p in model.parameters())
     print(f"{args.out}: tokenizer of {len(tokenizer)} ids (pad {tokenizer.pad_token_id}), MarianMTModel {n:,} params")
 

@@ -181,6 +181,7 @@ def test_the_local_marian_builder_gives_a_model_seqlab_wraps(tmp_path):
     """benchmarks/hf_marian_local.py (issue 22's GPU evidence starts from it): Marian's special-token layout, and
     seqlab's hf_seq2seq scores and decodes the saved model through the id map."""
     import gzip
+    import json
     import subprocess
     import sys
     from pathlib import Path
@@ -199,6 +200,9 @@ def test_the_local_marian_builder_gives_a_model_seqlab_wraps(tmp_path):
 
     hf_tok = AutoTokenizer.from_pretrained(str(out))
     assert (hf_tok.eos_token_id, hf_tok.unk_token_id, hf_tok.pad_token_id) == (0, 1, len(hf_tok) - 1)
+    # embeddings scaled by sqrt(d_model) as opus-mt's: unscaled, the 0.02-std tokens drown under the positions and
+    # the trained model ignored its source (session 10)
+    assert json.loads((out / "config.json").read_text())["scale_embedding"] is True
     tok = train_tokenizer(f"hf:{out}", [])
     model = build_model("hf_seq2seq", tok.vocab_size, tok.vocab_size, name_or_path=str(out)).eval()
     src = seqlab_sources(tok, ["ein mann", "der hund"])

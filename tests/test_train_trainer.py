@@ -247,6 +247,7 @@ def test_continued_run_takes_the_step_the_uninterrupted_run_would(tmp_path):
     )
     assert cont.step == 0 and cont.lr_offset == 8 and cont.group_warmup == [0]
     assert cont.init_info["moments_continued"] == cont.init_info["parameters"] > 0
+    assert cont.init_info["fresh_moments"] == []
     assert cont.scheduler.get_last_lr() == pytest.approx(mle.scheduler.get_last_lr(), rel=1e-12)
     assert cont.scheduler.get_last_lr()[0] < 0.003  # inverse-sqrt decay past its 6 warm-up steps
     for p_mle, p_cont in zip(
@@ -315,6 +316,7 @@ def test_continuing_without_optimizer_state_warms_up_and_flags_rounded_weights(t
             console=False,
         )
     assert cont.init_info["weights_dtype"] == "bfloat16" and cont.init_info["moments_continued"] == 0
+    assert cont.init_info["fresh_moments"][0].startswith("model.")  # which parameters start fresh, by name
     assert cont.lr_offset == 8 and cont.group_warmup == [3]  # ceil(0.1 * 30)
     schedule = lr_lambda(cont.cfg.train, 38)
     lrs = []

@@ -487,6 +487,7 @@ class Trainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         names = [n for g in self._group_param_names() for n in g]
         state, index, warm = {}, 0, init_warmup_steps(self.cfg.train, self.total_steps)
+        fresh: list[str] = []
         for g, group in enumerate(self.optimizer.param_groups):
             complete = True
             for p in group["params"]:
@@ -497,6 +498,7 @@ class Trainer:
                     state[index] = st
                 else:
                     complete = False
+                    fresh.append(names[index])
                 index += 1
             self.group_warmup[g] = 0 if complete else warm
         if state:
@@ -508,6 +510,7 @@ class Trainer:
             lr_step_offset=self.lr_offset,
             moments_continued=len(state),
             parameters=len(params),
+            fresh_moments=fresh[:20],  # the parameters (first 20) that start with fresh moments
             warmup_steps_by_group=list(self.group_warmup),
         )
         if self.console:
