@@ -98,7 +98,9 @@ def main() -> None:
         texts += read_lines(matches[0])
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts, args.vocab_size, args.out)
-    model = build_model(tokenizer, args.out, args.d_model, args.heads, args.ffn, args.layers, args.seed, args.scale_embedding)
+    model = build_model(
+        tokenizer, args.out, args.d_model, args.heads, args.ffn, args.layers, args.seed, args.scale_embedding
+    )
     n = sum(p.numel() for p in model.parameters())
     print(f"{args.out}: tokenizer of {len(tokenizer)} ids (pad {tokenizer.pad_token_id}), MarianMTModel {n:,} params")
 
