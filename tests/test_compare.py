@@ -811,3 +811,21 @@ def test_schedules_are_checked_against_the_budget_before_anything_trains(tmp_pat
         console=False,
     )
     assert seen[1] == ("scheduled_sampling", len(trainer.sampler), 4, True) == seen[2]  # what the run will count
+
+
+def test_a_shared_checkpoint_that_decodes_one_sentence_for_every_source_is_flagged(tmp_path):
+    """Session 10's Hugging Face pre-training decoded one sentence for all sources, and five fine-tuning rows
+    started from it: the runner and the report now say so."""
+    from seqlab.compare.report import _pretrain_results, degenerate_checkpoint_warning
+
+    (tmp_path / "pretrain").mkdir()
+    hyps = tmp_path / "pretrain" / "valid.hyp.txt"
+    (tmp_path / "pretrain" / "results.json").write_text(json.dumps({"valid": {"bleu": 3.8}}))
+    hyps.write_text("A man in a black shirt .\n" * 30)
+    assert "1 distinct hypotheses for 30" in degenerate_checkpoint_warning(tmp_path)
+    assert "distinct validation hypotheses 1 of 30 (**warning**" in _pretrain_results(tmp_path)
+    hyps.write_text("".join(f"sentence {i}\n" for i in range(30)))
+    assert degenerate_checkpoint_warning(tmp_path) is None
+    assert _pretrain_results(tmp_path) == "valid bleu 3.80; distinct validation hypotheses 30 of 30"
+    hyps.write_text("same\n" * 5)  # too few to judge
+    assert degenerate_checkpoint_warning(tmp_path) is None

@@ -683,16 +683,45 @@ def benchmark_entries(
     return rows
 
 
+#: below this share of distinct validation hypotheses the shared checkpoint is reported as degenerate
+DEGENERATE_DISTINCT_SHARE = 0.5
+
+
+def distinct_hypotheses(path: Path) -> tuple[int, int] | None:
+    """(distinct, total) lines of a hypothesis file, or None when it does not exist."""
+    if not path.exists():
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return len(set(lines)), len(lines)
+
+
+def degenerate_checkpoint_warning(out: Path) -> str | None:
+    """A warning when the shared checkpoint decodes few distinct validation hypotheses (a model that ignores its
+    source decodes one sentence for every input; fine-tuning it says nothing about the algorithms)."""
+    counts = distinct_hypotheses(out / "pretrain" / "valid.hyp.txt")
+    if counts is None or counts[1] < 20 or counts[0] / counts[1] >= DEGENERATE_DISTINCT_SHARE:
+        return None
+    return (
+        f"the shared checkpoint decodes {counts[0]} distinct hypotheses for {counts[1]} validation sources: "
+        "it may ignore its source (benchmarks/source_sensitivity.py measures it)"
+    )
+
+
 def _pretrain_results(out: Path) -> str:
     path = out / "pretrain" / "results.json"
     if not path.exists():
         return "–"
     res = json.loads(path.read_text(encoding="utf-8"))
-    return "; ".join(
+    text = "; ".join(
         f"{split} " + ", ".join(f"{k} {v:.2f}" for k, v in res.get(split, {}).items())
         for split in ("valid", "test")
         if res.get(split)
     )
+    counts = distinct_hypotheses(out / "pretrain" / "valid.hyp.txt")
+    if counts:
+        text += f"; distinct validation hypotheses {counts[0]} of {counts[1]}"
+    warning = degenerate_checkpoint_warning(out)
+    return text + (f" (**warning**: {warning})" if warning else "")
 
 
 def _span(values: list[float], digits: int = 0) -> str:

@@ -859,9 +859,14 @@ def _pretrain(
     checkpoint."""
     if pre is None:
         return []
+    from seqlab.compare.report import degenerate_checkpoint_warning
+
     outcomes = execute([pre], config, gpus[:1], launcher, echo)
     if not pretrain_checkpoint(out).exists():
         raise RuntimeError(f"pre-training failed: no {pretrain_checkpoint(out)}; see {out / 'pretrain' / 'train.out'}")
+    warning = degenerate_checkpoint_warning(out)
+    if warning:
+        echo(f"[compare] warning: {warning}")
     return outcomes
 
 
