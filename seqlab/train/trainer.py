@@ -193,6 +193,7 @@ class Trainer:
         self._build_algorithm()
         self._build_optimization(start)
         self.step, self.epoch, self.train_seconds = 0, 0, 0.0
+        self.code_commit = code_commit()  # the code this process loaded (HEAD may move while it trains)
         self.best_score: float | None = None
         self.bad_evals = 0
         self._start_run()
@@ -747,7 +748,7 @@ class Trainer:
             "bad_evals": self.bad_evals,
             "budget_steps": self.step - self.algorithm.preparation_steps(),
             "cut_short_by_max_minutes": self.cut_short(),
-            "commit": code_commit(),
+            "commit": self.code_commit,
         }
         if self.dist.is_main:
             best = self.run_dir / "checkpoint_best.pt"
