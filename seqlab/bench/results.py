@@ -7,11 +7,11 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
-from seqlab.launch import REPO  # the checkout seqlab runs from (benchmarks/ lives next to the package)
+from seqlab.launch import REPO
+from seqlab.provenance import code_commit  # the checkout seqlab runs from (benchmarks/ lives next to the package)
 
 
 def results_dir() -> Path:
@@ -49,15 +49,8 @@ def device_name() -> str:
 
 
 def commit() -> str:
-    """The code's commit: $SEQLAB_COMMIT when set (copies without git history), else git's HEAD."""
-    if os.environ.get("SEQLAB_COMMIT"):
-        return os.environ["SEQLAB_COMMIT"]
-    try:
-        return subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True, cwd=REPO, stderr=subprocess.DEVNULL
-        ).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """The code's commit (:func:`seqlab.provenance.code_commit`)."""
+    return code_commit()
 
 
 def command_line() -> str:

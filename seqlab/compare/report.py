@@ -19,9 +19,7 @@ import datetime
 import html
 import json
 import math
-import os
 import statistics
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 
 from seqlab.compare.layout import EXTRA_DIR, START_DIR
 from seqlab.compare.score import read_scores
+from seqlab.provenance import code_commit
 
 #: the x axis of ERPO Figure 1: how far from the data an algorithm's training targets reach (its class attribute
 #: ``breadth``: MLE sees only y*; noising perturbs y*; RAML / alpha-DiMT sample y*'s reward-weighted neighbourhood;
@@ -488,18 +487,6 @@ def _fmt(x: float, digits: int = 2) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _git_commit() -> str:
-    """The code's commit: $SEQLAB_COMMIT when set (copies whose git history is not the code's), else git's HEAD."""
-    if os.environ.get("SEQLAB_COMMIT"):
-        return os.environ["SEQLAB_COMMIT"]
-    try:
-        return subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True, cwd=Path(__file__).parent, stderr=subprocess.DEVNULL
-        ).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _settings(out: Path) -> dict[str, Any]:
     data = json.loads((out / "compare.json").read_text(encoding="utf-8")) if (out / "compare.json").exists() else {}
     cfg: dict[str, Any] = {}
@@ -870,7 +857,7 @@ def _report_facts(
         ("decoding", f"beam {cfg.get('decode', {}).get('beam_size', '?')} (test), best validation checkpoint"),
         ("sacrebleu signatures (test)", signature_summary(r.results for runs in records.values() for r in runs)),
         ("training time per run", f"{statistics.fmean(seconds) / 60:.1f} min on average" if seconds else "?"),
-        ("generated", f"{when}, seqlab commit {_git_commit()}"),
+        ("generated", f"{when}, seqlab commit {code_commit()}"),
     ]
 
 

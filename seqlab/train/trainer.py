@@ -28,7 +28,6 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_algorithm
-from seqlab.bench.results import commit as code_commit
 from seqlab.catalog import check_config
 from seqlab.config import Config, ConfigError, save_config
 from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
@@ -38,6 +37,7 @@ from seqlab.erpo.engine import loss_chunk_tokens
 from seqlab.metrics import higher_is_better
 from seqlab.metrics.signature import sacrebleu_signatures
 from seqlab.models import build_model
+from seqlab.provenance import code_commit
 from seqlab.train import checkpoint as ckpt
 from seqlab.train.compiled import bucket_batch, compile_layers
 from seqlab.train.distributed import AGREE_EVERY, agree_any, barrier, broadcast_flag, cleanup, init_distributed
