@@ -9,6 +9,10 @@ same session), giving ``trainer_tok_per_s_ratio_vs_plain``.
     python -m seqlab.cli train --config configs/multi30k_transformer.yaml run_dir=/tmp/m30 train.compile=true \\
         train.max_minutes=2.5 ...
     python benchmarks/trainer_throughput.py /tmp/m30 --warmup-seconds 30
+
+A run with ``train.profile_steps=[first, last]`` also gives ``trainer_step_wall_ms_profiled`` and, on a GPU,
+``trainer_device_busy_share`` (the share of those steps' wall time the device was busy: well below 1 means the loop
+around the kernels sets the pace).
 """
 
 from __future__ import annotations
@@ -65,6 +69,21 @@ def main(argv: list[str] | None = None) -> int:
         ratio = rate / plain[-1]["value"]
         print(f"vs the plain loop's {plain[-1]['value']:,.0f} on {device} (commit {plain[-1]['commit']}): {ratio:.2f}x")
         entries.append(results_io.entry(f"trainer_tok_per_s_ratio_vs_plain{args.label}", round(ratio, 3), "x"))
+    profiled = Path(args.run_dir) / "profile" / "summary.json"  # train.profile_steps: is the loop host-bound?
+    if profiled.exists():
+        prof = json.loads(profiled.read_text())
+        print(f"profiled steps {prof['steps']}: {prof['wall_ms_per_step']:.2f} ms per step", end="")
+        entries.append(
+            results_io.entry(f"trainer_step_wall_ms_profiled{args.label}", round(prof["wall_ms_per_step"], 3), "ms")
+        )
+        if "device_busy_share" in prof:
+            print(f", device busy {prof['device_busy_share']:.1%} of it", end="")
+            entries.append(
+                results_io.entry(
+                    f"trainer_device_busy_share{args.label}", round(prof["device_busy_share"], 4), "share of wall time"
+                )
+            )
+        print()
     if not args.no_write:
         print("wrote", results_io.write(speed.stem, entries))
     return 0

@@ -76,6 +76,7 @@ class TrainConfig:
     tokenizers_from: str | None = None  # reuse another run's tokenizers folder (e.g. a teacher's)
     progress_bar: bool = True
     tensorboard: bool = True
+    profile_steps: tuple[int, int] | None = None  # [first, last] steps to record with torch.profiler (run_dir/profile)
 
 
 @dataclass
@@ -313,6 +314,18 @@ VALUE_RULES: dict[str, tuple[Any, str]] = {
     "train.patience": (_at_least(1), "at least 1 (or null: no early stopping)"),
     "train.log_every_steps": (_at_least(1), "at least 1"),
     "train.save_every_steps": (_positive, "positive (or null)"),
+    "train.profile_steps": (
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, (list, tuple))
+                and len(v) == 2
+                and all(isinstance(s, int) and not isinstance(s, bool) for s in v)
+                and 1 <= v[0] <= v[1]
+            )
+        ),
+        "two step numbers [first, last] with 1 <= first <= last (or null)",
+    ),
     "train.init_state": (lambda v: v in ("model", "full"), "one of model, full"),
     "train.init_warmup_steps": (_at_least(1), "at least 1 (or null)"),
     "train.device": (lambda v: bool(_DEVICE.fullmatch(v)), "auto, cpu, cuda, cuda:N or mps"),

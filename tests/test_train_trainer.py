@@ -381,3 +381,43 @@ def test_train_checks_schedules_against_the_budget(tmp_path, monkeypatch, capsys
     steps_per_epoch = json.loads((tmp_path / "sched" / "results.json").read_text())["steps_per_epoch"]
     assert seen == [("mle", steps_per_epoch, 3, False), ("mle", steps_per_epoch, 3, True)]
     assert json.loads((tmp_path / "sched" / "results.json").read_text())["schedule_stages"] == {"lambdas": 1}
+
+
+def test_profile_steps_record_the_training_loop(tmp_path):
+    """train.profile_steps=[first, last] profiles those steps of the real loop (batch building included) into
+    run_dir/profile; a run that ends before ``last`` writes what it recorded; bad values are one-line errors."""
+    cfg = load_config(
+        None, tiny_overrides(tmp_path, "prof", **{"train.max_steps": "6", "train.profile_steps": "[2, 3]"})
+    )
+    Trainer(cfg, console=False).fit()
+    out = Path(cfg.run_dir) / "profile"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == [2, 3] and summary["wall_ms_per_step"] > 0
+    table = (out / "ops_by_host_time.txt").read_text()
+    for region in ("seqlab.batch", "seqlab.loss", "seqlab.backward", "seqlab.optimizer"):
+        assert region in table, region
+    assert json.loads((out / "trace.json").read_text())["traceEvents"]
+    short = load_config(
+        None, tiny_overrides(tmp_path, "short", **{"train.max_steps": "4", "train.profile_steps": "[3, 9]"})
+    )
+    Trainer(short, console=False).fit()
+    assert json.loads((Path(short.run_dir) / "profile" / "summary.json").read_text())["steps"] == [3, 4]
+    from seqlab.config import ConfigError
+
+    for bad in ("[3, 2]", "[0, 2]", "[2]"):
+        with pytest.raises(ConfigError, match="profile_steps"):
+            load_config(None, tiny_overrides(tmp_path, "bad", **{"train.profile_steps": bad}))
+
+
+def test_device_busy_time_counts_overlapping_kernels_once():
+    from types import SimpleNamespace
+
+    from seqlab.train.profiling import device_busy_us
+
+    cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+
+    def event(device, start, end):
+        return SimpleNamespace(device_type=device, time_range=SimpleNamespace(start=start, end=end))
+
+    events = [event(cuda, 0, 10), event(cuda, 5, 12), event(cuda, 20, 25), event(cpu, 0, 100), event(cuda, 21, 22)]
+    assert device_busy_us(SimpleNamespace(events=lambda: events)) == 17  # [0, 12] and [20, 25]

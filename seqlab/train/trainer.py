@@ -43,6 +43,7 @@ from seqlab.train.compiled import bucket_batch, compile_layers
 from seqlab.train.distributed import AGREE_EVERY, agree_any, barrier, broadcast_flag, cleanup, init_distributed
 from seqlab.train.evaluate import evaluate_corpus
 from seqlab.train.logger import MetricLogger
+from seqlab.train.profiling import StepProfiler
 from seqlab.train.runstate import StopSignals, TrainingInterrupted, finished_run
 from seqlab.utils import resolve_device
 
@@ -215,6 +216,7 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_temporaries(self.run_dir)  # left by a save that was killed
+        self.profiler = StepProfiler(self.cfg.train.profile_steps, self.run_dir, self.device, self.dist.is_main)
 
     def _load_data(self) -> None:
         """The task with its tokenizers (copied from ``train.tokenizers_from``), the encoded training data and
@@ -648,12 +650,14 @@ class Trainer:
         while self._budget_left() and not stopped_early and not self._stop_requested():
             self.sampler.set_epoch(self.epoch)
             for indices in self.sampler:
+                self.profiler.before_step(self.step)
                 t0 = time.perf_counter()
-                batch = collate(self.train_data, indices)
-                if self.device.type == "cuda":  # a pageable copy waits for the GPU's queue: no host/GPU overlap
-                    batch = batch.pin_memory().to(self.device, non_blocking=True)
-                else:
-                    batch = batch.to(self.device)
+                with record_function("seqlab.batch"):
+                    batch = collate(self.train_data, indices)
+                    if self.device.type == "cuda":  # a pageable copy waits for the GPU's queue: no overlap
+                        batch = batch.pin_memory().to(self.device, non_blocking=True)
+                    else:
+                        batch = batch.to(self.device)
                 stats = self.train_step(batch)
                 window_tokens += batch.num_tgt_tokens
                 if self.device.type == "cuda" and self.step % tc.log_every_steps == 0:
@@ -683,8 +687,10 @@ class Trainer:
                     stopped_early = self._validate()
                 elif tc.save_every_steps and self.step % tc.save_every_steps == 0:
                     self.save_checkpoint("checkpoint_last.pt")
+                self.profiler.after_step(self.step)
                 if stopped_early or not self._budget_left() or self._stop_requested():
                     break
+        self.profiler.after_step(self.step, final=True)
         bar.close()
         self.signals.deferring = False
         if self._stopping:  # Ctrl-C / SIGTERM: keep the step reached, then stop

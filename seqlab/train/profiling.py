@@ -1,0 +1,89 @@
+"""``train.profile_steps: [first, last]``: torch.profiler over those training steps of the real loop (collation,
+copies, the step, logging), written to ``run_dir/profile/``:
+
+* ``ops_by_device_time.txt`` / ``ops_by_host_time.txt``: the operators and seqlab's labelled regions
+  (``seqlab.batch``, ``seqlab.loss``, ``seqlab.backward``, ``seqlab.optimizer``) by self time;
+* ``trace.json``: a Chrome / Perfetto trace;
+* ``summary.json``: the steps' wall time and, on a GPU, how much of it the device was busy (``device_busy_share``
+  well below 1: the loop around the kernels, not the kernels, sets the pace).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+PROFILE_DIR = "profile"
+
+
+def device_busy_us(prof: Any) -> float:
+    """Microseconds of device (kernel and copy) time the profiler saw; intervals of overlapping kernels counted once."""
+    spans = sorted(
+        (e.time_range.start, e.time_range.end)
+        for e in prof.events()
+        if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start
+    )
+    busy, end = 0.0, float("-inf")
+    for lo, hi in spans:
+        if hi <= end:
+            continue
+        busy += hi - max(lo, end)
+        end = hi
+    return busy
+
+
+class StepProfiler:
+    """Records training steps ``first`` .. ``last`` (1-based step numbers, as logged) and writes the tables."""
+
+    def __init__(self, steps: tuple[int, int] | list[int] | None, run_dir: Path, device: torch.device, enabled: bool):
+        self.first, self.last = (int(steps[0]), int(steps[1])) if steps else (0, -1)
+        self.out = Path(run_dir) / PROFILE_DIR
+        self.cuda = device.type == "cuda"
+        self.enabled = enabled and steps is not None
+        self._prof: Any = None
+        self._t0 = 0.0
+
+    def before_step(self, done: int) -> None:
+        """Called with the number of steps done, before the next step's batch is built."""
+        if self.enabled and self._prof is None and done + 1 == self.first:
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+            self._prof = profile(activities=activities, record_shapes=False)
+            self._prof.__enter__()
+            if self.cuda:
+                torch.cuda.synchronize()
+            self._t0 = time.perf_counter()
+
+    def after_step(self, done: int, final: bool = False) -> None:
+        """Called with the number of steps done, after the step's logging and bookkeeping (``final``: training
+        ends here, so the steps recorded so far are written)."""
+        if self._prof is None or (done < self.last and not final):
+            return
+        if self.cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - self._t0
+        self._prof.__exit__(None, None, None)
+        prof, self._prof, self.enabled = self._prof, None, False
+        self.write(prof, wall, done - self.first + 1)
+
+    def write(self, prof: Any, wall_s: float, steps: int) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        averages = prof.key_averages()
+        device_key = "self_cuda_time_total" if self.cuda else "self_cpu_time_total"
+        (self.out / "ops_by_device_time.txt").write_text(averages.table(sort_by=device_key, row_limit=50) + "\n")
+        (self.out / "ops_by_host_time.txt").write_text(
+            averages.table(sort_by="self_cpu_time_total", row_limit=50) + "\n"
+        )
+        prof.export_chrome_trace(str(self.out / "trace.json"))
+        summary: dict[str, Any] = {
+            "steps": [self.first, self.first + steps - 1],
+            "wall_ms_per_step": 1000.0 * wall_s / max(steps, 1),
+        }
+        if self.cuda:
+            busy = device_busy_us(prof) / 1e6
+            summary.update(device_busy_ms_per_step=1000.0 * busy / max(steps, 1), device_busy_share=busy / wall_s)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
