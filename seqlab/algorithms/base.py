@@ -137,6 +137,16 @@ class Algorithm(nn.Module):
         the algorithm itself)."""
         return {}
 
+    def adaptive_schedules(self) -> dict[str, Any]:
+        """The schedules that move with validation scores (``adaptive``, e.g. ``validation_anneal``)."""
+        return {k: s for k, s in self.schedules().items() if getattr(s, "adaptive", False)}
+
+    def on_validation(self, score: float, higher_is_better: bool) -> bool:
+        """After every validation: the adaptive schedules observe the score; True asks the trainer to return the
+        model and optimizer to the previous validation's state (a schedule moved)."""
+        moved = [s.observe(score, higher_is_better) for s in self.adaptive_schedules().values()]
+        return any(moved)
+
     def trains_model(self, progress: Progress) -> bool:
         """False while only the algorithm's own modules learn (critic pre-training): validation is skipped."""
         return True

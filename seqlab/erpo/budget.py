@@ -35,8 +35,8 @@ def moving_schedules(algorithm: Algorithm) -> dict[str, Callable[[Progress], Any
     schedules to move, and never refused)."""
     moving: dict[str, Callable[[Progress], Any]] = {}
     for name, schedule in algorithm.schedules().items():
-        if isinstance(schedule, Schedule) and schedule.constant:
-            continue
+        if isinstance(schedule, Schedule) and (schedule.constant or getattr(schedule, "adaptive", False)):
+            continue  # constant, or moved by validation scores (nothing to count before training)
         if isinstance(schedule, Schedule):
             moving[name] = lambda p, s=schedule: s.value(p.step, p.epoch)
         else:

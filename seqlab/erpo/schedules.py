@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class Schedule:
@@ -131,12 +131,68 @@ class Exponential(Schedule):
         return self.start * self.rate**t
 
 
+@dataclass
+class ValidationAnneal(Schedule):
+    """Weights that move only when validation stops improving, as the ERPO paper's released interpolation code
+    anneals them: after an evaluation that scores below the best reached under the current weights, ``delta`` of
+    weight ``source`` moves to weight ``target`` -- the first move and every ``alternate_every``-th after it to
+    ``alternate`` instead -- and training returns to the previous evaluation's model and optimizer state
+    (:meth:`observe` returns True: roll back).  With the interpolation's order (model, reward, data) the released
+    code's settings are ``start: [0.04, 0.0, 0.96], delta: 0.06`` and the defaults below."""
+
+    start: Any
+    delta: float = 0.06
+    source: int = 2  # the weight that gives (the data's)
+    target: int = 1  # the weight that receives (the reward's)
+    alternate: int = 0  # the weight that receives the first and every alternate_every-th move (the model's)
+    alternate_every: int = 5
+    unit: str = "epoch"
+
+    adaptive: ClassVar[bool] = True  # moves with validation, not with the step: no stage count before training
+
+    def __post_init__(self) -> None:
+        self.start = tuple(float(v) for v in self.start)
+        n = len(self.start)
+        if not all(0 <= i < n for i in (self.source, self.target, self.alternate)) or self.source in (
+            self.target,
+            self.alternate,
+        ):
+            raise ValueError(f"validation_anneal: source / target / alternate must be distinct indices below {n}")
+        if self.delta <= 0 or self.alternate_every < 1:
+            raise ValueError("validation_anneal: delta must be positive and alternate_every at least 1")
+        self.current, self.moves, self.best = list(self.start), 0, None
+
+    def at(self, t: float) -> tuple:
+        return tuple(self.current)
+
+    def observe(self, score: float, higher_is_better: bool = True) -> bool:
+        """One validation score; True when it moved the weights (the caller rolls back to the previous state)."""
+        worse = self.best is not None and (score < self.best if higher_is_better else score > self.best)
+        if not worse:
+            self.best = score
+            return False
+        self.moves += 1
+        receiver = self.alternate if (self.moves - 1) % self.alternate_every == 0 else self.target
+        moved = min(self.delta, self.current[self.source])
+        self.current[self.source] -= moved
+        self.current[receiver] += moved
+        self.best = None  # the next evaluation is the first under the new weights
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"current": list(self.current), "moves": self.moves, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.current, self.moves, self.best = list(state["current"]), int(state["moves"]), state["best"]
+
+
 SCHEDULES = {
     "constant": Constant,
     "linear": Linear,
     "step": Step,
     "inverse_sigmoid": InverseSigmoid,
     "exponential": Exponential,
+    "validation_anneal": ValidationAnneal,
 }
 
 

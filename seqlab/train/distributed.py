@@ -42,6 +42,15 @@ def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def broadcast_value(value: float, info: DistInfo, device: torch.device) -> float:
+    """Rank 0's ``value`` on every rank (e.g. a validation score only rank 0 computed)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
 #: steps between the ranks' agreements on per-rank decisions (e.g. the wall-clock budget): one all-reduce each
 AGREE_EVERY = 10
 

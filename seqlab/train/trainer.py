@@ -8,6 +8,7 @@ stopping, and exact resume (model, optimizer, scheduler, algorithm, data positio
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import json
 import math
@@ -40,7 +41,15 @@ from seqlab.models import build_model
 from seqlab.provenance import code_commit
 from seqlab.train import checkpoint as ckpt
 from seqlab.train.compiled import bucket_batch, compile_layers
-from seqlab.train.distributed import AGREE_EVERY, agree_any, barrier, broadcast_flag, cleanup, init_distributed
+from seqlab.train.distributed import (
+    AGREE_EVERY,
+    agree_any,
+    barrier,
+    broadcast_flag,
+    broadcast_value,
+    cleanup,
+    init_distributed,
+)
 from seqlab.train.evaluate import evaluate_corpus
 from seqlab.train.logger import MetricLogger
 from seqlab.train.profiling import StepProfiler
@@ -194,6 +203,7 @@ class Trainer:
         self._build_algorithm()
         self._build_optimization(start)
         self.step, self.epoch, self.train_seconds = 0, 0, 0.0
+        self._rollback: dict[str, Any] | None = None  # the state a validation_anneal schedule returns to
         self.code_commit = code_commit()  # the code this process loaded (HEAD may move while it trains)
         self.best_score: float | None = None
         self.bad_evals = 0
@@ -400,6 +410,9 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "best_score": self.best_score,
             "bad_evals": self.bad_evals,
+            "schedules": {k: s.state_dict() for k, s in self.algorithm.adaptive_schedules().items()},
+            # saved between validations, the state a roll-back returns to (at a validation it is this state)
+            "rollback": self._rollback if self._rollback is not None and self._rollback["step"] != self.step else None,
             "config": self.cfg.to_dict(),
             "tokenizers": str((self.run_dir / "tokenizers").resolve()),
         }
@@ -422,6 +435,14 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.train_seconds, self.best_score = state["train_seconds"], state["best_score"]
         self.bad_evals = state["bad_evals"]
+        adaptive = self.algorithm.adaptive_schedules()
+        for name, sched_state in (state.get("schedules") or {}).items():
+            if name in adaptive:
+                adaptive[name].load_state_dict(sched_state)
+        if adaptive:
+            self._rollback = state.get("rollback")
+            if self._rollback is None:  # saved at a validation: its state is the one to return to
+                self._take_rollback_snapshot()
         if self.console:
             print(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
 
@@ -562,6 +583,7 @@ class Trainer:
             if save_last:
                 self.save_checkpoint("checkpoint_last.pt")
             return False
+        score, better = 0.0, False
         if self.dist.is_main:
             scores, _ = self.evaluate("valid", beam_size=tc.eval_beam_size, max_examples=tc.eval_max_examples)
             score = scores[self.primary_metric]
@@ -576,12 +598,44 @@ class Trainer:
             if self.console:
                 shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
                 tqdm.write(f"step {self.step} epoch {self.epoch} valid: {shown}{' (best)' if better else ''}")
+        if self.algorithm.adaptive_schedules():  # every rank: the schedules must stay equal
+            self._anneal_on_validation(broadcast_value(score, self.dist, self.device))
+        if self.dist.is_main:
             if save_last:
                 self.save_checkpoint("checkpoint_last.pt")
             if better:
                 self.save_checkpoint("checkpoint_best.pt")
             stop = tc.patience is not None and self.bad_evals >= tc.patience
         return broadcast_flag(stop, self.dist, self.device)
+
+    def _anneal_on_validation(self, score: float) -> None:
+        """Adaptive schedules (``validation_anneal``) observe the score; when one moves, the model and optimizer
+        return to the previous validation's state, as the released interpolation code restores its previous
+        epoch's checkpoint.  Then this validation's state becomes the one to return to."""
+        if self.algorithm.on_validation(score, higher_is_better(self.primary_metric)) and self._rollback is not None:
+            self.model.load_state_dict(self._rollback["model"])
+            self.optimizer.load_state_dict(copy.deepcopy(self._rollback["optimizer"]))
+            values = {
+                f"{name}_{i + 1}": float(v)
+                for name, s in self.algorithm.adaptive_schedules().items()
+                for i, v in enumerate(s.at(0))
+            }
+            self.logger.log("anneal", self.step, {"rolled_back_to_step": self._rollback["step"], **values})
+            if self.console:
+                moved = "; ".join(
+                    f"{name} ({', '.join(f'{v:.2f}' for v in sched.at(0))})"
+                    for name, sched in self.algorithm.adaptive_schedules().items()
+                )
+                back = self._rollback["step"]
+                tqdm.write(f"step {self.step}: validation fell; {moved}; rolled back to step {back}")
+        self._take_rollback_snapshot()
+
+    def _take_rollback_snapshot(self) -> None:
+        self._rollback = {
+            "step": self.step,
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
 
     # ------------------------------------------------------------------ training
     def _budget_left(self) -> bool:
