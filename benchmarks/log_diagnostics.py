@@ -83,6 +83,12 @@ def label_entries(prefix: str, label: str, logs: list[list[dict]], keys: tuple[s
                 f"each run's lowest greedy valid BLEU (mean of {n} seeds)",
             )
         )
+    moves = [sum(1 for r in log if r.get("kind") == "anneal") for log in logs]
+    if any(moves):  # validation_anneal: how often the weights moved (each with a roll-back)
+        entries += [
+            results_io.entry(f"{name}_anneal_moves_{stat}", value, "weight moves with roll-back per run")
+            for stat, value in (("min", min(moves)), ("max", max(moves)))
+        ]
     return entries
 
 

@@ -45,6 +45,7 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
             ("valid", 62, {"bleu": 30.0}),
             ("train", 100, {"reward": 0.1, "lambda3": 0.0}),
             ("valid", 124, {"bleu": 10.0}),
+            ("anneal", 124, {"rolled_back_to_step": 62}),
         ],
         2: [
             ("train", 50, {"reward": 0.5, "lambda3": 0.72}),
@@ -73,4 +74,5 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pg_valid_bleu_first"] == 35.0 and got["m_pg_valid_bleu_lowest"] == 25.0  # mean of 10 and 40
     assert got["m_pg_train_seconds_min"] == 100.0 and got["m_pg_train_seconds_max"] == 200.0
     assert got["m_pretrain_train_seconds"] == 235.0 and got["m_checkpoint_valid_bleu"] == 41.53
+    assert got["m_pg_anneal_moves_min"] == 0 and got["m_pg_anneal_moves_max"] == 1  # validation_anneal's moves
     assert not any("entropy" in name for name in got)  # quantities a run never logged give no entry
