@@ -10,8 +10,8 @@ import platform
 import sys
 from pathlib import Path
 
-from seqlab.launch import REPO
-from seqlab.provenance import code_commit  # the checkout seqlab runs from (benchmarks/ lives next to the package)
+from seqlab.launch import REPO  # the checkout seqlab runs from (benchmarks/ lives next to the package)
+from seqlab.provenance import code_commit
 
 
 def results_dir() -> Path:

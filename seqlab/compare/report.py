@@ -682,10 +682,11 @@ def distinct_hypotheses(path: Path) -> tuple[int, int] | None:
     return len(set(lines)), len(lines)
 
 
-def degenerate_checkpoint_warning(out: Path) -> str | None:
+def degenerate_checkpoint_warning(out: Path, counts: tuple[int, int] | None = None) -> str | None:
     """A warning when the shared checkpoint decodes few distinct validation hypotheses (a model that ignores its
-    source decodes one sentence for every input; fine-tuning it says nothing about the algorithms)."""
-    counts = distinct_hypotheses(out / "pretrain" / "valid.hyp.txt")
+    source decodes one sentence for every input; fine-tuning it says nothing about the algorithms).  ``counts``:
+    :func:`distinct_hypotheses` of its validation output, when the caller has read them."""
+    counts = counts or distinct_hypotheses(out / "pretrain" / "valid.hyp.txt")
     if counts is None or counts[1] < 20 or counts[0] / counts[1] >= DEGENERATE_DISTINCT_SHARE:
         return None
     return (
@@ -707,7 +708,7 @@ def _pretrain_results(out: Path) -> str:
     counts = distinct_hypotheses(out / "pretrain" / "valid.hyp.txt")
     if counts:
         text += f"; distinct validation hypotheses {counts[0]} of {counts[1]}"
-    warning = degenerate_checkpoint_warning(out)
+    warning = degenerate_checkpoint_warning(out, counts)
     return text + (f" (**warning**: {warning})" if warning else "")
 
 

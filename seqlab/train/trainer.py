@@ -615,18 +615,12 @@ class Trainer:
         if self.algorithm.on_validation(score, higher_is_better(self.primary_metric)) and self._rollback is not None:
             self.model.load_state_dict(self._rollback["model"])
             self.optimizer.load_state_dict(copy.deepcopy(self._rollback["optimizer"]))
-            values = {
-                f"{name}_{i + 1}": float(v)
-                for name, s in self.algorithm.adaptive_schedules().items()
-                for i, v in enumerate(s.at(0))
-            }
-            self.logger.log("anneal", self.step, {"rolled_back_to_step": self._rollback["step"], **values})
+            weights = {name: sched.at(0) for name, sched in self.algorithm.adaptive_schedules().items()}
+            back = self._rollback["step"]
+            values = {f"{name}_{i + 1}": float(v) for name, ws in weights.items() for i, v in enumerate(ws)}
+            self.logger.log("anneal", self.step, {"rolled_back_to_step": back, **values})
             if self.console:
-                moved = "; ".join(
-                    f"{name} ({', '.join(f'{v:.2f}' for v in sched.at(0))})"
-                    for name, sched in self.algorithm.adaptive_schedules().items()
-                )
-                back = self._rollback["step"]
+                moved = "; ".join(f"{name} ({', '.join(f'{v:.2f}' for v in ws)})" for name, ws in weights.items())
                 tqdm.write(f"step {self.step}: validation fell; {moved}; rolled back to step {back}")
         self._take_rollback_snapshot()
 
