@@ -38,6 +38,14 @@ KEYS = (
     "effective_samples",
     "prefix",
     "truth_prob",
+    "td_abs",
+    "return",
+    "entropy",
+    "q_argmax_eos",
+    "q_argmax_is_pi_argmax",
+    "pi_of_q_argmax",
+    "sample_length",
+    "q_target_share",
 )
 
 
@@ -118,6 +126,29 @@ def pretrain_entries(prefix: str, out: Path) -> list[dict]:
     return entries
 
 
+def critic_entries(prefix: str, out: Path) -> list[dict]:
+    """The shared critics (``share_critic``: OUT/critics/<label>): the critic-only phase's validation TD error at
+    its first evaluation, its best and where it ended, the critic steps it took, and the fixed actor's sample return
+    and entropy at the first logged step."""
+    entries = []
+    for log_path in sorted((out / "critics").glob("*/log.jsonl")):
+        records = read_log(log_path)
+        label, evals = log_path.parent.name, [r for r in records if r.get("kind") == "critic"]
+        if not evals:
+            continue
+        name = f"{prefix}_{label}_critic"
+        actor = [(k, series(records, "train", k)) for k in ("return", "entropy")]
+        rows = [(f"actor_{k}_first", round(v[0], 4), f"the fixed actor's logged {k} (first)") for k, v in actor if v]
+        rows += [
+            ("valid_td_first", round(float(evals[0]["valid_td"]), 4), "validation |TD| at the first evaluation"),
+            ("valid_td_best", round(min(float(r["valid_td"]) for r in evals), 4), "best validation |TD|"),
+            ("valid_td_last", round(float(evals[-1]["valid_td"]), 4), "validation |TD| at the last evaluation"),
+            ("steps", int(evals[-1]["critic_steps"]), "critic-only steps until the phase ended"),
+        ]
+        entries += with_commit([results_io.entry(f"{name}_{k}", v, u) for k, v, u in rows], log_path.parent)
+    return entries
+
+
 def with_commit(entries: list[dict], runs: Path) -> list[dict]:
     """``entries`` stamped with the commit(s) the runs under ``runs`` were trained at, where they recorded one."""
     code = run_commits(runs)
@@ -136,6 +167,7 @@ def main() -> None:
     if not runs.is_dir():
         raise SystemExit(f"{runs}: no such folder (give the comparison's --out)")
     entries = with_commit(pretrain_entries(args.prefix, args.out), args.out / "pretrain")
+    entries += critic_entries(args.prefix, args.out)
     for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
         logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]

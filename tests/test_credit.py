@@ -910,3 +910,20 @@ def test_decode_features_are_what_the_output_layer_reads(arch, options):
     else:
         logits = model.out(model.pre_out(feats))
     assert torch.allclose(logits, model.decode(enc, tgt_in), atol=1e-5)
+
+
+def test_preferred_action_stats_count_what_the_critic_asks_for():
+    from seqlab.credit.targets import preferred_action_stats
+
+    v = 6
+    tokens = torch.tensor([[4, 5, EOS_ID], [4, EOS_ID, PAD_ID]])
+    q = torch.zeros(2, 3, v)
+    q[0, 0, 4] = q[0, 1, EOS_ID] = q[0, 2, EOS_ID] = q[1, 0, 5] = q[1, 1, 4] = q[1, 2, EOS_ID] = 1.0
+    pi = torch.full((2, 3, v), 0.1)
+    pi[..., 4] = 0.5  # the actor's argmax is token 4 everywhere
+    stats = preferred_action_stats(q, pi.log(), tokens)
+    # five valid states; argmax Q: 4, EOS, EOS | 5, 4 (the PAD position does not count)
+    assert stats["q_argmax_eos"] == pytest.approx(2 / 5)
+    assert stats["q_argmax_is_pi_argmax"] == pytest.approx(2 / 5)
+    assert stats["pi_of_q_argmax"] == pytest.approx((0.5 + 0.1 + 0.1 + 0.1 + 0.5) / 5)
+    assert stats["sample_length"] == pytest.approx(2.5)

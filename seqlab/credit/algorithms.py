@@ -40,6 +40,7 @@ from seqlab.credit.targets import (
     erac_next_value,
     finite_log_probs,
     other_action_targets,
+    preferred_action_stats,
     soft_bellman_residual,
     vaml_coefficients,
 )
@@ -574,6 +575,7 @@ class ERAC(CreditAlgorithm):
             "td_abs": float(td_abs.sum() / n_tok),
             "return": float(rewards.sum(1).mean()),
             "entropy": float((entropy(log_pi.detach()) * valid).sum() / n_tok),
+            **preferred_action_stats(q, log_pi, tokens),
         }
         if joint:
             if self.options.normalize_advantages:

@@ -195,6 +195,27 @@ def actor_coefficients(log_pi: torch.Tensor, q: torch.Tensor, tau: float) -> tor
     return probs * adv
 
 
+def preferred_action_stats(q: torch.Tensor, log_pi: torch.Tensor, tokens: torch.Tensor) -> dict[str, float]:
+    """What the critic asks the actor to do, over the valid states of ``tokens`` [N, T] (Q, log pi [N, T, V]):
+    ``q_argmax_eos`` the share of states whose argmax_w Q(s, w) is EOS, ``q_argmax_is_pi_argmax`` the share
+    where it is the actor's own most likely token, ``pi_of_q_argmax`` the actor's mean probability of it, and
+    ``sample_length`` the mean number of sampled tokens (EOS included)."""
+    valid = tokens.ne(PAD_ID)
+    n = valid.sum().clamp(min=1)
+    best = q.detach().argmax(-1)
+    pi = log_pi.detach().float().exp()
+
+    def share(hit: torch.Tensor) -> float:
+        return float((hit & valid).sum() / n)
+
+    return {
+        "q_argmax_eos": share(best.eq(EOS_ID)),
+        "q_argmax_is_pi_argmax": share(best.eq(pi.argmax(-1))),
+        "pi_of_q_argmax": float((pi.gather(-1, best.unsqueeze(-1)).squeeze(-1) * valid).sum() / n),
+        "sample_length": float(valid.sum(1).float().mean()),
+    }
+
+
 def finite_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
     """log-probabilities with -inf (PAD, BOS) replaced by 0, so that 0 * log p stays 0 in the one loss."""
     return torch.where(torch.isfinite(log_probs), log_probs, torch.zeros_like(log_probs))
