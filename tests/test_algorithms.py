@@ -102,8 +102,8 @@ def test_unknown_algorithm_and_option_are_rejected(tmp_path):
 
 
 def test_finetune_lr_warning_for_algorithms_that_learn_from_their_own_samples():
-    """PG / SPG / MIXER / MIXER-alike anneal collapse when fine-tuned at MLE learning rates: the trainer warns (not for
-    AC / ERAC, whose collapse was the tied critic head's)."""
+    """PG / SPG / MIXER / MIXER-alike anneal, AC and ERAC collapse when fine-tuned at MLE learning rates: the trainer
+    warns."""
     import warnings
     from types import SimpleNamespace
 
@@ -112,8 +112,7 @@ def test_finetune_lr_warning_for_algorithms_that_learn_from_their_own_samples():
 
     load_plugins()
     limited = {name for name, cls in ALGORITHMS.items() if cls.max_finetune_lr is not None}
-    assert {"pg", "spg", "mixer", "mixer_anneal"} <= limited
-    # ac / erac: stable at 1e-4 with their own Q head (BENCHMARKS.md, Credit assignment)
+    assert {"pg", "spg", "mixer", "mixer_anneal", "ac", "erac"} <= limited
     assert not limited & {
         "mle",
         "raml",
@@ -122,8 +121,6 @@ def test_finetune_lr_warning_for_algorithms_that_learn_from_their_own_samples():
         "noising",
         "scheduled_sampling",
         "vaml",
-        "ac",
-        "erac",
     }
     pg = SimpleNamespace(name="pg", max_finetune_lr=ALGORITHMS["pg"].max_finetune_lr)
     with pytest.warns(UserWarning, match="train.lr=5e-05"):

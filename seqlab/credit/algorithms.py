@@ -439,9 +439,10 @@ class ERAC(CreditAlgorithm):
     summary = "entropy-regularised actor-critic (Dai et al. 2018)"
     breadth = 5
     critic_only_phases = (CRITIC,)
-    # no fine-tuning lr warning: the collapse at lr 1e-4 (Multi30k, issue 4) came from the tied-head critic; with the
-    # critic's own flat Q head, 3 seeds at actor lr 1e-4 on the reduced G2P check stay within noise of continued MLE
-    # (BENCHMARKS.md, Credit assignment)
+    # with an 8,000-token vocabulary the critic's argmax falls on tokens the actor almost never samples and the
+    # actor degrades at 1e-4 even with the own Q head (Multi30k, GPU and CPU; stable at 1e-5); the 43-token G2P
+    # check was stable at 1e-4 (docs/credit.md, "Why AC and ERAC still collapse on Multi30k")
+    max_finetune_lr = 5e-5
 
     def __init__(self, ctx: AlgorithmContext, options: Any = None):
         super().__init__(ctx, options)
