@@ -20,6 +20,8 @@ formula).
     seqlab train --config configs/multi30k_ac.yaml $COMMON run_dir=OUT/joint_mean train.max_steps=40 \\
       train.log_every_steps=5 algorithm.options.critic_pretrain_steps=0 \\
       algorithm.options.critic_from=OUT/critic_mean/checkpoint_last.pt
+    # ERAC: configs/multi30k_erac.yaml, the same overrides, the AC critic (critic_from), train.lr=0.00001
+    #   algorithm.options.joint_critic_lr_scale=10 [algorithm.options.l2_log_pi=true]
     python benchmarks/critic_preference_cpu.py --start MLE/checkpoint_best.pt --data DATA \\
       --run critic_mean=OUT/critic_mean --run joint_mean=OUT/joint_mean ...
 

@@ -927,3 +927,20 @@ def test_preferred_action_stats_count_what_the_critic_asks_for():
     assert stats["q_argmax_is_pi_argmax"] == pytest.approx(2 / 5)
     assert stats["pi_of_q_argmax"] == pytest.approx((0.5 + 0.1 + 0.1 + 0.1 + 0.5) / 5)
     assert stats["sample_length"] == pytest.approx(2.5)
+
+
+def test_l2_log_pi_divides_the_actors_entropy_signal_by_its_norm():
+    """``l2_log_pi`` (the authors' train_erac.py): c = pi * (Q - tau * log pi / ||log pi||_2), the norm over the
+    allowed actions of each position; PAD / BOS stay 0, and tau = 0 (AC) is unchanged."""
+    torch.manual_seed(2)
+    log_pi = torch.log_softmax(mask_special(torch.randn(3, 4, V)), -1)
+    q = mask_special(torch.randn(3, 4, V))
+    pi, allowed = log_pi.exp(), torch.isfinite(log_pi)
+    finite = torch.where(allowed, log_pi, torch.zeros_like(log_pi))
+    norm = finite.pow(2).sum(-1, keepdim=True).sqrt()
+    coef = actor_coefficients(log_pi, q, 0.5, l2_log_pi=True)
+    expected = pi * (q - 0.5 * finite / norm)
+    assert torch.allclose(coef[allowed], expected[allowed], atol=1e-6)
+    assert (coef[..., PAD_ID] == 0).all() and (coef[..., BOS_ID] == 0).all()
+    assert not torch.allclose(coef, actor_coefficients(log_pi, q, 0.5), atol=1e-3)  # it does change the signal
+    assert torch.allclose(actor_coefficients(log_pi, q, 0.0, l2_log_pi=True), actor_coefficients(log_pi, q, 0.0))

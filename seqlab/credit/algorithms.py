@@ -37,6 +37,7 @@ from seqlab.credit.targets import (
     actor_coefficients,
     critic_loss,
     entropy,
+    entropy_signal,
     erac_next_value,
     finite_log_probs,
     other_action_targets,
@@ -398,6 +399,13 @@ class ERACOptions(KLOptions, CreditOptions):
     joint_critic_lr_scale: float = 1.0
     joint_adam_beta1: float | None = 0.0
     label_smoothing: float | None = None
+    l2_log_pi: bool = field(
+        default=False,
+        metadata={
+            "help": "divide log pi in the actor's entropy term by its L2 norm over the vocabulary, as the "
+            "authors' code does (their tau = 0.04 was tuned so); false: the exact gradient of tau H"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -580,9 +588,9 @@ class ERAC(CreditAlgorithm):
         }
         if joint:
             if self.options.normalize_advantages:
-                coef = normalized_actor_coefficients(log_pi, q, self.tau, valid)
+                coef = normalized_actor_coefficients(log_pi, q, self.tau, valid, self.options.l2_log_pi)
             else:
-                coef = actor_coefficients(log_pi, q, self.tau)
+                coef = actor_coefficients(log_pi, q, self.tau, self.options.l2_log_pi)
             loss = loss + one_loss(finite_log_probs(log_pi), tokens, Coefficients(dense=coef, normalizer=n_tok))
             if self.mle_weight > 0:
                 loss = loss + self.mle_loss(model, model.encode(batch.src), batch.tgt, self.mle_weight)
@@ -602,7 +610,7 @@ class ERAC(CreditAlgorithm):
 
 
 def normalized_actor_coefficients(
-    log_pi: torch.Tensor, q: torch.Tensor, tau: float, valid: torch.Tensor, eps: float = 1e-8
+    log_pi: torch.Tensor, q: torch.Tensor, tau: float, valid: torch.Tensor, l2_log_pi: bool = False, eps: float = 1e-8
 ) -> torch.Tensor:
     """The actor's coefficients pi * (A - V) / sigma with advantages A = Q - tau log pi, V = sum_w pi A (their
     mean under pi at each position) and sigma their pi-weighted standard deviation over the batch's ``valid``
@@ -613,7 +621,7 @@ def normalized_actor_coefficients(
     probs = log_pi.exp()
     keep = (probs > 0) & torch.isfinite(q) & torch.isfinite(log_pi)
     zeros = torch.zeros_like(q)
-    adv = torch.where(keep, q - tau * torch.where(keep, log_pi, zeros), zeros)
+    adv = torch.where(keep, q - tau * entropy_signal(log_pi, keep, l2_log_pi), zeros)
     centred = torch.where(keep, adv - (probs * adv).sum(-1, keepdim=True), zeros)
     mask = valid.float()
     var = ((probs * centred.pow(2)).sum(-1) * mask).sum() / mask.sum().clamp(min=1)

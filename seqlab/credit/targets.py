@@ -181,17 +181,27 @@ def critic_loss(
     return loss
 
 
-def actor_coefficients(log_pi: torch.Tensor, q: torch.Tensor, tau: float) -> torch.Tensor:
+def entropy_signal(log_pi: torch.Tensor, keep: torch.Tensor, l2_normalize: bool = False) -> torch.Tensor:
+    """log pi on the ``keep`` entries (0 elsewhere); ``l2_normalize`` divides it by its L2 norm over the vocabulary
+    at each position, as the authors' train_erac.py does in the actor's signal (which shrinks tau's effect by that
+    norm, large for a vocabulary of thousands)."""
+    signal = torch.where(keep, log_pi, torch.zeros_like(log_pi))
+    if l2_normalize:
+        signal = signal / (1e-8 + signal.norm(p=2, dim=-1, keepdim=True))
+    return signal
+
+
+def actor_coefficients(log_pi: torch.Tensor, q: torch.Tensor, tau: float, l2_log_pi: bool = False) -> torch.Tensor:
     """Dense coefficients c = pi * (Q - tau log pi) over the vocabulary, [N, T, V] (detached).
 
     With the one loss  -sum <c, log pi>  their gradient is exactly that of  -sum_t [sum_w pi(w) Q(w) + tau
     H(pi)] (sum_w pi(w) grad log pi(w) = 0, so no baseline is needed and a constant shift of Q changes
-    nothing). Forbidden actions (pi = 0 or Q = -inf) get 0; log pi is used as is, never normalised."""
+    nothing). Forbidden actions (pi = 0 or Q = -inf) get 0.  ``l2_log_pi`` uses log pi / ||log pi||_2 in place of
+    log pi (:func:`entropy_signal`; the authors' code), which is no longer the gradient of tau H."""
     log_pi, q = log_pi.detach().float(), q.detach().float()
     probs = log_pi.exp()
     keep = (probs > 0) & torch.isfinite(q) & torch.isfinite(log_pi)
-    zeros = torch.zeros_like(q)
-    adv = torch.where(keep, q - tau * torch.where(keep, log_pi, zeros), zeros)
+    adv = torch.where(keep, q - tau * entropy_signal(log_pi, keep, l2_log_pi), torch.zeros_like(q))
     return probs * adv
 
 
