@@ -35,15 +35,11 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 from pathlib import Path
 
+from log_diagnostics import read_log
+
 QUANTITIES = ("q_argmax_is_pi_argmax", "pi_of_q_argmax", "td_abs", "entropy", "return", "sample_length")
-
-
-def read_log(run: Path) -> list[dict]:
-    with open(run / "log.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def run_entries(prefix: str, label: str, records: list[dict]) -> list[tuple[str, float, str]]:
@@ -94,7 +90,7 @@ def main() -> None:
         label, _, folder = spec.partition("=")
         if not folder:
             p.error(f"--run wants LABEL=DIR, got {spec!r}")
-        rows += run_entries(args.prefix, label, read_log(Path(folder)))
+        rows += run_entries(args.prefix, label, read_log(Path(folder) / "log.jsonl"))
     for metric, value, _ in rows:
         print(f"{metric:60s} {value}")
     entries = [results_io.entry(metric, value, unit) for metric, value, unit in rows]

@@ -37,11 +37,11 @@ from seqlab.credit.targets import (
     actor_coefficients,
     critic_loss,
     entropy,
-    entropy_signal,
     erac_next_value,
     finite_log_probs,
     other_action_targets,
     preferred_action_stats,
+    soft_advantages,
     soft_bellman_residual,
     vaml_coefficients,
 )
@@ -617,12 +617,8 @@ def normalized_actor_coefficients(
     positions [N, T]: zero-mean, unit-std advantages.  The gradient is that of
     :func:`~seqlab.credit.targets.actor_coefficients` divided by sigma (sum_w pi grad log pi = 0: V changes
     nothing)."""
-    log_pi, q = log_pi.detach().float(), q.detach().float()
-    probs = log_pi.exp()
-    keep = (probs > 0) & torch.isfinite(q) & torch.isfinite(log_pi)
-    zeros = torch.zeros_like(q)
-    adv = torch.where(keep, q - tau * entropy_signal(log_pi, keep, l2_log_pi), zeros)
-    centred = torch.where(keep, adv - (probs * adv).sum(-1, keepdim=True), zeros)
+    probs, keep, adv = soft_advantages(log_pi, q, tau, l2_log_pi)
+    centred = torch.where(keep, adv - (probs * adv).sum(-1, keepdim=True), torch.zeros_like(adv))
     mask = valid.float()
     var = ((probs * centred.pow(2)).sum(-1) * mask).sum() / mask.sum().clamp(min=1)
     return probs * centred / (var.sqrt() + eps)

@@ -198,11 +198,20 @@ def actor_coefficients(log_pi: torch.Tensor, q: torch.Tensor, tau: float, l2_log
     H(pi)] (sum_w pi(w) grad log pi(w) = 0, so no baseline is needed and a constant shift of Q changes
     nothing). Forbidden actions (pi = 0 or Q = -inf) get 0.  ``l2_log_pi`` uses log pi / ||log pi||_2 in place of
     log pi (:func:`entropy_signal`; the authors' code), which is no longer the gradient of tau H."""
+    probs, _, adv = soft_advantages(log_pi, q, tau, l2_log_pi)
+    return probs * adv
+
+
+def soft_advantages(
+    log_pi: torch.Tensor, q: torch.Tensor, tau: float, l2_log_pi: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pi, the allowed actions, A = Q - tau log pi on them and 0 elsewhere), all detached float [N, T, V]: what
+    :func:`actor_coefficients` and its normalised variant weight."""
     log_pi, q = log_pi.detach().float(), q.detach().float()
     probs = log_pi.exp()
     keep = (probs > 0) & torch.isfinite(q) & torch.isfinite(log_pi)
     adv = torch.where(keep, q - tau * entropy_signal(log_pi, keep, l2_log_pi), torch.zeros_like(q))
-    return probs * adv
+    return probs, keep, adv
 
 
 def preferred_action_stats(q: torch.Tensor, log_pi: torch.Tensor, tokens: torch.Tensor) -> dict[str, float]:
@@ -211,19 +220,21 @@ def preferred_action_stats(q: torch.Tensor, log_pi: torch.Tensor, tokens: torch.
     where it is the actor's own most likely token, ``pi_of_q_argmax`` the actor's mean probability of it, and
     ``sample_length`` the mean number of sampled tokens (EOS included)."""
     valid = tokens.ne(PAD_ID)
-    n = valid.sum().clamp(min=1)
+    mask = valid.float()
+    n = mask.sum().clamp(min=1)
+    log_pi = log_pi.detach()
     best = q.detach().argmax(-1)
-    pi = log_pi.detach().float().exp()
-
-    def share(hit: torch.Tensor) -> float:
-        return float((hit & valid).sum() / n)
-
-    return {
-        "q_argmax_eos": share(best.eq(EOS_ID)),
-        "q_argmax_is_pi_argmax": share(best.eq(pi.argmax(-1))),
-        "pi_of_q_argmax": float((pi.gather(-1, best.unsqueeze(-1)).squeeze(-1) * valid).sum() / n),
-        "sample_length": float(valid.sum(1).float().mean()),
-    }
+    pi_best = log_pi.gather(-1, best.unsqueeze(-1)).squeeze(-1).float().exp()  # pi of the critic's argmax only
+    stats = torch.stack(
+        [
+            (best.eq(EOS_ID).float() * mask).sum() / n,
+            (best.eq(log_pi.argmax(-1)).float() * mask).sum() / n,
+            (pi_best * mask).sum() / n,
+            mask.sum(1).mean(),
+        ]
+    ).tolist()  # one host sync for the four
+    names = ("q_argmax_eos", "q_argmax_is_pi_argmax", "pi_of_q_argmax", "sample_length")
+    return dict(zip(names, stats, strict=True))
 
 
 def finite_log_probs(log_probs: torch.Tensor) -> torch.Tensor:

@@ -35,11 +35,8 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1 if flag else 0], device=device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
+    """Rank 0's ``flag`` on every rank."""
+    return bool(broadcast_value(float(flag), info, device)) if info.enabled else flag
 
 
 def broadcast_value(value: float, info: DistInfo, device: torch.device) -> float:
