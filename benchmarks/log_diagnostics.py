@@ -46,6 +46,8 @@ KEYS = (
     "pi_of_q_argmax",
     "sample_length",
     "q_target_share",
+    "kl",
+    "reward_std",
 )
 
 
@@ -58,8 +60,10 @@ def series(records: list[dict], kind: str, key: str) -> list[float]:
     return [float(r[key]) for r in records if r.get("kind") == kind and isinstance(r.get(key), (int, float))]
 
 
-def label_entries(prefix: str, label: str, logs: list[list[dict]], keys: tuple[str, ...]) -> list[dict]:
-    """The entries of one algorithm label from its seeds' logs."""
+def label_entries(
+    prefix: str, label: str, logs: list[list[dict]], keys: tuple[str, ...], curves: bool = False
+) -> list[dict]:
+    """The entries of one algorithm label from its seeds' logs (``curves``: also every validation, by step)."""
     entries = []
     name = f"{prefix}_{label}"
     for key in keys:
@@ -91,6 +95,12 @@ def label_entries(prefix: str, label: str, logs: list[list[dict]], keys: tuple[s
                 f"each run's lowest greedy valid BLEU (mean of {n} seeds)",
             )
         )
+    if curves and valid:  # every evaluation, as the report's validation curves
+        steps = sorted({r["step"] for log in logs for r in log if r.get("kind") == "valid" and "bleu" in r})
+        for step in steps:
+            at = [r["bleu"] for log in logs for r in log if r.get("kind") == "valid" and r["step"] == step]
+            unit = f"greedy valid BLEU at step {step} (mean of {len(at)} seeds)"
+            entries.append(results_io.entry(f"{name}_valid_bleu_step{step}", round(statistics.mean(at), 2), unit))
     moves = [sum(1 for r in log if r.get("kind") == "anneal") for log in logs]
     if any(moves):  # validation_anneal: how often the weights moved (each with a roll-back)
         entries += [
@@ -120,6 +130,11 @@ def pretrain_entries(prefix: str, out: Path) -> list[dict]:
         return []
     res = json.loads(path.read_text(encoding="utf-8"))
     entries = [results_io.entry(f"{prefix}_pretrain_train_seconds", round(res["train_seconds"], 1), "s")]
+    log = out / "pretrain" / "log.jsonl"
+    for r in read_log(log) if log.exists() else []:  # its validation curve
+        if r.get("kind") == "valid" and "bleu" in r:
+            unit = f"greedy valid BLEU of the shared pre-training at step {r['step']}"
+            entries.append(results_io.entry(f"{prefix}_pretrain_valid_bleu_step{r['step']}", round(r["bleu"], 2), unit))
     for metric, value in (res.get("valid") or {}).items():
         unit = f"{metric} of the shared checkpoint on the valid set"
         entries.append(results_io.entry(f"{prefix}_checkpoint_valid_{metric.lower()}", round(value, 2), unit))
@@ -128,8 +143,8 @@ def pretrain_entries(prefix: str, out: Path) -> list[dict]:
 
 def critic_entries(prefix: str, out: Path) -> list[dict]:
     """The shared critics (``share_critic``: OUT/critics/<label>): the critic-only phase's validation TD error at
-    its first evaluation, its best and where it ended, the critic steps it took, and the fixed actor's sample return
-    and entropy at the first logged step."""
+    its first evaluation, its best and where it ended, the critic steps it took and their training seconds, and the
+    fixed actor's sample return and entropy at the first logged step."""
     entries = []
     for log_path in sorted((out / "critics").glob("*/log.jsonl")):
         records = read_log(log_path)
@@ -145,6 +160,10 @@ def critic_entries(prefix: str, out: Path) -> list[dict]:
             ("valid_td_last", round(float(evals[-1]["valid_td"]), 4), "validation |TD| at the last evaluation"),
             ("steps", int(evals[-1]["critic_steps"]), "critic-only steps until the phase ended"),
         ]
+        results = log_path.parent / "results.json"
+        if results.exists():
+            seconds = json.loads(results.read_text(encoding="utf-8")).get("train_seconds")
+            rows += [("train_seconds", round(seconds, 1), "s (the critic phase and one joint step)")] if seconds else []
         entries += with_commit([results_io.entry(f"{name}_{k}", v, u) for k, v, u in rows], log_path.parent)
     return entries
 
@@ -161,6 +180,7 @@ def main() -> None:
     p.add_argument("--prefix", required=True, help="metric name prefix, e.g. multi30k_deen")
     p.add_argument("--results", required=True, help="results file name under benchmarks/results (no .json)")
     p.add_argument("--keys", default=",".join(KEYS), help="logged quantities to report")
+    p.add_argument("--curves", action="store_true", help="also every validation BLEU by step (mean over seeds)")
     args = p.parse_args()
     keys = tuple(k for k in args.keys.split(",") if k)
     runs = args.out / "runs"
@@ -171,7 +191,7 @@ def main() -> None:
     for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
         logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
-        row = label_entries(args.prefix, label_dir.name, logs, keys)
+        row = label_entries(args.prefix, label_dir.name, logs, keys, args.curves)
         row += time_entries(args.prefix, label_dir.name, results)
         entries += with_commit(row, label_dir)
     for e in entries:

@@ -63,25 +63,30 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     pretrain = tmp_path / "cmp" / "pretrain"
     pretrain.mkdir()
     (pretrain / "results.json").write_text(json.dumps({"train_seconds": 235.0, "valid": {"bleu": 41.53}}))
+    (pretrain / "log.jsonl").write_text(json.dumps({"kind": "valid", "step": 500, "bleu": 14.657}) + "\n")
     critic = tmp_path / "cmp" / "critics" / "ac"  # a shared critic's run (share_critic)
     critic.mkdir(parents=True)
     records = [{"kind": "train", "step": 50, "return": 9.35, "entropy": 0.99}]
     evals = ((500, 0.41), (1000, 0.44))
     records += [{"kind": "critic", "step": s, "valid_td": td, "critic_steps": s} for s, td in evals]
     (critic / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    (critic / "results.json").write_text(json.dumps({"train_seconds": 930.04}))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "log_diagnostics.py"
     env = {**os.environ, "SEQLAB_RESULTS_DIR": str(tmp_path / "results")}
-    args = ["--out", str(tmp_path / "cmp"), "--prefix", "m", "--results", "diag"]
+    args = ["--out", str(tmp_path / "cmp"), "--prefix", "m", "--results", "diag", "--curves"]
     subprocess.run([sys.executable, str(script), *args], check=True, env=env, capture_output=True)
     got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "diag.json").read_text())}
     assert got["m_pg_reward_min"] == 0.1 and got["m_pg_reward_max"] == 0.5
     assert got["m_pg_reward_first"] == 0.4 and got["m_pg_reward_last"] == 0.2
     assert got["m_pg_lambda3_first"] == 0.72 and got["m_pg_lambda3_last"] == 0.0
     assert got["m_pg_valid_bleu_first"] == 35.0 and got["m_pg_valid_bleu_lowest"] == 25.0  # mean of 10 and 40
+    assert got["m_pg_valid_bleu_step62"] == 35.0 and got["m_pg_valid_bleu_step124"] == 26.0  # --curves: by step
+    assert got["m_pretrain_valid_bleu_step500"] == 14.66  # the shared pre-training's validation curve
     assert got["m_pg_train_seconds_min"] == 100.0 and got["m_pg_train_seconds_max"] == 200.0
     assert got["m_pretrain_train_seconds"] == 235.0 and got["m_checkpoint_valid_bleu"] == 41.53
     assert got["m_pg_anneal_moves_min"] == 0 and got["m_pg_anneal_moves_max"] == 1  # validation_anneal's moves
     assert got["m_ac_critic_valid_td_first"] == 0.41 and got["m_ac_critic_valid_td_best"] == 0.41
     assert got["m_ac_critic_valid_td_last"] == 0.44 and got["m_ac_critic_steps"] == 1000
+    assert got["m_ac_critic_train_seconds"] == 930.0
     assert got["m_ac_critic_actor_return_first"] == 9.35 and got["m_ac_critic_actor_entropy_first"] == 0.99
     assert not any("entropy" in name for name in got if "critic" not in name)  # never logged by the runs: no entry
