@@ -113,10 +113,11 @@ def spawn(job: Job, slot: Slot, deadline: float | None = None) -> tuple[int, boo
 
 def job_slots(gpus: Sequence[str], per_gpu: int, slots: int | None, memory_share: float | None) -> list[Slot]:
     """``per_gpu`` slots on each of ``gpus``, else ``slots`` (default 1) on the visible GPUs; each slot's jobs may
-    hold ``memory_share`` divided by the slots of their GPU (uncapped without ``memory_share``)."""
+    hold ``memory_share`` divided by the slots of their GPU (uncapped without ``memory_share``).  The GPUs take
+    turns (0, 1, 0, 1, ...): fewer jobs than slots spread over every GPU instead of filling the first."""
     width = per_gpu if gpus else (slots or 1)
     fraction = None if memory_share is None else memory_share / width
-    return [Slot(g, fraction) for g in gpus for _ in range(per_gpu)] if gpus else [Slot(None, fraction)] * width
+    return [Slot(g, fraction) for _ in range(per_gpu) for g in gpus] if gpus else [Slot(None, fraction)] * width
 
 
 def run_jobs(
@@ -150,8 +151,8 @@ def run_jobs(
                 return None
             return pending.popleft()
 
-    def serve(slot: Slot) -> None:
-        while (job := next_job()) is not None:
+    def serve(slot: Slot, job: Job | None) -> None:
+        while job is not None:
             try:
                 outcome = _run_one(job, slot, deadline, messages, echo, lock)
             except BaseException as e:  # noqa: BLE001  (raised again in the caller's thread)
@@ -163,9 +164,12 @@ def run_jobs(
                 count = sum(o.status != "skipped" for o in outcomes)
                 if (line := messages.ended(job, outcome, count, total)) is not None:
                     echo(line)
+            job = next_job()
 
+    # the first jobs go to the slots in their order (the GPUs take turns), before any thread runs
     threads = [
-        threading.Thread(target=serve, args=(s,), daemon=True) for s in job_slots(gpus, per_gpu, slots, memory_share)
+        threading.Thread(target=serve, args=(s, next_job()), daemon=True)
+        for s in job_slots(gpus, per_gpu, slots, memory_share)
     ]
     for t in threads:
         t.start()

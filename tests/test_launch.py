@@ -46,8 +46,24 @@ def test_deadline_stops_running_and_pending_jobs(tmp_path):
 
 
 def test_slots_share_each_gpu_memory():
-    assert job_slots(["0", "1"], 2, None, 0.9) == [Slot("0", 0.45), Slot("0", 0.45), Slot("1", 0.45), Slot("1", 0.45)]
+    assert job_slots(["0", "1"], 2, None, 0.9) == [Slot("0", 0.45), Slot("1", 0.45), Slot("0", 0.45), Slot("1", 0.45)]
     assert job_slots([], 1, 3, None) == [Slot(None, None)] * 3
+
+
+def test_fewer_jobs_than_slots_spread_over_the_gpus(tmp_path):
+    """Two jobs on two GPUs of four slots each run one per GPU (not both on the first GPU)."""
+    gpus: dict[str, str] = {}
+
+    def work(name: str):
+        def run(slot: Slot) -> int:
+            gpus[name] = slot.gpu
+            return 0
+
+        return run
+
+    jobs = [Job(n, [], tmp_path / f"{n}.log", work=work(n)) for n in ("critic_a", "critic_b")]
+    run_jobs(jobs, gpus=["0", "1"], per_gpu=4, echo=lambda s: None)
+    assert gpus == {"critic_a": "0", "critic_b": "1"}
 
 
 def test_in_process_work_runs_on_slots_with_its_before_hook(tmp_path):
