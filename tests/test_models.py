@@ -204,3 +204,24 @@ def test_graph_cache_is_bounded_by_count_and_by_bytes(monkeypatch):
     assert stepper.nbytes == tensor_bytes([stepper.state, stepper.tokens]) > 0
     monkeypatch.setenv("SEQLAB_GRAPH_CACHE_MB", "1.5")
     assert graph_cache_bytes() == 3 * 2**19
+
+
+def test_attention_runs_without_cudnn_kernel_and_restores_the_switch(monkeypatch):
+    """Every attention call of the Transformer runs with cuDNN's SDPA kernel switched off (it re-plans for every new
+    shape) and switches it back on afterwards; the outputs are those of plain SDPA."""
+    seen: list[bool] = []
+    plain = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return plain(*args, **kwargs)
+
+    model = make_model("transformer")
+    src, tgt = batch()
+    expected = model.decode(model.encode(src), shift_right(tgt))
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    got = model.decode(model.encode(src), shift_right(tgt))
+    assert seen and not any(seen)  # encoder self-, decoder self- and cross-attention
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

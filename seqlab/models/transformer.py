@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,8 +42,29 @@ def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
     return table
 
 
+#: cuDNN's attention kernel is switched off around every attention call unless SEQLAB_CUDNN_ATTENTION=1: it builds
+#: an execution plan for every new shape, and sampling loops, chunked losses and length-bucketed batches keep bringing
+#: new ones (one H200 profile of a PG / AC step: 0.5-1 ms of host time per forward call and up to 9.5 ms per backward
+#: call, against 0.05 ms for flash attention; benchmarks/bench_step_time.py --profile).  SDPA then picks flash or
+#: memory-efficient attention (math on the CPU).
+CUDNN_ATTENTION = os.environ.get("SEQLAB_CUDNN_ATTENTION", "0") == "1"
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` without cuDNN's kernel (see :data:`CUDNN_ATTENTION`); the global switch
+    is restored afterwards (two flag calls, not ``sdpa_kernel``'s ~17 us per call)."""
+    switch = not CUDNN_ATTENTION and not torch.compiler.is_compiling() and torch.backends.cuda.cudnn_sdp_enabled()
+    if not switch:
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    try:
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+
+
 class Attention(nn.Module):
-    """Multi-head attention on PyTorch's scaled_dot_product_attention."""
+    """Multi-head attention on PyTorch's scaled_dot_product_attention (without cuDNN's kernel: :func:`attention`)."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, self_attention: bool):
         super().__init__()
@@ -88,9 +110,7 @@ class Attention(nn.Module):
                 cache["k"], cache["v"] = k, v
         else:
             q, (k, v) = self._heads(self.q(x)), kv
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
-        )
+        y = attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0)
         b, _, t, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, t, -1))
 
