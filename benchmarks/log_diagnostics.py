@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -168,6 +169,54 @@ def critic_entries(prefix: str, out: Path) -> list[dict]:
     return entries
 
 
+def repeats_an_ngram(words: list[str], max_n: int = 4) -> bool:
+    """Whether some n-gram (n <= ``max_n``) is immediately followed by itself ("in the snow in the snow")."""
+    return any(
+        words[i : i + n] == words[i + n : i + 2 * n] for n in range(1, max_n + 1) for i in range(len(words) - 2 * n + 1)
+    )
+
+
+def hypothesis_entries(prefix: str, label: str, label_dir: Path, refs: list[str]) -> list[dict]:
+    """What the test hypotheses look like (mean over seeds): sacrebleu's length ratio (hypothesis / reference
+    tokens), the share of hypotheses that repeat an n-gram back to back, the share longer than 1.5x their reference,
+    and the share ending in a run of 3 or more symbols (````: a policy that does not stop).  A policy that
+    never stops or loops shows here before it shows in BLEU."""
+    import sacrebleu
+
+    stats: dict[str, list[float]] = {
+        k: [] for k in ("length_ratio", "repeat_share", "overlong_share", "symbol_run_end")
+    }
+    for path in sorted(label_dir.glob("seed*/test.hyp.txt")):
+        hyps = path.read_text(encoding="utf-8").splitlines()
+        if len(hyps) != len(refs):
+            continue
+        bleu = sacrebleu.corpus_bleu(hyps, [refs])
+        tokenize = sacrebleu.BLEU().tokenizer
+        words = [tokenize(h).split() for h in hyps]
+        stats["length_ratio"].append(bleu.sys_len / bleu.ref_len)
+        stats["repeat_share"].append(statistics.mean(repeats_an_ngram(w) for w in words))
+        longer = [len(w) > 1.5 * len(tokenize(r).split()) for w, r in zip(words, refs, strict=True)]
+        stats["overlong_share"].append(statistics.mean(longer))
+        stats["symbol_run_end"].append(statistics.mean(bool(re.search(r"[^\w\s]{3,}$", h)) for h in hyps))
+    units = {"length_ratio": "hypothesis / reference tokens"}
+    return [
+        results_io.entry(
+            f"{prefix}_{label}_test_{k}", round(statistics.mean(v), 4), f"{units.get(k, 'fraction')} (mean of {len(v)})"
+        )
+        for k, v in stats.items()
+        if v
+    ]
+
+
+def test_references(out: Path) -> list[str] | None:
+    """The comparison's test references (OUT/test.refs.json, the first reference of each source), if stored."""
+    path = out / "test.refs.json"
+    if not path.exists():
+        return None
+    refs = json.loads(path.read_text(encoding="utf-8"))["references"]
+    return [r[0] if isinstance(r, list) else r for r in refs]
+
+
 def with_commit(entries: list[dict], runs: Path) -> list[dict]:
     """``entries`` stamped with the commit(s) the runs under ``runs`` were trained at, where they recorded one."""
     code = run_commits(runs)
@@ -188,11 +237,13 @@ def main() -> None:
         raise SystemExit(f"{runs}: no such folder (give the comparison's --out)")
     entries = with_commit(pretrain_entries(args.prefix, args.out), args.out / "pretrain")
     entries += critic_entries(args.prefix, args.out)
+    refs = test_references(args.out)
     for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
         logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
         row = label_entries(args.prefix, label_dir.name, logs, keys, args.curves)
         row += time_entries(args.prefix, label_dir.name, results)
+        row += hypothesis_entries(args.prefix, label_dir.name, label_dir, refs) if refs else []
         entries += with_commit(row, label_dir)
     for e in entries:
         print(f"{e['metric']:60s} {e['value']}")

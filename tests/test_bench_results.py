@@ -54,12 +54,17 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
             ("valid", 124, {"bleu": 42.0}),
         ],
     }
+    refs = ["a dog runs .", "in the snow", "a cat sleeps ."]
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "test.refs.json").write_text(json.dumps({"references": [[r] for r in refs]}))
     for seed, records in logs.items():
         run = tmp_path / "cmp" / "runs" / "pg" / f"seed{seed}"
         run.mkdir(parents=True)
         lines = [json.dumps({"kind": kind, "step": step, **values}) for kind, step, values in records]
         (run / "log.jsonl").write_text("\n".join(lines) + "\n")
         (run / "results.json").write_text(json.dumps({"train_seconds": 100.0 * seed}))
+        hyps = ["a dog runs .", "in the snow in the snow with a sled", "a cat''''''"] if seed == 1 else refs
+        (run / "test.hyp.txt").write_text("\n".join(hyps) + "\n")
     pretrain = tmp_path / "cmp" / "pretrain"
     pretrain.mkdir()
     (pretrain / "results.json").write_text(json.dumps({"train_seconds": 235.0, "valid": {"bleu": 41.53}}))
@@ -89,4 +94,9 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_ac_critic_valid_td_last"] == 0.44 and got["m_ac_critic_steps"] == 1000
     assert got["m_ac_critic_train_seconds"] == 930.0
     assert got["m_ac_critic_actor_return_first"] == 9.35 and got["m_ac_critic_actor_entropy_first"] == 0.99
+    # test hypotheses, mean over seeds (seed 2 = the references): seed 1 loops in one of 3, runs long in it, ends
+    # in a symbol run in another; its length ratio is (4 + 9 + 2) / (4 + 3 + 4) tokens (13a keeps "cat''''''" whole)
+    assert got["m_pg_test_repeat_share"] == round((1 / 3) / 2, 4) == got["m_pg_test_overlong_share"]
+    assert got["m_pg_test_symbol_run_end"] == round((1 / 3) / 2, 4)
+    assert got["m_pg_test_length_ratio"] == round((15 / 11 + 1) / 2, 4)
     assert not any("entropy" in name for name in got if "critic" not in name)  # never logged by the runs: no entry

@@ -385,6 +385,15 @@ class ERACOptions(KLOptions, CreditOptions):
     tau: float = 0.04
     future_entropy: bool = True
     target_beta: float = 0.001
+    critic_target_beta: float | None = field(
+        default=None,
+        metadata={
+            "help": "the target critic's rate during critic pre-training (null: target_beta).  The authors' 0.001 "
+            "per step meets tens of thousands of 50-sentence steps (their critic trains up to 20 IWSLT epochs); a "
+            "pre-training of a few hundred larger steps leaves phi_bar near its start, and the critic learns little "
+            "more than the immediate reward (q_first against return shows it)"
+        },
+    )
     target_network: bool = True
     var_weight: float = 0.001
     var_reduction: str = "mean"
@@ -413,8 +422,10 @@ class ERACOptions(KLOptions, CreditOptions):
             raise ValueError(f"other_actions_weight must be >= 0, got {self.other_actions_weight}")
         if self.tau < 0:
             raise ValueError("tau must be >= 0")
-        if not 0.0 < self.target_beta <= 1.0:
-            raise ValueError(f"target_beta must be in (0, 1], got {self.target_beta}")
+        for name in ("target_beta", "critic_target_beta"):
+            beta = getattr(self, name)
+            if beta is not None and not 0.0 < beta <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {beta}")
         if self.var_reduction not in ("mean", "sum"):
             raise ValueError(f"var_reduction must be 'mean' or 'sum', got {self.var_reduction!r}")
         if self.joint_adam_beta1 is not None and not 0.0 <= self.joint_adam_beta1 < 1.0:
@@ -583,6 +594,7 @@ class ERAC(CreditAlgorithm):
             "phase": float(phase),
             "td_abs": float(td_abs.sum() / n_tok),
             "return": float(rewards.sum(1).mean()),
+            "q_first": float(q_taken[:, 0].mean()),  # Q(s_0, a_0): the return it predicts for the whole sample
             "entropy": float((entropy(log_pi.detach()) * valid).sum() / n_tok),
             **preferred_action_stats(q, log_pi, tokens),
         }
@@ -606,7 +618,8 @@ class ERAC(CreditAlgorithm):
     def on_step_end(self, progress: Progress) -> None:
         super().on_step_end(progress)
         if self.target_critic is not None and int(self.phase) in (CRITIC, JOINT):
-            soft_update(self.target_critic, self.critic, self.target_beta)
+            pre = int(self.phase) == CRITIC and self.options.critic_target_beta is not None
+            soft_update(self.target_critic, self.critic, self.options.critic_target_beta if pre else self.target_beta)
 
 
 def normalized_actor_coefficients(
