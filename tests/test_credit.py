@@ -944,3 +944,38 @@ def test_l2_log_pi_divides_the_actors_entropy_signal_by_its_norm():
     assert (coef[..., PAD_ID] == 0).all() and (coef[..., BOS_ID] == 0).all()
     assert not torch.allclose(coef, actor_coefficients(log_pi, q, 0.5), atol=1e-3)  # it does change the signal
     assert torch.allclose(actor_coefficients(log_pi, q, 0.0, l2_log_pi=True), actor_coefficients(log_pi, q, 0.0))
+
+
+def test_target_critic_moves_at_critic_target_beta_in_pretraining_and_target_beta_jointly():
+    """critic_target_beta sets phi_bar's rate while only the critic trains; the joint phase uses target_beta; the
+    logged q_first is the critic's mean Q of each sample's first action (before the update)."""
+    mdp = table_mdp(seed=12)
+    model = PrefixTable(mdp, init_std=1.0, seed=7)
+    opts = {
+        "critic_pretrain_steps": 1,
+        "critic_patience": None,
+        "num_samples": 4,
+        "target_beta": 0.1,
+        "critic_target_beta": 0.5,
+        "critic_options": TINY_CRITIC,
+    }
+    algo = build_algorithm("erac", ctx(), opts)
+    tabular(algo, mdp)
+    batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[4, 5], [6]]))
+    for step, beta in ((0, 0.5), (1, 0.1)):
+        soft_update(algo.target_critic, ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=9), V, q_head=False), 1.0)
+        torch.manual_seed(step)
+        _, stats = algo.loss(model, batch, Progress(step=step))
+        assert algo.phase_name() == ("critic" if step == 0 else "joint")
+        torch.manual_seed(step)
+        from seqlab.erpo.proposals import model_samples
+
+        prop, _ = model_samples(model, batch.src, 4)
+        q = algo.critic(batch.tgt.index_select(0, prop.group), prop.tokens).detach()
+        assert stats["q_first"] == pytest.approx(float(q[:, 0].gather(-1, prop.tokens[:, :1]).mean()), abs=1e-6)
+        before = algo.target_critic.net.table.detach().clone()
+        algo.on_step_end(Progress(step=step + 1))
+        expected = (1 - beta) * before + beta * algo.critic.net.table.detach()
+        assert torch.allclose(algo.target_critic.net.table, expected)
+    with pytest.raises(ValueError, match="critic_target_beta"):
+        build_algorithm("erac", ctx(), {**opts, "critic_target_beta": 0.0})
