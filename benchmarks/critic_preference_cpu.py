@@ -25,8 +25,18 @@ formula).
     python benchmarks/critic_preference_cpu.py --start MLE/checkpoint_best.pt --data DATA \\
       --run critic_mean=OUT/critic_mean --run joint_mean=OUT/joint_mean ...
 
+The critic's horizon (issue 17, stage 2): does the critic learn more than the immediate reward?  The critic
+pre-trained 150 steps from the lr-1e-5 config (critic at 1e-3), its target critic at the authors' 0.001 per step or
+at ``critic_target_beta`` 0.02, comparing the logged ``q_first`` (Q(s_0, a_0): the return the critic predicts for the
+whole sample) with the logged ``return``::
+
+    seqlab train --config configs/multi30k_ac.yaml $COMMON run_dir=OUT/horizon_beta0.001 train.max_steps=1 \\
+      train.log_every_steps=10 algorithm.options.critic_pretrain_steps=150   # (+ critic_target_beta=0.02)
+    python benchmarks/critic_preference_cpu.py --prefix m30k_cpu_critic --run horizon_beta0.001=OUT/... ...
+
 Entries ``<prefix>_<label>_<quantity>_{first,last}`` (the logged ``q_argmax_is_pi_argmax``, ``pi_of_q_argmax``,
-``td_abs``, ``entropy``, ``return``, ``sample_length``), ``<prefix>_<label>_valid200_bleu_step<k>`` and
+``td_abs``, ``entropy``, ``return``, ``sample_length``, ``q_first``; ``return``, ``q_first`` and ``td_abs`` also
+``_mean_last5``), ``<prefix>_<label>_valid200_bleu_step<k>`` and
 ``<prefix>_start_valid200_bleu`` (the actor before any update, greedy, the same 200 sources) in
 ``benchmarks/results/<results>.json``.
 """
@@ -39,7 +49,9 @@ from pathlib import Path
 
 from log_diagnostics import read_log
 
-QUANTITIES = ("q_argmax_is_pi_argmax", "pi_of_q_argmax", "td_abs", "entropy", "return", "sample_length")
+QUANTITIES = ("q_argmax_is_pi_argmax", "pi_of_q_argmax", "td_abs", "entropy", "return", "sample_length", "q_first")
+#: quantities also averaged over the last 5 logged steps (one step's value is noisy)
+AVERAGED = ("return", "q_first", "td_abs")
 
 
 def run_entries(prefix: str, label: str, records: list[dict]) -> list[tuple[str, float, str]]:
@@ -49,6 +61,10 @@ def run_entries(prefix: str, label: str, records: list[dict]) -> list[tuple[str,
         values = [(r["step"], float(r[key])) for r in records if r.get("kind") == "train" and key in r]
         for end, (step, value) in (("first", values[0]), ("last", values[-1])) if values else ():
             rows.append((f"{prefix}_{label}_{key}_{end}", round(value, 4), f"logged {key} at step {step}"))
+        if key in AVERAGED and values:
+            late = [v for _, v in values[-5:]]
+            unit = f"mean of the logged {key} at steps {values[-len(late)][0]}-{values[-1][0]}"
+            rows.append((f"{prefix}_{label}_{key}_mean_last5", round(sum(late) / len(late), 4), unit))
     for r in records:
         if r.get("kind") == "valid" and "bleu" in r:
             rows.append((f"{prefix}_{label}_valid200_bleu_step{r['step']}", round(float(r["bleu"]), 2), "BLEU"))
