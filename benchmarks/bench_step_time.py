@@ -18,6 +18,10 @@ Writes to benchmarks/results/step_time_<device>.json (``--name`` to change), one
   real batches), and the fraction of rows equal to the dynamic-cache eager loop (``*_graph_vs_dynamic_rows_equal``:
   a different attention kernel, so float rounding may flip a draw now and then).
 
+With ``--epochs N`` a fresh trainer of each label also trains N whole epochs, timed step by step with every first
+shape and capture included: ``<label>_epoch<k>_step_ms`` and ``_epoch<k>_step_time_ratio_vs_mle`` say what training
+pays per step, where the median above says what a warm step costs.
+
 Batch shapes vary from step to step, so a captured path pays its captures inside the timed steps (the count is
 printed): one epoch of Multi30k's 8,192-token batches has 22 sampling-loop and 26 greedy-graph shape keys
 (``benchmarks/shape_keys.py``), more than the graph cache holds.
@@ -151,6 +155,22 @@ def step_times(
     return times, captures
 
 
+def epoch_step_times(trainer: Trainer, epochs: int) -> tuple[list[float], list[int]]:
+    """Mean seconds per step over each of ``epochs`` whole training epochs of a fresh trainer, every new batch shape
+    and sampling-loop capture included (what training pays, unlike :func:`step_times`' warm median), and the
+    sampling loops captured in each epoch."""
+    means, captured = [], []
+    for epoch in range(epochs):
+        trainer.sampler.set_epoch(epoch)
+        before, total, steps = sampling.CAPTURES[0], 0.0, 0
+        for indices in trainer.sampler:
+            total += timed_train_step(trainer, collate(trainer.train_data, indices).to(trainer.device))
+            steps += 1
+        means.append(total / max(steps, 1))
+        captured.append(sampling.CAPTURES[0] - before)
+    return means, captured
+
+
 def rows_equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     width = max(a.size(1), b.size(1))
     a = torch.nn.functional.pad(a, (0, width - a.size(1)))
@@ -205,6 +225,22 @@ def check_graph_equals_eager(trainer: Trainer, n_batches: int) -> list[dict]:
     return entries
 
 
+def epoch_entries(label: str, algo: str, args: argparse.Namespace, init: dict | None, means: dict) -> list[dict]:
+    """``--epochs``: a fresh trainer of ``algo`` trained ``args.epochs`` whole epochs; its mean step time per epoch
+    (``means[label]``) and, after MLE's, the ratio to MLE's same epoch."""
+    trainer = make_trainer(args.config, algo, args.overrides, init, args.tokenizers, args.reward)
+    times, captured = epoch_step_times(trainer, args.epochs)
+    means[label] = times
+    entries = []
+    for k, (t, caps) in enumerate(zip(times, captured, strict=True), start=1):
+        ratio = t / means["mle"][k - 1]
+        print(f"{label:26s} epoch {k}: {t * 1000:9.1f} ms/step  x{ratio:.2f}  ({caps} sampling loops captured)")
+        entries.append(results_io.entry(f"{label}_epoch{k}_step_ms", round(t * 1000, 2), "ms (mean over the epoch)"))
+        if algo != "mle":
+            entries.append(results_io.entry(f"{label}_epoch{k}_step_time_ratio_vs_mle", round(ratio, 3), "x"))
+    return entries
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/multi30k_transformer.yaml")
@@ -224,6 +260,13 @@ def main() -> None:
     ap.add_argument("--name", help="results file name (default step_time_<device>)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--profile", type=Path, help="also write each algorithm's torch.profiler table to this folder")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=0,
+        help="also train this many whole epochs from a fresh trainer and report each one's mean step time, first "
+        "shapes and captures included (<label>_epoch<k>_step_ms and its ratio to MLE's epoch k)",
+    )
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     load_plugins()
@@ -238,6 +281,7 @@ def main() -> None:
     if unknown_paths := [p for p in paths if p not in PATHS]:
         raise SystemExit(f"unknown paths {unknown_paths}; known: {', '.join(PATHS)}")
     medians: dict[str, float] = {}
+    epoch_means: dict[str, list[float]] = {}
 
     def record(entries: list[dict]) -> None:
         if not args.no_write:  # written after every measurement, so a time limit loses nothing measured
@@ -263,6 +307,8 @@ def main() -> None:
                 entries.append(results_io.entry(f"{label}_step_time_ratio_vs_mle", round(t / medians["mle"], 3), "x"))
             record(entries)
             del trainer
+            if args.epochs > 0:
+                record(epoch_entries(label, algo, args, init, epoch_means))
     set_switches(PATHS["default"][0])
     if cuda and args.check_batches > 0:
         trainer = make_trainer(args.config, "mle", args.overrides, init, args.tokenizers)

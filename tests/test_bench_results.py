@@ -100,3 +100,50 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pg_test_symbol_run_end"] == round((1 / 3) / 2, 4)
     assert got["m_pg_test_length_ratio"] == round((15 / 11 + 1) / 2, 4)
     assert not any("entropy" in name for name in got if "critic" not in name)  # never logged by the runs: no entry
+
+
+def test_epoch_step_times_cover_every_batch_of_each_epoch(monkeypatch):
+    """bench_step_time --epochs: each epoch's mean is over all of its batches (in the sampler's order for that
+    epoch), and the sampling loops captured during it are counted per epoch."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_step_time.py"
+    spec = importlib.util.spec_from_file_location("bench_step_time", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    class Batch:
+        def __init__(self, indices):
+            self.indices = indices
+
+        def to(self, device):
+            return self
+
+    class Sampler:
+        epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __iter__(self):
+            return iter([[0, 1], [2]] if self.epoch == 0 else [[2], [1], [0]])
+
+    class Trainer:
+        sampler, train_data, device, seen = Sampler(), None, "cpu", []
+
+        def train_step(self, batch):
+            self.seen.append(batch.indices)
+
+    costs = iter([1.0, 3.0, 2.0, 2.0, 5.0])  # seconds of the five steps
+
+    def timed(trainer, batch):
+        trainer.train_step(batch)
+        bench.sampling.CAPTURES[0] += 1 if batch.indices == [2] else 0
+        return next(costs)
+
+    monkeypatch.setattr(bench, "collate", lambda data, indices: Batch(indices))
+    monkeypatch.setattr(bench, "timed_train_step", timed)
+    trainer = Trainer()
+    means, captured = bench.epoch_step_times(trainer, 2)
+    assert means == [2.0, 3.0] and captured == [1, 1]
+    assert trainer.seen == [[0, 1], [2], [2], [1], [0]]
