@@ -14,6 +14,7 @@ Writes benchmarks/results/speed_<device>.json unless --no-write.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shutil
@@ -252,6 +253,37 @@ def time_seqlab_decoding(
     return results, [len(h) + 1 for h in hyps]
 
 
+def time_bf16_searches(
+    model: nn.Module, src_ids: list[list[int]], cfg: Config, device: torch.device, args: argparse.Namespace
+) -> dict[str, float]:
+    """The captured searches under bf16 autocast (SEQLAB_GRAPH_BF16=1; fp32 is the default): greedy and beam-5
+    throughput, batch-1 greedy latency, and the share of hypotheses equal to the fp32 captured searches'."""
+    timed = timer(device)
+
+    def decode(beam_size: int) -> list[list[int]]:
+        return decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
+
+    os.environ["SEQLAB_STATIC_BEAM"] = "1"
+    fp32 = {beam: decode(beam) for beam in (1, 5)}
+    os.environ["SEQLAB_GRAPH_BF16"] = "1"
+    results = {}
+    try:
+        for beam, name in ((1, "greedy"), (5, "beam5")):
+            decode(beam)  # warm-up: captures in bf16
+            hyps: list[list[int]] = []
+            seconds = timed(functools.partial(lambda b, sink: sink.extend(decode(b)), beam, hyps))
+            results[f"{name}_decode_sent_per_s_graph_bf16"] = len(src_ids) / seconds
+            same = sum(a == b for a, b in zip(fp32[beam], hyps, strict=True)) / len(hyps)
+            results[f"{name}_graph_bf16_vs_fp32_identical_fraction"] = same
+        results["batch1_greedy_latency_ms_graph_bf16"] = batch1_latency_ms(
+            model, src_ids, cfg, device, args.latency_sentences
+        )
+    finally:
+        os.environ.pop("SEQLAB_GRAPH_BF16")
+        os.environ.pop("SEQLAB_STATIC_BEAM")
+    return results
+
+
 def time_plain_decoding(
     plain: PlainTransformer, src_ids: list[list[int]], steps_of: list[int], device: torch.device, batch_size: int
 ) -> float:
@@ -329,6 +361,8 @@ def main() -> None:
         results["greedy_decode_sent_per_s"] / results["plain_greedy_decode_sent_per_s"]
     )
     results["batch1_greedy_latency_ms"] = batch1_latency_ms(model, src_ids, cfg, device, args.latency_sentences)
+    if device.type == "cuda":
+        results.update(time_bf16_searches(model, src_ids, cfg, device, args))
 
     if not args.no_bart:
         results.update(bench_bart(batches, args, vocab, mo, src_ids, steps_of, device))

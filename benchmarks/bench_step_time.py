@@ -11,6 +11,8 @@ Writes to benchmarks/results/step_time_<device>.json (``--name`` to change), one
 * ``<algo>_graph_step_ms`` / ``_graph_step_time_ratio_vs_mle``: the sampling loops captured as CUDA graphs too
   (``graph``: SEQLAB_SAMPLING_GRAPHS=1, :mod:`seqlab.decoding.sampling`), for the algorithms that sample from the
   model (``SAMPLING``);
+* ``<algo>_graph_bf16_step_ms`` / ``_graph_bf16_step_time_ratio_vs_mle``: the captured loops under bf16 autocast
+  (``graph_bf16``: SEQLAB_GRAPH_BF16=1; by default they run in fp32, :func:`seqlab.decoding.graphs.loop_precision`);
 * ``<algo>_nographs_step_ms`` / ``_nographs_step_time_ratio_vs_mle``: no CUDA graph anywhere (``nographs``:
   SEQLAB_CUDA_GRAPHS=0), for the same algorithms;
 * ``sampling_graph_equals_eager`` and ``mixture_graph_equals_eager`` (1 when the captured loop's tokens and
@@ -51,11 +53,19 @@ from seqlab.train.trainer import Trainer
 
 #: the sampling algorithms first (the issue's targets), so a time limit loses the cheap ones
 ALL = "mle,interpolation,pg,spg,mixer,mixer_anneal,ac,erac,vaml,noising,raml,alpha_dimt,erpo,scheduled_sampling"
-#: how each ``--paths`` entry sets the graph switches (None: unset) and names its entries
+
+
+def switches(sampling: str | None, cuda: str | None = None, bf16: str | None = None) -> dict[str, str | None]:
+    """The CUDA-graph environment switches of one timed path (None: unset)."""
+    return {"SEQLAB_SAMPLING_GRAPHS": sampling, "SEQLAB_CUDA_GRAPHS": cuda, "SEQLAB_GRAPH_BF16": bf16}
+
+
+#: how each ``--paths`` entry sets the graph switches and names its entries
 PATHS = {
-    "default": ({"SEQLAB_SAMPLING_GRAPHS": None, "SEQLAB_CUDA_GRAPHS": None}, ""),
-    "graph": ({"SEQLAB_SAMPLING_GRAPHS": "1", "SEQLAB_CUDA_GRAPHS": None}, "_graph"),
-    "nographs": ({"SEQLAB_SAMPLING_GRAPHS": "0", "SEQLAB_CUDA_GRAPHS": "0"}, "_nographs"),
+    "default": (switches(None), ""),
+    "graph": (switches("1"), "_graph"),
+    "graph_bf16": (switches("1", bf16="1"), "_graph_bf16"),
+    "nographs": (switches("0", "0"), "_nographs"),
 }
 #: the algorithms whose step runs a sampling loop (model samples or the token mixture)
 SAMPLING = {"pg", "spg", "mixer", "mixer_anneal", "interpolation", "ac", "erac"}
@@ -300,7 +310,8 @@ def main() -> None:
             profile = args.profile / f"{label}.txt" if args.profile else None
             times, captures = step_times(trainer, args.steps, args.warmup, profile)
             t = medians[label] = statistics.median(times)
-            extra = f"  ({captures} sampling loops captured in the timed pass)" if cuda and path == "graph" else ""
+            captured = cuda and suffix.startswith("_graph")
+            extra = f"  ({captures} sampling loops captured in the timed pass)" if captured else ""
             print(f"{label:26s} {t * 1000:9.1f} ms/step  x{t / medians['mle']:.2f}{extra}", flush=True)
             entries = [results_io.entry(f"{label}_step_ms", round(t * 1000, 2), "ms")]
             if algo != "mle":

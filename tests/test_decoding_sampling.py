@@ -363,9 +363,32 @@ def test_static_loops_of_several_shapes_share_their_kv_memory_and_match_private_
     assert torch.equal(rerun.tokens, private[1][1].tokens)
 
 
+def test_loop_precision_is_fp32_by_default_and_bf16_without_weight_cache_on_request(monkeypatch):
+    """Fixed-shape loops on a GPU run with autocast off (fp32) unless SEQLAB_GRAPH_BF16=1, then under bf16 autocast
+    without its cache of cast weights; captures are keyed by it; the CPU keeps the caller's context."""
+    import contextlib
+    import warnings
+
+    from seqlab.decoding.graphs import loop_precision, precision_key
+
+    assert isinstance(loop_precision(torch.device("cpu")), contextlib.nullcontext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # autocast("cuda") warns on a machine without CUDA
+        monkeypatch.delenv("SEQLAB_GRAPH_BF16", raising=False)
+        off = loop_precision(torch.device("cuda"))
+        assert isinstance(off, torch.autocast) and not off._enabled and precision_key() == "fp32"
+        monkeypatch.setenv("SEQLAB_GRAPH_BF16", "1")
+        bf16 = loop_precision(torch.device("cuda"))
+        assert bf16.fast_dtype == torch.bfloat16 and not bf16._cache_enabled and precision_key() == "bf16"
+
+
 # --------------------------------------------------------------------------- CUDA graphs
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_captured_loops_equal_eager_on_the_gpu(monkeypatch):
+@pytest.mark.parametrize("bf16", ["0", "1"])
+def test_captured_loops_equal_eager_on_the_gpu(monkeypatch, bf16):
+    """Captured sampling and token-mixture loops equal the same fixed-shape loops run eagerly, in fp32 and under
+    SEQLAB_GRAPH_BF16=1."""
+    monkeypatch.setenv("SEQLAB_GRAPH_BF16", bf16)
     model = (
         build_model(
             "transformer", 64, 64, d_model=64, n_heads=4, ffn_dim=128, encoder_layers=2, decoder_layers=2, dropout=0.0

@@ -123,6 +123,25 @@ def test_a_search_is_reused_for_a_new_batch_of_the_same_bucket(copier):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_captured_bf16_searches_equal_their_eager_fixed_shape_run(copier, monkeypatch):
+    """SEQLAB_GRAPH_BF16=1: the captured greedy and beam searches equal the same fixed-shape searches run eagerly
+    under the same bf16 autocast (the fp32 eager searches may differ by rounding)."""
+    monkeypatch.setenv("SEQLAB_GRAPH_BF16", "1")
+    model = copier.cuda()
+    src = sources(7, rows=5, longest=7).cuda()
+    for k in (1, 5):
+        decode = greedy_search if k == 1 else beam_search
+        kw = {} if k == 1 else {"beam_size": k}
+        monkeypatch.setenv("SEQLAB_CUDA_GRAPHS", "0")  # the fixed-shape search, eager
+        eager = decode(model, src, static=True, **kw)
+        monkeypatch.setenv("SEQLAB_CUDA_GRAPHS", "1")
+        for _ in range(2):  # captured on first use, replayed on the second
+            graph = decode(model, src, static=True, **kw)
+            assert torch.equal(eager.tokens, graph.tokens)
+    model.cpu()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_captured_searches_equal_eager_on_cuda(copier):
     model = copier.cuda()
     src = sources(7, rows=5, longest=7).cuda()

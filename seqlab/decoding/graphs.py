@@ -10,6 +10,7 @@ buffers.  Source lengths and step budgets are rounded up to buckets so that few 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections import OrderedDict
@@ -74,6 +75,29 @@ def graphs_enabled(model: Any, device: torch.device) -> bool:
     return device.type == "cuda" and hasattr(model, "static_step") and os.environ.get("SEQLAB_CUDA_GRAPHS", "1") != "0"
 
 
+def graphs_in_bf16() -> bool:
+    """SEQLAB_GRAPH_BF16=1: fixed-shape loops and searches run under bfloat16 autocast on the GPU (opt-in until
+    measured; default float32)."""
+    return os.environ.get("SEQLAB_GRAPH_BF16", "0") == "1"
+
+
+def loop_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """The precision fixed-shape (capturable) loops and searches run in on a GPU: float32 with autocast off (the
+    default: the H200 step profiles show their GEMMs and attention in fp32 kernels), or bfloat16 autocast with
+    SEQLAB_GRAPH_BF16=1, without autocast's cache of cast weights (a captured graph must not hold on to it).
+    Elsewhere: the caller's context, unchanged.  Captures are keyed by it (:func:`precision_key`)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    if graphs_in_bf16():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return torch.autocast(device_type="cuda", enabled=False)
+
+
+def precision_key() -> str:
+    """What :func:`loop_precision` runs in, for the keys of cached captures."""
+    return "bf16" if graphs_in_bf16() else "fp32"
+
+
 def round_up(n: int, bucket: int) -> int:
     return ((n + bucket - 1) // bucket) * bucket
 
@@ -135,6 +159,7 @@ def stepper_for(model: Any, enc: Encoded, max_len: int, graph: bool) -> StaticSt
     rows = enc.memory.size(0)
     enc = bucketed(enc)
     key = (id(model), enc.memory.size(0), enc.memory.size(1), max_len, enc.memory.dtype, enc.memory.device)
+    key += (precision_key(),)
     stepper = _CACHE.get(key)
     if stepper is not None and stepper.model is model:
         _CACHE.move_to_end(key)

@@ -39,6 +39,7 @@ from seqlab.decoding.graphs import (
     evict,
     graph_cache_bytes,
     pad_encoded,
+    precision_key,
     round_up,
     tensor_bytes,
     warm_up,
@@ -368,7 +369,7 @@ def run_loop(
         enc = pad_encoded(enc, rows, round_up(enc.memory.size(1), SOURCE_BUCKET))
     width = enc.memory.size(1) if spec.model else 0
     dtype = enc.memory.dtype if spec.model else None
-    key = (id(model), spec, rows, width, budget, ref_width, dtype, device)
+    key = (id(model), spec, rows, width, budget, ref_width, dtype, device, precision_key())
     loop = _CACHE.get(key) if mode == "graph" else None
     if loop is None or loop.model is not model or loop.generation != SHARED.generation:
         loop = SamplingLoop(model, spec, enc, rows, budget, ref_width, vocab_size, device, mode, reward_draw)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, pad_source, round_up, stepper_for
+from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, loop_precision, pad_source, round_up, stepper_for
 from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled
 from seqlab.decoding.static import search_for, static_search_enabled
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
@@ -100,7 +100,7 @@ def sample_or_greedy(
     use_graph = graphs_enabled(model, src.device)
     static = use_graph if static is None else static
     if static and use_graph:
-        with torch.autocast(device_type="cuda", enabled=False):
+        with loop_precision(src.device):
             return _greedy(model, src, num_samples, max_len_a, max_len_b, max_len, enc, static, use_graph)
     return _greedy(model, src, num_samples, max_len_a, max_len_b, max_len, enc, static, False)
 
@@ -129,11 +129,7 @@ def _sample(
     shape = (int(limits.max()), src.size(0), 1)
     uniforms = torch.zeros(shape, device=src.device) if greedy else torch.rand(shape, device=src.device)
     spec = DrawSpec(greedy=greedy, temperature=temperature, top_k=top_k)
-    with (
-        torch.autocast(device_type="cuda", enabled=False)
-        if mode != "dynamic" and src.is_cuda
-        else contextlib.nullcontext()
-    ):
+    with loop_precision(src.device) if mode != "dynamic" else contextlib.nullcontext():
         out = run_loop(model, spec, enc, limits, uniforms, mode, model.vocab_size)
     return Hypotheses(out.tokens, out.log_probs.sum(1), out.log_probs)
 
@@ -208,7 +204,7 @@ def static_search(
     StaticSearch`): captured as CUDA graphs on a GPU (in fp32), run eagerly elsewhere; the eager searches'
     results."""
     graph = static_search_enabled(model, src)
-    with torch.autocast(device_type="cuda", enabled=False) if src.is_cuda else contextlib.nullcontext():
+    with loop_precision(src.device):
         search = search_for(model, src, beam_size, max_len_a, max_len_b, max_len, graph=graph)
         taken = search.run(src)
     b, k = src.size(0), beam_size

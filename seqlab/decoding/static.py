@@ -31,6 +31,7 @@ from seqlab.decoding.graphs import (
     bucket_rows,
     evict,
     graph_cache_bytes,
+    precision_key,
     round_up,
     warm_up,
 )
@@ -240,7 +241,7 @@ def search_for(
     steps = step_budget(src.size(1), max_len_a, max_len_b, max_len)
     if not graph:
         return StaticSearch(model, rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device, False)
-    key = (id(model), rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device)
+    key = (id(model), rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device, precision_key())
     search = _CACHE.get(key)
     if search is not None and search.model is model:
         _CACHE.move_to_end(key)

@@ -15,6 +15,7 @@ import torch
 from torch.profiler import record_function
 
 from seqlab.data.vocab import EOS_ID, FIRST_REGULAR_ID, PAD_ID
+from seqlab.decoding.graphs import loop_precision
 from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled
 from seqlab.decoding.search import Hypotheses, max_lengths, sample
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
@@ -333,11 +334,7 @@ def token_mixture(
         )
 
     prefix = data_prefix.long() if data_prefix is not None else None
-    with (
-        torch.autocast(device_type="cuda", enabled=False)
-        if mode != "dynamic" and device.type == "cuda"
-        else contextlib.nullcontext()
-    ):
+    with loop_precision(device) if mode != "dynamic" else contextlib.nullcontext():
         out = run_loop(
             model,
             spec,
