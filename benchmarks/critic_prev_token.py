@@ -50,7 +50,7 @@ def previous_token_stats(algo, model, batches: list) -> dict[str, float]:
     share, gap, spread, pi_prev, n = 0.0, 0.0, 0.0, 0.0, 0
     algo.critic.eval()
     for batch in batches:
-        tokens, group, log_pi = algo.actor_pass(model, batch.src, grad=False)
+        tokens, group, log_pi = algo.actor_pass(model, batch.src, grad=False, num_samples=algo.num_samples)
         q = algo.q_values(batch.tgt.index_select(0, group), tokens, batch.src.index_select(0, group))
         q_next, prev, valid = q[:, 1:], tokens[:, :-1], tokens[:, 1:].ne(PAD_ID)
         allowed = torch.isfinite(q_next)

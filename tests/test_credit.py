@@ -979,3 +979,36 @@ def test_target_critic_moves_at_critic_target_beta_in_pretraining_and_target_bet
         assert torch.allclose(algo.target_critic.net.table, expected)
     with pytest.raises(ValueError, match="critic_target_beta"):
         build_algorithm("erac", ctx(), {**opts, "critic_target_beta": 0.0})
+
+
+def test_joint_num_samples_sets_the_samples_per_source_of_the_joint_phase_only(monkeypatch):
+    """joint_num_samples: the critic pre-trains on num_samples samples per source, joint training draws
+    joint_num_samples (the authors: 2 and 1)."""
+    from seqlab.credit import algorithms
+
+    mdp = table_mdp(seed=13)
+    model = PrefixTable(mdp, init_std=1.0, seed=8)
+    opts = {
+        "critic_pretrain_steps": 1,
+        "critic_patience": None,
+        "num_samples": 3,
+        "joint_num_samples": 1,
+        "critic_options": TINY_CRITIC,
+    }
+    algo = build_algorithm("erac", ctx(), opts)
+    tabular(algo, mdp)
+    drawn = []
+    real = algorithms.model_samples
+
+    def spy(model, src, num_samples, **kwargs):
+        drawn.append(num_samples)
+        return real(model, src, num_samples, **kwargs)
+
+    batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[4, 5], [6]]))
+    monkeypatch.setattr(algorithms, "model_samples", spy)
+    for step in (0, 1):
+        algo.loss(model, batch, Progress(step=step))
+        algo.on_step_end(Progress(step=step + 1))
+    assert drawn == [3, 1]
+    with pytest.raises(ValueError, match="joint_num_samples"):
+        build_algorithm("erac", ctx(), {**opts, "joint_num_samples": 0})

@@ -399,6 +399,13 @@ class ERACOptions(KLOptions, CreditOptions):
     var_reduction: str = "mean"
     mle_weight: float = 0.1
     num_samples: int = 1
+    joint_num_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "samples per source in the joint phase (null: num_samples); the authors draw 2 while the "
+            "critic pre-trains (train_critic.py) and 1 in joint training (train_erac.py)"
+        },
+    )
     actor_pretrain_steps: int = 0
     critic_pretrain_steps: int = 0
     critic_weight: float = 1.0
@@ -418,6 +425,8 @@ class ERACOptions(KLOptions, CreditOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.joint_num_samples is not None and self.joint_num_samples < 1:
+            raise ValueError(f"joint_num_samples must be >= 1 or null, got {self.joint_num_samples}")
         if self.other_actions_weight < 0:
             raise ValueError(f"other_actions_weight must be >= 0, got {self.other_actions_weight}")
         if self.tau < 0:
@@ -520,16 +529,17 @@ class ERAC(CreditAlgorithm):
         return one_loss(log_probs, tgt, coef)
 
     def actor_pass(
-        self, model: Seq2SeqModel, src: torch.Tensor, grad: bool
+        self, model: Seq2SeqModel, src: torch.Tensor, grad: bool, num_samples: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Samples (tokens [N, T], their source rows [N]) and log pi [N, T, V] of one eval-mode pass of the actor:
+        """``num_samples`` samples per source (tokens [N, T], their source rows [N]) and log pi [N, T, V] of one
+        eval-mode pass of the actor:
         the samples are drawn from exactly the distribution whose log pi the critic target and the actor's
         gradient use (dropout would make the teacher-forced pass a different policy)."""
         with eval_mode(model):
             with torch.set_grad_enabled(grad):
                 enc = model.encode(src)
             prop, _ = model_samples(
-                model, src, self.num_samples, enc=enc, max_len_a=self.max_len_a, max_len_b=self.max_len_b
+                model, src, num_samples, enc=enc, max_len_a=self.max_len_a, max_len_b=self.max_len_b
             )
             with torch.set_grad_enabled(grad):
                 log_pi = F.log_softmax(
@@ -551,7 +561,7 @@ class ERAC(CreditAlgorithm):
 
     def valid_td(self, model: Seq2SeqModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """|Q(s_t, a_t) - r_t - V(s_{t+1})| on one sample per source, V from the critic itself (as the authors)."""
-        tokens, group, log_pi = self.actor_pass(model, batch.src, grad=False)
+        tokens, group, log_pi = self.actor_pass(model, batch.src, grad=False, num_samples=self.num_samples)
         refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
         q = self.q_values(refs, tokens, src)
         target = self.token_rewards(tokens, refs, src) + erac_next_value(
@@ -572,7 +582,9 @@ class ERAC(CreditAlgorithm):
         if phase == ACTOR_MLE:
             return self.mle_loss(model, model.encode(batch.src), batch.tgt), {"phase": float(phase)}
         joint = phase == JOINT
-        tokens, group, log_pi = self.actor_pass(model, batch.src, grad=joint and torch.is_grad_enabled())
+        joint_samples = self.options.joint_num_samples
+        samples = joint_samples if joint and joint_samples is not None else self.num_samples
+        tokens, group, log_pi = self.actor_pass(model, batch.src, joint and torch.is_grad_enabled(), samples)
         refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
         rewards = self.token_rewards(tokens, refs, src)
         q = self.q_values(refs, tokens, src)
