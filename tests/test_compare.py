@@ -209,6 +209,46 @@ def test_share_critic_pre_trains_each_critic_once_and_every_seed_starts_from_it(
     assert "critic_from" not in load_config(spec.config, unshared["erac/seed1"].overrides).algorithm.options
 
 
+def test_a_critic_is_done_with_its_checkpoint_and_planned_only_while_a_seed_needs_it(tmp_path):
+    """A carried comparison folder keeps a critic's results but not its checkpoint: the critic is not done then;
+    once every seed of its label has finished, no critic is planned at all."""
+    spec = spec_for(tmp_path, algorithms=["mle", "erac"], share_critic=True)
+    out = Path(spec.out)
+    (critic,) = plan_critics(spec, out)
+    critic.run_dir.mkdir(parents=True)
+    (critic.run_dir / "results.json").write_text("{}")
+    assert not critic.done
+    (critic.run_dir / "checkpoint_last.pt").write_bytes(b"critic")
+    assert critic.done
+    for run in plan_runs(spec, out):
+        if run.label == "erac":
+            run.run_dir.mkdir(parents=True)
+            (run.run_dir / "results.json").write_text("{}")
+    assert plan_critics(spec, out) == []
+
+
+def test_a_finished_run_with_other_settings_is_refused_not_reused(tmp_path):
+    """check_runs: a finished run whose saved config differs from what the comparison would now run (an algorithm
+    option changed in the suite) stops the comparison with the changed settings named; places (run_dir, init_from,
+    critic_from, data paths) may differ, a folder carried between machines."""
+    from seqlab.compare.runner import check_runs
+    from seqlab.config import save_config
+
+    spec = spec_for(tmp_path, algorithms=["raml"], seeds=[1])
+    out = Path(spec.out)
+    (run,) = plan_runs(spec, out)
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "results.json").write_text("{}")
+    cfg = load_config(spec.config, [*run.overrides, "run_dir=/elsewhere/raml/seed1"])
+    save_config(cfg, run.run_dir / "config.yaml")
+    check_runs(spec.config, [run])  # the same settings in another place: reused
+    changed = replace(run, overrides=[*run.overrides, "algorithm.options.tau=0.9", "train.lr=0.5"])
+    with pytest.raises(
+        ConfigError, match=r"raml/seed1 finished with other settings.*algorithm\.options\.tau.*train\.lr"
+    ):
+        check_runs(spec.config, [changed])
+
+
 def test_shared_critics_train_before_the_runs_that_start_from_them(tmp_path):
     calls: list = []
     launch = fake_launcher(calls)

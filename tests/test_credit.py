@@ -158,6 +158,8 @@ def test_vaml_phase_two_coefficients():
                 "tau": tau,
                 "kappa": kappa,
                 "num_samples": 6,
+                "weight_reward": "return",  # softmax(return / tau); the default reads the sentence reward at 1
+                "weight_tau": None,
                 "q_steps": 0,
                 "critic_from": None,
                 "critic_options": TINY_CRITIC,
@@ -1012,3 +1014,22 @@ def test_joint_num_samples_sets_the_samples_per_source_of_the_joint_phase_only(m
     assert drawn == [3, 1]
     with pytest.raises(ValueError, match="joint_num_samples"):
         build_algorithm("erac", ctx(), {**opts, "joint_num_samples": 0})
+
+
+def test_vaml_sentence_weights_read_the_unscaled_sentence_bleu():
+    """weight_reward: sentence (the default) gives the samples' weights the sentence BLEU itself (the return divided
+    back by |y*| and reward_scale), as the authors' softmax(sentence BLEU); 'return' keeps the scaled sum."""
+    from seqlab.rewards.bleu import sentence_bleu
+
+    opts = {"reward": "bleu", "scale_by_length": True, "reward_scale": 2.0, "critic_options": TINY_CRITIC}
+    sentence = build_algorithm("vaml", ctx(), opts)  # the default: the authors' softmax(sentence BLEU / 1)
+    assert sentence.weight_tau == 1.0
+    scaled = build_algorithm("vaml", ctx(), {**opts, "weight_reward": "return"})
+    refs = make_targets([[4, 5, 6, 7, 8, 9], [4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14]])
+    hyps = make_targets([[4, 5, 6, 7, 8, 9], [4, 5, 6, 9, 8], [10, 11, 12, 13, 15]])
+    rewards = sentence.token_rewards(hyps, refs)
+    torch.testing.assert_close(sentence.sequence_rewards(rewards, refs), sentence_bleu(hyps, refs).float())
+    torch.testing.assert_close(scaled.sequence_rewards(rewards, refs), rewards.sum(1))
+    assert float(sentence.sequence_rewards(rewards, refs)[0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="weight_reward"):
+        build_algorithm("vaml", ctx(), {**opts, "weight_reward": "bleu"})

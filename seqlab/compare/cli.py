@@ -107,11 +107,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     spec = build_spec(args)
     if args.dry_run:
-        from seqlab.compare.runner import check_runs, plan_pretrain, plan_runs, train_command
+        from seqlab.compare.runner import check_runs, plan_critics, plan_pretrain, plan_runs, train_command
 
         out = Path(spec.out).resolve()
         pre = plan_pretrain(spec, out)
-        runs = ([pre] if pre else []) + plan_runs(spec, out)
+        runs = ([pre] if pre else []) + plan_critics(spec, out) + plan_runs(spec, out)
         check_runs(spec.config, runs, spec.overrides)
         for run in runs:
             print(("[done] " if run.done else "") + " ".join(train_command(str(out / "task.yaml"), run)))

@@ -187,6 +187,9 @@ class Run:
     kind: str = "train"  # train | score
     args: list[str] = field(default_factory=list)
     sets: list[str] = field(default_factory=list)
+    #: the files of a finished training run (a shared critic's run also needs its checkpoint: the seeds load it,
+    #: and a comparison folder carried between machines keeps the results but not the checkpoints)
+    finished_files: tuple[str, ...] = ("results.json",)
 
     @property
     def done(self) -> bool:
@@ -194,7 +197,7 @@ class Run:
             from seqlab.compare.score import read_scores
 
             return set(self.sets) <= set(read_scores(self.run_dir))
-        return (self.run_dir / "results.json").exists()
+        return all((self.run_dir / name).exists() for name in self.finished_files)
 
     @property
     def label(self) -> str:
@@ -342,18 +345,21 @@ def _from_shared_critic(run: Run, spec: CompareSpec, out: Path) -> Run:
 
 
 def plan_critics(spec: CompareSpec, out: Path) -> list[Run]:
-    """``share_critic``: per label with a critic-only phase, one run of that phase (the first seed's settings),
-    ended by one joint step; its checkpoint_last.pt holds the critic the seeds start from."""
+    """``share_critic``: per label with a critic-only phase and a seed still to run, one run of that phase (the
+    first seed's settings), ended by one joint step; its checkpoint_last.pt holds the critic the seeds start
+    from."""
     critics = []
     unshared = {run.name: run for run in plan_runs(replace(spec, share_critic=False), out)}
     for label in spec.algorithms:
         if critic_phase(spec, label) is None:
             continue
+        if all(unshared[f"{label}/seed{seed}"].done for seed in spec.seeds):
+            continue  # every seed finished: no critic to train again (a carried folder has no checkpoints)
         run, rd = unshared[f"{label}/seed{spec.seeds[0]}"], critic_run_dir(out, label)
         overrides = [o for o in run.overrides if not o.startswith(("run_dir=", "train.max_steps="))]
         # no validation decode during the phase (the actor is fixed); one joint step ends the run
         overrides += [f"run_dir={rd}", "train.max_steps=1", f"train.eval_every_steps={10**9}", "decode.beam_size=1"]
-        critics.append(Run(f"{label}/critic", rd, overrides))
+        critics.append(Run(f"{label}/critic", rd, overrides, finished_files=("results.json", "checkpoint_last.pt")))
     return critics
 
 
@@ -512,8 +518,27 @@ def write_extra_references(out: Path, spec: CompareSpec) -> Path | None:
     return path
 
 
+#: settings that name places (they change when a comparison folder moves between machines), not the run's training
+PATH_SETTINGS = {"run_dir", "init_from", "tokenizers_from", "critic_from", "path"}
+
+
+def changed_settings(saved: Any, planned: Any, where: str = "") -> list[str]:
+    """The dotted names of the settings that differ between a finished run's saved config and what would be run
+    now, leaving out the places (:data:`PATH_SETTINGS`)."""
+    if isinstance(saved, dict) and isinstance(planned, dict):
+        names = []
+        for key in sorted(set(saved) | set(planned), key=str):
+            if key in PATH_SETTINGS:
+                continue
+            names += changed_settings(saved.get(key), planned.get(key), f"{where}{key}.")
+        return names
+    return [] if saved == planned else [where.rstrip(".")]
+
+
 def check_runs(config: str, runs: Sequence[Run], prefix: Sequence[str] = ()) -> None:
-    """Validate every run's config and algorithm options up front: a typo fails now, not hours later."""
+    """Validate every run's config and algorithm options up front: a typo fails now, not hours later.  A finished
+    run whose saved config differs from what would be run now (an algorithm's options changed in the suite) is an
+    error, not a result to reuse: nothing is overwritten, and the message names the settings."""
     for run in runs:
         try:
             cfg = load_config(config, [*prefix, *run.overrides])
@@ -525,6 +550,18 @@ def check_runs(config: str, runs: Sequence[Run], prefix: Sequence[str] = ()) -> 
                 f"run {run.name}: algorithm {cfg.algorithm.name!r} has no option(s) {sorted(unknown)}; "
                 f"known: {sorted(algorithm_options(cfg.algorithm.name))}"
             )
+        saved_path = run.run_dir / "config.yaml"
+        if run.kind == "train" and run.done and saved_path.exists():
+            saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+            planned = json.loads(json.dumps(cfg.to_dict()))
+            sections = ("algorithm", "train", "model", "decode")
+            changed = changed_settings({k: saved.get(k) for k in sections}, {k: planned.get(k) for k in sections})
+            if changed:
+                raise ConfigError(
+                    f"run {run.name} finished with other settings than this comparison now gives it "
+                    f"({', '.join(changed)}; saved in {saved_path}); move {run.run_dir} away (or use a new --out) "
+                    "to run it again"
+                )
 
 
 # ---------------------------------------------------------------------------------------------- GPUs

@@ -51,6 +51,7 @@ from seqlab.erpo.loss import Coefficients, one_loss, smoothed_targets
 from seqlab.erpo.proposals import model_samples, ngram_replacement
 from seqlab.erpo.weightings import group_softmax
 from seqlab.models.base import Seq2SeqModel, mask_special, shift_right
+from seqlab.rewards._common import ref_lengths
 from seqlab.utils import eval_mode
 
 # phases (stored in the algorithm's ``phase`` buffer, so checkpoints record them)
@@ -277,12 +278,23 @@ class VAMLOptions(CreditOptions):
     num_samples: int = 5
     max_n: int = 4
     q_steps: int = 0
-    weight_tau: float | None = None
+    weight_tau: float | None = 1.0  # null: tau
+    weight_reward: str = field(
+        default="sentence",
+        metadata={
+            "help": "what the samples' weights softmax(. / weight_tau) read: 'return' (the sum of the token rewards, "
+            "x |y*| with scale_by_length) or 'sentence' (the sentence reward R(y) itself, in [0, 1] for BLEU): the "
+            "authors' train_vaml.py weights by softmax(sentence BLEU) at temperature 1 (the defaults); 'return' at "
+            "tau 0.4 put 0.995 of the weight on the reference on Multi30k (benchmarks/raml_weights.py)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.tau <= 0:
             raise ValueError("vaml needs tau > 0")
+        if self.weight_reward not in ("return", "sentence"):
+            raise ValueError(f"weight_reward must be 'return' or 'sentence', got {self.weight_reward!r}")
         if not 0.0 <= self.kappa <= 1.0:
             raise ValueError(f"kappa is a probability, got {self.kappa}")
 
@@ -296,8 +308,9 @@ class VAML(CreditAlgorithm):
     ``num_samples`` - 1 n-gram replacements of it (squared soft Bellman residual, gradient through both sides, no
     target network).  Phase 2: the model's token targets are P_Q(. | y_<t) = softmax(Q_phi / tau) with
     probability ``kappa`` per token and the sample's own token otherwise, each sample weighted by its
-    self-normalised RAML weight softmax(return / weight_tau) over the samples of its source (return = sum of
-    the scaled token rewards)."""
+    self-normalised weight softmax(return / weight_tau) over the samples of its source (return = sum of the scaled
+    token rewards), or softmax(R(y) / weight_tau) of the unscaled sentence reward (``weight_reward: sentence``, the
+    authors' code with weight_tau 1)."""
 
     Options = VAMLOptions
     critic_phase_option = "q_steps"
@@ -340,6 +353,15 @@ class VAML(CreditAlgorithm):
         residual = soft_bellman_residual(q, prop.tokens, self.token_rewards(prop.tokens, refs, src), self.tau)
         return residual.abs().sum(), prop.tokens.ne(PAD_ID).sum()
 
+    def sequence_rewards(self, rewards: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        """What the samples' weights read, [N]: the return (sum of the token rewards) or, with
+        ``weight_reward: sentence``, the sentence reward R(y) - R(empty) it scales (÷ reward_scale, ÷ |y*|)."""
+        returns = rewards.sum(1)
+        if self.options.weight_reward == "return":
+            return returns
+        returns = returns / self.reward_scale
+        return returns / ref_lengths(refs).clamp(min=1.0) if self.scale_by_length else returns
+
     def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
         self.update_critic_phase(model, progress.step)
         phase = self.phase_at(progress.step)
@@ -361,7 +383,7 @@ class VAML(CreditAlgorithm):
         with torch.no_grad(), eval_mode(self.critic):
             q = self.q_values(refs, tokens, batch.src.index_select(0, group))
             target = vaml_coefficients(q, self.tau)
-        w = group_softmax(rewards.sum(1) / self.weight_tau, group)
+        w = group_softmax(self.sequence_rewards(rewards, refs) / self.weight_tau, group)
         use_q = (torch.rand(tokens.shape, device=tokens.device) < self.kappa) & tokens.ne(PAD_ID)
         sparse = w[:, None] * (~use_q).float()
         dense = (w[:, None] * use_q.float())[..., None] * target
