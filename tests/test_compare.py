@@ -230,7 +230,8 @@ def test_a_critic_is_done_with_its_checkpoint_and_planned_only_while_a_seed_need
 def test_a_finished_run_with_other_settings_is_refused_not_reused(tmp_path):
     """check_runs: a finished run whose saved config differs from what the comparison would now run (an algorithm
     option changed in the suite) stops the comparison with the changed settings named; places (run_dir, init_from,
-    critic_from, data paths) may differ, a folder carried between machines."""
+    critic_from, data paths) may differ, a folder carried between machines, and settings the run did not record
+    are not compared."""
     from seqlab.compare.runner import check_runs
     from seqlab.config import save_config
 
@@ -242,11 +243,27 @@ def test_a_finished_run_with_other_settings_is_refused_not_reused(tmp_path):
     cfg = load_config(spec.config, [*run.overrides, "run_dir=/elsewhere/raml/seed1"])
     save_config(cfg, run.run_dir / "config.yaml")
     check_runs(spec.config, [run])  # the same settings in another place: reused
-    changed = replace(run, overrides=[*run.overrides, "algorithm.options.tau=0.9", "train.lr=0.5"])
+    added = replace(run, overrides=[*run.overrides, "algorithm.options.tau=0.9"])
+    check_runs(spec.config, [added])  # an option the run did not record: its value then is not known
+    cfg.algorithm.options["tau"] = 0.5
+    save_config(cfg, run.run_dir / "config.yaml")
+    changed = replace(added, overrides=[*added.overrides, "train.lr=0.5"])
     with pytest.raises(
         ConfigError, match=r"raml/seed1 finished with other settings.*algorithm\.options\.tau.*train\.lr"
     ):
         check_runs(spec.config, [changed])
+    # a run that recorded every option it resolved (results.json, since session 12): a default changed since
+    # counts as a change
+    from seqlab.algorithms.base import resolved_options
+
+    cfg.algorithm.options.pop("tau")
+    save_config(cfg, run.run_dir / "config.yaml")
+    recorded = resolved_options("raml", cfg.algorithm.options)
+    (run.run_dir / "results.json").write_text(json.dumps({"algorithm_options": recorded}))
+    check_runs(spec.config, [run])
+    (run.run_dir / "results.json").write_text(json.dumps({"algorithm_options": {**recorded, "tau": 0.123}}))
+    with pytest.raises(ConfigError, match=r"algorithm\.options\.tau"):
+        check_runs(spec.config, [run])
 
 
 def test_shared_critics_train_before_the_runs_that_start_from_them(tmp_path):

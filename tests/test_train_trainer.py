@@ -58,6 +58,8 @@ def test_training_learns_and_writes_artifacts(tmp_path):
     ):
         assert (run / name).exists(), name
     assert results["test"]["per"] < 40.0  # an untrained model is near 100
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["algorithm_options"] == {"label_smoothing": None}  # every option the run resolved (mle: one)
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert sum(r["kind"] == "valid" for r in records) == 3
     assert all(r["loss"] > 0 for r in records if r["kind"] == "train")

@@ -6,6 +6,8 @@ returned by ``modules``; they are optimised with the model and saved in checkpoi
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -174,6 +176,14 @@ def build_algorithm(name: str, ctx: AlgorithmContext, options: Any = None) -> Al
         return cls(ctx, parsed)
     except TypeError as e:
         raise ValueError(f"algorithm {name!r}: {e}") from e
+
+
+def resolved_options(name: str, options: Any) -> dict[str, Any]:
+    """Every option of algorithm ``name`` as ``options`` (a mapping or its dataclass) resolve them, defaults
+    included, in JSON form (a callable reward as its repr): what a run records of how it was trained."""
+    parsed = options if dataclasses.is_dataclass(options) else ALGORITHMS.parse_options(name, options, "options")
+    values = dataclasses.asdict(parsed) if dataclasses.is_dataclass(parsed) else dict(parsed or {})
+    return json.loads(json.dumps(values, default=repr))
 
 
 def display_name(algorithm: str) -> str:

@@ -523,22 +523,28 @@ PATH_SETTINGS = {"run_dir", "init_from", "tokenizers_from", "critic_from", "path
 
 
 def changed_settings(saved: Any, planned: Any, where: str = "") -> list[str]:
-    """The dotted names of the settings that differ between a finished run's saved config and what would be run
-    now, leaving out the places (:data:`PATH_SETTINGS`)."""
+    """The dotted names of the settings a finished run recorded (its saved config) with another value than what
+    would be run now, leaving out the places (:data:`PATH_SETTINGS`).  A setting the run did not record (an option
+    left at the default of its day, a setting added since) is not compared: its value then is not known."""
     if isinstance(saved, dict) and isinstance(planned, dict):
         names = []
-        for key in sorted(set(saved) | set(planned), key=str):
+        for key in sorted(saved, key=str):
             if key in PATH_SETTINGS:
                 continue
-            names += changed_settings(saved.get(key), planned.get(key), f"{where}{key}.")
+            names += changed_settings(saved[key], planned.get(key, _UNSET), f"{where}{key}.")
         return names
     return [] if saved == planned else [where.rstrip(".")]
+
+
+_UNSET = object()  # a setting the planned run leaves out
 
 
 def check_runs(config: str, runs: Sequence[Run], prefix: Sequence[str] = ()) -> None:
     """Validate every run's config and algorithm options up front: a typo fails now, not hours later.  A finished
     run whose saved config differs from what would be run now (an algorithm's options changed in the suite) is an
     error, not a result to reuse: nothing is overwritten, and the message names the settings."""
+    from seqlab.algorithms.base import resolved_options
+
     for run in runs:
         try:
             cfg = load_config(config, [*prefix, *run.overrides])
@@ -556,6 +562,11 @@ def check_runs(config: str, runs: Sequence[Run], prefix: Sequence[str] = ()) -> 
             planned = json.loads(json.dumps(cfg.to_dict()))
             sections = ("algorithm", "train", "model", "decode")
             changed = changed_settings({k: saved.get(k) for k in sections}, {k: planned.get(k) for k in sections})
+            recorded = json.loads((run.run_dir / "results.json").read_text(encoding="utf-8")).get("algorithm_options")
+            if recorded is not None and saved.get("algorithm", {}).get("name") == cfg.algorithm.name:
+                now = resolved_options(cfg.algorithm.name, cfg.algorithm.options)  # defaults as they are today
+                resolved = [f"algorithm.options.{k}" for k in changed_settings(recorded, now)]
+                changed += [name for name in resolved if name not in changed]
             if changed:
                 raise ConfigError(
                     f"run {run.name} finished with other settings than this comparison now gives it "

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
-from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_algorithm
+from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_algorithm, resolved_options
 from seqlab.catalog import check_config
 from seqlab.config import Config, ConfigError, save_config
 from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
@@ -803,6 +803,9 @@ class Trainer:
             "budget_steps": self.step - self.algorithm.preparation_steps(),
             "cut_short_by_max_minutes": self.cut_short(),
             "commit": self.code_commit,
+            # every algorithm option as this run resolved it, defaults included (seqlab compare checks a resumed
+            # comparison's finished runs against it: a changed default is a changed run)
+            "algorithm_options": resolved_options(self.cfg.algorithm.name, self.algorithm.options),
         }
         if self.dist.is_main:
             best = self.run_dir / "checkpoint_best.pt"
