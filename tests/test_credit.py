@@ -948,22 +948,21 @@ def test_l2_log_pi_divides_the_actors_entropy_signal_by_its_norm():
     assert torch.allclose(actor_coefficients(log_pi, q, 0.0, l2_log_pi=True), actor_coefficients(log_pi, q, 0.0))
 
 
-def test_target_critic_moves_at_critic_target_beta_in_pretraining_and_target_beta_jointly():
-    """critic_target_beta sets phi_bar's rate while only the critic trains; the joint phase uses target_beta; the
-    logged q_first is the critic's mean Q of each sample's first action (before the update)."""
-    mdp = table_mdp(seed=12)
-    model = PrefixTable(mdp, init_std=1.0, seed=7)
-    opts = {
-        "critic_pretrain_steps": 1,
-        "critic_patience": None,
-        "num_samples": 4,
-        "target_beta": 0.1,
-        "critic_target_beta": 0.5,
-        "critic_options": TINY_CRITIC,
-    }
+def one_critic_step_erac(seed: int, **options):
+    """An ERAC on a tabular MDP whose critic pre-trains for one step (step 0; joint from step 1), a model and a
+    two-source batch."""
+    mdp = table_mdp(seed=seed)
+    opts = {"critic_pretrain_steps": 1, "critic_patience": None, "critic_options": TINY_CRITIC, **options}
     algo = build_algorithm("erac", ctx(), opts)
     tabular(algo, mdp)
     batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[4, 5], [6]]))
+    return algo, PrefixTable(mdp, init_std=1.0, seed=seed - 5), batch, mdp, opts
+
+
+def test_target_critic_moves_at_critic_target_beta_in_pretraining_and_target_beta_jointly():
+    """critic_target_beta sets phi_bar's rate while only the critic trains; the joint phase uses target_beta; the
+    logged q_first is the critic's mean Q of each sample's first action (before the update)."""
+    algo, model, batch, mdp, opts = one_critic_step_erac(12, num_samples=4, target_beta=0.1, critic_target_beta=0.5)
     for step, beta in ((0, 0.5), (1, 0.1)):
         soft_update(algo.target_critic, ReferenceCritic(PrefixTable(mdp, init_std=0.5, seed=9), V, q_head=False), 1.0)
         torch.manual_seed(step)
@@ -988,17 +987,7 @@ def test_joint_num_samples_sets_the_samples_per_source_of_the_joint_phase_only(m
     joint_num_samples (the authors: 2 and 1)."""
     from seqlab.credit import algorithms
 
-    mdp = table_mdp(seed=13)
-    model = PrefixTable(mdp, init_std=1.0, seed=8)
-    opts = {
-        "critic_pretrain_steps": 1,
-        "critic_patience": None,
-        "num_samples": 3,
-        "joint_num_samples": 1,
-        "critic_options": TINY_CRITIC,
-    }
-    algo = build_algorithm("erac", ctx(), opts)
-    tabular(algo, mdp)
+    algo, model, batch, _, opts = one_critic_step_erac(13, num_samples=3, joint_num_samples=1)
     drawn = []
     real = algorithms.model_samples
 
@@ -1006,7 +995,6 @@ def test_joint_num_samples_sets_the_samples_per_source_of_the_joint_phase_only(m
         drawn.append(num_samples)
         return real(model, src, num_samples, **kwargs)
 
-    batch = TinyBatch(torch.tensor([[4, EOS_ID], [5, EOS_ID]]), make_targets([[4, 5], [6]]))
     monkeypatch.setattr(algorithms, "model_samples", spy)
     for step in (0, 1):
         algo.loss(model, batch, Progress(step=step))
