@@ -382,6 +382,33 @@ def test_loop_precision_is_fp32_by_default_and_bf16_without_weight_cache_on_requ
         assert bf16.fast_dtype == torch.bfloat16 and not bf16._cache_enabled and precision_key() == "bf16"
 
 
+def test_fixed_shape_loops_and_searches_run_under_bf16_autocast(monkeypatch):
+    """What SEQLAB_GRAPH_BF16=1 does on a GPU, on the CPU: every fixed-shape loop and search runs under bf16
+    autocast without its weight cache (the static caches take the projections' bf16) and gives well-formed outputs:
+    sampled rows, greedy and beam hypotheses, the token mixture."""
+    import seqlab.decoding.search as search
+    import seqlab.erpo.proposals as proposals
+    from seqlab.decoding import beam_search
+
+    def bf16(device):
+        return torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False)
+
+    monkeypatch.setattr(search, "loop_precision", bf16)
+    monkeypatch.setattr(proposals, "loop_precision", bf16)
+    torch.manual_seed(0)
+    model = build_model(
+        "transformer", 64, 64, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=1, decoder_layers=1, dropout=0.0
+    ).eval()
+    src = random_targets(3, rows=5, longest=9, high=64)
+    out = sample(model, src, num_samples=3, static=True)
+    assert out.tokens.size(0) == 15 and out.token_log_probs.dtype == torch.float32
+    assert torch.isfinite(out.token_log_probs).all() and (out.token_log_probs <= 0).all()
+    for hyps in (greedy_search(model, src, static=True), beam_search(model, src, beam_size=3, static=True)):
+        assert hyps.tokens.size(0) == 5 and hyps.tokens.ge(0).all()
+    mix = token_mixture(model, model.encode(src), src, torch.tensor([0.3, 0.4, 0.3]), reward_scale=10.0, mode="static")
+    assert mix.tokens.size(0) == 5 and set(mix.components.unique().tolist()) <= {0, 1, 2, 3}  # pad, model, reward, data
+
+
 # --------------------------------------------------------------------------- CUDA graphs
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("bf16", ["0", "1"])
