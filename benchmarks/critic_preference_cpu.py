@@ -34,6 +34,11 @@ whole sample) with the logged ``return``::
       train.log_every_steps=10 algorithm.options.critic_pretrain_steps=150   # (+ critic_target_beta=0.02)
     python benchmarks/critic_preference_cpu.py --prefix m30k_cpu_critic --run horizon_beta0.001=OUT/... ...
 
+Then 40 joint steps of AC at the stage-1 settings (train.lr=0.0001 algorithm.options.critic_lr_scale=10
+algorithm.options.joint_critic_lr_scale=1) from each critic (``critic_from``, ``critic_pretrain_steps=0``), and the
+same pair for a critic pre-trained and trained with ``algorithm.options.other_actions_weight=1.0`` (every action's Q
+regressed): ``--run joint_beta0.001=... --run joint_beta0.02=... --run other_critic=... --run joint_other=...``.
+
 Entries ``<prefix>_<label>_<quantity>_{first,last}`` (the logged ``q_argmax_is_pi_argmax``, ``pi_of_q_argmax``,
 ``td_abs``, ``entropy``, ``return``, ``sample_length``, ``q_first``; ``return``, ``q_first`` and ``td_abs`` also
 ``_mean_last5``), ``<prefix>_<label>_valid200_bleu_step<k>`` and
