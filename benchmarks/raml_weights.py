@@ -20,7 +20,7 @@ from reward_draw import references  # noqa: E402
 from seqlab.algorithms.base import AlgorithmContext, build_algorithm
 from seqlab.bench import results as results_io
 from seqlab.config import load_config
-from seqlab.erpo.weightings import effective_sample_size, group_softmax
+from seqlab.erpo.weightings import effective_sample_size
 
 SETTINGS = {
     "raml_default": ("raml", {}),
@@ -28,7 +28,10 @@ SETTINGS = {
     "raml_hamming_exact": ("raml", {"proposal": "hamming", "proposal_correction": "exact", "num_samples": 8}),
     "alpha_dimt_default_uniform_model": ("alpha_dimt", {}),
     # VAML's sequence weights over the reference and its n-gram replacements (the credit table's settings)
-    "vaml_return_tau0.4": ("vaml", {"tau": 0.4, "num_samples": 5, "scale_by_length": True}),
+    "vaml_return_tau0.4": (
+        "vaml",
+        {"tau": 0.4, "num_samples": 5, "scale_by_length": True, "weight_reward": "return", "weight_tau": None},
+    ),
     "vaml_sentence_bleu_tau1": (
         "vaml",
         {"tau": 0.4, "num_samples": 5, "scale_by_length": True, "weight_reward": "sentence", "weight_tau": 1.0},
@@ -40,8 +43,8 @@ def vaml_weights(algo, refs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     """VAML's self-normalised sample weights (weights, is_reference, group) on the references' proposals."""
     prop = algo.propose(refs)
     group_refs = refs.index_select(0, prop.group)
-    rewards = algo.sequence_rewards(algo.token_rewards(prop.tokens, group_refs), group_refs)
-    return group_softmax(rewards / algo.weight_tau, prop.group), prop.is_reference, prop.group
+    w = algo.sample_weights(algo.token_rewards(prop.tokens, group_refs), group_refs, prop.group)
+    return w, prop.is_reference, prop.group
 
 
 class _Batch:

@@ -362,6 +362,11 @@ class VAML(CreditAlgorithm):
         returns = returns / self.reward_scale
         return returns / ref_lengths(refs).clamp(min=1.0) if self.scale_by_length else returns
 
+    def sample_weights(self, rewards: torch.Tensor, refs: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Each sample's self-normalised weight over the samples of its source, [N]: softmax of
+        :meth:`sequence_rewards` / ``weight_tau`` (token ``rewards`` [N, T], ``refs`` and source ``group`` per row)."""
+        return group_softmax(self.sequence_rewards(rewards, refs) / self.weight_tau, group)
+
     def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
         self.update_critic_phase(model, progress.step)
         phase = self.phase_at(progress.step)
@@ -383,7 +388,7 @@ class VAML(CreditAlgorithm):
         with torch.no_grad(), eval_mode(self.critic):
             q = self.q_values(refs, tokens, batch.src.index_select(0, group))
             target = vaml_coefficients(q, self.tau)
-        w = group_softmax(self.sequence_rewards(rewards, refs) / self.weight_tau, group)
+        w = self.sample_weights(rewards, refs, group)
         use_q = (torch.rand(tokens.shape, device=tokens.device) < self.kappa) & tokens.ne(PAD_ID)
         sparse = w[:, None] * (~use_q).float()
         dense = (w[:, None] * use_q.float())[..., None] * target
