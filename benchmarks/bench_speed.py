@@ -215,11 +215,17 @@ def encoded_test_sources(trainer: Trainer, args: argparse.Namespace) -> list[lis
     return [trainer.task.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
 
 
+def identical_fraction(a: list[list[int]], b: list[list[int]]) -> float:
+    """The share of hypotheses two decodings of the same sources agree on exactly."""
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
 def time_seqlab_decoding(
     model: nn.Module, src_ids: list[list[int]], cfg: Config, device: torch.device, args: argparse.Namespace
-) -> tuple[dict[str, float], list[int]]:
+) -> tuple[dict[str, float], list[int], dict[int, list[list[int]]]]:
     """Greedy and beam-5 decoding of the test sources (captured searches, compared with the eager ones on CUDA);
-    also the number of steps each greedy hypothesis took (the baselines decode as many)."""
+    also the number of steps each greedy hypothesis took (the baselines decode as many) and the hypotheses by beam
+    size."""
     results: dict[str, float] = {}
     timed = timer(device)
 
@@ -232,7 +238,7 @@ def time_seqlab_decoding(
         eager = decode(beam_size)
         t_eager = timed(lambda: decode(beam_size))
         os.environ["SEQLAB_CUDA_GRAPHS"] = "1"
-        same = sum(a == b for a, b in zip(eager, captured, strict=True)) / len(captured)
+        same = identical_fraction(eager, captured)
         results[f"{name}_graph_vs_eager_identical_fraction"] = same
         results[f"{name}_decode_sent_per_s_eager"] = len(src_ids) / t_eager
         print(f"{name}, CUDA graphs vs eager: {same:.4f} of hypotheses identical")
@@ -250,21 +256,26 @@ def time_seqlab_decoding(
     if device.type == "cuda":
         against_eager(5, beams, "beam5")
     os.environ.pop("SEQLAB_STATIC_BEAM")
-    return results, [len(h) + 1 for h in hyps]
+    return results, [len(h) + 1 for h in hyps], {1: hyps, 5: beams}
 
 
 def time_bf16_searches(
-    model: nn.Module, src_ids: list[list[int]], cfg: Config, device: torch.device, args: argparse.Namespace
+    model: nn.Module,
+    src_ids: list[list[int]],
+    cfg: Config,
+    device: torch.device,
+    args: argparse.Namespace,
+    fp32: dict[int, list[list[int]]],
 ) -> dict[str, float]:
     """The captured searches under bf16 autocast (SEQLAB_GRAPH_BF16=1; fp32 is the default): greedy and beam-5
-    throughput, batch-1 greedy latency, and the share of hypotheses equal to the fp32 captured searches'."""
+    throughput, batch-1 greedy latency, and the share of hypotheses equal to the fp32 captured searches' (``fp32``,
+    by beam size)."""
     timed = timer(device)
 
     def decode(beam_size: int) -> list[list[int]]:
         return decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
 
     os.environ["SEQLAB_STATIC_BEAM"] = "1"
-    fp32 = {beam: decode(beam) for beam in (1, 5)}
     os.environ["SEQLAB_GRAPH_BF16"] = "1"
     results = {}
     try:
@@ -273,8 +284,7 @@ def time_bf16_searches(
             hyps: list[list[int]] = []
             seconds = timed(functools.partial(lambda b, sink: sink.extend(decode(b)), beam, hyps))
             results[f"{name}_decode_sent_per_s_graph_bf16"] = len(src_ids) / seconds
-            same = sum(a == b for a, b in zip(fp32[beam], hyps, strict=True)) / len(hyps)
-            results[f"{name}_graph_bf16_vs_fp32_identical_fraction"] = same
+            results[f"{name}_graph_bf16_vs_fp32_identical_fraction"] = identical_fraction(fp32[beam], hyps)
         results["batch1_greedy_latency_ms_graph_bf16"] = batch1_latency_ms(
             model, src_ids, cfg, device, args.latency_sentences
         )
@@ -354,7 +364,7 @@ def main() -> None:
     if args.checkpoint:
         trainer.model.load_state_dict(torch.load(args.checkpoint, map_location=device, weights_only=False)["model"])
     model = trainer.model.eval()
-    decoding, steps_of = time_seqlab_decoding(model, src_ids, cfg, device, args)
+    decoding, steps_of, captured = time_seqlab_decoding(model, src_ids, cfg, device, args)
     results.update(decoding)
     results["plain_greedy_decode_sent_per_s"] = time_plain_decoding(plain, src_ids, steps_of, device, args.decode_batch)
     results["greedy_decode_sent_per_s_ratio_vs_plain"] = (
@@ -363,7 +373,7 @@ def main() -> None:
     results["batch1_greedy_latency_ms"] = batch1_latency_ms(model, src_ids, cfg, device, args.latency_sentences)
     if device.type == "cuda":
         try:  # opt-in precision, measured beside the default: a failure here must not lose the figures above
-            results.update(time_bf16_searches(model, src_ids, cfg, device, args))
+            results.update(time_bf16_searches(model, src_ids, cfg, device, args, captured))
         except Exception as e:  # noqa: BLE001
             print(f"bf16 captured searches failed: {type(e).__name__}: {e}", flush=True)
 
