@@ -179,23 +179,24 @@ def repeats_an_ngram(words: list[str], max_n: int = 4) -> bool:
 def hypothesis_entries(prefix: str, label: str, label_dir: Path, refs: list[str]) -> list[dict]:
     """What the test hypotheses look like (mean over seeds): sacrebleu's length ratio (hypothesis / reference
     tokens), the share of hypotheses that repeat an n-gram back to back, the share longer than 1.5x their reference,
-    and the share ending in a run of 3 or more symbols (````: a policy that does not stop).  A policy that
-    never stops or loops shows here before it shows in BLEU."""
+    and the share ending in a run of 3 or more symbols (a rare token repeated up to the length limit: a policy that
+    does not stop).  A policy that never stops or loops shows here before it shows in BLEU."""
     import sacrebleu
 
     stats: dict[str, list[float]] = {
         k: [] for k in ("length_ratio", "repeat_share", "overlong_share", "symbol_run_end")
     }
+    tokenize = sacrebleu.BLEU().tokenizer
+    ref_lengths = [len(tokenize(r).split()) for r in refs]
     for path in sorted(label_dir.glob("seed*/test.hyp.txt")):
         hyps = path.read_text(encoding="utf-8").splitlines()
         if len(hyps) != len(refs):
             continue
         bleu = sacrebleu.corpus_bleu(hyps, [refs])
-        tokenize = sacrebleu.BLEU().tokenizer
         words = [tokenize(h).split() for h in hyps]
         stats["length_ratio"].append(bleu.sys_len / bleu.ref_len)
         stats["repeat_share"].append(statistics.mean(repeats_an_ngram(w) for w in words))
-        longer = [len(w) > 1.5 * len(tokenize(r).split()) for w, r in zip(words, refs, strict=True)]
+        longer = [len(w) > 1.5 * n for w, n in zip(words, ref_lengths, strict=True)]
         stats["overlong_share"].append(statistics.mean(longer))
         stats["symbol_run_end"].append(statistics.mean(bool(re.search(r"[^\w\s]{3,}$", h)) for h in hyps))
     units = {"length_ratio": "hypothesis / reference tokens"}
