@@ -520,6 +520,7 @@ def write_extra_references(out: Path, spec: CompareSpec) -> Path | None:
 
 #: settings that name places (they change when a comparison folder moves between machines), not the run's training
 PATH_SETTINGS = {"run_dir", "init_from", "tokenizers_from", "critic_from", "path"}
+_UNSET = object()  # a setting the planned run leaves out
 
 
 def changed_settings(saved: Any, planned: Any, where: str = "") -> list[str]:
@@ -534,9 +535,6 @@ def changed_settings(saved: Any, planned: Any, where: str = "") -> list[str]:
             names += changed_settings(saved[key], planned.get(key, _UNSET), f"{where}{key}.")
         return names
     return [] if saved == planned else [where.rstrip(".")]
-
-
-_UNSET = object()  # a setting the planned run leaves out
 
 
 def check_runs(config: str, runs: Sequence[Run], prefix: Sequence[str] = ()) -> None:

@@ -587,7 +587,8 @@ class ERAC(CreditAlgorithm):
         return erac_next_value(tokens, log_pi, q_bar, self.tau, self.future_entropy)
 
     def valid_td(self, model: Seq2SeqModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """|Q(s_t, a_t) - r_t - V(s_{t+1})| on one sample per source, V from the critic itself (as the authors)."""
+        """|Q(s_t, a_t) - r_t - V(s_{t+1})| on ``num_samples`` samples per source (the authors validate on one), V
+        from the critic itself (as the authors)."""
         tokens, group, log_pi = self.actor_pass(model, batch.src, grad=False, num_samples=self.num_samples)
         refs, src = batch.tgt.index_select(0, group), batch.src.index_select(0, group)
         q = self.q_values(refs, tokens, src)

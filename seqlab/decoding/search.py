@@ -75,8 +75,9 @@ def sample_or_greedy(
     """Greedy decoding, or ancestral sampling of ``num_samples`` sequences per source (rows b*K .. b*K+K-1).
 
     ``token_log_probs`` are log p_theta (temperature 1, PAD/BOS excluded) of the chosen tokens, 0 at padding.
-    ``static``: step on a fixed-shape cache (default: on CUDA, replayed as a CUDA graph, in fp32).  Greedy
-    decoding of a model in eval mode then runs as a whole fixed-shape search (:mod:`seqlab.decoding.static`).
+    ``static``: step on a fixed-shape cache (default: on CUDA, replayed as a CUDA graph, in fp32 unless
+    SEQLAB_GRAPH_BF16=1: :func:`~seqlab.decoding.graphs.loop_precision`).  Greedy decoding of a model in eval mode
+    then runs as a whole fixed-shape search (:mod:`seqlab.decoding.static`).
     """
     if greedy and num_samples == 1 and enc is None and hasattr(model, "static_step") and not model.training:
         whole = static_search_enabled(model, src) if static is None else static
@@ -201,8 +202,8 @@ def static_search(
     n_best: int = 1,
 ) -> Hypotheses:
     """Greedy (``beam_size`` 1) or beam search as one fixed-shape search (:class:`seqlab.decoding.static.
-    StaticSearch`): captured as CUDA graphs on a GPU (in fp32), run eagerly elsewhere; the eager searches'
-    results."""
+    StaticSearch`): captured as CUDA graphs on a GPU (in the precision of
+    :func:`~seqlab.decoding.graphs.loop_precision`), run eagerly elsewhere; the eager searches' results."""
     graph = static_search_enabled(model, src)
     with loop_precision(src.device):
         search = search_for(model, src, beam_size, max_len_a, max_len_b, max_len, graph=graph)
