@@ -147,3 +147,34 @@ def test_epoch_step_times_cover_every_batch_of_each_epoch(monkeypatch):
     means, captured = bench.epoch_step_times(trainer, 2)
     assert means == [2.0, 3.0] and captured == [1, 1]
     assert trainer.seen == [[0, 1], [2], [2], [1], [0]]
+
+
+def test_profile_entries_read_host_time_per_call_calls_and_totals():
+    """benchmarks/profile_entries.py: from a torch.profiler table, an operator's CPU time average per call (us, ms
+    or s), its calls, and the tables' host and CUDA totals."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_entries.py"
+    spec = importlib.util.spec_from_file_location("profile_entries", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    row = "aten::_cudnn_attention_backward  23.26%  425.777ms  23.40%  428.376ms  9.519ms  12.018ms  3.84%  12.018ms"
+    fmha = "fmha_cutlassF_f32_aligned_64x64_rf_sm80(x...  0.00%  0.000us  0.00%  0.000us  0.000us  332.107ms  49.59%"
+    text = "\n".join(
+        [
+            row + "  267.067us  45",
+            fmha + "  332.107ms  494.208us  672",
+            "Self CPU time total: 1.831s",
+            "Self CUDA time total: 312.615ms",
+        ]
+    )
+    got = {e["metric"]: e["value"] for e in mod.entries_of("pg", text)}
+    assert got == {
+        "step_profile_pg_cudnn_attention_backward_host_ms_per_call": 9.519,
+        "step_profile_pg_cudnn_attention_backward_calls": 45,
+        "step_profile_pg_fp32_mem_efficient_attention_cuda_ms": 332.107,
+        "step_profile_pg_fp32_mem_efficient_attention_calls": 672,
+        "step_profile_pg_host_ms_total": 1831.0,
+        "step_profile_pg_cuda_ms_total": 312.615,
+    }
+    assert mod.ms("522.164us") == 0.522164
