@@ -11,10 +11,13 @@ rest is used; no validation runs inside the measured steps.
     python benchmarks/bench_ddp.py --config configs/multi30k_transformer.yaml --algorithms mle,pg \\
         --steps 400 [--init-from runs/multi30k_mle/checkpoint_best.pt] [key=value ...]
 
-Metrics (benchmarks/results/ddp.json, GPU runs only): ``ddp_scaling_efficiency_2gpu_<algo>``,
+Metrics (benchmarks/results/ddp_cuda.json, GPU runs only): ``ddp_scaling_efficiency_2gpu_<algo>``,
 ``ddp_train_tok_per_s_1gpu_<algo>``, ``ddp_train_tok_per_s_2gpu_<algo>``.  On a CPU (``--device cpu``,
 gloo) the script checks that the 2-process path works and prints the numbers without recording them:
 CPU figures say nothing about GPU scaling.
+
+``--from-logs`` launches nothing: it reads the runs already in ``--work-dir`` (their logs brought back from the
+GPU machine) and records the same figures, with ``--measured-by`` naming the command that ran them there.
 """
 
 from __future__ import annotations
@@ -114,9 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", help="checkpoint to start from (sampling algorithms: a trained MLE model)")
     p.add_argument("--work-dir", help="where the runs go (default: a temporary directory)")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--from-logs", action="store_true", help="read the runs already in --work-dir; launch nothing")
+    p.add_argument("--measured-by", help="with --from-logs: the command that ran them (kept in the entries)")
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = p.parse_args(argv)
-    if args.device == "cuda":
+    if args.from_logs and not args.work_dir:
+        raise SystemExit("bench_ddp: --from-logs reads the runs in --work-dir; name it")
+    if args.device == "cuda" and not args.from_logs:
         import torch
 
         if torch.cuda.device_count() < 2:
@@ -126,9 +133,19 @@ def main(argv: list[str] | None = None) -> int:
             )
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="seqlab_ddp_"))
     entries, report = [], {}
+    command = None
+    if args.from_logs:
+        command = results_io.command_line() + (f" (runs made by: {args.measured_by})" if args.measured_by else "")
     for algo in [a.strip() for a in args.algorithms.split(",") if a.strip()]:
         rates = {}
         for n in (1, 2):
+            log = work / f"{algo}_{n}" / "log.jsonl"
+            if args.from_logs:
+                if not log.is_file():
+                    raise SystemExit(f"bench_ddp: --from-logs: {log} not found")
+                rates[n], windows = throughput(log, n, args.skip_windows)
+                print(f"{algo}: {n} process(es): {rates[n]:,.0f} target tokens/s (median of {windows} windows)")
+                continue
             log = launch(
                 args.config,
                 algo,
@@ -146,15 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         report[algo] = {"tok_per_s_1": rates[1], "tok_per_s_2": rates[2], "efficiency": eff}
         print(f"{algo}: scaling efficiency on 2 {'GPUs' if args.device == 'cuda' else 'CPU processes'}: {eff:.3f}")
         entries += [
-            results_io.entry(f"ddp_scaling_efficiency_2gpu_{algo}", round(eff, 4), "ratio"),
-            results_io.entry(f"ddp_train_tok_per_s_1gpu_{algo}", round(rates[1], 1), "tgt tokens/s"),
-            results_io.entry(f"ddp_train_tok_per_s_2gpu_{algo}", round(rates[2], 1), "tgt tokens/s"),
+            results_io.entry(f"ddp_scaling_efficiency_2gpu_{algo}", round(eff, 4), "ratio", command),
+            results_io.entry(f"ddp_train_tok_per_s_1gpu_{algo}", round(rates[1], 1), "tgt tokens/s", command),
+            results_io.entry(f"ddp_train_tok_per_s_2gpu_{algo}", round(rates[2], 1), "tgt tokens/s", command),
         ]
     print(json.dumps(report, indent=2))
     if args.device != "cuda":
         print("bench_ddp: CPU run (gloo): not recorded; the ddp_* metrics are GPU figures")
     elif not args.no_write:
-        print(f"wrote {results_io.write('ddp', entries)}")
+        print(f"wrote {results_io.write('ddp_cuda', entries)}")
     return 0
 
 

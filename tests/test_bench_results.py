@@ -178,3 +178,35 @@ def test_profile_entries_read_host_time_per_call_calls_and_totals():
         "step_profile_pg_cuda_ms_total": 312.615,
     }
     assert mod.ms("522.164us") == 0.522164
+
+
+def test_bench_ddp_from_logs_records_the_runs_it_finds_and_launches_nothing(tmp_path, monkeypatch):
+    """benchmarks/bench_ddp.py --from-logs: the scaling efficiency from runs already on disk (world size x rank 0's
+    median after the skipped windows), written to ddp_cuda.json with the command that made the runs."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ddp.py"
+    spec = importlib.util.spec_from_file_location("bench_ddp", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "launch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("launched")))
+    monkeypatch.setenv("SEQLAB_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SEQLAB_DEVICE", "GPU x2")
+    for run, rates in {"mle_1": [1.0, 400.0, 390.0, 410.0], "mle_2": [1.0, 300.0, 310.0, 320.0]}.items():
+        (tmp_path / run).mkdir()
+        lines = [json.dumps({"kind": "train", "time": i, "tgt_tok_per_s": r}) for i, r in enumerate(rates)]
+        (tmp_path / run / "log.jsonl").write_text("\n".join(lines + ['{"kind": "valid"}']) + "\n")
+    argv = ["--from-logs", "--work-dir", str(tmp_path), "--algorithms", "mle", "--skip-windows", "1"]
+    assert mod.main([*argv, "--measured-by", "run.py ddp"]) == 0
+    got = {e["metric"]: e for e in json.loads((tmp_path / "results" / "ddp_cuda.json").read_text())}
+    assert got["ddp_train_tok_per_s_1gpu_mle"]["value"] == 400.0
+    assert got["ddp_train_tok_per_s_2gpu_mle"]["value"] == 620.0
+    assert got["ddp_scaling_efficiency_2gpu_mle"]["value"] == 0.775
+    assert got["ddp_scaling_efficiency_2gpu_mle"]["command"].endswith("(runs made by: run.py ddp)")
+    (tmp_path / "mle_2" / "log.jsonl").unlink()
+    try:
+        mod.main(argv)
+    except SystemExit as exc:
+        assert "mle_2" in str(exc)
+    else:
+        raise AssertionError("a missing run must stop --from-logs")

@@ -225,3 +225,26 @@ def test_attention_runs_without_cudnn_kernel_and_restores_the_switch(monkeypatch
     assert seen and not any(seen)  # encoder self-, decoder self- and cross-attention
     assert torch.backends.cuda.cudnn_sdp_enabled()
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_single_query_attention_equals_sdpa_with_boolean_and_additive_masks(dtype):
+    """A decoding step's attention as matmuls (the CUDA path for one query per row) equals
+    F.scaled_dot_product_attention without a mask, with a boolean mask (True attends) and with an additive bias."""
+    from seqlab.models.transformer import single_query_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(shape, generator=g).to(dtype) for shape in [(3, 4, 1, 8), (3, 4, 7, 8), (3, 4, 7, 8)])
+    keep = torch.rand(3, 1, 1, 7, generator=g) > 0.3
+    keep[..., 0] = True  # every row attends somewhere
+    bias = torch.zeros(3, 1, 1, 7, dtype=dtype).masked_fill(~keep, float("-inf"))
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    for mask in (None, keep, bias):
+        fp32_mask = mask.float() if mask is not None and mask.dtype != torch.bool else mask
+        expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=fp32_mask).to(dtype)
+        got = single_query_attention(q, k, v, mask)
+        assert got.shape == expected.shape and got.dtype == dtype
+        torch.testing.assert_close(got.float(), expected.float(), **tol)
+    masked = single_query_attention(q, k, v, keep)
+    moved = v.masked_fill(~keep.transpose(-2, -1), 1e4)  # values at hidden keys change nothing
+    torch.testing.assert_close(single_query_attention(q, k, moved, keep), masked, rtol=0, atol=0)

@@ -50,9 +50,40 @@ def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
 CUDNN_ATTENTION = os.environ.get("SEQLAB_CUDNN_ATTENTION", "0") == "1"
 
 
+#: a decoding step's attention (one query per row) as two batched matmuls and a softmax on CUDA unless
+#: SEQLAB_SINGLE_QUERY_ATTENTION=sdpa: flash attention spends a tile of query rows on the one query (one H200 profile of
+#: a PG step: 325 us per self-attention call of the sampling loop at 1,600 rows x 8 heads; memory-efficient attention
+#: 178 us per cross-attention call)
+SINGLE_QUERY_MATMUL = os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION", "matmul") != "sdpa"
+
+
+def single_query_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v for queries [B, H, 1, d] against keys [B, H, S, d]; ``attn_mask`` as
+    ``F.scaled_dot_product_attention`` takes it (boolean: True attends; float: added), broadcast to [B, H, 1, S].
+    Scores and softmax in fp32 (as the fused kernels accumulate)."""
+    scores = torch.matmul(q, k.transpose(-2, -1)).float() * (q.size(-1) ** -0.5)
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    return torch.matmul(scores.softmax(-1).to(v.dtype), v)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` without cuDNN's kernel (see :data:`CUDNN_ATTENTION`); the global switch
-    is restored afterwards (two flag calls, not ``sdpa_kernel``'s ~17 us per call)."""
+    is restored afterwards (two flag calls, not ``sdpa_kernel``'s ~17 us per call).  A decoding step's single
+    query on CUDA without dropout goes through :func:`single_query_attention` (:data:`SINGLE_QUERY_MATMUL`)."""
+    if (
+        SINGLE_QUERY_MATMUL
+        and q.size(-2) == 1
+        and q.is_cuda
+        and not kwargs.get("dropout_p")
+        and not kwargs.get("is_causal")
+    ):
+        return single_query_attention(q, k, v, kwargs.get("attn_mask"))
     switch = not CUDNN_ATTENTION and not torch.compiler.is_compiling() and torch.backends.cuda.cudnn_sdp_enabled()
     if not switch:
         return F.scaled_dot_product_attention(q, k, v, **kwargs)
