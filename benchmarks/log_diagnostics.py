@@ -142,10 +142,22 @@ def pretrain_entries(prefix: str, out: Path) -> list[dict]:
     return entries
 
 
+#: the critic-only phase's value in the logs' ``phase``, and what :func:`critic_entries` averages over its last
+#: ``LAST_RECORDS`` logged steps: the horizon the critic has learnt (Q(s0, a0) against the sample's return) and
+#: whether its preferred actions are ones the actor takes
+CRITIC_PHASE, LAST_RECORDS = 1.0, 5
+CRITIC_LAST = {
+    "q_first": "Q(s0, a0) of the samples, mean of the critic phase's last 5 logged steps",
+    "return": "the samples' return, same steps",
+    "q_argmax_is_pi_argmax": "share of positions where Q's argmax is the actor's argmax, same steps",
+    "pi_of_q_argmax": "the actor's probability of Q's argmax, same steps",
+}
+
+
 def critic_entries(prefix: str, out: Path) -> list[dict]:
     """The shared critics (``share_critic``: OUT/critics/<label>): the critic-only phase's validation TD error at
-    its first evaluation, its best and where it ended, the critic steps it took and their training seconds, and the
-    fixed actor's sample return and entropy at the first logged step."""
+    its first evaluation, its best and where it ended, the critic steps it took and their training seconds, the
+    fixed actor's sample return and entropy at the first logged step, and :data:`CRITIC_LAST` at its end."""
     entries = []
     for log_path in sorted((out / "critics").glob("*/log.jsonl")):
         records = read_log(log_path)
@@ -161,6 +173,11 @@ def critic_entries(prefix: str, out: Path) -> list[dict]:
             ("valid_td_last", round(float(evals[-1]["valid_td"]), 4), "validation |TD| at the last evaluation"),
             ("steps", int(evals[-1]["critic_steps"]), "critic-only steps until the phase ended"),
         ]
+        critic_phase = [r for r in records if r.get("kind") == "train" and r.get("phase") == CRITIC_PHASE]
+        for key, what in CRITIC_LAST.items():
+            values = [float(r[key]) for r in critic_phase[-LAST_RECORDS:] if key in r]
+            if values:
+                rows.append((f"{key}_last", round(sum(values) / len(values), 4), what))
         results = log_path.parent / "results.json"
         if results.exists():
             seconds = json.loads(results.read_text(encoding="utf-8")).get("train_seconds")
@@ -234,12 +251,12 @@ def main() -> None:
     args = p.parse_args()
     keys = tuple(k for k in args.keys.split(",") if k)
     runs = args.out / "runs"
-    if not runs.is_dir():
+    if not runs.is_dir() and not (args.out / "critics").is_dir():
         raise SystemExit(f"{runs}: no such folder (give the comparison's --out)")
     entries = with_commit(pretrain_entries(args.prefix, args.out), args.out / "pretrain")
     entries += critic_entries(args.prefix, args.out)
     refs = test_references(args.out)
-    for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
+    for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()) if runs.is_dir() else []:
         logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
         row = label_entries(args.prefix, label_dir.name, logs, keys, args.curves)

@@ -6,7 +6,8 @@ host time per call and the call count of the operators the Speed section quotes,
 
 Entries ``step_profile_<label>_<operator>_host_ms_per_call`` and ``_calls`` (``cudnn_attention_forward``,
 ``cudnn_attention_backward``, ``fp32_mem_efficient_attention`` with its ``_cuda_ms`` instead, ``stream_synchronize``
-with its host ``_host_ms``), and ``step_profile_<label>_{host,cuda}_ms_total`` (three profiled steps each).
+with its host ``_host_ms``; ``flash_attention_forward`` and ``mem_efficient_attention_forward`` with their CUDA time
+per call, ``_cuda_ms_per_call``), and ``step_profile_<label>_{host,cuda}_ms_total`` (three profiled steps each).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ OPERATORS = {
     "aten::_cudnn_attention_backward": "cudnn_attention_backward",
     "fmha_cutlassF_f32": "fp32_mem_efficient_attention",
     "cudaStreamSynchronize": "stream_synchronize",
+    "aten::_flash_attention_forward": "flash_attention_forward",
+    "aten::_efficient_attention_forward": "mem_efficient_attention_forward",
 }
+#: operators whose entry is their CUDA time per call (ms) rather than their host time
+CUDA_PER_CALL = ("flash_attention_forward", "mem_efficient_attention_forward")
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -51,6 +56,8 @@ def entries_of(label: str, text: str) -> list[dict]:
         calls = int(cols[9])
         if op == "fp32_mem_efficient_attention":
             out.append(results_io.entry(f"{name}_{op}_cuda_ms", round(ms(cols[7]), 3), "ms of CUDA time, 3 steps"))
+        elif op in CUDA_PER_CALL:
+            out.append(results_io.entry(f"{name}_{op}_cuda_ms_per_call", round(ms(cols[8]), 4), "ms"))
         elif op == "stream_synchronize":
             out.append(results_io.entry(f"{name}_{op}_host_ms", round(ms(cols[3]), 3), "ms of host time, 3 steps"))
         else:
@@ -68,10 +75,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder", type=Path, help="the --profile folder (one <label>.txt per algorithm and path)")
     p.add_argument("--results", default="step_profiles_cuda")
+    p.add_argument("--suffix", default="", help="appended to each label (tables of another commit beside older ones)")
     args = p.parse_args()
     entries = []
     for path in sorted(args.folder.glob("*.txt")):
-        entries += entries_of(path.stem, path.read_text(encoding="utf-8"))
+        entries += entries_of(path.stem + args.suffix, path.read_text(encoding="utf-8"))
     for e in entries:
         print(f"{e['metric']:70s} {e['value']}")
     print(f"{len(entries)} entries -> {results_io.write(args.results, entries)}")

@@ -72,6 +72,11 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     critic = tmp_path / "cmp" / "critics" / "ac"  # a shared critic's run (share_critic)
     critic.mkdir(parents=True)
     records = [{"kind": "train", "step": 50, "return": 9.35, "entropy": 0.99}]
+    records += [  # the critic phase's last 5 logged steps are averaged; the joint step (phase 2) is not
+        {"kind": "train", "step": 100 * i, "phase": 1.0, "q_first": float(i), "q_argmax_is_pi_argmax": 0.5}
+        for i in range(1, 7)
+    ]
+    records.append({"kind": "train", "step": 1100, "phase": 2.0, "q_first": 100.0})
     evals = ((500, 0.41), (1000, 0.44))
     records += [{"kind": "critic", "step": s, "valid_td": td, "critic_steps": s} for s, td in evals]
     (critic / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
@@ -94,6 +99,8 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_ac_critic_valid_td_last"] == 0.44 and got["m_ac_critic_steps"] == 1000
     assert got["m_ac_critic_train_seconds"] == 930.0
     assert got["m_ac_critic_actor_return_first"] == 9.35 and got["m_ac_critic_actor_entropy_first"] == 0.99
+    assert got["m_ac_critic_q_first_last"] == 4.0 and got["m_ac_critic_q_argmax_is_pi_argmax_last"] == 0.5
+    assert "m_ac_critic_pi_of_q_argmax_last" not in got  # never logged: no entry
     # test hypotheses, mean over seeds (seed 2 = the references): seed 1 loops in one of 3, runs long in it, ends
     # in a symbol run in another; its length ratio is (4 + 9 + 2) / (4 + 3 + 4) tokens (13a keeps "cat''''''" whole)
     assert got["m_pg_test_repeat_share"] == round((1 / 3) / 2, 4) == got["m_pg_test_overlong_share"]
@@ -160,10 +167,12 @@ def test_profile_entries_read_host_time_per_call_calls_and_totals():
     spec.loader.exec_module(mod)
     row = "aten::_cudnn_attention_backward  23.26%  425.777ms  23.40%  428.376ms  9.519ms  12.018ms  3.84%  12.018ms"
     fmha = "fmha_cutlassF_f32_aligned_64x64_rf_sm80(x...  0.00%  0.000us  0.00%  0.000us  0.000us  332.107ms  49.59%"
+    flash = "aten::_flash_attention_forward  0.62%  5.294ms  1.89%  16.190ms  62.751us  81.461ms  26.00%  81.461ms"
     text = "\n".join(
         [
             row + "  267.067us  45",
             fmha + "  332.107ms  494.208us  672",
+            flash + "  315.741us  258",
             "Self CPU time total: 1.831s",
             "Self CUDA time total: 312.615ms",
         ]
@@ -174,6 +183,8 @@ def test_profile_entries_read_host_time_per_call_calls_and_totals():
         "step_profile_pg_cudnn_attention_backward_calls": 45,
         "step_profile_pg_fp32_mem_efficient_attention_cuda_ms": 332.107,
         "step_profile_pg_fp32_mem_efficient_attention_calls": 672,
+        "step_profile_pg_flash_attention_forward_cuda_ms_per_call": 0.3157,
+        "step_profile_pg_flash_attention_forward_calls": 258,
         "step_profile_pg_host_ms_total": 1831.0,
         "step_profile_pg_cuda_ms_total": 312.615,
     }

@@ -50,11 +50,12 @@ def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
 CUDNN_ATTENTION = os.environ.get("SEQLAB_CUDNN_ATTENTION", "0") == "1"
 
 
-#: a decoding step's attention (one query per row) as two batched matmuls and a softmax on CUDA unless
-#: SEQLAB_SINGLE_QUERY_ATTENTION=sdpa: flash attention spends a tile of query rows on the one query (one H200 profile of
-#: a PG step: 325 us per self-attention call of the sampling loop at 1,600 rows x 8 heads; memory-efficient attention
-#: 178 us per cross-attention call)
-SINGLE_QUERY_MATMUL = os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION", "matmul") != "sdpa"
+#: SEQLAB_SINGLE_QUERY_ATTENTION=matmul: a decoding step's attention (one query per row) as two batched matmuls and a
+#: softmax on CUDA instead of SDPA's flash / memory-efficient kernels, which spend a tile of query rows on the one
+#: query (H200 profile of a PG step: 325 us per flash call, 178 us per memory-efficient call).  Opt-in: measured
+#: against SDPA on one H200 it changed the step of pg by -4 %, interpolation -8 %, ac +19 % (10 steps each, 9520c9f;
+#: BENCHMARKS.md, Speed)
+SINGLE_QUERY_MATMUL = os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION", "sdpa") == "matmul"
 
 
 def single_query_attention(
