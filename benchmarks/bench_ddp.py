@@ -139,25 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     for algo in [a.strip() for a in args.algorithms.split(",") if a.strip()]:
         rates = {}
         for n in (1, 2):
-            log = work / f"{algo}_{n}" / "log.jsonl"
-            if args.from_logs:
-                if not log.is_file():
-                    raise SystemExit(f"bench_ddp: --from-logs: {log} not found")
-                rates[n], windows = throughput(log, n, args.skip_windows)
-                print(f"{algo}: {n} process(es): {rates[n]:,.0f} target tokens/s (median of {windows} windows)")
-                continue
-            log = launch(
-                args.config,
-                algo,
-                n,
-                work / f"{algo}_{n}",
-                args.steps,
-                args.device,
-                args.init_from,
-                args.log_every,
-                args.overrides,
-            )
-            rates[n], windows = throughput(log, n, args.skip_windows)
+            run_dir = work / f"{algo}_{n}"
+            if not args.from_logs:
+                launch(
+                    args.config,
+                    algo,
+                    n,
+                    run_dir,
+                    args.steps,
+                    args.device,
+                    args.init_from,
+                    args.log_every,
+                    args.overrides,
+                )
+            elif not (run_dir / "log.jsonl").is_file():
+                raise SystemExit(f"bench_ddp: --from-logs: {run_dir / 'log.jsonl'} not found")
+            rates[n], windows = throughput(run_dir / "log.jsonl", n, args.skip_windows)
             print(f"{algo}: {n} process(es): {rates[n]:,.0f} target tokens/s (median of {windows} windows)")
         eff = rates[2] / (2 * rates[1])
         report[algo] = {"tok_per_s_1": rates[1], "tok_per_s_2": rates[2], "efficiency": eff}

@@ -256,7 +256,7 @@ def main() -> None:
     entries = with_commit(pretrain_entries(args.prefix, args.out), args.out / "pretrain")
     entries += critic_entries(args.prefix, args.out)
     refs = test_references(args.out)
-    for label_dir in sorted(d for d in runs.iterdir() if d.is_dir()) if runs.is_dir() else []:
+    for label_dir in sorted(d for d in runs.glob("*") if d.is_dir()):  # none when only critics ran
         logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
         row = label_entries(args.prefix, label_dir.name, logs, keys, args.curves)
