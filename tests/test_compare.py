@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import threading
 import time
 from dataclasses import replace
@@ -76,7 +77,7 @@ def fake_score(run: Run) -> int:
     return 0
 
 
-def fake_launcher(calls: list, score_of=None, pretrain_dtype: str = "fp32"):
+def fake_launcher(calls: list, score_of=None, pretrain_dtype: str = "fp32", pretrain_test: dict | None = None):
     """Pretends to train: writes what a finished run leaves (results, validation log, test hypotheses)."""
 
     def launch(run: Run, config: str, gpu: str | None) -> int:
@@ -93,7 +94,8 @@ def fake_launcher(calls: list, score_of=None, pretrain_dtype: str = "fp32"):
             weights = {"w": torch.zeros(3, dtype=torch.bfloat16 if pretrain_dtype == "bf16" else torch.float32)}
             torch.save({"model": weights, "config": cfg.to_dict(), "step": 6}, rd / "checkpoint_best.pt")
             (rd / "log.jsonl").write_text(json.dumps({"kind": "valid", "step": 6, "bleu": 10.0}) + "\n")
-            (rd / "results.json").write_text(json.dumps({"steps": 6, "steps_per_epoch": 2}))
+            results = {"steps": 6, "steps_per_epoch": 2, **({"test": pretrain_test} if pretrain_test else {})}
+            (rd / "results.json").write_text(json.dumps(results))
             return 0
         from seqlab.data.corpus import read_parallel
 
@@ -615,6 +617,50 @@ def test_plan_check_accepts_settings_added_since_at_their_defaults(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- the protocol
+def test_a_resumed_comparison_refuses_a_pretraining_that_gives_another_start(tmp_path):
+    """Carried without its checkpoint, a comparison pre-trains again; with other code the checkpoint can differ
+    (session 14: test BLEU 40.90 against the 40.49 every finished run started from) and must not be mixed in."""
+    calls: list = []
+    spec = spec_for(tmp_path)
+    run_compare(spec, launcher=fake_launcher(calls, pretrain_test={"bleu": 50.0, "chrf": 50.0}), echo=lambda s: None)
+    out = Path(spec.out)
+    assert json.loads((out / "start" / "scores.json").read_text())["test"]["bleu"] == 50.0
+    shutil.rmtree(out / "pretrain")  # what travels between device sessions: no checkpoint
+    calls.clear()
+    other = fake_launcher(calls, pretrain_test={"bleu": 50.4, "chrf": 50.0})
+    with pytest.raises(
+        ConfigError, match=r"not the one the finished runs started from \(test bleu 50.40 against 50.00\)"
+    ):
+        run_compare(spec_for(tmp_path, seeds=[1, 2, 3]), launcher=other, echo=lambda s: None)
+    assert [c[0] for c in calls] == ["pretrain"]  # no run trained from the other start
+    shutil.rmtree(out / "pretrain")
+    calls.clear()
+    same = fake_launcher(calls, pretrain_test={"bleu": 50.0, "chrf": 50.0})
+    run_compare(spec_for(tmp_path, seeds=[1, 2, 3]), launcher=same, echo=lambda s: None)
+    assert [c[0] for c in calls] == ["pretrain", "mle/seed3", "raml/seed3"]  # the same start: the new seeds run
+    assert len(json.loads((out / "start" / "checkpoint.json").read_text())["weights_sha1"]) == 40
+
+
+def test_the_start_weights_digest_is_kept_and_checked(tmp_path):
+    import torch
+
+    from seqlab.compare.runner import check_start_digest
+
+    out, ckpt, notes = tmp_path / "cmp", tmp_path / "mle.pt", []
+    (out / "runs" / "mle" / "seed1").mkdir(parents=True)
+    (out / "runs" / "mle" / "seed1" / "results.json").write_text("{}")
+    weights = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.tensor(1.5)}
+    torch.save({"model": weights, "step": 6, "train_seconds": 10.0}, ckpt)
+    check_start_digest(out, ckpt, notes.append)
+    assert "runs finished before the start's weights were recorded" in notes[0]  # an older comparison: noted
+    torch.save({"model": dict(weights), "step": 9, "train_seconds": 99.0}, ckpt)  # the same weights, saved again
+    check_start_digest(out, ckpt, notes.append)
+    assert len(notes) == 1
+    torch.save({"model": {**weights, "b": torch.tensor(1.25)}, "step": 6, "train_seconds": 10.0}, ckpt)
+    with pytest.raises(ConfigError, match="other weights than the one the finished runs started from"):
+        check_start_digest(out, ckpt, notes.append)
+
+
 def test_runs_continue_the_pretraining_schedule_with_one_label_smoothing(tmp_path):
     """init_state full (default): every run continues the shared checkpoint's optimizer state, with the
     pre-training's optimizer / schedule settings unless an algorithm overrides them; one label smoothing."""

@@ -913,7 +913,58 @@ def _pretrain(
     warning = degenerate_checkpoint_warning(out)
     if warning:
         echo(f"[compare] warning: {warning}")
+    check_same_start(out)
     return outcomes
+
+
+#: how far (BLEU / chrF points) a pre-training run again may score from the start the finished runs had
+SAME_START_TOLERANCE = 0.01
+
+
+def check_same_start(out: Path) -> None:
+    """A pre-training run again (a comparison resumed without its checkpoint, or with other code) must give the
+    checkpoint the finished runs started from: its test scores are compared with the start's (``OUT/start``)."""
+    from seqlab.compare.score import read_scores
+
+    results = out / "pretrain" / "results.json"
+    before = read_scores(out / START_DIR).get("test", {})
+    if not before or not results.exists():
+        return
+    now = json.loads(results.read_text(encoding="utf-8")).get("test", {})
+    differ = {
+        m: (before[m], now[m])
+        for m in sorted(before.keys() & now.keys())
+        if abs(before[m] - now[m]) > SAME_START_TOLERANCE
+    }
+    if differ:
+        scores = "; ".join(f"{m} {new:.2f} against {old:.2f}" for m, (old, new) in differ.items())
+        raise ConfigError(
+            f"{out}: the shared pre-training ran again and its checkpoint is not the one the finished runs started "
+            f"from (test {scores}); new runs would not be comparable with them: use a new --out directory"
+        )
+
+
+def check_start_digest(out: Path, checkpoint: Path, echo: Callable[[str], None] = print) -> None:
+    """The start's weights digest is kept in ``OUT/start/checkpoint.json`` when runs first train from it; a later
+    invocation whose start has other weights (pre-trained again, or another file at the ``--init-from`` path)
+    stops here, before any run trains from it."""
+    from seqlab.train.checkpoint import weights_digest
+
+    record = out / START_DIR / "checkpoint.json"
+    digest = weights_digest(checkpoint)
+    if record.exists():
+        before = json.loads(record.read_text(encoding="utf-8"))
+        if before["weights_sha1"] != digest:
+            raise ConfigError(
+                f"{out}: the start {checkpoint} has other weights than the one the finished runs started from "
+                f"(weights sha1 {digest[:12]} against {before['weights_sha1'][:12]}, recorded in {record}); new runs "
+                "would not be comparable with them: use a new --out directory"
+            )
+        return
+    if any((out / "runs").glob("*/seed*/results.json")) or any((out / "critics").glob("*/results.json")):
+        echo(f"[compare] note: runs finished before the start's weights were recorded; {checkpoint} is taken as theirs")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"checkpoint": str(checkpoint), "weights_sha1": digest}, indent=2), encoding="utf-8")
 
 
 def _memory_share(spec: CompareSpec, gpus: Sequence[str]) -> float | None:
@@ -938,6 +989,8 @@ def _train_runs(
     init = start_checkpoint(spec, out)
     if init and spec.init_state == "full":
         check_start_weights(init)
+    if init and runs:
+        check_start_digest(out, Path(init), echo)
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
     memory_share = _memory_share(spec, gpus)
     outcomes = execute(

@@ -3,6 +3,7 @@ algorithm state, data position and every random-number generator."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -151,3 +152,13 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def weights_digest(path: str | Path) -> str:
+    """SHA-1 over a checkpoint's model weights (names, dtypes, shapes and bytes, in order): equal for the same
+    weights however the rest of the checkpoint (step, wall-clock seconds, optimizer) differs."""
+    h = hashlib.sha1()
+    for name, tensor in load(path)["model"].items():
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
