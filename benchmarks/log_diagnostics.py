@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -58,7 +59,10 @@ def read_log(path: Path) -> list[dict]:
 
 
 def series(records: list[dict], kind: str, key: str) -> list[float]:
-    return [float(r[key]) for r in records if r.get("kind") == kind and isinstance(r.get(key), (int, float))]
+    """The finite values of ``key`` in ``kind`` records (NaN: undefined at that step, e.g. the reward draw's
+    entropy while the interpolation draws nothing from the reward)."""
+    values = (r.get(key) for r in records if r.get("kind") == kind)
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
 def label_entries(

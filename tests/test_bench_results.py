@@ -41,6 +41,7 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
 
     logs = {
         1: [
+            ("train", 45, {"reward": float("nan")}),  # undefined at that step: neither the first value nor the minimum
             ("train", 50, {"reward": 0.3, "lambda3": 0.72}),
             ("valid", 62, {"bleu": 30.0}),
             ("train", 100, {"reward": 0.1, "lambda3": 0.0}),
