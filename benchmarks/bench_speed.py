@@ -94,15 +94,17 @@ def time_training(step_fn, batches, warmup: int) -> float:
     """Target tokens per second on a second pass over the batches.
 
     The first pass is untimed: every batch shape is slow the first time on a GPU (allocator and kernel
-    selection), so timing a first pass favours whichever system runs later in the process."""
+    selection), so timing a first pass favours whichever system runs later in the process.  The tokens are
+    counted before the timed pass: reading a count from the GPU inside it would wait for every step, so the host
+    could not queue the next step while the GPU runs this one (``seqlab train`` waits once per logging window)."""
     device = batches[0].tgt.device
     for b in batches:
         step_fn(b)
+    tokens = sum(int(b.tgt.ne(PAD_ID).sum()) for b in batches[warmup:])
     sync(device)
-    start, tokens = time.perf_counter(), 0
+    start = time.perf_counter()
     for b in batches[warmup:]:
         step_fn(b)
-        tokens += int(b.tgt.ne(PAD_ID).sum())
     sync(device)
     return tokens / (time.perf_counter() - start)
 

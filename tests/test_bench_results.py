@@ -110,15 +110,44 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert not any("entropy" in name for name in got if "critic" not in name)  # never logged by the runs: no entry
 
 
+def load_script(name: str):
+    """A script of benchmarks/ as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_throughput_reads_nothing_from_the_device_while_timed(monkeypatch):
+    """bench_speed's time_training: both passes step every batch, the tokens (non-PAD targets after the warm-up
+    batches) are counted before the timed pass, so no host read waits for a step inside it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    bench = load_script("bench_speed")
+    events = []
+
+    class Target(torch.Tensor):
+        def ne(self, other):
+            events.append("count")
+            return torch.Tensor.ne(self.as_subclass(torch.Tensor), other)
+
+    batches = [SimpleNamespace(tgt=torch.tensor([[5, 6, 2, 0], [7, 2, 0, 0]]).as_subclass(Target)) for _ in range(3)]
+    clock = iter([10.0, 12.0])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    rate = bench.time_training(lambda b: events.append("step"), batches, warmup=1)
+    assert rate == 5 * 2 / 2.0  # 5 target tokens in each of the 2 timed batches, over 2 s
+    assert events == ["step"] * 3 + ["count"] * 2 + ["step"] * 2
+
+
 def test_epoch_step_times_cover_every_batch_of_each_epoch(monkeypatch):
     """bench_step_time --epochs: each epoch's mean is over all of its batches (in the sampler's order for that
     epoch), and the sampling loops captured during it are counted per epoch."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_step_time.py"
-    spec = importlib.util.spec_from_file_location("bench_step_time", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_step_time")
 
     class Batch:
         def __init__(self, indices):
