@@ -641,6 +641,38 @@ def test_a_resumed_comparison_refuses_a_pretraining_that_gives_another_start(tmp
     assert len(json.loads((out / "start" / "checkpoint.json").read_text())["weights_sha1"]) == 40
 
 
+def test_a_comparison_older_than_the_digest_scores_its_start_again(tmp_path):
+    """Finished runs without OUT/start/checkpoint.json (before the digest): the start is scored again and must
+    score what it scored for them before any new run trains from it."""
+    pytest.importorskip("matplotlib")
+    calls: list = []
+    spec = spec_for(tmp_path)
+    run_compare(spec, launcher=fake_launcher(calls), echo=lambda s: None)
+    start = Path(spec.out) / "start"
+    (start / "checkpoint.json").unlink()  # as a comparison of session 12 left it
+
+    def rescoring(bleu: float):
+        def launch(run, config, gpu):
+            if "verify" not in run.name:
+                return fake_launcher(calls)(run, config, gpu)
+            calls.append((run.name, gpu))
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            (run.run_dir / "scores.json").write_text(json.dumps({"test": {"bleu": bleu, "chrf": 50.0}}))
+            return 0
+
+        return launch
+
+    calls.clear()
+    with pytest.raises(ConfigError, match=r"started from \(test bleu 49.00 against 50.00\)"):
+        run_compare(spec_for(tmp_path, seeds=[1, 2, 3]), launcher=rescoring(49.0), echo=lambda s: None)
+    assert [c[0] for c in calls] == ["start checkpoint (verify)"]  # nothing trained from the other start
+    shutil.rmtree(start / "verify")
+    calls.clear()
+    run_compare(spec_for(tmp_path, seeds=[1, 2, 3]), launcher=rescoring(50.0), echo=lambda s: None)
+    assert [c[0] for c in calls] == ["start checkpoint (verify)", "mle/seed3", "raml/seed3"]
+    assert (start / "checkpoint.json").exists()  # from now on the digest answers
+
+
 def test_the_start_weights_digest_is_kept_and_checked(tmp_path):
     import torch
 

@@ -921,6 +921,19 @@ def _pretrain(
 SAME_START_TOLERANCE = 0.01
 
 
+def _refuse_other_start(out: Path, before: dict[str, float], now: dict[str, float], what: str) -> None:
+    """Stop when the start's test scores ``now`` differ from the ones the finished runs' start had (``before``)."""
+    differ = {m: (before[m], now[m]) for m in sorted(before.keys() & now.keys())}
+    differ = {m: pair for m, pair in differ.items() if abs(pair[0] - pair[1]) > SAME_START_TOLERANCE}
+    if now and not differ:
+        return
+    scores = "; ".join(f"{m} {new:.2f} against {old:.2f}" for m, (old, new) in differ.items()) or "not scored"
+    raise ConfigError(
+        f"{out}: {what} is not the one the finished runs started from (test {scores}); new runs would not be "
+        "comparable with them: use a new --out directory"
+    )
+
+
 def check_same_start(out: Path) -> None:
     """A pre-training run again (a comparison resumed without its checkpoint, or with other code) must give the
     checkpoint the finished runs started from: its test scores are compared with the start's (``OUT/start``)."""
@@ -928,20 +941,37 @@ def check_same_start(out: Path) -> None:
 
     results = out / "pretrain" / "results.json"
     before = read_scores(out / START_DIR).get("test", {})
-    if not before or not results.exists():
+    now = json.loads(results.read_text(encoding="utf-8")).get("test", {}) if results.exists() else {}
+    if before and now:  # a pre-training without test scores (stopped before its test) is not a start yet
+        _refuse_other_start(out, before, now, "the shared pre-training ran again and its checkpoint")
+
+
+def _verify_start(
+    spec: CompareSpec, out: Path, config: str, gpus: Sequence[str], launcher: Launcher, echo: Callable[[str], None]
+) -> None:
+    """A comparison whose finished runs predate the weights digest (no ``OUT/start/checkpoint.json``) but whose
+    start was scored on test: the start it would train from now is scored again (``OUT/start/verify``) and must
+    score the same, before any run trains from it."""
+    from seqlab.compare.score import read_scores
+
+    start, init = out / START_DIR, str(start_checkpoint(spec, out))
+    before = read_scores(start).get("test", {})
+    finished = any((out / "runs").glob("*/seed*/results.json"))
+    if (start / "checkpoint.json").exists() or not before or not finished:
         return
-    now = json.loads(results.read_text(encoding="utf-8")).get("test", {})
-    differ = {
-        m: (before[m], now[m])
-        for m in sorted(before.keys() & now.keys())
-        if abs(before[m] - now[m]) > SAME_START_TOLERANCE
-    }
-    if differ:
-        scores = "; ".join(f"{m} {new:.2f} against {old:.2f}" for m, (old, new) in differ.items())
-        raise ConfigError(
-            f"{out}: the shared pre-training ran again and its checkpoint is not the one the finished runs started "
-            f"from (test {scores}); new runs would not be comparable with them: use a new --out directory"
-        )
+    verify = start / "verify"
+    args = [
+        *("--checkpoint", init, "--config", config, "--tokenizers", str(tokenizer_source(out, spec.init_from))),
+        *("--out", str(verify), "--test"),
+    ]
+    execute(
+        [Run("start checkpoint (verify)", verify, [], kind="score", args=args, sets=["test"])],
+        config,
+        gpus[:1],
+        launcher,
+        echo,
+    )
+    _refuse_other_start(out, before, read_scores(verify).get("test", {}), f"the start {init} (scored in {verify})")
 
 
 def check_start_digest(out: Path, checkpoint: Path, echo: Callable[[str], None] = print) -> None:
@@ -990,6 +1020,7 @@ def _train_runs(
     if init and spec.init_state == "full":
         check_start_weights(init)
     if init and runs:
+        _verify_start(spec, out, config, gpus, launcher, echo)
         check_start_digest(out, Path(init), echo)
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
     memory_share = _memory_share(spec, gpus)
