@@ -934,14 +934,17 @@ def _refuse_other_start(out: Path, before: dict[str, float], now: dict[str, floa
     )
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def check_same_start(out: Path) -> None:
     """A pre-training run again (a comparison resumed without its checkpoint, or with other code) must give the
     checkpoint the finished runs started from: its test scores are compared with the start's (``OUT/start``)."""
     from seqlab.compare.score import read_scores
 
-    results = out / "pretrain" / "results.json"
     before = read_scores(out / START_DIR).get("test", {})
-    now = json.loads(results.read_text(encoding="utf-8")).get("test", {}) if results.exists() else {}
+    now = _read_json(out / "pretrain" / "results.json").get("test", {})
     if before and now:  # a pre-training without test scores (stopped before its test) is not a start yet
         _refuse_other_start(out, before, now, "the shared pre-training ran again and its checkpoint")
 
@@ -951,13 +954,15 @@ def _verify_start(
 ) -> None:
     """A comparison whose finished runs predate the weights digest (no ``OUT/start/checkpoint.json``) but whose
     start was scored on test: the start it would train from now is scored again (``OUT/start/verify``) and must
-    score the same, before any run trains from it."""
+    score the same, before any run trains from it.  (A pre-training's own test scores answer this for its
+    checkpoint: :func:`check_same_start`.)"""
     from seqlab.compare.score import read_scores
 
     start, init = out / START_DIR, str(start_checkpoint(spec, out))
     before = read_scores(start).get("test", {})
     finished = any((out / "runs").glob("*/seed*/results.json"))
-    if (start / "checkpoint.json").exists() or not before or not finished:
+    scored_pretraining = not spec.init_from and "test" in _read_json(out / "pretrain" / "results.json")
+    if (start / "checkpoint.json").exists() or not before or not finished or scored_pretraining:
         return
     verify = start / "verify"
     args = [
