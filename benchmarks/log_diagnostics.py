@@ -179,7 +179,7 @@ def critic_entries(prefix: str, out: Path) -> list[dict]:
         ]
         critic_phase = [r for r in records if r.get("kind") == "train" and r.get("phase") == CRITIC_PHASE]
         for key, what in CRITIC_LAST.items():
-            values = [float(r[key]) for r in critic_phase[-LAST_RECORDS:] if key in r]
+            values = series(critic_phase[-LAST_RECORDS:], "train", key)
             if values:
                 rows.append((f"{key}_last", round(sum(values) / len(values), 4), what))
         results = log_path.parent / "results.json"

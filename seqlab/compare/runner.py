@@ -748,6 +748,11 @@ def _fill_protocol_defaults(before: dict[str, Any]) -> dict[str, Any]:
 RUN_ONLY_SETTINGS = ("init_state", "label_smoothing", "share_critic")
 
 
+def has_finished_runs(out: Path) -> bool:
+    """Whether any (algorithm, seed) run of the comparison in ``out`` has finished (its results.json)."""
+    return any((out / "runs").glob("*/seed*/results.json"))
+
+
 def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
     """Refuse to mix runs with different shared settings in one directory (adding algorithms / seeds / extra test
     sets is fine); returns the extra test sets of this and earlier invocations."""
@@ -759,7 +764,7 @@ def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
         before = _fill_protocol_defaults(_with_added_defaults(old.get("fingerprint", {}), new))
         extra = {**old["spec"].get("extra_tests", {}), **extra}
         changed = sorted(k for k in new if before.get(k) != new[k])
-        if set(changed) <= set(RUN_ONLY_SETTINGS) and not any((out / "runs").glob("*/seed*/results.json")):
+        if set(changed) <= set(RUN_ONLY_SETTINGS) and not has_finished_runs(out):
             changed = []  # no run has finished: settings of the runs alone may still change
         if changed:
             raise ConfigError(
@@ -849,6 +854,10 @@ def run_compare(
     outcomes = _pretrain(pre, out, config, gpus, launcher, echo)
     if pretrain_only:
         return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": []}
+    init = start_checkpoint(spec, out)
+    if init and (critics or runs):  # once, before anything trains from the start
+        _verify_start(spec, out, config, gpus, launcher, echo)
+        check_start_digest(out, Path(init), echo)
     if critics:
         outcomes += _train_runs(spec, out, config, critics, gpus, launcher, echo)
         missing = [c.name for c in critics if not (c.run_dir / "checkpoint_last.pt").exists()]
@@ -960,7 +969,7 @@ def _verify_start(
 
     start, init = out / START_DIR, str(start_checkpoint(spec, out))
     before = read_scores(start).get("test", {})
-    finished = any((out / "runs").glob("*/seed*/results.json"))
+    finished = has_finished_runs(out)
     scored_pretraining = not spec.init_from and "test" in _read_json(out / "pretrain" / "results.json")
     if (start / "checkpoint.json").exists() or not before or not finished or scored_pretraining:
         return
@@ -996,7 +1005,7 @@ def check_start_digest(out: Path, checkpoint: Path, echo: Callable[[str], None] 
                 "would not be comparable with them: use a new --out directory"
             )
         return
-    if any((out / "runs").glob("*/seed*/results.json")) or any((out / "critics").glob("*/results.json")):
+    if has_finished_runs(out) or any((out / "critics").glob("*/results.json")):
         echo(f"[compare] note: runs finished before the start's weights were recorded; {checkpoint} is taken as theirs")
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"checkpoint": str(checkpoint), "weights_sha1": digest}, indent=2), encoding="utf-8")
@@ -1024,9 +1033,6 @@ def _train_runs(
     init = start_checkpoint(spec, out)
     if init and spec.init_state == "full":
         check_start_weights(init)
-    if init and runs:
-        _verify_start(spec, out, config, gpus, launcher, echo)
-        check_start_digest(out, Path(init), echo)
     share = _share_tokenizers(tokenizer_source(out, spec.init_from))
     memory_share = _memory_share(spec, gpus)
     outcomes = execute(
