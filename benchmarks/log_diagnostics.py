@@ -7,7 +7,8 @@ and ``_max`` over all seeds and logged steps, and ``_first`` / ``_last`` (the me
 last logged value); for the greedy validation BLEU also ``valid_bleu_first`` (the first evaluation, mean over
 seeds) and ``valid_bleu_lowest`` (each run's lowest, mean over seeds); ``<prefix>_<label>_train_seconds_{min,max}``
 from the runs' results.json; for the shared pre-training ``<prefix>_pretrain_train_seconds`` and its best
-checkpoint's ``<prefix>_checkpoint_valid_<metric>``.
+checkpoint's ``<prefix>_checkpoint_valid_<metric>``.  ``--labels`` limits it to some rows (and their critics;
+``pretrain`` for the pre-training), for a comparison resumed with new rows whose earlier rows' entries stand.
 
     python benchmarks/log_diagnostics.py --out runs/multi30k_erpo --prefix multi30k_deen --results multi30k_erpo
 """
@@ -129,7 +130,7 @@ def time_entries(prefix: str, label: str, results: list[dict]) -> list[dict]:
 
 
 def pretrain_entries(prefix: str, out: Path) -> list[dict]:
-    """The shared pre-training: its training seconds and its best checkpoint's validation scores."""
+    """The shared pre-training: its training seconds and its best checkpoint's validation and test scores."""
     path = out / "pretrain" / "results.json"
     if not path.exists():
         return []
@@ -143,6 +144,9 @@ def pretrain_entries(prefix: str, out: Path) -> list[dict]:
     for metric, value in (res.get("valid") or {}).items():
         unit = f"{metric} of the shared checkpoint on the valid set"
         entries.append(results_io.entry(f"{prefix}_checkpoint_valid_{metric.lower()}", round(value, 2), unit))
+    for metric, value in (res.get("test") or {}).items():
+        unit = f"{metric} of the shared checkpoint on the test set, as its pre-training scored it"
+        entries.append(results_io.entry(f"{prefix}_pretrain_test_{metric.lower()}", round(value, 2), unit))
     return entries
 
 
@@ -158,7 +162,7 @@ CRITIC_LAST = {
 }
 
 
-def critic_entries(prefix: str, out: Path) -> list[dict]:
+def critic_entries(prefix: str, out: Path, labels: set[str] | None = None) -> list[dict]:
     """The shared critics (``share_critic``: OUT/critics/<label>): the critic-only phase's validation TD error at
     its first evaluation, its best and where it ended, the critic steps it took and their training seconds, the
     fixed actor's sample return and entropy at the first logged step, and :data:`CRITIC_LAST` at its end."""
@@ -166,7 +170,7 @@ def critic_entries(prefix: str, out: Path) -> list[dict]:
     for log_path in sorted((out / "critics").glob("*/log.jsonl")):
         records = read_log(log_path)
         label, evals = log_path.parent.name, [r for r in records if r.get("kind") == "critic"]
-        if not evals:
+        if not evals or (labels is not None and label not in labels):
             continue
         name = f"{prefix}_{label}_critic"
         actor = [(k, series(records, "train", k)) for k in ("return", "entropy")]
@@ -252,15 +256,21 @@ def main() -> None:
     p.add_argument("--results", required=True, help="results file name under benchmarks/results (no .json)")
     p.add_argument("--keys", default=",".join(KEYS), help="logged quantities to report")
     p.add_argument("--curves", action="store_true", help="also every validation BLEU by step (mean over seeds)")
+    p.add_argument(
+        "--labels", help="only these rows (comma-separated labels) and their critics; pretrain: the pre-training"
+    )
     args = p.parse_args()
     keys = tuple(k for k in args.keys.split(",") if k)
+    labels = set(args.labels.split(",")) if args.labels else None
     runs = args.out / "runs"
     if not runs.is_dir() and not (args.out / "critics").is_dir():
         raise SystemExit(f"{runs}: no such folder (give the comparison's --out)")
-    entries = with_commit(pretrain_entries(args.prefix, args.out), args.out / "pretrain")
-    entries += critic_entries(args.prefix, args.out)
+    pretraining = labels is None or "pretrain" in labels
+    entries = with_commit(pretrain_entries(args.prefix, args.out), args.out / "pretrain") if pretraining else []
+    entries += critic_entries(args.prefix, args.out, labels)
     refs = test_references(args.out)
-    for label_dir in sorted(d for d in runs.glob("*") if d.is_dir()):  # none when only critics ran
+    chosen = sorted(d for d in runs.glob("*") if d.is_dir() and (labels is None or d.name in labels))
+    for label_dir in chosen:  # none when only critics ran
         logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
         row = label_entries(args.prefix, label_dir.name, logs, keys, args.curves)

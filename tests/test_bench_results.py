@@ -68,7 +68,8 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
         (run / "test.hyp.txt").write_text("\n".join(hyps) + "\n")
     pretrain = tmp_path / "cmp" / "pretrain"
     pretrain.mkdir()
-    (pretrain / "results.json").write_text(json.dumps({"train_seconds": 235.0, "valid": {"bleu": 41.53}}))
+    scores = {"train_seconds": 235.0, "valid": {"bleu": 41.53}, "test": {"bleu": 40.487}}
+    (pretrain / "results.json").write_text(json.dumps(scores))
     (pretrain / "log.jsonl").write_text(json.dumps({"kind": "valid", "step": 500, "bleu": 14.657}) + "\n")
     critic = tmp_path / "cmp" / "critics" / "ac"  # a shared critic's run (share_critic)
     critic.mkdir(parents=True)
@@ -95,6 +96,7 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pretrain_valid_bleu_step500"] == 14.66  # the shared pre-training's validation curve
     assert got["m_pg_train_seconds_min"] == 100.0 and got["m_pg_train_seconds_max"] == 200.0
     assert got["m_pretrain_train_seconds"] == 235.0 and got["m_checkpoint_valid_bleu"] == 41.53
+    assert got["m_pretrain_test_bleu"] == 40.49
     assert got["m_pg_anneal_moves_min"] == 0 and got["m_pg_anneal_moves_max"] == 1  # validation_anneal's moves
     assert got["m_ac_critic_valid_td_first"] == 0.41 and got["m_ac_critic_valid_td_best"] == 0.41
     assert got["m_ac_critic_valid_td_last"] == 0.44 and got["m_ac_critic_steps"] == 1000
@@ -108,6 +110,18 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pg_test_symbol_run_end"] == round((1 / 3) / 2, 4)
     assert got["m_pg_test_length_ratio"] == round((15 / 11 + 1) / 2, 4)
     assert not any("entropy" in name for name in got if "critic" not in name)  # never logged by the runs: no entry
+    # --labels: only the rows named (a comparison resumed with a new row) -- no pre-training, no other critic
+    (tmp_path / "results" / "diag.json").unlink()
+    subprocess.run([sys.executable, str(script), *args, "--labels", "ac"], check=True, env=env, capture_output=True)
+    only = {e["metric"] for e in json.loads((tmp_path / "results" / "diag.json").read_text())}
+    assert only and all(name.startswith("m_ac_critic_") for name in only)
+    (tmp_path / "results" / "diag.json").unlink()
+    subprocess.run(
+        [sys.executable, str(script), *args, "--labels", "pg,pretrain"], check=True, env=env, capture_output=True
+    )
+    only = {e["metric"] for e in json.loads((tmp_path / "results" / "diag.json").read_text())}
+    assert "m_pg_reward_min" in only and "m_pretrain_test_bleu" in only
+    assert all(name.startswith(("m_pg_", "m_pretrain_", "m_checkpoint_")) for name in only)
 
 
 def load_script(name: str):
