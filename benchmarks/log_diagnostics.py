@@ -5,7 +5,8 @@ prefix, P(truth)) and whether a run collapsed (sample reward and greedy validati
 For every algorithm label of ``OUT/runs`` and every logged quantity among ``--keys``: ``<prefix>_<label>_<key>_min``
 and ``_max`` over all seeds and logged steps, and ``_first`` / ``_last`` (the mean over seeds of each run's first and
 last logged value); for the greedy validation BLEU also ``valid_bleu_first`` (the first evaluation, mean over
-seeds) and ``valid_bleu_lowest`` (each run's lowest, mean over seeds); ``<prefix>_<label>_train_seconds_{min,max}``
+seeds) and ``valid_bleu_lowest`` (each run's lowest, mean over seeds), ``valid_length_ratio_{first,last,min}`` where
+the runs logged it; ``<prefix>_<label>_train_seconds_{min,max}``
 from the runs' results.json; for the shared pre-training ``<prefix>_pretrain_train_seconds`` and its best
 checkpoint's ``<prefix>_checkpoint_valid_<metric>``.  ``--labels`` limits it to some rows (and their critics;
 ``pretrain`` for the pre-training), for a comparison resumed with new rows whose earlier rows' entries stand.
@@ -101,6 +102,15 @@ def label_entries(
                 f"each run's lowest greedy valid BLEU (mean of {n} seeds)",
             )
         )
+    ratios = [s for s in (series(log, "valid", "length_ratio") for log in logs) if s]
+    for stat, value in (
+        ("first", statistics.mean(s[0] for s in ratios) if ratios else None),
+        ("last", statistics.mean(s[-1] for s in ratios) if ratios else None),
+        ("min", min(min(s) for s in ratios) if ratios else None),
+    ):
+        if value is not None:  # the validation hypotheses' BLEU length ratio (logged since session 15)
+            unit = f"greedy valid hypotheses' BLEU length ratio ({stat}; {len(ratios)} seeds)"
+            entries.append(results_io.entry(f"{name}_valid_length_ratio_{stat}", round(value, 4), unit))
     if curves and valid:  # every evaluation, as the report's validation curves
         steps = sorted({r["step"] for log in logs for r in log if r.get("kind") == "valid" and "bleu" in r})
         for step in steps:

@@ -43,9 +43,9 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
         1: [
             ("train", 45, {"reward": float("nan")}),  # undefined at that step: neither the first value nor the minimum
             ("train", 50, {"reward": 0.3, "lambda3": 0.72}),
-            ("valid", 62, {"bleu": 30.0}),
+            ("valid", 62, {"bleu": 30.0, "length_ratio": 0.98}),
             ("train", 100, {"reward": 0.1, "lambda3": 0.0}),
-            ("valid", 124, {"bleu": 10.0}),
+            ("valid", 124, {"bleu": 10.0, "length_ratio": 0.7}),
             ("anneal", 124, {"rolled_back_to_step": 62}),
         ],
         2: [
@@ -92,6 +92,8 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pg_reward_first"] == 0.4 and got["m_pg_reward_last"] == 0.2
     assert got["m_pg_lambda3_first"] == 0.72 and got["m_pg_lambda3_last"] == 0.0
     assert got["m_pg_valid_bleu_first"] == 35.0 and got["m_pg_valid_bleu_lowest"] == 25.0  # mean of 10 and 40
+    assert got["m_pg_valid_length_ratio_first"] == 0.98 and got["m_pg_valid_length_ratio_last"] == 0.7  # 1 seed
+    assert got["m_pg_valid_length_ratio_min"] == 0.7
     assert got["m_pg_valid_bleu_step62"] == 35.0 and got["m_pg_valid_bleu_step124"] == 26.0  # --curves: by step
     assert got["m_pretrain_valid_bleu_step500"] == 14.66  # the shared pre-training's validation curve
     assert got["m_pg_train_seconds_min"] == 100.0 and got["m_pg_train_seconds_max"] == 200.0

@@ -13,6 +13,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
 from seqlab.metrics import (
+    bleu_length_ratio,
     compute_metrics,
     corpus_bleu,
     corpus_chrf,
@@ -67,6 +68,21 @@ def test_corpus_bleu_matches_sacrebleu(val_en: list[str], systems) -> None:
     for tok in ("none", "intl"):
         want = BLEU(tokenize=tok).corpus_score(a, streams(refs)).score
         assert corpus_bleu(a, refs, tokenize=tok) == pytest.approx(want, abs=1e-9)
+
+
+def test_bleu_length_ratio_is_sacrebleus_and_counts_13a_tokens(val_en: list[str], systems) -> None:
+    """Each hypothesis of ``a`` drops one word of its reference: the ratio is the 13a token counts' (punctuation
+    split off), as in sacrebleu's BLEU line; with several references, against the closest lengths."""
+    a, _, refs = systems
+    score = sacrebleu.corpus_bleu(a, [val_en])
+    assert bleu_length_ratio(a, val_en) == pytest.approx(score.sys_len / score.ref_len, abs=1e-12)
+    tokens = BLEU().tokenizer  # 13a
+    hyp_len = sum(len(tokens(h).split()) for h in a)
+    ref_len = sum(len(tokens(r).split()) for r in val_en)
+    assert bleu_length_ratio(a, val_en) == pytest.approx(hyp_len / ref_len, abs=1e-12) and hyp_len == ref_len - 150
+    many = sacrebleu.corpus_bleu(a, streams(refs))
+    assert bleu_length_ratio(a, refs) == pytest.approx(many.sys_len / many.ref_len, abs=1e-12)
+    assert bleu_length_ratio(val_en, val_en) == 1.0
 
 
 def test_corpus_chrf_matches_sacrebleu(val_en: list[str], systems) -> None:

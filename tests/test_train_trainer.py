@@ -65,6 +65,31 @@ def test_training_learns_and_writes_artifacts(tmp_path):
     assert all(r["loss"] > 0 for r in records if r["kind"] == "train")
 
 
+@pytest.mark.parametrize("metric", ["bleu", "wer"])
+def test_validation_logs_the_length_ratio_on_bleu_tasks(tmp_path, metric):
+    """A BLEU task's validation records carry the hypotheses' BLEU length ratio (what shows a policy that stops
+    early), from the very hypotheses scored; a task without BLEU logs none."""
+    over = tiny_overrides(tmp_path, metric, **{"train.max_steps": "1"})
+    task = json.loads(next(o for o in over if o.startswith("task.options="))[len("task.options=") :])
+    over = [o for o in over if not o.startswith("task.options=")]
+    cfg = load_config(None, [*over, "task.options=" + json.dumps({**task, "metrics": [metric]})])
+    trainer = Trainer(cfg, console=False)
+    refs = [r[0] for r in trainer.task.valid.references()[1]]
+    shorter = [" ".join(r.split()[:-1]) for r in refs]  # every hypothesis one symbol short
+    trainer.evaluate = lambda *args, **kwargs: ({metric: 1.0}, shorter)
+    logged = []
+    trainer.logger.log = lambda kind, step, values: logged.append((kind, values))
+    trainer.step = 1
+    trainer._validate()
+    ((kind, values),) = logged
+    assert kind == "valid"
+    if metric == "bleu":
+        n_ref = sum(len(r.split()) for r in refs)
+        assert values["length_ratio"] == pytest.approx((n_ref - len(refs)) / n_ref, abs=1e-12)
+    else:
+        assert "length_ratio" not in values
+
+
 def test_early_stopping(tmp_path):
     cfg = load_config(
         None,

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 
 from seqlab.metrics.g2p import levenshtein, per, wer
 from seqlab.metrics.significance import paired_bootstrap
-from seqlab.metrics.text import ROUGE_TYPES, References, corpus_bleu, corpus_chrf, normalize_refs, rouge
+from seqlab.metrics.text import (
+    ROUGE_TYPES,
+    References,
+    bleu_length_ratio,
+    corpus_bleu,
+    corpus_chrf,
+    normalize_refs,
+    rouge,
+)
 
 METRICS = ("bleu", "chrf", "rouge", "rouge1", "rouge2", "rougeL", "wer", "per")
 LOWER_IS_BETTER = frozenset({"wer", "per"})
@@ -54,6 +62,7 @@ def compute_metrics(
 __all__ = [
     "LOWER_IS_BETTER",
     "METRICS",
+    "bleu_length_ratio",
     "compute_metrics",
     "corpus_bleu",
     "corpus_chrf",

@@ -46,6 +46,14 @@ def corpus_bleu(hyps: Sequence[str], refs: References, tokenize: str = "13a", lo
     return float(bleu_metric(tokenize, lowercase).corpus_score(list(hyps), ref_streams(refs)).score)
 
 
+def bleu_length_ratio(hyps: Sequence[str], refs: References, tokenize: str = "13a") -> float:
+    """Hypothesis length over (closest) reference length in 13a tokens, as sacrebleu's BLEU reports it: below 1 the
+    brevity penalty applies.  A policy that learns to stop early shows here before BLEU says why."""
+    refs = normalize_refs(hyps, refs)
+    score = bleu_metric(tokenize).corpus_score(list(hyps), ref_streams(refs))
+    return float(score.sys_len) / max(float(score.ref_len), 1.0)
+
+
 def corpus_chrf(hyps: Sequence[str], refs: References, word_order: int = 0) -> float:
     """sacrebleu corpus chrF (0-100; ``word_order=2`` gives chrF++)."""
     refs = normalize_refs(hyps, refs)

@@ -35,7 +35,7 @@ from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
 from seqlab.data.tasks import load_task
 from seqlab.erpo.budget import check_schedule_budget
 from seqlab.erpo.engine import loss_chunk_tokens
-from seqlab.metrics import higher_is_better
+from seqlab.metrics import bleu_length_ratio, higher_is_better
 from seqlab.metrics.signature import sacrebleu_signatures
 from seqlab.models import build_model
 from seqlab.provenance import code_commit
@@ -572,6 +572,14 @@ class Trainer:
             show_progress=self.console and split != "valid",
         )
 
+    def _hypothesis_shape(self, hyps: list[str], max_examples: int | None) -> dict[str, float]:
+        """The validation hypotheses' BLEU length ratio (``length_ratio``, BLEU tasks only), logged beside the scores:
+        a policy that learns to stop early or to run on shows here first."""
+        if "bleu" not in self.task.metrics:
+            return {}
+        refs = self.task.valid.references()[1]
+        return {"length_ratio": bleu_length_ratio(hyps, refs[:max_examples] if max_examples is not None else refs)}
+
     def _validate(self, save_last: bool = True) -> bool:
         """Evaluate on valid (rank 0), keep the best checkpoint; returns True to stop early.  ``save_last=False``:
         the caller saved checkpoint_last.pt already (before the evaluation, so a resume continues as if there had
@@ -585,7 +593,7 @@ class Trainer:
             return False
         score, better = 0.0, False
         if self.dist.is_main:
-            scores, _ = self.evaluate("valid", beam_size=tc.eval_beam_size, max_examples=tc.eval_max_examples)
+            scores, hyps = self.evaluate("valid", beam_size=tc.eval_beam_size, max_examples=tc.eval_max_examples)
             score = scores[self.primary_metric]
             better = self.best_score is None or (
                 score > self.best_score if higher_is_better(self.primary_metric) else score < self.best_score
@@ -594,7 +602,9 @@ class Trainer:
                 self.best_score, self.bad_evals = score, 0
             else:
                 self.bad_evals += 1
-            self.logger.log("valid", self.step, {**scores, "epoch": self.epoch, "train_seconds": self.train_seconds})
+            shape = self._hypothesis_shape(hyps, tc.eval_max_examples)
+            record = {**scores, **shape, "epoch": self.epoch, "train_seconds": self.train_seconds}
+            self.logger.log("valid", self.step, record)
             if self.console:
                 shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
                 tqdm.write(f"step {self.step} epoch {self.epoch} valid: {shown}{' (best)' if better else ''}")
