@@ -20,6 +20,9 @@ Writes to benchmarks/results/step_time_<device>.json (``--name`` to change), one
   real batches), and the fraction of rows equal to the dynamic-cache eager loop (``*_graph_vs_dynamic_rows_equal``:
   a different attention kernel, so float rounding may flip a draw now and then).
 
+Trailing ``key=value`` overrides apply to every algorithm, ``algo:key=value`` to that algorithm only (e.g.
+``ac:algorithm.options.other_actions_weight=1.0``, the credit table's setting, which MLE would reject).
+
 With ``--epochs N`` a fresh trainer of each label also trains N whole epochs, timed step by step with every first
 shape and capture included: ``<label>_epoch<k>_step_ms`` and ``_epoch<k>_step_time_ratio_vs_mle`` say what training
 pays per step, where the median above says what a warm step costs.
@@ -45,7 +48,7 @@ import torch
 from seqlab.algorithms.base import ALGORITHMS, load_plugins
 from seqlab.bench import results as results_io
 from seqlab.bench.timing import timed_train_step
-from seqlab.compare.runner import uses_reward
+from seqlab.compare.runner import split_overrides, uses_reward
 from seqlab.config import load_config
 from seqlab.data.batching import collate
 from seqlab.decoding import sampling
@@ -104,6 +107,8 @@ def make_trainer(
     tokenizers: str | None,
     reward: str | None = None,
 ) -> Trainer:
+    common, per_algorithm = split_overrides(overrides)  # key=value for every algorithm, algo:key=value for one
+    overrides = [*common, *per_algorithm.get(algo, [])]
     run_dir = tempfile.mkdtemp(prefix=f"seqlab_step_{algo}_")
     if tokenizers:
         shutil.copytree(tokenizers, Path(run_dir) / "tokenizers")

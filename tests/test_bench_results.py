@@ -160,6 +160,26 @@ def test_training_throughput_reads_nothing_from_the_device_while_timed(monkeypat
     assert events == ["step"] * 3 + ["count"] * 2 + ["step"] * 2
 
 
+def test_step_time_overrides_for_one_algorithm_reach_only_it(monkeypatch):
+    """bench_step_time: ``key=value`` reaches every algorithm's config, ``algo:key=value`` only that algorithm's
+    (an option of AC that MLE's options would reject)."""
+    bench = load_script("bench_step_time")
+    seen = {}
+
+    class Trainer:
+        def __init__(self, cfg, console=False):
+            seen[cfg.algorithm.name] = cfg
+
+    monkeypatch.setattr(bench, "Trainer", Trainer)
+    overrides = ["train.lr=0.00002", "ac:algorithm.options.other_actions_weight=1.0", "ac:train.max_tokens=1024"]
+    for algo in ("mle", "ac"):
+        bench.make_trainer("configs/multi30k_transformer.yaml", algo, overrides, None, None)
+    assert seen["mle"].train.lr == seen["ac"].train.lr == 2e-5
+    assert seen["ac"].algorithm.options["other_actions_weight"] == 1.0 and seen["ac"].train.max_tokens == 1024
+    assert "other_actions_weight" not in seen["mle"].algorithm.options
+    assert seen["mle"].train.max_tokens != 1024
+
+
 def test_epoch_step_times_cover_every_batch_of_each_epoch(monkeypatch):
     """bench_step_time --epochs: each epoch's mean is over all of its batches (in the sampler's order for that
     epoch), and the sampling loops captured during it are counted per epoch."""
