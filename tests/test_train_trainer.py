@@ -448,3 +448,20 @@ def test_device_busy_time_counts_overlapping_kernels_once():
 
     events = [event(cuda, 0, 10), event(cuda, 5, 12), event(cuda, 20, 25), event(cpu, 0, 100), event(cuda, 21, 22)]
     assert device_busy_us(SimpleNamespace(events=lambda: events)) == 17  # [0, 12] and [20, 25]
+
+
+def test_inverse_sqrt_and_constant_schedules_do_not_depend_on_the_budget():
+    """docs/compare.md: a pre-training stopped at its best checkpoint's step trains what the full one trained up to
+    there, with an inverse-sqrt (or constant) schedule; linear and cosine decay towards the budget, so they do not."""
+    from types import SimpleNamespace
+
+    from seqlab.train.trainer import lr_lambda
+
+    steps = range(0, 3000, 7)
+    for name in ("inverse_sqrt", "constant"):
+        cfg = SimpleNamespace(scheduler=name, warmup_steps=1000)
+        short, full = lr_lambda(cfg, 2500), lr_lambda(cfg, 4000)
+        assert [short(s) for s in steps] == [full(s) for s in steps]
+    for name in ("linear", "cosine"):
+        cfg = SimpleNamespace(scheduler=name, warmup_steps=1000)
+        assert lr_lambda(cfg, 2500)(2000) != lr_lambda(cfg, 4000)(2000)
