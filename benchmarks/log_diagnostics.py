@@ -103,12 +103,12 @@ def label_entries(
             )
         )
     ratios = [s for s in (series(log, "valid", "length_ratio") for log in logs) if s]
-    for stat, value in (
-        ("first", statistics.mean(s[0] for s in ratios) if ratios else None),
-        ("last", statistics.mean(s[-1] for s in ratios) if ratios else None),
-        ("min", min(min(s) for s in ratios) if ratios else None),
-    ):
-        if value is not None:  # the validation hypotheses' BLEU length ratio (logged since session 15)
+    if ratios:  # the validation hypotheses' BLEU length ratio (logged since session 15)
+        for stat, value in (
+            ("first", statistics.mean(s[0] for s in ratios)),
+            ("last", statistics.mean(s[-1] for s in ratios)),
+            ("min", min(min(s) for s in ratios)),
+        ):
             unit = f"greedy valid hypotheses' BLEU length ratio ({stat}; {len(ratios)} seeds)"
             entries.append(results_io.entry(f"{name}_valid_length_ratio_{stat}", round(value, 4), unit))
     if curves and valid:  # every evaluation, as the report's validation curves

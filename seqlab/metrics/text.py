@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.metrics.bleu import BLEUScore
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -40,17 +41,21 @@ def chrf_metric(word_order: int = 0) -> CHRF:
     return CHRF(word_order=word_order)
 
 
+def _bleu_score(hyps: Sequence[str], refs: References, tokenize: str = "13a", lowercase: bool = False) -> BLEUScore:
+    """sacrebleu's corpus BLEU result against one or more references per item."""
+    refs = normalize_refs(hyps, refs)
+    return bleu_metric(tokenize, lowercase).corpus_score(list(hyps), ref_streams(refs))
+
+
 def corpus_bleu(hyps: Sequence[str], refs: References, tokenize: str = "13a", lowercase: bool = False) -> float:
     """sacrebleu corpus BLEU (0-100) against one or more references per item."""
-    refs = normalize_refs(hyps, refs)
-    return float(bleu_metric(tokenize, lowercase).corpus_score(list(hyps), ref_streams(refs)).score)
+    return float(_bleu_score(hyps, refs, tokenize, lowercase).score)
 
 
 def bleu_length_ratio(hyps: Sequence[str], refs: References, tokenize: str = "13a") -> float:
     """Hypothesis length over (closest) reference length in 13a tokens, as sacrebleu's BLEU reports it: below 1 the
     brevity penalty applies.  A policy that learns to stop early shows here before BLEU says why."""
-    refs = normalize_refs(hyps, refs)
-    score = bleu_metric(tokenize).corpus_score(list(hyps), ref_streams(refs))
+    score = _bleu_score(hyps, refs, tokenize)
     return float(score.sys_len) / max(float(score.ref_len), 1.0)
 
 
