@@ -693,6 +693,32 @@ def test_the_start_weights_digest_is_kept_and_checked(tmp_path):
         check_start_digest(out, ckpt, notes.append)
 
 
+def test_a_start_at_another_path_is_accepted_when_its_weights_are_the_recorded_ones(tmp_path):
+    """Session 16 re-made the start on another machine at another path: the same weights (digest) continue the
+    comparison; other weights at the new path are still refused."""
+    import torch
+
+    from seqlab.compare.runner import _check_plan, check_start_digest
+
+    weights = {"w": torch.arange(6.0).reshape(2, 3)}
+    first, moved = tmp_path / "a" / "best.pt", tmp_path / "b" / "best.pt"
+    for path in (first, moved):
+        path.parent.mkdir()
+        torch.save({"model": weights, "step": 6}, path)
+    out = tmp_path / "cmp"
+    _check_plan(out, spec_for(tmp_path, init_from=str(first), pretrain_steps=0))
+    (out / "runs" / "mle" / "seed1").mkdir(parents=True)
+    (out / "runs" / "mle" / "seed1" / "results.json").write_text("{}")
+    with pytest.raises(ConfigError, match="different init_from"):  # no digest recorded yet: the path decides
+        _check_plan(out, spec_for(tmp_path, init_from=str(moved), pretrain_steps=0))
+    check_start_digest(out, first, lambda s: None)
+    _check_plan(out, spec_for(tmp_path, init_from=str(moved), pretrain_steps=0))  # same weights, new path
+    assert json.loads((out / "compare.json").read_text())["fingerprint"]["init_from"] == str(moved)
+    torch.save({"model": {"w": torch.zeros(2, 3)}, "step": 6}, first)  # other weights at the first path
+    with pytest.raises(ConfigError, match="different init_from"):
+        _check_plan(out, spec_for(tmp_path, init_from=str(first), pretrain_steps=0))
+
+
 def test_runs_continue_the_pretraining_schedule_with_one_label_smoothing(tmp_path):
     """init_state full (default): every run continues the shared checkpoint's optimizer state, with the
     pre-training's optimizer / schedule settings unless an algorithm overrides them; one label smoothing."""

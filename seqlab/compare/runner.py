@@ -764,6 +764,8 @@ def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
         before = _fill_protocol_defaults(_with_added_defaults(old.get("fingerprint", {}), new))
         extra = {**old["spec"].get("extra_tests", {}), **extra}
         changed = sorted(k for k in new if before.get(k) != new[k])
+        if "init_from" in changed and _same_start_weights(out, new["init_from"]):
+            changed.remove("init_from")  # the start moved (another machine's path): its weights are the same
         if set(changed) <= set(RUN_ONLY_SETTINGS) and not has_finished_runs(out):
             changed = []  # no run has finished: settings of the runs alone may still change
         if changed:
@@ -782,6 +784,17 @@ def _check_plan(out: Path, spec: CompareSpec) -> dict[str, list[str]]:
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     return extra
+
+
+def _same_start_weights(out: Path, init_from: str | None) -> bool:
+    """Whether ``init_from`` holds the weights the comparison's runs started from (its digest in
+    ``OUT/start/checkpoint.json``): the same start at another path, e.g. re-made on another machine."""
+    from seqlab.train.checkpoint import weights_digest
+
+    record = out / START_DIR / "checkpoint.json"
+    if not init_from or not record.exists() or not Path(init_from).is_file():
+        return False
+    return json.loads(record.read_text(encoding="utf-8"))["weights_sha1"] == weights_digest(init_from)
 
 
 def _start_note(spec: CompareSpec, out: Path) -> str:
