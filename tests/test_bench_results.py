@@ -287,3 +287,28 @@ def test_bench_ddp_from_logs_records_the_runs_it_finds_and_launches_nothing(tmp_
         assert "mle_2" in str(exc)
     else:
         raise AssertionError("a missing run must stop --from-logs")
+
+
+def test_step_time_ratios_are_rewritten_against_both_mle_passes(monkeypatch, tmp_path):
+    """bench_step_time times MLE first and again last; every ratio is then against the median over both passes'
+    steps, and each pass's median is kept."""
+    bench = load_script("bench_step_time")
+    seconds = {"mle": [[0.030, 0.030, 0.030], [0.020, 0.020, 0.020]], "pg": [[0.150, 0.150, 0.150]]}
+    made = []
+
+    def make_trainer(cfg, algo, *args):
+        made.append(algo)
+        return algo
+
+    monkeypatch.setattr(bench, "make_trainer", make_trainer)
+    monkeypatch.setattr(bench, "step_times", lambda trainer, *a, **k: (seconds[trainer].pop(0), 0))
+    written = {}
+    monkeypatch.setattr(bench.results_io, "write", lambda name, rows: written.update({e["metric"]: e for e in rows}))
+    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("sys.argv", ["bench_step_time.py", "--algorithms", "mle,pg", "--steps", "3", "--warmup", "0"])
+    bench.main()
+    assert made == ["mle", "pg", "mle"]
+    values = {k: e["value"] for k, e in written.items()}
+    assert values["mle_first_step_ms"] == 30.0 and values["mle_end_step_ms"] == 20.0
+    assert values["mle_step_ms"] == 25.0  # the median of the six steps
+    assert values["pg_step_time_ratio_vs_mle"] == 6.0  # 150 / 25, not the first pass's 5.0
