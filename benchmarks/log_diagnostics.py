@@ -7,7 +7,8 @@ and ``_max`` over all seeds and logged steps, and ``_first`` / ``_last`` (the me
 last logged value); for the greedy validation BLEU also ``valid_bleu_first`` (the first evaluation, mean over
 seeds) and ``valid_bleu_lowest`` (each run's lowest, mean over seeds), ``valid_length_ratio_{first,last,min}`` where
 the runs logged it; ``<prefix>_<label>_train_seconds_{min,max}``
-from the runs' results.json; for the shared pre-training ``<prefix>_pretrain_train_seconds`` and its best
+from the runs' results.json, and for runs that never finished ``<prefix>_<label>_unfinished_runs`` with their
+``_last_logged_step_{min,max}``; for the shared pre-training ``<prefix>_pretrain_train_seconds`` and its best
 checkpoint's ``<prefix>_checkpoint_valid_<metric>``.  ``--labels`` limits it to some rows (and their critics;
 ``pretrain`` for the pre-training), for a comparison resumed with new rows whose earlier rows' entries stand.
 
@@ -136,6 +137,24 @@ def time_entries(prefix: str, label: str, results: list[dict]) -> list[dict]:
     return [
         results_io.entry(f"{prefix}_{label}_train_seconds_{stat}", round(value, 1), unit)
         for stat, value in (("min", min(seconds)), ("max", max(seconds)))
+    ]
+
+
+def unfinished_entries(prefix: str, label: str, label_dir: Path) -> list[dict]:
+    """Runs that logged but never finished (no results.json: a machine lost mid-run): their count as
+    ``<prefix>_<label>_unfinished_runs`` and the last step they logged, ``_last_logged_step_{min,max}``, so figures
+    read from their logs say how far they got."""
+    steps = [
+        max((r.get("step", 0) for r in read_log(log)), default=0)
+        for log in sorted(label_dir.glob("seed*/log.jsonl"))
+        if not (log.parent / "results.json").exists()
+    ]
+    if not steps:
+        return []
+    return [
+        results_io.entry(f"{prefix}_{label}_unfinished_runs", len(steps), "runs without results.json"),
+        results_io.entry(f"{prefix}_{label}_last_logged_step_min", min(steps), "step"),
+        results_io.entry(f"{prefix}_{label}_last_logged_step_max", max(steps), "step"),
     ]
 
 
@@ -273,7 +292,7 @@ def main() -> None:
     keys = tuple(k for k in args.keys.split(",") if k)
     labels = set(args.labels.split(",")) if args.labels else None
     runs = args.out / "runs"
-    if not runs.is_dir() and not (args.out / "critics").is_dir():
+    if not any((args.out / part).is_dir() for part in ("runs", "critics", "pretrain")):
         raise SystemExit(f"{runs}: no such folder (give the comparison's --out)")
     pretraining = labels is None or "pretrain" in labels
     entries = with_commit(pretrain_entries(args.prefix, args.out), args.out / "pretrain") if pretraining else []
@@ -285,6 +304,7 @@ def main() -> None:
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
         row = label_entries(args.prefix, label_dir.name, logs, keys, args.curves)
         row += time_entries(args.prefix, label_dir.name, results)
+        row += unfinished_entries(args.prefix, label_dir.name, label_dir)
         row += hypothesis_entries(args.prefix, label_dir.name, label_dir, refs) if refs else []
         entries += with_commit(row, label_dir)
     for e in entries:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from seqlab.bench import results
@@ -112,6 +113,15 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pg_test_symbol_run_end"] == round((1 / 3) / 2, 4)
     assert got["m_pg_test_length_ratio"] == round((15 / 11 + 1) / 2, 4)
     assert not any("entropy" in name for name in got if "critic" not in name)  # never logged by the runs: no entry
+    assert not any("unfinished" in name for name in got)  # every run finished
+    lost = tmp_path / "cmp" / "runs" / "pg" / "seed3"  # a run whose machine was lost at step 100
+    lost.mkdir()
+    (lost / "log.jsonl").write_text(json.dumps({"kind": "train", "step": 100, "reward": 0.2}) + "\n")
+    subprocess.run([sys.executable, str(script), *args], check=True, env=env, capture_output=True)
+    got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "diag.json").read_text())}
+    assert got["m_pg_unfinished_runs"] == 1 and got["m_pg_last_logged_step_max"] == 100
+    lost.joinpath("log.jsonl").unlink()
+    lost.rmdir()
     # --labels: only the rows named (a comparison resumed with a new row) -- no pre-training, no other critic
     (tmp_path / "results" / "diag.json").unlink()
     subprocess.run([sys.executable, str(script), *args, "--labels", "ac"], check=True, env=env, capture_output=True)
@@ -124,6 +134,12 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     only = {e["metric"] for e in json.loads((tmp_path / "results" / "diag.json").read_text())}
     assert "m_pg_reward_min" in only and "m_pretrain_test_bleu" in only
     assert all(name.startswith(("m_pg_", "m_pretrain_", "m_checkpoint_")) for name in only)
+    alone = tmp_path / "pre"  # a --pretrain-only comparison: its pre-training and nothing else
+    shutil.copytree(pretrain, alone / "pretrain")
+    args = ["--out", str(alone), "--prefix", "p", "--results", "diag", "--labels", "pretrain"]
+    subprocess.run([sys.executable, str(script), *args], check=True, env=env, capture_output=True)
+    got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "diag.json").read_text())}
+    assert got["p_pretrain_test_bleu"] == 40.49
 
 
 def load_script(name: str):
