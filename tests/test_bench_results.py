@@ -328,3 +328,30 @@ def test_step_time_ratios_are_rewritten_against_both_mle_passes(monkeypatch, tmp
     assert values["mle_first_step_ms"] == 30.0 and values["mle_end_step_ms"] == 20.0
     assert values["mle_step_ms"] == 25.0  # the median of the six steps
     assert values["pg_step_time_ratio_vs_mle"] == 6.0  # 150 / 25, not the first pass's 5.0
+
+
+def test_step_times_warm_up_again_while_a_pass_captures(monkeypatch):
+    """bench_step_time.step_times: the untimed pass over the timed batches repeats while it captured sampling loops
+    (stale loops after the shared memory grew), so the timed pass replays only; at most WARM_PASSES of them."""
+    bench = load_script("bench_step_time")
+    captures_per_pass = iter([3, 2, 0, 0])
+
+    class Trainer:
+        steps = 0
+
+        def train_step(self, batch):
+            self.steps += 1
+            if batch == 1:  # one capture count per pass, at its last batch
+                bench.sampling.CAPTURES[0] += next(captures_per_pass)
+
+    monkeypatch.setattr(bench, "first_batches", lambda trainer, count: [0, 1])
+    monkeypatch.setattr(bench, "timed_train_step", lambda trainer, b: (trainer.train_step(b), 0.5)[1])
+    trainer = Trainer()
+    times, captured = bench.step_times(trainer, n_steps=1, warmup=1)
+    assert trainer.steps == 3 * 2 + 2  # three untimed passes (the third captured nothing), then the timed one
+    assert times == [0.5] and captured == 0
+    monkeypatch.setattr(bench, "WARM_PASSES", 1)
+    captures_per_pass = iter([3, 4])
+    trainer = Trainer()
+    times, captured = bench.step_times(trainer, n_steps=1, warmup=1)
+    assert trainer.steps == 2 + 2 and captured == 4  # no second warm pass: the timed pass's captures are counted
