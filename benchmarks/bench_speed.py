@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.bench import results as results_io
+from seqlab.bench.timing import first_batches
 from seqlab.config import Config, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.models.base import shift_right
@@ -143,19 +144,6 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
         ],
     )
     return Trainer(cfg, console=False)
-
-
-def first_batches(trainer: Trainer, count: int) -> list:
-    """The first ``count`` training batches of epoch 0, on the trainer's device (every system trains on them)."""
-    from seqlab.data.batching import collate
-
-    trainer.sampler.set_epoch(0)
-    batches = []
-    for indices in trainer.sampler:
-        batches.append(collate(trainer.train_data, indices).to(trainer.device))
-        if len(batches) >= count:
-            break
-    return batches
 
 
 def time_seqlab_training(trainer: Trainer, batches: list, args: argparse.Namespace) -> dict[str, float]:

@@ -52,7 +52,7 @@ import torch
 
 from seqlab.algorithms.base import ALGORITHMS, load_plugins
 from seqlab.bench import results as results_io
-from seqlab.bench.timing import timed_train_step
+from seqlab.bench.timing import first_batches, timed_train_step
 from seqlab.compare.runner import split_overrides, uses_reward
 from seqlab.config import load_config
 from seqlab.data.batching import collate
@@ -137,16 +137,6 @@ def make_trainer(
     if init_state is not None:
         trainer.model.load_state_dict(init_state)
     return trainer
-
-
-def first_batches(trainer: Trainer, count: int) -> list:
-    trainer.sampler.set_epoch(0)
-    batches = []
-    for indices in trainer.sampler:
-        batches.append(collate(trainer.train_data, indices).to(trainer.device))
-        if len(batches) >= count:
-            break
-    return batches
 
 
 def set_switches(switches: dict[str, str | None]) -> None:
