@@ -85,6 +85,26 @@ def test_bleu_length_ratio_is_sacrebleus_and_counts_13a_tokens(val_en: list[str]
     assert bleu_length_ratio(val_en, val_en) == 1.0
 
 
+def test_bleu_and_its_length_ratio_of_one_validation_score_once(val_en: list[str], systems, monkeypatch) -> None:
+    """A validation reports BLEU, then the length ratio of the same hypotheses: one sacrebleu pass serves both (the
+    same references as a plain list or as lists of one); other hypotheses, references or options score anew."""
+    from sacrebleu.metrics import BLEU as SacreBLEU
+
+    a, b, _ = systems
+    want = sacrebleu.corpus_bleu(a, [val_en]).score
+    passes = []
+    scores = SacreBLEU.corpus_score
+    monkeypatch.setattr(SacreBLEU, "corpus_score", lambda self, *args: passes.append(1) or scores(self, *args))
+    bleu = corpus_bleu(a, val_en)
+    ratio = bleu_length_ratio(list(a), [[r] for r in val_en])
+    assert len(passes) == 1
+    assert bleu == pytest.approx(want, abs=1e-9) and ratio < 1
+    corpus_bleu(b, val_en)
+    corpus_bleu(b, val_en, lowercase=True)
+    corpus_bleu(b, [r + " x" for r in val_en], lowercase=True)
+    assert len(passes) == 4
+
+
 def test_corpus_chrf_matches_sacrebleu(val_en: list[str], systems) -> None:
     a, _, refs = systems
     assert corpus_chrf(a, val_en) == pytest.approx(sacrebleu.corpus_chrf(a, [val_en]).score, abs=1e-9)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from rouge_score import rouge_scorer
@@ -42,8 +43,16 @@ def chrf_metric(word_order: int = 0) -> CHRF:
 
 
 def _bleu_score(hyps: Sequence[str], refs: References, tokenize: str = "13a", lowercase: bool = False) -> BLEUScore:
-    """sacrebleu's corpus BLEU result against one or more references per item."""
+    """sacrebleu's corpus BLEU result against one or more references per item.  The last one is kept: a validation
+    asks for the BLEU and then the length ratio of the same hypotheses (:func:`bleu_length_ratio`)."""
     refs = normalize_refs(hyps, refs)
+    return _corpus_score(tuple(hyps), tuple(tuple(r) for r in refs), tokenize, lowercase)
+
+
+@functools.lru_cache(maxsize=1)
+def _corpus_score(
+    hyps: tuple[str, ...], refs: tuple[tuple[str, ...], ...], tokenize: str, lowercase: bool
+) -> BLEUScore:
     return bleu_metric(tokenize, lowercase).corpus_score(list(hyps), ref_streams(refs))
 
 
