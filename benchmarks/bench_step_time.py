@@ -14,8 +14,10 @@ Writes to benchmarks/results/step_time_<device>.json (``--name`` to change), one
 * ``<algo>_graph_step_ms`` / ``_graph_step_time_ratio_vs_mle``: the sampling loops captured as CUDA graphs too
   (``graph``: SEQLAB_SAMPLING_GRAPHS=1, :mod:`seqlab.decoding.sampling`), for the algorithms that sample from the
   model (``SAMPLING``);
-* ``<algo>_graph_bf16_step_ms`` / ``_graph_bf16_step_time_ratio_vs_mle``: the captured loops under bf16 autocast
-  (``graph_bf16``: SEQLAB_GRAPH_BF16=1; by default they run in fp32, :func:`seqlab.decoding.graphs.loop_precision`);
+  The captured loops follow the training step's precision (bf16 autocast with ``train.bf16``, the default on CUDA;
+  :func:`seqlab.decoding.graphs.graphs_in_bf16`); before session 16 they ran in fp32;
+* ``<algo>_graph_fp32_step_ms`` / ``_graph_fp32_step_time_ratio_vs_mle``: the captured loops in fp32 all the same
+  (``graph_fp32``: SEQLAB_GRAPH_BF16=0), as every ``_graph`` entry up to commit 7526958 was measured;
 * ``<algo>_nographs_step_ms`` / ``_nographs_step_time_ratio_vs_mle``: no CUDA graph anywhere (``nographs``:
   SEQLAB_CUDA_GRAPHS=0), for the same algorithms;
 * ``sampling_graph_equals_eager`` and ``mixture_graph_equals_eager`` (1 when the captured loop's tokens and
@@ -72,7 +74,7 @@ def switches(sampling: str | None, cuda: str | None = None, bf16: str | None = N
 PATHS = {
     "default": (switches(None), ""),
     "graph": (switches("1"), "_graph"),
-    "graph_bf16": (switches("1", bf16="1"), "_graph_bf16"),
+    "graph_fp32": (switches("1", bf16="0"), "_graph_fp32"),
     "nographs": (switches("0", "0"), "_nographs"),
 }
 #: untimed passes over the timed batches at most: again while a pass captured sampling loops (a larger shape grows

@@ -363,23 +363,45 @@ def test_static_loops_of_several_shapes_share_their_kv_memory_and_match_private_
     assert torch.equal(rerun.tokens, private[1][1].tokens)
 
 
-def test_loop_precision_is_fp32_by_default_and_bf16_without_weight_cache_on_request(monkeypatch):
-    """Fixed-shape loops on a GPU run with autocast off (fp32) unless SEQLAB_GRAPH_BF16=1, then under bf16 autocast
-    without its cache of cast weights; captures are keyed by it; the CPU keeps the caller's context."""
+def test_loop_precision_follows_a_bf16_caller_and_the_switch(monkeypatch):
+    """Fixed-shape loops on a GPU run with autocast off (fp32) for a caller outside autocast (decoding for
+    evaluation), under bf16 autocast without its cache of cast weights for a caller under bf16 autocast (a training
+    step, whose eager loops compute in bf16); SEQLAB_GRAPH_BF16=1 / =0 force bf16 / fp32.  Captures are keyed by it;
+    the CPU keeps the caller's context."""
     import contextlib
     import warnings
 
+    import seqlab.decoding.graphs as graphs
     from seqlab.decoding.graphs import loop_precision, precision_key
+
+    caller = {"cuda": None}  # the caller's CUDA autocast dtype (None: off); autocast("cuda") needs CUDA to enable
+    monkeypatch.setattr(graphs.torch, "is_autocast_enabled", lambda device="cpu": caller.get(device) is not None)
+    monkeypatch.setattr(graphs.torch, "get_autocast_dtype", lambda device: caller[device] or torch.float16)
+
+    def chosen() -> str:  # (without CUDA every autocast("cuda") reads as disabled: the weight cache tells them apart)
+        ctx = loop_precision(torch.device("cuda"))
+        assert isinstance(ctx, torch.autocast)
+        if ctx._cache_enabled:  # autocast(enabled=False) keeps the default
+            return "fp32"
+        assert ctx.fast_dtype == torch.bfloat16
+        return "bf16"
 
     assert isinstance(loop_precision(torch.device("cpu")), contextlib.nullcontext)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # autocast("cuda") warns on a machine without CUDA
-        monkeypatch.delenv("SEQLAB_GRAPH_BF16", raising=False)
-        off = loop_precision(torch.device("cuda"))
-        assert isinstance(off, torch.autocast) and not off._enabled and precision_key() == "fp32"
-        monkeypatch.setenv("SEQLAB_GRAPH_BF16", "1")
-        bf16 = loop_precision(torch.device("cuda"))
-        assert bf16.fast_dtype == torch.bfloat16 and not bf16._cache_enabled and precision_key() == "bf16"
+        got = {}
+        for switch in (None, "1", "0"):
+            if switch is None:
+                monkeypatch.delenv("SEQLAB_GRAPH_BF16", raising=False)
+            else:
+                monkeypatch.setenv("SEQLAB_GRAPH_BF16", switch)
+            for dtype in (None, torch.bfloat16, torch.float16):
+                caller["cuda"] = dtype
+                got[switch, dtype] = (chosen(), precision_key())
+    fp32, bf16 = ("fp32", "fp32"), ("bf16", "bf16")
+    assert got[None, None] == fp32 and got[None, torch.bfloat16] == bf16 and got[None, torch.float16] == fp32
+    assert all(got["1", d] == bf16 for d in (None, torch.bfloat16, torch.float16))
+    assert all(got["0", d] == fp32 for d in (None, torch.bfloat16, torch.float16))
 
 
 def test_fixed_shape_loops_and_searches_run_under_bf16_autocast(monkeypatch):

@@ -76,16 +76,21 @@ def graphs_enabled(model: Any, device: torch.device) -> bool:
 
 
 def graphs_in_bf16() -> bool:
-    """SEQLAB_GRAPH_BF16=1: fixed-shape loops and searches run under bfloat16 autocast on the GPU (opt-in until
-    measured; default float32)."""
-    return os.environ.get("SEQLAB_GRAPH_BF16", "0") == "1"
+    """Whether fixed-shape loops and searches run under bfloat16 autocast on the GPU.  SEQLAB_GRAPH_BF16=1: always;
+    =0: never.  Unset: when their caller runs under bfloat16 autocast already (a training step with
+    ``train.bf16``, where the eager loops they stand in for compute in bfloat16 too), and in float32 otherwise
+    (decoding for validation, test and inference, where captured hypotheses equal eager ones)."""
+    switch = os.environ.get("SEQLAB_GRAPH_BF16", "")
+    if switch:
+        return switch == "1"
+    return torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.bfloat16
 
 
 def loop_precision(device: torch.device) -> contextlib.AbstractContextManager:
-    """The precision fixed-shape (capturable) loops and searches run in on a GPU: float32 with autocast off (the
-    default: the H200 step profiles show their GEMMs and attention in fp32 kernels), or bfloat16 autocast with
-    SEQLAB_GRAPH_BF16=1, without autocast's cache of cast weights (a captured graph must not hold on to it).
-    Elsewhere: the caller's context, unchanged.  Captures are keyed by it (:func:`precision_key`)."""
+    """The precision fixed-shape (capturable) loops and searches run in on a GPU (:func:`graphs_in_bf16`): float32
+    with autocast off, or bfloat16 autocast without autocast's cache of cast weights (a captured graph must not hold
+    on to it).  Elsewhere: the caller's context, unchanged.  Captures are keyed by it (:func:`precision_key`,
+    asked inside this context, where it reads what was chosen)."""
     if device.type != "cuda":
         return contextlib.nullcontext()
     if graphs_in_bf16():
