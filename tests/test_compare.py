@@ -990,3 +990,26 @@ def test_a_shared_checkpoint_that_decodes_one_sentence_for_every_source_is_flagg
     assert _pretrain_results(tmp_path) == "valid bleu 3.80; distinct validation hypotheses 30 of 30"
     hyps.write_text("same\n" * 5)  # too few to judge
     assert degenerate_checkpoint_warning(tmp_path) is None
+
+
+def test_schedule_series_hold_the_actor_critic_statistics(tmp_path):
+    """schedules.png draws, beside the ERPO schedules, what AC / ERAC log per step (issue 17's report: the critic's
+    TD error, the actor's entropy, the sample return, the critic's preferred action), one list of seed values per
+    step; rows without a quantity add nothing."""
+    from seqlab.compare.report import RunRecord, plot_schedules, schedule_series
+
+    def run(seed: int, scale: float) -> RunRecord:
+        rows = [
+            {"kind": "train", "step": s, "td_abs": 0.4 * scale, "entropy": 0.8, "return": 7.5 + seed, "loss": 1.0}
+            for s in (50, 100)
+        ]
+        rows.append({"kind": "train", "step": 150, "q_argmax_is_pi_argmax": 0.25, "q_first": float("nan")})
+        return RunRecord("erac", "erac", seed, tmp_path, {}, train_log=rows)
+
+    records = {"erac": [run(1, 1.0), run(2, 2.0)], "mle": [RunRecord("mle", "mle", 1, tmp_path, {}, train_log=[])]}
+    series = schedule_series(records)
+    assert set(series) == {"td_abs", "entropy", "return", "q_argmax_is_pi_argmax"}  # q_first only NaN: none
+    assert series["td_abs"]["erac"][50] == pytest.approx([0.4, 0.8]) and series["return"]["erac"][100] == [8.5, 9.5]
+    assert "mle" not in series["entropy"] and "loss" not in series
+    pytest.importorskip("matplotlib")
+    assert plot_schedules(records, tmp_path / "schedules.png").exists()

@@ -414,8 +414,23 @@ def plot_space(records: dict[str, list[RunRecord]], stats: dict[str, Stats], met
     return path
 
 
-#: per-step quantities of the algorithms' logs drawn in schedules.png (when a run logs them)
-SCHEDULE_KEYS = ("lambda1", "lambda2", "lambda3", "prefix", "truth_prob", "weight_on_reference", "reward_entropy")
+#: per-step quantities of the algorithms' logs drawn in schedules.png (when a run logs them): the schedules and
+#: weightings of the ERPO family, and what AC / ERAC's critic and actor do (TD error, entropy, sample return, the
+#: critic's preferred action)
+SCHEDULE_KEYS = (
+    "lambda1",
+    "lambda2",
+    "lambda3",
+    "prefix",
+    "truth_prob",
+    "weight_on_reference",
+    "reward_entropy",
+    "td_abs",
+    "entropy",
+    "return",
+    "q_first",
+    "q_argmax_is_pi_argmax",
+)
 SCHEDULE_TITLES = {
     "lambda1": "λ1 (model samples)",
     "lambda2": "λ2 (reward draw)",
@@ -424,21 +439,34 @@ SCHEDULE_TITLES = {
     "truth_prob": "scheduled sampling P(truth)",
     "weight_on_reference": "weight on the reference",
     "reward_entropy": "reward-draw entropy (nats)",
+    "td_abs": "critic |TD error| per token",
+    "entropy": "actor entropy per token (nats)",
+    "return": "mean sample return",
+    "q_first": "critic's Q(s0, a0) (predicted return)",
+    "q_argmax_is_pi_argmax": "critic's argmax = actor's argmax (share)",
 }
 
 
-def plot_schedules(records: dict[str, list[RunRecord]], path: Path) -> Path | None:
-    """The annealed hyperparameters and weighting statistics the runs log per step (train rows of log.jsonl):
-    one panel per quantity, one line per algorithm (mean over seeds).  None when no run logs any."""
+def schedule_series(records: dict[str, list[RunRecord]]) -> dict[str, dict[str, dict[int, list[float]]]]:
+    """``series[key][label][step]``: every seed's value of each :data:`SCHEDULE_KEYS` quantity its train rows
+    logged at that step (undefined values, NaN, left out)."""
     series: dict[str, dict[str, dict[int, list[float]]]] = {}
     for label, runs in records.items():
         for r in runs:
             for row in r.train_log:
                 for key in SCHEDULE_KEYS:
-                    if isinstance(row.get(key), (int, float)):
+                    if isinstance(row.get(key), (int, float)) and math.isfinite(row[key]):
                         series.setdefault(key, {}).setdefault(label, {}).setdefault(int(row["step"]), []).append(
                             float(row[key])
                         )
+    return series
+
+
+def plot_schedules(records: dict[str, list[RunRecord]], path: Path) -> Path | None:
+    """The annealed hyperparameters and training statistics the runs log per step (train rows of log.jsonl,
+    :func:`schedule_series`): one panel per quantity, one line per algorithm (mean over seeds).  None when no run
+    logs any."""
+    series = schedule_series(records)
     if not series:
         return None
     import matplotlib
@@ -467,7 +495,7 @@ def plot_schedules(records: dict[str, list[RunRecord]], path: Path) -> Path | No
         ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
-    fig.suptitle("Schedules and weighting statistics per training step (mean over seeds)", fontsize=10)
+    fig.suptitle("Schedules and training statistics per training step (mean over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -960,7 +988,8 @@ def _report_markdown(report: _Report) -> str:
         md += [
             "## Schedules",
             "",
-            "λ1..λ3, the MIXER prefix, P(truth) and the weighting statistics the runs logged per step.",
+            "λ1..λ3, the MIXER prefix, P(truth), the weighting statistics and, for actor-critic runs, the critic's "
+            "TD error, the actor's entropy and the sample return, as the runs logged them per step.",
             "",
             "![schedules](schedules.png)",
             "",
