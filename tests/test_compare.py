@@ -1013,3 +1013,25 @@ def test_schedule_series_hold_the_actor_critic_statistics(tmp_path):
     assert "mle" not in series["entropy"] and "loss" not in series
     pytest.importorskip("matplotlib")
     assert plot_schedules(records, tmp_path / "schedules.png").exists()
+
+
+def test_critic_curves_read_the_shared_critics_and_the_runs_own(tmp_path):
+    """critics.png: the validation TD error of every critic pre-training, shared (OUT/critics/<label>) or in a run
+    of its own (OUT/runs/<label>/seed*), per step and seed; other rows add nothing."""
+    from seqlab.compare.report import critic_curves, plot_critics
+
+    def log(path: Path, rows: list[dict]) -> None:
+        path.mkdir(parents=True)
+        (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    log(tmp_path / "critics" / "ac", [{"kind": "critic", "step": 250, "valid_td": 0.39}, {"kind": "train", "step": 50}])
+    for seed, td in ((1, 0.5), (2, 0.7)):
+        rows = [{"kind": "critic", "step": 62, "valid_td": td}, {"kind": "valid", "step": 62, "bleu": 30.0}]
+        log(tmp_path / "runs" / "erac_beta1" / f"seed{seed}", rows)
+    log(tmp_path / "runs" / "mle" / "seed1", [{"kind": "valid", "step": 62, "bleu": 40.0}])
+    curves = critic_curves(tmp_path)
+    assert curves == {"ac": {250: [0.39]}, "erac_beta1": {62: [0.5, 0.7]}}
+    assert critic_curves(tmp_path / "runs" / "mle") == {}
+    pytest.importorskip("matplotlib")
+    assert plot_critics(tmp_path, tmp_path / "critics.png").exists()
+    assert plot_critics(tmp_path / "runs" / "mle", tmp_path / "none.png") is None

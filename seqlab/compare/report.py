@@ -502,6 +502,47 @@ def plot_schedules(records: dict[str, list[RunRecord]], path: Path) -> Path | No
     return path
 
 
+def critic_curves(out: Path) -> dict[str, dict[int, list[float]]]:
+    """``curves[label][step]``: the validation TD error (``valid_td`` of the logs' ``critic`` rows) of every critic
+    pre-training of the comparison: the shared critics (``OUT/critics/<label>``) and the runs that pre-train their
+    own (``OUT/runs/<label>/seed*``), one value per seed."""
+    logs = [(p.parent.name, p) for p in sorted(out.glob("critics/*/log.jsonl"))]
+    logs += [(p.parent.parent.name, p) for p in sorted(out.glob("runs/*/seed*/log.jsonl"))]
+    curves: dict[str, dict[int, list[float]]] = {}
+    for label, path in logs:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("kind") == "critic" and isinstance(row.get("valid_td"), (int, float)):
+                curves.setdefault(label, {}).setdefault(int(row["step"]), []).append(float(row["valid_td"]))
+    return curves
+
+
+def plot_critics(out: Path, path: Path) -> Path | None:
+    """The critics' validation TD error during their pre-training (:func:`critic_curves`), one line per label
+    (mean over seeds).  None when the comparison has no critic."""
+    curves = critic_curves(out)
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=110)
+    for i, (label, by_step) in enumerate(sorted(curves.items())):
+        steps = sorted(by_step)
+        ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], marker="o", ms=3, color=f"C{i % 10}", label=label)
+    ax.set_xlabel("critic pre-training step (the actor fixed)")
+    ax.set_ylabel("validation |TD error| per token")
+    ax.set_title("Critic pre-training: validation TD error (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------- writing
 #: significance level of the report's marks (after Holm's correction)
 ALPHA = 0.05
@@ -847,6 +888,7 @@ class _Report:
     curves: Path
     space: Path
     schedules: Path | None
+    critics: Path | None = None
 
     def set_title(self, es: EvalSet) -> str:
         return f"Test {', '.join(self.metrics)}" if es.name == "test" else es.title
@@ -994,6 +1036,15 @@ def _report_markdown(report: _Report) -> str:
             "![schedules](schedules.png)",
             "",
         ]
+    if report.critics:
+        md += [
+            "## Critic pre-training",
+            "",
+            "The critics' validation TD error while they pre-train with the actor fixed.",
+            "",
+            "![critic pre-training](critics.png)",
+            "",
+        ]
     md += [
         "## Algorithm space",
         "",
@@ -1040,6 +1091,8 @@ def _report_html(report: _Report) -> str:
     ]
     if report.schedules:
         body += ["<h2>Schedules</h2>", _img(report.schedules, "schedules")]
+    if report.critics:
+        body += ["<h2>Critic pre-training</h2>", _img(report.critics, "critic pre-training")]
     body += [
         "<h2>Algorithm space</h2>",
         "<p>Algorithms placed by how far their training targets reach from the "
@@ -1070,7 +1123,8 @@ def _report_inputs(
 
 
 def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 1000) -> dict[str, Path]:
-    """Write ``out/report/{report.md, report.html, curves.png, space.png, schedules.png, summary.json}``."""
+    """Write ``out/report/{report.md, report.html, curves.png, space.png, schedules.png, critics.png,
+    summary.json}`` (schedules and critics where the runs logged them)."""
     out = Path(out)
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
@@ -1088,6 +1142,7 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     curves = plot_curves(records, primary, rep / "curves.png", start_valid)
     space = plot_space(records, test_stats, primary, rep / "space.png")
     schedules = plot_schedules(records, rep / "schedules.png")
+    critics = plot_critics(out, rep / "critics.png")
     tables = [(es, *_rows(records, metrics, es, baseline)) for es in eval_sets]
     valid_head = ["algorithm", "n", f"valid {primary} mean ± std", "min", "max"]
     valid_rows = [
@@ -1111,6 +1166,7 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
         curves=curves,
         space=space,
         schedules=schedules,
+        critics=critics,
     )
     summary = _report_summary(report, spec, fingerprint, budget, smoothing, valid_stats, missing)
     (rep / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
@@ -1119,6 +1175,5 @@ def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 
     html_path = rep / "report.html"
     html_path.write_text(_report_html(report), encoding="utf-8")
     paths = {"markdown": md_path, "html": html_path, "curves": curves, "space": space, "summary": rep / "summary.json"}
-    if schedules:
-        paths["schedules"] = schedules
+    paths.update({name: p for name, p in (("schedules", schedules), ("critics", critics)) if p})
     return paths
