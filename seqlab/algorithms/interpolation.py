@@ -13,10 +13,10 @@ import torch
 from torch.profiler import record_function
 
 from seqlab.algorithms.base import AlgorithmContext, Progress, register
-from seqlab.algorithms.policy import DEFAULT_PREFIX
+from seqlab.algorithms.policy import prefix_schedule
 from seqlab.algorithms.sequence import Candidates, KLOptions, RewardAlgorithm, RewardOptions
 from seqlab.erpo.proposals import REWARD_DRAWS, REWARD_UNITS, token_mixture
-from seqlab.erpo.schedules import Whole, make_schedule
+from seqlab.erpo.schedules import make_schedule
 from seqlab.utils import eval_mode
 
 #: the paper's schedule after MLE pre-training: (0.12, 0.16, 0.72), +(0.12, 0.16, -0.28) every 4 epochs,
@@ -182,8 +182,7 @@ class MixerAnneal(MixtureAlgorithm):
 
     def __init__(self, ctx: AlgorithmContext, options: Any = None):
         super().__init__(ctx, options)
-        prefix = self.options.prefix
-        self.prefix = Whole(make_schedule(prefix if prefix is not None else DEFAULT_PREFIX))
+        self.prefix = prefix_schedule(self.options.prefix)
 
     def schedules(self):
         return {"prefix": self.prefix}

@@ -4,6 +4,7 @@ policy gradient (SPG), and MIXER (Ranzato et al. 2016)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.profiler import record_function
@@ -30,6 +31,12 @@ from seqlab.utils import eval_mode
 BASELINES = ("greedy", "mean", "none")
 #: MIXER's default prefix schedule: m = 10 data tokens, 2 fewer every epoch
 DEFAULT_PREFIX = {"type": "step", "start": 10, "delta": -2, "every": 1, "lower": 0}
+
+
+def prefix_schedule(option: Any) -> Whole:
+    """The data prefix m of MIXER and the MIXER-alike anneal: the ``prefix`` option's schedule, or
+    :data:`DEFAULT_PREFIX`."""
+    return Whole(make_schedule(option if option is not None else DEFAULT_PREFIX))
 
 
 @dataclass
@@ -177,8 +184,7 @@ class MIXER(SamplingAlgorithm):
 
     def __init__(self, ctx, options=None):
         super().__init__(ctx, options)
-        prefix = self.options.prefix
-        self.prefix = Whole(make_schedule(prefix if prefix is not None else DEFAULT_PREFIX))
+        self.prefix = prefix_schedule(self.options.prefix)
 
     def schedules(self):
         return {"prefix": self.prefix}
