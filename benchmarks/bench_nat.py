@@ -26,15 +26,18 @@ Training runs are ``seqlab train`` subprocesses; with several GPUs they run side
 Metrics: multi30k_<pair>_<row>_test2016_bleu (pair deen / ende), multi30k_<pair>_<row>_train_steps,
 multi30k_<pair>_distilled_corpus_bleu, multi30k_<pair>_teacher_beam_test2016_bleu (from distillation), and, on
 ``--latency-pair`` (default the first pair), <row>_batch1_latency_ms, <row>_speedup_vs_at_greedy,
-<row>_speedup_vs_at_beam (seqlab's default decoding: CUDA graphs for AT greedy search, one replay per token, and
-for NAT batches of up to 8 sources, one replay per decode; beam search has no graph path and runs eagerly in
-both passes), the same with the ``_eager`` suffix (no graphs), and <row>_batch1_graph_equals_eager (the
-fraction of the latency sentences whose graph output equals the eager one).
+<row>_speedup_vs_at_beam (the batch-1 speed-ups, ``<row>_speedup_vs_at_{greedy,beam}_batch1`` since session
+16; captured: CUDA graphs for AT greedy search, one replay per token, beam search as one captured static search
+(``SEQLAB_STATIC_BEAM=1``), and for NAT batches of up to 8 sources, one replay per decode), the same with the
+``_eager`` suffix (no graphs; the library's eager beam search), and <row>_batch1_graph_equals_eager (the fraction
+of the latency sentences whose graph output equals the eager one); the NAT SoftCopy row's also as ``nat_*``
+(``nat_speedup_vs_at_greedy_batch1``, ``nat_sent_per_s_batch64``: issue 18's names).
 
 ``--at-plain`` also trains the plain Transformer (configs/multi30k_transformer.yaml, no imitation modules) per pair
 beside the first NAT stage: then ``at_greedy`` / ``at_beam`` decode it and are every speed-up's baseline, and
 ``dat_greedy`` / ``dat_beam`` are the demonstrator; ``--rows`` trains and scores only the named NAT rows; every
-row's batched throughput over the whole test set is <row>_sent_per_s_batch<N> (``--throughput-batch``, 64).
+row's batched throughput over the whole test set is <row>_sent_per_s_batch<N> (``--throughput-batch``, 64) and
+<row>_sent_per_s_tokens<N> (batches under a token budget, ``--throughput-tokens``, 4,096).
 
 ``--imitation-weights 0,0.001,0.01,0.1`` trains imitate-NAT rows ``imitate_nat_w<weight>`` instead of the table's
 (same initialisation, distillation and copy; only the weight λ2 of the imitation term differs) and scores them
@@ -399,11 +402,29 @@ def is_at_row(row: str) -> bool:
     return row.split("_")[0] in ("at", "dat") and row.split("_")[-1] in ("greedy", "beam")
 
 
-def batched_rate(fn: Any, sources: list[list[int]], batch: int, device: torch.device) -> float:
-    """Sentences per second of ``fn`` over ``sources`` in batches of ``batch`` (padded), after one warm-up pass."""
+def token_batches(sources: list[list[int]], budget: int) -> list[list[int]]:
+    """Indices of ``sources`` in batches of at most ``budget`` padded source tokens (rows x longest), the sources
+    sorted by length first, as a decoder of a whole test set under a token budget batches them (fairseq's
+    ``--max-tokens``); a source longer than the budget goes alone."""
+    order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), i))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * len(sources[i]) <= budget:
+            batches[-1].append(i)  # sorted: this source is the batch's longest
+        else:
+            batches.append([i])
+    return batches
+
+
+def batched_rate(fn: Any, sources: list[list[int]], batch: int, device: torch.device, tokens: int = 0) -> float:
+    """Sentences per second of ``fn`` over ``sources`` in batches of ``batch`` sentences (padded) or, with
+    ``tokens``, of at most that many padded source tokens (:func:`token_batches`), after one warm-up pass."""
     from seqlab.train.evaluate import pad_batch
 
-    batches = [pad_batch(sources[i : i + batch], device) for i in range(0, len(sources), batch)]
+    if tokens:
+        batches = [pad_batch([sources[i] for i in rows], device) for rows in token_batches(sources, tokens)]
+    else:
+        batches = [pad_batch(sources[i : i + batch], device) for i in range(0, len(sources), batch)]
     with torch.no_grad():
         for src in batches:  # warm-up: shapes, captures
             fn(src)
@@ -507,11 +528,14 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
             beam_search, model, beam_size=args.beam, length_penalty=m.decode.length_penalty, **kw
         )
     done: dict[str, Any] = {}
-    before = os.environ.get("SEQLAB_CUDA_GRAPHS")
+    switches = ("SEQLAB_CUDA_GRAPHS", "SEQLAB_STATIC_BEAM")
+    before = {key: os.environ.get(key) for key in switches}
     try:
         for mode, env in (("graph", "1"), ("eager", "0")):
-            # AT greedy's switch (beam search has no graph path: eager in both passes); NAT decoders get it explicitly
-            os.environ["SEQLAB_CUDA_GRAPHS"] = env
+            # AT greedy's and beam search's switches (beam search captured as one static search in the graph pass,
+            # the library's eager beam search otherwise); NAT decoders get theirs explicitly
+            for key in switches:
+                os.environ[key] = env
             for row in args.rows:
                 check_deadline(args.deadline)
                 fn = fns.get(row) or m.one_source(row, graphs=None if mode == "graph" else False)
@@ -519,16 +543,19 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
                 key = f"{row}_latency_ms" if mode == "graph" else f"{row}_latency_eager_ms"
                 done[key], done[f"{row}_{mode}_outputs"] = ms, outputs
                 rate = batched_rate(fn, every, args.throughput_batch, m.device)  # the whole test set
+                by_tokens = batched_rate(fn, every, 0, m.device, tokens=args.throughput_tokens)
                 done[f"{row}_sent_per_s{'' if mode == 'graph' else '_eager'}"] = rate
+                done[f"{row}_sent_per_s_tokens{'' if mode == 'graph' else '_eager'}"] = by_tokens
                 print(
                     f"{pair} {tag} {row}: batch-1 latency {ms:.2f} ms, {rate:.0f} sent/s at batch "
-                    f"{args.throughput_batch} ({mode})"
+                    f"{args.throughput_batch}, {by_tokens:.0f} sent/s under {args.throughput_tokens} tokens ({mode})"
                 )
-    finally:  # the caller's setting, as it was
-        if before is None:
-            os.environ.pop("SEQLAB_CUDA_GRAPHS", None)
-        else:
-            os.environ["SEQLAB_CUDA_GRAPHS"] = before
+    finally:  # the caller's settings, as they were
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     for row in args.rows:
         graph, eager = done.pop(f"{row}_graph_outputs"), done.pop(f"{row}_eager_outputs")
         done[f"{row}_graph_equals_eager"] = sum(g == e for g, e in zip(graph, eager, strict=True)) / len(graph)
@@ -571,39 +598,54 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
                     f"{name}_teacher_beam_test2016_bleu", round(distill["teacher_test"]["bleu"], 2), "BLEU", command
                 )
             )
-        if "at_greedy_latency_ms" not in res:
-            continue
-        for mode, suffix in (("", "_latency_ms"), ("_eager", "_latency_eager_ms")):
-            at_greedy, at_beam = res[f"at_greedy{suffix}"], res[f"at_beam{suffix}"]
-            for row in args.rows:
-                ms = res[f"{row}{suffix}"]
-                entries.append(results_io.entry(f"{row}_batch1{suffix}", round(ms, 3), "ms", command))
-                rate = res[f"{row}_sent_per_s{mode}"]
-                entries.append(
-                    results_io.entry(
-                        f"{row}_sent_per_s_batch{args.throughput_batch}{mode}", round(rate, 1), "sent/s", command
-                    )
-                )
-                if row != "at_greedy":
-                    entries.append(
-                        results_io.entry(f"{row}_speedup_vs_at_greedy{mode}", round(at_greedy / ms, 2), "x", command)
-                    )
-                if row != "at_beam":
-                    entries.append(
-                        results_io.entry(f"{row}_speedup_vs_at_beam{mode}", round(at_beam / ms, 2), "x", command)
-                    )
-        for row in args.rows:
-            entries.append(
-                results_io.entry(
-                    f"{row}_batch1_graph_equals_eager", res[f"{row}_graph_equals_eager"], "fraction", command
-                )
-            )
+        if "at_greedy_latency_ms" in res:
+            entries += latency_entries(args, res, command)
     if args.stages is not None and len(args.stages) > 1:  # every scored stage, for the BLEU-vs-steps table
         entries += stage_entries(work, None, None, None, command, strict=False, rows=args.rows)
     (work / "results.json").write_text(json.dumps(entries, indent=2) + "\n")
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {work / 'results.json'} and {work / 'summary.json'}")
     return entries
+
+
+def latency_entries(args: argparse.Namespace, res: dict[str, Any], command: str) -> list[dict]:
+    """The latency pass's entries: per row and mode (captured, ``_eager``) the batch-1 latency, the batched
+    throughputs and the batch-1 speed-ups over AT greedy and beam, whether graph equals eager, and the issue's
+    ``nat_*`` names (:func:`issue_names`)."""
+    entries = []
+    for mode, suffix in (("", "_latency_ms"), ("_eager", "_latency_eager_ms")):
+        at_greedy, at_beam = res[f"at_greedy{suffix}"], res[f"at_beam{suffix}"]
+        for row in args.rows:
+            ms = res[f"{row}{suffix}"]
+            entries.append(results_io.entry(f"{row}_batch1{suffix}", round(ms, 3), "ms", command))
+            rates = [(f"batch{args.throughput_batch}", res[f"{row}_sent_per_s{mode}"])]
+            if f"{row}_sent_per_s_tokens{mode}" in res:
+                rates.append((f"tokens{args.throughput_tokens}", res[f"{row}_sent_per_s_tokens{mode}"]))
+            entries += [
+                results_io.entry(f"{row}_sent_per_s_{batching}{mode}", round(rate, 1), "sent/s", command)
+                for batching, rate in rates
+            ]
+            entries += [
+                results_io.entry(f"{row}_speedup_vs_{base}_batch1{mode}", round(base_ms / ms, 2), "x", command)
+                for base, base_ms in (("at_greedy", at_greedy), ("at_beam", at_beam))
+                if row != base
+            ]
+    entries += [
+        results_io.entry(f"{row}_batch1_graph_equals_eager", res[f"{row}_graph_equals_eager"], "fraction", command)
+        for row in args.rows
+    ]
+    return entries + issue_names(entries)
+
+
+#: the NAT row the issue's ``nat_*`` entries name (NAT SoftCopy, from the demonstrator, on the distilled data)
+NAT_ROW = "nat_softcopy"
+
+
+def issue_names(entries: list[dict]) -> list[dict]:
+    """The latency and throughput entries under the names issue 18 gives: ``nat_*`` for :data:`NAT_ROW`'s
+    (``nat_speedup_vs_at_greedy_batch1``, ``nat_speedup_vs_at_beam_batch1``, ``nat_sent_per_s_batch64``, ...)."""
+    kinds = tuple(f"{NAT_ROW}_{kind}_" for kind in ("speedup_vs", "sent_per_s"))  # not nat_softcopy_nokd's
+    return [{**e, "metric": "nat_" + e["metric"][len(NAT_ROW) + 1 :]} for e in entries if e["metric"].startswith(kinds)]
 
 
 def stage_entries(
@@ -722,6 +764,13 @@ def main() -> None:
         "and are the speed-ups' baseline, dat_greedy / dat_beam the demonstrator",
     )
     p.add_argument("--throughput-batch", type=int, default=64, help="batch size of the sent/s figures")
+    p.add_argument(
+        "--throughput-tokens",
+        type=int,
+        default=4096,
+        help="token budget of the whole-test-set sent/s figures (<row>_sent_per_s_tokens<N>; sources sorted by "
+        "length, batches of at most N padded source tokens)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny models, few steps: proves the pipeline only")
     p.add_argument("--smoke-steps", type=int, default=300)
     p.add_argument("--no-record", action="store_true", help="never write benchmarks/results/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from seqlab.bench import results
@@ -149,6 +150,7 @@ def load_script(name: str):
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses of the script look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -355,3 +357,39 @@ def test_step_times_warm_up_again_while_a_pass_captures(monkeypatch):
     trainer = Trainer()
     times, captured = bench.step_times(trainer, n_steps=1, warmup=1)
     assert trainer.steps == 2 + 2 and captured == 4  # no second warm pass: the timed pass's captures are counted
+
+
+def test_nat_throughput_batches_under_a_token_budget():
+    """bench_nat.token_batches: sources sorted by length, packed while rows x longest stays within the budget; every
+    source once; one longer than the budget alone."""
+    bench = load_script("bench_nat")
+    sources = [[5] * n for n in (3, 9, 2, 4, 4, 12, 1)]
+    batches = bench.token_batches(sources, 10)
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    assert all(len(b) * max(len(sources[i]) for i in b) <= 10 for b in batches if len(b) > 1)
+    assert batches == [[6, 2, 0], [3, 4], [1], [5]]  # lengths (1, 2, 3), (4, 4), (9), (12: over the budget, alone)
+
+
+def test_nat_latency_entries_carry_the_issues_names():
+    """bench_nat.latency_entries: batch-1 speed-ups over AT greedy and beam as <row>_speedup_vs_at_*_batch1, both
+    throughputs, captured and eager; NAT SoftCopy's also as nat_* (issue 18's names)."""
+    from types import SimpleNamespace
+
+    bench = load_script("bench_nat")
+    rows = ["at_greedy", "at_beam", "nat_softcopy", "nat_softcopy_nokd", "imitate_nat_lpd"]
+    ms = {"at_greedy": 8.0, "at_beam": 20.0, "nat_softcopy": 1.0, "nat_softcopy_nokd": 4.0, "imitate_nat_lpd": 2.0}
+    res = {}
+    for row in rows:
+        for mode, suffix, scale in (("", "_latency_ms", 1.0), ("_eager", "_latency_eager_ms", 2.0)):
+            res[f"{row}{suffix}"] = ms[row] * scale
+            res[f"{row}_sent_per_s{mode}"], res[f"{row}_sent_per_s_tokens{mode}"] = 100.0 / scale, 200.0 / scale
+        res[f"{row}_graph_equals_eager"] = 1.0
+    args = SimpleNamespace(rows=rows, throughput_batch=64, throughput_tokens=4096)
+    got = {e["metric"]: e["value"] for e in bench.latency_entries(args, res, "cmd")}
+    assert got["nat_speedup_vs_at_greedy_batch1"] == 8.0 == got["nat_softcopy_speedup_vs_at_greedy_batch1"]
+    assert got["nat_speedup_vs_at_beam_batch1"] == 20.0 and got["imitate_nat_lpd_speedup_vs_at_greedy_batch1"] == 4.0
+    assert got["nat_speedup_vs_at_beam_batch1_eager"] == 20.0 and got["nat_sent_per_s_batch64"] == 100.0
+    assert got["at_greedy_sent_per_s_batch64"] == 100.0 and got["at_beam_sent_per_s_tokens4096_eager"] == 100.0
+    assert "at_greedy_speedup_vs_at_greedy_batch1" not in got and got["at_beam_speedup_vs_at_greedy_batch1"] == 0.4
+    assert not any(name.startswith("nat_batch1") for name in got)  # only speed-ups and throughputs get nat_ names
+    assert not any(name.startswith("nat_nokd") for name in got)  # another row whose name begins the same
