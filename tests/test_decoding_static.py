@@ -153,3 +153,19 @@ def test_captured_searches_equal_eager_on_cuda(copier):
             graph = decode(model, src, static=True, **kw)
             assert torch.equal(eager.tokens, graph.tokens)
     model.cpu()
+
+
+def test_a_static_step_attending_to_the_written_positions_only_gives_the_same_logits(copier):
+    """Transformer.static_step(window=t + 1): the positions after t are masked anyway, so attending to the first
+    t + 1 cache positions gives the whole cache's logits; the searches pass it per captured chunk."""
+    src = sources(3)
+    enc = copier.encode(src)
+    whole, cut = copier.init_static_state(enc, 24), copier.init_static_state(enc, 24)
+    tokens = torch.full((src.size(0),), 1, dtype=torch.long)
+    with torch.no_grad():
+        for t in range(6):
+            a = copier.static_step(tokens, whole)
+            b = copier.static_step(tokens, cut, window=t + 1)
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+            assert cut["self"][0]["window"] == t + 1 and whole["self"][0]["window"] == 24
+            tokens = a.argmax(-1)

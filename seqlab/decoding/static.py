@@ -133,21 +133,24 @@ class StaticSearch:
 
     def _chunk(self, index: int | None = None) -> None:
         """CHUNK_STEPS steps; ``index``: the chunk's place in the search (its steps are index * CHUNK_STEPS + j),
-        so that a beam step reorders only the cache positions written so far (None: every position)."""
+        so that a step attends to, and a beam step reorders, only the cache positions written so far (None: every
+        position)."""
         for j in range(CHUNK_STEPS):
+            written = None if index is None else index * CHUNK_STEPS + j + 1
             if self.beam == 1:
-                self._greedy_step()
+                self._greedy_step(written)
             else:
-                self._beam_step(None if index is None else index * CHUNK_STEPS + j + 1)
+                self._beam_step(written)
 
-    def _log_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _log_probs(self, written: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         step = self.t.clone()  # static_step advances t
-        logits = self.model.static_step(self.prev, self.state)
+        logits = self.model.static_step(self.prev, self.state, window=written)
         return torch.log_softmax(mask_special(logits), dim=-1), step
 
-    def _greedy_step(self) -> None:
-        """``sample_or_greedy``'s step: argmax, EOS forced at the limit, PAD after the end."""
-        logp, step = self._log_probs()
+    def _greedy_step(self, written: int | None = None) -> None:
+        """``sample_or_greedy``'s step: argmax, EOS forced at the limit, PAD after the end (``written``: the cache
+        positions filled after this step, the only ones it attends to)."""
+        logp, step = self._log_probs(written)
         tok = logp.argmax(-1)
         tok = torch.where(step + 1 >= self.limits, torch.full_like(tok, EOS_ID), tok)
         tok = tok.masked_fill(self.done, PAD_ID)
@@ -161,8 +164,8 @@ class StaticSearch:
         """``beam_search``'s step: finished hypotheses continue with PAD at no cost, top-k over beam x vocab,
         then the history, lengths and the decoder's self-attention cache follow their hypotheses' origins.
         ``written``: the positions filled after this step (the later ones are masked and never read, so they need no
-        reordering: a step then moves t positions of the cache, not the whole budget)."""
-        logp, step = self._log_probs()
+        reordering: a step then moves t positions of the cache, not the whole budget, and attends to them only)."""
+        logp, step = self._log_probs(written)
         at_limit = ((step + 1 >= self.limits) & ~self.done).unsqueeze(1)
         logp = torch.where(at_limit & self.not_eos, torch.full_like(logp, float("-inf")), logp)
         logp = torch.where(self.done.unsqueeze(1), self.finished.expand_as(logp), logp)
@@ -186,9 +189,9 @@ class StaticSearch:
         self.prev.copy_(tok)
 
     def _chunk_indices(self) -> list[int | None]:
-        """The chunks captured: one graph for greedy search; one per place for beam search (each reorders only
+        """The chunks captured: one per place in the search (each attends to, and for beam search reorders, only
         the cache positions written by then)."""
-        return [None] if self.beam == 1 else list(range(self.steps // CHUNK_STEPS))
+        return list(range(self.steps // CHUNK_STEPS))
 
     def _capture(self) -> None:
         indices = self._chunk_indices()
@@ -221,7 +224,7 @@ class StaticSearch:
         while taken < self.steps:
             index = taken // CHUNK_STEPS
             if not self.chunk_graphs:
-                self._chunk(index)  # greedy steps ignore the index
+                self._chunk(index)
             else:
                 self.chunk_graphs[min(index, len(self.chunk_graphs) - 1)].replay()
             taken += CHUNK_STEPS

@@ -128,13 +128,15 @@ class Attention(nn.Module):
 
         A ``cache`` holding preallocated ``k_buf`` / ``v_buf`` [B, H, L, dh] and a position tensor ``t`` is
         written in place at ``t`` (fixed shapes, so the step can be captured in a CUDA graph); ``mask``
-        then hides the positions after ``t``."""
+        then hides the positions after ``t``, and the cache's ``window`` (if set) cuts the attended positions to the
+        first ``window``."""
         if kv is None:
             q, k, v = (self._heads(t) for t in self.qkv(x).chunk(3, dim=-1))
             if cache is not None and "k_buf" in cache:
                 cache["k_buf"].index_copy_(2, cache["t"], k)
                 cache["v_buf"].index_copy_(2, cache["t"], v)
-                k, v = cache["k_buf"], cache["v_buf"]
+                window = cache.get("window")  # the positions a static step attends to (None: the whole cache)
+                k, v = cache["k_buf"][:, :, :window], cache["v_buf"][:, :, :window]
             elif cache is not None:
                 if "k" in cache:
                     k = torch.cat([cache["k"], k], dim=2)
@@ -320,14 +322,20 @@ class Transformer(Seq2SeqModel):
             ],
         }
 
-    def static_step(self, tokens: torch.Tensor, state: dict) -> torch.Tensor:
-        """One decoding step on a static cache (only tensor ops, fixed shapes); advances ``state["t"]``."""
+    def static_step(self, tokens: torch.Tensor, state: dict, window: int | None = None) -> torch.Tensor:
+        """One decoding step on a static cache (only tensor ops, fixed shapes); advances ``state["t"]``.
+        ``window``: attend to the first ``window`` cache positions only, where the caller knows that every position
+        written so far lies there (a search's step t has written t + 1): the same result as attending to the whole
+        cache, whose later positions are masked, for less work early in a long budget."""
         t = state["t"]
         x = self.drop(self.tgt_embed(tokens.unsqueeze(1)) * self.scale + self.positions.index_select(0, t))
-        steps = torch.arange(state["max_len"], device=t.device)
+        length = state["max_len"] if window is None else min(window, state["max_len"])
+        steps = torch.arange(length, device=t.device)
         self_bias = torch.zeros(steps.shape, dtype=x.dtype, device=t.device).masked_fill(steps > t, float("-inf"))
         self_bias = self_bias.view(1, 1, 1, -1)
         mem_bias = state["mem_bias"].to(x.dtype)
+        for cache in state["self"]:
+            cache["window"] = length
         for i, layer in enumerate(self.layers):
             x = layer(
                 self._layer_input(i, x),
