@@ -11,8 +11,12 @@ Three ways to run the same step, all on the same random stream (so they give the
 
 * ``dynamic``: the model's own cache (``model.step``), any model, exact shapes (CPU and the GPU fallback);
 * ``static``: the Transformer's static KV cache (``static_step``) on bucketed shapes, eager;
-* ``graph``: ``static`` captured once per shape bucket as a CUDA graph of CHUNK_STEPS steps and replayed
-  (CUDA only, opt-in with ``SEQLAB_SAMPLING_GRAPHS=1`` until measured on a GPU; ``SEQLAB_CUDA_GRAPHS=0`` turns it off).
+* ``graph``: ``static`` captured once per shape bucket as CUDA graphs, one per chunk of CHUNK_STEPS steps, and
+  replayed (CUDA only, opt-in with ``SEQLAB_SAMPLING_GRAPHS=1`` until measured on a GPU; ``SEQLAB_CUDA_GRAPHS=0``
+  turns it off).
+
+A static step t attends to the t + 1 cache positions written so far, not the whole budget (the rest is masked:
+the same result for less work).
 
 Loops run one at a time, so the static loops of all shapes share their largest buffers: the self- and
 cross-attention K/V caches are views of one memory (:data:`SHARED`), and captured loops share one graph memory
@@ -174,7 +178,7 @@ class SamplingLoop:
             self.data_prefix = torch.zeros(rows, dtype=torch.long, device=device)
             self.ref = torch.full((rows, ref_width), PAD_ID, dtype=torch.long, device=device)
         self.reward_draw = reward_draw(rows, ref_width) if spec.reward is not None else None
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graphs: list[torch.cuda.CUDAGraph] = []  # one per chunk of the budget (``graph`` mode)
         if mode == "graph":
             self._capture()
         self.nbytes = tensor_bytes([self.state, self.history, self.logps, self.components, self.uniforms]) - shared
@@ -239,14 +243,16 @@ class SamplingLoop:
             self.reward_draw.reset()
 
     # ------------------------------------------------------------------ one step
-    def _model_logits(self) -> torch.Tensor:
+    def _model_logits(self, written: int | None) -> torch.Tensor:
         if self.mode == "dynamic":
             logits, self.state = self.model.step(self.enc, self.prev, self.state)
         else:
-            logits = self.model.static_step(self.prev, self.state)
+            logits = self.model.static_step(self.prev, self.state, window=written)
         return mask_special(logits)
 
-    def _step(self) -> None:
+    def _step(self, written: int | None = None) -> None:
+        """One step; ``written``: the cache positions filled after it (step t: t + 1), the only ones a static
+        step attends to (None: the whole budget)."""
         spec, t = self.spec, self.t
         u = self.uniforms.index_select(0, t)[0]  # [rows, D]
         if spec.mixture:
@@ -262,7 +268,7 @@ class SamplingLoop:
             tok = torch.full_like(self.prev, EOS_ID)
         logp = None
         if spec.model:
-            logits = self._model_logits()
+            logits = self._model_logits(written)
             if spec.log_probs:
                 logp = torch.log_softmax(logits, dim=-1)
             if spec.greedy:
@@ -300,17 +306,23 @@ class SamplingLoop:
         return torch.where(z == 2, drawn, tok)
 
     # ------------------------------------------------------------------ running
-    def _chunk(self) -> None:
-        for _ in range(CHUNK_STEPS):
-            self._step()
+    def _chunk(self, index: int) -> None:
+        """The steps index * CHUNK_STEPS ... + CHUNK_STEPS - 1, each attending to the positions written by then."""
+        for j in range(CHUNK_STEPS):
+            self._step(index * CHUNK_STEPS + j + 1)
 
     def _capture(self) -> None:
+        """One graph per chunk of the budget (each with its own attention width)."""
         CAPTURES[0] += 1
-        warm_up(lambda: (self.reset(), self._chunk()))
+        chunks = range(self.steps // CHUNK_STEPS)
+        warm_up(lambda: (self.reset(), [self._chunk(i) for i in chunks]))
         self.reset()
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=shared_graph_pool()):  # loops never replay at the same time
-            self._chunk()
+        self.graphs = []
+        for index in chunks:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=shared_graph_pool()):  # loops never replay at the same time
+                self._chunk(index)
+            self.graphs.append(graph)
         self.reset()
 
     @torch.no_grad()
@@ -319,12 +331,12 @@ class SamplingLoop:
         every EAGER_CHECK_EVERY eager steps); the outputs of the first ``n`` rows."""
         taken = 0
         while taken < steps:
-            if self.graph is not None:
-                self.graph.replay()
+            if self.graphs:
+                self.graphs[taken // CHUNK_STEPS].replay()
                 taken += CHUNK_STEPS
             else:  # eager: a host read every EAGER_CHECK_EVERY steps (fewer steps past the end)
                 for _ in range(min(EAGER_CHECK_EVERY, steps - taken)):
-                    self._step()
+                    self._step(taken + 1)
                     taken += 1
             if bool(self.done.all()):  # one host read per chunk
                 break
