@@ -140,14 +140,14 @@ def time_entries(prefix: str, label: str, results: list[dict]) -> list[dict]:
     ]
 
 
-def unfinished_entries(prefix: str, label: str, label_dir: Path) -> list[dict]:
-    """Runs that logged but never finished (no results.json: a machine lost mid-run): their count as
-    ``<prefix>_<label>_unfinished_runs`` and the last step they logged, ``_last_logged_step_{min,max}``, so figures
-    read from their logs say how far they got."""
+def unfinished_entries(prefix: str, label: str, log_paths: list[Path], logs: list[list[dict]]) -> list[dict]:
+    """Runs that logged but never finished (no results.json beside their log: a machine lost mid-run): their count
+    as ``<prefix>_<label>_unfinished_runs`` and the last step they logged, ``_last_logged_step_{min,max}``, so
+    figures read from their logs say how far they got."""
     steps = [
-        max((r.get("step", 0) for r in read_log(log)), default=0)
-        for log in sorted(label_dir.glob("seed*/log.jsonl"))
-        if not (log.parent / "results.json").exists()
+        max((r.get("step", 0) for r in log), default=0)
+        for path, log in zip(log_paths, logs, strict=True)
+        if not (path.parent / "results.json").exists()
     ]
     if not steps:
         return []
@@ -300,11 +300,12 @@ def main() -> None:
     refs = test_references(args.out)
     chosen = sorted(d for d in runs.glob("*") if d.is_dir() and (labels is None or d.name in labels))
     for label_dir in chosen:  # none when only critics ran
-        logs = [read_log(f) for f in sorted(label_dir.glob("seed*/log.jsonl"))]
+        log_paths = sorted(label_dir.glob("seed*/log.jsonl"))
+        logs = [read_log(f) for f in log_paths]
         results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(label_dir.glob("seed*/results.json"))]
         row = label_entries(args.prefix, label_dir.name, logs, keys, args.curves)
         row += time_entries(args.prefix, label_dir.name, results)
-        row += unfinished_entries(args.prefix, label_dir.name, label_dir)
+        row += unfinished_entries(args.prefix, label_dir.name, log_paths, logs)
         row += hypothesis_entries(args.prefix, label_dir.name, label_dir, refs) if refs else []
         entries += with_commit(row, label_dir)
     for e in entries:

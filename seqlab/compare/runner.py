@@ -791,10 +791,8 @@ def _same_start_weights(out: Path, init_from: str | None) -> bool:
     ``OUT/start/checkpoint.json``): the same start at another path, e.g. re-made on another machine."""
     from seqlab.train.checkpoint import weights_digest
 
-    record = out / START_DIR / "checkpoint.json"
-    if not init_from or not record.exists() or not Path(init_from).is_file():
-        return False
-    return json.loads(record.read_text(encoding="utf-8"))["weights_sha1"] == weights_digest(init_from)
+    recorded = _read_json(out / START_DIR / "checkpoint.json").get("weights_sha1")
+    return bool(recorded and init_from and Path(init_from).is_file()) and recorded == weights_digest(init_from)
 
 
 def _start_note(spec: CompareSpec, out: Path) -> str:
