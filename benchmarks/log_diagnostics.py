@@ -194,7 +194,8 @@ CRITIC_LAST = {
 def critic_entries(prefix: str, out: Path, labels: set[str] | None = None) -> list[dict]:
     """The shared critics (``share_critic``: OUT/critics/<label>): the critic-only phase's validation TD error at
     its first evaluation, its best and where it ended, the critic steps it took and their training seconds, the
-    fixed actor's sample return and entropy at the first logged step, and :data:`CRITIC_LAST` at its end."""
+    fixed actor's sample return and entropy at the first logged step, its validation scores at the phase's end
+    (``actor_valid_<metric>``: the start's, scored by the critic run), and :data:`CRITIC_LAST` at its end."""
     entries = []
     for log_path in sorted((out / "critics").glob("*/log.jsonl")):
         records = read_log(log_path)
@@ -217,8 +218,13 @@ def critic_entries(prefix: str, out: Path, labels: set[str] | None = None) -> li
                 rows.append((f"{key}_last", round(sum(values) / len(values), 4), what))
         results = log_path.parent / "results.json"
         if results.exists():
-            seconds = json.loads(results.read_text(encoding="utf-8")).get("train_seconds")
+            res = json.loads(results.read_text(encoding="utf-8"))
+            seconds = res.get("train_seconds")
             rows += [("train_seconds", round(seconds, 1), "s (the critic phase and one joint step)")] if seconds else []
+            rows += [
+                (f"actor_valid_{m.lower()}", round(v, 2), f"{m} of the fixed actor on valid at the critic phase's end")
+                for m, v in (res.get("valid") or {}).items()
+            ]
         entries += with_commit([results_io.entry(f"{name}_{k}", v, u) for k, v, u in rows], log_path.parent)
     return entries
 

@@ -84,7 +84,7 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     evals = ((500, 0.41), (1000, 0.44))
     records += [{"kind": "critic", "step": s, "valid_td": td, "critic_steps": s} for s, td in evals]
     (critic / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    (critic / "results.json").write_text(json.dumps({"train_seconds": 930.04}))
+    (critic / "results.json").write_text(json.dumps({"train_seconds": 930.04, "valid": {"bleu": 40.202}}))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "log_diagnostics.py"
     env = {**os.environ, "SEQLAB_RESULTS_DIR": str(tmp_path / "results")}
     args = ["--out", str(tmp_path / "cmp"), "--prefix", "m", "--results", "diag", "--curves"]
@@ -104,7 +104,7 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pg_anneal_moves_min"] == 0 and got["m_pg_anneal_moves_max"] == 1  # validation_anneal's moves
     assert got["m_ac_critic_valid_td_first"] == 0.41 and got["m_ac_critic_valid_td_best"] == 0.41
     assert got["m_ac_critic_valid_td_last"] == 0.44 and got["m_ac_critic_steps"] == 1000
-    assert got["m_ac_critic_train_seconds"] == 930.0
+    assert got["m_ac_critic_train_seconds"] == 930.0 and got["m_ac_critic_actor_valid_bleu"] == 40.2
     assert got["m_ac_critic_actor_return_first"] == 9.35 and got["m_ac_critic_actor_entropy_first"] == 0.99
     assert got["m_ac_critic_q_first_last"] == 4.0 and got["m_ac_critic_q_argmax_is_pi_argmax_last"] == 0.5
     assert "m_ac_critic_pi_of_q_argmax_last" not in got  # never logged: no entry
