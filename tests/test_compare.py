@@ -344,6 +344,24 @@ def test_cli_flags_build_the_spec(tmp_path):
         build_spec_args(tmp_path, ["pg:train.lr=1"])
 
 
+def test_cli_algorithms_narrow_a_compare_yaml(tmp_path):
+    """``--algorithms`` runs a subset of a suite's rows; the suite's settings of the rows left out are dropped, the
+    rows kept keep theirs, and a command-line override for a row left out is still an error."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "algorithms: [mle, raml, pg]\nseeds: [1]\nbudget_steps: 3\n"
+        "algorithm_options: {raml: {tau: 0.4}, pg: {num_samples: 2}}\n"
+        "algorithm_overrides: {pg: [train.lr=0.001]}\n",
+        encoding="utf-8",
+    )
+    spec = build_spec_args(tmp_path, ["--compare-config", str(suite), "--algorithms", "mle,pg"])
+    assert spec.algorithms == ["mle", "pg"]
+    assert set(spec.algorithm_overrides) == {"pg"} and "train.lr=0.001" in spec.algorithm_overrides["pg"]
+    assert any("num_samples" in item for item in spec.algorithm_overrides["pg"])
+    with pytest.raises(ConfigError, match="not in --algorithms"):
+        build_spec_args(tmp_path, ["--compare-config", str(suite), "--algorithms", "mle,pg", "raml:train.lr=1"])
+
+
 def test_detect_gpus(monkeypatch):
     assert detect_gpus("none") == []
     assert detect_gpus("0,3") == ["0", "3"]

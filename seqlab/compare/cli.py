@@ -60,8 +60,11 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
     extra = dict(parse_extra_test(f"{name}={','.join(files)}") for name, files in extra.items())
     extra.update(parse_extra_test(item) for item in args.extra_test or [])
     data["extra_tests"] = extra
-    if args.algorithms:
+    if args.algorithms:  # a subset of the YAML's rows: its settings for the rows left out are not used
         data["algorithms"] = _str_list(args.algorithms)
+        for key in ("algorithm_overrides", "variants"):
+            if data.get(key):
+                data[key] = {k: v for k, v in data[key].items() if k in data["algorithms"]}
     if args.seeds:
         data["seeds"] = _int_list(args.seeds)
     data["overrides"] = list(data.get("overrides", [])) + common
