@@ -1,6 +1,13 @@
 """Shrink a checkpoint to its model weights in bfloat16, so it travels between device calls.
 
     python benchmarks/ckpt_weights.py CKPT            # rewrites CKPT in place (keeps CKPT.full)
+    python benchmarks/ckpt_weights.py --critic CKPT|DIR ...  # each becomes its critic's weights alone, in bf16
+                                                             # (DIR: every DIR/*/checkpoint_last.pt, e.g. OUT/critics)
+
+``--critic`` is for a comparison's shared critic (``OUT/critics/<label>/checkpoint_last.pt``, a whole trainer
+checkpoint of several hundred MB): the critic's weights alone (``algorithm.critic.*``, e.g. 7.8M parameters, 14.9
+MiB in bf16) come back from one device call in one file and, put back in place, are what the next call's runs load
+(``critic_from`` reads a bare state dict too). Every seed then starts from the same rounded critic.
 
 Device calls bring files back through a 16 MiB-per-file channel and carry at most 64 MiB, so a
 comparison that spans calls keeps its shared MLE checkpoint as bf16 weights only (tied weights stored
@@ -32,19 +39,41 @@ def weights_only_bf16(state: dict) -> dict:
     return {"model": model, **{k: state[k] for k in KEEP if k in state}}
 
 
-def main() -> None:
+def critic_weights_bf16(path: Path) -> dict[str, torch.Tensor]:
+    """The critic of a trainer checkpoint (or a bare critic state dict), its floating tensors in bf16."""
+    from seqlab.credit.critic import load_critic_state
+
+    return {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_critic_state(path).items()}
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", type=Path)
-    args = ap.parse_args()
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    if all(t.dtype == torch.bfloat16 for t in state["model"].values() if t.is_floating_point()):
-        print(f"{args.checkpoint}: already bf16 weights")
-        return
-    shutil.copy2(args.checkpoint, args.checkpoint.with_name(args.checkpoint.name + ".full"))
-    tmp = args.checkpoint.with_name(args.checkpoint.name + ".tmp")
-    torch.save(weights_only_bf16(state), tmp)
-    tmp.replace(args.checkpoint)
-    print(f"{args.checkpoint}: {args.checkpoint.stat().st_size / 2**20:.1f} MiB of bf16 weights")
+    ap.add_argument("checkpoints", type=Path, nargs="+")
+    ap.add_argument("--critic", action="store_true", help="keep the critic's weights alone (a shared critic)")
+    args = ap.parse_args(argv)
+    for path in args.checkpoints:
+        for checkpoint in sorted(path.glob("*/checkpoint_last.pt")) if path.is_dir() else [path]:
+            shrink(checkpoint, args.critic)
+
+
+def shrink(path: Path, critic: bool) -> None:
+    """Rewrite ``path`` as its bf16 weights (``critic``: its critic's alone), the original kept as ``.full``."""
+    if critic:
+        if "algorithm" not in torch.load(path, map_location="cpu", weights_only=True, mmap=True):
+            print(f"{path}: already a critic's weights alone")
+            return
+        shrunk = critic_weights_bf16(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if all(t.dtype == torch.bfloat16 for t in state["model"].values() if t.is_floating_point()):
+            print(f"{path}: already bf16 weights")
+            return
+        shrunk = weights_only_bf16(state)
+    shutil.copy2(path, path.with_name(path.name + ".full"))
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(shrunk, tmp)
+    tmp.replace(path)
+    print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB of bf16 weights")
 
 
 if __name__ == "__main__":

@@ -393,3 +393,32 @@ def test_nat_latency_entries_carry_the_issues_names():
     assert "at_greedy_speedup_vs_at_greedy_batch1" not in got and got["at_beam_speedup_vs_at_greedy_batch1"] == 0.4
     assert not any(name.startswith("nat_batch1") for name in got)  # only speed-ups and throughputs get nat_ names
     assert not any(name.startswith("nat_nokd") for name in got)  # another row whose name begins the same
+
+
+def test_a_shared_critic_shrunk_to_bf16_is_what_the_next_runs_load(tmp_path):
+    """ckpt_weights.py --critic: a trainer checkpoint becomes its critic's weights alone in bf16 (the full file kept
+    beside it); ``critic_from`` loads that file, giving the critic (and ERAC's target) the rounded weights."""
+    import torch
+
+    from seqlab.algorithms.base import AlgorithmContext, build_algorithm
+
+    tiny = {"critic_options": {"d_model": 8, "n_heads": 2, "ffn_dim": 8, "encoder_layers": 1, "decoder_layers": 1}}
+    context = AlgorithmContext(vocab_size=12, label_smoothing=0.0)
+    torch.manual_seed(0)
+    trained = build_algorithm("erac", context, tiny)
+    path = tmp_path / "critics" / "erac" / "checkpoint_last.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"model": {"w": torch.ones(3)}, "optimizer": {}, "algorithm": trained.state_dict()}, path)
+    load_script("ckpt_weights").main(["--critic", str(tmp_path / "critics")])  # a folder: each */checkpoint_last.pt
+    load_script("ckpt_weights").main(["--critic", str(path)])  # once more: nothing to do, the full file kept
+    shrunk = torch.load(path, weights_only=True)
+    assert "algorithm" in torch.load(path.with_name("checkpoint_last.pt.full"), weights_only=False)
+    assert set(shrunk) == set(trained.critic.state_dict())
+    assert all(t.dtype == torch.bfloat16 for t in shrunk.values() if t.is_floating_point())
+    torch.manual_seed(1)
+    resumed = build_algorithm("erac", context, {**tiny, "critic_from": str(path)})
+    for name, weight in trained.critic.state_dict().items():
+        expected = weight.to(torch.bfloat16).float() if weight.is_floating_point() else weight
+        assert torch.equal(resumed.critic.state_dict()[name], expected), name
+    for a, b in zip(resumed.target_critic.parameters(), resumed.critic.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -285,6 +285,28 @@ def test_shared_critics_train_before_the_runs_that_start_from_them(tmp_path):
     assert names.index("erac/critic") < min(names.index("erac/seed1"), names.index("erac/seed2"))
 
 
+def test_critics_only_stops_after_the_critics_and_the_runs_that_need_none(tmp_path):
+    """``critics_only``: the critic and the runs that start from no shared critic (mle) train, in one batch; the
+    runs from the critic wait for a later call, which trains only them, from the critic's checkpoint."""
+    calls: list = []
+    launch = fake_launcher(calls)
+
+    def with_critic_checkpoint(run, config, gpu):
+        code = launch(run, config, gpu)
+        if run.name.endswith("/critic"):
+            Path(load_config(config, run.overrides).run_dir, "checkpoint_last.pt").write_bytes(b"critic")
+        return code
+
+    spec = spec_for(tmp_path, algorithms=["mle", "erac"], share_critic=True)
+    summary = run_compare(spec, launcher=with_critic_checkpoint, echo=lambda s: None, critics_only=True)
+    assert sorted(name for name, _ in calls) == ["erac/critic", "mle/seed1", "mle/seed2", "pretrain"]
+    assert summary["failed"] == [] and "report" not in summary
+    calls.clear()
+    run_compare(spec, launcher=with_critic_checkpoint, echo=lambda s: None)
+    trained = sorted(name for name, _ in calls if "/" in name and not name.startswith("score"))
+    assert trained == ["erac/seed1", "erac/seed2"], calls
+
+
 def test_queue_first_moves_the_named_labels_runs_to_the_front(tmp_path):
     spec = spec_for(tmp_path, algorithms=["mle", "raml", "pg"], queue_first=["pg", "raml"])
     names = [r.name for r in plan_runs(spec, Path(spec.out))]

@@ -119,8 +119,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for run in runs:
             print(("[done] " if run.done else "") + " ".join(train_command(str(out / "task.yaml"), run)))
         return 0
-    summary = run_compare(spec, pretrain_only=args.pretrain_only)
-    if not args.pretrain_only:
+    if args.pretrain_only and args.critics_only:
+        raise ConfigError("seqlab compare: --pretrain-only and --critics-only are two different stages; give one")
+    summary = run_compare(spec, pretrain_only=args.pretrain_only, critics_only=args.critics_only)
+    if not (args.pretrain_only or args.critics_only):
         _export(args, spec.out)
     return 1 if summary["failed"] else 0
 
@@ -197,6 +199,12 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-samples", type=int, default=1000)
     p.add_argument("--report-only", action="store_true", help="only rewrite the report of --out")
     p.add_argument("--pretrain-only", action="store_true", help="stop after the shared MLE pre-training")
+    p.add_argument(
+        "--critics-only",
+        action="store_true",
+        help="stop after the shared critics (share_critic); the runs that start from no shared critic (e.g. mle) "
+        "train beside them; rerun without it for the rest",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
     p.add_argument(
         "--export-results",

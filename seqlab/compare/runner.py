@@ -846,9 +846,12 @@ def run_compare(
     echo: Callable[[str], None] = print,
     report: bool = True,
     pretrain_only: bool = False,
+    critics_only: bool = False,
 ) -> dict[str, Any]:
     """Pre-train (once), run every (algorithm, seed) not yet finished, then write the report.
-    ``pretrain_only`` stops after the shared pre-training (to inspect or convert its checkpoint first)."""
+    ``pretrain_only`` stops after the shared pre-training (to inspect or convert its checkpoint first);
+    ``critics_only`` after the shared critics, with the runs that start from no shared critic trained beside them
+    (a stage that fits one device call; a later call resumes with the runs that start from the critics)."""
     out = Path(spec.out).resolve()
     _check_spec(spec, echo)
     spec = replace(spec, extra_tests=_check_plan(out, spec))
@@ -869,11 +872,14 @@ def run_compare(
     if init and (critics or runs):  # once, before anything trains from the start
         _verify_start(spec, out, config, gpus, launcher, echo)
         check_start_digest(out, Path(init), echo)
-    if critics:
-        outcomes += _train_runs(spec, out, config, critics, gpus, launcher, echo)
+    beside = [run for run in runs if critic_phase(spec, run.label) is None] if critics_only else []
+    if critics or beside:
+        outcomes += _train_runs(spec, out, config, [*critics, *beside], gpus, launcher, echo)
         missing = [c.name for c in critics if not (c.run_dir / "checkpoint_last.pt").exists()]
         if missing:
             raise RuntimeError(f"shared critic pre-training failed for {missing}; see their train.out under {out}")
+    if critics_only:
+        return {"out": str(out), "gpus": gpus, "outcomes": [asdict(o) for o in outcomes], "failed": _failed(outcomes)}
     outcomes += _train_runs(spec, out, config, runs, gpus, launcher, echo)
     write_extra_references(out, spec)
     scoring = plan_scoring(spec, out, runs, config)
@@ -885,11 +891,15 @@ def run_compare(
         "out": str(out),
         "gpus": gpus,
         "outcomes": [asdict(o) for o in outcomes],
-        "failed": [o.name for o in outcomes if o.status == "failed"],
+        "failed": _failed(outcomes),
     }
     if report:
         summary["report"] = _write_report(out, base, echo)
     return summary
+
+
+def _failed(outcomes: Sequence[RunOutcome]) -> list[str]:
+    return [o.name for o in outcomes if o.status == "failed"]
 
 
 def _check_spec(spec: CompareSpec, echo: Callable[[str], None]) -> None:
