@@ -39,10 +39,13 @@ def weights_only_bf16(state: dict) -> dict:
     return {"model": model, **{k: state[k] for k in KEEP if k in state}}
 
 
-def critic_weights_bf16(path: Path) -> dict[str, torch.Tensor]:
-    """The critic of a trainer checkpoint (or a bare critic state dict), its floating tensors in bf16."""
+def critic_weights_bf16(path: Path) -> dict[str, torch.Tensor] | None:
+    """The critic of a trainer checkpoint, its floating tensors in bf16 (None: already a bare critic state dict)."""
     from seqlab.credit.critic import load_critic_state
+    from seqlab.train.checkpoint import load
 
+    if "algorithm" not in load(path):
+        return None
     return {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_critic_state(path).items()}
 
 
@@ -59,10 +62,10 @@ def main(argv: list[str] | None = None) -> None:
 def shrink(path: Path, critic: bool) -> None:
     """Rewrite ``path`` as its bf16 weights (``critic``: its critic's alone), the original kept as ``.full``."""
     if critic:
-        if "algorithm" not in torch.load(path, map_location="cpu", weights_only=True, mmap=True):
+        shrunk = critic_weights_bf16(path)
+        if shrunk is None:
             print(f"{path}: already a critic's weights alone")
             return
-        shrunk = critic_weights_bf16(path)
     else:
         state = torch.load(path, map_location="cpu", weights_only=False)
         if all(t.dtype == torch.bfloat16 for t in state["model"].values() if t.is_floating_point()):

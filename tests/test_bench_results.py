@@ -398,6 +398,7 @@ def test_nat_latency_entries_carry_the_issues_names():
 def test_a_shared_critic_shrunk_to_bf16_is_what_the_next_runs_load(tmp_path):
     """ckpt_weights.py --critic: a trainer checkpoint becomes its critic's weights alone in bf16 (the full file kept
     beside it); ``critic_from`` loads that file, giving the critic (and ERAC's target) the rounded weights."""
+    import numpy as np
     import torch
 
     from seqlab.algorithms.base import AlgorithmContext, build_algorithm
@@ -408,7 +409,8 @@ def test_a_shared_critic_shrunk_to_bf16_is_what_the_next_runs_load(tmp_path):
     trained = build_algorithm("erac", context, tiny)
     path = tmp_path / "critics" / "erac" / "checkpoint_last.pt"
     path.parent.mkdir(parents=True)
-    torch.save({"model": {"w": torch.ones(3)}, "optimizer": {}, "algorithm": trained.state_dict()}, path)
+    rng = {"numpy": np.random.get_state(), "torch": torch.get_rng_state()}  # as a trainer checkpoint holds
+    torch.save({"model": {"w": torch.ones(3)}, "optimizer": {}, "rng": rng, "algorithm": trained.state_dict()}, path)
     load_script("ckpt_weights").main(["--critic", str(tmp_path / "critics")])  # a folder: each */checkpoint_last.pt
     load_script("ckpt_weights").main(["--critic", str(path)])  # once more: nothing to do, the full file kept
     shrunk = torch.load(path, weights_only=True)

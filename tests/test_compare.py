@@ -373,13 +373,13 @@ def test_cli_algorithms_narrow_a_compare_yaml(tmp_path):
     suite.write_text(
         "algorithms: [mle, raml, pg]\nseeds: [1]\nbudget_steps: 3\n"
         "algorithm_options: {raml: {tau: 0.4}, pg: {num_samples: 2}}\n"
-        "algorithm_overrides: {pg: [train.lr=0.001]}\n",
+        "algorithm_overrides: {pg: [train.lr=0.001]}\nqueue_first: [raml, pg]\n",
         encoding="utf-8",
     )
     spec = build_spec_args(tmp_path, ["--compare-config", str(suite), "--algorithms", "mle,pg"])
     assert spec.algorithms == ["mle", "pg"]
     assert set(spec.algorithm_overrides) == {"pg"} and "train.lr=0.001" in spec.algorithm_overrides["pg"]
-    assert any("num_samples" in item for item in spec.algorithm_overrides["pg"])
+    assert any("num_samples" in item for item in spec.algorithm_overrides["pg"]) and spec.queue_first == ["pg"]
     with pytest.raises(ConfigError, match="not in --algorithms"):
         build_spec_args(tmp_path, ["--compare-config", str(suite), "--algorithms", "mle,pg", "raml:train.lr=1"])
 

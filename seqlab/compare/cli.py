@@ -65,6 +65,8 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
         for key in ("algorithm_overrides", "variants"):
             if data.get(key):
                 data[key] = {k: v for k, v in data[key].items() if k in data["algorithms"]}
+        if data.get("queue_first"):
+            data["queue_first"] = [label for label in data["queue_first"] if label in data["algorithms"]]
     if args.seeds:
         data["seeds"] = _int_list(args.seeds)
     data["overrides"] = list(data.get("overrides", [])) + common
