@@ -85,3 +85,21 @@ def test_two_process_run_with_a_time_budget_exits_by_itself(tmp_path):
     assert results["world_size"] == 2 and results["steps"] > 0
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert records[-1]["kind"] == "final" and records[-1]["step"] == results["steps"]
+
+
+def test_deferred_agreement_returns_what_the_previous_exchange_agreed():
+    """Each exchange posts this rank's flags and returns the ones agreed one exchange before (all False at first),
+    so no rank reads a collective's result while the device may still be computing it."""
+    import torch
+
+    from seqlab.train.distributed import DeferredAgreement
+
+    others = iter(torch.tensor([[0, 1], [0, 0], [0, 0]], dtype=torch.int32))
+
+    def reduce_with_other_rank(t: torch.Tensor) -> None:  # a max all-reduce with a second rank's flags
+        torch.maximum(t, next(others), out=t)
+
+    agreement = DeferredAgreement(torch.device("cpu"), reduce_with_other_rank)
+    assert agreement.exchange((True, False)) == (False, False)  # posted (1, 0); the other rank (0, 1)
+    assert agreement.exchange((False, False)) == (True, True)  # the max of both, one exchange late
+    assert agreement.exchange((False, False)) == (False, False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -52,14 +54,41 @@ def broadcast_value(value: float, info: DistInfo, device: torch.device) -> float
 AGREE_EVERY = 10
 
 
-def agree_any(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is True on any rank (one all-reduce): decisions every rank must take at
-    the same step, such as stopping on a per-rank clock."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+class DeferredAgreement:
+    """Decisions every rank takes at the same step (stopping on a per-rank clock or on a signal) without draining
+    the device queue.  Each :meth:`exchange` posts this rank's flags (one all-reduce, max) and returns the agreement
+    the previous exchange posted, by then long copied to the host.  Reading a collective's result at once
+    (``.item()``) made the host wait for every queued kernel at each agreement, which the shortest steps (MLE) paid
+    most for under DDP.  The decisions come one exchange late, on every rank alike."""
+
+    def __init__(self, device: torch.device, reduce: Callable[[torch.Tensor], Any] | None = None):
+        self.device = device
+        self.reduce = reduce or (lambda t: dist.all_reduce(t, op=dist.ReduceOp.MAX))
+        self._pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+
+    def exchange(self, flags: Sequence[bool]) -> tuple[bool, ...]:
+        """Post ``flags``; the flags agreed at the previous exchange (all False at the first)."""
+        previous = self._read(len(flags))
+        cuda = self.device.type == "cuda"
+        values = torch.tensor([int(f) for f in flags], dtype=torch.int32)
+        posted = values.pin_memory().to(self.device, non_blocking=True) if cuda else values.to(self.device)
+        self.reduce(posted)
+        host = torch.empty_like(values, pin_memory=cuda)
+        host.copy_(posted, non_blocking=cuda)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        self._pending = (host, event)
+        return previous
+
+    def _read(self, count: int) -> tuple[bool, ...]:
+        if self._pending is None:
+            return (False,) * count
+        host, event = self._pending
+        if event is not None:
+            event.synchronize()  # recorded an exchange ago: long done, unless the device is that far behind
+        return tuple(bool(v) for v in host.tolist())
 
 
 def barrier(info: DistInfo) -> None:

@@ -43,7 +43,7 @@ from seqlab.train import checkpoint as ckpt
 from seqlab.train.compiled import bucket_batch, compile_layers
 from seqlab.train.distributed import (
     AGREE_EVERY,
-    agree_any,
+    DeferredAgreement,
     barrier,
     broadcast_flag,
     broadcast_value,
@@ -313,6 +313,8 @@ class Trainer:
         #: SIGINT / SIGTERM while training: stop after the step, save, raise TrainingInterrupted (see train())
         self.signals = StopSignals(announce=self.console)
         self._stopping, self._validated_step = False, -1
+        self._agreement = DeferredAgreement(self.device)
+        self._agreed_at, self._agreed_flags = -1, (False, False)
         if tc.resume and (self.run_dir / "checkpoint_last.pt").exists():
             self.load_checkpoint(self.run_dir / "checkpoint_last.pt")
             self.logger.resume(self.step)  # an interrupted attempt's later records are dropped: each step once
@@ -652,15 +654,22 @@ class Trainer:
 
     def _out_of_time(self) -> bool:
         """``train.max_minutes`` spent.  Under DDP every rank measures its own time, so the ranks agree (every
-        AGREE_EVERY steps, one all-reduce): ranks that stopped at different steps left one waiting in a
-        gradient all-reduce after the other's final evaluation, and the run never exited."""
-        spent = self.train_seconds >= self.cfg.train.max_minutes * 60
+        AGREE_EVERY steps, :meth:`_agreed`): ranks that stopped at different steps left one waiting in a gradient
+        all-reduce after the other's final evaluation, and the run never exited."""
+        return self._agreed()[0]
+
+    def _agreed(self) -> tuple[bool, bool]:
+        """(the wall-clock budget is spent, a signal asked to stop): this rank's own, or under DDP what every rank
+        agreed, posted every AGREE_EVERY steps and read one period later (:class:`DeferredAgreement`: no wait for
+        the device), so all ranks take the decision at the same step."""
+        minutes = self.cfg.train.max_minutes
+        flags = (minutes is not None and self.train_seconds >= minutes * 60, self.signals.requested is not None)
         if not self.dist.enabled:
-            return spent
-        if self.step % AGREE_EVERY == 0 and getattr(self, "_time_checked_at", None) != self.step:
-            self._time_checked_at = self.step
-            self._time_up = agree_any(spent, self.dist, self.device)
-        return getattr(self, "_time_up", False)
+            return flags
+        if self.step % AGREE_EVERY == 0 and self._agreed_at != self.step:
+            self._agreed_at = self.step  # one exchange per step, however often it is asked
+            self._agreed_flags = self._agreement.exchange(flags)
+        return self._agreed_flags
 
     def train_step(self, batch: Any) -> dict[str, float]:
         tc = self.cfg.train
@@ -768,14 +777,8 @@ class Trainer:
         return self.finish(stopped_early)
 
     def _stop_requested(self) -> bool:
-        """Whether a signal asked to stop (under DDP agreed by every rank, checked every AGREE_EVERY steps)."""
-        flag = self.signals.requested is not None
-        if self.dist.enabled:
-            if self.step % AGREE_EVERY or getattr(self, "_stop_checked_at", None) == self.step:
-                return self._stopping
-            self._stop_checked_at = self.step  # one collective per step, however often it is asked
-            flag = agree_any(flag, self.dist, self.device)
-        self._stopping = self._stopping or flag
+        """Whether a signal asked to stop (under DDP agreed by every rank, :meth:`_agreed`)."""
+        self._stopping = self._stopping or self._agreed()[1]
         return self._stopping
 
     def cut_short(self) -> bool:
