@@ -268,8 +268,8 @@ def test_a_finished_run_with_other_settings_is_refused_not_reused(tmp_path):
         check_runs(spec.config, [run])
 
 
-def test_shared_critics_train_before_the_runs_that_start_from_them(tmp_path):
-    calls: list = []
+def critic_writing_launcher(calls: list):
+    """fake_launcher, whose critic runs also leave the checkpoint_last.pt a shared critic is done with."""
     launch = fake_launcher(calls)
 
     def with_critic_checkpoint(run, config, gpu):
@@ -278,6 +278,12 @@ def test_shared_critics_train_before_the_runs_that_start_from_them(tmp_path):
             Path(load_config(config, run.overrides).run_dir, "checkpoint_last.pt").write_bytes(b"critic")
         return code
 
+    return with_critic_checkpoint
+
+
+def test_shared_critics_train_before_the_runs_that_start_from_them(tmp_path):
+    calls: list = []
+    with_critic_checkpoint = critic_writing_launcher(calls)
     spec = spec_for(tmp_path, algorithms=["mle", "erac"], share_critic=True)
     run_compare(spec, launcher=with_critic_checkpoint, echo=lambda s: None)
     names = [name for name, _ in calls]
@@ -289,14 +295,7 @@ def test_critics_only_stops_after_the_critics_and_the_runs_that_need_none(tmp_pa
     """``critics_only``: the critic and the runs that start from no shared critic (mle) train, in one batch; the
     runs from the critic wait for a later call, which trains only them, from the critic's checkpoint."""
     calls: list = []
-    launch = fake_launcher(calls)
-
-    def with_critic_checkpoint(run, config, gpu):
-        code = launch(run, config, gpu)
-        if run.name.endswith("/critic"):
-            Path(load_config(config, run.overrides).run_dir, "checkpoint_last.pt").write_bytes(b"critic")
-        return code
-
+    with_critic_checkpoint = critic_writing_launcher(calls)
     spec = spec_for(tmp_path, algorithms=["mle", "erac"], share_critic=True)
     summary = run_compare(spec, launcher=with_critic_checkpoint, echo=lambda s: None, critics_only=True)
     assert sorted(name for name, _ in calls) == ["erac/critic", "mle/seed1", "mle/seed2", "pretrain"]
