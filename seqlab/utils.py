@@ -57,3 +57,12 @@ def import_plugins(modules: list[str]) -> None:
         except ModuleNotFoundError as e:
             if not (e.name and module.startswith(e.name)):
                 raise
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` holds (NaN where it never does; all of them without a mask), computed on
+    the device: boolean indexing would read the mask's size back to the host first."""
+    if mask is None:
+        return values.float().mean()
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum()

@@ -368,13 +368,18 @@ def test_erac_phases_and_state():
         algo.on_step_end(Progress(step=step + 1))
     expect = [("actor_mle", True, False)] * 2 + [("critic", False, True)] * 3 + [("joint", True, True)] * 2
     assert seen == expect
+    # the step's statistics stay tensors (read by the trainer when it logs, not every step)
+    assert all(isinstance(stats[k], torch.Tensor) for k in ("td_abs", "return", "entropy", "q_argmax_is_pi_argmax"))
     # a fresh algorithm restored from the state dict is in the same phase with the same target critic
     state = algo.state_dict()
     assert "phase" in state and any(k.startswith("target_critic.") for k in state)
     other = build_algorithm("erac", ctx(), opts)
     tabular(other, mdp)
+    assert other.host_value("critic_end") == -1 and other.phase_name() == "actor_mle"  # host copies read now
     other.load_state_dict(state)
-    assert int(other.phase) == JOINT
+    assert int(other.phase) == JOINT and other.phase_name() == "joint"  # loading refreshes the host copies
+    assert other.host_value("critic_end") == int(algo.critic_end) == 5
+    assert other.preparation_steps() == int(algo.critic_steps) == 3
     assert torch.equal(other.target_critic.net.table, algo.target_critic.net.table)
 
 

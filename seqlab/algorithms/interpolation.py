@@ -17,7 +17,7 @@ from seqlab.algorithms.policy import prefix_schedule
 from seqlab.algorithms.sequence import Candidates, KLOptions, RewardAlgorithm, RewardOptions
 from seqlab.erpo.proposals import REWARD_DRAWS, REWARD_UNITS, token_mixture
 from seqlab.erpo.schedules import make_schedule
-from seqlab.utils import eval_mode
+from seqlab.utils import eval_mode, masked_mean
 
 #: the paper's schedule after MLE pre-training: (0.12, 0.16, 0.72), +(0.12, 0.16, -0.28) every 4 epochs,
 #: clamped at zero and renormalised (ends at (0.43, 0.57, 0))
@@ -122,9 +122,9 @@ class MixtureAlgorithm(RewardAlgorithm):
         return None  # the reward shaped the draw; the mixed sequences are learnt as they are
 
     @staticmethod
-    def stats(draw) -> dict[str, float]:
+    def stats(draw) -> dict[str, float | torch.Tensor]:
         valid = draw.components.gt(0)
-        share = [float(draw.components.eq(z)[valid].float().mean()) for z in (1, 2, 3)]
+        share = [masked_mean(draw.components.eq(z).float(), valid) for z in (1, 2, 3)]  # on the device
         return {
             "share_model": share[0],
             "share_reward": share[1],
@@ -158,9 +158,9 @@ class Interpolation(MixtureAlgorithm):
 
     def propose(self, model, batch, enc, progress=None) -> Candidates:
         progress = progress or Progress()
-        lam = torch.tensor(self.lambdas.value(progress.step, progress.epoch), dtype=torch.float)
-        cand = self.draw(model, enc, batch.tgt, lam, src=batch.src)
-        cand.stats.update(lambda1=float(lam[0]), lambda2=float(lam[1]), lambda3=float(lam[2]))
+        values = [float(v) for v in self.lambdas.value(progress.step, progress.epoch)]
+        cand = self.draw(model, enc, batch.tgt, torch.tensor(values), src=batch.src)
+        cand.stats.update(lambda1=values[0], lambda2=values[1], lambda3=values[2])
         return cand
 
 

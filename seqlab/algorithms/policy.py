@@ -68,9 +68,9 @@ class SamplingAlgorithm(RewardAlgorithm):
         return self.options.kl_coef > 0 or self.options.normalize_advantages
 
     def reward_stats(self, reward: torch.Tensor) -> dict[str, float]:
-        stats = {"reward": float(reward.mean())}
+        stats = {"reward": reward.mean()}  # on the device until the trainer logs it
         if self.controlled():
-            stats["reward_std"] = float(reward.std(unbiased=False))
+            stats["reward_std"] = reward.std(unbiased=False)
         return stats
 
     def propose(self, model, batch, enc, progress=None) -> Candidates:
@@ -118,7 +118,7 @@ class PolicyGradient(SamplingAlgorithm):
             adv,
             len(cand),
             smoothed=False,
-            stats={**self.reward_stats(reward), "advantage_abs": float(adv.abs().mean())},
+            stats={**self.reward_stats(reward), "advantage_abs": adv.abs().mean()},
         )
 
     def greedy_reward(self, step: Step) -> torch.Tensor:

@@ -26,6 +26,7 @@ from seqlab.data.vocab import PAD_ID
 from seqlab.erpo.engine import reference_tokens
 from seqlab.erpo.proposals import hamming_edits, model_samples, ngram_replacement
 from seqlab.erpo.weightings import effective_sample_size, importance_weights
+from seqlab.utils import masked_mean
 
 PROPOSALS = ("ngram", "hamming")
 CORRECTIONS = ("auto", "none", "exact")
@@ -36,21 +37,25 @@ WEIGHT_WINDOW = 50
 
 
 class ReferenceWeightMonitor:
-    """Warns once when the weight on the reference averages below a threshold over a window of steps."""
+    """Warns once when the weight on the reference averages below a threshold over a window of steps.  The values
+    stay on the device; they are read once per window (a read every step would wait for the device)."""
 
     def __init__(self, name: str, threshold: float = LOW_REFERENCE_WEIGHT, window: int = WEIGHT_WINDOW):
         self.name, self.threshold = name, threshold
-        self.values: deque[float] = deque(maxlen=window)
-        self.warned = False
+        self.values: deque[float | torch.Tensor] = deque(maxlen=window)
+        self.warned, self.seen = False, 0
 
-    def update(self, weight_on_reference: float) -> None:
+    def update(self, weight_on_reference: float | torch.Tensor) -> None:
         self.values.append(weight_on_reference)
-        full = len(self.values) == self.values.maxlen
-        if full and not self.warned and sum(self.values) / len(self.values) < self.threshold:
+        self.seen += 1
+        if self.warned or self.seen % self.values.maxlen:
+            return
+        mean = float(sum(self.values)) / len(self.values)
+        if mean < self.threshold:
             self.warned = True
             warnings.warn(
                 f"{self.name}: the reference's mean importance weight is "
-                f"{sum(self.values) / len(self.values):.4f} over the last {len(self.values)} steps "
+                f"{mean:.4f} over the last {len(self.values)} steps "
                 f"(< {self.threshold}); the weights favour the perturbed samples (is "
                 f"proposal_correction: exact on?  is tau too large for this reward?)",
                 stacklevel=2,
@@ -122,7 +127,8 @@ class ReweightedProposals(RewardAlgorithm):
 
     def weigh(self, cand: Candidates, reward: torch.Tensor | None, log_p: torch.Tensor | None, step: Step) -> Weights:
         w = self.weights(cand, reward, log_p)
-        return Weights(w, reference_tokens(step.batch.tgt), stats=self.weight_stats(w, cand, reward))
+        sources = step.batch.tgt.size(0)
+        return Weights(w, reference_tokens(step.batch.tgt), stats=self.weight_stats(w, cand, reward, sources))
 
     def weights(self, cand: Candidates, reward: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         """Self-normalised weights per source of the proposals [N] from their rewards and log p_θ."""
@@ -130,14 +136,18 @@ class ReweightedProposals(RewardAlgorithm):
         log_q = cand.log_q if self.divides_by_density() else None
         return importance_weights(self.log_target(reward, log_p, lengths), log_q, cand.group)
 
-    def weight_stats(self, w: torch.Tensor, cand: Candidates, reward: torch.Tensor) -> dict[str, float]:
+    def weight_stats(
+        self, w: torch.Tensor, cand: Candidates, reward: torch.Tensor, sources: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Logged per step, computed on the device (read only when the trainer logs them); ``sources``: the batch's
+        rows, every one of which has proposals."""
         finite = torch.isfinite(reward)
         stats = {
-            "effective_samples": float(effective_sample_size(w, cand.group).mean()),
-            "reward": float(reward[finite].mean()) if bool(finite.any()) else 0.0,
+            "effective_samples": effective_sample_size(w, cand.group, sources).mean(),
+            "reward": torch.where(finite, reward, 0.0).sum() / finite.sum().clamp(min=1),  # 0 when none is finite
         }
-        if cand.is_reference is not None and bool(cand.is_reference.any()):
-            stats["weight_on_reference"] = float(w[cand.is_reference].mean())
+        if cand.is_reference is not None:
+            stats["weight_on_reference"] = masked_mean(w, cand.is_reference)
             self.monitor.update(stats["weight_on_reference"])
         return stats
 

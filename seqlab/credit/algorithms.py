@@ -52,12 +52,13 @@ from seqlab.erpo.proposals import model_samples, ngram_replacement
 from seqlab.erpo.weightings import group_softmax
 from seqlab.models.base import Seq2SeqModel, mask_special, shift_right
 from seqlab.rewards._common import ref_lengths
-from seqlab.utils import eval_mode
+from seqlab.utils import eval_mode, masked_mean
 
 # phases (stored in the algorithm's ``phase`` buffer, so checkpoints record them)
 ACTOR_MLE, CRITIC, JOINT = 0, 1, 2  # erac / ac
 Q_LEARNING, Q_TARGETS = 1, 2  # vaml
-Stats = dict[str, float]
+#: logged per step; tensors stay on the device until the trainer logs them (no wait for the device each step)
+Stats = dict[str, float | torch.Tensor]
 PHASE_NAMES = {
     "erac": {ACTOR_MLE: "actor_mle", CRITIC: "critic", JOINT: "joint"},
     "vaml": {Q_LEARNING: "q_learning", Q_TARGETS: "q_targets"},
@@ -142,6 +143,20 @@ class CreditAlgorithm(Algorithm):
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("best_valid_td", torch.full((), float("inf")))
         self.register_buffer("bad_valid_evals", torch.zeros((), dtype=torch.long))
+        #: host copies of the phase buffers, read every step (an int() of a CUDA buffer waits for the device)
+        self._host: dict[str, int] = {}
+        self.register_load_state_dict_post_hook(lambda module, keys: module._host.clear())
+
+    def host_value(self, name: str) -> int:
+        """The buffer ``name`` (phase, critic_end, critic_steps) as an int, read from the device once."""
+        if name not in self._host:
+            self._host[name] = int(getattr(self, name))
+        return self._host[name]
+
+    def set_host_value(self, name: str, value: int) -> None:
+        """Write the buffer ``name`` and its host copy."""
+        getattr(self, name).fill_(value)
+        self._host[name] = value
 
     def critic_settings(self) -> dict[str, Any] | None:
         """The critic model's options (``critic_options``)."""
@@ -156,11 +171,11 @@ class CreditAlgorithm(Algorithm):
         patience) or ``critic_cap`` steps."""
         if step < self.critic_start or self.critic_cap <= 0:
             return False
-        end = int(self.critic_end)
+        end = self.host_value("critic_end")
         return step < (end if end >= 0 else self.critic_start + self.critic_cap)
 
     def preparation_steps(self) -> int:
-        return int(self.critic_steps)
+        return self.host_value("critic_steps")
 
     def valid_td(self, model: Seq2SeqModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed |TD error| and token count of one validation batch (no gradient, eval mode)."""
@@ -192,7 +207,7 @@ class CreditAlgorithm(Algorithm):
         """At the start of a step of the critic-only phase: every ``critic_eval_every`` critic steps, validate the
         critic (logged as kind ``critic``), keep the best, and end the phase after ``critic_patience`` evaluations
         without improvement or at ``critic_cap`` steps; the best critic is then restored."""
-        if int(self.critic_end) >= 0 or self.critic_cap <= 0 or step < self.critic_start:
+        if self.host_value("critic_end") >= 0 or self.critic_cap <= 0 or step < self.critic_start:
             return
         done = step - self.critic_start
         evaluate = (
@@ -225,7 +240,7 @@ class CreditAlgorithm(Algorithm):
         if stop:
             if self.best_critic is not None and torch.isfinite(self.best_valid_td):
                 self.critic.load_state_dict(self.best_critic.state_dict())
-            self.critic_end.fill_(step)
+            self.set_host_value("critic_end", step)
             self.on_critic_end()
 
     def on_critic_end(self) -> None:
@@ -233,7 +248,7 @@ class CreditAlgorithm(Algorithm):
 
     def on_step_end(self, progress: Progress) -> None:
         if self.in_critic_phase(progress.step - 1):  # the step just taken
-            self.critic_steps += 1
+            self.set_host_value("critic_steps", self.host_value("critic_steps") + 1)
 
     # ------------------------------------------------------------------ shared helpers
     def reward_sources(self, src: torch.Tensor | None, refs: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -256,7 +271,7 @@ class CreditAlgorithm(Algorithm):
         return self.critic(refs, tokens, src)
 
     def phase_name(self) -> str:
-        return PHASE_NAMES["vaml" if isinstance(self, VAML) else "erac"][int(self.phase)]
+        return PHASE_NAMES["vaml" if isinstance(self, VAML) else "erac"][self.host_value("phase")]
 
     def optimizer_groups(self) -> list[dict[str, Any]]:
         return [{"params": list(self.critic.parameters()), "name": "critic"}]
@@ -337,7 +352,7 @@ class VAML(CreditAlgorithm):
         self.q_steps = q_steps
         self.critic_start, self.critic_cap = 0, q_steps
         self.weight_tau = tau if weight_tau is None else weight_tau
-        self.phase.fill_(self.phase_at(0))
+        self.set_host_value("phase", self.phase_at(0))
 
     def phase_at(self, step: int) -> int:
         return Q_LEARNING if self.in_critic_phase(step) else Q_TARGETS
@@ -370,7 +385,7 @@ class VAML(CreditAlgorithm):
     def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
         self.update_critic_phase(model, progress.step)
         phase = self.phase_at(progress.step)
-        self.phase.fill_(phase)
+        self.set_host_value("phase", phase)
         prop = self.propose(batch.tgt)
         tokens, group = prop.tokens, prop.group
         refs = batch.tgt.index_select(0, group)
@@ -382,8 +397,8 @@ class VAML(CreditAlgorithm):
             loss = 0.5 * residual.pow(2).sum() / n_tok
             return loss, {
                 "phase": float(phase),
-                "td_abs": float(residual.detach().abs().sum() / n_tok),
-                "return": float(rewards.sum(1).mean()),
+                "td_abs": residual.detach().abs().sum() / n_tok,
+                "return": rewards.sum(1).mean(),
             }
         with torch.no_grad(), eval_mode(self.critic):
             q = self.q_values(refs, tokens, batch.src.index_select(0, group))
@@ -400,8 +415,8 @@ class VAML(CreditAlgorithm):
         )
         return loss, {
             "phase": float(phase),
-            "weight_on_reference": float(w[prop.is_reference].mean()),
-            "q_target_share": float(use_q.sum() / n_tok),
+            "weight_on_reference": masked_mean(w, prop.is_reference),
+            "q_target_share": use_q.sum() / n_tok,
         }
 
 
@@ -524,7 +539,7 @@ class ERAC(CreditAlgorithm):
         self.target_critic = frozen_copy(self.critic) if target_network else None
         if o.kl_coef > 0:
             self.reference = ReferencePolicy(ctx)  # the actor as joint training starts
-        self.phase.fill_(self.phase_at(0))
+        self.set_host_value("phase", self.phase_at(0))
 
     def critic_settings(self) -> dict[str, Any]:
         return {"dropout": 0.0, **(self.options.critic_options or {})}  # the authors' critic has no dropout
@@ -601,12 +616,12 @@ class ERAC(CreditAlgorithm):
 
     def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
         phase = self.phase_at(progress.step)
-        if phase == CRITIC and int(self.phase) == ACTOR_MLE and self.target_critic is not None:
+        if phase == CRITIC and self.host_value("phase") == ACTOR_MLE and self.target_critic is not None:
             soft_update(self.target_critic, self.critic, 1.0)  # the critic phase starts from phi_bar = phi
         if phase != ACTOR_MLE:
             self.update_critic_phase(model, progress.step)
             phase = self.phase_at(progress.step)
-        self.phase.fill_(phase)
+        self.set_host_value("phase", phase)
         if phase == ACTOR_MLE:
             return self.mle_loss(model, model.encode(batch.src), batch.tgt), {"phase": float(phase)}
         joint = phase == JOINT
@@ -632,10 +647,10 @@ class ERAC(CreditAlgorithm):
         td_abs = torch.where(valid, (q_taken - target).abs(), torch.zeros_like(target))
         stats = {
             "phase": float(phase),
-            "td_abs": float(td_abs.sum() / n_tok),
-            "return": float(rewards.sum(1).mean()),
-            "q_first": float(q_taken[:, 0].mean()),  # Q(s_0, a_0): the return it predicts for the whole sample
-            "entropy": float((entropy(log_pi.detach()) * valid).sum() / n_tok),
+            "td_abs": td_abs.sum() / n_tok,
+            "return": rewards.sum(1).mean(),
+            "q_first": q_taken[:, 0].mean(),  # Q(s_0, a_0): the return it predicts for the whole sample
+            "entropy": (entropy(log_pi.detach()) * valid).sum() / n_tok,
             **preferred_action_stats(q, log_pi, tokens),
         }
         if joint:
@@ -649,16 +664,17 @@ class ERAC(CreditAlgorithm):
             if self.options.kl_coef > 0:
                 kl = self.reference.kl(model, batch.src, group, tokens, log_pi)
                 loss = loss + self.options.kl_coef * kl
-                stats["kl"] = float(kl.detach())
+                stats["kl"] = kl.detach()
             if self.options.kl_coef > 0 or self.options.normalize_advantages:
                 returns = rewards.sum(1)
-                stats.update(reward=float(returns.mean()), reward_std=float(returns.std(unbiased=False)))
+                stats.update(reward=returns.mean(), reward_std=returns.std(unbiased=False))
         return loss, stats
 
     def on_step_end(self, progress: Progress) -> None:
         super().on_step_end(progress)
-        if self.target_critic is not None and int(self.phase) in (CRITIC, JOINT):
-            pre = int(self.phase) == CRITIC and self.options.critic_target_beta is not None
+        phase = self.host_value("phase")
+        if self.target_critic is not None and phase in (CRITIC, JOINT):
+            pre = phase == CRITIC and self.options.critic_target_beta is not None
             soft_update(self.target_critic, self.critic, self.options.critic_target_beta if pre else self.target_beta)
 
 

@@ -214,7 +214,7 @@ def soft_advantages(
     return probs, keep, adv
 
 
-def preferred_action_stats(q: torch.Tensor, log_pi: torch.Tensor, tokens: torch.Tensor) -> dict[str, float]:
+def preferred_action_stats(q: torch.Tensor, log_pi: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     """What the critic asks the actor to do, over the valid states of ``tokens`` [N, T] (Q, log pi [N, T, V]):
     ``q_argmax_eos`` the share of states whose argmax_w Q(s, w) is EOS, ``q_argmax_is_pi_argmax`` the share
     where it is the actor's own most likely token, ``pi_of_q_argmax`` the actor's mean probability of it, and
@@ -225,14 +225,12 @@ def preferred_action_stats(q: torch.Tensor, log_pi: torch.Tensor, tokens: torch.
     log_pi = log_pi.detach()
     best = q.detach().argmax(-1)
     pi_best = log_pi.gather(-1, best.unsqueeze(-1)).squeeze(-1).float().exp()  # pi of the critic's argmax only
-    stats = torch.stack(
-        [
-            (best.eq(EOS_ID).float() * mask).sum() / n,
-            (best.eq(log_pi.argmax(-1)).float() * mask).sum() / n,
-            (pi_best * mask).sum() / n,
-            mask.sum(1).mean(),
-        ]
-    ).tolist()  # one host sync for the four
+    stats = [
+        (best.eq(EOS_ID).float() * mask).sum() / n,
+        (best.eq(log_pi.argmax(-1)).float() * mask).sum() / n,
+        (pi_best * mask).sum() / n,
+        mask.sum(1).mean(),
+    ]  # on the device: read when the trainer logs them
     names = ("q_argmax_eos", "q_argmax_is_pi_argmax", "pi_of_q_argmax", "sample_length")
     return dict(zip(names, stats, strict=True))
 

@@ -341,8 +341,8 @@ class SamplingLoop:
             if bool(self.done.all()):  # one host read per chunk
                 break
         tokens = self.history[:n, :taken]
-        keep = tokens.ne(PAD_ID).any(0)
-        width = int(keep.nonzero().max()) + 1 if bool(keep.any()) else 1
+        columns = torch.arange(1, tokens.size(1) + 1, device=tokens.device)
+        width = max(int((tokens.ne(PAD_ID).any(0) * columns).max()), 1) if tokens.size(1) else 1  # one host read
         return LoopOutput(
             tokens[:, :width].clone(),
             self.logps[:n, :width].clone(),

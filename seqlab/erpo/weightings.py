@@ -11,7 +11,7 @@ import torch
 
 def group_softmax(logits: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     """Softmax of ``logits`` [N] within each group id of ``group`` [N]."""
-    n_groups = int(group.max()) + 1 if group.numel() else 0
+    n_groups = group.numel()  # ids are below it: no read of the ids back from the device
     finite = torch.isfinite(logits)
     safe = torch.where(finite, logits, torch.full_like(logits, -1e30))
     gmax = torch.full((n_groups,), -1e30, device=logits.device, dtype=logits.dtype)
@@ -23,7 +23,7 @@ def group_softmax(logits: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
 
 def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` within each group, broadcast back to [N]."""
-    n_groups = int(group.max()) + 1
+    n_groups = group.numel()  # ids are below it: no read of the ids back from the device
     total = torch.zeros(n_groups, device=values.device, dtype=values.dtype).index_add_(0, group, values)
     count = torch.zeros(n_groups, device=values.device, dtype=values.dtype).index_add_(
         0, group, torch.ones_like(values)
@@ -31,10 +31,11 @@ def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     return (total / count.clamp_min(1))[group]
 
 
-def effective_sample_size(weights: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+def effective_sample_size(weights: torch.Tensor, group: torch.Tensor, n_groups: int | None = None) -> torch.Tensor:
     """Per source, the effective sample size (Σ w)² / Σ w² of its weights [G] (1: one sample has all the
-    weight; K: uniform over K samples)."""
-    n_groups = int(group.max()) + 1 if group.numel() else 0
+    weight; K: uniform over K samples).  ``n_groups``: G when the caller knows it (else read from ``group``)."""
+    if n_groups is None:
+        n_groups = int(group.max()) + 1 if group.numel() else 0
     total = torch.zeros(n_groups, device=weights.device, dtype=weights.dtype).index_add_(0, group, weights)
     square = torch.zeros(n_groups, device=weights.device, dtype=weights.dtype).index_add_(0, group, weights**2)
     return total**2 / square.clamp_min(1e-30)
@@ -78,7 +79,7 @@ def pg_advantages(
             raise ValueError("the greedy (self-critical) baseline needs baseline_reward")
         return reward - baseline_reward[group]
     if baseline == "mean":
-        n_groups = int(group.max()) + 1
+        n_groups = group.numel()  # at least the number of groups, known without reading the ids back
         total = torch.zeros(n_groups, device=reward.device, dtype=reward.dtype).index_add_(0, group, reward)
         count = torch.zeros(n_groups, device=reward.device, dtype=reward.dtype).index_add_(
             0, group, torch.ones_like(reward)
