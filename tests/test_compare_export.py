@@ -37,6 +37,9 @@ def test_settings_default_to_the_suite_name_and_read_its_export_section(tmp_path
     given = export_settings(suite(tmp_path, "export: {results: r, prefix: p, split: test2016}\n"), "runs/x")
     assert (given.results, given.prefix, given.split) == ("r", "p", "test2016")
     assert export_settings(suite(tmp_path, "export: {results: r}\n"), "runs/x", name="n").results == "n"
+    with_dir = suite(tmp_path, "export: {report_dir: benchmarks/reports/t}\n")
+    staged = export_settings(with_dir, "runs/x", None, "elsewhere")
+    assert staged.report_dir == "elsewhere"
     assert export_settings(None, tmp_path / "cmp_dir").results == "cmp_dir"
     with pytest.raises(ConfigError, match="unknown key"):
         export_settings(suite(tmp_path, "export: {result: r}\n"), "runs/x")

@@ -136,7 +136,8 @@ def _export(args: argparse.Namespace, out: str) -> None:
     from seqlab.compare.export import export_results, export_settings
 
     name = args.export_results if isinstance(args.export_results, str) else None
-    print(json.dumps(export_results(out, export_settings(args.compare_config, out, name)), indent=2))
+    settings = export_settings(args.compare_config, out, name, args.export_report_dir)
+    print(json.dumps(export_results(out, settings), indent=2))
 
 
 def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -217,6 +218,12 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="after the report, write its figures to benchmarks/results/NAME.json and copy it to "
         "benchmarks/reports/NAME (NAME, metric prefix, split and folder: the suite's export: "
         "section; default NAME: the suite file's name)",
+    )
+    p.add_argument(
+        "--export-report-dir",
+        metavar="DIR",
+        help="with --export-results: copy the report to DIR instead of the suite's report_dir (e.g. one stage of a "
+        "table beside the committed report)",
     )
     p.add_argument(
         "overrides",

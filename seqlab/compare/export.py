@@ -40,8 +40,11 @@ class ExportSettings:
     label_suffix: str = ""  # metric names <prefix>_<label><label_suffix>_<split>_... (e.g. _credit)
 
 
-def export_settings(compare_config: str | None, out: str | Path, name: str | None = None) -> ExportSettings:
-    """The suite file's ``export:`` section over the defaults; ``name`` (``--export-results NAME``) over both."""
+def export_settings(
+    compare_config: str | None, out: str | Path, name: str | None = None, report_dir: str | None = None
+) -> ExportSettings:
+    """The suite file's ``export:`` section over the defaults; ``name`` (``--export-results NAME``) and ``report_dir``
+    (``--export-report-dir``: a stage of a table reported beside the committed report) over both."""
     given: dict[str, Any] = {}
     if compare_config:
         with open(compare_config, encoding="utf-8") as f:
@@ -57,7 +60,7 @@ def export_settings(compare_config: str | None, out: str | Path, name: str | Non
         results=str(results),
         prefix=str(given.get("prefix") or results),
         split=str(given.get("split") or "test"),
-        report_dir=given.get("report_dir"),
+        report_dir=report_dir or given.get("report_dir"),
         label_suffix=str(given.get("label_suffix") or ""),
     )
 
