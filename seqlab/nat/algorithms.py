@@ -128,16 +128,23 @@ class NATAlgorithm(Algorithm):
         self.init_description = description
         if not hasattr(self, "initialized"):
             self.register_buffer("initialized", torch.zeros((), dtype=torch.long))
+            # the flag's host copy, read from the device once (not every step), again after a state dict loads
+            self.register_load_state_dict_post_hook(lambda module, keys: module.__dict__.pop("initialized_host", None))
 
     @torch.no_grad()
     def maybe_initialize(self, model: Any) -> None:
         """Copy the init source's matching tensors into ``model`` once per run (the flag is saved in checkpoints)."""
         source = self.__dict__["init_source"]
-        if source is None or bool(self.initialized):
+        if source is None:
+            return
+        if "initialized_host" not in self.__dict__:
+            self.__dict__["initialized_host"] = bool(self.initialized)
+        if self.__dict__["initialized_host"]:
             return
         if not init_from_teacher(model, source):
             raise ValueError(f"{self.name}: no tensor of {self.init_description} matches the NAT by name and shape")
         self.initialized.fill_(1)
+        self.__dict__["initialized_host"] = True
 
     def nat_terms(
         self, model: Any, batch: Any
