@@ -41,6 +41,11 @@ from seqlab.nat.imitation import (
 from seqlab.nat.models import init_from_teacher
 
 
+def _forget_initialized_host(module: Any, incompatible_keys: Any) -> None:
+    """After a state dict loads, the init flag is read from its buffer again."""
+    module.__dict__.pop("initialized_host", None)
+
+
 def nat_targets(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets (tokens, EOS, PAD) -> NAT targets without EOS [B, max L] (at least one column) and L [B]."""
     lengths = tgt.ne(PAD_ID).sum(1) - tgt.eq(EOS_ID).sum(1)
@@ -129,7 +134,7 @@ class NATAlgorithm(Algorithm):
         if not hasattr(self, "initialized"):
             self.register_buffer("initialized", torch.zeros((), dtype=torch.long))
             # the flag's host copy, read from the device once (not every step), again after a state dict loads
-            self.register_load_state_dict_post_hook(lambda module, keys: module.__dict__.pop("initialized_host", None))
+            self.register_load_state_dict_post_hook(_forget_initialized_host)
 
     @torch.no_grad()
     def maybe_initialize(self, model: Any) -> None:
