@@ -133,8 +133,8 @@ class NATAlgorithm(Algorithm):
         self.init_description = description
         if not hasattr(self, "initialized"):
             self.register_buffer("initialized", torch.zeros((), dtype=torch.long))
-            # the flag's host copy, read from the device once (not every step), again after a state dict loads
-            self.register_load_state_dict_post_hook(_forget_initialized_host)
+        if "initialized_hook" not in self.__dict__:  # the flag's host copy: read once, again after a state dict loads
+            self.__dict__["initialized_hook"] = self.register_load_state_dict_post_hook(_forget_initialized_host)
 
     @torch.no_grad()
     def maybe_initialize(self, model: Any) -> None:
