@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 from seqlab.bench import results
 
 
@@ -424,3 +426,28 @@ def test_a_shared_critic_shrunk_to_bf16_is_what_the_next_runs_load(tmp_path):
         assert torch.equal(resumed.critic.state_dict()[name], expected), name
     for a, b in zip(resumed.target_critic.parameters(), resumed.critic.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_pack_state_brings_back_a_comparison_without_checkpoints_but_with_the_kept_files(tmp_path, monkeypatch):
+    """pack_state.py: state.tgz leaves out checkpoints and large files, a kept file (a critic's weights) comes back
+    as a file of its own, and unpack puts everything back at its path; a kept file too large to return stops it."""
+    module = load_script("pack_state")
+    cmp = tmp_path / "credit"
+    (cmp / "runs" / "mle" / "seed1").mkdir(parents=True)
+    (cmp / "runs" / "mle" / "seed1" / "results.json").write_text("{}")
+    (cmp / "runs" / "mle" / "seed1" / "checkpoint_best.pt").write_bytes(b"x" * 100)
+    (cmp / "runs" / "mle" / "seed1" / "big.log").write_bytes(b"x" * (2 * 2**20))
+    (cmp / "critics" / "ac").mkdir(parents=True)
+    (cmp / "critics" / "ac" / "checkpoint_last.pt").write_bytes(b"critic")
+    out = tmp_path / "OUT"
+    written = module.pack(cmp, out, ["critics/*/checkpoint_last.pt"])
+    assert sorted(p.name for p in written) == ["critics__ac__checkpoint_last.pt", "state.tgz"]
+    back = tmp_path / "next"
+    module.unpack(out, back)
+    assert (back / "runs" / "mle" / "seed1" / "results.json").exists()
+    assert not (back / "runs" / "mle" / "seed1" / "checkpoint_best.pt").exists()
+    assert not (back / "runs" / "mle" / "seed1" / "big.log").exists()
+    assert (back / "critics" / "ac" / "checkpoint_last.pt").read_bytes() == b"critic"
+    monkeypatch.setattr(module, "RETURN_LIMIT", 3)
+    with pytest.raises(SystemExit, match="16 MiB"):
+        module.pack(cmp, tmp_path / "OUT2", ["critics/*/checkpoint_last.pt"])
