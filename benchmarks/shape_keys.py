@@ -65,24 +65,40 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4, help="model samples per source (K)")
     ap.add_argument("--max-len-a", type=float, default=1.5)
     ap.add_argument("--max-len-b", type=int, default=10)
+    ap.add_argument(
+        "--epochs", type=int, default=1, help="also count the keys over this many epochs (what a run meets in all)"
+    )
     args = ap.parse_args()
     with batching_trainer(args.config, args.overrides) as trainer:
-        trainer.sampler.set_epoch(0)
-        sampling, greedy, batches = set(), set(), 0
-        for indices in trainer.sampler:
-            src = collate(trainer.train_data, indices).src
-            steps = int((args.max_len_a * src.ne(PAD_ID).sum(1)).long().max()) + args.max_len_b
-            width, budget = round_up(src.size(1), SOURCE_BUCKET), round_up(steps, STEP_BUCKET)
-            sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
-            greedy.add((bucket_rows(src.size(0)), width, budget))
-            batches += 1
+        seen: set = set()
+        new_per_epoch = []
+        for epoch in range(args.epochs):
+            trainer.sampler.set_epoch(epoch)
+            sampling, greedy, batches = set(), set(), 0
+            for indices in trainer.sampler:
+                src = collate(trainer.train_data, indices).src
+                steps = int((args.max_len_a * src.ne(PAD_ID).sum(1)).long().max()) + args.max_len_b
+                width, budget = round_up(src.size(1), SOURCE_BUCKET), round_up(steps, STEP_BUCKET)
+                sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
+                greedy.add((bucket_rows(src.size(0)), width, budget))
+                batches += 1
+            new_per_epoch.append(len(sampling - seen))
+            seen |= sampling
+            if epoch == 0:
+                first = (sampling, greedy, batches)
+    sampling, greedy, batches = first
     print(f"{batches} batches: {len(sampling)} sampling-loop keys (K = {args.samples}), {len(greedy)} greedy keys")
+    if args.epochs > 1:
+        print(f"over {args.epochs} epochs: {len(seen)} sampling-loop keys; new ones per epoch {new_per_epoch}")
     if not args.no_write:
         entries = [
             results_io.entry(f"{args.prefix}_sampling_loop_keys_per_epoch", len(sampling), "shape keys"),
             results_io.entry(f"{args.prefix}_greedy_graph_keys_per_epoch", len(greedy), "shape keys"),
             results_io.entry(f"{args.prefix}_batches_per_epoch", batches, "batches"),
         ]
+        if args.epochs > 1:
+            name = f"{args.prefix}_sampling_loop_keys_{args.epochs}epochs"
+            entries.append(results_io.entry(name, len(seen), "shape keys"))
         print(results_io.write("shape_keys_cpu", entries))
 
 
