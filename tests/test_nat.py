@@ -257,7 +257,7 @@ def test_nat_algorithm_starts_from_the_demonstrator(monkeypatch):
         assert torch.equal(state["length_head.weight"], fresh["length_head.weight"])
         assert int(algo.initialized) == 1
         resumed = build_algorithm(name, ctx, options)
-        resumed.__dict__["initialized_host"] = False  # a host copy read before the state loaded: the load drops it
+        resumed._host["initialized"] = 0  # a host copy read before the state loaded: the load drops it
         resumed.load_state_dict(algo.state_dict())
         with torch.no_grad():
             student.layers[0].ffn[0].weight.add_(1.0)  # "trained" since

@@ -62,6 +62,11 @@ class AlgorithmContext:
     log: Callable[[str, int, dict[str, float]], None] | None = None
 
 
+def _forget_host_values(module: Algorithm, incompatible_keys: Any) -> None:
+    """After a state dict loads, :meth:`Algorithm.host_value` reads the buffers again."""
+    module._host.clear()
+
+
 class Algorithm(nn.Module):
     """Base class.  Subclasses set their options dataclass ``Options`` and implement :meth:`loss` (or, for a
     proposal x weighting algorithm, the hooks of :class:`~seqlab.algorithms.sequence.SequenceAlgorithm`), and are
@@ -98,6 +103,21 @@ class Algorithm(nn.Module):
             raise TypeError(f"algorithm {self.name!r} takes a {self.Options.__name__}, got {options!r}")
         self.ctx = ctx
         self.options = options
+        #: host copies of buffers read every step (:meth:`host_value`; an int() of a CUDA buffer waits for the device)
+        self._host: dict[str, int] = {}
+        self.register_load_state_dict_post_hook(_forget_host_values)
+
+    def host_value(self, name: str) -> int:
+        """The buffer ``name`` (a scalar: a phase, a step, a flag) as an int, read from the device once and again
+        only after a state dict loads."""
+        if name not in self._host:
+            self._host[name] = int(getattr(self, name))
+        return self._host[name]
+
+    def set_host_value(self, name: str, value: int) -> None:
+        """Write the scalar buffer ``name`` and its host copy."""
+        getattr(self, name).fill_(value)
+        self._host[name] = value
 
     def __getattr__(self, name: str) -> Any:
         """Options read as attributes (``self.tau`` is ``self.options.tau``), after nn.Module's own."""

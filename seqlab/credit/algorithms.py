@@ -143,20 +143,6 @@ class CreditAlgorithm(Algorithm):
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("best_valid_td", torch.full((), float("inf")))
         self.register_buffer("bad_valid_evals", torch.zeros((), dtype=torch.long))
-        #: host copies of the phase buffers, read every step (an int() of a CUDA buffer waits for the device)
-        self._host: dict[str, int] = {}
-        self.register_load_state_dict_post_hook(lambda module, keys: module._host.clear())
-
-    def host_value(self, name: str) -> int:
-        """The buffer ``name`` (phase, critic_end, critic_steps) as an int, read from the device once."""
-        if name not in self._host:
-            self._host[name] = int(getattr(self, name))
-        return self._host[name]
-
-    def set_host_value(self, name: str, value: int) -> None:
-        """Write the buffer ``name`` and its host copy."""
-        getattr(self, name).fill_(value)
-        self._host[name] = value
 
     def critic_settings(self) -> dict[str, Any] | None:
         """The critic model's options (``critic_options``)."""

@@ -41,11 +41,6 @@ from seqlab.nat.imitation import (
 from seqlab.nat.models import init_from_teacher
 
 
-def _forget_initialized_host(module: Any, incompatible_keys: Any) -> None:
-    """After a state dict loads, the init flag is read from its buffer again."""
-    module.__dict__.pop("initialized_host", None)
-
-
 def nat_targets(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets (tokens, EOS, PAD) -> NAT targets without EOS [B, max L] (at least one column) and L [B]."""
     lengths = tgt.ne(PAD_ID).sum(1) - tgt.eq(EOS_ID).sum(1)
@@ -133,23 +128,16 @@ class NATAlgorithm(Algorithm):
         self.init_description = description
         if not hasattr(self, "initialized"):
             self.register_buffer("initialized", torch.zeros((), dtype=torch.long))
-        if "initialized_hook" not in self.__dict__:  # the flag's host copy: read once, again after a state dict loads
-            self.__dict__["initialized_hook"] = self.register_load_state_dict_post_hook(_forget_initialized_host)
 
     @torch.no_grad()
     def maybe_initialize(self, model: Any) -> None:
         """Copy the init source's matching tensors into ``model`` once per run (the flag is saved in checkpoints)."""
         source = self.__dict__["init_source"]
-        if source is None:
-            return
-        if "initialized_host" not in self.__dict__:
-            self.__dict__["initialized_host"] = bool(self.initialized)
-        if self.__dict__["initialized_host"]:
+        if source is None or self.host_value("initialized"):  # read from the device once, not every step
             return
         if not init_from_teacher(model, source):
             raise ValueError(f"{self.name}: no tensor of {self.init_description} matches the NAT by name and shape")
-        self.initialized.fill_(1)
-        self.__dict__["initialized_host"] = True
+        self.set_host_value("initialized", 1)
 
     def nat_terms(
         self, model: Any, batch: Any
