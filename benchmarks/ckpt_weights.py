@@ -41,12 +41,13 @@ def weights_only_bf16(state: dict) -> dict:
 
 def critic_weights_bf16(path: Path) -> dict[str, torch.Tensor] | None:
     """The critic of a trainer checkpoint, its floating tensors in bf16 (None: already a bare critic state dict)."""
-    from seqlab.credit.critic import load_critic_state
+    from seqlab.credit.critic import critic_state
     from seqlab.train.checkpoint import load
 
-    if "algorithm" not in load(path):
+    state = load(path)  # once: a trainer checkpoint holds the model and optimizers too
+    if "algorithm" not in state:
         return None
-    return {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_critic_state(path).items()}
+    return {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in critic_state(state, path).items()}
 
 
 def main(argv: list[str] | None = None) -> None:

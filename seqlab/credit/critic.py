@@ -130,14 +130,17 @@ def load_critic_state(path: str | Path, prefix: str = "critic.") -> dict[str, to
     dict."""
     from seqlab.train.checkpoint import load
 
-    state = load(path)
+    return critic_state(load(path), path, prefix)
+
+
+def critic_state(state: dict[str, Any], source: str | Path, prefix: str = "critic.") -> dict[str, torch.Tensor]:
+    """:func:`load_critic_state` on a checkpoint already loaded from ``source`` (named in the error)."""
     if "algorithm" in state:
-        state = state["algorithm"]
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        sub = {k[len(prefix) :]: v for k, v in state["algorithm"].items() if k.startswith(prefix)}
         if not sub:
-            raise ValueError(f"{path}: the checkpoint's algorithm state has no {prefix!r} entries")
+            raise ValueError(f"{source}: the checkpoint's algorithm state has no {prefix!r} entries")
         return sub
     return state
 
 
-__all__ = ["ReferenceCritic", "critic_source", "frozen_copy", "soft_update", "load_critic_state"]
+__all__ = ["ReferenceCritic", "critic_source", "critic_state", "frozen_copy", "soft_update", "load_critic_state"]
