@@ -59,10 +59,8 @@ def import_plugins(modules: list[str]) -> None:
                 raise
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` holds (NaN where it never does; all of them without a mask), computed on
-    the device: boolean indexing would read the mask's size back to the host first."""
-    if mask is None:
-        return values.float().mean()
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` holds (NaN where it never does), computed on the device: boolean indexing
+    would read the mask's size back to the host first."""
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum()
