@@ -60,6 +60,20 @@ def batching_trainer(config: str, overrides: list[str]) -> Iterator[Trainer]:
             trainer.close()
 
 
+def epoch_keys(trainer: Trainer, epoch: int, args: argparse.Namespace) -> tuple[set, set, int]:
+    """The sampling-loop and greedy-graph shape keys of one epoch of the trainer's batches, and its batch count."""
+    trainer.sampler.set_epoch(epoch)
+    sampling, greedy, batches = set(), set(), 0
+    for indices in trainer.sampler:
+        src = collate(trainer.train_data, indices).src
+        steps = int((args.max_len_a * src.ne(PAD_ID).sum(1)).long().max()) + args.max_len_b
+        width, budget = round_up(src.size(1), SOURCE_BUCKET), round_up(steps, STEP_BUCKET)
+        sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
+        greedy.add((bucket_rows(src.size(0)), width, budget))
+        batches += 1
+    return sampling, greedy, batches
+
+
 def main() -> None:
     ap = batching_parser(__doc__)
     ap.add_argument("--samples", type=int, default=4, help="model samples per source (K)")
@@ -70,23 +84,13 @@ def main() -> None:
     )
     args = ap.parse_args()
     with batching_trainer(args.config, args.overrides) as trainer:
-        seen: set = set()
-        new_per_epoch = []
-        for epoch in range(args.epochs):
-            trainer.sampler.set_epoch(epoch)
-            sampling, greedy, batches = set(), set(), 0
-            for indices in trainer.sampler:
-                src = collate(trainer.train_data, indices).src
-                steps = int((args.max_len_a * src.ne(PAD_ID).sum(1)).long().max()) + args.max_len_b
-                width, budget = round_up(src.size(1), SOURCE_BUCKET), round_up(steps, STEP_BUCKET)
-                sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
-                greedy.add((bucket_rows(src.size(0)), width, budget))
-                batches += 1
-            new_per_epoch.append(len(sampling - seen))
-            seen |= sampling
-            if epoch == 0:
-                first = (sampling, greedy, batches)
-    sampling, greedy, batches = first
+        per_epoch = [epoch_keys(trainer, epoch, args) for epoch in range(max(args.epochs, 1))]
+    sampling, greedy, batches = per_epoch[0]
+    seen: set = set()
+    new_per_epoch = []
+    for keys, _, _ in per_epoch:
+        new_per_epoch.append(len(keys - seen))
+        seen |= keys
     print(f"{batches} batches: {len(sampling)} sampling-loop keys (K = {args.samples}), {len(greedy)} greedy keys")
     if args.epochs > 1:
         print(f"over {args.epochs} epochs: {len(seen)} sampling-loop keys; new ones per epoch {new_per_epoch}")
