@@ -65,24 +65,24 @@ def main(argv: list[str] | None = None) -> int:
     ended = time.time()
     results = run_dir / "model" / "results.json"
     after = ended - results.stat().st_mtime if results.is_file() else None
-    by_itself = rc is not None
+    exited = rc == 0  # by itself (not stopped by the guard: rc None) and without an error
     print(
         f"ddp_exit: {args.nproc} processes, exit code {rc}, {wall:.1f} s in all; results.json "
         + (f"written {after:.1f} s before the exit" if after is not None else "not written")
     )
-    if not by_itself:
+    if rc is None:
         print(f"ddp_exit: stopped by the {args.guard_seconds:.0f} s guard: the run did not exit by itself")
     if args.device == "cpu" or args.no_write:
-        return 0 if by_itself and rc == 0 else 1
+        return 0 if exited else 1
     n = args.nproc
     entries = [
-        results_io.entry(f"ddp_exit_by_itself_{n}gpu", int(by_itself and rc == 0), "bool"),
+        results_io.entry(f"ddp_exit_by_itself_{n}gpu", int(exited), "bool"),
         results_io.entry(f"ddp_exit_wall_seconds_{n}gpu", round(wall, 1), "s"),
     ]
     if after is not None:
         entries.append(results_io.entry(f"ddp_exit_seconds_after_results_{n}gpu", round(after, 1), "s"))
     print(f"wrote {results_io.write('ddp_cuda', entries)}")
-    return 0 if by_itself and rc == 0 else 1
+    return 0 if exited else 1
 
 
 if __name__ == "__main__":
