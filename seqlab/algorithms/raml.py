@@ -137,7 +137,7 @@ class ReweightedProposals(RewardAlgorithm):
         return importance_weights(self.log_target(reward, log_p, lengths), log_q, cand.group)
 
     def weight_stats(
-        self, w: torch.Tensor, cand: Candidates, reward: torch.Tensor, sources: int | None = None
+        self, w: torch.Tensor, cand: Candidates, reward: torch.Tensor, sources: int
     ) -> dict[str, torch.Tensor]:
         """Logged per step, computed on the device (read only when the trainer logs them); ``sources``: the batch's
         rows, every one of which has proposals."""
