@@ -6,8 +6,9 @@
 
 ``--critic`` is for a comparison's shared critic (``OUT/critics/<label>/checkpoint_last.pt``, a whole trainer
 checkpoint of several hundred MB): the critic's weights alone (``algorithm.critic.*``, e.g. 7.8M parameters, 14.9
-MiB in bf16) come back from one device call in one file and, put back in place, are what the next call's runs load
-(``critic_from`` reads a bare state dict too). Every seed then starts from the same rounded critic.
+MiB in bf16 with its shared embeddings stored once) come back from one device call in one file and, put back in
+place, are what the next call's runs load (``critic_from`` reads a bare state dict too). Every seed then starts from
+the same rounded critic.
 
 Device calls bring files back through a 16 MiB-per-file channel and carry at most 64 MiB, so a
 comparison that spans calls keeps its shared MLE checkpoint as bf16 weights only (tied weights stored
@@ -27,27 +28,34 @@ import torch
 KEEP = ("step", "epoch", "config", "best_score")
 
 
-def weights_only_bf16(state: dict) -> dict:
-    """The checkpoint's model weights in bf16 (floating tensors only), shared tensors kept shared."""
+def bf16_shared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` with the floating ones in bf16; tensors that share storage (tied embeddings) stay shared, so
+    ``torch.save`` writes them once."""
     converted: dict[int, torch.Tensor] = {}
-    model = {}
-    for name, tensor in state["model"].items():
+    out = {}
+    for name, tensor in tensors.items():
         key = tensor.untyped_storage().data_ptr() + tensor.storage_offset()
         if key not in converted:
             converted[key] = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
-        model[name] = converted[key]
-    return {"model": model, **{k: state[k] for k in KEEP if k in state}}
+        out[name] = converted[key]
+    return out
+
+
+def weights_only_bf16(state: dict) -> dict:
+    """The checkpoint's model weights in bf16 (floating tensors only), shared tensors kept shared."""
+    return {"model": bf16_shared(state["model"]), **{k: state[k] for k in KEEP if k in state}}
 
 
 def critic_weights_bf16(path: Path) -> dict[str, torch.Tensor] | None:
-    """The critic of a trainer checkpoint, its floating tensors in bf16 (None: already a bare critic state dict)."""
+    """The critic of a trainer checkpoint, its floating tensors in bf16, its shared embeddings stored once (None:
+    already a bare critic state dict)."""
     from seqlab.credit.critic import critic_state
     from seqlab.train.checkpoint import load
 
     state = load(path)  # once: a trainer checkpoint holds the model and optimizers too
     if "algorithm" not in state:
         return None
-    return {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in critic_state(state, path).items()}
+    return bf16_shared(critic_state(state, path))
 
 
 def main(argv: list[str] | None = None) -> None:
