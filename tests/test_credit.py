@@ -542,6 +542,50 @@ def test_resume_continues_in_the_right_phase(tmp_path, algo, options):
             assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), (part, k)
 
 
+@pytest.mark.parametrize(
+    "decay,stop_at,scales,best",
+    [
+        # patience alone: two evaluations in a row without improvement end the phase (the third)
+        (1.0, 3, [10.0, 10.0], 1.0),
+        # the authors' plateau rule: each evaluation without improvement halves the critic's lr, the decays count
+        # over the whole phase (an improvement between them does not reset them), and the evaluation without
+        # improvement that finds critic_patience decays made ends it (the fifth)
+        (0.5, 5, [10.0, 5.0, 2.5, 2.5], 4.0),
+    ],
+)
+def test_the_critic_phase_ends_by_patience_or_by_the_authors_lr_decays(monkeypatch, decay, stop_at, scales, best):
+    """Validation |TD| 0.5, 0.6, 0.7, 0.4, 0.45, 0.46 at evaluations 1..6 (one per critic step): the lr multiple
+    the critic trains with after each evaluation, where the phase ends, and the best critic restored then; the
+    decays survive a checkpoint (a resumed run goes on at the decayed lr)."""
+    options = {"critic_pretrain_steps": 100, "critic_eval_every": 1, "critic_patience": 2, "critic_lr_scale": 10.0}
+    algo = build_algorithm("erac", ctx(), {**options, "critic_lr_decay": decay, "critic_options": TINY_CRITIC})
+    tds = iter([0.5, 0.6, 0.7, 0.4, 0.45, 0.46])
+    monkeypatch.setattr(algo, "validate_critic", lambda model: next(tds))
+    head = next(algo.critic.parameters())
+    seen = []
+    for step in range(1, 7):
+        with torch.no_grad():
+            head.fill_(float(step))  # the critic as it was at this evaluation
+        algo.update_critic_phase(None, step)
+        if not algo.in_critic_phase(step):
+            break
+        seen.append(algo.optimizer_settings(Progress(step=step, epoch=0))["critic"]["lr_scale"])
+    assert step == stop_at and seen == scales
+    assert torch.all(head == best)  # the critic of the best |TD| seen before the end
+    if decay < 1.0:
+        resumed = build_algorithm("erac", ctx(), {**options, "critic_lr_decay": decay, "critic_options": TINY_CRITIC})
+        resumed.load_state_dict(algo.state_dict())
+        assert resumed.critic_phase_lr_scale() == 2.5 and int(resumed.critic_end) == stop_at
+
+
+@pytest.mark.parametrize(
+    "options", [{"critic_lr_decay": 0.0}, {"critic_lr_decay": 1.5}, {"critic_lr_decay": 0.5, "critic_patience": None}]
+)
+def test_bad_critic_lr_decay_is_refused(options):
+    with pytest.raises(ValueError, match="critic_lr_decay"):
+        build_algorithm("erac", ctx(), {"critic_options": TINY_CRITIC, **options})
+
+
 def test_erac_actor_updates_climb_to_the_soft_optimum():
     """With the exact soft Q^pi as critic (dynamic programming, reloaded every step), the erac actor updates
     (samples, token rewards, dense coefficients, the one loss) increase J(pi) = V^pi(empty) up to the

@@ -12,7 +12,10 @@ the trainer's step counter, so a resumed run continues in the right phase:
 
 A critic-only phase (Q-learning, critic pre-training) ends when the critic's validation TD error has not improved
 for ``critic_patience`` evaluations, or after ``q_steps`` / ``critic_pretrain_steps`` steps; its steps are not
-counted against ``train.max_steps`` (:meth:`CreditAlgorithm.preparation_steps`).
+counted against ``train.max_steps`` (:meth:`CreditAlgorithm.preparation_steps`).  With ``critic_lr_decay`` < 1 it
+ends as the authors' ``train_critic.py`` does: each evaluation without improvement multiplies the
+critic's learning rate by ``critic_lr_decay`` (0.5 there), and the phase ends at the evaluation without improvement
+that finds ``critic_patience`` such decays made (5 there) over the whole phase.
 
 ``critic_from: path`` starts the critic from a checkpoint of an earlier run (any of these algorithms), so
 phases can also be split across runs.  Every actor update goes through the one loss
@@ -91,6 +94,7 @@ class CreditOptions(RewardOptions):
     critic_lr_scale: float = 1.0
     critic_head_init: float = 0.0
     critic_patience: int | None = 3
+    critic_lr_decay: float = 1.0  # < 1: the authors' plateau rule (module docstring), with critic_patience decays
     critic_eval_every: int = 100
     critic_eval_max_examples: int | None = 500
 
@@ -100,6 +104,10 @@ class CreditOptions(RewardOptions):
             raise ValueError(f"critic_patience must be >= 1 or null, got {self.critic_patience}")
         if self.critic_eval_every < 1:
             raise ValueError(f"critic_eval_every must be >= 1, got {self.critic_eval_every}")
+        if not 0.0 < self.critic_lr_decay <= 1.0:
+            raise ValueError(f"critic_lr_decay must be in (0, 1], got {self.critic_lr_decay}")
+        if self.critic_lr_decay < 1.0 and self.critic_patience is None:
+            raise ValueError("critic_lr_decay < 1 needs critic_patience (the number of decays before the phase ends)")
 
 
 class CreditAlgorithm(Algorithm):
@@ -134,6 +142,7 @@ class CreditAlgorithm(Algorithm):
         self.scale_by_length, self.reward_scale = o.scale_by_length, o.reward_scale
         self.critic_from = o.critic_from
         self.critic_patience, self.critic_eval_every = o.critic_patience, o.critic_eval_every
+        self.critic_lr_decay = o.critic_lr_decay
         self.critic_eval_max_examples = o.critic_eval_max_examples
         critic_patience = o.critic_patience
         # the best critic by validation TD error, restored when the critic-only phase ends
@@ -143,6 +152,7 @@ class CreditAlgorithm(Algorithm):
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("best_valid_td", torch.full((), float("inf")))
         self.register_buffer("bad_valid_evals", torch.zeros((), dtype=torch.long))
+        self.register_buffer("critic_lr_decays", torch.zeros((), dtype=torch.long))  # over the whole phase
 
     def critic_settings(self) -> dict[str, Any] | None:
         """The critic model's options (``critic_options``)."""
@@ -192,7 +202,8 @@ class CreditAlgorithm(Algorithm):
     def update_critic_phase(self, model: Seq2SeqModel, step: int) -> None:
         """At the start of a step of the critic-only phase: every ``critic_eval_every`` critic steps, validate the
         critic (logged as kind ``critic``), keep the best, and end the phase after ``critic_patience`` evaluations
-        without improvement or at ``critic_cap`` steps; the best critic is then restored."""
+        without improvement (with ``critic_lr_decay`` < 1: decay the lr instead, until ``critic_patience`` decays
+        were made) or at ``critic_cap`` steps; the best critic is then restored."""
         if self.host_value("critic_end") >= 0 or self.critic_cap <= 0 or step < self.critic_start:
             return
         done = step - self.critic_start
@@ -209,6 +220,11 @@ class CreditAlgorithm(Algorithm):
                     self.best_valid_td.fill_(td)
                     self.bad_valid_evals.zero_()
                     self.best_critic.load_state_dict(self.critic.state_dict())
+                elif self.critic_lr_decay < 1.0:  # the authors' rule: decay, or end once the decays are spent
+                    decays = self.host_value("critic_lr_decays")
+                    stop = stop or decays >= self.critic_patience
+                    if not stop:
+                        self.set_host_value("critic_lr_decays", decays + 1)
                 else:
                     self.bad_valid_evals += 1
                 stop = stop or int(self.bad_valid_evals) >= self.critic_patience
@@ -221,6 +237,7 @@ class CreditAlgorithm(Algorithm):
                             "best_valid_td": float(self.best_valid_td),
                             "critic_steps": done,
                             "phase_ends": float(stop),
+                            "critic_lr_scale": self.critic_phase_lr_scale(),
                         },
                     )
         if stop:
@@ -262,9 +279,14 @@ class CreditAlgorithm(Algorithm):
     def optimizer_groups(self) -> list[dict[str, Any]]:
         return [{"params": list(self.critic.parameters()), "name": "critic"}]
 
+    def critic_phase_lr_scale(self) -> float:
+        """The critic's lr multiple in its critic-only phase: ``critic_lr_scale``, times ``critic_lr_decay`` per
+        decay made so far."""
+        return self.critic_lr_scale * self.critic_lr_decay ** self.host_value("critic_lr_decays")
+
     def optimizer_settings(self, progress: Progress) -> dict[str, dict[str, float]]:
         if self.in_critic_phase(progress.step):
-            return {"critic": {"lr_scale": self.critic_lr_scale}}
+            return {"critic": {"lr_scale": self.critic_phase_lr_scale()}}
         return {}
 
     def trains_model(self, progress: Progress) -> bool:
@@ -538,7 +560,7 @@ class ERAC(CreditAlgorithm):
     def optimizer_settings(self, progress: Progress) -> dict[str, dict[str, float]]:
         phase = self.phase_at(progress.step)
         if phase == CRITIC:
-            return {"critic": {"lr_scale": self.critic_lr_scale}}
+            return {"critic": {"lr_scale": self.critic_phase_lr_scale()}}
         if phase == JOINT:
             beta = {} if self.joint_adam_beta1 is None else {"beta1": self.joint_adam_beta1}
             return {"critic": {"lr_scale": self.joint_critic_lr_scale, **beta}, "model": dict(beta)}
