@@ -576,6 +576,9 @@ def test_the_critic_phase_ends_by_patience_or_by_the_authors_lr_decays(monkeypat
         resumed = build_algorithm("erac", ctx(), {**options, "critic_lr_decay": decay, "critic_options": TINY_CRITIC})
         resumed.load_state_dict(algo.state_dict())
         assert resumed.critic_phase_lr_scale() == 2.5 and int(resumed.critic_end) == stop_at
+        older = {k: v for k, v in algo.state_dict().items() if k != "critic_lr_decays"}  # a checkpoint from before
+        resumed.load_state_dict(older)
+        assert resumed.critic_phase_lr_scale() == 10.0
 
 
 @pytest.mark.parametrize(

@@ -158,6 +158,11 @@ class CreditAlgorithm(Algorithm):
         """The critic model's options (``critic_options``)."""
         return self.options.critic_options
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints from before ``critic_lr_decay`` existed made no decays
+        state_dict.setdefault(prefix + "critic_lr_decays", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ the critic-only phase
     critic_start = 0  # first step of the critic-only phase
     critic_cap = 0  # its length at most
