@@ -8,13 +8,15 @@ train_tok_per_s_compiled), train_tok_per_s_ratio_vs_plain (and _eager), greedy_d
 greedy_decode_sent_per_s_ratio_vs_plain, beam5_decode_sent_per_s, batch1_greedy_latency_ms, the captured
 searches' agreement with the eager ones (greedy_graph_vs_eager_identical_fraction,
 beam5_graph_vs_eager_identical_fraction) and their eager speeds (*_eager), and the same for BART (hf_bart_*).
-Writes benchmarks/results/speed_<device>.json unless --no-write.
+Writes benchmarks/results/speed_<device>.json unless --no-write; ``--profile DIR`` also writes torch.profiler tables of
+one pass of each search, captured and eager (``DIR/decode_{greedy,beam5}_{graph,eager}.txt``).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import math
 import os
 import shutil
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.bench import results as results_io
-from seqlab.bench.timing import first_batches
+from seqlab.bench.timing import first_batches, profile_table
 from seqlab.config import Config, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.models.base import shift_right
@@ -124,6 +126,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-bart", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="time only the eager training step")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--profile", type=Path, help="also write torch.profiler tables of one pass of each search here")
     ap.add_argument("overrides", nargs="*")
     return ap.parse_args()
 
@@ -284,6 +287,35 @@ def time_bf16_searches(
     return results
 
 
+def profile_decoding(
+    model: nn.Module, src_ids: list[list[int]], cfg: Config, device: torch.device, args: argparse.Namespace
+) -> list[Path]:
+    """torch.profiler tables (:func:`~seqlab.bench.timing.profile_table`) of one pass of greedy and beam-5 decoding
+    over the test sources, captured (CUDA graphs; the beam search's static one) and eager, after a warm-up pass
+    of each: ``<--profile>/decode_{greedy,beam5}_{graph,eager}.txt`` (eager only off CUDA)."""
+    written = []
+    modes = ("graph", "eager") if device.type == "cuda" else ("eager",)
+    for (beam, name), mode in itertools.product(((1, "greedy"), (5, "beam5")), modes):
+        env = {"SEQLAB_CUDA_GRAPHS": "1" if mode == "graph" else "0", "SEQLAB_STATIC_BEAM": "1"}
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            work = functools.partial(
+                decode_ids, model, src_ids, cfg.decode, device, beam_size=beam, batch_size=args.decode_batch
+            )
+            work()  # warm-up: captures every batch shape
+            path = args.profile / f"decode_{name}_{mode}.txt"
+            profile_table(work, device, path)
+            written.append(path)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return written
+
+
 def time_plain_decoding(
     plain: PlainTransformer, src_ids: list[list[int]], steps_of: list[int], device: torch.device, batch_size: int
 ) -> float:
@@ -366,6 +398,8 @@ def main() -> None:
             results.update(time_bf16_searches(model, src_ids, cfg, device, args, captured))
         except Exception as e:  # noqa: BLE001
             print(f"bf16 captured searches failed: {type(e).__name__}: {e}", flush=True)
+    if args.profile:
+        print("decoding profiles:", *profile_decoding(model, src_ids, cfg, device, args), flush=True)
 
     if not args.no_bart:
         results.update(bench_bart(batches, args, vocab, mo, src_ids, steps_of, device))

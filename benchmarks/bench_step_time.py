@@ -54,7 +54,7 @@ import torch
 
 from seqlab.algorithms.base import ALGORITHMS, load_plugins
 from seqlab.bench import results as results_io
-from seqlab.bench.timing import first_batches, timed_train_step
+from seqlab.bench.timing import first_batches, profile_table, timed_train_step
 from seqlab.compare.runner import split_overrides, uses_reward
 from seqlab.config import load_config
 from seqlab.data.batching import collate
@@ -91,22 +91,8 @@ PHASE_OVERRIDES = {
 
 
 def profile_steps(trainer: Trainer, batches: list, path: Path) -> None:
-    """Where a step's time goes: torch.profiler over a few steps, the top operators by self time."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for b in batches[:3]:
-            trainer.train_step(b)
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-    key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
-    text = [
-        prof.key_averages().table(sort_by=key, row_limit=40),
-        prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40),
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(text), encoding="utf-8")
+    """Where a step's time goes: torch.profiler over three steps, the top operators by self time."""
+    profile_table(lambda: [trainer.train_step(b) for b in batches[:3]], trainer.device, path)
 
 
 def make_trainer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -178,6 +179,28 @@ def test_training_throughput_reads_nothing_from_the_device_while_timed(monkeypat
     rate = bench.time_training(lambda b: events.append("step"), batches, warmup=1)
     assert rate == 5 * 2 / 2.0  # 5 target tokens in each of the 2 timed batches, over 2 s
     assert events == ["step"] * 3 + ["count"] * 2 + ["step"] * 2
+
+
+def test_decoding_profiles_are_written_for_each_search_and_leave_the_environment_as_it_was(tmp_path, monkeypatch):
+    """bench_speed --profile: one profiler table per search (greedy, beam 5; eager only on the CPU) with the
+    operators the decoding ran, and the switches it set for them restored afterwards."""
+    from types import SimpleNamespace
+
+    from helpers import tiny_overrides
+
+    from seqlab.config import load_config
+    from seqlab.train.trainer import Trainer
+
+    bench = load_script("bench_speed")
+    monkeypatch.setenv("SEQLAB_CUDA_GRAPHS", "1")
+    monkeypatch.delenv("SEQLAB_STATIC_BEAM", raising=False)
+    trainer = Trainer(load_config(None, tiny_overrides(tmp_path, "run")), console=False)
+    src_ids = [[5, 6, 7, 2], [8, 9, 2]]
+    args = SimpleNamespace(profile=tmp_path / "profiles", decode_batch=8)
+    written = bench.profile_decoding(trainer.model.eval(), src_ids, trainer.cfg, trainer.device, args)
+    assert [p.name for p in written] == ["decode_greedy_eager.txt", "decode_beam5_eager.txt"]
+    assert all("aten::" in p.read_text() for p in written)
+    assert os.environ["SEQLAB_CUDA_GRAPHS"] == "1" and "SEQLAB_STATIC_BEAM" not in os.environ
 
 
 def test_step_time_overrides_for_one_algorithm_reach_only_it(monkeypatch):

@@ -1,8 +1,11 @@
-"""Wall-clock time of one training step, with the GPU synchronised on both sides, and the batches benchmarks time."""
+"""Wall-clock time of one training step, with the GPU synchronised on both sides, the batches benchmarks time, and
+torch.profiler tables of what a piece of work spends its time on."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,3 +34,21 @@ def first_batches(trainer: Any, count: int) -> list:
         if len(batches) >= count:
             break
     return batches
+
+
+def profile_table(work: Callable[[], Any], device: torch.device, path: Path, rows: int = 40) -> None:
+    """Run ``work()`` under torch.profiler and write its operators to ``path``: the top ``rows`` by self CUDA time
+    (on a GPU; kernels replayed from a CUDA graph included), then by self host time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        work()
+        if cuda:
+            torch.cuda.synchronize()
+    table = prof.key_averages().table
+    text = ([table(sort_by="self_cuda_time_total", row_limit=rows)] if cuda else []) + [
+        table(sort_by="self_cpu_time_total", row_limit=rows)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(text), encoding="utf-8")
