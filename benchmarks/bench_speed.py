@@ -8,6 +8,9 @@ train_tok_per_s_compiled), train_tok_per_s_ratio_vs_plain (and _eager), greedy_d
 greedy_decode_sent_per_s_ratio_vs_plain, beam5_decode_sent_per_s, batch1_greedy_latency_ms, the captured
 searches' agreement with the eager ones (greedy_graph_vs_eager_identical_fraction,
 beam5_graph_vs_eager_identical_fraction) and their eager speeds (*_eager), and the same for BART (hf_bart_*).
+On CUDA also the captured searches in bf16 (*_graph_bf16): their speed, their agreement with fp32
+(*_graph_bf16_vs_fp32_identical_fraction) and with the eager searches in bf16
+(*_graph_bf16_vs_eager_bf16_identical_fraction), and test BLEU in both precisions (*_test_bleu_{fp32,graph_bf16}).
 Writes benchmarks/results/speed_<device>.json unless --no-write; ``--profile DIR`` also writes torch.profiler tables of
 one pass of each search, captured and eager (``DIR/decode_{greedy,beam5}_{graph,eager}.txt``).
 """
@@ -34,6 +37,7 @@ from seqlab.bench import results as results_io
 from seqlab.bench.timing import first_batches, profile_table
 from seqlab.config import Config, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.metrics import compute_metrics
 from seqlab.models.base import shift_right
 from seqlab.train.evaluate import decode_ids, pad_batch
 from seqlab.train.trainer import Trainer
@@ -252,6 +256,15 @@ def time_seqlab_decoding(
     return results, [len(h) + 1 for h in hyps], {1: hyps, 5: beams}
 
 
+def test_bleu_of(trainer: Trainer, args: argparse.Namespace) -> Callable[[list[list[int]]], float]:
+    """Corpus BLEU (sacrebleu, as ``seqlab evaluate``) of decoded test hypotheses, given as token ids in the order
+    of :func:`encoded_test_sources`."""
+    _, refs = trainer.task.test.references()
+    refs = refs[: args.test_sentences] if args.test_sentences else refs
+    tok = trainer.task.tgt_tokenizer
+    return lambda hyps: compute_metrics(["bleu"], [tok.decode(h) for h in hyps], refs)["bleu"]
+
+
 def time_bf16_searches(
     model: nn.Module,
     src_ids: list[list[int]],
@@ -259,10 +272,12 @@ def time_bf16_searches(
     device: torch.device,
     args: argparse.Namespace,
     fp32: dict[int, list[list[int]]],
+    bleu: Callable[[list[list[int]]], float],
 ) -> dict[str, float]:
     """The captured searches under bf16 autocast (SEQLAB_GRAPH_BF16=1; fp32 is the default): greedy and beam-5
-    throughput, batch-1 greedy latency, and the share of hypotheses equal to the fp32 captured searches' (``fp32``,
-    by beam size)."""
+    throughput, batch-1 greedy latency, the share of hypotheses equal to the fp32 captured searches' (``fp32``, by
+    beam size) and to the eager searches' under the same bf16 autocast, and test BLEU in both precisions (what
+    making bf16 the default would change)."""
     timed = timer(device)
 
     def decode(beam_size: int) -> list[list[int]]:
@@ -278,6 +293,15 @@ def time_bf16_searches(
             seconds = timed(functools.partial(lambda b, sink: sink.extend(decode(b)), beam, hyps))
             results[f"{name}_decode_sent_per_s_graph_bf16"] = len(src_ids) / seconds
             results[f"{name}_graph_bf16_vs_fp32_identical_fraction"] = identical_fraction(fp32[beam], hyps)
+            os.environ["SEQLAB_CUDA_GRAPHS"] = "0"
+            try:
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                    eager = decode(beam)
+            finally:
+                os.environ["SEQLAB_CUDA_GRAPHS"] = "1"
+            results[f"{name}_graph_bf16_vs_eager_bf16_identical_fraction"] = identical_fraction(eager, hyps)
+            results[f"{name}_test_bleu_fp32"] = bleu(fp32[beam])
+            results[f"{name}_test_bleu_graph_bf16"] = bleu(hyps)
         results["batch1_greedy_latency_ms_graph_bf16"] = batch1_latency_ms(
             model, src_ids, cfg, device, args.latency_sentences
         )
@@ -395,7 +419,7 @@ def main() -> None:
     results["batch1_greedy_latency_ms"] = batch1_latency_ms(model, src_ids, cfg, device, args.latency_sentences)
     if device.type == "cuda":
         try:  # opt-in precision, measured beside the default: a failure here must not lose the figures above
-            results.update(time_bf16_searches(model, src_ids, cfg, device, args, captured))
+            results.update(time_bf16_searches(model, src_ids, cfg, device, args, captured, test_bleu_of(trainer, args)))
         except Exception as e:  # noqa: BLE001
             print(f"bf16 captured searches failed: {type(e).__name__}: {e}", flush=True)
     if args.profile:

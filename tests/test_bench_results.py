@@ -203,6 +203,26 @@ def test_decoding_profiles_are_written_for_each_search_and_leave_the_environment
     assert os.environ["SEQLAB_CUDA_GRAPHS"] == "1" and "SEQLAB_STATIC_BEAM" not in os.environ
 
 
+def test_the_speed_bench_scores_decoded_ids_against_the_test_references(tmp_path):
+    """bench_speed's test BLEU (fp32 against bf16 decoding): the references' own ids score 100, a truncated
+    decoding less."""
+    from types import SimpleNamespace
+
+    from helpers import tiny_overrides
+
+    from seqlab.config import load_config
+    from seqlab.train.trainer import Trainer
+
+    bench = load_script("bench_speed")
+    trainer = Trainer(load_config(None, tiny_overrides(tmp_path, "run")), console=False)
+    args = SimpleNamespace(test_sentences=None)
+    _, refs = trainer.task.test.references()
+    ids = [trainer.task.tgt_tokenizer.encode(r[0]) for r in refs]
+    bleu = bench.test_bleu_of(trainer, args)
+    assert bleu(ids) == pytest.approx(100.0)
+    assert bleu([row[: max(1, len(row) // 2)] for row in ids]) < 90.0
+
+
 def test_step_time_overrides_for_one_algorithm_reach_only_it(monkeypatch):
     """bench_step_time: ``key=value`` reaches every algorithm's config, ``algo:key=value`` only that algorithm's
     (an option of AC that MLE's options would reject)."""
