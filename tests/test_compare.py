@@ -152,6 +152,34 @@ def test_split_overrides_and_yaml(tmp_path):
         load_compare_yaml(y)
 
 
+def test_the_command_line_wins_over_the_compare_file(tmp_path):
+    """A key=value on the command line reaches every row, also a row whose own settings in the file
+    (algorithm_options) set the same key; a label:key=value there wins over both."""
+    import argparse
+
+    y = tmp_path / "cmp.yaml"
+    y.write_text(
+        "config: configs/g2p_transformer.yaml\nout: OUT\nalgorithms: [raml, pg]\nseeds: [1]\nbudget_steps: 10\n"
+        "algorithm_options: {raml: {tau: 0.8, num_samples: 3}, pg: {num_samples: 3}}\n"
+    )
+    parser = argparse.ArgumentParser()
+    add_compare_parser(parser.add_subparsers(dest="command"))
+    args = [
+        "compare",
+        "--compare-config",
+        str(y),
+        "algorithm.options.num_samples=5",
+        "pg:algorithm.options.num_samples=7",
+    ]
+    spec = build_spec(parser.parse_args(args))
+
+    def options(label):
+        return load_config(spec.config, [*spec.overrides, *spec.variant(label).overrides]).algorithm.options
+
+    assert options("raml") == {"tau": 0.8, "num_samples": 5}
+    assert options("pg") == {"num_samples": 7}
+
+
 def test_plan_runs_share_checkpoint_budget_and_per_algorithm_overrides(tmp_path):
     spec = spec_for(
         tmp_path,

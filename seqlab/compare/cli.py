@@ -71,10 +71,13 @@ def build_spec(args: argparse.Namespace) -> CompareSpec:
         data["seeds"] = _int_list(args.seeds)
     data["overrides"] = list(data.get("overrides", [])) + common
     data["pretrain_overrides"] = list(data.get("pretrain_overrides", [])) + per.pop(PRETRAIN_LABEL, [])
-    merged = {k: list(v) for k, v in data.get("algorithm_overrides", {}).items()}
-    for label, items in per.items():
-        merged.setdefault(label, []).extend(items)
-    data["algorithm_overrides"] = merged
+    # the command line over the file: a row's own settings in the file (algorithm_options, algorithm_overrides), then
+    # the command line's key=value again (it would lose to them otherwise), then its label:key=value
+    in_file = data.get("algorithm_overrides", {})
+    data["algorithm_overrides"] = {
+        label: [*in_file.get(label, []), *(common if label in in_file else []), *per.get(label, [])]
+        for label in dict.fromkeys([*in_file, *per])
+    }
     return CompareSpec(**_checked(data))
 
 
