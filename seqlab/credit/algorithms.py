@@ -232,7 +232,7 @@ class CreditAlgorithm(Algorithm):
                         self.set_host_value("critic_lr_decays", decays + 1)
                 else:
                     self.bad_valid_evals += 1
-                stop = stop or int(self.bad_valid_evals) >= self.critic_patience
+                    stop = stop or int(self.bad_valid_evals) >= self.critic_patience
                 if self.ctx.log is not None:
                     self.ctx.log(
                         "critic",
@@ -565,7 +565,7 @@ class ERAC(CreditAlgorithm):
     def optimizer_settings(self, progress: Progress) -> dict[str, dict[str, float]]:
         phase = self.phase_at(progress.step)
         if phase == CRITIC:
-            return {"critic": {"lr_scale": self.critic_phase_lr_scale()}}
+            return super().optimizer_settings(progress)
         if phase == JOINT:
             beta = {} if self.joint_adam_beta1 is None else {"beta1": self.joint_adam_beta1}
             return {"critic": {"lr_scale": self.joint_critic_lr_scale, **beta}, "model": dict(beta)}

@@ -49,6 +49,7 @@ from seqlab.decoding.graphs import (
     warm_up,
 )
 from seqlab.decoding.static import CHUNK_STEPS
+from seqlab.erpo.engine import row_widths
 from seqlab.models.base import Encoded, mask_special
 from seqlab.rewards._common import content_lengths, masked_content
 
@@ -341,8 +342,7 @@ class SamplingLoop:
             if bool(self.done.all()):  # one host read per chunk
                 break
         tokens = self.history[:n, :taken]
-        columns = torch.arange(1, tokens.size(1) + 1, device=tokens.device)
-        width = max(int((tokens.ne(PAD_ID).any(0) * columns).max()), 1) if tokens.size(1) else 1  # one host read
+        width = max(int(row_widths(tokens).max()), 1) if tokens.numel() else 1  # one host read
         return LoopOutput(
             tokens[:, :width].clone(),
             self.logps[:n, :width].clone(),

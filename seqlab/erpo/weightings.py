@@ -21,13 +21,20 @@ def group_softmax(logits: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     return ex / denom[group].clamp_min(1e-30)
 
 
-def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` within each group, broadcast back to [N]."""
-    n_groups = group.numel()  # ids are below it: no read of the ids back from the device
+def group_totals(values: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per group id, the sum of ``values`` and their count; indexed by id up to ``group.numel()`` (the ids are below
+    it, so they are not read back from the device)."""
+    n_groups = group.numel()
     total = torch.zeros(n_groups, device=values.device, dtype=values.dtype).index_add_(0, group, values)
     count = torch.zeros(n_groups, device=values.device, dtype=values.dtype).index_add_(
         0, group, torch.ones_like(values)
     )
+    return total, count
+
+
+def group_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` within each group, broadcast back to [N]."""
+    total, count = group_totals(values, group)
     return (total / count.clamp_min(1))[group]
 
 
@@ -79,11 +86,7 @@ def pg_advantages(
             raise ValueError("the greedy (self-critical) baseline needs baseline_reward")
         return reward - baseline_reward[group]
     if baseline == "mean":
-        n_groups = group.numel()  # at least the number of groups, known without reading the ids back
-        total = torch.zeros(n_groups, device=reward.device, dtype=reward.dtype).index_add_(0, group, reward)
-        count = torch.zeros(n_groups, device=reward.device, dtype=reward.dtype).index_add_(
-            0, group, torch.ones_like(reward)
-        )
+        total, count = group_totals(reward, group)
         others = (count[group] - 1).clamp_min(1)
         loo = (total[group] - reward) / others
         return torch.where(count[group] > 1, reward - loo, reward)
