@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -321,9 +322,7 @@ def profile_decoding(
     modes = ("graph", "eager") if device.type == "cuda" else ("eager",)
     for (beam, name), mode in itertools.product(((1, "greedy"), (5, "beam5")), modes):
         env = {"SEQLAB_CUDA_GRAPHS": "1" if mode == "graph" else "0", "SEQLAB_STATIC_BEAM": "1"}
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        try:
+        with mock.patch.dict(os.environ, env):  # restored as it was afterwards
             work = functools.partial(
                 decode_ids, model, src_ids, cfg.decode, device, beam_size=beam, batch_size=args.decode_batch
             )
@@ -331,12 +330,6 @@ def profile_decoding(
             path = args.profile / f"decode_{name}_{mode}.txt"
             profile_table(work, device, path)
             written.append(path)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
     return written
 
 
