@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -576,7 +577,12 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
         if pair == latency_pair and (args.gpus > 0 or args.smoke) and not args.imitation_weights:
             res = {**res, **latency_pass(args, pair, teachers[pair], tag)}
         distill = json.loads((work / pair / "distilled" / "distill.json").read_text())
-        summary[pair] = {"eval": res, "distill": {k: v for k, v in distill.items() if k != "task_options"}}
+        summary[pair] = {
+            "eval": res,
+            "distill": {k: v for k, v in distill.items() if k != "task_options"},
+            "digests": provenance_digests(args, pair, teachers[pair]),
+        }
+        print(f"{pair}: digests {summary[pair]['digests']}")
         name = f"multi30k_{pair_name(pair)}"
         for row in args.rows:
             entries.append(
@@ -584,6 +590,10 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
             )
         for row in args.trained_rows:
             entries.append(results_io.entry(f"{name}_{row}_train_steps", res[f"{row}_steps"], "steps", command))
+        entries += [
+            results_io.entry(f"{name}_{run}_train_seconds", round(seconds, 1), "s", command)
+            for run, seconds in train_seconds(args, pair, tag).items()
+        ]
         steps_by_row = {row: res[f"{row}_steps"] for row in args.trained_rows}
         if len(set(steps_by_row.values())) > 1:  # a minutes limit stopped some rows first: not like for like
             print(f"WARNING: {pair}: the rows trained for different step counts {steps_by_row}; raise --nat-minutes")
@@ -606,6 +616,33 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {work / 'results.json'} and {work / 'summary.json'}")
     return entries
+
+
+def provenance_digests(args: argparse.Namespace, pair: str, teacher: Path) -> dict[str, str]:
+    """SHA-1 of the demonstrator's weights, the plain AT's (``--at-plain``) and the distilled training targets: runs
+    of a table trained in different device sessions, each from a demonstrator trained again there (training is
+    deterministic), are comparable only when these agree."""
+    from seqlab.train.checkpoint import weights_digest
+
+    digests = {"dat_weights": weights_digest(teacher)}
+    if args.at_plain:
+        digests["at_weights"] = weights_digest(best_checkpoint(Path(args.work) / pair / "at"))
+    targets = Path(args.work) / pair / "distilled" / "train.tgt"
+    digests["distilled_train_tgt"] = hashlib.sha1(targets.read_bytes()).hexdigest()
+    return digests
+
+
+def train_seconds(args: argparse.Namespace, pair: str, tag: str) -> dict[str, float]:
+    """Training seconds of the demonstrator, the plain AT (``--at-plain``) and each trained row up to stage ``tag``
+    (what a row costs, for planning runs within a device session's time)."""
+    work = Path(args.work) / pair
+    files = {
+        "dat": work / "dat" / "results.json",
+        **{row: work / row / f"results_{tag}.json" for row in args.trained_rows},
+    }
+    if args.at_plain:
+        files["at"] = work / "at" / "results.json"
+    return {run: json.loads(path.read_text())["train_seconds"] for run, path in files.items() if path.exists()}
 
 
 def latency_entries(args: argparse.Namespace, res: dict[str, Any], command: str) -> list[dict]:

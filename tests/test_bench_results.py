@@ -440,6 +440,40 @@ def test_nat_latency_entries_carry_the_issues_names():
     assert not any(name.startswith("nat_nokd") for name in got)  # another row whose name begins the same
 
 
+def test_nat_report_names_the_demonstrator_and_corpus_and_what_each_run_trained_for(tmp_path):
+    """bench_nat.provenance_digests / train_seconds: the weights digests of the demonstrator and the plain AT and the
+    distilled targets' digest (equal in two work folders with the same weights and corpus, different when one weight
+    differs), and each run's training seconds up to the stage (rows: their stage's results)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    bench = load_script("bench_nat")
+
+    def work(folder: str, bump: float = 0.0) -> SimpleNamespace:
+        root = tmp_path / folder
+        for run, seconds in (("dat", 120.0), ("at", 110.0)):
+            (root / "de-en" / run).mkdir(parents=True)
+            torch.save({"model": {"w": torch.arange(4.0) + bump}}, root / "de-en" / run / "checkpoint_best.pt")
+            (root / "de-en" / run / "results.json").write_text(json.dumps({"train_seconds": seconds}))
+        (root / "de-en" / "imitate_nat").mkdir()
+        (root / "de-en" / "imitate_nat" / "results_step100.json").write_text(json.dumps({"train_seconds": 33.3}))
+        (root / "de-en" / "distilled").mkdir()
+        (root / "de-en" / "distilled" / "train.tgt").write_text("a man .\n")
+        return SimpleNamespace(work=str(root), at_plain=True, trained_rows={"imitate_nat": None})
+
+    first, again, other = work("a"), work("b"), work("c", bump=1.0)
+    digests = [
+        bench.provenance_digests(w, "de-en", Path(w.work) / "de-en" / "dat" / "checkpoint_best.pt")
+        for w in (first, again, other)
+    ]
+    assert digests[0] == digests[1] and set(digests[0]) == {"dat_weights", "at_weights", "distilled_train_tgt"}
+    assert digests[2]["dat_weights"] != digests[0]["dat_weights"]
+    assert digests[2]["distilled_train_tgt"] == digests[0]["distilled_train_tgt"]
+    assert bench.train_seconds(first, "de-en", "step100") == {"dat": 120.0, "at": 110.0, "imitate_nat": 33.3}
+    assert bench.train_seconds(first, "de-en", "step200") == {"dat": 120.0, "at": 110.0}  # the stage not reached
+
+
 def test_a_shared_critic_shrunk_to_bf16_is_what_the_next_runs_load(tmp_path):
     """ckpt_weights.py --critic: a trainer checkpoint becomes its critic's weights alone in bf16 (the full file kept
     beside it, tied embeddings stored once: written twice, the Multi30k critic was 18.8 MiB, over the 16 a device
