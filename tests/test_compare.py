@@ -547,6 +547,22 @@ def test_report_statistics_and_missing_runs(tmp_path):
     assert "(baseline)" in paths["markdown"].read_text()
 
 
+def test_a_report_can_name_rows_whose_runs_were_put_beside_the_comparisons(tmp_path):
+    """write_report(labels): a row trained elsewhere (same start and settings) and put under runs/ is reported with
+    the comparison's rows and tested against the baseline; without labels the report keeps the comparison's rows."""
+    pytest.importorskip("matplotlib")
+    spec = spec_for(tmp_path, algorithms=["mle", "raml"], seeds=[1, 2])
+    run_compare(spec, launcher=fake_launcher([]), echo=lambda s: None)
+    out = Path(spec.out)
+    shutil.copytree(out / "runs" / "raml", out / "runs" / "raml_elsewhere")
+    write_report(out, baseline="mle", n_samples=50, labels=["mle", "raml", "raml_elsewhere"])
+    summ = json.loads((out / "report" / "summary.json").read_text())
+    assert list(summ["runs"]) == ["mle", "raml", "raml_elsewhere"]
+    assert summ["significance"]["raml_elsewhere"]["delta"] == summ["significance"]["raml"]["delta"]
+    write_report(out, baseline="mle", n_samples=50)
+    assert list(json.loads((out / "report" / "summary.json").read_text())["runs"]) == ["mle", "raml"]
+
+
 @pytest.mark.slow
 def test_compare_end_to_end_with_real_training(tmp_path):
     """Real subprocesses: pre-training, MLE and PG from its checkpoint, the report."""

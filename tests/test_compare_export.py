@@ -118,3 +118,16 @@ def test_entries_carry_the_commits_the_runs_were_trained_at(tmp_path, monkeypatc
         (out / run / "results.json").write_text(json.dumps({"steps": 5, "commit": code}))
     export_results(out, settings, command="c")
     assert {e["commit"] for e in json.loads((tmp_path / "results" / "r.json").read_text())} == {"aaa+bbb"}
+
+
+def test_only_the_reported_rows_runs_name_the_commits(tmp_path):
+    """run_commits(labels): a row of the folder left out of the report (and its critic) does not name the entries'
+    commit; the pre-training still does."""
+    from seqlab.compare.export import run_commits
+
+    out = tmp_path / "cmp"
+    for run, code in (("start", "s0"), ("runs/a/seed1", "a1"), ("runs/b/seed1", "b1"), ("critics/b", "b0")):
+        (out / run).mkdir(parents=True)
+        (out / run / "results.json").write_text(json.dumps({"commit": code}))
+    assert run_commits(out) == "a1+b0+b1+s0"
+    assert run_commits(out, {"a"}) == "a1+s0"

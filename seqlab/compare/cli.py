@@ -109,7 +109,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out = args.out or (load_compare_yaml(args.compare_config).get("out") if args.compare_config else None)
         if not out:
             raise ConfigError("seqlab compare --report-only needs --out DIR (or a --compare-config with out:)")
-        paths = write_report(out, baseline=args.baseline, n_samples=args.bootstrap_samples)
+        labels = _str_list(args.algorithms) if args.algorithms else None  # rows whose runs were put under runs/
+        paths = write_report(out, baseline=args.baseline, n_samples=args.bootstrap_samples, labels=labels)
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
         _export(args, out)
         return 0
@@ -157,7 +158,11 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         "algorithm_options {label: {option: value}}, algorithm_overrides, variants {label: {algorithm, "
         "overrides}}, ...; flags override it",
     )
-    p.add_argument("--algorithms", help="comma-separated algorithm names or variant labels, e.g. mle,raml,pg")
+    p.add_argument(
+        "--algorithms",
+        help="comma-separated algorithm names or variant labels, e.g. mle,raml,pg; with --report-only the rows to "
+        "report (runs/<label>/ of each), also rows whose runs were put there from another comparison",
+    )
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2,3,4,5")
     p.add_argument("--pretrain-steps", type=int, help="steps of the shared MLE pre-training (0: none)")
     p.add_argument("--init-from", help="an existing MLE checkpoint to start every run from (skips pre-training)")

@@ -17,6 +17,7 @@ import json
 import shlex
 import shutil
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,15 @@ def export_settings(
     )
 
 
-def run_commits(out: str | Path) -> str:
+def run_commits(out: str | Path, labels: Collection[str] | None = None) -> str:
     """The commits the comparison's runs were trained at (``commit`` in each results.json), joined by ``+`` when a
-    comparison resumed with newer code; empty when no run recorded one."""
-    found = set()
-    for path in Path(out).glob("**/results.json"):
+    comparison resumed with newer code; empty when no run recorded one.  ``labels``: only these rows' runs and
+    critics count (with the pre-training), not the other rows' in the folder."""
+    found, root = set(), Path(out)
+    for path in root.glob("**/results.json"):
+        parts = path.relative_to(root).parts
+        if labels is not None and parts[0] in ("runs", "critics") and parts[1] not in labels:
+            continue
         code = json.loads(path.read_text(encoding="utf-8")).get("commit")
         if code:
             found.add(str(code))
@@ -86,7 +91,8 @@ def export_results(out: str | Path, settings: ExportSettings, command: str | Non
         raise ConfigError(f"{out}: no report to export (report/summary.json); run the comparison first")
     command = command or "seqlab " + shlex.join(sys.argv[1:])
     rows = benchmark_entries(out, settings.prefix, settings.split, settings.label_suffix)
-    code = run_commits(out) or results.commit()
+    reported = json.loads((report / "summary.json").read_text(encoding="utf-8")).get("runs")
+    code = run_commits(out, None if reported is None else set(reported)) or results.commit()
     entries = [{**results.entry(m, v, u, command), "commit": code} for m, v, u in rows]
     path = results.write(settings.results, entries)
     target = (

@@ -20,7 +20,7 @@ import html
 import json
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,15 +135,17 @@ def _algorithm_of(run_dir: Path, label: str) -> str:
     return label
 
 
-def collect(out: Path) -> tuple[dict[str, list[RunRecord]], list[str]]:
-    """Finished runs by label (in the comparison's algorithm order) and the names of unfinished ones."""
+def collect(out: Path, labels: Sequence[str] | None = None) -> tuple[dict[str, list[RunRecord]], list[str]]:
+    """Finished runs by label (in the comparison's algorithm order, or ``labels``': rows whose runs were put under
+    ``runs/`` from elsewhere, e.g. the same settings and start trained in another session) and the names of
+    unfinished ones."""
     out = Path(out)
     plan = (
         json.loads((out / "compare.json").read_text(encoding="utf-8"))["spec"]
         if (out / "compare.json").exists()
         else {"algorithms": sorted(p.name for p in (out / "runs").iterdir()), "seeds": []}
     )
-    labels = list(plan["algorithms"])
+    labels = list(labels or plan["algorithms"])
     records: dict[str, list[RunRecord]] = {}
     missing = []
     for label in labels:
@@ -1108,12 +1110,12 @@ def _report_html(report: _Report) -> str:
 
 
 def _report_inputs(
-    out: Path, baseline: str | None
+    out: Path, baseline: str | None, labels: Sequence[str] | None = None
 ) -> tuple[dict[str, Any], str, dict[str, list[RunRecord]], list[str], dict[str, Any], list[str]]:
     """(settings, baseline, finished runs, unfinished run names, test references, metrics); refuses no runs."""
     settings = _settings(out)
     baseline = baseline or settings["spec"].get("baseline", "mle")
-    records, missing = collect(out)
+    records, missing = collect(out, labels)
     refs_path = out / "test.refs.json"
     task_refs = json.loads(refs_path.read_text(encoding="utf-8")) if refs_path.exists() else {}
     metrics = metric_names(records, (task_refs.get("metrics") or [None])[0])
@@ -1122,13 +1124,16 @@ def _report_inputs(
     return settings, baseline, records, missing, task_refs, metrics
 
 
-def write_report(out: str | Path, baseline: str | None = None, n_samples: int = 1000) -> dict[str, Path]:
+def write_report(
+    out: str | Path, baseline: str | None = None, n_samples: int = 1000, labels: Sequence[str] | None = None
+) -> dict[str, Path]:
     """Write ``out/report/{report.md, report.html, curves.png, space.png, schedules.png, critics.png,
-    summary.json}`` (schedules and critics where the runs logged them)."""
+    summary.json}`` (schedules and critics where the runs logged them); ``labels``: these rows instead of the
+    comparison's (:func:`collect`)."""
     out = Path(out)
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    settings, baseline, records, missing, task_refs, metrics = _report_inputs(out, baseline)
+    settings, baseline, records, missing, task_refs, metrics = _report_inputs(out, baseline, labels)
     spec, fingerprint = settings["spec"], settings["fingerprint"]
     primary = metrics[0]
     eval_sets = _eval_sets(out, records, task_refs, spec)
