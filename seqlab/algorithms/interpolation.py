@@ -13,7 +13,7 @@ import torch
 from torch.profiler import record_function
 
 from seqlab.algorithms.base import AlgorithmContext, Progress, register
-from seqlab.algorithms.policy import prefix_schedule
+from seqlab.algorithms.policy import PrefixScheduled
 from seqlab.algorithms.sequence import Candidates, KLOptions, RewardAlgorithm, RewardOptions
 from seqlab.erpo.proposals import REWARD_DRAWS, REWARD_UNITS, token_mixture
 from seqlab.erpo.schedules import make_schedule
@@ -171,7 +171,7 @@ class MixerAnnealOptions(MixtureOptions):
 
 
 @register("mixer_anneal")
-class MixerAnneal(MixtureAlgorithm):
+class MixerAnneal(PrefixScheduled, MixtureAlgorithm):
     """MIXER inside the framework: the first m tokens copied from the data (z=3), the rest drawn from
     (model, reward) with weights ``tail``; m shrinks along the ``prefix`` schedule."""
 
@@ -179,13 +179,6 @@ class MixerAnneal(MixtureAlgorithm):
     summary = "MIXER inside the framework: data prefix, then model / reward tokens"
     display_name = "MIXER-alike anneal"
     max_finetune_lr = 5e-5  # model-drawn suffixes collapse above it (BENCHMARKS.md, Multi30k)
-
-    def __init__(self, ctx: AlgorithmContext, options: Any = None):
-        super().__init__(ctx, options)
-        self.prefix = prefix_schedule(self.options.prefix)
-
-    def schedules(self):
-        return {"prefix": self.prefix}
 
     def propose(self, model, batch, enc, progress=None) -> Candidates:
         progress = progress or Progress()

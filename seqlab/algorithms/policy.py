@@ -39,6 +39,20 @@ def prefix_schedule(option: Any) -> Whole:
     return Whole(make_schedule(option if option is not None else DEFAULT_PREFIX))
 
 
+class PrefixScheduled:
+    """Mixin of the algorithms that keep a data prefix of m tokens (MIXER, the MIXER-alike anneal): m follows the
+    ``prefix`` option's schedule (:func:`prefix_schedule`), logged and checkpointed as the schedule ``prefix``."""
+
+    options: Any
+
+    def __init__(self, ctx: Any, options: Any = None):
+        super().__init__(ctx, options)  # the algorithm base class next in the MRO
+        self.prefix = prefix_schedule(self.options.prefix)
+
+    def schedules(self) -> dict[str, Whole]:
+        return {"prefix": self.prefix}
+
+
 @dataclass
 class SamplingOptions(KLOptions, RewardOptions):
     normalize_advantages: bool = field(default=False, metadata={"help": NORMALIZE_HELP})
@@ -171,7 +185,7 @@ class MIXEROptions(SamplingOptions):
 
 
 @register("mixer")
-class MIXER(SamplingAlgorithm):
+class MIXER(PrefixScheduled, SamplingAlgorithm):
     """MIXER: the first m target tokens from the data (cross-entropy), the rest sampled from the model and
     trained by REINFORCE with a mean baseline; m follows a schedule (default: shrinks by ``delta`` tokens
     every ``every`` epochs from ``start``)."""
@@ -181,13 +195,6 @@ class MIXER(SamplingAlgorithm):
     display_name = "MIXER"
     breadth = 3
     annealed = True
-
-    def __init__(self, ctx, options=None):
-        super().__init__(ctx, options)
-        self.prefix = prefix_schedule(self.options.prefix)
-
-    def schedules(self):
-        return {"prefix": self.prefix}
 
     def propose(self, model, batch, enc, progress=None) -> Candidates:
         progress = progress or Progress()
