@@ -312,15 +312,14 @@ def plot_curves(records: dict[str, list[RunRecord]], metric: str, path: Path, st
             )
     if start is not None:
         ax.axhline(start, color="gray", ls="--", lw=1, label="shared MLE checkpoint (step 0)")
-    ax.set_xlabel("training step (after the shared MLE checkpoint)")
-    ax.set_ylabel(f"validation {metric}")
-    ax.set_title(f"Validation {metric}: mean over seeds (band: min–max)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_line_plot(
+        fig,
+        ax,
+        path,
+        "training step (after the shared MLE checkpoint)",
+        f"validation {metric}",
+        f"Validation {metric}: mean over seeds (band: min–max)",
+    )
 
 
 def plot_space(records: dict[str, list[RunRecord]], stats: dict[str, Stats], metric: str, path: Path) -> Path:
@@ -534,9 +533,23 @@ def plot_critics(out: Path, path: Path) -> Path | None:
     for i, (label, by_step) in enumerate(sorted(curves.items())):
         steps = sorted(by_step)
         ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], marker="o", ms=3, color=f"C{i % 10}", label=label)
-    ax.set_xlabel("critic pre-training step (the actor fixed)")
-    ax.set_ylabel("validation |TD error| per token")
-    ax.set_title("Critic pre-training: validation TD error (mean over seeds)")
+    return _save_line_plot(
+        fig,
+        ax,
+        path,
+        "critic pre-training step (the actor fixed)",
+        "validation |TD error| per token",
+        "Critic pre-training: validation TD error (mean over seeds)",
+    )
+
+
+def _save_line_plot(fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label, grid and legend one line plot, write it to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
