@@ -208,6 +208,7 @@ def critic_entries(prefix: str, out: Path, labels: set[str] | None = None) -> li
         rows += [
             ("valid_td_first", round(float(evals[0]["valid_td"]), 4), "validation |TD| at the first evaluation"),
             ("valid_td_best", round(min(float(r["valid_td"]) for r in evals), 4), "best validation |TD|"),
+            ("valid_td_worst", round(max(float(r["valid_td"]) for r in evals), 4), "worst validation |TD|"),
             ("valid_td_last", round(float(evals[-1]["valid_td"]), 4), "validation |TD| at the last evaluation"),
             ("steps", int(evals[-1]["critic_steps"]), "critic-only steps until the phase ended"),
         ]

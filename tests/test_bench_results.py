@@ -107,6 +107,7 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_pg_anneal_moves_min"] == 0 and got["m_pg_anneal_moves_max"] == 1  # validation_anneal's moves
     assert got["m_ac_critic_valid_td_first"] == 0.41 and got["m_ac_critic_valid_td_best"] == 0.41
     assert got["m_ac_critic_valid_td_last"] == 0.44 and got["m_ac_critic_steps"] == 1000
+    assert got["m_ac_critic_valid_td_worst"] == 0.44
     assert got["m_ac_critic_train_seconds"] == 930.0 and got["m_ac_critic_actor_valid_bleu"] == 40.2
     assert got["m_ac_critic_actor_return_first"] == 9.35 and got["m_ac_critic_actor_entropy_first"] == 0.99
     assert got["m_ac_critic_q_first_last"] == 4.0 and got["m_ac_critic_q_argmax_is_pi_argmax_last"] == 0.5
