@@ -538,3 +538,32 @@ def test_pack_state_brings_back_a_comparison_without_checkpoints_but_with_the_ke
     monkeypatch.setattr(module, "RETURN_LIMIT", 3)
     with pytest.raises(SystemExit, match="16 MiB"):
         module.pack(cmp, tmp_path / "OUT2", ["critics/*/checkpoint_last.pt"])
+
+
+def test_a_critic_that_prefers_the_reference_tokens_ranks_them_first_along_the_references():
+    """critic_on_references.reference_stats: a stand-in critic whose Q is the reward to come for the reference token
+    and -1 for every other ranks the reference token first everywhere, values the whole reference at its return and
+    has no error against the return to go; one that values an outside token above all ranks the reference's second."""
+    import torch
+
+    from seqlab.data.vocab import EOS_ID, PAD_ID
+    from seqlab.rewards import reward_increments
+
+    bench = load_script("critic_on_references")
+    refs = torch.tensor([[5, 6, 7, 8, EOS_ID], [9, 10, EOS_ID, PAD_ID, PAD_ID]])
+    to_go = reward_increments("bleu", refs, refs, scale_by_length=True).flip(-1).cumsum(-1).flip(-1)
+
+    def oracle(ref, tokens):
+        q = torch.full((*tokens.shape, 12), -1.0)
+        return q.scatter(-1, tokens.unsqueeze(-1), to_go[: len(ref)].unsqueeze(-1))
+
+    got = bench.reference_stats(oracle, refs)
+    assert got["next_token_top1"] == 1.0 and got["next_token_rank_median"] == 1.0
+    assert got["q_return_to_go_abs_error"] == 0.0
+    assert got["q_first_mean"] == pytest.approx(got["return_mean"]) and got["return_mean"] > 1.0
+
+    def elsewhere(ref, tokens):
+        return oracle(ref, tokens).index_fill(-1, torch.tensor([11]), 1e3)  # token 11 is in no reference
+
+    worse = bench.reference_stats(elsewhere, refs)
+    assert worse["next_token_top1"] == 0.0 and worse["next_token_rank_median"] == 2.0
