@@ -5,13 +5,14 @@ matching n-grams and keeps every later match possible. A critic Q(y*_<t, w; y*) 
 rank y*_t first, and its value of the whole reference, Q(BOS, y*_1), should approach the reference's return (its
 sentence-BLEU reward increments summed, times |y*| with ``scale_by_length``, as the runs train). This script reads
 critics as the credit runs leave them (a bare state dict in bf16 from ``benchmarks/ckpt_weights.py --critic``, or a
-trainer checkpoint) and scores them on the validation references of a task (the CPU is enough):
+trainer checkpoint; the architecture from the run's config.yaml beside it, else the credit table's critic) and
+scores them on the validation references of a task (the CPU is enough):
 
     python benchmarks/critic_on_references.py --tokenizers RUN/tokenizers --data .devdata/multi30k \\
         --critic beta0.001_lvar0=critics__erac_beta0.001_lvar0__checkpoint_last.pt --critic beta1_lvar0=... \\
-        --prefix multi30k_credit_ablation --results multi30k_credit_ablation
+        --prefix multi30k_credit_ablation --results critic_references_cpu
 
-Entries ``<prefix>_<label>_refs_<quantity>`` (with ``SEQLAB_DEVICE`` naming where the critic was trained):
+Entries ``<prefix>_<label>_refs_<quantity>`` (their device is the machine that scored the critics):
 ``next_token_top1`` (share of reference positions, EOS included, whose argmax is the reference token),
 ``next_token_rank_median`` (the reference token's rank, 1 = first), ``q_first_mean`` (Q(BOS, y*_1)),
 ``return_mean`` (the references' return), ``q_return_to_go_abs_error`` (mean |Q(y*_<t, y*_t) − G_t| with G_t the
@@ -25,6 +26,7 @@ import statistics
 from pathlib import Path
 
 import torch
+import yaml
 
 from seqlab.bench import results as results_io
 from seqlab.credit.critic import ReferenceCritic, load_critic_state
@@ -33,7 +35,7 @@ from seqlab.rewards import reward_increments
 from seqlab.tasks.base import load_task
 from seqlab.train.evaluate import encode_lines, pad_batch
 
-#: the credit table's critic (benchmarks/suites/multi30k_credit.yaml)
+#: the credit table's critic (benchmarks/suites/multi30k_credit.yaml), where no config.yaml sits beside a checkpoint
 CRITIC_OPTIONS = {
     "d_model": 256,
     "n_heads": 4,
@@ -50,8 +52,20 @@ UNITS = {
 }
 
 
+def critic_architecture(path: Path) -> tuple[str, dict]:
+    """The critic's architecture and options from the run's ``config.yaml`` beside the checkpoint (as a comparison
+    leaves it under ``critics/<label>/``), else the credit table's critic."""
+    config = path.parent / "config.yaml"
+    if not config.exists():
+        return "transformer", CRITIC_OPTIONS
+    options = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("algorithm", {}).get("options", {})
+    if options.get("critic_reads_source"):
+        raise SystemExit(f"{config}: a critic that reads the source is not scored here (references only)")
+    return options.get("critic_arch", "transformer"), options.get("critic_options") or CRITIC_OPTIONS
+
+
 def load_critic(path: Path, vocab_size: int) -> ReferenceCritic:
-    critic = ReferenceCritic.build(vocab_size, "transformer", CRITIC_OPTIONS)
+    critic = ReferenceCritic.build(vocab_size, *critic_architecture(path))
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_critic_state(path).items()}
     critic.load_state_dict(state)
     return critic.eval()

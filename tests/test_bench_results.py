@@ -567,3 +567,15 @@ def test_a_critic_that_prefers_the_reference_tokens_ranks_them_first_along_the_r
 
     worse = bench.reference_stats(elsewhere, refs)
     assert worse["next_token_top1"] == 0.0 and worse["next_token_rank_median"] == 2.0
+
+
+def test_the_critics_architecture_comes_from_the_run_beside_it(tmp_path):
+    """critic_on_references.critic_architecture: the run's config.yaml beside the checkpoint names the critic's
+    architecture and options; without one, the credit table's critic."""
+    bench = load_script("critic_on_references")
+    assert bench.critic_architecture(tmp_path / "bare.pt") == ("transformer", bench.CRITIC_OPTIONS)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(
+        "algorithm:\n  options:\n    critic_arch: lstm\n    critic_options: {hidden: 64}\n"
+    )
+    assert bench.critic_architecture(tmp_path / "run" / "checkpoint_last.pt") == ("lstm", {"hidden": 64})
