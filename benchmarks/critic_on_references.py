@@ -30,6 +30,7 @@ import yaml
 
 from seqlab.bench import results as results_io
 from seqlab.credit.critic import ReferenceCritic, load_critic_state
+from seqlab.credit.targets import value_variance
 from seqlab.data.vocab import PAD_ID
 from seqlab.rewards import reward_increments
 from seqlab.tasks.base import load_task
@@ -83,16 +84,12 @@ def reference_stats(critic: ReferenceCritic, refs: torch.Tensor, batch: int = 64
         better = (q > taken.unsqueeze(-1)).sum(-1)  # how many actions the critic values above the reference's
         inc = reward_increments("bleu", ref, ref, scale_by_length=True)  # r_t along the reference
         to_go = inc.flip(-1).cumsum(-1).flip(-1)  # G_t = sum_{k >= t} r_k
-        finite = torch.where(torch.isfinite(q), q, torch.zeros_like(q))
-        count = torch.isfinite(q).sum(-1).clamp(min=1)
-        mean = finite.sum(-1, keepdim=True) / count.unsqueeze(-1)
-        var = torch.where(torch.isfinite(q), (finite - mean).pow(2), torch.zeros_like(q)).sum(-1) / count
         top1 += (better[valid] == 0).float().tolist()
         ranks += (better[valid] + 1).tolist()
         q_first += taken[:, 0].tolist()
         returns += inc.sum(-1).tolist()
         to_go_err += (taken - to_go).abs()[valid].tolist()
-        spread += var.sqrt()[valid].tolist()
+        spread += value_variance(q, "mean").sqrt()[valid].tolist()  # over the allowed actions
     return {
         "next_token_top1": statistics.fmean(top1),
         "next_token_rank_median": float(statistics.median(ranks)),
