@@ -232,10 +232,9 @@ def time_seqlab_decoding(
 
     def against_eager(beam_size: int, captured: list[list[int]], name: str) -> None:
         """The captured search must give the eager search's hypotheses; also time the eager search."""
-        os.environ["SEQLAB_CUDA_GRAPHS"] = "0"
-        eager = decode(beam_size)
-        t_eager = timed(lambda: decode(beam_size))
-        os.environ["SEQLAB_CUDA_GRAPHS"] = "1"
+        with mock.patch.dict(os.environ, {"SEQLAB_CUDA_GRAPHS": "0"}):
+            eager = decode(beam_size)
+            t_eager = timed(lambda: decode(beam_size))
         same = identical_fraction(eager, captured)
         results[f"{name}_graph_vs_eager_identical_fraction"] = same
         results[f"{name}_decode_sent_per_s_eager"] = len(src_ids) / t_eager
@@ -247,13 +246,12 @@ def time_seqlab_decoding(
     results["greedy_decode_sent_per_s"] = len(src_ids) / timed(lambda: hyps.extend(decode(1)))
     if device.type == "cuda":
         against_eager(1, hyps, "greedy")
-    os.environ["SEQLAB_STATIC_BEAM"] = "1"  # the captured beam search (opt-in: eager is the default)
-    decode(5)  # warm-up
     beams: list[list[int]] = []
-    results["beam5_decode_sent_per_s"] = len(src_ids) / timed(lambda: beams.extend(decode(5)))
-    if device.type == "cuda":
-        against_eager(5, beams, "beam5")
-    os.environ.pop("SEQLAB_STATIC_BEAM")
+    with mock.patch.dict(os.environ, {"SEQLAB_STATIC_BEAM": "1"}):  # the captured beam search (eager: the default)
+        decode(5)  # warm-up
+        results["beam5_decode_sent_per_s"] = len(src_ids) / timed(lambda: beams.extend(decode(5)))
+        if device.type == "cuda":
+            against_eager(5, beams, "beam5")
     return results, [len(h) + 1 for h in hyps], {1: hyps, 5: beams}
 
 
@@ -284,31 +282,23 @@ def time_bf16_searches(
     def decode(beam_size: int) -> list[list[int]]:
         return decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
 
-    os.environ["SEQLAB_STATIC_BEAM"] = "1"
-    os.environ["SEQLAB_GRAPH_BF16"] = "1"
     results = {}
-    try:
+    with mock.patch.dict(os.environ, {"SEQLAB_STATIC_BEAM": "1", "SEQLAB_GRAPH_BF16": "1"}):
         for beam, name in ((1, "greedy"), (5, "beam5")):
             decode(beam)  # warm-up: captures in bf16
             hyps: list[list[int]] = []
             seconds = timed(functools.partial(lambda b, sink: sink.extend(decode(b)), beam, hyps))
             results[f"{name}_decode_sent_per_s_graph_bf16"] = len(src_ids) / seconds
             results[f"{name}_graph_bf16_vs_fp32_identical_fraction"] = identical_fraction(fp32[beam], hyps)
-            os.environ["SEQLAB_CUDA_GRAPHS"] = "0"
-            try:
+            with mock.patch.dict(os.environ, {"SEQLAB_CUDA_GRAPHS": "0"}):
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
                     eager = decode(beam)
-            finally:
-                os.environ["SEQLAB_CUDA_GRAPHS"] = "1"
             results[f"{name}_graph_bf16_vs_eager_bf16_identical_fraction"] = identical_fraction(eager, hyps)
             results[f"{name}_test_bleu_fp32"] = bleu(fp32[beam])
             results[f"{name}_test_bleu_graph_bf16"] = bleu(hyps)
         results["batch1_greedy_latency_ms_graph_bf16"] = batch1_latency_ms(
             model, src_ids, cfg, device, args.latency_sentences
         )
-    finally:
-        os.environ.pop("SEQLAB_GRAPH_BF16")
-        os.environ.pop("SEQLAB_STATIC_BEAM")
     return results
 
 
