@@ -200,26 +200,29 @@ def critic_entries(prefix: str, out: Path, labels: set[str] | None = None) -> li
     for log_path in sorted((out / "critics").glob("*/log.jsonl")):
         records = read_log(log_path)
         label, evals = log_path.parent.name, [r for r in records if r.get("kind") == "critic"]
-        if not evals or (labels is not None and label not in labels):
+        results = log_path.parent / "results.json"
+        res = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
+        fixed = (res.get("algorithm_options") or {}).get("critic_patience", 0) is None  # a fixed-length phase
+        if not (evals or fixed) or (labels is not None and label not in labels):
             continue
         name = f"{prefix}_{label}_critic"
         actor = [(k, series(records, "train", k)) for k in ("return", "entropy")]
         rows = [(f"actor_{k}_first", round(v[0], 4), f"the fixed actor's logged {k} (first)") for k, v in actor if v]
-        rows += [
-            ("valid_td_first", round(float(evals[0]["valid_td"]), 4), "validation |TD| at the first evaluation"),
-            ("valid_td_best", round(min(float(r["valid_td"]) for r in evals), 4), "best validation |TD|"),
-            ("valid_td_worst", round(max(float(r["valid_td"]) for r in evals), 4), "worst validation |TD|"),
-            ("valid_td_last", round(float(evals[-1]["valid_td"]), 4), "validation |TD| at the last evaluation"),
-            ("steps", int(evals[-1]["critic_steps"]), "critic-only steps until the phase ended"),
-        ]
+        if evals:
+            rows += [
+                ("valid_td_first", round(float(evals[0]["valid_td"]), 4), "validation |TD| at the first evaluation"),
+                ("valid_td_best", round(min(float(r["valid_td"]) for r in evals), 4), "best validation |TD|"),
+                ("valid_td_worst", round(max(float(r["valid_td"]) for r in evals), 4), "worst validation |TD|"),
+                ("valid_td_last", round(float(evals[-1]["valid_td"]), 4), "validation |TD| at the last evaluation"),
+            ]
+        steps = int(evals[-1]["critic_steps"]) if evals else int(res["algorithm_options"]["critic_pretrain_steps"])
+        rows.append(("steps", steps, "critic-only steps until the phase ended"))
         critic_phase = [r for r in records if r.get("kind") == "train" and r.get("phase") == CRITIC_PHASE]
         for key, what in CRITIC_LAST.items():
             values = series(critic_phase[-LAST_RECORDS:], "train", key)
             if values:
                 rows.append((f"{key}_last", round(sum(values) / len(values), 4), what))
-        results = log_path.parent / "results.json"
-        if results.exists():
-            res = json.loads(results.read_text(encoding="utf-8"))
+        if res:
             seconds = res.get("train_seconds")
             rows += [("train_seconds", round(seconds, 1), "s (the critic phase and one joint step)")] if seconds else []
             rows += [

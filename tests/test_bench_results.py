@@ -88,6 +88,11 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     records += [{"kind": "critic", "step": s, "valid_td": td, "critic_steps": s} for s, td in evals]
     (critic / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     (critic / "results.json").write_text(json.dumps({"train_seconds": 930.04, "valid": {"bleu": 40.202}}))
+    fixed = critic.parent / "erac"  # a fixed-length critic phase (critic_patience null) logged no evaluation
+    fixed.mkdir()
+    (fixed / "log.jsonl").write_text(json.dumps({"kind": "train", "step": 2000, "phase": 1.0, "q_first": 0.8}) + "\n")
+    options = {"critic_patience": None, "critic_pretrain_steps": 2000}
+    (fixed / "results.json").write_text(json.dumps({"train_seconds": 896.0, "algorithm_options": options}))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "log_diagnostics.py"
     env = {**os.environ, "SEQLAB_RESULTS_DIR": str(tmp_path / "results")}
     args = ["--out", str(tmp_path / "cmp"), "--prefix", "m", "--results", "diag", "--curves"]
@@ -112,6 +117,8 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     assert got["m_ac_critic_actor_return_first"] == 9.35 and got["m_ac_critic_actor_entropy_first"] == 0.99
     assert got["m_ac_critic_q_first_last"] == 4.0 and got["m_ac_critic_q_argmax_is_pi_argmax_last"] == 0.5
     assert "m_ac_critic_pi_of_q_argmax_last" not in got  # never logged: no entry
+    assert got["m_erac_critic_steps"] == 2000 and got["m_erac_critic_q_first_last"] == 0.8
+    assert not any(name.startswith("m_erac_critic_valid_td") for name in got)
     # test hypotheses, mean over seeds (seed 2 = the references): seed 1 loops in one of 3, runs long in it, ends
     # in a symbol run in another; its length ratio is (4 + 9 + 2) / (4 + 3 + 4) tokens (13a keeps "cat''''''" whole)
     assert got["m_pg_test_repeat_share"] == round((1 / 3) / 2, 4) == got["m_pg_test_overlong_share"]

@@ -581,6 +581,33 @@ def test_the_critic_phase_ends_by_patience_or_by_the_authors_lr_decays(monkeypat
         assert resumed.critic_phase_lr_scale() == 10.0
 
 
+def test_a_fixed_length_critic_phase_logs_its_evaluations_and_keeps_its_last_critic(monkeypatch):
+    """critic_patience null: evaluations at the usual cadence are logged (kind ``critic``) but end nothing; the phase
+    runs critic_pretrain_steps steps and keeps the critic it ends with, not the best one seen."""
+    logged = []
+    context = ctx()
+    context.log = lambda kind, step, values: logged.append((kind, step, values))
+    options = {"critic_pretrain_steps": 6, "critic_eval_every": 2, "critic_patience": None}
+    algo = build_algorithm("erac", context, {**options, "critic_options": TINY_CRITIC})
+    tds = iter([0.3, 0.5, 0.7])  # the best first: a patience rule would end the phase or restore it
+    monkeypatch.setattr(algo, "validate_critic", lambda model: next(tds))
+    head = next(algo.critic.parameters())
+    for step in range(1, 8):
+        with torch.no_grad():
+            head.fill_(float(step))
+        algo.update_critic_phase(None, step)
+        if not algo.in_critic_phase(step):
+            break
+    assert step == 6 and int(algo.critic_end) == 6
+    assert torch.all(head == 6.0)  # the last critic, not the best (step 2)
+    assert [(k, s, v["valid_td"], v["critic_steps"]) for k, s, v in logged] == [
+        ("critic", 2, 0.3, 2),
+        ("critic", 4, 0.5, 4),
+        ("critic", 6, 0.7, 6),
+    ]
+    assert [v["phase_ends"] for _, _, v in logged] == [0.0, 0.0, 1.0]
+
+
 @pytest.mark.parametrize(
     "options", [{"critic_lr_decay": 0.0}, {"critic_lr_decay": 1.5}, {"critic_lr_decay": 0.5, "critic_patience": None}]
 )

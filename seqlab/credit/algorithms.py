@@ -208,15 +208,12 @@ class CreditAlgorithm(Algorithm):
         """At the start of a step of the critic-only phase: every ``critic_eval_every`` critic steps, validate the
         critic (logged as kind ``critic``), keep the best, and end the phase after ``critic_patience`` evaluations
         without improvement (with ``critic_lr_decay`` < 1: decay the lr instead, until ``critic_patience`` decays
-        were made) or at ``critic_cap`` steps; the best critic is then restored."""
+        were made) or at ``critic_cap`` steps; the best critic is then restored.  With ``critic_patience`` null the
+        phase runs ``critic_cap`` steps and keeps its last critic; the evaluations are only logged."""
         if self.host_value("critic_end") >= 0 or self.critic_cap <= 0 or step < self.critic_start:
             return
         done = step - self.critic_start
-        evaluate = (
-            self.critic_patience is not None
-            and done > 0
-            and (done % self.critic_eval_every == 0 or done >= self.critic_cap)
-        )
+        evaluate = done > 0 and (done % self.critic_eval_every == 0 or done >= self.critic_cap)
         stop = done >= self.critic_cap
         if evaluate:
             td = self.validate_critic(model)
@@ -224,7 +221,10 @@ class CreditAlgorithm(Algorithm):
                 if td < float(self.best_valid_td):
                     self.best_valid_td.fill_(td)
                     self.bad_valid_evals.zero_()
-                    self.best_critic.load_state_dict(self.critic.state_dict())
+                    if self.best_critic is not None:
+                        self.best_critic.load_state_dict(self.critic.state_dict())
+                elif self.critic_patience is None:  # a fixed length: logged only, the last critic is kept
+                    pass
                 elif self.critic_lr_decay < 1.0:  # the authors' rule: decay, or end once the decays are spent
                     decays = self.host_value("critic_lr_decays")
                     stop = stop or decays >= self.critic_patience
