@@ -586,3 +586,28 @@ def test_the_critics_architecture_comes_from_the_run_beside_it(tmp_path):
         "algorithm:\n  options:\n    critic_arch: lstm\n    critic_options: {hidden: 64}\n"
     )
     assert bench.critic_architecture(tmp_path / "run" / "checkpoint_last.pt") == ("lstm", {"hidden": 64})
+
+
+def test_op_counts_counts_kernel_launching_operations_and_where_they_run():
+    """benchmarks/op_counts.py: views and detach are not counted; the optimizer's operations are counted apart;
+    operations inside a capturable loop (seqlab/decoding/sampling.py) are marked so."""
+    import torch
+
+    from seqlab.decoding.sampling import inverse_cdf
+
+    ops = load_script("op_counts")
+    layer = torch.nn.Linear(4, 4)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    counter = ops.OpCounter(sites=True)
+    optimizer.step = counter.apart(optimizer.step)
+    x = torch.randn(2, 4)
+    with counter:
+        # forward addmm, relu, sum; backward ones_like (the seed), threshold_backward, mm (weight), sum (bias)
+        layer(x).relu().sum().backward()
+        outside, loops = counter.total, counter.in_loops
+        optimizer.step()
+        inverse_cdf(torch.tensor([[0.5, 0.5]]), torch.tensor([0.7]))
+    assert outside == 7 and loops == 0
+    assert counter.optimizer > 0 and counter.total > outside  # SGD's steps apart; the draw's in total
+    assert counter.in_loops == counter.total - outside > 0
+    assert all(site.endswith("(loop)") for site in counter.by_site if "decoding/sampling.py" in site)

@@ -1,0 +1,160 @@
+"""How many tensor operations one training step of each algorithm dispatches, and from where (CPU).
+
+A Transformer of this size steps as fast as the host can queue kernels (BENCHMARKS.md, Speed: the trainer's GPU was
+busy for half of each MLE step), so the number of operations a step dispatches is a first measure of its cost that
+needs no GPU. This counts them on the CPU: one step of each algorithm on the tests' tiny task (after 3 untimed
+steps), with the real model's depth (3 + 3 layers, 4 heads; small widths), forward and backward, every ATen
+operation that runs a kernel (views, ``detach`` and allocations without a fill are left out), each attributed to the
+innermost frame of seqlab's own code that asked for it. The optimizer's step is counted apart: on the CPU Adam
+steps each parameter on its own, on a GPU the trainer's is one fused kernel. A captured CUDA graph replays a loop's kernels without the
+host: ``--sites`` shows which counts a capture would take off the host (``decoding/``), and which remain.
+
+    python benchmarks/op_counts.py --algorithms mle,pg,interpolation,ac,erac,vaml [--sites 12]
+
+Entries ``<algo>_ops_per_step_cpu`` and ``<algo>_ops_per_step_ratio_vs_mle_cpu`` in benchmarks/results/op_counts_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host_reads import tests_helpers  # noqa: E402
+
+#: operations that launch no kernel on a GPU: metadata, aliasing and uninitialised allocations
+NO_KERNEL = {"detach", "empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh", "alias"}
+#: the real model's depth and heads, at small widths (the number of operations does not depend on the widths)
+DEPTH = '{"d_model": 32, "n_heads": 4, "ffn_dim": 64, "encoder_layers": 3, "decoder_layers": 3, "dropout": 0.1}'
+
+
+def launches_a_kernel(func: torch._ops.OpOverload) -> bool:
+    return not func.is_view and func.overloadpacket.__name__ not in NO_KERNEL
+
+
+#: the fixed-shape loops a CUDA graph replays on a GPU (``SEQLAB_SAMPLING_GRAPHS=1``, the static searches)
+CAPTURABLE = ("seqlab/decoding/sampling.py", "seqlab/decoding/static.py")
+
+
+def seqlab_site() -> tuple[str, bool]:
+    """The innermost frame of seqlab's own code on the stack (``other`` when none: PyTorch's autograd engine), and
+    whether a capturable loop (:data:`CAPTURABLE`) is on the stack."""
+    stack = traceback.extract_stack()[:-2]
+    in_loop = any(frame.filename.endswith(CAPTURABLE) for frame in stack)
+    for frame in reversed(stack):
+        if "/seqlab/" in frame.filename:
+            return f"{frame.filename.split('/seqlab/')[-1]}:{frame.lineno}", in_loop
+    return "other", in_loop
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the kernel-launching operations dispatched inside it, by seqlab site (``sites``) or in all."""
+
+    def __init__(self, sites: bool) -> None:
+        super().__init__()
+        self.by_site: collections.Counter = collections.Counter()
+        self.total = 0
+        self.in_loops = 0  # of total: inside a capturable loop
+        self.optimizer = 0  # counted apart: on a GPU the optimizer step is one fused kernel (``fused=True``)
+        self.in_optimizer = False
+        self.sites = sites
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if launches_a_kernel(func):
+            if self.in_optimizer:
+                self.optimizer += 1
+            else:
+                self.total += 1
+                site, in_loop = seqlab_site()
+                self.in_loops += in_loop
+                if self.sites:
+                    self.by_site[site + (" (loop)" if in_loop else "")] += 1
+        return func(*args, **(kwargs or {}))
+
+    def apart(self, step: Callable[..., Any]) -> Callable[..., Any]:
+        """``step`` (the optimizer's), its operations counted in ``optimizer`` instead of ``total``."""
+
+        def counted_apart(*args: Any, **kwargs: Any) -> Any:
+            self.in_optimizer = True
+            try:
+                return step(*args, **kwargs)
+            finally:
+                self.in_optimizer = False
+
+        return counted_apart
+
+
+def count_ops(algorithm: str, work: Path, sites: bool, options: str | None = None) -> OpCounter:
+    """The operations of one training step of ``algorithm`` (after three untimed steps) on the tests' tiny task."""
+    from seqlab.config import load_config
+    from seqlab.data.batching import collate
+    from seqlab.train.trainer import Trainer
+
+    extra = {"algorithm.name": algorithm, "model.options": DEPTH}
+    if options:
+        extra["algorithm.options"] = options
+    overrides = tests_helpers().tiny_overrides(work, algorithm, **extra)
+    trainer = Trainer(load_config(None, overrides), console=False)
+    trainer.sampler.set_epoch(0)
+    batches = [collate(trainer.train_data, indices) for indices in list(trainer.sampler)[:4]]
+    for batch in batches[:3]:
+        trainer.train_step(batch)
+    torch.manual_seed(0)
+    counter = OpCounter(sites)
+    trainer.optimizer.step = counter.apart(trainer.optimizer.step)
+    with counter:
+        trainer.train_step(batches[3])
+    return counter
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--algorithms", default="mle,raml,pg,interpolation,mixer,ac,erac,vaml")
+    ap.add_argument("--sites", type=int, default=0, help="print each algorithm's N busiest seqlab sites")
+    ap.add_argument("--label", default="", help="suffix of the metric names (e.g. _before)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    from seqlab.bench import results as results_io
+
+    torch.set_num_threads(1)
+    command = "python benchmarks/op_counts.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    counts: dict[str, dict[str, int]] = {}  # algorithm -> {"": all, "_outside_loops": without the loops}
+    with tempfile.TemporaryDirectory() as tmp:
+        for algorithm in args.algorithms.split(","):
+            counter = count_ops(algorithm, Path(tmp), sites=args.sites > 0)
+            outside = counter.total - counter.in_loops
+            counts[algorithm] = {"": counter.total, "_outside_loops": outside}
+            print(
+                f"{algorithm:16s} {counter.total:6d} operations per step, {outside} outside capturable loops "
+                f"(+ {counter.optimizer} in the optimizer)"
+            )
+            for site, n in counter.by_site.most_common(args.sites):
+                print(f"    {n:6d}  {site}")
+    entries = []
+    what = {"": "", "_outside_loops": ", outside the loops a CUDA graph replays"}
+    for algorithm, by_part in counts.items():
+        for part, total in by_part.items():
+            unit = f"kernel-launching ATen operations in one training step{what[part]} (tiny 3+3 Transformer, CPU)"
+            name = f"{algorithm}_ops_per_step{part}_cpu{args.label}"
+            entries.append(results_io.entry(name, total, unit, command))
+            if "mle" in counts and algorithm != "mle":
+                ratio = round(total / counts["mle"][part], 2)
+                name = f"{algorithm}_ops_per_step{part}_ratio_vs_mle_cpu{args.label}"
+                entries.append(results_io.entry(name, ratio, "x MLE's operations per step", command))
+    if not args.no_write:
+        print(f"{len(entries)} entries -> {results_io.write('op_counts_cpu', entries)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
