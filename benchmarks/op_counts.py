@@ -6,12 +6,14 @@ needs no GPU. This counts them on the CPU: one step of each algorithm on the tes
 steps), with the real model's depth (3 + 3 layers, 4 heads; small widths), forward and backward, every ATen
 operation that runs a kernel (views, ``detach`` and allocations without a fill are left out), each attributed to the
 innermost frame of seqlab's own code that asked for it. The optimizer's step is counted apart: on the CPU Adam
-steps each parameter on its own, on a GPU the trainer's is one fused kernel. A captured CUDA graph replays a loop's kernels without the
-host: ``--sites`` shows which counts a capture would take off the host (``decoding/``), and which remain.
+steps each parameter on its own, on a GPU the trainer's is one fused kernel. A captured CUDA graph replays a loop's
+kernels without the host: the operations inside the capturable loops are counted apart too, and ``--sites`` marks
+them ``(loop)``.
 
     python benchmarks/op_counts.py --algorithms mle,pg,interpolation,ac,erac,vaml [--sites 12]
 
-Entries ``<algo>_ops_per_step_cpu`` and ``<algo>_ops_per_step_ratio_vs_mle_cpu`` in benchmarks/results/op_counts_cpu.json.
+Entries ``<algo>_ops_per_step[_outside_loops]_cpu`` and ``<algo>_ops_per_step[_outside_loops]_ratio_vs_mle_cpu`` in
+benchmarks/results/op_counts_cpu.json.
 """
 
 from __future__ import annotations
