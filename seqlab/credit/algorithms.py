@@ -223,16 +223,8 @@ class CreditAlgorithm(Algorithm):
                     self.bad_valid_evals.zero_()
                     if self.best_critic is not None:
                         self.best_critic.load_state_dict(self.critic.state_dict())
-                elif self.critic_patience is None:  # a fixed length: logged only, the last critic is kept
-                    pass
-                elif self.critic_lr_decay < 1.0:  # the authors' rule: decay, or end once the decays are spent
-                    decays = self.host_value("critic_lr_decays")
-                    stop = stop or decays >= self.critic_patience
-                    if not stop:
-                        self.set_host_value("critic_lr_decays", decays + 1)
-                else:
-                    self.bad_valid_evals += 1
-                    stop = stop or int(self.bad_valid_evals) >= self.critic_patience
+                elif self.critic_patience is not None:  # (a fixed length only logs its evaluations)
+                    stop = self.no_improvement(stop)
                 if self.ctx.log is not None:
                     self.ctx.log(
                         "critic",
@@ -250,6 +242,19 @@ class CreditAlgorithm(Algorithm):
                 self.critic.load_state_dict(self.best_critic.state_dict())
             self.set_host_value("critic_end", step)
             self.on_critic_end()
+
+    def no_improvement(self, stop: bool) -> bool:
+        """After an evaluation without improvement: whether the phase ends now (``stop``: it ends anyway).  The
+        authors' rule (``critic_lr_decay`` < 1) decays the lr, or ends once ``critic_patience`` decays are spent;
+        the patience rule ends after ``critic_patience`` such evaluations in a row."""
+        if self.critic_lr_decay < 1.0:
+            decays = self.host_value("critic_lr_decays")
+            stop = stop or decays >= self.critic_patience
+            if not stop:
+                self.set_host_value("critic_lr_decays", decays + 1)
+            return stop
+        self.bad_valid_evals += 1
+        return stop or int(self.bad_valid_evals) >= self.critic_patience
 
     def on_critic_end(self) -> None:
         """Hook when the critic-only phase ends (ERAC restarts its target critic from the critic)."""
