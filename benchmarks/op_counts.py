@@ -30,10 +30,6 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from host_reads import tests_helpers  # noqa: E402
-
 #: operations that launch no kernel on a GPU: metadata, aliasing and uninitialised allocations
 NO_KERNEL = {"detach", "empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh", "alias"}
 #: the real model's depth and heads, at small widths (the number of operations does not depend on the widths)
@@ -98,6 +94,8 @@ class OpCounter(TorchDispatchMode):
 
 def count_ops(algorithm: str, work: Path, sites: bool, options: str | None = None) -> OpCounter:
     """The operations of one training step of ``algorithm`` (after three untimed steps) on the tests' tiny task."""
+    from host_reads import tests_helpers  # beside this script (the tests' tiny task)
+
     from seqlab.config import load_config
     from seqlab.data.batching import collate
     from seqlab.train.trainer import Trainer
