@@ -169,3 +169,36 @@ def test_a_static_step_attending_to_the_written_positions_only_gives_the_same_lo
             assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
             assert cut["self"][0]["window"] == t + 1 and whole["self"][0]["window"] == 24
             tokens = a.argmax(-1)
+
+
+def test_a_static_beam_search_ends_once_every_source_is_settled():
+    """A Transformer trained on targets that are either empty or 20 tokens long: the empty output ranks first and
+    the long ones ramble on.  Settled sources end the fixed-shape search a chunk in (the full search runs the whole
+    budget) with the eager search's hypotheses and scores."""
+    torch.manual_seed(0)
+    model = build_model(
+        "transformer", V, V, d_model=32, n_heads=4, ffn_dim=64, encoder_layers=1, decoder_layers=1, dropout=0.0
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for step in range(60):
+        g = torch.Generator().manual_seed(step)
+        tgt = torch.randint(4, V, (16, 21), generator=g)
+        tgt[:, 20] = EOS_ID
+        empty = torch.rand(16, generator=g) < 0.5
+        tgt[empty] = PAD_ID
+        tgt[empty, 0] = EOS_ID
+        loss = F.cross_entropy(
+            model(sources(100 + step, 16, 12), shift_right(tgt)).transpose(1, 2), tgt, ignore_index=PAD_ID
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    src = sources(0, rows=5, longest=12)
+    with torch.no_grad():
+        taken = {a: search_for(model, src, 4, 1.5, 10, 256, graph=False, settle=a).run(src) for a in (None, 0.6)}
+    assert taken[0.6] == CHUNK_STEPS < taken[None]
+    eager = beam_search(model, src, beam_size=4, length_penalty=0.6, static=False)
+    fixed = beam_search(model, src, beam_size=4, length_penalty=0.6, static=True)
+    assert torch.equal(eager.tokens, fixed.tokens) and eager.tokens.ne(PAD_ID).sum(1).eq(1).all()  # EOS alone
+    assert torch.allclose(eager.scores, fixed.scores, atol=1e-5)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.decoding.beam import gnmt_length_penalty, settled_sources
 from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, loop_precision, pad_source, round_up, stepper_for
 from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled
 from seqlab.decoding.static import search_for, static_search_enabled
@@ -185,11 +186,6 @@ def sample(model: Seq2SeqModel, src: torch.Tensor, num_samples: int = 1, tempera
     return sample_or_greedy(model, src, greedy=False, num_samples=num_samples, temperature=temperature, **kw)
 
 
-def gnmt_length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
-    """((5 + |y|) / 6) ** alpha (Wu et al. 2016)."""
-    return ((5.0 + lengths.float()) / 6.0) ** alpha
-
-
 @torch.no_grad()
 def static_search(
     model: Seq2SeqModel,
@@ -205,8 +201,9 @@ def static_search(
     StaticSearch`): captured as CUDA graphs on a GPU (in the precision of
     :func:`~seqlab.decoding.graphs.loop_precision`), run eagerly elsewhere; the eager searches' results."""
     graph = static_search_enabled(model, src)
+    settle = length_penalty if beam_size > 1 and n_best == 1 else None
     with loop_precision(src.device):
-        search = search_for(model, src, beam_size, max_len_a, max_len_b, max_len, graph=graph)
+        search = search_for(model, src, beam_size, max_len_a, max_len_b, max_len, graph=graph, settle=settle)
         taken = search.run(src)
     b, k = src.size(0), beam_size
     if k == 1:
@@ -236,7 +233,8 @@ def beam_search(
     static: bool | None = None,
 ) -> Hypotheses:
     """Beam search; finished hypotheses stay in the beam with a frozen score, ranked at the end by
-    score / GNMT length penalty.  Returns ``n_best`` rows per source (b*n_best ...).
+    score / GNMT length penalty.  Returns ``n_best`` rows per source (b*n_best ...).  With ``n_best`` 1 it stops
+    once every source's result is settled (:mod:`seqlab.decoding.beam`): the same hypotheses, fewer steps.
 
     ``static``: run it as one fixed-shape search (:mod:`seqlab.decoding.static`, captured as CUDA graphs on a
     GPU); the hypotheses are the eager search's.  Default: only with ``SEQLAB_STATIC_BEAM=1`` -- on one H200 the
@@ -280,7 +278,9 @@ def beam_search(
         scores = top_scores
         state = model.select_state(state, origin)
         prev = tok
-        if t % DONE_CHECK_EVERY == DONE_CHECK_EVERY - 1 and bool(done.all()):
+        if t % DONE_CHECK_EVERY == DONE_CHECK_EVERY - 1 and bool(
+            settled_sources(scores, lengths, done, limits, length_penalty).all() if n_best == 1 else done.all()
+        ):
             break
     normalized = scores.view(-1) / gnmt_length_penalty(lengths, length_penalty)
     normalized = normalized.view(b, k)

@@ -8,7 +8,8 @@ happens per step is a tensor op on preallocated buffers:
   state's reset) reads a fixed ``[rows, width]`` source buffer;
 * a *chunk* of :data:`CHUNK_STEPS` search steps (decoder step on the static KV cache, then the greedy
   choice or the beam's top-k with the cache rows reordered in place).  Finished hypotheses are masked, not
-  removed, so every shape stays fixed; the host reads one flag per chunk (the end test) and stops.
+  removed, so every shape stays fixed; the host reads one flag per chunk (the end test: every row finished, or
+  for the best beam hypothesis alone every source settled, :mod:`seqlab.decoding.beam`) and stops.
 
 On CUDA each part is captured once per (rows, source width, step budget) bucket and replayed; elsewhere the
 same code runs eagerly (what the CPU tests compare with :func:`seqlab.decoding.search.beam_search`'s eager
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.decoding.beam import settled_sources
 from seqlab.decoding.graphs import (
     SOURCE_BUCKET,
     STEP_BUCKET,
@@ -63,7 +65,9 @@ class StaticSearch:
     """Greedy (``beam == 1``) or beam search of one bucketed shape; ``graph=True`` captures and replays it.
 
     ``rows`` sources of at most ``width`` tokens; each source has ``beam`` hypotheses (rows s*beam ..
-    s*beam+beam-1); decoding runs at most ``steps`` steps (a multiple of CHUNK_STEPS)."""
+    s*beam+beam-1); decoding runs at most ``steps`` steps (a multiple of CHUNK_STEPS).  ``settle``: the length
+    penalty's alpha, to end a beam search once every source's best hypothesis is settled (None: once every
+    hypothesis finished)."""
 
     @torch.no_grad()
     def __init__(
@@ -78,8 +82,10 @@ class StaticSearch:
         max_len: int,
         device: torch.device,
         graph: bool,
+        settle: float | None = None,
     ):
         self.model, self.rows, self.width, self.beam, self.steps = model, rows, width, beam, steps
+        self.settle = settle if beam > 1 else None
         self.limit_rule = (max_len_a, max_len_b, max_len)
         n = rows * beam
         self.src = torch.full((rows, width), PAD_ID, dtype=torch.long, device=device)
@@ -94,6 +100,7 @@ class StaticSearch:
         self.logps = torch.zeros(n, steps, device=device)  # greedy: log p of each chosen token
         self.scores = torch.zeros(rows, beam, device=device)  # beam: running (unnormalised) scores
         self.lengths = torch.zeros(n, dtype=torch.long, device=device)
+        self.ended = torch.zeros((), dtype=torch.bool, device=device)  # the end test, written by each chunk
         self.base = (torch.arange(rows, device=device) * beam).unsqueeze(1)
         vocab = torch.arange(model.vocab_size, device=device)
         self.not_eos = vocab.ne(EOS_ID).unsqueeze(0)
@@ -141,6 +148,11 @@ class StaticSearch:
                 self._greedy_step(written)
             else:
                 self._beam_step(written)
+        if self.settle is None:
+            self.ended.copy_(self.done.all())
+        else:
+            settled = settled_sources(self.scores, self.lengths, self.done, self.limits, self.settle)
+            self.ended.copy_(settled.all())
 
     def _log_probs(self, written: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         step = self.t.clone()  # static_step advances t
@@ -228,7 +240,7 @@ class StaticSearch:
             else:
                 self.chunk_graphs[min(index, len(self.chunk_graphs) - 1)].replay()
             taken += CHUNK_STEPS
-            if bool(self.done.all()):  # the end test: one host read per chunk
+            if bool(self.ended):  # the end test: one host read per chunk
                 break
         return taken
 
@@ -237,19 +249,27 @@ _CACHE: OrderedDict[tuple, StaticSearch] = OrderedDict()
 
 
 def search_for(
-    model: Any, src: torch.Tensor, beam: int, max_len_a: float, max_len_b: int, max_len: int, graph: bool
+    model: Any,
+    src: torch.Tensor,
+    beam: int,
+    max_len_a: float,
+    max_len_b: int,
+    max_len: int,
+    graph: bool,
+    settle: float | None = None,
 ) -> StaticSearch:
     """The search of ``src``'s bucket: a cached captured one of the same shape when one exists."""
     rows, width = bucket_rows(src.size(0)), round_up(src.size(1), SOURCE_BUCKET)
     steps = step_budget(src.size(1), max_len_a, max_len_b, max_len)
+    shape = (rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device)
     if not graph:
-        return StaticSearch(model, rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device, False)
-    key = (id(model), rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device, precision_key())
+        return StaticSearch(model, *shape, False, settle)
+    key = (id(model), *shape, settle, precision_key())
     search = _CACHE.get(key)
     if search is not None and search.model is model:
         _CACHE.move_to_end(key)
         return search
-    search = StaticSearch(model, rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device, True)
+    search = StaticSearch(model, *shape, True, settle)
     _CACHE[key] = search
     evict(_CACHE, MAX_SEARCHES, graph_cache_bytes())
     return search
