@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_decoding_static import V, sources
+from tiny import DECODING_VOCAB as V
+from tiny import random_sources as sources
 
 from seqlab.data.vocab import EOS_ID
 from seqlab.decoding import beam_search, search

@@ -5,25 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import DECODING_VOCAB
+from tiny import random_sources as sources
 
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding import beam_search, greedy_search
 from seqlab.decoding.static import CHUNK_STEPS, StaticSearch, search_for, step_budget
 from seqlab.models import build_model, shift_right
 
-V = 30
-
-
-def sources(seed: int, rows: int = 5, longest: int = 11) -> torch.Tensor:
-    """Random sources of varied lengths (EOS, then PAD), padded to the longest."""
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(4, V, (rows, longest), generator=g)
-    lens = torch.randint(2, longest + 1, (rows,), generator=g)
-    lens[0] = longest
-    for r, n in enumerate(lens.tolist()):
-        src[r, n - 1] = EOS_ID
-        src[r, n:] = PAD_ID
-    return src
+V = DECODING_VOCAB
 
 
 @pytest.fixture(scope="module")

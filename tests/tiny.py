@@ -79,3 +79,19 @@ __all__ = [
     "seq_log_probs",
     "shift_right",
 ]
+
+
+#: the vocabulary of the decoding tests' tiny models
+DECODING_VOCAB = 30
+
+
+def random_sources(seed: int, rows: int = 5, longest: int = 11, vocab: int = DECODING_VOCAB) -> torch.Tensor:
+    """Random sources of varied lengths (EOS, then PAD), padded to the longest (the decoding tests' inputs)."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, vocab, (rows, longest), generator=g)
+    lens = torch.randint(2, longest + 1, (rows,), generator=g)
+    lens[0] = longest
+    for r, n in enumerate(lens.tolist()):
+        src[r, n - 1] = EOS_ID
+        src[r, n:] = PAD_ID
+    return src
