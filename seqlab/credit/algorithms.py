@@ -630,7 +630,7 @@ class ERAC(CreditAlgorithm):
         )
         q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         valid = tokens.ne(PAD_ID)
-        return torch.where(valid, (q_taken - target).abs(), torch.zeros_like(target)).sum(), valid.sum()
+        return torch.where(valid, (q_taken - target).abs(), 0.0).sum(), valid.sum()
 
     def loss(self, model: Seq2SeqModel, batch: Any, progress: Progress) -> tuple[torch.Tensor, Stats]:
         phase = self.phase_at(progress.step)
@@ -662,7 +662,7 @@ class ERAC(CreditAlgorithm):
         loss = self.critic_weight * c_loss / n_tok
         q_taken = q.detach().gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         valid = tokens.ne(PAD_ID)
-        td_abs = torch.where(valid, (q_taken - target).abs(), torch.zeros_like(target))
+        td_abs = torch.where(valid, (q_taken - target).abs(), 0.0)
         stats = {
             "phase": float(phase),
             "td_abs": td_abs.sum() / n_tok,
@@ -705,7 +705,7 @@ def normalized_actor_coefficients(
     :func:`~seqlab.credit.targets.actor_coefficients` divided by sigma (sum_w pi grad log pi = 0: V changes
     nothing)."""
     probs, keep, adv = soft_advantages(log_pi, q, tau, l2_log_pi)
-    centred = torch.where(keep, adv - (probs * adv).sum(-1, keepdim=True), torch.zeros_like(adv))
+    centred = torch.where(keep, adv - (probs * adv).sum(-1, keepdim=True), 0.0)
     mask = valid.float()
     var = ((probs * centred.pow(2)).sum(-1) * mask).sum() / mask.sum().clamp(min=1)
     return probs * centred / (var.sqrt() + eps)

@@ -15,6 +15,7 @@ A Q of ``-inf`` marks an action that cannot be taken (PAD and BOS always, see
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,6 +25,12 @@ from seqlab.data.vocab import EOS_ID, PAD_ID
 
 
 # --------------------------------------------------------------------------- masks and values
+def finite(x: torch.Tensor) -> torch.Tensor:
+    """torch.isfinite in two kernels instead of its four (|x| < inf: False for +-inf and NaN alike); these masks
+    run over [N, T, V] tensors, so each pass saved is one read of the vocabulary-wide tensor."""
+    return x.abs() < math.inf
+
+
 def next_state_mask(tokens: torch.Tensor) -> torch.Tensor:
     """[N, T] True where the action at t leads to a non-terminal state whose values sit at t+1."""
     live = tokens.ne(PAD_ID) & tokens.ne(EOS_ID)
@@ -34,7 +41,7 @@ def next_state_mask(tokens: torch.Tensor) -> torch.Tensor:
 def shift_next(values: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """values [N, T] of states s_t -> values of s_{t+1} at position t, 0 where s_{t+1} is terminal."""
     nxt = F.pad(values[:, 1:], (0, 1))
-    return torch.where(next_state_mask(tokens), nxt, torch.zeros_like(nxt))
+    return torch.where(next_state_mask(tokens), nxt, 0.0)
 
 
 def soft_value(q: torch.Tensor, tau: float) -> torch.Tensor:
@@ -51,10 +58,7 @@ def soft_policy(q: torch.Tensor, tau: float) -> torch.Tensor:
 
 def expectation(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """sum_w p(w) v(w), skipping entries where p = 0 or v = -inf (forbidden actions)."""
-    keep = (probs > 0) & torch.isfinite(values)
-    return torch.where(keep, probs * torch.where(keep, values, torch.zeros_like(values)), torch.zeros_like(probs)).sum(
-        -1
-    )
+    return (probs * torch.where(finite(values), values, 0.0)).sum(-1)  # p = 0 gives 0 * v = 0: no second mask
 
 
 def entropy(log_probs: torch.Tensor) -> torch.Tensor:
@@ -69,7 +73,7 @@ def soft_bellman_residual(q: torch.Tensor, tokens: torch.Tensor, rewards: torch.
     q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     v_next = shift_next(soft_value(q, tau), tokens)
     valid = tokens.ne(PAD_ID)
-    return torch.where(valid, q_taken - (rewards + v_next), torch.zeros_like(q_taken))
+    return torch.where(valid, q_taken - (rewards + v_next), 0.0)
 
 
 def vaml_coefficients(q: torch.Tensor, tau: float) -> torch.Tensor:
@@ -141,11 +145,11 @@ def action_rewards(
 
 def value_variance(q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """sum_w (Q(w) - mean_w Q)^2 over the allowed actions (``"sum"``) or its mean (``"mean"``), [N, T]."""
-    allowed = torch.isfinite(q)
+    allowed = finite(q)
     count = allowed.sum(-1).clamp(min=1)
-    q0 = torch.where(allowed, q, torch.zeros_like(q))
+    q0 = torch.where(allowed, q, 0.0)
     mean = q0.sum(-1, keepdim=True) / count[..., None]
-    sq = torch.where(allowed, (q0 - mean).pow(2), torch.zeros_like(q0)).sum(-1)
+    sq = torch.where(allowed, (q0 - mean).pow(2), 0.0).sum(-1)
     if reduction == "sum":
         return sq
     if reduction == "mean":
@@ -169,13 +173,13 @@ def critic_loss(
     which the TD term alone never reaches; the mean runs over the allowed actions other than a_t."""
     valid = tokens.ne(PAD_ID)
     q_taken = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    td = torch.where(valid, q_taken - target.detach(), torch.zeros_like(q_taken))
+    td = torch.where(valid, q_taken - target.detach(), 0.0)
     loss = 0.5 * td.pow(2).sum()
     if var_weight > 0:
         loss = loss + var_weight * (value_variance(q, var_reduction) * valid).sum()
     if other_targets is not None and other_weight > 0:
-        others = torch.isfinite(q) & ~F.one_hot(tokens, q.size(-1)).bool()
-        diff = torch.where(others, q - other_targets.detach(), torch.zeros_like(q))
+        others = finite(q) & ~F.one_hot(tokens, q.size(-1)).bool()
+        diff = torch.where(others, q - other_targets.detach(), 0.0)
         per_state = 0.5 * diff.pow(2).sum(-1) / others.sum(-1).clamp(min=1)
         loss = loss + other_weight * (per_state * valid).sum()
     return loss
@@ -185,7 +189,7 @@ def entropy_signal(log_pi: torch.Tensor, keep: torch.Tensor, l2_normalize: bool 
     """log pi on the ``keep`` entries (0 elsewhere); ``l2_normalize`` divides it by its L2 norm over the vocabulary
     at each position, as the authors' train_erac.py does in the actor's signal (which shrinks tau's effect by that
     norm, large for a vocabulary of thousands)."""
-    signal = torch.where(keep, log_pi, torch.zeros_like(log_pi))
+    signal = torch.where(keep, log_pi, 0.0)
     if l2_normalize:
         signal = signal / (1e-8 + signal.norm(p=2, dim=-1, keepdim=True))
     return signal
@@ -209,8 +213,8 @@ def soft_advantages(
     :func:`actor_coefficients` and its normalised variant weight."""
     log_pi, q = log_pi.detach().float(), q.detach().float()
     probs = log_pi.exp()
-    keep = (probs > 0) & torch.isfinite(q) & torch.isfinite(log_pi)
-    adv = torch.where(keep, q - tau * entropy_signal(log_pi, keep, l2_log_pi), torch.zeros_like(q))
+    keep = (probs > 0) & finite(q) & finite(log_pi)
+    adv = torch.where(keep, q - tau * entropy_signal(log_pi, keep, l2_log_pi), 0.0)
     return probs, keep, adv
 
 
@@ -237,4 +241,4 @@ def preferred_action_stats(q: torch.Tensor, log_pi: torch.Tensor, tokens: torch.
 
 def finite_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
     """log-probabilities with -inf (PAD, BOS) replaced by 0, so that 0 * log p stays 0 in the one loss."""
-    return torch.where(torch.isfinite(log_probs), log_probs, torch.zeros_like(log_probs))
+    return torch.where(finite(log_probs), log_probs, 0.0)
