@@ -18,6 +18,8 @@ from seqlab.credit.targets import (
     critic_loss,
     erac_critic_target,
     erac_next_value,
+    expectation,
+    finite,
     finite_log_probs,
     other_action_targets,
     soft_bellman_residual,
@@ -1100,3 +1102,21 @@ def test_vaml_sentence_weights_read_the_unscaled_sentence_bleu():
     assert float(sentence.sequence_rewards(rewards, refs)[0]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="weight_reward"):
         build_algorithm("vaml", ctx(), {**opts, "weight_reward": "bleu"})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_finite_and_expectation_equal_their_plain_definitions(dtype):
+    """finite is torch.isfinite (+-inf and NaN alike); expectation, which masks only the values, is the masked sum
+    sum_{p > 0, v finite} p v to the last bit (an entry with p = 0 adds 0 * v = 0)."""
+    x = torch.tensor([0.0, -1.5, 3.0, float("inf"), float("-inf"), float("nan"), 1e30], dtype=dtype)
+    assert torch.equal(finite(x), torch.isfinite(x))
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(4, 5, 9, generator=g).to(dtype)
+    values[..., PAD_ID] = float("-inf")
+    values[0, 0, 3] = float("-inf")
+    probs = torch.softmax(torch.randn(4, 5, 9, generator=g), -1).to(dtype)
+    probs[..., BOS_ID] = 0.0
+    probs[1, 2, 4] = 0.0
+    keep = (probs > 0) & torch.isfinite(values)
+    plain = torch.where(keep, probs * torch.where(keep, values, torch.zeros_like(values)), torch.zeros_like(probs))
+    assert torch.equal(expectation(probs, values), plain.sum(-1))
