@@ -12,8 +12,9 @@ them ``(loop)``.
 
     python benchmarks/op_counts.py --algorithms mle,pg,interpolation,ac,erac,vaml [--sites 12]
 
-Entries ``<algo>_ops_per_step[_outside_loops]_cpu`` and ``<algo>_ops_per_step[_outside_loops]_ratio_vs_mle_cpu`` in
-benchmarks/results/op_counts_cpu.json.
+Entries ``<algo>_ops_per_step[_outside_loops|_vocabulary_wide]_cpu`` and their ``_ratio_vs_mle_cpu`` in
+benchmarks/results/op_counts_cpu.json; ``_vocabulary_wide`` counts the operations that write a [N, T, V] tensor
+outside the loops, what costs most on the real model's 8,000-token vocabulary.
 """
 
 from __future__ import annotations
@@ -58,16 +59,19 @@ def seqlab_site() -> tuple[str, bool]:
 class OpCounter(TorchDispatchMode):
     """Counts the kernel-launching operations dispatched inside it, by seqlab site (``sites``) or in all."""
 
-    def __init__(self, sites: bool) -> None:
+    def __init__(self, sites: bool, vocab_size: int | None = None) -> None:
         super().__init__()
         self.by_site: collections.Counter = collections.Counter()
         self.total = 0
         self.in_loops = 0  # of total: inside a capturable loop
+        self.vocab_size = vocab_size
+        self.vocab_passes = 0  # of total, outside the loops: writing a [N, T, V] tensor (V the target vocabulary)
         self.optimizer = 0  # counted apart: on a GPU the optimizer step is one fused kernel (``fused=True``)
         self.in_optimizer = False
         self.sites = sites
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
         if launches_a_kernel(func):
             if self.in_optimizer:
                 self.optimizer += 1
@@ -75,9 +79,15 @@ class OpCounter(TorchDispatchMode):
                 self.total += 1
                 site, in_loop = seqlab_site()
                 self.in_loops += in_loop
+                self.vocab_passes += not in_loop and self.vocabulary_wide(out)
                 if self.sites:
                     self.by_site[site + (" (loop)" if in_loop else "")] += 1
-        return func(*args, **(kwargs or {}))
+        return out
+
+    def vocabulary_wide(self, out: Any) -> bool:
+        """Whether an operation wrote a [N, T, V] tensor: on the real model (V = 8,000) the passes that cost."""
+        first = out[0] if isinstance(out, tuple | list) and out else out
+        return isinstance(first, torch.Tensor) and first.dim() == 3 and first.size(-1) == self.vocab_size
 
     def apart(self, step: Callable[..., Any]) -> Callable[..., Any]:
         """``step`` (the optimizer's), its operations counted in ``optimizer`` instead of ``total``."""
@@ -110,7 +120,7 @@ def count_ops(algorithm: str, work: Path, sites: bool, options: str | None = Non
     for batch in batches[:3]:
         trainer.train_step(batch)
     torch.manual_seed(0)
-    counter = OpCounter(sites)
+    counter = OpCounter(sites, trainer.model.vocab_size)
     trainer.optimizer.step = counter.apart(trainer.optimizer.step)
     with counter:
         trainer.train_step(batches[3])
@@ -133,15 +143,19 @@ def main(argv: list[str] | None = None) -> int:
         for algorithm in args.algorithms.split(","):
             counter = count_ops(algorithm, Path(tmp), sites=args.sites > 0)
             outside = counter.total - counter.in_loops
-            counts[algorithm] = {"": counter.total, "_outside_loops": outside}
+            counts[algorithm] = {"": counter.total, "_outside_loops": outside, "_vocabulary_wide": counter.vocab_passes}
             print(
-                f"{algorithm:16s} {counter.total:6d} operations per step, {outside} outside capturable loops "
-                f"(+ {counter.optimizer} in the optimizer)"
+                f"{algorithm:16s} {counter.total:6d} operations per step, {outside} outside capturable loops, "
+                f"{counter.vocab_passes} of them vocabulary-wide (+ {counter.optimizer} in the optimizer)"
             )
             for site, n in counter.by_site.most_common(args.sites):
                 print(f"    {n:6d}  {site}")
     entries = []
-    what = {"": "", "_outside_loops": ", outside the loops a CUDA graph replays"}
+    what = {
+        "": "",
+        "_outside_loops": ", outside the loops a CUDA graph replays",
+        "_vocabulary_wide": " writing a [N, T, V] tensor, outside the loops",
+    }
     for algorithm, by_part in counts.items():
         for part, total in by_part.items():
             unit = f"kernel-launching ATen operations in one training step{what[part]} (tiny 3+3 Transformer, CPU)"
