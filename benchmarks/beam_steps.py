@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 from pathlib import Path
 from unittest import mock
 
 import torch
 
 from seqlab.bench import results as results_io
+from seqlab.bench.timing import timed
 from seqlab.data.vocab import EOS_ID
 from seqlab.decoding import search
 from seqlab.inference import load_checkpoint_model
@@ -47,13 +47,12 @@ def decode_counting(loaded, src_ids: list[list[int]], beam: int, batch: int) -> 
         calls += 1
         return step(*args, **kwargs)
 
+    def decode() -> list[list[int]]:
+        return decode_ids(loaded.model, src_ids, loaded.config.decode, loaded.device, beam_size=beam, batch_size=batch)
+
     with mock.patch.object(loaded.model, "step", counted):
-        sync = torch.cuda.synchronize if loaded.device.type == "cuda" else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        hyps = decode_ids(loaded.model, src_ids, loaded.config.decode, loaded.device, beam_size=beam, batch_size=batch)
-        sync()
-    return hyps, calls, time.perf_counter() - t0
+        hyps, seconds = timed(decode, loaded.device)
+    return hyps, calls, seconds
 
 
 def main(argv: list[str] | None = None) -> int:

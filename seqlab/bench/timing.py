@@ -11,16 +11,21 @@ from typing import Any
 import torch
 
 
-def timed_train_step(trainer: Any, batch: Any) -> float:
-    """Seconds one ``trainer.train_step(batch)`` takes, queued GPU work included."""
-    cuda = trainer.device.type == "cuda"
+def timed(work: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """``work()``'s result and the seconds it took, queued GPU work included (synchronised on both sides)."""
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
-    trainer.train_step(batch)
+    result = work()
     if cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return result, time.perf_counter() - start
+
+
+def timed_train_step(trainer: Any, batch: Any) -> float:
+    """Seconds one ``trainer.train_step(batch)`` takes, queued GPU work included."""
+    return timed(lambda: trainer.train_step(batch), trainer.device)[1]
 
 
 def first_batches(trainer: Any, count: int) -> list:
