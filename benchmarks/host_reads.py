@@ -22,6 +22,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,18 +38,25 @@ def tests_helpers():
     return module
 
 
-def count_reads(algorithm: str, work: Path) -> collections.Counter:
-    """(read, seqlab site) -> count over one training step of ``algorithm`` on the tests' tiny task."""
+def warmed_up(algorithm: str, work: Path, **overrides: str) -> tuple[Any, Any]:
+    """A trainer of ``algorithm`` on the tests' tiny task (``overrides`` on top) after three untimed steps, and the
+    fourth batch, the one to examine."""
     from seqlab.config import load_config
     from seqlab.data.batching import collate
     from seqlab.train.trainer import Trainer
 
-    overrides = tests_helpers().tiny_overrides(work, algorithm, **{"algorithm.name": algorithm})
-    trainer = Trainer(load_config(None, overrides), console=False)
+    settings = tests_helpers().tiny_overrides(work, algorithm, **{"algorithm.name": algorithm, **overrides})
+    trainer = Trainer(load_config(None, settings), console=False)
     trainer.sampler.set_epoch(0)
     batches = [collate(trainer.train_data, indices) for indices in list(trainer.sampler)[:4]]
     for batch in batches[:3]:
         trainer.train_step(batch)
+    return trainer, batches[3]
+
+
+def count_reads(algorithm: str, work: Path) -> collections.Counter:
+    """(read, seqlab site) -> count over one training step of ``algorithm`` on the tests' tiny task."""
+    trainer, batch = warmed_up(algorithm, work)
     sites: collections.Counter = collections.Counter()
     originals = {name: getattr(torch.Tensor, name) for name in READS}
 
@@ -64,7 +72,7 @@ def count_reads(algorithm: str, work: Path) -> collections.Counter:
     try:
         for name in READS:
             setattr(torch.Tensor, name, counting(name))
-        trainer.train_step(batches[3])
+        trainer.train_step(batch)
     finally:
         for name, original in originals.items():
             setattr(torch.Tensor, name, original)

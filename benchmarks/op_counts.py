@@ -102,28 +102,16 @@ class OpCounter(TorchDispatchMode):
         return counted_apart
 
 
-def count_ops(algorithm: str, work: Path, sites: bool, options: str | None = None) -> OpCounter:
+def count_ops(algorithm: str, work: Path, sites: bool) -> OpCounter:
     """The operations of one training step of ``algorithm`` (after three untimed steps) on the tests' tiny task."""
-    from host_reads import tests_helpers  # beside this script (the tests' tiny task)
+    from host_reads import warmed_up  # beside this script
 
-    from seqlab.config import load_config
-    from seqlab.data.batching import collate
-    from seqlab.train.trainer import Trainer
-
-    extra = {"algorithm.name": algorithm, "model.options": DEPTH}
-    if options:
-        extra["algorithm.options"] = options
-    overrides = tests_helpers().tiny_overrides(work, algorithm, **extra)
-    trainer = Trainer(load_config(None, overrides), console=False)
-    trainer.sampler.set_epoch(0)
-    batches = [collate(trainer.train_data, indices) for indices in list(trainer.sampler)[:4]]
-    for batch in batches[:3]:
-        trainer.train_step(batch)
+    trainer, batch = warmed_up(algorithm, work, **{"model.options": DEPTH})
     torch.manual_seed(0)
     counter = OpCounter(sites, trainer.model.vocab_size)
     trainer.optimizer.step = counter.apart(trainer.optimizer.step)
     with counter:
-        trainer.train_step(batches[3])
+        trainer.train_step(batch)
     return counter
 
 
