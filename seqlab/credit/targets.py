@@ -91,9 +91,10 @@ def erac_next_value(
     ``log_pi`` and ``q_bar`` are [N, T, V] on the same positions as the tokens (index t+1 is the next state);
     ``future_entropy=False`` drops the tau H term (the actor keeps it)."""
     log_pi, q_bar = log_pi.detach().float(), q_bar.detach().float()
-    v = expectation(log_pi.exp(), q_bar)
+    probs = log_pi.exp()
+    v = expectation(probs, q_bar)
     if future_entropy and tau > 0:
-        v = v + tau * entropy(log_pi)
+        v = v - tau * expectation(probs, log_pi)  # + tau H(pi), with pi computed once
     return shift_next(v, tokens).detach()
 
 
