@@ -357,13 +357,21 @@ def freeze_stage(args: argparse.Namespace, pairs: list[str], steps: int | None) 
             run = Path(args.work) / pair / row
             shutil.copyfile(best_checkpoint(run), run / f"{tag}.pt")
             shutil.copyfile(run / "results.json", run / f"results_{tag}.json")
-    (Path(args.work) / f"{tag}.done").write_text(json.dumps({"pairs": pairs}) + "\n")
     print(f"[stage] {tag}: every row kept")
 
 
 def completed_stages(args: argparse.Namespace) -> list[int | None]:
+    """The stages every row of this call (``--rows``) has kept in every pair: a later call with other rows in the
+    same work folder trains those rows through every stage, reusing the demonstrator, distillation and plain AT."""
     stages = [None] if args.stages is None else args.stages
-    return [s for s in stages if (Path(args.work) / f"{stage_tag(s)}.done").exists()]
+    work = Path(args.work)
+
+    def kept(steps: int | None) -> bool:
+        tag = stage_tag(steps)
+        runs = [work / pair / row for pair in args.pairs for row in args.trained_rows]
+        return all((run / f"results_{tag}.json").exists() for run in runs)
+
+    return [s for s in stages if kept(s)]
 
 
 def best_checkpoint(run: Path) -> Path:
@@ -515,8 +523,10 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
     from seqlab.train.evaluate import encode_lines
 
     cache = Path(args.work) / pair / f"latency_{tag}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
+    cached = json.loads(cache.read_text()) if cache.exists() else {}
+    if all(f"{row}_latency_ms" in cached for row in args.rows):
+        return cached
+    # a row the cache lacks (another call's --rows): every row again, so that all are timed in one process alike
     m = PairModels(args, pair, teacher_path, tag)
     kw = dict(max_len_a=m.decode.max_len_a, max_len_b=m.decode.max_len_b, max_len=m.decode.max_len)
     sources, _ = m.test.references()

@@ -482,6 +482,42 @@ def test_nat_report_names_the_demonstrator_and_corpus_and_what_each_run_trained_
     assert bench.train_seconds(first, "de-en", "step200") == {"dat": 120.0, "at": 110.0}  # the stage not reached
 
 
+def test_nat_stages_and_latencies_are_per_row_so_a_second_call_trains_and_times_its_own_rows(tmp_path, monkeypatch):
+    """bench_nat: a stage counts as done only for the rows of this call that kept it (a second call with other
+    ``--rows`` in the same work folder trains them, instead of finding the first call's stages done), and the latency
+    cache is reused only when it holds every row (else all rows are timed again, in one process)."""
+    from types import SimpleNamespace
+
+    bench = load_script("bench_nat")
+    for steps in (2500, 5000):
+        (tmp_path / "de-en" / "imitate_nat").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "de-en" / "imitate_nat" / f"results_step{steps}.json").write_text("{}")
+
+    def call(*rows: str) -> SimpleNamespace:
+        names = ["at_greedy", *rows]
+        return SimpleNamespace(
+            work=str(tmp_path), pairs=["de-en"], stages=[2500, 5000], trained_rows=dict.fromkeys(rows), rows=names
+        )
+
+    assert bench.completed_stages(call("imitate_nat")) == [2500, 5000]
+    assert bench.completed_stages(call("nat_softcopy")) == []
+    assert bench.completed_stages(call("imitate_nat", "nat_softcopy")) == []
+
+    cached = {"at_greedy_latency_ms": 4.7, "imitate_nat_latency_ms": 1.0}
+    (tmp_path / "de-en" / "latency_step5000.json").write_text(json.dumps(cached))
+
+    class Measured(Exception):
+        pass
+
+    def measure(*_args):
+        raise Measured
+
+    monkeypatch.setattr(bench, "PairModels", measure)
+    assert bench.latency_pass(call("imitate_nat"), "de-en", tmp_path / "dat.pt", "step5000") == cached
+    with pytest.raises(Measured):
+        bench.latency_pass(call("imitate_nat", "nat_softcopy"), "de-en", tmp_path / "dat.pt", "step5000")
+
+
 def test_a_shared_critic_shrunk_to_bf16_is_what_the_next_runs_load(tmp_path):
     """ckpt_weights.py --critic: a trainer checkpoint becomes its critic's weights alone in bf16 (the full file kept
     beside it, tied embeddings stored once: written twice, the Multi30k critic was 18.8 MiB, over the 16 a device
