@@ -280,6 +280,23 @@ def plain_at_jobs(args: argparse.Namespace, pairs: list[str]) -> list[Job]:
     return jobs
 
 
+def demonstrators(args: argparse.Namespace, given: dict[str, str]) -> dict[str, Path]:
+    """Each pair's demonstrator: the ``--teacher`` checkpoint given, else the trained DAT's best checkpoint."""
+    work = Path(args.work)
+    return {
+        pair: Path(given[pair]).resolve() if pair in given else best_checkpoint(work / pair / "dat")
+        for pair in args.pairs
+    }
+
+
+def train_demonstrators(args: argparse.Namespace, given: dict[str, str], sharing: dict[str, Any]) -> dict[str, Path]:
+    """Train the DATs not given, then name the demonstrators: only once a DAT has trained does its best checkpoint
+    exist (named before, a first call took the last one for the distillation and the rows it trained, while a later
+    call, and every evaluation, took the best)."""
+    run_jobs(teacher_jobs(args, args.pairs, given), args.gpus, args.deadline, **sharing)
+    return demonstrators(args, given)
+
+
 def distill_jobs(args: argparse.Namespace, pairs: list[str], teachers: dict[str, Path]) -> list[Job]:
     jobs = []
     for pair in pairs:
@@ -575,6 +592,9 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
 
 
 # ------------------------------------------------------------------------------------------ report
+IMITATION_WINDOW = 500  # steps averaged for the imitation term's start and end
+
+
 def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | None) -> list[dict[str, Any]]:
     """Entries (and <work>/results.json, summary.json) of one completed stage."""
     work, tag, latency_pair = Path(args.work), stage_tag(steps), args.latency_pair or args.pairs[0]
@@ -604,6 +624,7 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
             results_io.entry(f"{name}_{run}_train_seconds", round(seconds, 1), "s", command)
             for run, seconds in train_seconds(args, pair, tag).items()
         ]
+        entries += imitation_entries(args, pair, res, command)
         steps_by_row = {row: res[f"{row}_steps"] for row in args.trained_rows}
         if len(set(steps_by_row.values())) > 1:  # a minutes limit stopped some rows first: not like for like
             print(f"WARNING: {pair}: the rows trained for different step counts {steps_by_row}; raise --nat-minutes")
@@ -653,6 +674,26 @@ def train_seconds(args: argparse.Namespace, pair: str, tag: str) -> dict[str, fl
     if args.at_plain:
         files["at"] = work / "at" / "results.json"
     return {run: json.loads(path.read_text())["train_seconds"] for run, path in files.items() if path.exists()}
+
+
+def imitation_entries(args: argparse.Namespace, pair: str, res: dict[str, Any], command: str) -> list[dict]:
+    """Per trained row whose log has it, Σ_layers KL(π_AT ‖ π_NAT) per target token (the imitation term, logged
+    for the weight-0 control too) averaged over the first and the last ``IMITATION_WINDOW`` steps of its stage:
+    whether imitation makes the NAT's action distributions approach the demonstrator's."""
+    entries = []
+    for row in args.trained_rows:
+        log = Path(args.work) / pair / row / "log.jsonl"
+        if not log.exists():
+            continue
+        end = res[f"{row}_steps"]
+        logged = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        kl = [(e["step"], e["imitation_kl"]) for e in logged if e.get("kind") == "train" and "imitation_kl" in e]
+        for name, lo, hi in (("start", 0, IMITATION_WINDOW), ("end", end - IMITATION_WINDOW, end)):
+            window = [value for step, value in kl if lo < step <= hi]
+            if window:
+                metric = f"multi30k_{pair_name(pair)}_{row}_imitation_kl_{name}"
+                entries.append(results_io.entry(metric, round(sum(window) / len(window), 3), "nats", command))
+    return entries
 
 
 def latency_entries(args: argparse.Namespace, res: dict[str, Any], command: str) -> list[dict]:
@@ -869,10 +910,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     given = dict(item.split("=", 1) for item in args.teacher)
-    teachers = {
-        pair: Path(given[pair]).resolve() if pair in given else best_checkpoint(work / pair / "dat")
-        for pair in args.pairs
-    }
+    teachers = demonstrators(args, given)
     if args.bleu_stage is not None:
         for pair in args.pairs:
             steps = None if args.bleu_stage == "None" else int(args.bleu_stage)
@@ -882,7 +920,7 @@ def main() -> None:
     scoring: list[subprocess.Popen] = []
     if not args.evaluate_only:
         sharing = dict(per_gpu=args.jobs_per_gpu, memory_share=args.gpu_memory_share)
-        run_jobs(teacher_jobs(args, args.pairs, given), args.gpus, args.deadline, **sharing)
+        teachers = train_demonstrators(args, given, sharing)
         run_jobs(distill_jobs(args, args.pairs, teachers), args.gpus, args.deadline, **sharing)
         for steps in [None] if args.stages is None else args.stages:
             if steps in completed_stages(args):

@@ -3,7 +3,9 @@
 ``bench_nat.py --nat-steps 1000,2000,3000`` scores every completed stage on the GPU while the next one trains
 (``<work>/<pair>/eval_step<N>.json``) but reports only the last stage.  This script turns those files — for
 instance from a device's session.tar — into entries ``multi30k_<pair>_<row>_test2016_bleu_step<N>`` of
-benchmarks/results/nat_<device type>.json, with the device and commit the run had (not this machine's):
+benchmarks/results/nat_<device type>.json (``--record NAME``: NAME.json), with the device and commit the run had (not
+this machine's); with ``--imitation`` also each row's logged imitation term at the start and the end of the last
+scored stage (``multi30k_<pair>_<row>_imitation_kl_{start,end}``, :func:`bench_nat.imitation_entries`):
 
     python benchmarks/nat_stages.py --work /tmp/run2/nat --device "NVIDIA H200" --commit 09919ea \\
         --command "python benchmarks/bench_nat.py ..." [--stages 1000,2000] [--skip-rows at_greedy]
@@ -12,9 +14,11 @@ benchmarks/results/nat_<device type>.json, with the device and commit the run ha
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
-from bench_nat import stage_entries  # noqa: E402
+from bench_nat import imitation_entries, stage_entries  # noqa: E402
 
 from seqlab.bench import results as results_io
 
@@ -32,6 +36,8 @@ def main() -> None:
         help="rows not to record (comma-separated), e.g. ones a fix "
         "changed, or imitate_nat_w0 for a run from before that row existed",
     )
+    p.add_argument("--record", default="nat_cuda", help="benchmarks/results/NAME.json to write")
+    p.add_argument("--imitation", action="store_true", help="also the rows' imitation term (from their log.jsonl)")
     args = p.parse_args()
     stages = None if args.stages is None else [int(s) for s in args.stages.split(",")]
     command = (
@@ -39,9 +45,25 @@ def main() -> None:
     )
     skip = tuple(r for r in args.skip_rows.split(",") if r)
     entries = stage_entries(args.work, stages, args.device, args.commit, command, skip)
-    print("wrote", results_io.write("nat_cuda", entries))
+    if args.imitation:
+        entries += [{**e, "device": args.device, "commit": args.commit} for e in last_stage_imitation(args, command)]
+    print("wrote", results_io.write(args.record, entries))
     for e in entries:
         print(f"{e['metric']:60s} {e['value']:>8}")
+
+
+def last_stage_imitation(args: argparse.Namespace, command: str) -> list[dict]:
+    """The imitation entries of every pair's last scored stage, for the rows whose steps that stage records."""
+    entries = []
+    for pair in sorted(path.name for path in args.work.iterdir() if path.is_dir()):
+        scored = sorted(args.work.glob(f"{pair}/eval_step*.json"), key=lambda f: int(f.stem.removeprefix("eval_step")))
+        if not scored:
+            continue
+        res = json.loads(scored[-1].read_text())
+        rows = [key.removesuffix("_steps") for key in res if key.endswith("_steps")]
+        run = SimpleNamespace(work=str(args.work), trained_rows=dict.fromkeys(rows))
+        entries += imitation_entries(run, pair, res, command)
+    return entries
 
 
 if __name__ == "__main__":

@@ -518,6 +518,69 @@ def test_nat_stages_and_latencies_are_per_row_so_a_second_call_trains_and_times_
         bench.latency_pass(call("imitate_nat", "nat_softcopy"), "de-en", tmp_path / "dat.pt", "step5000")
 
 
+def test_nat_demonstrator_is_the_trained_dats_best_checkpoint_named_after_it_trained(tmp_path, monkeypatch):
+    """bench_nat.train_demonstrators: the demonstrator the distillation and the rows get is the DAT's best
+    checkpoint as training left it (named before training, a first call got checkpoint_last.pt: session 21), and a
+    ``--teacher`` checkpoint given is taken as is, untrained."""
+    from types import SimpleNamespace
+
+    bench = load_script("bench_nat")
+    trained = []
+
+    def train(jobs, *_args, **_kwargs):  # what the DAT's training leaves: its last and its best checkpoint
+        for job in jobs:
+            trained.append(job.name)
+            run = tmp_path / job.name
+            run.mkdir(parents=True)
+            (run / "checkpoint_last.pt").write_bytes(b"last")
+            (run / "checkpoint_best.pt").write_bytes(b"best")
+
+    monkeypatch.setattr(bench, "run_jobs", train)
+    given = tmp_path / "given.pt"
+    args = SimpleNamespace(
+        work=str(tmp_path),
+        pairs=["de-en", "en-de"],
+        gpus=0,
+        deadline=None,
+        teacher_minutes=1.0,
+        teacher_steps=10,
+        teacher_override=[],
+        smoke=False,
+        data=str(tmp_path),
+        vocab_size=100,
+        max_train=None,
+    )
+    monkeypatch.setattr(bench, "common_overrides", lambda *_a: [])
+    monkeypatch.setattr(bench, "multi30k_options", lambda *_a: {})
+    got = bench.train_demonstrators(args, {"en-de": str(given)}, {})
+    assert trained == ["de-en/dat"]
+    assert got == {"de-en": tmp_path / "de-en" / "dat" / "checkpoint_best.pt", "en-de": given.resolve()}
+
+
+def test_nat_imitation_entries_average_the_logged_term_over_the_first_and_last_window(tmp_path):
+    """bench_nat.imitation_entries: the imitation KL a row logged, averaged over its first and its stage's last
+    IMITATION_WINDOW steps (the stage's steps from the row's results, later steps left out); rows without it none."""
+    from types import SimpleNamespace
+
+    bench = load_script("bench_nat")
+    window = bench.IMITATION_WINDOW
+    lines = [{"kind": "train", "step": s, "imitation_kl": float(s)} for s in range(100, 4 * window + 1, 100)]
+    lines.insert(2, {"kind": "valid", "step": 200, "bleu": 30.0})
+    (tmp_path / "de-en" / "imitate_nat").mkdir(parents=True)
+    (tmp_path / "de-en" / "imitate_nat" / "log.jsonl").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
+    (tmp_path / "de-en" / "nat_softcopy").mkdir()
+    (tmp_path / "de-en" / "nat_softcopy" / "log.jsonl").write_text(json.dumps({"kind": "train", "step": 100}) + "\n")
+    args = SimpleNamespace(work=str(tmp_path), trained_rows=dict.fromkeys(["imitate_nat", "nat_softcopy"]))
+    res = {"imitate_nat_steps": 3 * window, "nat_softcopy_steps": 3 * window}
+    got = {e["metric"]: e["value"] for e in bench.imitation_entries(args, "de-en", res, "cmd")}
+    first = [float(s) for s in range(100, window + 1, 100)]
+    last = [float(s) for s in range(2 * window + 100, 3 * window + 1, 100)]
+    assert got == {
+        "multi30k_deen_imitate_nat_imitation_kl_start": round(sum(first) / len(first), 3),
+        "multi30k_deen_imitate_nat_imitation_kl_end": round(sum(last) / len(last), 3),
+    }
+
+
 def test_a_shared_critic_shrunk_to_bf16_is_what_the_next_runs_load(tmp_path):
     """ckpt_weights.py --critic: a trainer checkpoint becomes its critic's weights alone in bf16 (the full file kept
     beside it, tied embeddings stored once: written twice, the Multi30k critic was 18.8 MiB, over the 16 a device
