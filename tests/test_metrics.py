@@ -126,6 +126,19 @@ def test_rouge_matches_rouge_score(systems) -> None:
     assert rouge(a, refs, use_stemmer=True)["rouge1"] >= got["rouge1"] - 1e-9
 
 
+def test_rouge_refuses_a_rouge_score_without_multi_reference_scoring(monkeypatch) -> None:
+    """rouge-score 0.0.4 (no ``score_multi``) is refused with the version needed, not an AttributeError mid-run."""
+    from seqlab.metrics import text
+
+    class Old:  # rouge-score 0.0.4's scorer: score() only
+        def __init__(self, *_args, **_kwargs) -> None:
+            pass
+
+    monkeypatch.setattr(text.rouge_scorer, "RougeScorer", Old)
+    with pytest.raises(ImportError, match=r"rouge-score>=0\.1\.2"):
+        rouge(["a man"], [["a man", "the man"]])
+
+
 G2P_HYPS = ["AH B", "K AE T", "D AO G", "X", "A"]
 G2P_REFS = [["AH0 B", "AH B"], ["K AE T"], ["D AA G", "D AO G Z"], ["Y Z"], ["B", "A C D"]]
 

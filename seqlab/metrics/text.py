@@ -74,11 +74,21 @@ def corpus_chrf(hyps: Sequence[str], refs: References, word_order: int = 0) -> f
     return float(chrf_metric(word_order).corpus_score(list(hyps), ref_streams(refs)).score)
 
 
+def rouge_scorer_for(use_stemmer: bool) -> rouge_scorer.RougeScorer:
+    """A ROUGE-1/2/L scorer; rouge-score before 0.1 (no ``score_multi``, multi-reference scoring) is refused by
+    name, before any hypothesis is scored."""
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    if not hasattr(scorer, "score_multi"):
+        found = getattr(rouge_scorer, "__file__", "?")
+        raise ImportError(f"seqlab needs rouge-score>=0.1.2 (multi-reference score_multi); the one at {found} is older")
+    return scorer
+
+
 def sentence_rouge(hyps: Sequence[str], refs: References, use_stemmer: bool = False) -> dict[str, list[float]]:
     """Per-item ROUGE-1/2/L F1 (0-1), each the max over the item's references
     (rouge-score ``score_multi``)."""
     refs = normalize_refs(hyps, refs)
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    scorer = rouge_scorer_for(use_stemmer)
     out: dict[str, list[float]] = {k: [] for k in ROUGE_TYPES}
     for hyp, rs in zip(hyps, refs, strict=True):
         scores = scorer.score_multi(rs, hyp)
