@@ -10,7 +10,7 @@ from tiny import random_sources as sources
 
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding import beam_search, greedy_search
-from seqlab.decoding.static import CHUNK_STEPS, StaticSearch, search_for, step_budget
+from seqlab.decoding.static import CHUNK_STEPS, StaticSearch, chunk_steps, search_for, step_budget
 from seqlab.models import build_model, shift_right
 
 V = DECODING_VOCAB
@@ -72,6 +72,31 @@ def test_static_greedy_equals_eager_and_stops_early(copier):
     taken = search.run(src)
     assert taken % CHUNK_STEPS == 0 and taken < search.steps  # the end test stopped it before the budget
     assert search.steps == step_budget(6, 1.5, 10, 256) >= int(6 * 1.5 + 10)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_any_chunk_size_gives_the_same_hypotheses_and_stops_within_a_chunk_of_the_end(copier, monkeypatch, chunk):
+    """SEQLAB_SEARCH_CHUNK_STEPS: the fixed-shape greedy and beam searches in chunks of 1, 2 or 4 steps give the
+    hypotheses and scores of the default chunks (8), and stop within a chunk of the step their last row finished."""
+    src = sources(5, rows=4, longest=7)
+    default = [greedy_search(copier, src, static=True), beam_search(copier, src, beam_size=3, static=True)]
+    monkeypatch.setenv("SEQLAB_SEARCH_CHUNK_STEPS", str(chunk))
+    assert chunk_steps() == chunk
+    small = [greedy_search(copier, src, static=True), beam_search(copier, src, beam_size=3, static=True)]
+    for a, b in zip(default, small, strict=True):
+        assert torch.equal(a.tokens, b.tokens) and torch.allclose(a.scores, b.scores, atol=1e-6)
+    search = search_for(copier, src, 1, 1.5, 10, 256, graph=False)
+    assert search.chunk == chunk
+    taken = search.run(src)
+    longest = int(default[0].tokens.ne(PAD_ID).sum(1).max())  # steps until the last row's EOS
+    assert taken % chunk == 0 and longest <= taken < longest + chunk
+
+
+@pytest.mark.parametrize("text", ["0", "3", "-8", "eight"])
+def test_a_chunk_size_that_does_not_divide_the_step_bucket_is_refused_by_name(monkeypatch, text):
+    monkeypatch.setenv("SEQLAB_SEARCH_CHUNK_STEPS", text)
+    with pytest.raises(ValueError, match="SEQLAB_SEARCH_CHUNK_STEPS"):
+        chunk_steps()
 
 
 def test_a_search_is_reused_for_a_new_batch_of_the_same_bucket(copier):

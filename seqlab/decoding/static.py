@@ -6,7 +6,7 @@ happens per step is a tensor op on preallocated buffers:
 
 * a *prologue* (encoder, the memory keys/values of every decoder layer, the length limits, the search
   state's reset) reads a fixed ``[rows, width]`` source buffer;
-* a *chunk* of :data:`CHUNK_STEPS` search steps (decoder step on the static KV cache, then the greedy
+* a *chunk* of :func:`chunk_steps` search steps (decoder step on the static KV cache, then the greedy
   choice or the beam's top-k with the cache rows reordered in place).  Finished hypotheses are masked, not
   removed, so every shape stays fixed; the host reads one flag per chunk (the end test: every row finished, or
   for the best beam hypothesis alone every source settled, :mod:`seqlab.decoding.beam`) and stops.
@@ -45,6 +45,19 @@ assert STEP_BUCKET % CHUNK_STEPS == 0
 MAX_SEARCHES = 32
 
 
+def chunk_steps() -> int:
+    """Search steps per chunk: ``SEQLAB_SEARCH_CHUNK_STEPS`` when set, else :data:`CHUNK_STEPS`.  A search runs
+    whole chunks, so it takes up to a chunk less one of steps after its last row finished; smaller chunks read the
+    end test more often (one host wait each) and capture more graphs per bucket."""
+    text = os.environ.get("SEQLAB_SEARCH_CHUNK_STEPS")
+    if text is None:
+        return CHUNK_STEPS
+    steps = int(text) if text.strip().isdigit() else 0
+    if steps < 1 or STEP_BUCKET % steps:
+        raise ValueError(f"SEQLAB_SEARCH_CHUNK_STEPS={text!r}: a whole number of steps that divides {STEP_BUCKET}")
+    return steps
+
+
 def static_search_enabled(model: Any, src: torch.Tensor) -> bool:
     """Whole-search graphs: CUDA, a model with a static step in eval mode, unless SEQLAB_CUDA_GRAPHS=0."""
     return (
@@ -65,9 +78,9 @@ class StaticSearch:
     """Greedy (``beam == 1``) or beam search of one bucketed shape; ``graph=True`` captures and replays it.
 
     ``rows`` sources of at most ``width`` tokens; each source has ``beam`` hypotheses (rows s*beam ..
-    s*beam+beam-1); decoding runs at most ``steps`` steps (a multiple of CHUNK_STEPS).  ``settle``: the length
-    penalty's alpha, to end a beam search once every source's best hypothesis is settled (None: once every
-    hypothesis finished)."""
+    s*beam+beam-1); decoding runs at most ``steps`` steps, a multiple of ``chunk`` (the steps per captured chunk).
+    ``settle``: the length penalty's alpha, to end a beam search once every source's best hypothesis is settled
+    (None: once every hypothesis finished)."""
 
     @torch.no_grad()
     def __init__(
@@ -83,8 +96,10 @@ class StaticSearch:
         device: torch.device,
         graph: bool,
         settle: float | None = None,
+        chunk: int = CHUNK_STEPS,
     ):
         self.model, self.rows, self.width, self.beam, self.steps = model, rows, width, beam, steps
+        self.chunk = chunk
         self.settle = settle if beam > 1 else None
         self.limit_rule = (max_len_a, max_len_b, max_len)
         n = rows * beam
@@ -139,11 +154,11 @@ class StaticSearch:
         self.scores[:, 0] = 0.0
 
     def _chunk(self, index: int | None = None) -> None:
-        """CHUNK_STEPS steps; ``index``: the chunk's place in the search (its steps are index * CHUNK_STEPS + j),
+        """``chunk`` steps; ``index``: the chunk's place in the search (its steps are index * chunk + j),
         so that a step attends to, and a beam step reorders, only the cache positions written so far (None: every
         position)."""
-        for j in range(CHUNK_STEPS):
-            written = None if index is None else index * CHUNK_STEPS + j + 1
+        for j in range(self.chunk):
+            written = None if index is None else index * self.chunk + j + 1
             if self.beam == 1:
                 self._greedy_step(written)
             else:
@@ -203,7 +218,7 @@ class StaticSearch:
     def _chunk_indices(self) -> list[int | None]:
         """The chunks captured: one per place in the search (each attends to, and for beam search reorders, only
         the cache positions written by then)."""
-        return list(range(self.steps // CHUNK_STEPS))
+        return list(range(self.steps // self.chunk))
 
     def _capture(self) -> None:
         indices = self._chunk_indices()
@@ -234,12 +249,12 @@ class StaticSearch:
             self.prologue_graph.replay()
         taken = 0
         while taken < self.steps:
-            index = taken // CHUNK_STEPS
+            index = taken // self.chunk
             if not self.chunk_graphs:
                 self._chunk(index)
             else:
                 self.chunk_graphs[min(index, len(self.chunk_graphs) - 1)].replay()
-            taken += CHUNK_STEPS
+            taken += self.chunk
             if bool(self.ended):  # the end test: one host read per chunk
                 break
         return taken
@@ -262,14 +277,15 @@ def search_for(
     rows, width = bucket_rows(src.size(0)), round_up(src.size(1), SOURCE_BUCKET)
     steps = step_budget(src.size(1), max_len_a, max_len_b, max_len)
     shape = (rows, width, beam, steps, max_len_a, max_len_b, max_len, src.device)
+    chunk = chunk_steps()
     if not graph:
-        return StaticSearch(model, *shape, False, settle)
-    key = (id(model), *shape, settle, precision_key())
+        return StaticSearch(model, *shape, False, settle, chunk)
+    key = (id(model), *shape, settle, chunk, precision_key())
     search = _CACHE.get(key)
     if search is not None and search.model is model:
         _CACHE.move_to_end(key)
         return search
-    search = StaticSearch(model, *shape, True, settle)
+    search = StaticSearch(model, *shape, True, settle, chunk)
     _CACHE[key] = search
     evict(_CACHE, MAX_SEARCHES, graph_cache_bytes())
     return search

@@ -1,0 +1,141 @@
+"""What the fixed-shape searches' chunk size costs: batch-1 latency and batched throughput per chunk (any device).
+
+The captured greedy and beam searches run whole chunks of steps and read the end test once per chunk
+(:mod:`seqlab.decoding.static`), so a search takes up to a chunk less one of steps after its last row finished,
+and a sentence at batch 1 pays those steps in full. Smaller chunks waste fewer steps and read the end test more
+often. This decodes the same sources with each chunk size (``SEQLAB_SEARCH_CHUNK_STEPS``), the default decoding
+path of the device (captured on a GPU), after a warm-up pass per size, and checks that the hypotheses agree:
+
+    python benchmarks/chunk_steps.py RUN/checkpoint_best.pt --data .devdata/multi30k --chunks 8,4,2,1
+    python benchmarks/chunk_steps.py --random-model configs/multi30k_transformer.yaml --sentences 200   # no training
+
+``--random-model`` decodes random sources (Multi30k's lengths) with an untrained model of the config's size: its
+outputs run to the length limit, so it measures a step's cost and the end test's, not real output lengths.
+
+Entries (benchmarks/results/chunk_steps_<device>.json) ``batch1_greedy_latency_ms_chunk<k><label>`` (median over
+``--latency-sentences``), ``greedy_decode_sent_per_s_chunk<k><label>``, ``beam<b>_decode_sent_per_s_chunk<k><label>``
+and ``chunk<k>_identical_fraction<label>`` (hypotheses equal to the first chunk size's, greedy and beam together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from seqlab.bench import results as results_io
+from seqlab.bench.timing import timed
+from seqlab.config import DecodeConfig, load_config
+from seqlab.data.vocab import EOS_ID
+from seqlab.decoding import greedy_search
+from seqlab.models import build_model
+from seqlab.train.evaluate import decode_ids
+from seqlab.utils import resolve_device
+
+#: Multi30k's source lengths in tokens (EOS included) for random sources: test_2016's 10th to 90th percentile
+RANDOM_LENGTHS = (9, 22)
+
+
+def random_sources(count: int, vocab: int, seed: int = 0) -> list[list[int]]:
+    """``count`` sources of Multi30k-like lengths, ids past the special tokens, each ending with EOS."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(RANDOM_LENGTHS[0], RANDOM_LENGTHS[1] + 1, (count,), generator=g)
+    return [torch.randint(4, vocab, (int(n) - 1,), generator=g).tolist() + [EOS_ID] for n in lengths]
+
+
+def load(args: argparse.Namespace) -> tuple[torch.nn.Module, DecodeConfig, list[list[int]], torch.device]:
+    """The model, its decoding settings, the sources (token ids) and the device."""
+    if args.random_model:
+        cfg = load_config(args.random_model)
+        device = resolve_device(args.device)
+        vocab = int(cfg.task.options.get("vocab_size", 8000))
+        torch.manual_seed(0)
+        model = build_model(cfg.model.arch, vocab, vocab, **cfg.model.options).to(device).eval()
+        return model, cfg.decode, random_sources(args.sentences or 1000, vocab), device
+    from seqlab.inference import load_checkpoint_model
+    from seqlab.tasks import load_task
+
+    loaded = load_checkpoint_model(args.checkpoint, args.device)
+    options = dict(loaded.config.task.options)
+    if args.data:
+        options["path"] = args.data
+    task = load_task(loaded.config.task.name, options, Path(args.checkpoint).resolve().parent / "tokenizers")
+    sources, _ = task.test.references()
+    sources = sources[: args.sentences] if args.sentences else sources
+    ids = [loaded.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
+    return loaded.model, loaded.config.decode, ids, loaded.device
+
+
+def batch1_latency_ms(model, decode: DecodeConfig, sources: list[list[int]], device: torch.device) -> float:
+    """Median milliseconds of greedy search on one source at a time (synchronised), after one warm pass."""
+    kw = dict(max_len_a=decode.max_len_a, max_len_b=decode.max_len_b, max_len=decode.max_len)
+    tensors = [torch.tensor([s], device=device) for s in sources]
+    for src in tensors:  # warm-up: every bucket captured
+        greedy_search(model, src, **kw)
+    return 1000 * statistics.median(timed(lambda s=src: greedy_search(model, s, **kw), device)[1] for src in tensors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", nargs="?")
+    ap.add_argument("--random-model", metavar="CONFIG", help="an untrained model of this config, random sources")
+    ap.add_argument("--data", help="the task's data folder (task.options.path), if not the checkpoint's")
+    ap.add_argument("--chunks", default="8,4,2,1", help="chunk sizes, each dividing the step bucket (16)")
+    ap.add_argument("--beam", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=256, help="sources per batch for the throughputs")
+    ap.add_argument("--sentences", type=int, default=None, help="the first N test sources (default: all)")
+    ap.add_argument("--latency-sentences", type=int, default=100)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--label", default="")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    if bool(args.checkpoint) == bool(args.random_model):
+        ap.error("give a checkpoint or --random-model CONFIG")
+    model, decode, sources, device = load(args)
+    torch.set_grad_enabled(False)
+    chunks = [int(c) for c in args.chunks.split(",")]
+    figures: dict[int, dict[str, float]] = {}
+    reference: list[list[int]] | None = None
+    for chunk in chunks:
+        os.environ["SEQLAB_SEARCH_CHUNK_STEPS"] = str(chunk)
+        passes = {}
+        for beam in (1, args.beam):
+            decode_ids(model, sources, decode, device, beam_size=beam, batch_size=args.batch)  # warm-up
+            passes[beam] = timed(
+                lambda b=beam: decode_ids(model, sources, decode, device, beam_size=b, batch_size=args.batch), device
+            )
+        hyps = passes[1][0] + passes[args.beam][0]
+        reference = hyps if reference is None else reference
+        figures[chunk] = {
+            "latency": batch1_latency_ms(model, decode, sources[: args.latency_sentences], device),
+            "greedy": len(sources) / passes[1][1],
+            "beam": len(sources) / passes[args.beam][1],
+            "same": sum(a == b for a, b in zip(hyps, reference, strict=True)) / len(hyps),
+        }
+        f = figures[chunk]
+        print(
+            f"chunk {chunk}: batch-1 greedy {f['latency']:.2f} ms, greedy {f['greedy']:.0f} sent/s, beam {args.beam} "
+            f"{f['beam']:.0f} sent/s, identical {f['same']:.4f}"
+        )
+    command = "python benchmarks/chunk_steps.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    label, k = args.label, args.beam
+    entries = []
+    for chunk, f in figures.items():
+        entries += [
+            results_io.entry(f"batch1_greedy_latency_ms_chunk{chunk}{label}", round(f["latency"], 3), "ms", command),
+            results_io.entry(f"greedy_decode_sent_per_s_chunk{chunk}{label}", round(f["greedy"], 1), "sent/s", command),
+            results_io.entry(f"beam{k}_decode_sent_per_s_chunk{chunk}{label}", round(f["beam"], 1), "sent/s", command),
+            results_io.entry(f"chunk{chunk}_identical_fraction{label}", round(f["same"], 4), "fraction", command),
+        ]
+    if not args.no_write:
+        name = f"chunk_steps_{'cuda' if device.type == 'cuda' else 'cpu'}"
+        print(f"{len(entries)} entries -> {results_io.write(name, entries)}")
+    return 0 if all(f["same"] == 1.0 for f in figures.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
