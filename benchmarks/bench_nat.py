@@ -624,7 +624,7 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
             results_io.entry(f"{name}_{run}_train_seconds", round(seconds, 1), "s", command)
             for run, seconds in train_seconds(args, pair, tag).items()
         ]
-        entries += imitation_entries(args, pair, res, command)
+        entries += imitation_entries(args, pair, res, command) + validation_entries(args, pair, command)
         steps_by_row = {row: res[f"{row}_steps"] for row in args.trained_rows}
         if len(set(steps_by_row.values())) > 1:  # a minutes limit stopped some rows first: not like for like
             print(f"WARNING: {pair}: the rows trained for different step counts {steps_by_row}; raise --nat-minutes")
@@ -693,6 +693,20 @@ def imitation_entries(args: argparse.Namespace, pair: str, res: dict[str, Any], 
             if window:
                 metric = f"multi30k_{pair_name(pair)}_{row}_imitation_kl_{name}"
                 entries.append(results_io.entry(metric, round(sum(window) / len(window), 3), "nats", command))
+    return entries
+
+
+def validation_entries(args: argparse.Namespace, pair: str, command: str) -> list[dict]:
+    """Per trained row and kept stage, the validation BLEU of the stage's best checkpoint (greedy, what chose it):
+    ``multi30k_<pair>_<row>_valid_bleu_step<N>``, whether the rows still gain."""
+    entries = []
+    for row in args.trained_rows:
+        for path in sorted((Path(args.work) / pair / row).glob("results_step*.json")):
+            steps = int(path.stem.removeprefix("results_step"))
+            bleu = json.loads(path.read_text()).get("valid", {}).get("bleu")
+            if bleu is not None:
+                metric = f"multi30k_{pair_name(pair)}_{row}_valid_bleu_step{steps}"
+                entries.append(results_io.entry(metric, round(bleu, 2), "BLEU", command))
     return entries
 
 

@@ -4,8 +4,9 @@
 (``<work>/<pair>/eval_step<N>.json``) but reports only the last stage.  This script turns those files — for
 instance from a device's session.tar — into entries ``multi30k_<pair>_<row>_test2016_bleu_step<N>`` of
 benchmarks/results/nat_<device type>.json (``--record NAME``: NAME.json), with the device and commit the run had (not
-this machine's); with ``--imitation`` also each row's logged imitation term at the start and the end of the last
-scored stage (``multi30k_<pair>_<row>_imitation_kl_{start,end}``, :func:`bench_nat.imitation_entries`):
+this machine's); with ``--logged`` also what the rows logged: the imitation term at the start and the end of the last
+scored stage (``multi30k_<pair>_<row>_imitation_kl_{start,end}``, :func:`bench_nat.imitation_entries`) and each kept
+stage's validation BLEU (``multi30k_<pair>_<row>_valid_bleu_step<N>``, :func:`bench_nat.validation_entries`):
 
     python benchmarks/nat_stages.py --work /tmp/run2/nat --device "NVIDIA H200" --commit 09919ea \\
         --command "python benchmarks/bench_nat.py ..." [--stages 1000,2000] [--skip-rows at_greedy]
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from bench_nat import imitation_entries, stage_entries  # noqa: E402
+from bench_nat import imitation_entries, stage_entries, validation_entries  # noqa: E402
 
 from seqlab.bench import results as results_io
 
@@ -37,7 +38,7 @@ def main() -> None:
         "changed, or imitate_nat_w0 for a run from before that row existed",
     )
     p.add_argument("--record", default="nat_cuda", help="benchmarks/results/NAME.json to write")
-    p.add_argument("--imitation", action="store_true", help="also the rows' imitation term (from their log.jsonl)")
+    p.add_argument("--logged", action="store_true", help="also the rows' imitation term and validation BLEU by stage")
     args = p.parse_args()
     stages = None if args.stages is None else [int(s) for s in args.stages.split(",")]
     command = (
@@ -45,15 +46,15 @@ def main() -> None:
     )
     skip = tuple(r for r in args.skip_rows.split(",") if r)
     entries = stage_entries(args.work, stages, args.device, args.commit, command, skip)
-    if args.imitation:
-        entries += [{**e, "device": args.device, "commit": args.commit} for e in last_stage_imitation(args, command)]
+    if args.logged:
+        entries += [{**e, "device": args.device, "commit": args.commit} for e in logged_entries(args, command)]
     print("wrote", results_io.write(args.record, entries))
     for e in entries:
         print(f"{e['metric']:60s} {e['value']:>8}")
 
 
-def last_stage_imitation(args: argparse.Namespace, command: str) -> list[dict]:
-    """The imitation entries of every pair's last scored stage, for the rows whose steps that stage records."""
+def logged_entries(args: argparse.Namespace, command: str) -> list[dict]:
+    """The imitation and validation entries of every pair, for the rows whose steps its last scored stage records."""
     entries = []
     for pair in sorted(path.name for path in args.work.iterdir() if path.is_dir()):
         scored = sorted(args.work.glob(f"{pair}/eval_step*.json"), key=lambda f: int(f.stem.removeprefix("eval_step")))
@@ -62,7 +63,7 @@ def last_stage_imitation(args: argparse.Namespace, command: str) -> list[dict]:
         res = json.loads(scored[-1].read_text())
         rows = [key.removesuffix("_steps") for key in res if key.endswith("_steps")]
         run = SimpleNamespace(work=str(args.work), trained_rows=dict.fromkeys(rows))
-        entries += imitation_entries(run, pair, res, command)
+        entries += imitation_entries(run, pair, res, command) + validation_entries(run, pair, command)
     return entries
 
 

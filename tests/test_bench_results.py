@@ -581,6 +581,25 @@ def test_nat_imitation_entries_average_the_logged_term_over_the_first_and_last_w
     }
 
 
+def test_nat_validation_entries_are_each_kept_stages_best_validation_bleu(tmp_path):
+    """bench_nat.validation_entries: per trained row, each kept stage's validation BLEU (results_step<N>.json),
+    rounded; a stage without validation gives none."""
+    from types import SimpleNamespace
+
+    bench = load_script("bench_nat")
+    run = tmp_path / "de-en" / "imitate_nat"
+    run.mkdir(parents=True)
+    (run / "results_step2500.json").write_text(json.dumps({"steps": 2500, "valid": {"bleu": 30.02386}}))
+    (run / "results_step5000.json").write_text(json.dumps({"steps": 5000, "valid": {"bleu": 30.97258}}))
+    (run / "results_step7500.json").write_text(json.dumps({"steps": 7500}))
+    args = SimpleNamespace(work=str(tmp_path), trained_rows={"imitate_nat": None})
+    got = {e["metric"]: e["value"] for e in bench.validation_entries(args, "de-en", "cmd")}
+    assert got == {
+        "multi30k_deen_imitate_nat_valid_bleu_step2500": 30.02,
+        "multi30k_deen_imitate_nat_valid_bleu_step5000": 30.97,
+    }
+
+
 def test_a_shared_critic_shrunk_to_bf16_is_what_the_next_runs_load(tmp_path):
     """ckpt_weights.py --critic: a trainer checkpoint becomes its critic's weights alone in bf16 (the full file kept
     beside it, tied embeddings stored once: written twice, the Multi30k critic was 18.8 MiB, over the 16 a device
