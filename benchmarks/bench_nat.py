@@ -27,8 +27,8 @@ Metrics: multi30k_<pair>_<row>_test2016_bleu (pair deen / ende), multi30k_<pair>
 multi30k_<pair>_distilled_corpus_bleu, multi30k_<pair>_teacher_beam_test2016_bleu (from distillation), and, on
 ``--latency-pair`` (default the first pair), <row>_batch1_latency_ms, <row>_speedup_vs_at_greedy,
 <row>_speedup_vs_at_beam (the batch-1 speed-ups, ``<row>_speedup_vs_at_{greedy,beam}_batch1`` since session
-16; captured: CUDA graphs for AT greedy search, one replay per token, beam search as one captured static search
-(``SEQLAB_STATIC_BEAM=1``), and for NAT batches of up to 8 sources, one replay per decode), the same with the
+16; captured: AT greedy and beam search as fixed-shape searches replayed in captured chunks of steps (beam search
+with ``SEQLAB_STATIC_BEAM=1``), and for NAT batches of up to 8 sources, one replay per decode), the same with the
 ``_eager`` suffix (no graphs; the library's eager beam search), and <row>_batch1_graph_equals_eager (the fraction
 of the latency sentences whose graph output equals the eager one); the NAT SoftCopy row's also as ``nat_*``
 (``nat_speedup_vs_at_greedy_batch1``, ``nat_sent_per_s_batch64``: issue 18's names).
