@@ -679,7 +679,8 @@ def train_seconds(args: argparse.Namespace, pair: str, tag: str) -> dict[str, fl
 def imitation_entries(args: argparse.Namespace, pair: str, res: dict[str, Any], command: str) -> list[dict]:
     """Per trained row whose log has it, Σ_layers KL(π_AT ‖ π_NAT) per target token (the imitation term, logged
     for the weight-0 control too) averaged over the first and the last ``IMITATION_WINDOW`` steps of its stage:
-    whether imitation makes the NAT's action distributions approach the demonstrator's."""
+    whether imitation makes the NAT's action distributions approach the demonstrator's (the two windows overlap in a
+    stage shorter than twice the window)."""
     entries = []
     for row in args.trained_rows:
         log = Path(args.work) / pair / row / "log.jsonl"
