@@ -61,6 +61,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -108,6 +109,10 @@ TRAINED_ROWS: dict[str, Row] = {
 ROWS = ["at_greedy", "at_beam", *TRAINED_ROWS, "imitate_nat_lpd"]
 
 
+#: an imitate-NAT row of another imitation weight, e.g. ``imitate_nat_w0.01``
+SWEEP_ROW = re.compile(r"imitate_nat_w(\d+(?:\.\d+)?(?:e-?\d+)?)")
+
+
 def sweep_rows(weights: list[float]) -> dict[str, Row]:
     """imitate-NAT rows ``imitate_nat_w<weight>`` that differ in the imitation weight only."""
     return {f"imitate_nat_w{w:g}": Row("multi30k_imitate_nat.yaml", "softcopy", True, w) for w in weights}
@@ -122,14 +127,18 @@ def evaluated_rows(trained: dict[str, Row], plain_at: bool = False) -> list[str]
 
 
 def select_rows(names: str | None, trained: dict[str, Row]) -> dict[str, Row]:
-    """``--rows a,b``: only these trained rows (in the table's order)."""
+    """``--rows a,b``: only these trained rows (in the table's order), then any ``imitate_nat_w<weight>`` named
+    (imitate-NAT with imitation weight λ2 = weight, :func:`sweep_rows`) beside them."""
     if not names:
         return trained
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in trained]
+    weights = [n for n in wanted if n not in trained and SWEEP_ROW.fullmatch(n)]
+    unknown = [n for n in wanted if n not in trained and n not in weights]
     if unknown:
-        raise SystemExit(f"--rows: unknown row(s) {unknown}; known: {', '.join(trained)}")
-    return {name: row for name, row in trained.items() if name in wanted}
+        raise SystemExit(f"--rows: unknown row(s) {unknown}; known: {', '.join(trained)}, imitate_nat_w<weight>")
+    chosen = {name: row for name, row in trained.items() if name in wanted}
+    extra = sweep_rows([float(SWEEP_ROW.fullmatch(n).group(1)) for n in weights])
+    return {**chosen, **{name: row for name, row in extra.items() if name not in chosen}}
 
 
 SMOKE_MODEL = {
@@ -858,7 +867,11 @@ def main() -> None:
     p.add_argument("--latency-sentences", type=int, default=200)
     p.add_argument("--latency-pair", default=None, help="pair whose latencies are recorded (default: first)")
     p.add_argument(
-        "--rows", default=None, metavar="ROW[,ROW2,...]", help="train and score only these NAT rows (default: all)"
+        "--rows",
+        default=None,
+        metavar="ROW[,ROW2,...]",
+        help="train and score only these NAT rows (default: all); imitate_nat_w<weight> adds imitate-NAT with that "
+        "imitation weight",
     )
     p.add_argument(
         "--at-plain",

@@ -423,6 +423,19 @@ def test_nat_throughput_batches_under_a_token_budget():
     assert batches == [[6, 2, 0], [3, 4], [1], [5]]  # lengths (1, 2, 3), (4, 4), (9), (12: over the budget, alone)
 
 
+def test_nat_rows_may_add_imitate_nat_of_another_imitation_weight():
+    """bench_nat.select_rows: ``--rows`` picks table rows in the table's order and adds ``imitate_nat_w<weight>``
+    rows (imitate-NAT, only λ2 differing); a name that is neither is refused with the known ones."""
+    bench = load_script("bench_nat")
+    rows = bench.select_rows("imitate_nat_w0.1,imitate_nat,nat_softcopy,imitate_nat_w0", bench.TRAINED_ROWS)
+    assert list(rows) == ["nat_softcopy", "imitate_nat", "imitate_nat_w0", "imitate_nat_w0.1"]
+    assert rows["imitate_nat_w0.1"] == bench.Row("multi30k_imitate_nat.yaml", "softcopy", True, 0.1)
+    assert rows["imitate_nat_w0"] is bench.TRAINED_ROWS["imitate_nat_w0"]
+    assert bench.evaluated_rows(rows, True)[-1] == "imitate_nat_lpd"
+    with pytest.raises(SystemExit, match="imitate_nat_wx"):
+        bench.select_rows("nat_softcopy,imitate_nat_wx", bench.TRAINED_ROWS)
+
+
 def test_nat_latency_entries_carry_the_issues_names():
     """bench_nat.latency_entries: batch-1 speed-ups over AT greedy and beam as <row>_speedup_vs_at_*_batch1, both
     throughputs, captured and eager; NAT SoftCopy's also as nat_* (issue 18's names)."""
