@@ -22,14 +22,14 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from bench_speed import identical_fraction  # beside this script
 
 from seqlab.bench import results as results_io
 from seqlab.bench.timing import timed
-from seqlab.data.vocab import EOS_ID
 from seqlab.decoding import search
-from seqlab.inference import load_checkpoint_model
+from seqlab.inference import LoadedModel, load_checkpoint_model
 from seqlab.tasks import load_task
-from seqlab.train.evaluate import decode_ids
+from seqlab.train.evaluate import decode_ids, encode_lines
 
 
 def all_finished(scores: torch.Tensor, lengths: torch.Tensor, done: torch.Tensor, limits, alpha) -> torch.Tensor:
@@ -55,6 +55,22 @@ def decode_counting(loaded, src_ids: list[list[int]], beam: int, batch: int) -> 
     return hyps, calls, seconds
 
 
+def checkpoint_and_test_sources(
+    checkpoint: str, data: str | None, sentences: int | None, device: str
+) -> tuple[LoadedModel, list[list[int]]]:
+    """A trained checkpoint (its run's tokenizers) and its task's test sources (the first ``sentences``) as the
+    model reads them at inference (:func:`~seqlab.train.evaluate.encode_lines`); ``data``: the task's data folder
+    when not the checkpoint's."""
+    loaded = load_checkpoint_model(checkpoint, device)
+    options = dict(loaded.config.task.options)
+    if data:
+        options["path"] = data
+    task = load_task(loaded.config.task.name, options, Path(checkpoint).resolve().parent / "tokenizers")
+    sources, _ = task.test.references()
+    sources = sources[:sentences] if sentences else sources
+    return loaded, encode_lines(loaded.src_tokenizer, sources, loaded.config.decode.max_len)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
@@ -66,15 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default="")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    loaded = load_checkpoint_model(args.checkpoint, args.device)
-    options = dict(loaded.config.task.options)
-    if args.data:
-        options["path"] = args.data
-    tok_dir = Path(args.checkpoint).resolve().parent / "tokenizers"
-    task = load_task(loaded.config.task.name, options, tok_dir)
-    sources, _ = task.test.references()
-    sources = sources[: args.sentences] if args.sentences else sources
-    src_ids = [loaded.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
+    loaded, src_ids = checkpoint_and_test_sources(args.checkpoint, args.data, args.sentences, args.device)
     torch.set_grad_enabled(False)
     runs = {}
     full_search = mock.patch.object(search, "settled_sources", all_finished)
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[rule] = decode_counting(loaded, src_ids, args.beam, args.batch)
         print(f"{rule:8s} {runs[rule][1]:6d} decoder steps, {len(src_ids) / runs[rule][2]:8.1f} sent/s")
     (settled, s_steps, s_sec), (full, f_steps, f_sec) = runs["settled"], runs["full"]
-    same = sum(a == b for a, b in zip(settled, full, strict=True)) / len(full)
+    same = identical_fraction(settled, full)
     print(f"identical hypotheses: {same:.4f}; steps settled / full: {s_steps / f_steps:.3f}")
     command = "python benchmarks/beam_steps.py " + " ".join(argv if argv is not None else sys.argv[1:])
     k, label = args.beam, args.label

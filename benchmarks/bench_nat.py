@@ -633,7 +633,7 @@ def report(args: argparse.Namespace, teachers: dict[str, Path], steps: int | Non
             results_io.entry(f"{name}_{run}_train_seconds", round(seconds, 1), "s", command)
             for run, seconds in train_seconds(args, pair, tag).items()
         ]
-        entries += imitation_entries(args, pair, res, command) + validation_entries(args, pair, command)
+        entries += logged_entries(args, pair, res, command)
         steps_by_row = {row: res[f"{row}_steps"] for row in args.trained_rows}
         if len(set(steps_by_row.values())) > 1:  # a minutes limit stopped some rows first: not like for like
             print(f"WARNING: {pair}: the rows trained for different step counts {steps_by_row}; raise --nat-minutes")
@@ -683,6 +683,12 @@ def train_seconds(args: argparse.Namespace, pair: str, tag: str) -> dict[str, fl
     if args.at_plain:
         files["at"] = work / "at" / "results.json"
     return {run: json.loads(path.read_text())["train_seconds"] for run, path in files.items() if path.exists()}
+
+
+def logged_entries(args: argparse.Namespace, pair: str, res: dict[str, Any], command: str) -> list[dict]:
+    """What the trained rows logged: the imitation term (:func:`imitation_entries`) and each kept stage's
+    validation BLEU (:func:`validation_entries`)."""
+    return imitation_entries(args, pair, res, command) + validation_entries(args, pair, command)
 
 
 def imitation_entries(args: argparse.Namespace, pair: str, res: dict[str, Any], command: str) -> list[dict]:

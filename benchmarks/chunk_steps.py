@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-from pathlib import Path
 
 import torch
+from beam_steps import checkpoint_and_test_sources  # beside this script
+from bench_speed import batch1_latency_ms, identical_fraction
 
 from seqlab.bench import results as results_io
 from seqlab.bench.timing import timed
 from seqlab.config import DecodeConfig, load_config
 from seqlab.data.vocab import EOS_ID
-from seqlab.decoding import greedy_search
 from seqlab.models import build_model
 from seqlab.train.evaluate import decode_ids
 from seqlab.utils import resolve_device
@@ -56,27 +55,8 @@ def load(args: argparse.Namespace) -> tuple[torch.nn.Module, DecodeConfig, list[
         torch.manual_seed(0)
         model = build_model(cfg.model.arch, vocab, vocab, **cfg.model.options).to(device).eval()
         return model, cfg.decode, random_sources(args.sentences or 1000, vocab), device
-    from seqlab.inference import load_checkpoint_model
-    from seqlab.tasks import load_task
-
-    loaded = load_checkpoint_model(args.checkpoint, args.device)
-    options = dict(loaded.config.task.options)
-    if args.data:
-        options["path"] = args.data
-    task = load_task(loaded.config.task.name, options, Path(args.checkpoint).resolve().parent / "tokenizers")
-    sources, _ = task.test.references()
-    sources = sources[: args.sentences] if args.sentences else sources
-    ids = [loaded.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
+    loaded, ids = checkpoint_and_test_sources(args.checkpoint, args.data, args.sentences, args.device)
     return loaded.model, loaded.config.decode, ids, loaded.device
-
-
-def batch1_latency_ms(model, decode: DecodeConfig, sources: list[list[int]], device: torch.device) -> float:
-    """Median milliseconds of greedy search on one source at a time (synchronised), after one warm pass."""
-    kw = dict(max_len_a=decode.max_len_a, max_len_b=decode.max_len_b, max_len=decode.max_len)
-    tensors = [torch.tensor([s], device=device) for s in sources]
-    for src in tensors:  # warm-up: every bucket captured
-        greedy_search(model, src, **kw)
-    return 1000 * statistics.median(timed(lambda s=src: greedy_search(model, s, **kw), device)[1] for src in tensors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         hyps = passes[1][0] + passes[args.beam][0]
         reference = hyps if reference is None else reference
         figures[chunk] = {
-            "latency": batch1_latency_ms(model, decode, sources[: args.latency_sentences], device),
+            "latency": batch1_latency_ms(model, sources, decode, device, args.latency_sentences, warmup=None),
             "greedy": len(sources) / passes[1][1],
             "beam": len(sources) / passes[args.beam][1],
-            "same": sum(a == b for a, b in zip(hyps, reference, strict=True)) / len(hyps),
+            "same": identical_fraction(hyps, reference),
         }
         f = figures[chunk]
         print(

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from bench_nat import imitation_entries, stage_entries, validation_entries  # noqa: E402
+from bench_nat import logged_entries, stage_entries  # noqa: E402
 
 from seqlab.bench import results as results_io
 
@@ -47,13 +47,13 @@ def main() -> None:
     skip = tuple(r for r in args.skip_rows.split(",") if r)
     entries = stage_entries(args.work, stages, args.device, args.commit, command, skip)
     if args.logged:
-        entries += [{**e, "device": args.device, "commit": args.commit} for e in logged_entries(args, command)]
+        entries += [{**e, "device": args.device, "commit": args.commit} for e in logged_by_pair(args, command)]
     print("wrote", results_io.write(args.record, entries))
     for e in entries:
         print(f"{e['metric']:60s} {e['value']:>8}")
 
 
-def logged_entries(args: argparse.Namespace, command: str) -> list[dict]:
+def logged_by_pair(args: argparse.Namespace, command: str) -> list[dict]:
     """The imitation and validation entries of every pair, for the rows whose steps its last scored stage records."""
     entries = []
     for pair in sorted(path.name for path in args.work.iterdir() if path.is_dir()):
@@ -63,7 +63,7 @@ def logged_entries(args: argparse.Namespace, command: str) -> list[dict]:
         res = json.loads(scored[-1].read_text())
         rows = [key.removesuffix("_steps") for key in res if key.endswith("_steps")]
         run = SimpleNamespace(work=str(args.work), trained_rows=dict.fromkeys(rows))
-        entries += imitation_entries(run, pair, res, command) + validation_entries(run, pair, command)
+        entries += logged_entries(run, pair, res, command)
     return entries
 
 
