@@ -946,6 +946,9 @@ def test_extra_test_sets_are_scored_reported_and_in_the_entries(tmp_path):
     assert entries["tiny_raml_flickr_bleu_std"] == 0.0 and entries["tiny_start_flickr_bleu"] == 50.0
     assert entries["tiny_mle_test_bleu_n"] == 2 and "tiny_raml_test_bleu_p_holm_vs_start" in entries
     assert "tiny_raml_test_bleu_p_vs_mle" in entries and "tiny_raml_flickr_bleu_p_holm_vs_mle" in entries
+    best = summ["valid"]["raml"]
+    assert entries["tiny_raml_valid_bleu_best_n"] == best["n"] == 2
+    assert entries["tiny_raml_valid_bleu_best_mean"] == round(best["mean"], 4)
     # a later invocation adds a set: only the scoring of the new set runs, the first set stays in the report
     calls.clear()
     run_compare(

@@ -707,7 +707,8 @@ def benchmark_entries(
     ``<prefix>_<label><label_suffix>_<split_name>_<metric>_{mean,std,min,max,n}`` (and without a suffix when one run
     makes the row), ``..._p_vs_<baseline>`` (raw), ``..._p_holm_vs_<baseline>`` and ``..._p_holm_vs_start``;
     ``<prefix>_start_<split_name>_<metric>`` and ``<prefix>_checkpoint_<split_name>_<metric>`` (the shared
-    checkpoint); the same per extra test set ``NAME`` in place of ``<split_name>``.  Metric names are lower case
+    checkpoint); the same per extra test set ``NAME`` in place of ``<split_name>``; and each row's best validation
+    score ``<prefix>_<label><label_suffix>_valid_<primary>_best_{mean,std,n}``.  Metric names are lower case
     (``rougeL`` is ``rougel``)."""
     summary = json.loads((Path(out) / "report" / "summary.json").read_text(encoding="utf-8"))
     primary, baseline = summary["primary_metric"].lower(), summary["baseline"]
@@ -751,6 +752,11 @@ def benchmark_entries(
                     "p-value",
                 )
             )
+    for label, st in summary.get("valid", {}).items():  # the best validation score of each run, over the seeds
+        if st["n"]:
+            base = f"{prefix}_{label}{label_suffix}_valid_{primary}_best"
+            rows += [(f"{base}_{k}", round(float(st[k]), 4), primary.upper()) for k in ("mean", "std")]
+            rows.append((f"{base}_n", int(st["n"]), "runs"))
     return rows
 
 
