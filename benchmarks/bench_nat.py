@@ -544,13 +544,17 @@ def bleu_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str)
 
 def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: str) -> dict[str, Any]:
     """Batch-1 latencies of every row, with CUDA graphs (seqlab's default) and eagerly, and how many graph
-    outputs equal the eager ones; cached in <work>/<pair>/latency_<tag>.json."""
+    outputs equal the eager ones; cached in <work>/<pair>/latency_<tag>.json with what else ran on the machine
+    before and after (``timing_conditions``). A cache timed beside other work is not reused: the next call times
+    again (session 22's first evaluation ran beside a comparison: AT greedy 11.95 ms, alone 4.91)."""
+    from seqlab.bench.timing import timing_conditions, warn_if_contended
     from seqlab.decoding import beam_search, greedy_search
     from seqlab.train.evaluate import encode_lines
 
     cache = Path(args.work) / pair / f"latency_{tag}.json"
     cached = json.loads(cache.read_text()) if cache.exists() else {}
-    if all(f"{row}_latency_ms" in cached for row in args.rows):
+    contended = any(c["contended"] for c in cached.get("timing_conditions", []))
+    if all(f"{row}_latency_ms" in cached for row in args.rows) and not contended:
         return cached
     # a row the cache lacks (another call's --rows): every row again, so that all are timed in one process alike
     m = PairModels(args, pair, teacher_path, tag)
@@ -564,7 +568,7 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
         fns[f"{name}_beam"] = functools.partial(
             beam_search, model, beam_size=args.beam, length_penalty=m.decode.length_penalty, **kw
         )
-    done: dict[str, Any] = {}
+    done: dict[str, Any] = {"timing_conditions": [timing_conditions(m.device)]}
     switches = ("SEQLAB_CUDA_GRAPHS", "SEQLAB_STATIC_BEAM")
     before = {key: os.environ.get(key) for key in switches}
     try:
@@ -596,6 +600,9 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
     for row in args.rows:
         graph, eager = done.pop(f"{row}_graph_outputs"), done.pop(f"{row}_eager_outputs")
         done[f"{row}_graph_equals_eager"] = sum(g == e for g, e in zip(graph, eager, strict=True)) / len(graph)
+    done["timing_conditions"].append(timing_conditions(m.device))
+    for when, conditions in zip(("before", "after"), done["timing_conditions"], strict=True):
+        warn_if_contended(conditions, f"{pair} {tag} latencies ({when} the timing)")
     cache.write_text(json.dumps(done, indent=2))
     return done
 

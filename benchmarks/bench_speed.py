@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.bench import results as results_io
-from seqlab.bench.timing import first_batches, profile_table
+from seqlab.bench.timing import first_batches, profile_table, timing_conditions, warn_if_contended
 from seqlab.config import Config, DecodeConfig, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.metrics import compute_metrics
@@ -379,6 +379,7 @@ def main() -> None:
     cfg, device = trainer.cfg, trainer.device
     print(f"device {results_io.device_name()}; model {cfg.model.options}")
     batches = first_batches(trainer, args.steps + args.warmup)
+    conditions = [timing_conditions(device)]
 
     # --- training throughput: seqlab trainer step (eager, then train.compile) vs the plain loop, identical batches
     results = time_seqlab_training(trainer, batches, args)
@@ -416,6 +417,10 @@ def main() -> None:
 
     if not args.no_bart:
         results.update(bench_bart(batches, args, vocab, mo, src_ids, steps_of, device))
+    conditions.append(timing_conditions(device))
+    for when, found in zip(("before", "after"), conditions, strict=True):
+        warn_if_contended(found, f"bench_speed ({when} the timing)")
+    results["timing_contended"] = float(any(found["contended"] for found in conditions))  # 1: not a speed figure
     for k, v in results.items():
         print(f"{k:45s} {v:12.2f}")
     if not args.no_write:

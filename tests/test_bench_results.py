@@ -529,6 +529,16 @@ def test_nat_stages_and_latencies_are_per_row_so_a_second_call_trains_and_times_
     assert bench.latency_pass(call("imitate_nat"), "de-en", tmp_path / "dat.pt", "step5000") == cached
     with pytest.raises(Measured):
         bench.latency_pass(call("imitate_nat", "nat_softcopy"), "de-en", tmp_path / "dat.pt", "step5000")
+    # a cache timed beside other work is timed again, every row in it or not
+    quiet = {"gpu_utilization_idle_percent": 0.0, "load_1min": 1.0, "cpus": 16, "contended": False}
+    for found, reused in (([quiet, quiet], True), ([quiet, {**quiet, "contended": True}], False)):
+        cached["timing_conditions"] = found
+        (tmp_path / "de-en" / "latency_step5000.json").write_text(json.dumps(cached))
+        if reused:
+            assert bench.latency_pass(call("imitate_nat"), "de-en", tmp_path / "dat.pt", "step5000") == cached
+        else:
+            with pytest.raises(Measured):
+                bench.latency_pass(call("imitate_nat"), "de-en", tmp_path / "dat.pt", "step5000")
 
 
 def test_nat_demonstrator_is_the_trained_dats_best_checkpoint_named_after_it_trained(tmp_path, monkeypatch):

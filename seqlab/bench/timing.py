@@ -3,6 +3,8 @@ torch.profiler tables of what a piece of work spends its time on."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,49 @@ def timed(work: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     if cuda:
         torch.cuda.synchronize()
     return result, time.perf_counter() - start
+
+
+#: above these, :func:`timing_conditions` reports a timing as contended: the GPU's utilisation while this process
+#: queues nothing (percent), and the 1-minute load average per CPU beyond this process's own one
+BUSY_GPU_PERCENT = 5
+BUSY_LOAD_PER_CPU = 0.25
+
+
+def gpu_utilization(device: torch.device) -> float | None:
+    """The GPU's utilisation in percent over nvidia-smi's last sample period, or None where nvidia-smi cannot say."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    query = ["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+    try:
+        return float(subprocess.run(query, capture_output=True, text=True, timeout=30, check=True).stdout.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def timing_conditions(device: torch.device, settle_seconds: float = 1.0) -> dict[str, Any]:
+    """What else runs beside a timing: the GPU's utilisation after this process has synchronised and waited
+    ``settle_seconds`` (another process's kernels), and the host's 1-minute load average against its CPUs.
+    ``contended`` is True when either is above :data:`BUSY_GPU_PERCENT` / :data:`BUSY_LOAD_PER_CPU`: latencies of
+    host-bound searches measured then are not speed figures."""
+    busy = None
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        time.sleep(settle_seconds)
+        busy = gpu_utilization(device)
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    contended = (busy is not None and busy > BUSY_GPU_PERCENT) or (load - 1) / cpus > BUSY_LOAD_PER_CPU
+    return {"gpu_utilization_idle_percent": busy, "load_1min": round(load, 2), "cpus": cpus, "contended": contended}
+
+
+def warn_if_contended(conditions: dict[str, Any], what: str) -> None:
+    """Print a warning naming ``what`` when :func:`timing_conditions` found the machine shared."""
+    if conditions["contended"]:
+        print(
+            f"WARNING: {what} timed beside other work (GPU {conditions['gpu_utilization_idle_percent']} % busy while "
+            f"this process waited, load {conditions['load_1min']} on {conditions['cpus']} CPUs): the latencies are "
+            "not a speed figure; time again with the machine to itself",
+            flush=True,
+        )
 
 
 def timed_train_step(trainer: Any, batch: Any) -> float:
