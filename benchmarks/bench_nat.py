@@ -75,6 +75,7 @@ import torch
 
 from seqlab import launch
 from seqlab.bench import results as results_io
+from seqlab.bench.timing import sync
 from seqlab.config import DecodeConfig
 from seqlab.data.vocab import EOS_ID
 
@@ -407,9 +408,6 @@ def best_checkpoint(run: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def batch1_decode(

@@ -26,6 +26,7 @@ import torch
 from sacrebleu.metrics import BLEU
 
 from seqlab.bench import results as results_io
+from seqlab.bench.timing import sync
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.rewards import sentence_bleu
 
@@ -67,11 +68,6 @@ def device_name(device: torch.device) -> str:
     if hasattr(os, "getloadavg"):
         load = f", 1-min load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"  # shared machines
     return f"{model} ({torch.get_num_threads()} torch threads{load})"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

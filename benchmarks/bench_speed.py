@@ -35,18 +35,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.bench import results as results_io
-from seqlab.bench.timing import first_batches, profile_table, timing_conditions, warn_if_contended
+from seqlab.bench.timing import first_batches, profile_table, sync, timing_conditions, warn_if_contended
+from seqlab.bench.timing import timed as timed_call
 from seqlab.config import Config, DecodeConfig, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.metrics import compute_metrics
 from seqlab.models.base import shift_right
 from seqlab.train.evaluate import decode_ids, pad_batch
 from seqlab.train.trainer import Trainer
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class PlainTransformer(nn.Module):
@@ -194,16 +190,8 @@ def time_plain_training(
 
 
 def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
-    """Seconds ``fn()`` takes, the device synchronized before and after."""
-
-    def timed(fn: Callable[[], object]) -> float:
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        return time.perf_counter() - t0
-
-    return timed
+    """Seconds ``fn()`` takes, the device synchronized before and after (:func:`seqlab.bench.timing.timed`)."""
+    return lambda fn: timed_call(fn, device)[1]
 
 
 def encoded_test_sources(trainer: Trainer, args: argparse.Namespace) -> list[list[int]]:

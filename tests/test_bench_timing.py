@@ -31,7 +31,7 @@ def test_gpu_utilization_reads_nvidia_smi_and_is_none_where_it_cannot(monkeypatc
 
 def test_timing_conditions_flag_a_busy_gpu_or_host(monkeypatch, capsys):
     monkeypatch.setattr(timing.os, "cpu_count", lambda: 16)
-    monkeypatch.setattr(timing.torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(timing.torch.cuda, "synchronize", lambda *_: None)
     cuda = torch.device("cuda", 0)
 
     def conditions(load: float, busy: float | None, device: torch.device = cuda) -> dict:
@@ -46,6 +46,9 @@ def test_timing_conditions_flag_a_busy_gpu_or_host(monkeypatch, capsys):
     assert not conditions(1 + 16 * 0.25 - 0.5, None)["contended"]  # nvidia-smi silent: the host decides
     on_cpu = conditions(1.0, 99.0, torch.device("cpu"))  # no GPU queried on the CPU
     assert on_cpu["gpu_utilization_idle_percent"] is None and not on_cpu["contended"]
+    monkeypatch.setattr(timing.torch, "get_num_threads", lambda: 8)  # on the CPU its own threads make the load
+    assert not conditions(8 + 16 * 0.25 - 0.5, None, torch.device("cpu"))["contended"]
+    assert conditions(8 + 16 * 0.25 + 0.5, None, torch.device("cpu"))["contended"]
 
     timing.warn_if_contended(quiet, "quiet run")
     assert capsys.readouterr().out == ""

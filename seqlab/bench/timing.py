@@ -13,20 +13,24 @@ from typing import Any
 import torch
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op off CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed(work: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     """``work()``'s result and the seconds it took, queued GPU work included (synchronised on both sides)."""
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
+    sync(device)
     start = time.perf_counter()
     result = work()
-    if cuda:
-        torch.cuda.synchronize()
+    sync(device)
     return result, time.perf_counter() - start
 
 
 #: above these, :func:`timing_conditions` reports a timing as contended: the GPU's utilisation while this process
-#: queues nothing (percent), and the 1-minute load average per CPU beyond this process's own one
+#: queues nothing (percent), and the 1-minute load average per CPU beyond this process's own (one busy thread on a
+#: GPU, its torch threads on the CPU)
 BUSY_GPU_PERCENT = 5
 BUSY_LOAD_PER_CPU = 0.25
 
@@ -53,7 +57,8 @@ def timing_conditions(device: torch.device, settle_seconds: float = 1.0) -> dict
         busy = gpu_utilization(device)
     cpus = os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    contended = (busy is not None and busy > BUSY_GPU_PERCENT) or (load - 1) / cpus > BUSY_LOAD_PER_CPU
+    own = 1 if device.type == "cuda" else torch.get_num_threads()  # this process's share of the load
+    contended = (busy is not None and busy > BUSY_GPU_PERCENT) or (load - own) / cpus > BUSY_LOAD_PER_CPU
     return {"gpu_utilization_idle_percent": busy, "load_1min": round(load, 2), "cpus": cpus, "contended": contended}
 
 
