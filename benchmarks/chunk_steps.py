@@ -1,12 +1,16 @@
-"""What the fixed-shape searches' chunk size costs: batch-1 latency and batched throughput per chunk (any device).
+"""What the fixed-shape searches' settings cost: batch-1 latency and batched throughput per chunk size, with the
+decoder step compiled or not (any device).
 
 The captured greedy and beam searches run whole chunks of steps and read the end test once per chunk
 (:mod:`seqlab.decoding.static`), so a search takes up to a chunk less one of steps after its last row finished,
 and a sentence at batch 1 pays those steps in full. Smaller chunks waste fewer steps and read the end test more
-often. This decodes the same sources with each chunk size (``SEQLAB_SEARCH_CHUNK_STEPS``), the default decoding
-path of the device (captured on a GPU), after a warm-up pass per size, and checks that the hypotheses agree:
+often. This decodes the same sources with each chunk size (``SEQLAB_SEARCH_CHUNK_STEPS``) through the fixed-shape
+searches (captured on a GPU; beam search's with ``SEQLAB_STATIC_BEAM=1``), after a warm-up pass per size, and checks
+that the hypotheses agree. ``--compiled`` also runs each size with the decoder step compiled
+(``SEQLAB_COMPILE_DECODE=1``, :func:`seqlab.decoding.graphs.decode_step_compiled`: fewer, fused kernels per step;
+the warm-up pass pays the compilation):
 
-    python benchmarks/chunk_steps.py RUN/checkpoint_best.pt --data .devdata/multi30k --chunks 8,4,2,1
+    python benchmarks/chunk_steps.py RUN/checkpoint_best.pt --data .devdata/multi30k --chunks 8,4,2,1 --compiled
     python benchmarks/chunk_steps.py --random-model configs/multi30k_transformer.yaml --sentences 200   # no training
 
 ``--random-model`` decodes random sources (Multi30k's lengths) with an untrained model of the config's size: its
@@ -14,12 +18,15 @@ outputs run to the length limit, so it measures a step's cost and the end test's
 
 Entries (benchmarks/results/chunk_steps_<device>.json) ``batch1_greedy_latency_ms_chunk<k><label>`` (median over
 ``--latency-sentences``), ``greedy_decode_sent_per_s_chunk<k><label>``, ``beam<b>_decode_sent_per_s_chunk<k><label>``
-and ``chunk<k>_identical_fraction<label>`` (hypotheses equal to the first chunk size's, greedy and beam together).
+and ``chunk<k>_identical_fraction<label>`` (hypotheses equal to the first chunk size's, greedy and beam together);
+``chunk<k>_compiled`` in place of ``chunk<k>`` for the compiled step. Before session 22 the beam pass ran the eager
+beam search (no ``SEQLAB_STATIC_BEAM``), which has no chunks: its figures did not depend on the chunk size.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -70,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sentences", type=int, default=None, help="the first N test sources (default: all)")
     ap.add_argument("--latency-sentences", type=int, default=100)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--compiled", action="store_true", help="also each chunk size with the decoder step compiled")
     ap.add_argument("--label", default="")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -78,10 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     model, decode, sources, device = load(args)
     torch.set_grad_enabled(False)
     chunks = [int(c) for c in args.chunks.split(",")]
-    figures: dict[int, dict[str, float]] = {}
+    figures: dict[str, dict[str, float]] = {}
     reference: list[list[int]] | None = None
-    for chunk in chunks:
+    os.environ["SEQLAB_STATIC_BEAM"] = "1"  # beam search's fixed-shape search, the one that runs in chunks
+    for chunk, compiled in itertools.product(chunks, (False, True) if args.compiled else (False,)):
         os.environ["SEQLAB_SEARCH_CHUNK_STEPS"] = str(chunk)
+        os.environ["SEQLAB_COMPILE_DECODE"] = "1" if compiled else "0"
+        variant = f"chunk{chunk}{'_compiled' if compiled else ''}"
         passes = {}
         for beam in (1, args.beam):
             decode_ids(model, sources, decode, device, beam_size=beam, batch_size=args.batch)  # warm-up
@@ -90,26 +101,26 @@ def main(argv: list[str] | None = None) -> int:
             )
         hyps = passes[1][0] + passes[args.beam][0]
         reference = hyps if reference is None else reference
-        figures[chunk] = {
+        figures[variant] = {
             "latency": batch1_latency_ms(model, sources, decode, device, args.latency_sentences, warmup=None),
             "greedy": len(sources) / passes[1][1],
             "beam": len(sources) / passes[args.beam][1],
             "same": identical_fraction(hyps, reference),
         }
-        f = figures[chunk]
+        f = figures[variant]
         print(
-            f"chunk {chunk}: batch-1 greedy {f['latency']:.2f} ms, greedy {f['greedy']:.0f} sent/s, beam {args.beam} "
+            f"{variant}: batch-1 greedy {f['latency']:.2f} ms, greedy {f['greedy']:.0f} sent/s, beam {args.beam} "
             f"{f['beam']:.0f} sent/s, identical {f['same']:.4f}"
         )
     command = "python benchmarks/chunk_steps.py " + " ".join(argv if argv is not None else sys.argv[1:])
     label, k = args.label, args.beam
     entries = []
-    for chunk, f in figures.items():
+    for variant, f in figures.items():
         entries += [
-            results_io.entry(f"batch1_greedy_latency_ms_chunk{chunk}{label}", round(f["latency"], 3), "ms", command),
-            results_io.entry(f"greedy_decode_sent_per_s_chunk{chunk}{label}", round(f["greedy"], 1), "sent/s", command),
-            results_io.entry(f"beam{k}_decode_sent_per_s_chunk{chunk}{label}", round(f["beam"], 1), "sent/s", command),
-            results_io.entry(f"chunk{chunk}_identical_fraction{label}", round(f["same"], 4), "fraction", command),
+            results_io.entry(f"batch1_greedy_latency_ms_{variant}{label}", round(f["latency"], 3), "ms", command),
+            results_io.entry(f"greedy_decode_sent_per_s_{variant}{label}", round(f["greedy"], 1), "sent/s", command),
+            results_io.entry(f"beam{k}_decode_sent_per_s_{variant}{label}", round(f["beam"], 1), "sent/s", command),
+            results_io.entry(f"{variant}_identical_fraction{label}", round(f["same"], 4), "fraction", command),
         ]
     if not args.no_write:
         name = f"chunk_steps_{'cuda' if device.type == 'cuda' else 'cpu'}"

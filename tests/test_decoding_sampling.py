@@ -274,6 +274,33 @@ def test_sampling_equals_the_reference_loop(static, temperature):
     torch.testing.assert_close(got.scores, logps.sum(1), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
+def test_a_compiled_decoder_step_samples_and_mixes_as_the_reference_loops(monkeypatch):
+    """SEQLAB_COMPILE_DECODE=1: the fixed-shape sampling and token-mixture loops step through torch.compile and
+    draw the reference loops' tokens on the same random stream."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("SEQLAB_COMPILE_DECODE", "1")
+    torch._dynamo.reset()  # compiled here, not found from another test
+    compiled_before = counters["stats"]["unique_graphs"]
+    model = tiny_transformer(2)
+    src = random_targets(4, rows=3, longest=7)
+    torch.manual_seed(11)
+    got = sample(model, src, num_samples=4, static=True)
+    torch.manual_seed(11)
+    tokens, logps = reference_sample(model, src, 4, 1.0)
+    assert torch.equal(got.tokens, tokens)
+    torch.testing.assert_close(got.token_log_probs, logps, atol=1e-5, rtol=0)
+    tgt = random_targets(3, rows=6, longest=8)
+    lam = torch.tensor([0.3, 0.4, 0.3])
+    torch.manual_seed(5)
+    mixed = token_mixture(model, model.encode(tgt), tgt, lam, mode="static", reward_scale=10.0)
+    torch.manual_seed(5)
+    tokens, comps, _ = reference_mixture(model, model.encode(tgt), tgt, lam, 10.0, "range", 1.0, None, True, "reward")
+    assert torch.equal(mixed.tokens, tokens) and torch.equal(mixed.components, comps)
+    assert counters["stats"]["unique_graphs"] > compiled_before  # the compiled step ran
+
+
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_greedy_loop_equals_greedy_search(mode):
     model = tiny_transformer(4)

@@ -156,6 +156,33 @@ def test_captured_bf16_searches_equal_their_eager_fixed_shape_run(copier, monkey
     model.cpu()
 
 
+@pytest.mark.slow
+def test_a_compiled_decoder_step_gives_the_eager_searches_hypotheses(copier, monkeypatch):
+    """SEQLAB_COMPILE_DECODE=1: the fixed-shape greedy and beam searches step through torch.compile (dynamic
+    shapes: one compilation serves new buckets and windows) and give the eager searches' hypotheses; on CUDA the
+    captured graphs replay the compiled kernels."""
+    from torch._dynamo.utils import counters
+
+    from seqlab.decoding import graphs
+
+    cuda = torch.cuda.is_available()
+    model = copier.cuda() if cuda else copier
+    monkeypatch.setenv("SEQLAB_COMPILE_DECODE", "1")
+    torch._dynamo.reset()  # compiled here, not found from another test
+    assert graphs.precision_key().endswith("+compiled") and graphs.static_step_of(model) != model.static_step
+    compiled_before = counters["stats"]["unique_graphs"]
+    for seed, rows, longest in ((7, 5, 7), (8, 3, 12)):  # a second bucket: wider sources, a longer budget
+        src = sources(seed, rows=rows, longest=longest).to(model.tgt_embed.weight.device)
+        for k in (1, 4):
+            decode = greedy_search if k == 1 else beam_search
+            kw = {} if k == 1 else {"beam_size": k}
+            eager = decode(model, src, static=False, **kw)
+            for _ in range(2 if cuda else 1):  # captured on first use, replayed on the second
+                assert torch.equal(eager.tokens, decode(model, src, static=True, **kw).tokens)
+    assert counters["stats"]["unique_graphs"] > compiled_before  # the compiled step ran
+    model.cpu()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_captured_searches_equal_eager_on_cuda(copier):
     model = copier.cuda()

@@ -11,6 +11,7 @@ buffers.  Source lengths and step budgets are rounded up to buckets so that few 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections import OrderedDict
@@ -99,8 +100,31 @@ def loop_precision(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def precision_key() -> str:
-    """What :func:`loop_precision` runs in, for the keys of cached captures."""
-    return "bf16" if graphs_in_bf16() else "fp32"
+    """What :func:`loop_precision` runs in, and whether the step is compiled (:func:`decode_step_compiled`), for the
+    keys of cached captures."""
+    return ("bf16" if graphs_in_bf16() else "fp32") + ("+compiled" if decode_step_compiled() else "")
+
+
+def decode_step_compiled() -> bool:
+    """SEQLAB_COMPILE_DECODE=1: fixed-shape loops and searches call the model's ``static_step`` through
+    ``torch.compile`` (dynamic shapes, so that one compilation serves the buckets and the attended windows), which
+    fuses the step's elementwise work into fewer kernels; the captured graphs then replay those.  Opt-in: the
+    first call of each new shape kind compiles (seconds), and the GPU gain is not yet measured."""
+    return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"
+
+
+_COMPILED_STEPS: dict[type, Callable[..., torch.Tensor]] = {}
+
+
+def static_step_of(model: Any) -> Callable[..., torch.Tensor]:
+    """``model.static_step``, or its compiled form under :func:`decode_step_compiled` (one compilation per model
+    class, shared by its instances: the weights are inputs of the compiled graph, not constants)."""
+    if not decode_step_compiled():
+        return model.static_step
+    cls = type(model)
+    if cls not in _COMPILED_STEPS:
+        _COMPILED_STEPS[cls] = torch.compile(cls.static_step, dynamic=True)
+    return functools.partial(_COMPILED_STEPS[cls], model)
 
 
 def round_up(n: int, bucket: int) -> int:
@@ -121,17 +145,18 @@ class StaticStepper:
         self.state = model.init_static_state(enc, max_len)
         self.tokens = torch.zeros(enc.memory.size(0), dtype=torch.long, device=enc.memory.device)
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.decoder_step = static_step_of(model)  # compiled under SEQLAB_COMPILE_DECODE=1
         self.logits: torch.Tensor | None = None
         if graph:
             self._capture()
         self.nbytes = tensor_bytes([self.state, self.tokens, self.logits])
 
     def _capture(self) -> None:
-        warm_up(lambda: self.model.static_step(self.tokens, self.state))
+        warm_up(lambda: self.decoder_step(self.tokens, self.state))
         self.state["t"].zero_()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.logits = self.model.static_step(self.tokens, self.state)
+            self.logits = self.decoder_step(self.tokens, self.state)
         self.state["t"].zero_()
 
     def load(self, enc: Encoded, rows: int) -> StaticStepper:
@@ -149,7 +174,7 @@ class StaticStepper:
         """Logits [rows, V] for the next position of the real (unpadded) rows."""
         self.tokens[: tokens.size(0)].copy_(tokens)
         if self.graph is None:
-            return self.model.static_step(self.tokens, self.state)[: self.rows]
+            return self.decoder_step(self.tokens, self.state)[: self.rows]
         self.graph.replay()
         return self.logits[: self.rows]
 

@@ -45,6 +45,7 @@ from seqlab.decoding.graphs import (
     pad_encoded,
     precision_key,
     round_up,
+    static_step_of,
     tensor_bytes,
     warm_up,
 )
@@ -152,6 +153,8 @@ class SamplingLoop:
         reward_draw: Any = None,
     ):
         self.model, self.spec, self.rows, self.steps, self.mode = model, spec, rows, steps, mode
+        # the static step, compiled under SEQLAB_COMPILE_DECODE=1 (the dynamic mode steps ``model.step``)
+        self.decoder_step = None if mode == "dynamic" else static_step_of(model)
         self.vocab_size, self.enc = vocab_size, enc
         self.t = torch.zeros(1, dtype=torch.long, device=device)
         self.prev = torch.full((rows,), BOS_ID, dtype=torch.long, device=device)
@@ -248,7 +251,7 @@ class SamplingLoop:
         if self.mode == "dynamic":
             logits, self.state = self.model.step(self.enc, self.prev, self.state)
         else:
-            logits = self.model.static_step(self.prev, self.state, window=written)
+            logits = self.decoder_step(self.prev, self.state, window=written)
         return mask_special(logits)
 
     def _step(self, written: int | None = None) -> None:

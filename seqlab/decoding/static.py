@@ -35,6 +35,7 @@ from seqlab.decoding.graphs import (
     graph_cache_bytes,
     precision_key,
     round_up,
+    static_step_of,
     warm_up,
 )
 from seqlab.models.base import mask_special
@@ -100,6 +101,7 @@ class StaticSearch:
     ):
         self.model, self.rows, self.width, self.beam, self.steps = model, rows, width, beam, steps
         self.chunk = chunk
+        self.decoder_step = static_step_of(model)  # compiled under SEQLAB_COMPILE_DECODE=1
         self.settle = settle if beam > 1 else None
         self.limit_rule = (max_len_a, max_len_b, max_len)
         n = rows * beam
@@ -171,7 +173,7 @@ class StaticSearch:
 
     def _log_probs(self, written: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         step = self.t.clone()  # static_step advances t
-        logits = self.model.static_step(self.prev, self.state, window=written)
+        logits = self.decoder_step(self.prev, self.state, window=written)
         return torch.log_softmax(mask_special(logits), dim=-1), step
 
     def _greedy_step(self, written: int | None = None) -> None:
