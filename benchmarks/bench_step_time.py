@@ -18,6 +18,8 @@ Writes to benchmarks/results/step_time_<device>.json (``--name`` to change), one
   :func:`seqlab.decoding.graphs.graphs_in_bf16`); before session 16 they ran in fp32;
 * ``<algo>_graph_fp32_step_ms`` / ``_graph_fp32_step_time_ratio_vs_mle``: the captured loops in fp32 all the same
   (``graph_fp32``: SEQLAB_GRAPH_BF16=0), as every ``_graph`` entry up to commit 7526958 was measured;
+* ``<algo>_graph_compiled_step_ms`` / ``_graph_compiled_step_time_ratio_vs_mle``: the captured loops with the decoder
+  step compiled (``graph_compiled``: SEQLAB_COMPILE_DECODE=1 too, :func:`seqlab.decoding.graphs.decode_step_compiled`);
 * ``<algo>_nographs_step_ms`` / ``_nographs_step_time_ratio_vs_mle``: no CUDA graph anywhere (``nographs``:
   SEQLAB_CUDA_GRAPHS=0), for the same algorithms;
 * ``sampling_graph_equals_eager`` and ``mixture_graph_equals_eager`` (1 when the captured loop's tokens and
@@ -65,9 +67,16 @@ from seqlab.train.trainer import Trainer
 ALL = "mle,interpolation,pg,spg,mixer,mixer_anneal,ac,erac,vaml,noising,raml,alpha_dimt,erpo,scheduled_sampling"
 
 
-def switches(sampling: str | None, cuda: str | None = None, bf16: str | None = None) -> dict[str, str | None]:
+def switches(
+    sampling: str | None, cuda: str | None = None, bf16: str | None = None, compiled: str | None = None
+) -> dict[str, str | None]:
     """The CUDA-graph environment switches of one timed path (None: unset)."""
-    return {"SEQLAB_SAMPLING_GRAPHS": sampling, "SEQLAB_CUDA_GRAPHS": cuda, "SEQLAB_GRAPH_BF16": bf16}
+    return {
+        "SEQLAB_SAMPLING_GRAPHS": sampling,
+        "SEQLAB_CUDA_GRAPHS": cuda,
+        "SEQLAB_GRAPH_BF16": bf16,
+        "SEQLAB_COMPILE_DECODE": compiled,
+    }
 
 
 #: how each ``--paths`` entry sets the graph switches and names its entries
@@ -75,6 +84,7 @@ PATHS = {
     "default": (switches(None), ""),
     "graph": (switches("1"), "_graph"),
     "graph_fp32": (switches("1", bf16="0"), "_graph_fp32"),
+    "graph_compiled": (switches("1", compiled="1"), "_graph_compiled"),
     "nographs": (switches("0", "0"), "_nographs"),
 }
 #: untimed passes over the timed batches at most: again while a pass captured sampling loops (a larger shape grows
