@@ -733,8 +733,8 @@ def validation_entries(args: argparse.Namespace, pair: str, command: str) -> lis
 
 def latency_entries(args: argparse.Namespace, res: dict[str, Any], command: str) -> list[dict]:
     """The latency pass's entries: per row and mode (captured, ``_eager``) the batch-1 latency, the batched
-    throughputs and the batch-1 speed-ups over AT greedy and beam, whether graph equals eager, and the issue's
-    ``nat_*`` names (:func:`issue_names`)."""
+    throughputs and the batch-1 speed-ups over AT greedy and beam, whether graph equals eager, whether the timing
+    shared the machine (``batch1_latency_timing_contended``), and the issue's ``nat_*`` names (:func:`issue_names`)."""
     entries = []
     for mode, suffix in (("", "_latency_ms"), ("_eager", "_latency_eager_ms")):
         at_greedy, at_beam = res[f"at_greedy{suffix}"], res[f"at_beam{suffix}"]
@@ -757,6 +757,9 @@ def latency_entries(args: argparse.Namespace, res: dict[str, Any], command: str)
         results_io.entry(f"{row}_batch1_graph_equals_eager", res[f"{row}_graph_equals_eager"], "fraction", command)
         for row in args.rows
     ]
+    if "timing_conditions" in res:  # 1: something else ran on the machine before or after the timing
+        contended = float(any(c["contended"] for c in res["timing_conditions"]))
+        entries.append(results_io.entry("batch1_latency_timing_contended", contended, "", command))
     return entries + issue_names(entries)
 
 

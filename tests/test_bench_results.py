@@ -459,6 +459,12 @@ def test_nat_latency_entries_carry_the_issues_names():
     assert "at_greedy_speedup_vs_at_greedy_batch1" not in got and got["at_beam_speedup_vs_at_greedy_batch1"] == 0.4
     assert not any(name.startswith("nat_batch1") for name in got)  # only speed-ups and throughputs get nat_ names
     assert not any(name.startswith("nat_nokd") for name in got)  # another row whose name begins the same
+    assert "batch1_latency_timing_contended" not in got  # a cache from before the timing conditions were kept
+    quiet = {"gpu_utilization_idle_percent": 0.0, "load_1min": 1.0, "cpus": 16, "contended": False}
+    for after, flag in ((quiet, 0.0), ({**quiet, "contended": True}, 1.0)):
+        res["timing_conditions"] = [quiet, after]
+        got = {e["metric"]: e["value"] for e in bench.latency_entries(args, res, "cmd")}
+        assert got["batch1_latency_timing_contended"] == flag
 
 
 def test_nat_report_names_the_demonstrator_and_corpus_and_what_each_run_trained_for(tmp_path):

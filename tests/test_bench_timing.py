@@ -10,6 +10,8 @@ from seqlab.bench import timing
 
 
 def test_gpu_utilization_reads_nvidia_smi_and_is_none_where_it_cannot(monkeypatch):
+    if not torch.cuda.is_available():  # no UUID to name the device by: its index
+        assert timing.gpu_id(torch.device("cuda", 3)) == "3"
     calls = []
 
     def smi(cmd, **_kw):
@@ -17,8 +19,9 @@ def test_gpu_utilization_reads_nvidia_smi_and_is_none_where_it_cannot(monkeypatc
         return subprocess.CompletedProcess(cmd, 0, stdout="37\n")
 
     monkeypatch.setattr(timing.subprocess, "run", smi)
+    monkeypatch.setattr(timing, "gpu_id", lambda device: f"GPU-uuid-of-{device.index}")
     assert timing.gpu_utilization(torch.device("cuda", 1)) == 37.0
-    assert "--id=1" in calls[0] and "--query-gpu=utilization.gpu" in calls[0]
+    assert "--id=GPU-uuid-of-1" in calls[0] and "--query-gpu=utilization.gpu" in calls[0]
 
     def missing(cmd, **_kw):
         raise FileNotFoundError("nvidia-smi")

@@ -35,10 +35,19 @@ BUSY_GPU_PERCENT = 5
 BUSY_LOAD_PER_CPU = 0.25
 
 
+def gpu_id(device: torch.device) -> str:
+    """nvidia-smi's name of ``device``: its UUID (CUDA_VISIBLE_DEVICES renumbers the devices a process sees), or
+    its index where the UUID is unknown."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    try:
+        return f"GPU-{torch.cuda.get_device_properties(index).uuid}"
+    except (AttributeError, RuntimeError, AssertionError):
+        return str(index)
+
+
 def gpu_utilization(device: torch.device) -> float | None:
     """The GPU's utilisation in percent over nvidia-smi's last sample period, or None where nvidia-smi cannot say."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    query = ["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+    query = ["nvidia-smi", f"--id={gpu_id(device)}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
     try:
         return float(subprocess.run(query, capture_output=True, text=True, timeout=30, check=True).stdout.split()[0])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
@@ -52,7 +61,7 @@ def timing_conditions(device: torch.device, settle_seconds: float = 1.0) -> dict
     host-bound searches measured then are not speed figures."""
     busy = None
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        sync(device)
         time.sleep(settle_seconds)
         busy = gpu_utilization(device)
     cpus = os.cpu_count() or 1
