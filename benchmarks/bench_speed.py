@@ -41,7 +41,7 @@ from seqlab.config import Config, DecodeConfig, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.metrics import compute_metrics
 from seqlab.models.base import shift_right
-from seqlab.train.evaluate import decode_ids, pad_batch
+from seqlab.train.evaluate import decode_ids, encode_lines, pad_batch
 from seqlab.train.trainer import Trainer
 
 
@@ -195,10 +195,11 @@ def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
 
 
 def encoded_test_sources(trainer: Trainer, args: argparse.Namespace) -> list[list[int]]:
-    """The test sources (the first --test-sentences), as token ids ending in EOS."""
+    """The test sources (the first --test-sentences), as token ids ending in EOS, as inference reads them
+    (:func:`~seqlab.train.evaluate.encode_lines`)."""
     sources, _ = trainer.task.test.references()
     sources = sources[: args.test_sentences] if args.test_sentences else sources
-    return [trainer.task.src_tokenizer.encode(s) + [EOS_ID] for s in sources]
+    return encode_lines(trainer.task.src_tokenizer, sources, trainer.cfg.decode.max_len)
 
 
 def identical_fraction(a: list[list[int]], b: list[list[int]]) -> float:
