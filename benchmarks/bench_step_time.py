@@ -20,6 +20,9 @@ Writes to benchmarks/results/step_time_<device>.json (``--name`` to change), one
   (``graph_fp32``: SEQLAB_GRAPH_BF16=0), as every ``_graph`` entry up to commit 7526958 was measured;
 * ``<algo>_graph_compiled_step_ms`` / ``_graph_compiled_step_time_ratio_vs_mle``: the captured loops with the decoder
   step compiled (``graph_compiled``: SEQLAB_COMPILE_DECODE=1 too, :func:`seqlab.decoding.graphs.decode_step_compiled`);
+* ``<algo>_static_compiled_step_ms`` / ``_static_compiled_step_time_ratio_vs_mle``: the fixed-shape loops run eagerly
+  with the compiled step, no capture per shape (``static_compiled``: SEQLAB_SAMPLING_GRAPHS=static,
+  SEQLAB_COMPILE_DECODE=1);
 * ``<algo>_nographs_step_ms`` / ``_nographs_step_time_ratio_vs_mle``: no CUDA graph anywhere (``nographs``:
   SEQLAB_CUDA_GRAPHS=0), for the same algorithms;
 * ``sampling_graph_equals_eager`` and ``mixture_graph_equals_eager`` (1 when the captured loop's tokens and
@@ -85,6 +88,7 @@ PATHS = {
     "graph": (switches("1"), "_graph"),
     "graph_fp32": (switches("1", bf16="0"), "_graph_fp32"),
     "graph_compiled": (switches("1", compiled="1"), "_graph_compiled"),
+    "static_compiled": (switches("static", compiled="1"), "_static_compiled"),
     "nographs": (switches("0", "0"), "_nographs"),
 }
 #: untimed passes over the timed batches at most: again while a pass captured sampling loops (a larger shape grows

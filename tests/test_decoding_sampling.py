@@ -274,6 +274,50 @@ def test_sampling_equals_the_reference_loop(static, temperature):
     torch.testing.assert_close(got.scores, logps.sum(1), atol=1e-4, rtol=0)
 
 
+def test_the_fixed_shape_loop_runs_eagerly_when_asked_and_draws_the_reference_tokens(monkeypatch):
+    """SEQLAB_SAMPLING_GRAPHS=static: sampling and the token mixture run the fixed-shape loop eagerly (no capture per
+    shape; with SEQLAB_COMPILE_DECODE=1 its step is compiled) for a model in eval mode, and draw what the reference
+    loops draw on the same random stream; a model in training mode keeps the dynamic loop."""
+    from seqlab.decoding import search
+    from seqlab.decoding.sampling import sampling_loop_mode
+    from seqlab.erpo import proposals
+
+    model = tiny_transformer(2)
+    cpu = torch.device("cpu")
+    assert sampling_loop_mode(model, cpu) == "dynamic"
+    monkeypatch.setenv("SEQLAB_SAMPLING_GRAPHS", "static")
+    assert sampling_loop_mode(model, cpu) == "static"
+    model.train()
+    assert sampling_loop_mode(model, cpu) == "dynamic"
+    model.eval()
+    modes: list[str] = []
+
+    def spy(run):
+        def wrapped(*args, **kwargs):
+            modes.append(args[5])
+            return run(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(search, "run_loop", spy(search.run_loop))
+    monkeypatch.setattr(proposals, "run_loop", spy(proposals.run_loop))
+    src = random_targets(4, rows=3, longest=7)
+    torch.manual_seed(11)
+    got = sample(model, src, num_samples=4)
+    torch.manual_seed(11)
+    tokens, logps = reference_sample(model, src, 4, 1.0)
+    assert torch.equal(got.tokens, tokens)
+    torch.testing.assert_close(got.token_log_probs, logps, atol=1e-5, rtol=0)
+    tgt = random_targets(3, rows=6, longest=8)
+    lam = torch.tensor([0.3, 0.4, 0.3])
+    torch.manual_seed(5)
+    mixed = token_mixture(model, model.encode(tgt), tgt, lam, reward_scale=10.0)
+    torch.manual_seed(5)
+    tokens, comps, _ = reference_mixture(model, model.encode(tgt), tgt, lam, 10.0, "range", 1.0, None, True, "reward")
+    assert torch.equal(mixed.tokens, tokens) and torch.equal(mixed.components, comps)
+    assert modes == ["static", "static"]
+
+
 @pytest.mark.slow
 def test_a_compiled_decoder_step_samples_and_mixes_as_the_reference_loops(monkeypatch):
     """SEQLAB_COMPILE_DECODE=1: the fixed-shape sampling and token-mixture loops step through torch.compile and

@@ -77,6 +77,17 @@ def sampling_graphs_enabled(model: Any, device: torch.device) -> bool:
     )
 
 
+def sampling_loop_mode(model: Any, device: torch.device) -> str:
+    """How a training algorithm's sampling loop runs unless told: ``graph`` (captured, :func:`sampling_graphs_enabled`),
+    ``static`` (the fixed-shape loop run eagerly: SEQLAB_SAMPLING_GRAPHS=static, a model with a static step in eval
+    mode; with SEQLAB_COMPILE_DECODE=1 its compiled step serves every shape without a capture per shape) or
+    ``dynamic`` (``model.step`` on exact shapes, the default)."""
+    if sampling_graphs_enabled(model, device):
+        return "graph"
+    fixed = os.environ.get("SEQLAB_SAMPLING_GRAPHS") == "static" and hasattr(model, "static_step")
+    return "static" if fixed and not model.training else "dynamic"
+
+
 def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Index i with cdf[i-1] <= u * total < cdf[i] for every row of ``probs`` [N, V] (u [N] in [0, 1)): a draw
     from the (unnormalised) distribution; ids of probability 0 are never drawn."""

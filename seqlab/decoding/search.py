@@ -16,7 +16,7 @@ import torch
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.decoding.beam import gnmt_length_penalty, settled_sources
 from seqlab.decoding.graphs import STEP_BUCKET, graphs_enabled, loop_precision, pad_source, round_up, stepper_for
-from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled
+from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled, sampling_loop_mode
 from seqlab.decoding.static import search_for, static_search_enabled
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 
@@ -108,12 +108,14 @@ def sample_or_greedy(
 
 
 def sampling_mode(model: Seq2SeqModel, device: torch.device, static: bool | None) -> str:
-    """How ancestral sampling runs (:mod:`seqlab.decoding.sampling`): ``graph`` where it can unless ``static`` is
-    False (then ``dynamic``); ``static`` = True without CUDA graphs: the fixed-shape loop, eager."""
+    """How ancestral sampling runs (:mod:`seqlab.decoding.sampling`): ``static`` False: ``dynamic``; else the
+    switches' choice (:func:`~seqlab.decoding.sampling.sampling_loop_mode`), and with ``static`` True at least the
+    fixed-shape loop, eager."""
     if static is False:
         return "dynamic"
-    if sampling_graphs_enabled(model, device):
-        return "graph"
+    mode = sampling_loop_mode(model, device)
+    if mode != "dynamic":
+        return mode
     return "static" if static and hasattr(model, "static_step") else "dynamic"
 
 

@@ -16,7 +16,7 @@ from torch.profiler import record_function
 
 from seqlab.data.vocab import EOS_ID, FIRST_REGULAR_ID, PAD_ID
 from seqlab.decoding.graphs import loop_precision
-from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_graphs_enabled
+from seqlab.decoding.sampling import DrawSpec, run_loop, sampling_loop_mode
 from seqlab.decoding.search import Hypotheses, max_lengths, sample
 from seqlab.models.base import Encoded, Seq2SeqModel, mask_special
 from seqlab.rewards._common import content_lengths, ref_lengths
@@ -324,7 +324,7 @@ def token_mixture(
     uniforms = torch.rand(steps, n, 3, device=device)
     if mode is None:
         capturable = reward_draw == "uniform" or not need_reward or is_bleu(reward_name)
-        mode = "graph" if capturable and sampling_graphs_enabled(model, device) else "dynamic"
+        mode = sampling_loop_mode(model, device) if capturable else "dynamic"
     elif mode not in MIXTURE_MODES:
         raise ValueError(f"mode must be one of {MIXTURE_MODES}, got {mode!r}")
 
