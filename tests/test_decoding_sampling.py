@@ -274,6 +274,25 @@ def test_sampling_equals_the_reference_loop(static, temperature):
     torch.testing.assert_close(got.scores, logps.sum(1), atol=1e-4, rtol=0)
 
 
+def loops_draw_the_reference_tokens(model, static: bool | None = None, mixture_mode: str | None = None) -> None:
+    """Ancestral sampling (K = 4) and the token mixture on ``model`` draw the reference loops' tokens on the same
+    random stream (``static``, ``mixture_mode``: as :func:`sample` and :func:`token_mixture` take them)."""
+    src = random_targets(4, rows=3, longest=7)
+    torch.manual_seed(11)
+    got = sample(model, src, num_samples=4, static=static)
+    torch.manual_seed(11)
+    tokens, logps = reference_sample(model, src, 4, 1.0)
+    assert torch.equal(got.tokens, tokens)
+    torch.testing.assert_close(got.token_log_probs, logps, atol=1e-5, rtol=0)
+    tgt = random_targets(3, rows=6, longest=8)
+    lam = torch.tensor([0.3, 0.4, 0.3])
+    torch.manual_seed(5)
+    mixed = token_mixture(model, model.encode(tgt), tgt, lam, mode=mixture_mode, reward_scale=10.0)
+    torch.manual_seed(5)
+    tokens, comps, _ = reference_mixture(model, model.encode(tgt), tgt, lam, 10.0, "range", 1.0, None, True, "reward")
+    assert torch.equal(mixed.tokens, tokens) and torch.equal(mixed.components, comps)
+
+
 def test_the_fixed_shape_loop_runs_eagerly_when_asked_and_draws_the_reference_tokens(monkeypatch):
     """SEQLAB_SAMPLING_GRAPHS=static: sampling and the token mixture run the fixed-shape loop eagerly (no capture per
     shape; with SEQLAB_COMPILE_DECODE=1 its step is compiled) for a model in eval mode, and draw what the reference
@@ -301,20 +320,7 @@ def test_the_fixed_shape_loop_runs_eagerly_when_asked_and_draws_the_reference_to
 
     monkeypatch.setattr(search, "run_loop", spy(search.run_loop))
     monkeypatch.setattr(proposals, "run_loop", spy(proposals.run_loop))
-    src = random_targets(4, rows=3, longest=7)
-    torch.manual_seed(11)
-    got = sample(model, src, num_samples=4)
-    torch.manual_seed(11)
-    tokens, logps = reference_sample(model, src, 4, 1.0)
-    assert torch.equal(got.tokens, tokens)
-    torch.testing.assert_close(got.token_log_probs, logps, atol=1e-5, rtol=0)
-    tgt = random_targets(3, rows=6, longest=8)
-    lam = torch.tensor([0.3, 0.4, 0.3])
-    torch.manual_seed(5)
-    mixed = token_mixture(model, model.encode(tgt), tgt, lam, reward_scale=10.0)
-    torch.manual_seed(5)
-    tokens, comps, _ = reference_mixture(model, model.encode(tgt), tgt, lam, 10.0, "range", 1.0, None, True, "reward")
-    assert torch.equal(mixed.tokens, tokens) and torch.equal(mixed.components, comps)
+    loops_draw_the_reference_tokens(model)
     assert modes == ["static", "static"]
 
 
@@ -327,21 +333,7 @@ def test_a_compiled_decoder_step_samples_and_mixes_as_the_reference_loops(monkey
     monkeypatch.setenv("SEQLAB_COMPILE_DECODE", "1")
     torch._dynamo.reset()  # compiled here, not found from another test
     compiled_before = counters["stats"]["unique_graphs"]
-    model = tiny_transformer(2)
-    src = random_targets(4, rows=3, longest=7)
-    torch.manual_seed(11)
-    got = sample(model, src, num_samples=4, static=True)
-    torch.manual_seed(11)
-    tokens, logps = reference_sample(model, src, 4, 1.0)
-    assert torch.equal(got.tokens, tokens)
-    torch.testing.assert_close(got.token_log_probs, logps, atol=1e-5, rtol=0)
-    tgt = random_targets(3, rows=6, longest=8)
-    lam = torch.tensor([0.3, 0.4, 0.3])
-    torch.manual_seed(5)
-    mixed = token_mixture(model, model.encode(tgt), tgt, lam, mode="static", reward_scale=10.0)
-    torch.manual_seed(5)
-    tokens, comps, _ = reference_mixture(model, model.encode(tgt), tgt, lam, 10.0, "range", 1.0, None, True, "reward")
-    assert torch.equal(mixed.tokens, tokens) and torch.equal(mixed.components, comps)
+    loops_draw_the_reference_tokens(tiny_transformer(2), static=True, mixture_mode="static")
     assert counters["stats"]["unique_graphs"] > compiled_before  # the compiled step ran
 
 
