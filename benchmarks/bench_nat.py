@@ -75,7 +75,7 @@ import torch
 
 from seqlab import launch
 from seqlab.bench import results as results_io
-from seqlab.bench.timing import sync
+from seqlab.bench.timing import contended, report_conditions, sync, timing_conditions
 from seqlab.config import DecodeConfig
 from seqlab.data.vocab import EOS_ID
 
@@ -408,8 +408,6 @@ def best_checkpoint(run: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-
-
 def batch1_decode(
     fn: Any, sources: list[list[int]], device: torch.device, warmup: int = 10
 ) -> tuple[float, list[list[int]]]:
@@ -545,14 +543,12 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
     outputs equal the eager ones; cached in <work>/<pair>/latency_<tag>.json with what else ran on the machine
     before and after (``timing_conditions``). A cache timed beside other work is not reused: the next call times
     again (session 22's first evaluation ran beside a comparison: AT greedy 11.95 ms, alone 4.91)."""
-    from seqlab.bench.timing import timing_conditions, warn_if_contended
     from seqlab.decoding import beam_search, greedy_search
     from seqlab.train.evaluate import encode_lines
 
     cache = Path(args.work) / pair / f"latency_{tag}.json"
     cached = json.loads(cache.read_text()) if cache.exists() else {}
-    contended = any(c["contended"] for c in cached.get("timing_conditions", []))
-    if all(f"{row}_latency_ms" in cached for row in args.rows) and not contended:
+    if all(f"{row}_latency_ms" in cached for row in args.rows) and not contended(cached.get("timing_conditions", [])):
         return cached
     # a row the cache lacks (another call's --rows): every row again, so that all are timed in one process alike
     m = PairModels(args, pair, teacher_path, tag)
@@ -599,8 +595,7 @@ def latency_pass(args: argparse.Namespace, pair: str, teacher_path: Path, tag: s
         graph, eager = done.pop(f"{row}_graph_outputs"), done.pop(f"{row}_eager_outputs")
         done[f"{row}_graph_equals_eager"] = sum(g == e for g, e in zip(graph, eager, strict=True)) / len(graph)
     done["timing_conditions"].append(timing_conditions(m.device))
-    for when, conditions in zip(("before", "after"), done["timing_conditions"], strict=True):
-        warn_if_contended(conditions, f"{pair} {tag} latencies ({when} the timing)")
+    report_conditions(done["timing_conditions"], f"{pair} {tag} latencies")
     cache.write_text(json.dumps(done, indent=2))
     return done
 
@@ -758,8 +753,8 @@ def latency_entries(args: argparse.Namespace, res: dict[str, Any], command: str)
         for row in args.rows
     ]
     if "timing_conditions" in res:  # 1: something else ran on the machine before or after the timing
-        contended = float(any(c["contended"] for c in res["timing_conditions"]))
-        entries.append(results_io.entry("batch1_latency_timing_contended", contended, "", command))
+        shared = float(contended(res["timing_conditions"]))
+        entries.append(results_io.entry("batch1_latency_timing_contended", shared, "", command))
     return entries + issue_names(entries)
 
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.bench import results as results_io
-from seqlab.bench.timing import first_batches, profile_table, sync, timing_conditions, warn_if_contended
+from seqlab.bench.timing import first_batches, profile_table, report_conditions, sync, timing_conditions
 from seqlab.bench.timing import timed as timed_call
 from seqlab.config import Config, DecodeConfig, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
@@ -407,9 +407,7 @@ def main() -> None:
     if not args.no_bart:
         results.update(bench_bart(batches, args, vocab, mo, src_ids, steps_of, device))
     conditions.append(timing_conditions(device))
-    for when, found in zip(("before", "after"), conditions, strict=True):
-        warn_if_contended(found, f"bench_speed ({when} the timing)")
-    results["timing_contended"] = float(any(found["contended"] for found in conditions))  # 1: not a speed figure
+    results["timing_contended"] = float(report_conditions(conditions, "bench_speed"))  # 1: not a speed figure
     for k, v in results.items():
         print(f"{k:45s} {v:12.2f}")
     if not args.no_write:

@@ -58,3 +58,7 @@ def test_timing_conditions_flag_a_busy_gpu_or_host(monkeypatch, capsys):
     timing.warn_if_contended(conditions(1.0, 40.0), "de-en step10000 latencies")
     out = capsys.readouterr().out
     assert out.startswith("WARNING: de-en step10000 latencies timed beside other work") and "40.0 %" in out
+    busy = conditions(1.0, 40.0)
+    assert not timing.report_conditions([quiet, quiet], "bench_speed") and capsys.readouterr().out == ""
+    assert timing.report_conditions([quiet, busy], "bench_speed") and timing.contended([busy, quiet])
+    assert capsys.readouterr().out.startswith("WARNING: bench_speed (after the timing) timed beside other work")

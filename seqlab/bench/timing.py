@@ -82,6 +82,19 @@ def warn_if_contended(conditions: dict[str, Any], what: str) -> None:
         )
 
 
+def contended(found: list[dict[str, Any]]) -> bool:
+    """Whether any of these :func:`timing_conditions` found the machine shared."""
+    return any(conditions["contended"] for conditions in found)
+
+
+def report_conditions(found: list[dict[str, Any]], what: str) -> bool:
+    """:func:`warn_if_contended` for the conditions before and after a timing of ``what``; whether either found the
+    machine shared."""
+    for when, conditions in zip(("before", "after"), found, strict=True):
+        warn_if_contended(conditions, f"{what} ({when} the timing)")
+    return contended(found)
+
+
 def timed_train_step(trainer: Any, batch: Any) -> float:
     """Seconds one ``trainer.train_step(batch)`` takes, queued GPU work included."""
     return timed(lambda: trainer.train_step(batch), trainer.device)[1]
