@@ -227,6 +227,20 @@ def test_attention_runs_without_cudnn_kernel_and_restores_the_switch(monkeypatch
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
+def test_single_query_attention_mode_picks_matmul_in_float32_by_default_and_refuses_unknown_modes():
+    """SEQLAB_SINGLE_QUERY_ATTENTION: unset is ``auto``, which sends float32 queries (fp32 decoding) through the
+    matmuls and bfloat16 ones (training's sampling loops under autocast) through SDPA; ``matmul`` / ``sdpa`` force
+    one way; anything else is refused by name."""
+    from seqlab.models.transformer import single_query_by_matmul, single_query_mode
+
+    assert single_query_mode(None) == "auto" and single_query_mode(" MatMul ") == "matmul"
+    fp32, bf16 = torch.zeros(2, 4, 1, 8), torch.zeros(2, 4, 1, 8, dtype=torch.bfloat16)
+    assert single_query_by_matmul(fp32, "auto") and not single_query_by_matmul(bf16, "auto")
+    assert single_query_by_matmul(bf16, "matmul") and not single_query_by_matmul(fp32, "sdpa")
+    with pytest.raises(ValueError, match="SEQLAB_SINGLE_QUERY_ATTENTION='flash'"):
+        single_query_mode("flash")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_single_query_attention_equals_sdpa_with_boolean_and_additive_masks(dtype):
     """A decoding step's attention as matmuls (the CUDA path for one query per row) equals

@@ -40,19 +40,24 @@ from seqlab.decoding.graphs import (
 )
 from seqlab.models.base import mask_special
 
-#: search steps per captured graph: the host checks "all finished?" once per chunk (divides STEP_BUCKET)
+#: steps per captured graph of the sampling loops (:mod:`seqlab.decoding.sampling`; divides STEP_BUCKET)
 CHUNK_STEPS = 8
-assert STEP_BUCKET % CHUNK_STEPS == 0
+#: search steps per chunk: the host checks "all finished?" once per chunk (divides STEP_BUCKET).  2, not 8: on a
+#: trained Multi30k model on an H200 chunks of 2 ran batch-1 greedy in 5.85 ms against 6.53, batched greedy at
+#: 7,169 sent/s against 6,441 and beam 5 at 2,023 against 1,761, the same hypotheses (BENCHMARKS.md, Speed,
+#: session 23): a trained model's outputs end early, and a chunk of 8 runs up to 7 steps past the end
+SEARCH_CHUNK_STEPS = 2
+assert STEP_BUCKET % CHUNK_STEPS == 0 and STEP_BUCKET % SEARCH_CHUNK_STEPS == 0
 MAX_SEARCHES = 32
 
 
 def chunk_steps() -> int:
-    """Search steps per chunk: ``SEQLAB_SEARCH_CHUNK_STEPS`` when set, else :data:`CHUNK_STEPS`.  A search runs
+    """Search steps per chunk: ``SEQLAB_SEARCH_CHUNK_STEPS`` when set, else :data:`SEARCH_CHUNK_STEPS`.  A search runs
     whole chunks, so it takes up to a chunk less one of steps after its last row finished; smaller chunks read the
     end test more often (one host wait each) and capture more graphs per bucket."""
     text = os.environ.get("SEQLAB_SEARCH_CHUNK_STEPS")
     if text is None:
-        return CHUNK_STEPS
+        return SEARCH_CHUNK_STEPS
     steps = int(text) if text.strip().isdigit() else 0
     if steps < 1 or STEP_BUCKET % steps:
         raise ValueError(f"SEQLAB_SEARCH_CHUNK_STEPS={text!r}: a whole number of steps that divides {STEP_BUCKET}")
@@ -97,7 +102,7 @@ class StaticSearch:
         device: torch.device,
         graph: bool,
         settle: float | None = None,
-        chunk: int = CHUNK_STEPS,
+        chunk: int = SEARCH_CHUNK_STEPS,
     ):
         self.model, self.rows, self.width, self.beam, self.steps = model, rows, width, beam, steps
         self.chunk = chunk

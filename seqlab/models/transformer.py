@@ -50,12 +50,30 @@ def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
 CUDNN_ATTENTION = os.environ.get("SEQLAB_CUDNN_ATTENTION", "0") == "1"
 
 
-#: SEQLAB_SINGLE_QUERY_ATTENTION=matmul: a decoding step's attention (one query per row) as two batched matmuls and a
-#: softmax on CUDA instead of SDPA's flash / memory-efficient kernels, which spend a tile of query rows on the one
-#: query (H200 profile of a PG step: 325 us per flash call, 178 us per memory-efficient call).  Opt-in: measured
-#: against SDPA on one H200 it changed the step of pg by -4 %, interpolation -8 %, ac +19 % (10 steps each, 9520c9f;
-#: BENCHMARKS.md, Speed)
-SINGLE_QUERY_MATMUL = os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION", "sdpa") == "matmul"
+SINGLE_QUERY_MODES = ("auto", "matmul", "sdpa")
+
+
+def single_query_mode(text: str | None) -> str:
+    """SEQLAB_SINGLE_QUERY_ATTENTION, how a decoding step's attention (one query per row, CUDA) runs: ``matmul``
+    (two batched matmuls and a softmax, :func:`single_query_attention`), ``sdpa`` (SDPA's fused kernels, which
+    spend a tile of query rows on the one query), or ``auto`` (the default): matmul for float32 queries, SDPA
+    otherwise.  In float32 SDPA runs its memory-efficient kernel (45 % of a captured beam-5 search's GPU time on an
+    H200), and on one H200 matmuls decoded greedy 25 % and beam 5 38-40 % faster, batch-1 latency unchanged
+    (untrained model, two runs; BENCHMARKS.md, Speed, session 23).  In bfloat16 (training steps' sampling loops)
+    the flash kernel runs, and matmuls changed those steps by -8 % to +19 % (9520c9f), so SDPA stays there."""
+    mode = (text or "auto").strip().lower()
+    if mode not in SINGLE_QUERY_MODES:
+        raise ValueError(f"SEQLAB_SINGLE_QUERY_ATTENTION={text!r}: one of {', '.join(SINGLE_QUERY_MODES)}")
+    return mode
+
+
+SINGLE_QUERY_MODE = single_query_mode(os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION"))
+
+
+def single_query_by_matmul(q: torch.Tensor, mode: str = SINGLE_QUERY_MODE) -> bool:
+    """Whether queries ``q`` (one per row) go through :func:`single_query_attention` in ``mode``
+    (:func:`single_query_mode`): ``matmul`` always, ``auto`` in float32."""
+    return mode == "matmul" or (mode == "auto" and q.dtype == torch.float32)
 
 
 def single_query_attention(
@@ -76,13 +94,13 @@ def single_query_attention(
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` without cuDNN's kernel (see :data:`CUDNN_ATTENTION`); the global switch
     is restored afterwards (two flag calls, not ``sdpa_kernel``'s ~17 us per call).  A decoding step's single
-    query on CUDA without dropout goes through :func:`single_query_attention` (:data:`SINGLE_QUERY_MATMUL`)."""
+    query on CUDA without dropout goes through :func:`single_query_attention` where :func:`single_query_by_matmul`."""
     if (
-        SINGLE_QUERY_MATMUL
-        and q.size(-2) == 1
+        q.size(-2) == 1
         and q.is_cuda
         and not kwargs.get("dropout_p")
         and not kwargs.get("is_causal")
+        and single_query_by_matmul(q)
     ):
         return single_query_attention(q, k, v, kwargs.get("attn_mask"))
     switch = not CUDNN_ATTENTION and not torch.compiler.is_compiling() and torch.backends.cuda.cudnn_sdp_enabled()
