@@ -8,7 +8,9 @@ often. This decodes the same sources with each chunk size (``SEQLAB_SEARCH_CHUNK
 searches (captured on a GPU; beam search's with ``SEQLAB_STATIC_BEAM=1``), after a warm-up pass per size, and checks
 that the hypotheses agree. ``--compiled`` also runs each size with the decoder step compiled
 (``SEQLAB_COMPILE_DECODE=1``, :func:`seqlab.decoding.graphs.decode_step_compiled`: fewer, fused kernels per step;
-the warm-up pass pays the compilation):
+the warm-up pass pays the compilation), and ``--attention auto,sdpa`` each size with each way a decoding step's
+single query attends (``SEQLAB_SINGLE_QUERY_ATTENTION``, :func:`seqlab.models.transformer.single_query_mode`; the
+captured searches are dropped between ways, as their graphs hold the kernels of one):
 
     python benchmarks/chunk_steps.py RUN/checkpoint_best.pt --data .devdata/multi30k --chunks 8,4,2,1 --compiled
     python benchmarks/chunk_steps.py --random-model configs/multi30k_transformer.yaml --sentences 200   # no training
@@ -19,7 +21,8 @@ outputs run to the length limit, so it measures a step's cost and the end test's
 Entries (benchmarks/results/chunk_steps_<device>.json) ``batch1_greedy_latency_ms_chunk<k><label>`` (median over
 ``--latency-sentences``), ``greedy_decode_sent_per_s_chunk<k><label>``, ``beam<b>_decode_sent_per_s_chunk<k><label>``
 and ``chunk<k>_identical_fraction<label>`` (hypotheses equal to the first chunk size's, greedy and beam together);
-``chunk<k>_compiled`` in place of ``chunk<k>`` for the compiled step. Before session 22 the beam pass ran the eager
+``chunk<k>_compiled`` in place of ``chunk<k>`` for the compiled step, ``chunk<k>_<mode>[_compiled]`` with
+``--attention``. Before session 22 the beam pass ran the eager
 beam search (no ``SEQLAB_STATIC_BEAM``), which has no chunks: its figures did not depend on the chunk size.
 """
 
@@ -38,7 +41,8 @@ from seqlab.bench import results as results_io
 from seqlab.bench.timing import timed
 from seqlab.config import DecodeConfig, load_config
 from seqlab.data.vocab import EOS_ID
-from seqlab.models import build_model
+from seqlab.decoding.static import clear_searches
+from seqlab.models import build_model, transformer
 from seqlab.train.evaluate import decode_ids
 from seqlab.utils import resolve_device
 
@@ -78,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-sentences", type=int, default=100)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compiled", action="store_true", help="also each chunk size with the decoder step compiled")
+    ap.add_argument("--attention", default="", help="single-query attention modes to compare, e.g. auto,sdpa")
     ap.add_argument("--label", default="")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -86,15 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     model, decode, sources, device = load(args)
     torch.set_grad_enabled(False)
     chunks = [int(c) for c in args.chunks.split(",")]
+    modes = [transformer.single_query_mode(m) for m in args.attention.split(",")] if args.attention else [None]
     figures: dict[str, dict[str, float]] = {}
     reference: list[list[int]] | None = None
     os.environ["SEQLAB_STATIC_BEAM"] = "1"  # beam search's fixed-shape search, the one that runs in chunks
     failed = False
     # every chunk size as is first, then compiled: a compiled variant that fails loses none of the others' figures
-    for compiled, chunk in itertools.product((False, True) if args.compiled else (False,), chunks):
+    for compiled, mode, chunk in itertools.product((False, True) if args.compiled else (False,), modes, chunks):
         os.environ["SEQLAB_SEARCH_CHUNK_STEPS"] = str(chunk)
         os.environ["SEQLAB_COMPILE_DECODE"] = "1" if compiled else "0"
-        variant = f"chunk{chunk}{'_compiled' if compiled else ''}"
+        if mode is not None:
+            transformer.SINGLE_QUERY_MODE = mode
+            clear_searches()
+        variant = f"chunk{chunk}{f'_{mode}' if mode else ''}{'_compiled' if compiled else ''}"
         passes = {}
         try:
             for beam in (1, args.beam):

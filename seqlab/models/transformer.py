@@ -70,9 +70,10 @@ def single_query_mode(text: str | None) -> str:
 SINGLE_QUERY_MODE = single_query_mode(os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION"))
 
 
-def single_query_by_matmul(q: torch.Tensor, mode: str = SINGLE_QUERY_MODE) -> bool:
+def single_query_by_matmul(q: torch.Tensor, mode: str | None = None) -> bool:
     """Whether queries ``q`` (one per row) go through :func:`single_query_attention` in ``mode``
-    (:func:`single_query_mode`): ``matmul`` always, ``auto`` in float32."""
+    (:func:`single_query_mode`; default :data:`SINGLE_QUERY_MODE`): ``matmul`` always, ``auto`` in float32."""
+    mode = SINGLE_QUERY_MODE if mode is None else mode
     return mode == "matmul" or (mode == "auto" and q.dtype == torch.float32)
 
 
