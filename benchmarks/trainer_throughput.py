@@ -12,7 +12,10 @@ same session), giving ``trainer_tok_per_s_ratio_vs_plain``.
 
 A run with ``train.profile_steps=[first, last]`` also gives ``trainer_step_wall_ms_profiled`` and, on a GPU,
 ``trainer_device_busy_share`` (the share of those steps' wall time the device was busy: well below 1 means the loop
-around the kernels sets the pace).
+around the kernels sets the pace).  Its ``trainer_tok_per_s`` then counts only the windows that end before the
+profiled steps: a CUDA profile can leave every later kernel launch of the process slower (CUPTI left attached,
+:func:`seqlab.train.profiling.release_cupti_after_profiling`).  The windows that start after them give
+``trainer_tok_per_s_after_profile``, which shows whether it did.
 """
 
 from __future__ import annotations
@@ -21,23 +24,49 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from seqlab.bench import results as results_io
 
 
-def windows(log: Path) -> list[tuple[float, float]]:
-    """(wall time, target tokens per second) of every ``train`` record."""
+@dataclass(frozen=True)
+class Window:
+    """One ``train`` record: when it was logged, the steps it covers (``first`` .. ``last``) and its rate."""
+
+    time: float
+    first: int
+    last: int
+    rate: float
+
+
+def windows(log: Path) -> list[Window]:
+    """Every ``train`` record of ``log`` as a :class:`Window` (a window covers the steps since the previous one)."""
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(r["time"], r["tgt_tok_per_s"]) for r in records if r.get("kind") == "train"]
+    train = [r for r in records if r.get("kind") == "train"]
+    out, previous = [], 0
+    for r in train:
+        step = int(r.get("step", previous + 1))
+        out.append(Window(r["time"], previous + 1, step, r["tgt_tok_per_s"]))
+        previous = step
+    return out
 
 
-def after_warmup(rates: list[tuple[float, float]], warmup_seconds: float) -> list[float]:
-    """The rates of the windows logged ``warmup_seconds`` or more after the first one."""
+def after_warmup(rates: list[Window], warmup_seconds: float) -> list[Window]:
+    """The windows logged ``warmup_seconds`` or more after the first one."""
     if not rates:
         return []
-    start = rates[0][0]
-    return [rate for when, rate in rates if when - start >= warmup_seconds]
+    start = rates[0].time
+    return [w for w in rates if w.time - start >= warmup_seconds]
+
+
+def split_at_profile(kept: list[Window], profiled: tuple[int, int] | None) -> tuple[list[Window], list[Window]]:
+    """(the windows that end before the profiled steps, those that start after them); without a profile, all
+    windows and none."""
+    if profiled is None:
+        return kept, []
+    first, last = profiled
+    return [w for w in kept if w.last < first], [w for w in kept if w.first > last]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,16 +77,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     all_rates = windows(Path(args.run_dir) / "log.jsonl")
-    kept = after_warmup(all_rates, args.warmup_seconds)
-    if not kept:
-        raise SystemExit(f"no training window after {args.warmup_seconds} s of {len(all_rates)}")
-    span = all_rates[-1][0] - all_rates[0][0]
-    rate = statistics.median(kept)
+    summary = Path(args.run_dir) / "profile" / "summary.json"  # train.profile_steps: is the loop host-bound?
+    prof = json.loads(summary.read_text()) if summary.exists() else None
+    clean, after = split_at_profile(after_warmup(all_rates, args.warmup_seconds), prof and tuple(prof["steps"]))
+    if not clean:
+        where = f" and before the profiled steps {prof['steps']}" if prof else ""
+        raise SystemExit(f"no training window after {args.warmup_seconds} s{where} of {len(all_rates)}")
+    span = all_rates[-1].time - all_rates[0].time
+    rate = statistics.median(w.rate for w in clean)
     print(
-        f"trainer_tok_per_s{args.label}: {rate:,.0f} (median of {len(kept)} of {len(all_rates)} windows, "
+        f"trainer_tok_per_s{args.label}: {rate:,.0f} (median of {len(clean)} of {len(all_rates)} windows, "
         f"{span:.0f} s of logging)"
     )
     entries = [results_io.entry(f"trainer_tok_per_s{args.label}", round(rate, 1), "target tokens/s")]
+    if after:
+        later = statistics.median(w.rate for w in after)
+        print(f"after the profiled steps: {later:,.0f} (median of {len(after)} windows, {later / rate:.2f}x)")
+        metric = f"trainer_tok_per_s_after_profile{args.label}"
+        entries.append(results_io.entry(metric, round(later, 1), "target tokens/s"))
     device = results_io.device_name()
     speed = results_io.results_dir() / f"speed_{'cuda' if 'CPU' not in device else 'cpu'}.json"
     plain = (
@@ -69,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = rate / plain[-1]["value"]
         print(f"vs the plain loop's {plain[-1]['value']:,.0f} on {device} (commit {plain[-1]['commit']}): {ratio:.2f}x")
         entries.append(results_io.entry(f"trainer_tok_per_s_ratio_vs_plain{args.label}", round(ratio, 3), "x"))
-    profiled = Path(args.run_dir) / "profile" / "summary.json"  # train.profile_steps: is the loop host-bound?
-    if profiled.exists():
-        prof = json.loads(profiled.read_text())
+    if prof is not None:
         print(f"profiled steps {prof['steps']}: {prof['wall_ms_per_step']:.2f} ms per step", end="")
         entries.append(
             results_io.entry(f"trainer_step_wall_ms_profiled{args.label}", round(prof["wall_ms_per_step"], 3), "ms")

@@ -758,3 +758,31 @@ def test_op_counts_counts_kernel_launching_operations_and_where_they_run():
     assert counter.optimizer > 0 and counter.total > outside  # SGD's steps apart; the draw's in total
     assert counter.in_loops == counter.total - outside > 0
     assert all(site.endswith("(loop)") for site in counter.by_site if "decoding/sampling.py" in site)
+
+
+def test_trainer_throughput_counts_only_the_windows_before_the_profiled_steps(tmp_path, monkeypatch):
+    """benchmarks/trainer_throughput.py: after the warm-up, trainer_tok_per_s is the median of the windows that end
+    before train.profile_steps (a CUDA profile can slow every later launch); those that start after the profiled
+    steps give trainer_tok_per_s_after_profile, and a window that holds profiled steps counts for neither."""
+    mod = load_script("trainer_throughput")
+    monkeypatch.setenv("SEQLAB_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SEQLAB_DEVICE", "GPU")
+    run = tmp_path / "run"
+    (run / "profile").mkdir(parents=True)
+    # windows of 50 steps, one every 10 s; the first (warm-up) is slow; steps 301-330 are profiled
+    rates = [50.0, 400.0, 410.0, 390.0, 420.0, 405.0, 100.0, 300.0, 310.0, 290.0]
+    lines = [
+        json.dumps({"kind": "train", "step": 50 * (i + 1), "time": 10.0 * i, "tgt_tok_per_s": r})
+        for i, r in enumerate(rates)
+    ]
+    (run / "log.jsonl").write_text("\n".join([json.dumps({"kind": "valid", "step": 50}), *lines]) + "\n")
+    summary = {"steps": [301, 330], "wall_ms_per_step": 40.0, "device_busy_share": 0.5}
+    (run / "profile" / "summary.json").write_text(json.dumps(summary))
+    assert mod.main([str(run), "--warmup-seconds", "5"]) == 0
+    got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "speed_cuda.json").read_text())}
+    assert got["trainer_tok_per_s"] == 405.0  # windows 2-6 (steps 51-300); window 7 holds the profiled steps
+    assert got["trainer_tok_per_s_after_profile"] == 300.0  # windows 8-10 (steps 351-500)
+    assert got["trainer_device_busy_share"] == 0.5
+    (run / "profile" / "summary.json").write_text(json.dumps({**summary, "steps": [1, 30]}))
+    with pytest.raises(SystemExit, match="before the profiled steps"):
+        mod.main([str(run), "--warmup-seconds", "5", "--no-write"])

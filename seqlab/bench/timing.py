@@ -118,7 +118,11 @@ def profile_table(work: Callable[[], Any], device: torch.device, path: Path, row
     (on a GPU; kernels replayed from a CUDA graph included), then by self host time."""
     from torch.profiler import ProfilerActivity, profile
 
+    from seqlab.train.profiling import release_cupti_after_profiling
+
     cuda = device.type == "cuda"
+    if cuda:
+        release_cupti_after_profiling()  # what is timed after this profile is not slowed by it
     with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         work()
         if cuda:
