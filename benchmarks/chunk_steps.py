@@ -22,7 +22,9 @@ Entries (benchmarks/results/chunk_steps_<device>.json) ``batch1_greedy_latency_m
 ``--latency-sentences``), ``greedy_decode_sent_per_s_chunk<k><label>``, ``beam<b>_decode_sent_per_s_chunk<k><label>``
 and ``chunk<k>_identical_fraction<label>`` (hypotheses equal to the first chunk size's, greedy and beam together);
 ``chunk<k>_compiled`` in place of ``chunk<k>`` for the compiled step, ``chunk<k>_<mode>[_compiled]`` with
-``--attention``. Before session 22 the beam pass ran the eager
+``--attention``, ``_tf32`` with ``--tf32`` (the searches' float32 matrix products on TF32 tensor cores: fewer
+mantissa bits, so the hypotheses may differ; the exit status asks only the variants that differ from the first in
+chunks or compilation to agree). Before session 22 the beam pass ran the eager
 beam search (no ``SEQLAB_STATIC_BEAM``), which has no chunks: its figures did not depend on the chunk size.
 """
 
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compiled", action="store_true", help="also each chunk size with the decoder step compiled")
     ap.add_argument("--attention", default="", help="single-query attention modes to compare, e.g. auto,sdpa")
+    ap.add_argument("--tf32", action="store_true", help="also each variant with TF32 matrix products (fp32 search)")
     ap.add_argument("--label", default="")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -94,16 +97,23 @@ def main(argv: list[str] | None = None) -> int:
     modes = [transformer.single_query_mode(m) for m in args.attention.split(",")] if args.attention else [None]
     figures: dict[str, dict[str, float]] = {}
     reference: list[list[int]] | None = None
+    must_agree: dict[str, bool] = {}  # variants that differ from the first only in chunks or compilation
     os.environ["SEQLAB_STATIC_BEAM"] = "1"  # beam search's fixed-shape search, the one that runs in chunks
     failed = False
-    # every chunk size as is first, then compiled: a compiled variant that fails loses none of the others' figures
-    for compiled, mode, chunk in itertools.product((False, True) if args.compiled else (False,), modes, chunks):
+    # every chunk size as is first, then with TF32, then compiled: a compiled variant that fails loses none of the
+    # others' figures.  Captured searches hold the kernels of one attention mode and matmul precision: dropped
+    # whenever either changes
+    options = itertools.product(
+        (False, True) if args.compiled else (False,), (False, True) if args.tf32 else (False,), modes, chunks
+    )
+    for compiled, tf32, mode, chunk in options:
         os.environ["SEQLAB_SEARCH_CHUNK_STEPS"] = str(chunk)
         os.environ["SEQLAB_COMPILE_DECODE"] = "1" if compiled else "0"
         if mode is not None:
             transformer.SINGLE_QUERY_MODE = mode
-            clear_searches()
-        variant = f"chunk{chunk}{f'_{mode}' if mode else ''}{'_compiled' if compiled else ''}"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        clear_searches()
+        variant = f"chunk{chunk}{f'_{mode}' if mode else ''}{'_tf32' if tf32 else ''}{'_compiled' if compiled else ''}"
         passes = {}
         try:
             for beam in (1, args.beam):
@@ -118,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{variant} failed: {type(e).__name__}: {e}", flush=True)
             failed = True
             continue
+        must_agree[variant] = not tf32 and mode == modes[0]
         hyps = passes[1][0] + passes[args.beam][0]
         reference = hyps if reference is None else reference
         figures[variant] = {
@@ -144,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         name = f"chunk_steps_{'cuda' if device.type == 'cuda' else 'cpu'}"
         print(f"{len(entries)} entries -> {results_io.write(name, entries)}")
-    return 0 if all(f["same"] == 1.0 for f in figures.values()) and not failed else 1
+    torch.backends.cuda.matmul.allow_tf32 = False
+    agree = all(figures[v]["same"] == 1.0 for v, must in must_agree.items() if must)
+    return 0 if agree and not failed else 1
 
 
 if __name__ == "__main__":
