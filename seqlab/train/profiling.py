@@ -33,20 +33,38 @@ def release_cupti_after_profiling() -> None:
         os.environ.setdefault("TEARDOWN_CUPTI", "1")
 
 
-def device_busy_us(prof: Any) -> float:
-    """Microseconds of device (kernel and copy) time the profiler saw; intervals of overlapping kernels counted once."""
-    spans = sorted(
-        (e.time_range.start, e.time_range.end)
-        for e in prof.events()
-        if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start
-    )
+def union_length(spans: list[tuple[float, float]]) -> float:
+    """The total length covered by intervals ``(start, end)``; overlaps counted once."""
     busy, end = 0.0, float("-inf")
-    for lo, hi in spans:
+    for lo, hi in sorted(spans):
         if hi <= end:
             continue
         busy += hi - max(lo, end)
         end = hi
     return busy
+
+
+def device_busy_us(prof: Any) -> float:
+    """Microseconds of device (kernel and copy) time the profiler saw; intervals of overlapping kernels counted once.
+    The device-side spans of labelled regions (``record_function``: ``seqlab.loss`` ...) are not work: they cover
+    the gaps between kernels too (counted before session 23, which about doubled the busy share)."""
+    return union_length(
+        [
+            (e.time_range.start, e.time_range.end)
+            for e in prof.events()
+            if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA
+            and not getattr(e, "is_user_annotation", False)
+            and e.time_range.end > e.time_range.start
+        ]
+    )
+
+
+def trace_device_busy_us(trace: dict) -> float:
+    """:func:`device_busy_us` from a Chrome trace (``trace.json``): the union of its kernel, memcpy and memset
+    events (``cat`` ``kernel``, ``gpu_memcpy``, ``gpu_memset``), in microseconds."""
+    kinds = {"kernel", "gpu_memcpy", "gpu_memset"}
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    return union_length([(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") in kinds and e.get("dur")])
 
 
 class StepProfiler:
