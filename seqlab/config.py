@@ -60,6 +60,9 @@ class TrainConfig:
     clip_norm: float | None = 1.0
     bf16: bool = True  # autocast on CUDA only
     compile: bool = False
+    # the step's forward and backward replayed as a CUDA graph per batch-shape bucket (seqlab.train.graphed):
+    # algorithms with a capturable loss (MLE), one GPU, no DDP; elsewhere the step runs eagerly
+    cuda_graphs: bool = False
     eval_every_steps: int | None = None  # None: once per epoch
     eval_beam_size: int = 1  # decoding used for validation during training
     eval_max_examples: int | None = None

@@ -29,6 +29,7 @@ class MLE(Algorithm):
     summary = "maximum likelihood with label smoothing"
     display_name = "MLE"
     breadth = 0
+    capturable_step = True
 
     def __init__(self, ctx: AlgorithmContext, options: Any = None):
         super().__init__(ctx, options)

@@ -51,6 +51,7 @@ from seqlab.train.distributed import (
     init_distributed,
 )
 from seqlab.train.evaluate import evaluate_corpus
+from seqlab.train.graphed import GraphedStep
 from seqlab.train.logger import MetricLogger
 from seqlab.train.profiling import StepProfiler
 from seqlab.train.runstate import StopSignals, TrainingInterrupted, finished_run
@@ -295,6 +296,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, [lambda step, g=g: self._lr_factor(g, step) for g in range(len(self.group_warmup))]
         )
+        self.graphed = self._graphed_step()
         if self.dist.enabled:
             self.loss_module = DistributedDataParallel(
                 self.loss_module,
@@ -303,6 +305,37 @@ class Trainer:
                 broadcast_buffers=False,  # buffers are constants (position tables): no broadcast before each step
                 gradient_as_bucket_view=True,
             )  # gradients live in the all-reduce buckets: no copy in and out
+
+    def _graphed_step(self) -> GraphedStep | None:
+        """``train.cuda_graphs``: the fixed-shape step (captured on CUDA), or None (with a warning saying why) where
+        it cannot run: under DDP, or for an algorithm whose loss is not capturable."""
+        tc = self.cfg.train
+        if not tc.cuda_graphs:
+            return None
+        if tc.compile:
+            raise ConfigError("train.compile and train.cuda_graphs are two ways to a faster step: set one of them")
+        why = (
+            "under DDP"
+            if self.dist.enabled
+            else f"for {self.cfg.algorithm.name}, whose loss is not capturable"
+            if not self.algorithm.capturable_step
+            else None
+        )
+        if why is not None:
+            warnings.warn(f"train.cuda_graphs is not used {why}: the step runs eagerly", stacklevel=3)
+            return None
+        if self.device.type != "cuda":
+            warnings.warn("train.cuda_graphs: no CUDA device, so the fixed-shape step runs eagerly", stacklevel=3)
+        bf16 = self.device.type == "cuda" and tc.bf16
+        return GraphedStep(
+            self.loss_module,
+            [p for g in self.optimizer.param_groups for p in g["params"]],
+            self.device,
+            capture=True,
+            precision=lambda: (
+                torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if bf16 else contextlib.nullcontext()
+            ),
+        )
 
     def _start_run(self) -> None:
         """config.yaml, the logger and the stop signals; resume from ``checkpoint_last.pt`` when there is one."""
@@ -681,11 +714,15 @@ class Trainer:
             if self.device.type == "cuda" and tc.bf16
             else contextlib.nullcontext()
         )
-        with autocast, loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss"):
-            loss, extra = self.loss_module(batch, self.progress())
-        self.optimizer.zero_grad(set_to_none=True)
-        with record_function("seqlab.backward"):
-            loss.backward()
+        if self.graphed is not None:  # zeroing, forward and backward: one replay per step (seqlab.train.graphed)
+            with loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss_and_backward"):
+                loss, extra = self.graphed.forward_backward(batch, self.progress())
+        else:
+            with autocast, loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss"):
+                loss, extra = self.loss_module(batch, self.progress())
+            self.optimizer.zero_grad(set_to_none=True)
+            with record_function("seqlab.backward"):
+                loss.backward()
         grad_norm = None
         if tc.clip_norm:  # each parameter group on its own (model vs an algorithm's critic)
             norms = [torch.nn.utils.clip_grad_norm_(g["params"], tc.clip_norm) for g in self.optimizer.param_groups]

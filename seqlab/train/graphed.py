@@ -1,0 +1,183 @@
+"""``train.cuda_graphs``: a training step's forward and backward replayed as one CUDA graph per batch-shape bucket.
+
+At Multi30k's size ``seqlab train``'s step is bound by the host: on an H200 the GPU ran 10.7 ms of kernels in a
+39.9 ms (profiled) step (BENCHMARKS.md, Speed, session 23), the rest being the launch of about two thousand kernels.
+Here a batch is copied into the fixed buffers of its shape bucket (rows and both widths rounded up: extra rows are
+an EOS-only source with an all-PAD target, so they hold no target token; extra columns are PAD, masked), and the
+gradients' zeroing, the forward pass under the training precision, the loss and the backward pass replay as the
+bucket's graph: one launch.  Gradient clipping and the optimizer step stay eager (a few fused launches), so the lr
+schedule, an algorithm's optimizer settings and checkpoints are those of the eager step.
+
+Gradients live in buffers that persist across graphs (made by the first backward, then zeroed in place, never set
+to None), so every bucket's graph writes the ``.grad`` tensors the optimizer reads.  The first batch of a bucket
+runs eagerly on a side stream (the warm-up a capture needs) and is a real step; the bucket's graph is captured
+after it and replayed from its next batch on.  The graphs share one memory pool: they run one at a time and keep
+nothing in it between replays but their loss and statistics, copied out after each replay.
+
+Only algorithms whose loss is one fixed sequence of tensor operations on the batch are captured
+(``Algorithm.capturable_step``: MLE), on a CUDA device without DDP.  Elsewhere (the CPU) the same fixed-shape step
+runs eagerly (``capture=False``), which is what the tests compare with the plain step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from seqlab.data.batching import Batch
+from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.decoding.graphs import bucket_rows, round_up
+from seqlab.train.compiled import WIDTH_BUCKET
+
+#: captured training steps kept (least recently used dropped first); they share one memory pool
+MAX_GRAPHS = 64
+
+LossFn = Callable[[Batch], tuple[torch.Tensor, dict[str, Any]]]
+
+
+def bucket_shape(batch: Batch) -> tuple[int, int, int]:
+    """(rows, source width, target width) of ``batch``'s bucket: rows as the captured searches bucket them, widths
+    rounded up to a multiple of :data:`~seqlab.train.compiled.WIDTH_BUCKET`."""
+    return bucket_rows(len(batch)), round_up(batch.src.size(1), WIDTH_BUCKET), round_up(batch.tgt.size(1), WIDTH_BUCKET)
+
+
+@dataclass
+class StaticBatch:
+    """The fixed input buffers of one bucket."""
+
+    src: torch.Tensor
+    tgt: torch.Tensor
+    index: torch.Tensor
+
+    @classmethod
+    def of_shape(cls, shape: tuple[int, int, int], device: torch.device) -> StaticBatch:
+        rows, src_width, tgt_width = shape
+        long = {"dtype": torch.long, "device": device}
+        return cls(
+            torch.full((rows, src_width), PAD_ID, **long),
+            torch.full((rows, tgt_width), PAD_ID, **long),
+            torch.full((rows,), -1, **long),
+        )
+
+    def load(self, batch: Batch) -> Batch:
+        """Copy ``batch`` into the buffers (extra rows: source EOS alone, target all PAD) and return the batch the
+        loss reads (its token count is ``batch``'s: a captured loss must count on the device)."""
+        rows, src_width = batch.src.shape
+        self.src.fill_(PAD_ID)
+        self.src[:, 0] = EOS_ID
+        self.src[:rows, :src_width].copy_(batch.src, non_blocking=True)
+        self.tgt.fill_(PAD_ID)
+        self.tgt[:rows, : batch.tgt.size(1)].copy_(batch.tgt, non_blocking=True)
+        self.index.fill_(-1)
+        if batch.index is not None:
+            self.index[:rows].copy_(batch.index, non_blocking=True)
+        return Batch(self.src, self.tgt, self.index, batch.num_tgt_tokens)
+
+
+@dataclass
+class CapturedStep:
+    """One bucket's graph, its input buffers and its outputs (overwritten by each replay)."""
+
+    graph: Any
+    inputs: StaticBatch
+    loss: torch.Tensor
+    extra: dict[str, torch.Tensor]
+
+
+class GraphedStep:
+    """Forward and backward of ``loss_fn`` on fixed-shape buffers, captured per bucket when ``capture`` (CUDA).
+
+    ``params``: the parameters the optimizer updates.  ``precision``: a factory of the context the loss runs in
+    (bf16 autocast on the GPU; its cache of cast weights must be off inside a graph)."""
+
+    def __init__(
+        self,
+        loss_fn: Callable[[Batch, Any], tuple[torch.Tensor, dict[str, Any]]],
+        params: list[torch.Tensor],
+        device: torch.device,
+        capture: bool,
+        precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ):
+        self.loss_fn, self.params, self.device = loss_fn, params, device
+        self.capture, self.precision = capture and device.type == "cuda", precision
+        self.grads: list[torch.Tensor] | None = None  # the persistent gradient buffers, after the first backward
+        self._grad_of: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self.steps: OrderedDict[tuple[int, int, int], CapturedStep] = OrderedDict()
+        self.captures = 0
+        self._pool = torch.cuda.graph_pool_handle() if self.capture else None
+
+    # ------------------------------------------------------------------ the step
+    def forward_backward(self, batch: Batch, progress: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Zero the gradients, run the loss on ``batch`` (padded to its bucket) and back-propagate it; returns the
+        loss and the algorithm's statistics (tensors, copies the next step does not overwrite)."""
+        shape = bucket_shape(batch)
+        if self.steps and not self._buffers_kept():
+            self.steps.clear()  # captured against other gradient buffers: captured again as their buckets recur
+        captured = self.steps.get(shape)
+        if captured is not None:
+            self.steps.move_to_end(shape)
+            captured.inputs.load(batch)
+            captured.graph.replay()
+            return captured.loss.clone(), {k: v.clone() for k, v in captured.extra.items()}
+        inputs = StaticBatch.of_shape(shape, self.device)
+        static = inputs.load(batch)
+        if not self.capture:
+            return self._run(static, progress)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # a real step, and the warm-up the capture needs
+            loss, extra = self._run(static, progress)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._capture(shape, inputs, static, progress)
+        return loss, extra
+
+    def _run(self, batch: Batch, progress: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The step's gradient part, eagerly: the gradients there are zeroed in place, a parameter's first one is
+        made by the backward pass; afterwards they are the buffers captured graphs write."""
+        present = [p.grad for p in self.params if p.grad is not None]
+        if present:
+            torch._foreach_zero_(present)
+        with self.precision():
+            loss, extra = self.loss_fn(batch, progress)
+        loss.backward()
+        self.grads = [p.grad for p in self.params if p.grad is not None]
+        self._grad_of = [(p, p.grad) for p in self.params]
+        return loss.detach(), extra
+
+    def _buffers_kept(self) -> bool:
+        """Whether every parameter still holds the gradient buffer the graphs were captured with (something that
+        set ``.grad`` anew, e.g. ``zero_grad(set_to_none=True)``, would leave the graphs writing elsewhere)."""
+        return all(p.grad is g for p, g in self._grad_of)
+
+    def _capture(self, shape: tuple[int, int, int], inputs: StaticBatch, static: Batch, progress: Any) -> None:
+        """Capture the bucket's graph (nothing runs: the gradients keep the warm-up step's values).  A loss that
+        cannot be captured (a host read, a statistic that is not a tensor, a gradient the warm-up did not make)
+        turns capturing off with a warning; training goes on eagerly."""
+        graph = torch.cuda.CUDAGraph()
+        grads = {id(g) for g in self.grads}
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
+                torch._foreach_zero_(self.grads)
+                with self.precision():
+                    loss, extra = self.loss_fn(static, progress)
+                loss.backward()
+            problem = [k for k, v in extra.items() if not isinstance(v, torch.Tensor)]
+            if problem:
+                raise TypeError(f"statistics {problem} are not tensors")
+            if any(p.grad is not None and id(p.grad) not in grads for p in self.params):
+                raise RuntimeError("a parameter got a gradient buffer of its own inside the graph")
+        except Exception as e:  # noqa: BLE001 -- any failure to capture leaves the eager step, which is correct
+            message = f"train.cuda_graphs: the training step cannot be captured ({e}); training eagerly"
+            warnings.warn(message, stacklevel=3)
+            self.capture = False
+            return
+        self.steps[shape] = CapturedStep(graph, inputs, loss.detach(), {k: v.detach() for k, v in extra.items()})
+        self.captures += 1
+        while len(self.steps) > MAX_GRAPHS:
+            self.steps.popitem(last=False)

@@ -1,0 +1,108 @@
+"""seqlab.train.graphed (``train.cuda_graphs``): the fixed-shape training step equals the plain one.
+
+On the CPU the fixed-shape step runs eagerly: what these tests check is that padding a batch to its bucket (extra
+rows with an EOS-only source and no target, extra PAD columns) and keeping the gradient buffers across steps change
+neither the loss nor the gradients nor the trained weights.  The CUDA test also replays captured graphs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from helpers import tiny_overrides
+
+from seqlab.config import load_config
+from seqlab.data.batching import Batch
+from seqlab.data.vocab import EOS_ID, PAD_ID
+from seqlab.train.graphed import GraphedStep, StaticBatch, bucket_shape
+from seqlab.train.trainer import Trainer
+
+NO_DROPOUT = "{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.0}"
+
+
+def ragged_batch(seed: int, rows: int, src_width: int, tgt_width: int, vocab: int) -> Batch:
+    """Token rows of random lengths ending in EOS, PAD-padded (at least one row of each full width)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def side(width: int) -> torch.Tensor:
+        out = torch.full((rows, width), PAD_ID, dtype=torch.long)
+        for r in range(rows):
+            n = width if r == 0 else int(torch.randint(1, width + 1, (1,), generator=g))
+            out[r, : n - 1] = torch.randint(4, vocab, (n - 1,), generator=g)
+            out[r, n - 1] = EOS_ID
+        return out
+
+    return Batch(side(src_width), side(tgt_width), torch.arange(rows))
+
+
+def trainer(tmp_path, run: str, **extra: str) -> Trainer:
+    """A tiny trainer without dropout, with SGD: Adam would turn the rounding noise in the gradients of the
+    attention keys' biases (zero in exact arithmetic: softmax ignores them) into full-size steps."""
+    overrides = {"model.options": NO_DROPOUT, "train.max_steps": "12", "train.optimizer": "sgd", **extra}
+    return Trainer(load_config(None, tiny_overrides(tmp_path, run, **overrides)), console=False)
+
+
+def test_a_batch_is_padded_to_its_bucket_with_rows_that_hold_no_target():
+    batch = ragged_batch(0, rows=5, src_width=7, tgt_width=9, vocab=20)
+    assert bucket_shape(batch) == (8, 8, 16)
+    static = StaticBatch.of_shape(bucket_shape(batch), torch.device("cpu")).load(batch)
+    assert torch.equal(static.src[:5, :7], batch.src) and torch.equal(static.tgt[:5, :9], batch.tgt)
+    assert static.src[5:, 0].eq(EOS_ID).all() and static.src[5:, 1:].eq(PAD_ID).all()
+    assert static.tgt[5:].eq(PAD_ID).all() and static.tgt[:, 9:].eq(PAD_ID).all() and static.src[:, 7:].eq(PAD_ID).all()
+    assert static.index.tolist() == [0, 1, 2, 3, 4, -1, -1, -1] and static.num_tgt_tokens == batch.num_tgt_tokens
+
+
+def test_the_fixed_shape_step_gives_the_plain_steps_loss_and_gradients_and_reuses_its_gradient_buffers(tmp_path):
+    t = trainer(tmp_path, "plain")
+    params = [p for g in t.optimizer.param_groups for p in g["params"]]
+    step = GraphedStep(t.loss_module, params, t.device, capture=False)
+    reference = copy.deepcopy(t.loss_module)
+    name_of = {id(p): name for name, p in t.loss_module.named_parameters()}
+    vocab = t.model.vocab_size
+    buffers = None
+    for seed, shape in enumerate([(5, 7, 9), (3, 4, 5), (5, 7, 9)]):
+        batch = ragged_batch(seed, *shape, vocab=vocab)
+        reference.zero_grad(set_to_none=True)
+        plain_loss, _ = reference(batch, t.progress())
+        plain_loss.backward()
+        by_name = dict(reference.named_parameters())
+        plain = [by_name[name_of[id(p)]].grad for p in params]
+        loss, _ = step.forward_backward(batch, t.progress())
+        torch.testing.assert_close(loss, plain_loss.detach(), rtol=1e-5, atol=1e-6)
+        for p, expected in zip(params, plain, strict=True):
+            torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6)
+        buffers = buffers or [p.grad for p in params]
+        assert all(p.grad is b for p, b in zip(params, buffers, strict=True))  # zeroed in place, never replaced
+
+
+def test_training_with_cuda_graphs_on_the_cpu_warns_and_trains_the_same_weights(tmp_path):
+    plain = trainer(tmp_path, "plain")
+    plain.fit()
+    with pytest.warns(UserWarning, match="no CUDA device"):
+        fixed = trainer(tmp_path, "fixed", **{"train.cuda_graphs": "true"})
+    assert fixed.graphed is not None
+    fixed.fit()
+    assert fixed.step == plain.step == 12
+    for (name, a), (_, b) in zip(plain.model.state_dict().items(), fixed.model.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_an_algorithm_whose_loss_is_not_capturable_trains_eagerly_and_says_so(tmp_path):
+    with pytest.warns(UserWarning, match="raml, whose loss is not capturable"):
+        t = trainer(tmp_path, "raml", **{"train.cuda_graphs": "true", "algorithm.name": "raml"})
+    assert t.graphed is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_captured_training_steps_train_the_weights_eager_steps_train(tmp_path):
+    """On a GPU: the first batch of each bucket runs eagerly, the next ones replay its graph; after 12 steps over
+    repeated buckets the weights equal those of the plain eager steps (fp32, no dropout)."""
+    cuda = {"train.device": "cuda", "train.bf16": "false"}
+    plain = trainer(tmp_path, "plain", **cuda)
+    plain.fit()
+    fixed = trainer(tmp_path, "fixed", **cuda, **{"train.cuda_graphs": "true"})
+    fixed.fit()
+    assert fixed.graphed.captures >= 1 and fixed.graphed.capture
+    for (name, a), (_, b) in zip(plain.model.state_dict().items(), fixed.model.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
