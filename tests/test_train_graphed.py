@@ -106,3 +106,21 @@ def test_captured_training_steps_train_the_weights_eager_steps_train(tmp_path):
     assert fixed.graphed.captures >= 1 and fixed.graphed.capture
     for (name, a), (_, b) in zip(plain.model.state_dict().items(), fixed.model.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_the_capturable_embedding_has_nn_embeddings_gradient_and_none_on_padding():
+    """The embedding a captured step uses (index_add_ backward, no host read) gives nn.Embedding's gradient: rows
+    summed per token, nothing on the padding row."""
+    from seqlab.models.base import _IndexAddEmbedding
+
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(11, 6, padding_idx=PAD_ID)
+    ids = torch.tensor([[4, 5, 4, PAD_ID], [7, 4, PAD_ID, PAD_ID]])
+    upstream = torch.randn(2, 4, 6)
+    (emb(ids) * upstream).sum().backward()
+    expected, emb.weight.grad = emb.weight.grad.clone(), None
+    out = _IndexAddEmbedding.apply(ids, emb.weight, PAD_ID)
+    torch.testing.assert_close(out, emb(ids))
+    (out * upstream).sum().backward()
+    torch.testing.assert_close(emb.weight.grad, expected)
+    assert emb.weight.grad[PAD_ID].eq(0).all() and emb.weight.grad[4].abs().sum() > 0

@@ -57,6 +57,35 @@ def shift_right(tgt: torch.Tensor) -> torch.Tensor:
     return torch.cat([bos, tgt[:, :-1]], dim=1)
 
 
+class _IndexAddEmbedding(torch.autograd.Function):
+    """``F.embedding`` whose backward sums the gradient rows with ``index_add_``.  PyTorch's CUDA backward sorts
+    more than 3,072 indices and reads a count back to the host, which a CUDA graph capture refuses
+    (pytorch/pytorch#82886); ``index_add_`` reads nothing back (its atomic sums may differ in the last bits)."""
+
+    @staticmethod
+    def forward(ctx: Any, ids: torch.Tensor, weight: torch.Tensor, padding_idx: int | None) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.shape, ctx.padding_idx = weight.shape, padding_idx
+        return F.embedding(ids, weight, padding_idx)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        (ids,) = ctx.saved_tensors
+        flat, rows = ids.reshape(-1), grad.reshape(-1, grad.size(-1))
+        if ctx.padding_idx is not None:  # the padding row gets no gradient, as in nn.Embedding
+            rows = rows.masked_fill(flat.eq(ctx.padding_idx).unsqueeze(1), 0.0)
+        return None, rows.new_zeros(ctx.shape).index_add_(0, flat, rows), None
+
+
+def embed_tokens(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """``embedding(ids)``; while a CUDA graph captures a training step, through :class:`_IndexAddEmbedding`, whose
+    backward the capture accepts (:mod:`seqlab.train.graphed`)."""
+    capturing = ids.is_cuda and torch.is_grad_enabled() and torch.cuda.is_current_stream_capturing()
+    if capturing and embedding.weight.requires_grad:
+        return _IndexAddEmbedding.apply(ids, embedding.weight, embedding.padding_idx)
+    return embedding(ids)
+
+
 class Seq2SeqModel(nn.Module):
     """Base class of seq2seq models (Transformer, attentional LSTM, captioning decoder)."""
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.data.vocab import PAD_ID
-from seqlab.models.base import Encoded, Seq2SeqModel
+from seqlab.models.base import Encoded, Seq2SeqModel, embed_tokens
 
 if TYPE_CHECKING:
     from seqlab.decoding.graphs import SharedBuffers
@@ -227,7 +227,7 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pad_mask = src.eq(PAD_ID)
-        x = self.drop(self.embed(src) * self.scale + self.positions[: src.size(1)])
+        x = self.drop(embed_tokens(self.embed, src) * self.scale + self.positions[: src.size(1)])
         bias = key_padding_bias(pad_mask, x.dtype)
         for layer in self.layers:
             x = layer(x, bias)
@@ -267,7 +267,7 @@ class Transformer(Seq2SeqModel):
 
     def _embed_tgt(self, tokens: torch.Tensor, offset: int) -> torch.Tensor:
         pos = self.positions[offset : offset + tokens.size(1)]
-        return self.drop(self.tgt_embed(tokens) * self.scale + pos)
+        return self.drop(embed_tokens(self.tgt_embed, tokens) * self.scale + pos)
 
     def _layer_input(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """What decoder layer ``i`` receives given the stream ``x`` (a hook: the DAT adds its action embedding)."""
