@@ -109,7 +109,7 @@ class GraphedStep:
         self.grads: list[torch.Tensor] | None = None  # the persistent gradient buffers, after the first backward
         self._grad_of: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.steps: OrderedDict[tuple[int, int, int], CapturedStep] = OrderedDict()
-        self.captures = 0
+        self.captures = self.replays = 0
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
 
     # ------------------------------------------------------------------ the step
@@ -124,6 +124,7 @@ class GraphedStep:
             self.steps.move_to_end(shape)
             captured.inputs.load(batch)
             captured.graph.replay()
+            self.replays += 1
             return captured.loss.clone(), {k: v.clone() for k, v in captured.extra.items()}
         inputs = StaticBatch.of_shape(shape, self.device)
         static = inputs.load(batch)
