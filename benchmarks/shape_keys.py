@@ -1,4 +1,5 @@
-"""How many shapes the captured sampling and greedy loops meet in one epoch of real training batches.
+"""How many shapes the captured sampling and greedy loops, and the captured training steps (``train.cuda_graphs``),
+meet in one epoch of real training batches.
 
 A captured loop is reused only when a batch falls in the same shape bucket (rows, source width, step budget;
 :mod:`seqlab.decoding.sampling` and :mod:`seqlab.decoding.graphs`), so the number of distinct keys per epoch against
@@ -6,8 +7,9 @@ what the graph cache holds says whether captures amortise.  Counted on the CPU f
 
     python benchmarks/shape_keys.py --config configs/multi30k_transformer.yaml task.options.path=.devdata/multi30k
 
-Entries ``<prefix>_sampling_loop_keys_per_epoch``, ``<prefix>_greedy_graph_keys_per_epoch`` and
-``<prefix>_batches_per_epoch`` in benchmarks/results/shape_keys_cpu.json.
+Entries ``<prefix>_sampling_loop_keys_per_epoch``, ``<prefix>_greedy_graph_keys_per_epoch``,
+``<prefix>_train_graph_keys_per_epoch`` (with ``<prefix>_train_graph_padding_factor``, the token positions of the
+padded batches over the real ones) and ``<prefix>_batches_per_epoch`` in benchmarks/results/shape_keys_cpu.json.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import contextlib
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from seqlab.bench import results as results_io
 from seqlab.config import load_config
@@ -23,6 +26,7 @@ from seqlab.data.batching import collate
 from seqlab.data.vocab import PAD_ID
 from seqlab.decoding.graphs import SOURCE_BUCKET, STEP_BUCKET, bucket_rows, round_up
 from seqlab.decoding.sampling import bucket_sample_rows
+from seqlab.train.graphed import bucket_shape
 from seqlab.train.trainer import Trainer
 
 #: a tiny model: only the batches matter here
@@ -60,18 +64,37 @@ def batching_trainer(config: str, overrides: list[str]) -> Iterator[Trainer]:
             trainer.close()
 
 
-def epoch_keys(trainer: Trainer, epoch: int, args: argparse.Namespace) -> tuple[set, set, int]:
-    """The sampling-loop and greedy-graph shape keys of one epoch of the trainer's batches, and its batch count."""
+@dataclass
+class EpochKeys:
+    """The shape keys one epoch of the trainer's batches meets: sampling loops, greedy graphs and captured training
+    steps (``train.cuda_graphs``), its batch count, and the token positions of its batches as they are and padded
+    to their training-step buckets."""
+
+    sampling: set = field(default_factory=set)
+    greedy: set = field(default_factory=set)
+    train: set = field(default_factory=set)
+    batches: int = 0
+    positions: int = 0
+    padded_positions: int = 0
+
+
+def epoch_keys(trainer: Trainer, epoch: int, args: argparse.Namespace) -> EpochKeys:
+    """The keys of one epoch of the trainer's batches (:class:`EpochKeys`)."""
     trainer.sampler.set_epoch(epoch)
-    sampling, greedy, batches = set(), set(), 0
+    keys = EpochKeys()
     for indices in trainer.sampler:
-        src = collate(trainer.train_data, indices).src
+        batch = collate(trainer.train_data, indices)
+        src = batch.src
         steps = int((args.max_len_a * src.ne(PAD_ID).sum(1)).long().max()) + args.max_len_b
         width, budget = round_up(src.size(1), SOURCE_BUCKET), round_up(steps, STEP_BUCKET)
-        sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
-        greedy.add((bucket_rows(src.size(0)), width, budget))
-        batches += 1
-    return sampling, greedy, batches
+        keys.sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
+        keys.greedy.add((bucket_rows(src.size(0)), width, budget))
+        rows, src_width, tgt_width = bucket_shape(batch)
+        keys.train.add((rows, src_width, tgt_width))
+        keys.batches += 1
+        keys.positions += src.numel() + batch.tgt.numel()
+        keys.padded_positions += rows * (src_width + tgt_width)
+    return keys
 
 
 def main() -> None:
@@ -85,20 +108,26 @@ def main() -> None:
     args = ap.parse_args()
     with batching_trainer(args.config, args.overrides) as trainer:
         per_epoch = [epoch_keys(trainer, epoch, args) for epoch in range(max(args.epochs, 1))]
-    sampling, greedy, batches = per_epoch[0]
+    first = per_epoch[0]
     seen: set = set()
     new_per_epoch = []
-    for keys, _, _ in per_epoch:
-        new_per_epoch.append(len(keys - seen))
-        seen |= keys
-    print(f"{batches} batches: {len(sampling)} sampling-loop keys (K = {args.samples}), {len(greedy)} greedy keys")
+    for keys in per_epoch:
+        new_per_epoch.append(len(keys.sampling - seen))
+        seen |= keys.sampling
+    padding = first.padded_positions / first.positions
+    print(
+        f"{first.batches} batches: {len(first.sampling)} sampling-loop keys (K = {args.samples}), "
+        f"{len(first.greedy)} greedy keys, {len(first.train)} training-step buckets ({padding:.2f}x the positions)"
+    )
     if args.epochs > 1:
         print(f"over {args.epochs} epochs: {len(seen)} sampling-loop keys; new ones per epoch {new_per_epoch}")
     if not args.no_write:
         entries = [
-            results_io.entry(f"{args.prefix}_sampling_loop_keys_per_epoch", len(sampling), "shape keys"),
-            results_io.entry(f"{args.prefix}_greedy_graph_keys_per_epoch", len(greedy), "shape keys"),
-            results_io.entry(f"{args.prefix}_batches_per_epoch", batches, "batches"),
+            results_io.entry(f"{args.prefix}_sampling_loop_keys_per_epoch", len(first.sampling), "shape keys"),
+            results_io.entry(f"{args.prefix}_greedy_graph_keys_per_epoch", len(first.greedy), "shape keys"),
+            results_io.entry(f"{args.prefix}_train_graph_keys_per_epoch", len(first.train), "shape keys"),
+            results_io.entry(f"{args.prefix}_train_graph_padding_factor", round(padding, 3), "padded / real positions"),
+            results_io.entry(f"{args.prefix}_batches_per_epoch", first.batches, "batches"),
         ]
         if args.epochs > 1:
             name = f"{args.prefix}_sampling_loop_keys_{args.epochs}epochs"
