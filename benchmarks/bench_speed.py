@@ -4,8 +4,9 @@ on Multi30k de->en with the same model size, data and batches, measured in the s
     python benchmarks/bench_speed.py --data ../shared/data/multi30k --config configs/multi30k_transformer.yaml
 
 Metrics: train_tok_per_s (the fastest of the eager step, train_tok_per_s_eager, the train.cuda_graphs step on CUDA,
-train_tok_per_s_cuda_graphs, and the train.compile step, train_tok_per_s_compiled), train_tok_per_s_ratio_vs_plain (and _eager), greedy_decode_sent_per_s,
-greedy_decode_sent_per_s_ratio_vs_plain, beam5_decode_sent_per_s, batch1_greedy_latency_ms, the captured
+train_tok_per_s_cuda_graphs, and the train.compile step, train_tok_per_s_compiled), train_tok_per_s_ratio_vs_plain
+(and _eager), greedy_decode_sent_per_s, greedy_decode_sent_per_s_ratio_vs_plain, beam5_decode_sent_per_s,
+batch1_greedy_latency_ms, the captured
 searches' agreement with the eager ones (greedy_graph_vs_eager_identical_fraction,
 beam5_graph_vs_eager_identical_fraction) and their eager speeds (*_eager), and the same for BART (hf_bart_*).
 On CUDA also the captured searches in bf16 (*_graph_bf16): their speed, their agreement with fp32

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,3 +64,15 @@ def write(path: Path, text: str | bytes, gz: bool = False) -> Path:
     data = text.encode("utf-8") if isinstance(text, str) else text
     path.write_bytes(gzip.compress(data) if gz else data)
     return path
+
+
+def load_script(name: str):
+    """A script of benchmarks/ as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses of the script look their module up
+    spec.loader.exec_module(module)
+    return module

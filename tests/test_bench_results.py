@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from seqlab.bench import results
 
@@ -42,7 +43,6 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     greedy validation BLEU at the first evaluation and at each run's lowest."""
     import os
     import subprocess
-    import sys
 
     logs = {
         1: [
@@ -152,18 +152,6 @@ def test_log_diagnostics_summarises_the_runs_logs(tmp_path):
     subprocess.run([sys.executable, str(script), *args], check=True, env=env, capture_output=True)
     got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "diag.json").read_text())}
     assert got["p_pretrain_test_bleu"] == 40.49
-
-
-def load_script(name: str):
-    """A script of benchmarks/ as a module."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses of the script look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_training_throughput_reads_nothing_from_the_device_while_timed(monkeypatch):

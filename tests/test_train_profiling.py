@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import torch
+from helpers import load_script
 
 from seqlab.train.profiling import device_busy_us, trace_device_busy_us, union_length
 
@@ -43,6 +44,4 @@ def test_trace_device_busy_counts_kernels_copies_and_memsets_only(tmp_path):
     assert trace_device_busy_us(trace) == 7
     (tmp_path / "trace.json").write_text(json.dumps(trace))
     (tmp_path / "summary.json").write_text(json.dumps({"steps": [1, 2], "wall_ms_per_step": 0.007}))
-    from test_bench_results import load_script
-
     assert load_script("trace_busy").main([str(tmp_path / "trace.json"), "--no-write"]) == 0
