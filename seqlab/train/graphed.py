@@ -1,8 +1,8 @@
 """``train.cuda_graphs``: a training step's forward and backward replayed as one CUDA graph per batch-shape bucket.
 
 At Multi30k's size ``seqlab train``'s step is bound by the host: on an H200 the GPU ran 10.7 ms of kernels in a
-39.9 ms (profiled) step (BENCHMARKS.md, Speed, session 23), the rest being the launch of about two thousand kernels.
-Here a batch is copied into the fixed buffers of its shape bucket (rows and both widths rounded up: extra rows are
+39.9 ms (profiled) step (BENCHMARKS.md, Speed, session 23); the host spent the rest launching about 650 kernels
+and running the Python and ATen code around them.  Here a batch is copied into the fixed buffers of its shape bucket (rows and both widths rounded up: extra rows are
 an EOS-only source with an all-PAD target, so they hold no target token; extra columns are PAD, masked), and the
 gradients' zeroing, the forward pass under the training precision, the loss and the backward pass replay as the
 bucket's graph: one launch.  Gradient clipping and the optimizer step stay eager (a few fused launches), so the lr
@@ -38,7 +38,8 @@ from seqlab.train.compiled import WIDTH_BUCKET
 #: captured training steps kept (least recently used dropped first); they share one memory pool
 MAX_GRAPHS = 64
 
-LossFn = Callable[[Batch], tuple[torch.Tensor, dict[str, Any]]]
+#: the loss of a batch at a training progress: (loss, statistics); the trainer's model + algorithm module
+LossFn = Callable[[Batch, Any], tuple[torch.Tensor, dict[str, Any]]]
 
 
 def bucket_shape(batch: Batch) -> tuple[int, int, int]:
@@ -98,7 +99,7 @@ class GraphedStep:
 
     def __init__(
         self,
-        loss_fn: Callable[[Batch, Any], tuple[torch.Tensor, dict[str, Any]]],
+        loss_fn: LossFn,
         params: list[torch.Tensor],
         device: torch.device,
         capture: bool,
