@@ -2,11 +2,12 @@
 
 At Multi30k's size ``seqlab train``'s step is bound by the host: on an H200 the GPU ran 10.7 ms of kernels in a
 39.9 ms (profiled) step (BENCHMARKS.md, Speed, session 23); the host spent the rest launching about 650 kernels
-and running the Python and ATen code around them.  Here a batch is copied into the fixed buffers of its shape bucket (rows and both widths rounded up: extra rows are
-an EOS-only source with an all-PAD target, so they hold no target token; extra columns are PAD, masked), and the
-gradients' zeroing, the forward pass under the training precision, the loss and the backward pass replay as the
-bucket's graph: one launch.  Gradient clipping and the optimizer step stay eager (a few fused launches), so the lr
-schedule, an algorithm's optimizer settings and checkpoints are those of the eager step.
+and running the Python and ATen code around them.  Here a batch is copied into the fixed buffers of its shape
+bucket (rows and both widths rounded up: extra rows are an EOS-only source with an all-PAD target, so they hold no
+target token; extra columns are PAD, masked), and the gradients' zeroing, the forward pass under the training
+precision, the loss and the backward pass replay as the bucket's graph: one launch.  Gradient clipping and the
+optimizer step stay eager (a few fused launches), so the lr schedule, an algorithm's optimizer settings and
+checkpoints are those of the eager step.
 
 Gradients live in buffers that persist across graphs (made by the first backward, then zeroed in place, never set
 to None), so every bucket's graph writes the ``.grad`` tensors the optimizer reads.  The first batch of a bucket
