@@ -22,9 +22,10 @@ Entries (benchmarks/results/chunk_steps_<device>.json) ``batch1_greedy_latency_m
 ``--latency-sentences``), ``greedy_decode_sent_per_s_chunk<k><label>``, ``beam<b>_decode_sent_per_s_chunk<k><label>``
 and ``chunk<k>_identical_fraction<label>`` (hypotheses equal to the first chunk size's, greedy and beam together);
 ``chunk<k>_compiled`` in place of ``chunk<k>`` for the compiled step, ``chunk<k>_<mode>[_compiled]`` with
-``--attention``, ``_tf32`` with ``--tf32`` (the searches' float32 matrix products on TF32 tensor cores: fewer
-mantissa bits, so the hypotheses may differ; the exit status asks only the variants that differ from the first in
-chunks or compilation to agree). Before session 22 the beam pass ran the eager
+``--attention``, ``_device_loop`` with ``--device-loop`` (the whole search as one graph, its chunks in conditional
+nodes: ``SEQLAB_SEARCH_DEVICE_LOOP=1``), ``_tf32`` with ``--tf32`` (the searches' float32 matrix products on TF32
+tensor cores: fewer mantissa bits, so the hypotheses may differ; the exit status asks only the variants that differ
+from the first in chunks, compilation or the device loop to agree). Before session 22 the beam pass ran the eager
 beam search (no ``SEQLAB_STATIC_BEAM``), which has no chunks: its figures did not depend on the chunk size.
 """
 
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compiled", action="store_true", help="also each chunk size with the decoder step compiled")
     ap.add_argument("--attention", default="", help="single-query attention modes to compare, e.g. auto,sdpa")
     ap.add_argument("--tf32", action="store_true", help="also each variant with TF32 matrix products (fp32 search)")
+    ap.add_argument(
+        "--device-loop", action="store_true", help="also each variant as one graph with its end test on the device"
+    )
     ap.add_argument("--label", default="")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -103,17 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     # every chunk size as is first, then with TF32, then compiled: a compiled variant that fails loses none of the
     # others' figures.  Captured searches hold the kernels of one attention mode and matmul precision: dropped
     # whenever either changes
+    both = (False, True)
     options = itertools.product(
-        (False, True) if args.compiled else (False,), (False, True) if args.tf32 else (False,), modes, chunks
+        both if args.compiled else (False,),
+        both if args.tf32 else (False,),
+        both if args.device_loop else (False,),
+        modes,
+        chunks,
     )
-    for compiled, tf32, mode, chunk in options:
+    for compiled, tf32, device_loop, mode, chunk in options:
         os.environ["SEQLAB_SEARCH_CHUNK_STEPS"] = str(chunk)
         os.environ["SEQLAB_COMPILE_DECODE"] = "1" if compiled else "0"
+        os.environ["SEQLAB_SEARCH_DEVICE_LOOP"] = "1" if device_loop else "0"
         if mode is not None:
             transformer.SINGLE_QUERY_MODE = mode
         torch.backends.cuda.matmul.allow_tf32 = tf32
         clear_searches()
-        variant = f"chunk{chunk}{f'_{mode}' if mode else ''}{'_tf32' if tf32 else ''}{'_compiled' if compiled else ''}"
+        parts = [f"_{mode}" if mode else "", "_tf32" if tf32 else "", "_device_loop" if device_loop else ""]
+        variant = f"chunk{chunk}{''.join(parts)}{'_compiled' if compiled else ''}"
         passes = {}
         try:
             for beam in (1, args.beam):

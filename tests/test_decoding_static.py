@@ -71,6 +71,7 @@ def test_static_greedy_equals_eager_and_stops_early(copier):
     search = search_for(copier, src, 1, 1.5, 10, 256, graph=False)
     taken = search.run(src)
     assert taken % SEARCH_CHUNK_STEPS == 0 and taken < search.steps  # the end test stopped it before the budget
+    assert int(search.chunks_run) * search.chunk == taken  # what a device loop reports as its steps
     assert search.steps == step_budget(6, 1.5, 10, 256) >= int(6 * 1.5 + 10)
 
 
@@ -194,6 +195,31 @@ def test_captured_searches_equal_eager_on_cuda(copier):
         for _ in range(2):  # captured on first use, replayed on the second
             graph = decode(model, src, static=True, **kw)
             assert torch.equal(eager.tokens, graph.tokens)
+    model.cpu()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("chunk", ["1", "2"])
+def test_a_search_captured_whole_with_its_end_test_on_the_device_equals_eager(copier, monkeypatch, chunk):
+    """SEQLAB_SEARCH_DEVICE_LOOP=1: greedy and beam search as one graph whose chunks run in conditional nodes while
+    a row goes on give the eager hypotheses, and count the steps the chunk-by-chunk search takes."""
+    from seqlab.decoding.static import device_loop_enabled
+
+    monkeypatch.setenv("SEQLAB_SEARCH_DEVICE_LOOP", "1")
+    monkeypatch.setenv("SEQLAB_SEARCH_CHUNK_STEPS", chunk)
+    assert device_loop_enabled(), "this PyTorch cannot capture conditional graph nodes"
+    model = copier.cuda()
+    src = sources(7, rows=5, longest=7).cuda()
+    for k in (1, 5):
+        decode = greedy_search if k == 1 else beam_search
+        kw = {} if k == 1 else {"beam_size": k}
+        eager = decode(model, src, static=False, **kw)
+        for _ in range(2):  # captured on first use, replayed on the second
+            assert torch.equal(eager.tokens, decode(model, src, static=True, **kw).tokens)
+    whole = search_for(model, src, 1, 1.5, 10, 256, graph=True)
+    assert whole.whole_graph is not None
+    monkeypatch.setenv("SEQLAB_SEARCH_DEVICE_LOOP", "0")
+    assert whole.run(src) == search_for(model, src, 1, 1.5, 10, 256, graph=True).run(src)
     model.cpu()
 
 

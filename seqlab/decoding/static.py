@@ -12,15 +12,23 @@ happens per step is a tensor op on preallocated buffers:
   for the best beam hypothesis alone every source settled, :mod:`seqlab.decoding.beam`) and stops.
 
 On CUDA each part is captured once per (rows, source width, step budget) bucket and replayed; elsewhere the
-same code runs eagerly (what the CPU tests compare with :func:`seqlab.decoding.search.beam_search`'s eager
-path).  The results equal the eager searches': steps taken after every row finished only extend finished
-hypotheses with PAD at no cost.
+same code runs eagerly (what the CPU tests compare with :func:`seqlab.decoding.search.beam_search`'s eager path).
+The results equal the eager searches': steps taken after every row finished only extend finished hypotheses with
+PAD at no cost.
+
+With ``SEQLAB_SEARCH_DEVICE_LOOP=1`` (:func:`device_loop_enabled`) the whole search is one graph instead: the
+prologue, then every chunk inside a CUDA graph conditional node that runs only while the end test says a row goes
+on (CUDA 12.4 or later).  A search is then one replay, with no host read until its step count; the chunks after the
+end are skipped on the device.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -62,6 +70,25 @@ def chunk_steps() -> int:
     if steps < 1 or STEP_BUCKET % steps:
         raise ValueError(f"SEQLAB_SEARCH_CHUNK_STEPS={text!r}: a whole number of steps that divides {STEP_BUCKET}")
     return steps
+
+
+def device_loop_enabled() -> bool:
+    """``SEQLAB_SEARCH_DEVICE_LOOP=1``, and this PyTorch can capture conditional graph nodes: the whole search as
+    one graph whose chunks run while the end test on the device says a row goes on.  Opt-in until measured."""
+    wanted = os.environ.get("SEQLAB_SEARCH_DEVICE_LOOP", "0") == "1"
+    return wanted and hasattr(torch.cuda.CUDAGraph, "begin_capture_to_if_node")
+
+
+@contextlib.contextmanager
+def while_unfinished(go: torch.Tensor) -> Iterator[None]:
+    """Capture the body into a conditional node of the graph being captured that runs when ``go`` (a CUDA bool
+    scalar) holds at that point of the replay."""
+    graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
+    graph.begin_capture_to_if_node(go)
+    try:
+        yield
+    finally:
+        graph.end_capture_to_conditional_node()
 
 
 def static_search_enabled(model: Any, src: torch.Tensor) -> bool:
@@ -123,12 +150,14 @@ class StaticSearch:
         self.scores = torch.zeros(rows, beam, device=device)  # beam: running (unnormalised) scores
         self.lengths = torch.zeros(n, dtype=torch.long, device=device)
         self.ended = torch.zeros((), dtype=torch.bool, device=device)  # the end test, written by each chunk
+        self.chunks_run = torch.zeros((), dtype=torch.long, device=device)  # counted by each chunk
         self.base = (torch.arange(rows, device=device) * beam).unsqueeze(1)
         vocab = torch.arange(model.vocab_size, device=device)
         self.not_eos = vocab.ne(EOS_ID).unsqueeze(0)
         self.finished = torch.where(vocab.eq(PAD_ID), 0.0, float("-inf")).to(device).unsqueeze(0)
         self.prologue_graph: torch.cuda.CUDAGraph | None = None
         self.chunk_graphs: list[torch.cuda.CUDAGraph] = []
+        self.whole_graph: torch.cuda.CUDAGraph | None = None  # the device loop (:func:`device_loop_enabled`)
         if graph:
             self._capture()
         self.nbytes = sum(t.numel() * t.element_size() for t in self._buffers())
@@ -154,6 +183,8 @@ class StaticSearch:
         self.t.zero_()
         self.prev.fill_(BOS_ID)
         self.done.zero_()
+        self.ended.zero_()
+        self.chunks_run.zero_()
         self.history.fill_(PAD_ID)
         self.logps.zero_()
         self.lengths.zero_()
@@ -175,6 +206,7 @@ class StaticSearch:
         else:
             settled = settled_sources(self.scores, self.lengths, self.done, self.limits, self.settle)
             self.ended.copy_(settled.all())
+        self.chunks_run.add_(1)
 
     def _log_probs(self, written: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         step = self.t.clone()  # static_step advances t
@@ -230,6 +262,8 @@ class StaticSearch:
     def _capture(self) -> None:
         indices = self._chunk_indices()
         warm_up(lambda: (self._prologue(), [self._chunk(i) for i in indices]))
+        if device_loop_enabled() and self._capture_device_loop(indices):
+            return
         self.prologue_graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.prologue_graph):
             self._prologue()
@@ -239,6 +273,22 @@ class StaticSearch:
             with torch.cuda.graph(graph, pool=self.prologue_graph.pool()):
                 self._chunk(index)
             self.chunk_graphs.append(graph)
+
+    def _capture_device_loop(self, indices: list[int | None]) -> bool:
+        """The whole search as one graph, each chunk in a conditional node on ``not ended``; False (with a warning)
+        where the capture fails, and the search is captured chunk by chunk instead."""
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._prologue()
+                for index in indices:
+                    with while_unfinished(self.ended.logical_not()):
+                        self._chunk(index)
+        except Exception as e:  # noqa: BLE001 -- the chunk graphs remain, and give the same results
+            warnings.warn(f"SEQLAB_SEARCH_DEVICE_LOOP: capture failed ({e}); chunk graphs instead", stacklevel=4)
+            return False
+        self.whole_graph = graph
+        return True
 
     # ------------------------------------------------------------------ running
     @torch.no_grad()
@@ -250,6 +300,9 @@ class StaticSearch:
         self.src[:b, :w].copy_(src)
         if b < self.rows:
             self.src[b:, :w].copy_(src[:1].expand(self.rows - b, -1))
+        if self.whole_graph is not None:  # one replay; its chunks count themselves
+            self.whole_graph.replay()
+            return int(self.chunks_run) * self.chunk
         if self.prologue_graph is None:
             self._prologue()
         else:
@@ -287,7 +340,7 @@ def search_for(
     chunk = chunk_steps()
     if not graph:
         return StaticSearch(model, *shape, False, settle, chunk)
-    key = (id(model), *shape, settle, chunk, precision_key())
+    key = (id(model), *shape, settle, chunk, precision_key(), device_loop_enabled())
     search = _CACHE.get(key)
     if search is not None and search.model is model:
         _CACHE.move_to_end(key)
