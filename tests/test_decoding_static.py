@@ -184,17 +184,20 @@ def test_a_compiled_decoder_step_gives_the_eager_searches_hypotheses(copier, mon
     model.cpu()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-def test_captured_searches_equal_eager_on_cuda(copier):
-    model = copier.cuda()
-    src = sources(7, rows=5, longest=7).cuda()
+def assert_captured_searches_equal_eager(model, src: torch.Tensor) -> None:
+    """Greedy and beam-5 search, captured on first use and replayed on the second, give the eager hypotheses."""
     for k in (1, 5):
         decode = greedy_search if k == 1 else beam_search
         kw = {} if k == 1 else {"beam_size": k}
         eager = decode(model, src, static=False, **kw)
-        for _ in range(2):  # captured on first use, replayed on the second
-            graph = decode(model, src, static=True, **kw)
-            assert torch.equal(eager.tokens, graph.tokens)
+        for _ in range(2):
+            assert torch.equal(eager.tokens, decode(model, src, static=True, **kw).tokens)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_captured_searches_equal_eager_on_cuda(copier):
+    model = copier.cuda()
+    assert_captured_searches_equal_eager(model, sources(7, rows=5, longest=7).cuda())
     model.cpu()
 
 
@@ -210,12 +213,7 @@ def test_a_search_captured_whole_with_its_end_test_on_the_device_equals_eager(co
     assert device_loop_enabled(), "this PyTorch cannot capture conditional graph nodes"
     model = copier.cuda()
     src = sources(7, rows=5, longest=7).cuda()
-    for k in (1, 5):
-        decode = greedy_search if k == 1 else beam_search
-        kw = {} if k == 1 else {"beam_size": k}
-        eager = decode(model, src, static=False, **kw)
-        for _ in range(2):  # captured on first use, replayed on the second
-            assert torch.equal(eager.tokens, decode(model, src, static=True, **kw).tokens)
+    assert_captured_searches_equal_eager(model, src)
     whole = search_for(model, src, 1, 1.5, 10, 256, graph=True)
     assert whole.whole_graph is not None
     monkeypatch.setenv("SEQLAB_SEARCH_DEVICE_LOOP", "0")
