@@ -80,7 +80,7 @@ def device_loop_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def while_unfinished(go: torch.Tensor) -> Iterator[None]:
+def only_if(go: torch.Tensor) -> Iterator[None]:
     """Capture the body into a conditional node of the graph being captured that runs when ``go`` (a CUDA bool
     scalar) holds at that point of the replay."""
     graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
@@ -282,7 +282,7 @@ class StaticSearch:
             with torch.cuda.graph(graph):
                 self._prologue()
                 for index in indices:
-                    with while_unfinished(self.ended.logical_not()):
+                    with only_if(self.ended.logical_not()):
                         self._chunk(index)
         except Exception as e:  # noqa: BLE001 -- the chunk graphs remain, and give the same results
             warnings.warn(f"SEQLAB_SEARCH_DEVICE_LOOP: capture failed ({e}); chunk graphs instead", stacklevel=4)

@@ -58,8 +58,8 @@ def single_query_mode(text: str | None) -> str:
     (two batched matmuls and a softmax, :func:`single_query_attention`), ``sdpa`` (SDPA's fused kernels, which
     spend a tile of query rows on the one query), or ``auto`` (the default): matmul for float32 queries, SDPA
     otherwise.  In float32 SDPA runs its memory-efficient kernel (45 % of a captured beam-5 search's GPU time on an
-    H200), and on one H200 matmuls decoded greedy 25 % and beam 5 38-40 % faster, batch-1 latency unchanged
-    (untrained model, two runs; BENCHMARKS.md, Speed, session 23).  In bfloat16 (training steps' sampling loops)
+    H200), and on one H200 matmuls decoded greedy 16-25 % and beam 5 38 % faster, batch-1 latency within the runs'
+    spread (untrained model, two runs; BENCHMARKS.md, Speed, session 23).  In bfloat16 (training steps' sampling loops)
     the flash kernel runs, and matmuls changed those steps by -8 % to +19 % (9520c9f), so SDPA stays there."""
     mode = (text or "auto").strip().lower()
     if mode not in SINGLE_QUERY_MODES:

@@ -108,7 +108,7 @@ class GraphedStep:
     ):
         self.loss_fn, self.params, self.device = loss_fn, params, device
         self.capture, self.precision = capture and device.type == "cuda", precision
-        self.grads: list[torch.Tensor] | None = None  # the persistent gradient buffers, after the first backward
+        #: each parameter and its gradient buffer, as the last eager step left them (the buffers graphs write)
         self._grad_of: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.steps: OrderedDict[tuple[int, int, int], CapturedStep] = OrderedDict()
         self.captures = self.replays = 0
@@ -149,9 +149,13 @@ class GraphedStep:
         with self.precision():
             loss, extra = self.loss_fn(batch, progress)
         loss.backward()
-        self.grads = [p.grad for p in self.params if p.grad is not None]
         self._grad_of = [(p, p.grad) for p in self.params]
         return loss.detach(), extra
+
+    @property
+    def grads(self) -> list[torch.Tensor]:
+        """The persistent gradient buffers (those the last eager step made or zeroed)."""
+        return [g for _, g in self._grad_of if g is not None]
 
     def _buffers_kept(self) -> bool:
         """Whether every parameter still holds the gradient buffer the graphs were captured with (something that
@@ -163,10 +167,11 @@ class GraphedStep:
         cannot be captured (a host read, a statistic that is not a tensor, a gradient the warm-up did not make)
         turns capturing off with a warning; training goes on eagerly."""
         graph = torch.cuda.CUDAGraph()
-        grads = {id(g) for g in self.grads}
+        buffers = self.grads
+        grads = {id(g) for g in buffers}
         try:
             with torch.cuda.graph(graph, pool=self._pool):
-                torch._foreach_zero_(self.grads)
+                torch._foreach_zero_(buffers)
                 with self.precision():
                     loss, extra = self.loss_fn(static, progress)
                 loss.backward()

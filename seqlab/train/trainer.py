@@ -314,28 +314,25 @@ class Trainer:
             return None
         if tc.compile:
             raise ConfigError("train.compile and train.cuda_graphs are two ways to a faster step: set one of them")
-        why = (
-            "under DDP"
-            if self.dist.enabled
-            else f"for {self.cfg.algorithm.name}, whose loss is not capturable"
-            if not self.algorithm.capturable_step
-            else None
-        )
-        if why is not None:
-            warnings.warn(f"train.cuda_graphs is not used {why}: the step runs eagerly", stacklevel=3)
+        if self.dist.enabled:
+            warnings.warn("train.cuda_graphs is not used under DDP: the step runs eagerly", stacklevel=3)
+            return None
+        if not self.algorithm.capturable_step:
+            name = self.cfg.algorithm.name
+            warnings.warn(f"train.cuda_graphs is not used for {name}, whose loss is not capturable", stacklevel=3)
             return None
         if self.device.type != "cuda":
             warnings.warn("train.cuda_graphs: no CUDA device, so the fixed-shape step runs eagerly", stacklevel=3)
-        bf16 = self.device.type == "cuda" and tc.bf16
-        return GraphedStep(
-            self.loss_module,
-            [p for g in self.optimizer.param_groups for p in g["params"]],
-            self.device,
-            capture=True,
-            precision=lambda: (
-                torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if bf16 else contextlib.nullcontext()
-            ),
-        )
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        # a captured graph must not keep autocast's cache of cast weights
+        return GraphedStep(self.loss_module, params, self.device, True, lambda: self._precision(cache=False))
+
+    def _precision(self, cache: bool = True) -> contextlib.AbstractContextManager:
+        """The context a training step's loss runs in: bf16 autocast on CUDA with ``train.bf16`` (``cache``: its
+        cache of cast weights), else nothing."""
+        if self.device.type == "cuda" and self.cfg.train.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
+        return contextlib.nullcontext()
 
     def _start_run(self) -> None:
         """config.yaml, the logger and the stop signals; resume from ``checkpoint_last.pt`` when there is one."""
@@ -709,16 +706,11 @@ class Trainer:
         self.loss_module.train()
         if tc.compile:  # bucketed widths: few shapes to compile and tune for
             batch = bucket_batch(batch)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda" and tc.bf16
-            else contextlib.nullcontext()
-        )
         if self.graphed is not None:  # zeroing, forward and backward: one replay per step (seqlab.train.graphed)
             with loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss_and_backward"):
                 loss, extra = self.graphed.forward_backward(batch, self.progress())
         else:
-            with autocast, loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss"):
+            with self._precision(), loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss"):
                 loss, extra = self.loss_module(batch, self.progress())
             self.optimizer.zero_grad(set_to_none=True)
             with record_function("seqlab.backward"):
