@@ -35,7 +35,8 @@ Trailing ``key=value`` overrides apply to every algorithm, ``algo:key=value`` to
 
 With ``--epochs N`` a fresh trainer of each label also trains N whole epochs, timed step by step with every first
 shape and capture included: ``<label>_epoch<k>_step_ms`` and ``_epoch<k>_step_time_ratio_vs_mle`` say what training
-pays per step, where the median above says what a warm step costs.
+pays per step, where the median above says what a warm step costs; ``<label>_epoch<k>_sampling_loops_captured``
+counts the sampling loops captured in that epoch.
 
 The timed batches are first stepped untimed, again while a pass still captured sampling loops (at most
 ``WARM_PASSES``: a larger shape grows the loops' shared K/V memory and drops the loops captured before it), so the
@@ -277,6 +278,7 @@ def epoch_entries(label: str, algo: str, args: argparse.Namespace, init: dict | 
         ratio = t / means["mle"][k - 1]
         print(f"{label:26s} epoch {k}: {t * 1000:9.1f} ms/step  x{ratio:.2f}  ({caps} sampling loops captured)")
         entries.append(results_io.entry(f"{label}_epoch{k}_step_ms", round(t * 1000, 2), "ms (mean over the epoch)"))
+        entries.append(results_io.entry(f"{label}_epoch{k}_sampling_loops_captured", caps, "captures"))
         if algo != "mle":
             entries.append(results_io.entry(f"{label}_epoch{k}_step_time_ratio_vs_mle", round(ratio, 3), "x"))
     return entries
