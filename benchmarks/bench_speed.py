@@ -151,20 +151,38 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
     return Trainer(cfg, console=False)
 
 
-def time_seqlab_training(trainer: Trainer, batches: list, args: argparse.Namespace) -> dict[str, float]:
-    """The trainer's step eagerly, with train.cuda_graphs (on CUDA: the first pass captures each bucket, the timed
-    pass replays) and with train.compile (unless --no-compile), and the fastest of them."""
-    results = {"train_tok_per_s_eager": time_training(trainer.train_step, batches, args.warmup)}
-    if trainer.device.type == "cuda":
-        trainer.cfg.train.cuda_graphs = True
+#: train.cuda_graphs_width values timed beside the default (padding against buckets: benchmarks/shape_keys.py)
+GRAPH_WIDTHS = (2, 4, 8)
+
+
+def time_graphed_training(trainer: Trainer, batches: list, args: argparse.Namespace) -> dict[str, float]:
+    """The trainer's step with train.cuda_graphs at each of :data:`GRAPH_WIDTHS` (the first pass captures each
+    bucket, the timed pass replays): ``train_tok_per_s_cuda_graphs_w<width>``, and the default width's as
+    ``train_tok_per_s_cuda_graphs``."""
+    results, default = {}, trainer.cfg.train.cuda_graphs_width
+    trainer.cfg.train.cuda_graphs = True
+    for width in GRAPH_WIDTHS:
+        trainer.cfg.train.cuda_graphs_width = width
         trainer.graphed = trainer._graphed_step()
         try:  # new: a failure must not lose the other figures
-            results["train_tok_per_s_cuda_graphs"] = time_training(trainer.train_step, batches, args.warmup)
-            print(f"train.cuda_graphs: {trainer.graphed.captures} buckets captured", flush=True)
+            results[f"train_tok_per_s_cuda_graphs_w{width}"] = time_training(trainer.train_step, batches, args.warmup)
+            print(f"train.cuda_graphs_width={width}: {trainer.graphed.captures} buckets captured", flush=True)
         except Exception as e:  # noqa: BLE001
-            print(f"train.cuda_graphs failed: {type(e).__name__}: {e}", flush=True)
-        trainer.cfg.train.cuda_graphs, trainer.graphed = False, None
+            print(f"train.cuda_graphs_width={width} failed: {type(e).__name__}: {e}", flush=True)
+        trainer.graphed = None
         trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.cfg.train.cuda_graphs, trainer.cfg.train.cuda_graphs_width = False, default
+    if f"train_tok_per_s_cuda_graphs_w{default}" in results:
+        results["train_tok_per_s_cuda_graphs"] = results[f"train_tok_per_s_cuda_graphs_w{default}"]
+    return results
+
+
+def time_seqlab_training(trainer: Trainer, batches: list, args: argparse.Namespace) -> dict[str, float]:
+    """The trainer's step eagerly, with train.cuda_graphs on CUDA (:func:`time_graphed_training`) and with
+    train.compile (unless --no-compile), and the fastest of them."""
+    results = {"train_tok_per_s_eager": time_training(trainer.train_step, batches, args.warmup)}
+    if trainer.device.type == "cuda":
+        results.update(time_graphed_training(trainer, batches, args))
     if not args.no_compile:
         from seqlab.train.compiled import compile_layers
 

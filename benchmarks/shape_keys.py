@@ -10,11 +10,15 @@ what the graph cache holds says whether captures amortise.  Counted on the CPU f
 Entries ``<prefix>_sampling_loop_keys_per_epoch``, ``<prefix>_greedy_graph_keys_per_epoch``,
 ``<prefix>_train_graph_keys_per_epoch`` (with ``<prefix>_train_graph_padding_factor``, the token positions of the
 padded batches over the real ones) and ``<prefix>_batches_per_epoch`` in benchmarks/results/shape_keys_cpu.json.
+``--train-widths 2,4,8`` also counts the training-step buckets for each ``train.cuda_graphs_width``: the padding
+factor, and how many captures the trainer's cache of :data:`~seqlab.train.graphed.MAX_GRAPHS` graphs makes over the
+epochs and over the first 1,000 steps (``<prefix>_train_graph_w<width>_*``).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import tempfile
 from collections.abc import Iterator
@@ -26,7 +30,7 @@ from seqlab.data.batching import collate
 from seqlab.data.vocab import PAD_ID
 from seqlab.decoding.graphs import SOURCE_BUCKET, STEP_BUCKET, bucket_rows, round_up
 from seqlab.decoding.sampling import bucket_sample_rows
-from seqlab.train.graphed import bucket_shape
+from seqlab.train.graphed import MAX_GRAPHS, WIDTH_BUCKET, bucket_shape
 from seqlab.train.trainer import Trainer
 
 #: a tiny model: only the batches matter here
@@ -76,6 +80,7 @@ class EpochKeys:
     batches: int = 0
     positions: int = 0
     padded_positions: int = 0
+    dims: list = field(default_factory=list)  # (rows, source width, target width) of each batch, in order
 
 
 def epoch_keys(trainer: Trainer, epoch: int, args: argparse.Namespace) -> EpochKeys:
@@ -92,9 +97,37 @@ def epoch_keys(trainer: Trainer, epoch: int, args: argparse.Namespace) -> EpochK
         rows, src_width, tgt_width = bucket_shape(batch)
         keys.train.add((rows, src_width, tgt_width))
         keys.batches += 1
+        keys.dims.append((src.size(0), src.size(1), batch.tgt.size(1)))
         keys.positions += src.numel() + batch.tgt.numel()
         keys.padded_positions += rows * (src_width + tgt_width)
     return keys
+
+
+@dataclass
+class WidthCount:
+    """The training-step buckets of one ``train.cuda_graphs_width`` over a run's batches."""
+
+    padding: float  # padded token positions over the real ones
+    captures: int  # by a least-recently-used cache of MAX_GRAPHS graphs, as the trainer keeps them
+    captures_early: int  # of them in the first ``early`` steps
+
+
+def count_width(dims: list[tuple[int, int, int]], width: int, early: int = 1000) -> WidthCount:
+    """Buckets of batches ``dims`` (rows, source width, target width) with widths in multiples of ``width``."""
+    cache: collections.OrderedDict = collections.OrderedDict()
+    positions = padded = captures = captures_early = 0
+    for step, (rows, src_width, tgt_width) in enumerate(dims):
+        key = (bucket_rows(rows), round_up(src_width, width), round_up(tgt_width, width))
+        positions += rows * (src_width + tgt_width)
+        padded += key[0] * (key[1] + key[2])
+        if key in cache:
+            cache.move_to_end(key)
+            continue
+        captures, captures_early = captures + 1, captures_early + (step < early)
+        cache[key] = True
+        while len(cache) > MAX_GRAPHS:
+            cache.popitem(last=False)
+    return WidthCount(padded / positions, captures, captures_early)
 
 
 def main() -> None:
@@ -105,6 +138,7 @@ def main() -> None:
     ap.add_argument(
         "--epochs", type=int, default=1, help="also count the keys over this many epochs (what a run meets in all)"
     )
+    ap.add_argument("--train-widths", default="", help="train.cuda_graphs_width values to count, e.g. 2,4,8")
     args = ap.parse_args()
     with batching_trainer(args.config, args.overrides) as trainer:
         per_epoch = [epoch_keys(trainer, epoch, args) for epoch in range(max(args.epochs, 1))]
@@ -121,6 +155,14 @@ def main() -> None:
     )
     if args.epochs > 1:
         print(f"over {args.epochs} epochs: {len(seen)} sampling-loop keys; new ones per epoch {new_per_epoch}")
+    dims = [d for keys in per_epoch for d in keys.dims]
+    widths = {w: count_width(dims, w) for w in (int(x) for x in args.train_widths.split(",") if x.strip())}
+    for w, c in widths.items():
+        default = " (the default)" if w == WIDTH_BUCKET else ""
+        print(
+            f"train.cuda_graphs_width={w}{default}: {c.padding:.3f}x the positions, {c.captures} captures in "
+            f"{len(dims)} steps ({c.captures_early} in the first 1,000) with a cache of {MAX_GRAPHS}"
+        )
     if not args.no_write:
         entries = [
             results_io.entry(f"{args.prefix}_sampling_loop_keys_per_epoch", len(first.sampling), "shape keys"),
@@ -132,6 +174,13 @@ def main() -> None:
         if args.epochs > 1:
             name = f"{args.prefix}_sampling_loop_keys_{args.epochs}epochs"
             entries.append(results_io.entry(name, len(seen), "shape keys"))
+        for w, c in widths.items():
+            name = f"{args.prefix}_train_graph_w{w}"
+            entries += [
+                results_io.entry(f"{name}_padding_factor", round(c.padding, 3), "padded / real positions"),
+                results_io.entry(f"{name}_captures_{args.epochs}epochs", c.captures, "captures"),
+                results_io.entry(f"{name}_captures_first1000steps", c.captures_early, "captures"),
+            ]
         print(results_io.write("shape_keys_cpu", entries))
 
 

@@ -63,6 +63,8 @@ class TrainConfig:
     # the step's forward and backward replayed as a CUDA graph per batch-shape bucket (seqlab.train.graphed):
     # algorithms with a capturable loss (MLE), one GPU, no DDP; elsewhere the step runs eagerly
     cuda_graphs: bool = False
+    # cuda_graphs: batch widths rounded up to a multiple of this (smaller: less padding, more buckets to capture)
+    cuda_graphs_width: int = 4
     eval_every_steps: int | None = None  # None: once per epoch
     eval_beam_size: int = 1  # decoding used for validation during training
     eval_max_examples: int | None = None
@@ -312,6 +314,7 @@ VALUE_RULES: dict[str, tuple[Any, str]] = {
     "train.loss_chunk_tokens": (_positive, "positive (or null)"),
     "train.clip_norm": (_positive, "positive (or null: no clipping)"),
     "train.eval_every_steps": (_positive, "positive (or null: once per epoch)"),
+    "train.cuda_graphs_width": (_at_least(1), "at least 1"),
     "train.eval_beam_size": (_at_least(1), "at least 1"),
     "train.eval_max_examples": (_positive, "positive (or null: all)"),
     "train.patience": (_at_least(1), "at least 1 (or null: no early stopping)"),

@@ -774,3 +774,51 @@ def test_trainer_throughput_counts_only_the_windows_before_the_profiled_steps(tm
     (run / "profile" / "summary.json").write_text(json.dumps({**summary, "steps": [1, 30]}))
     with pytest.raises(SystemExit, match="before the profiled steps"):
         mod.main([str(run), "--warmup-seconds", "5", "--no-write"])
+
+
+def test_graphed_training_is_timed_at_each_width_and_the_trainer_is_left_as_it_was(tmp_path, monkeypatch):
+    """bench_speed's time_graphed_training (fixed-shape steps, eager on the CPU): one figure per
+    train.cuda_graphs_width, the default's also as train_tok_per_s_cuda_graphs, each width's own step (batches
+    padded to its buckets), and afterwards the trainer steps as before (no graphed step, the default width)."""
+    from types import SimpleNamespace
+
+    import torch
+    from helpers import tiny_overrides
+
+    from seqlab.config import load_config
+    from seqlab.data.batching import collate
+    from seqlab.train.trainer import Trainer
+
+    bench = load_script("bench_speed")
+    trainer = Trainer(load_config(None, tiny_overrides(tmp_path, "run")), console=False)
+    trainer.sampler.set_epoch(0)
+    batches = [collate(trainer.train_data, i) for i, _ in zip(trainer.sampler, range(3), strict=False)]
+    widths = []
+    step = trainer.train_step
+    monkeypatch.setattr(trainer, "train_step", lambda b: (widths.append(trainer.graphed.width), step(b)))
+    with pytest.warns(UserWarning, match="no CUDA device"):
+        got = bench.time_graphed_training(trainer, batches, SimpleNamespace(warmup=1))
+    assert sorted(got) == sorted(
+        ["train_tok_per_s_cuda_graphs", *(f"train_tok_per_s_cuda_graphs_w{w}" for w in bench.GRAPH_WIDTHS)]
+    )
+    assert got["train_tok_per_s_cuda_graphs"] == got["train_tok_per_s_cuda_graphs_w4"] > 0
+    assert widths == [w for w in bench.GRAPH_WIDTHS for _ in range(2 * len(batches) - 1)]
+    assert trainer.graphed is None and not trainer.cfg.train.cuda_graphs and trainer.cfg.train.cuda_graphs_width == 4
+    assert all(p.grad is None for p in trainer.model.parameters())
+    assert torch.isfinite(step(batches[0])["loss"])
+
+
+def test_shape_keys_counts_each_widths_padding_and_the_captures_of_a_least_recently_used_cache(monkeypatch):
+    """shape_keys.count_width: buckets of (rows, source width, target width); a bucket evicted from a full cache is
+    captured again when it recurs."""
+    keys = load_script("shape_keys")
+    dims = [(16, 5, 7), (16, 6, 8), (10, 5, 7), (16, 9, 9), (16, 5, 7)]
+    four = keys.count_width(dims, 4, early=2)
+    # buckets (16, 8, 8), (16, 8, 8), (16, 8, 8), (16, 12, 12), (16, 8, 8): two captures, one of them in 2 steps
+    assert (four.captures, four.captures_early) == (2, 1)
+    real = sum(r * (s + t) for r, s, t in dims)
+    assert four.padding == pytest.approx((4 * 16 * 16 + 16 * 24) / real)
+    one = keys.count_width(dims, 1)
+    assert one.captures == 3 and one.padding == pytest.approx((real + 6 * 12) / real)  # 10 rows -> 16
+    monkeypatch.setattr(keys, "MAX_GRAPHS", 1)
+    assert keys.count_width(dims, 1).captures == 5  # (16, 5, 7) is evicted each time before it recurs

@@ -140,6 +140,7 @@ BAD_OVERRIDES = [
     ("model.arch=t5", "unknown architecture 't5'"),
     ("train.max_tokens=0", "train.max_tokens must be"),
     ("train.lr=-1", "train.lr must be"),
+    ("train.cuda_graphs_width=0", "train.cuda_graphs_width must be at least 1"),
     ("train.lerning_rate=0.1", "did you mean 'lr'"),
     ("task.options.metrics=[bleu, wre]", "did you mean 'wer'"),
 ]

@@ -34,19 +34,25 @@ import torch
 from seqlab.data.batching import Batch
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding.graphs import bucket_rows, round_up
-from seqlab.train.compiled import WIDTH_BUCKET
 
-#: captured training steps kept (least recently used dropped first); they share one memory pool
-MAX_GRAPHS = 64
+#: captured training steps kept (least recently used dropped first); they share one memory pool.  Multi30k's
+#: 8,192-token batches meet 89 buckets over 80 epochs with widths in fours (``python benchmarks/shape_keys.py``):
+#: a cache of 64 would capture 123 times in those epochs, one of 128 captures each bucket once
+MAX_GRAPHS = 128
+#: ``train.cuda_graphs_width``'s default: batch widths in multiples of 4.  On Multi30k's 8,192-token batches a
+#: padded batch then holds 1.11x the token positions of the real one (2: 1.05x, 8: 1.24x), in 60 buckets over the
+#: first 1,000 steps (2: 72, 8: 48); ``benchmarks/shape_keys.py``, entries ``multi30k_train_graph_w*`` in
+#: benchmarks/results/shape_keys_cpu.json.  A captured step is bound by the GPU, so it pays for every padded position
+WIDTH_BUCKET = 4
 
 #: the loss of a batch at a training progress: (loss, statistics); the trainer's model + algorithm module
 LossFn = Callable[[Batch, Any], tuple[torch.Tensor, dict[str, Any]]]
 
 
-def bucket_shape(batch: Batch) -> tuple[int, int, int]:
+def bucket_shape(batch: Batch, width: int = WIDTH_BUCKET) -> tuple[int, int, int]:
     """(rows, source width, target width) of ``batch``'s bucket: rows as the captured searches bucket them, widths
-    rounded up to a multiple of :data:`~seqlab.train.compiled.WIDTH_BUCKET`."""
-    return bucket_rows(len(batch)), round_up(batch.src.size(1), WIDTH_BUCKET), round_up(batch.tgt.size(1), WIDTH_BUCKET)
+    rounded up to a multiple of ``width``."""
+    return bucket_rows(len(batch)), round_up(batch.src.size(1), width), round_up(batch.tgt.size(1), width)
 
 
 @dataclass
@@ -96,7 +102,8 @@ class GraphedStep:
     """Forward and backward of ``loss_fn`` on fixed-shape buffers, captured per bucket when ``capture`` (CUDA).
 
     ``params``: the parameters the optimizer updates.  ``precision``: a factory of the context the loss runs in
-    (bf16 autocast on the GPU; its cache of cast weights must be off inside a graph)."""
+    (bf16 autocast on the GPU; its cache of cast weights must be off inside a graph).  ``width``: batch widths are
+    rounded up to a multiple of it (:func:`bucket_shape`)."""
 
     def __init__(
         self,
@@ -105,8 +112,9 @@ class GraphedStep:
         device: torch.device,
         capture: bool,
         precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        width: int = WIDTH_BUCKET,
     ):
-        self.loss_fn, self.params, self.device = loss_fn, params, device
+        self.loss_fn, self.params, self.device, self.width = loss_fn, params, device, width
         self.capture, self.precision = capture and device.type == "cuda", precision
         #: each parameter and its gradient buffer, as the last eager step left them (the buffers graphs write)
         self._grad_of: list[tuple[torch.Tensor, torch.Tensor | None]] = []
@@ -118,7 +126,7 @@ class GraphedStep:
     def forward_backward(self, batch: Batch, progress: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         """Zero the gradients, run the loss on ``batch`` (padded to its bucket) and back-propagate it; returns the
         loss and the algorithm's statistics (tensors, copies the next step does not overwrite)."""
-        shape = bucket_shape(batch)
+        shape = bucket_shape(batch, self.width)
         if self.steps and not self._buffers_kept():
             self.steps.clear()  # captured against other gradient buffers: captured again as their buckets recur
         captured = self.steps.get(shape)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import json
 import math
@@ -325,7 +326,8 @@ class Trainer:
             warnings.warn("train.cuda_graphs: no CUDA device, so the fixed-shape step runs eagerly", stacklevel=3)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         # a captured graph must not keep autocast's cache of cast weights
-        return GraphedStep(self.loss_module, params, self.device, True, lambda: self._precision(cache=False))
+        precision = functools.partial(self._precision, cache=False)
+        return GraphedStep(self.loss_module, params, self.device, True, precision, tc.cuda_graphs_width)
 
     def _precision(self, cache: bool = True) -> contextlib.AbstractContextManager:
         """The context a training step's loss runs in: bf16 autocast on CUDA with ``train.bf16`` (``cache``: its
