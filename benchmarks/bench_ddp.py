@@ -11,8 +11,9 @@ rest is used; no validation runs inside the measured steps.
     python benchmarks/bench_ddp.py --config configs/multi30k_transformer.yaml --algorithms mle,pg \\
         --steps 400 [--init-from runs/multi30k_mle/checkpoint_best.pt] [key=value ...]
 
-Metrics (benchmarks/results/ddp_cuda.json, GPU runs only): ``ddp_scaling_efficiency_2gpu_<algo>``,
-``ddp_train_tok_per_s_1gpu_<algo>``, ``ddp_train_tok_per_s_2gpu_<algo>``.  On a CPU (``--device cpu``,
+Metrics (benchmarks/results/ddp_cuda.json, GPU runs only): ``ddp_scaling_efficiency_2gpu_<algo><label>``,
+``ddp_train_tok_per_s_1gpu_<algo><label>``, ``ddp_train_tok_per_s_2gpu_<algo><label>`` (``--label``: e.g.
+``--label _cuda_graphs train.cuda_graphs=true`` for captured steps on both sides).  On a CPU (``--device cpu``,
 gloo) the script checks that the 2-process path works and prints the numbers without recording them:
 CPU figures say nothing about GPU scaling.
 
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--from-logs", action="store_true", help="read the runs already in --work-dir; launch nothing")
     p.add_argument("--measured-by", help="with --from-logs: the command that ran them (kept in the entries)")
+    p.add_argument("--label", default="", help="suffix of the runs' folders and metric names (e.g. _cuda_graphs)")
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = p.parse_args(argv)
     if args.from_logs and not args.work_dir:
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for algo in [a.strip() for a in args.algorithms.split(",") if a.strip()]:
         rates = {}
         for n in (1, 2):
-            run_dir = work / f"{algo}_{n}"
+            run_dir = work / f"{algo}{args.label}_{n}"
             if not args.from_logs:
                 launch(
                     args.config,
@@ -157,12 +159,13 @@ def main(argv: list[str] | None = None) -> int:
             rates[n], windows = throughput(run_dir / "log.jsonl", n, args.skip_windows)
             print(f"{algo}: {n} process(es): {rates[n]:,.0f} target tokens/s (median of {windows} windows)")
         eff = rates[2] / (2 * rates[1])
-        report[algo] = {"tok_per_s_1": rates[1], "tok_per_s_2": rates[2], "efficiency": eff}
-        print(f"{algo}: scaling efficiency on 2 {'GPUs' if args.device == 'cuda' else 'CPU processes'}: {eff:.3f}")
+        name = f"{algo}{args.label}"
+        report[name] = {"tok_per_s_1": rates[1], "tok_per_s_2": rates[2], "efficiency": eff}
+        print(f"{name}: scaling efficiency on 2 {'GPUs' if args.device == 'cuda' else 'CPU processes'}: {eff:.3f}")
         entries += [
-            results_io.entry(f"ddp_scaling_efficiency_2gpu_{algo}", round(eff, 4), "ratio", command),
-            results_io.entry(f"ddp_train_tok_per_s_1gpu_{algo}", round(rates[1], 1), "tgt tokens/s", command),
-            results_io.entry(f"ddp_train_tok_per_s_2gpu_{algo}", round(rates[2], 1), "tgt tokens/s", command),
+            results_io.entry(f"ddp_scaling_efficiency_2gpu_{name}", round(eff, 4), "ratio", command),
+            results_io.entry(f"ddp_train_tok_per_s_1gpu_{name}", round(rates[1], 1), "tgt tokens/s", command),
+            results_io.entry(f"ddp_train_tok_per_s_2gpu_{name}", round(rates[2], 1), "tgt tokens/s", command),
         ]
     print(json.dumps(report, indent=2))
     if args.device != "cuda":

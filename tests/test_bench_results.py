@@ -339,6 +339,13 @@ def test_bench_ddp_from_logs_records_the_runs_it_finds_and_launches_nothing(tmp_
     assert got["ddp_train_tok_per_s_2gpu_mle"]["value"] == 620.0
     assert got["ddp_scaling_efficiency_2gpu_mle"]["value"] == 0.775
     assert got["ddp_scaling_efficiency_2gpu_mle"]["command"].endswith("(runs made by: run.py ddp)")
+    for n in (1, 2):  # --label: its own runs and metric names
+        (tmp_path / f"mle_cuda_graphs_{n}").mkdir()
+        lines = [json.dumps({"kind": "train", "tgt_tok_per_s": r}) for r in (1.0, 500.0 if n == 1 else 450.0)]
+        (tmp_path / f"mle_cuda_graphs_{n}" / "log.jsonl").write_text("\n".join(lines) + "\n")
+    assert mod.main([*argv, "--label", "_cuda_graphs"]) == 0
+    got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "ddp_cuda.json").read_text())}
+    assert got["ddp_scaling_efficiency_2gpu_mle_cuda_graphs"] == 0.9 and got["ddp_scaling_efficiency_2gpu_mle"] == 0.775
     (tmp_path / "mle_2" / "log.jsonl").unlink()
     try:
         mod.main(argv)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.data.batching import Batch, TokenBatchSampler, collate, encode_corpus, iterate_batches
+from seqlab.data.batching import Batch, TokenBatchSampler, batch_dims, collate, encode_corpus, iterate_batches
 from seqlab.data.corpus import Corpus
 from seqlab.data.errors import DataWarning
 from seqlab.data.tokenizers import CharTokenizer, SymbolTokenizer
@@ -133,6 +133,36 @@ def test_ddp_ranks_of_one_step_get_batches_of_about_the_same_width(world_size):
     random_pairs = float((shuffled.max(0) - shuffled.min(0)).mean())
     assert aligned <= 0.25 * random_pairs
     assert not np.all(np.diff(widths[0]) >= 0)  # the rounds still come in random order
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_every_rank_knows_the_batches_all_ranks_take_at_a_step(world_size):
+    """round_at(k): rank r's own k-th batch at place r, on every rank alike, in every epoch and after a resume
+    (what lets the ranks pad a step to one shape without asking each other)."""
+    lengths = random_lengths(500, seed=world_size)
+    samplers = [
+        TokenBatchSampler(lengths, max_tokens=256, seed=2, rank=r, world_size=world_size) for r in range(world_size)
+    ]
+    for epoch in (0, 1):
+        for s in samplers:
+            s.set_epoch(epoch)
+        plans = [s.plan() for s in samplers]
+        for k in range(len(plans[0])):
+            rounds = [[b.tolist() for b in s.round_at(k)] for s in samplers]
+            assert all(r == rounds[0] for r in rounds)
+            assert rounds[0] == [plans[r][k].tolist() for r in range(world_size)]
+    resumed = TokenBatchSampler(lengths, max_tokens=256, seed=2, rank=0, world_size=world_size)
+    resumed.load_state_dict(samplers[0].state_dict())
+    assert [b.tolist() for b in resumed.round_at(3)] == [b.tolist() for b in samplers[0].round_at(3)]
+
+
+def test_batch_dims_are_those_of_the_collated_batch(tiny):
+    corpus, src, tgt = tiny
+    enc = encode_corpus(corpus, src, tgt)
+    for indices in ([2, 1], [0], [3, 4, 1]):
+        b = collate(enc, indices)
+        assert batch_dims(enc, indices) == (len(b), b.src.size(1), b.tgt.size(1))
+    assert batch_dims(enc, np.array([3, 0])) == (2, 4, 8)  # "abc" + EOS; seven X + EOS
 
 
 def test_ddp_padding_rule_when_fewer_examples_than_ranks():

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+import torch
 from helpers import REPO, tiny_overrides
 
 SKEWED_CLOCK_RUNNER = '''
@@ -103,3 +105,61 @@ def test_deferred_agreement_returns_what_the_previous_exchange_agreed():
     assert agreement.exchange((True, False)) == (False, False)  # posted (1, 0); the other rank (0, 1)
     assert agreement.exchange((False, False)) == (True, True)  # the max of both, one exchange late
     assert agreement.exchange((False, False)) == (False, False)
+
+
+def torchrun_train(tmp_path, run: str, port: int, **extra: str) -> dict:
+    """A 2-process ``seqlab train`` run of the tiny task (no dropout, SGD: runs that differ only in padding end with
+    the same weights to rounding); its results.json, with the trained weights under "weights"."""
+    options = {
+        "model.options": NO_DROPOUT,
+        "train.max_steps": "16",
+        "train.max_tokens": "120",
+        "train.optimizer": "sgd",
+    }
+    args = tiny_overrides(tmp_path, run, **(options | extra))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+    proc = subprocess.run(
+        [*command, "-m", "seqlab.cli", "train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=GUARD_SECONDS,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / run / "results.json").read_text())
+    results["weights"] = torch.load(tmp_path / run / "checkpoint_last.pt", weights_only=False)["model"]
+    return results
+
+
+NO_DROPOUT = "{d_model: 32, n_heads: 4, ffn_dim: 64, encoder_layers: 1, decoder_layers: 1, dropout: 0.0}"
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_two_process_fixed_shape_steps_train_the_weights_of_plain_ddp(tmp_path):
+    """train.cuda_graphs under DDP (gloo; on the CPU the fixed-shape step runs eagerly): every rank pads each step to
+    the largest batch of the step, which changes no gradient, so the trained weights are plain DDP's."""
+    plain = torchrun_train(tmp_path, "plain", 29541)
+    fixed = torchrun_train(tmp_path, "fixed", 29542, **{"train.cuda_graphs": "true"})
+    assert fixed["cuda_graphs"] == {"captures": 0, "replays": 0, "capturing": False}
+    assert plain["steps"] == fixed["steps"] == 16 and "cuda_graphs" not in plain
+    assert_same_weights(plain["weights"], fixed["weights"])
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices (NCCL)")
+def test_two_gpu_captured_steps_train_the_weights_of_plain_ddp(tmp_path):
+    """On two GPUs the captured steps hold DDP's all-reduce: both ranks capture each bucket after the eager steps
+    and replay it, and the trained weights are plain DDP's (fp32, so that padding changes nothing but rounding)."""
+    cuda = {"train.device": "cuda", "train.bf16": "false", "train.max_steps": "48"}
+    plain = torchrun_train(tmp_path, "plain", 29543, **cuda)
+    captured = torchrun_train(tmp_path, "captured", 29544, **cuda, **{"train.cuda_graphs": "true"})
+    graphs = captured["cuda_graphs"]
+    assert graphs["capturing"] and graphs["captures"] > 0 and graphs["replays"] > 0, graphs
+    assert_same_weights(plain["weights"], captured["weights"])

@@ -143,3 +143,30 @@ def test_a_run_with_cuda_graphs_resumes_where_it_stopped(tmp_path):
     assert resumed.step == full.step == 12
     for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_under_ddp_every_rank_pads_a_step_to_the_largest_batch_any_rank_takes(tmp_path):
+    """_step_dims on two ranks' trainers (their samplers as under a 2-process run): at every step both name the same
+    dimensions, the largest of the two ranks' batches, so both pad to one bucket and replay the same graph."""
+    from seqlab.data.batching import TokenBatchSampler, batch_dims
+    from seqlab.train.distributed import DistInfo
+
+    ranks = []
+    for rank in range(2):
+        with pytest.warns(UserWarning, match="no CUDA device"):
+            t = trainer(tmp_path, f"rank{rank}", **{"train.cuda_graphs": "true", "train.max_tokens": "60"})
+        t.dist = DistInfo(rank=rank, world_size=2)
+        t.sampler = TokenBatchSampler(t.train_data.lengths(), max_tokens=60, seed=1, rank=rank, world_size=2)
+        ranks.append(t)
+    steps = [[], []]
+    for rank, t in enumerate(ranks):
+        for indices in t.sampler:
+            steps[rank].append((batch_dims(t.train_data, indices), t._step_dims()))
+    assert len(steps[0]) == len(steps[1]) > 3
+    widths_differ = 0
+    for (own0, dims0), (own1, dims1) in zip(*steps, strict=True):
+        assert dims0 == dims1 == tuple(max(a, b) for a, b in zip(own0, own1, strict=True))
+        widths_differ += own0 != own1
+    assert widths_differ > 0  # the ranks' own batches differ: without the agreement they would pick other buckets
+    ranks[0].dist = DistInfo()
+    assert ranks[0]._step_dims() is None  # one process: each batch its own bucket

@@ -196,6 +196,12 @@ class Batch:
         return Batch(self.src.pin_memory(), self.tgt.pin_memory(), idx, self.num_tgt_tokens)
 
 
+def batch_dims(encoded: EncodedCorpus, indices: Sequence[int] | np.ndarray) -> tuple[int, int, int]:
+    """(rows, source width, target width) of the batch :func:`collate` makes of ``indices``, without making it."""
+    idx = np.asarray(indices, dtype=np.int64)
+    return len(idx), int(encoded.src.lengths[idx].max(initial=0)), int(encoded.tgt.lengths[idx].max(initial=0))
+
+
 def collate(encoded: EncodedCorpus, indices: Sequence[int]) -> Batch:
     """The padded batch of encoded examples ``indices`` (positions in ``encoded``, as the sampler yields)."""
     idx = np.asarray(indices, dtype=np.int64)
@@ -250,6 +256,7 @@ class TokenBatchSampler:
         self.rank, self.world_size = int(rank), int(world_size)
         self.epoch, self.position = 0, 0
         self._plan_cache: tuple[int, list[np.ndarray]] | None = None
+        self._rounds_cache: tuple[int, list[np.ndarray]] | None = None
 
     # -------------------------------------------------------------------------------- planning
     def _batches_of_chunk(self, chunk: np.ndarray) -> list[np.ndarray]:
@@ -301,8 +308,19 @@ class TokenBatchSampler:
         """All of this rank's batches (index arrays) of ``epoch`` (default: the current one)."""
         epoch = self.epoch if epoch is None else int(epoch)
         if self._plan_cache is None or self._plan_cache[0] != epoch:
-            self._plan_cache = (epoch, self._global_batches(epoch)[self.rank :: self.world_size])
+            self._plan_cache = (epoch, self._all_batches(epoch)[self.rank :: self.world_size])
         return self._plan_cache[1]
+
+    def _all_batches(self, epoch: int) -> list[np.ndarray]:
+        if self._rounds_cache is None or self._rounds_cache[0] != epoch:
+            self._rounds_cache = (epoch, self._global_batches(epoch))
+        return self._rounds_cache[1]
+
+    def round_at(self, position: int) -> list[np.ndarray]:
+        """The batches every rank takes at ``position`` of the current epoch (rank order), without communication:
+        each rank plans the whole epoch alike (e.g. so that all pad a step to the same shape)."""
+        ws = self.world_size
+        return self._all_batches(self.epoch)[position * ws : (position + 1) * ws]
 
     # -------------------------------------------------------------------------------- iteration
     def set_epoch(self, epoch: int) -> None:

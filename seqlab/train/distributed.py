@@ -50,6 +50,15 @@ def broadcast_value(value: float, info: DistInfo, device: torch.device) -> float
     return float(t.item())
 
 
+def all_ranks(info: DistInfo, device: torch.device, flag: bool) -> bool:
+    """Whether ``flag`` holds on every rank (one all-reduce and a host read: for rare decisions only)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
 #: steps between the ranks' agreements on per-rank decisions (e.g. the wall-clock budget): one all-reduce each
 AGREE_EVERY = 10
 

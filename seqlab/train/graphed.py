@@ -16,8 +16,16 @@ after it and replayed from its next batch on.  The graphs share one memory pool:
 nothing in it between replays but their loss and statistics, copied out after each replay.
 
 Only algorithms whose loss is one fixed sequence of tensor operations on the batch are captured
-(``Algorithm.capturable_step``: MLE), on a CUDA device without DDP.  Elsewhere (the CPU) the same fixed-shape step
-runs eagerly (``capture=False``), which is what the tests compare with the plain step.
+(``Algorithm.capturable_step``: MLE), on a CUDA device.  Elsewhere (the CPU) the same fixed-shape step runs eagerly
+(``capture=False``), which is what the tests compare with the plain step.
+
+Under DDP the graph holds DDP's gradient all-reduce too (NCCL operations can be captured), and NCCL requires every
+rank to replay a graph captured together with the others' at the same time.  So every rank pads a step to the
+same bucket: the largest batch that any rank takes at that step, which each rank knows without communication
+(the sampler plans the whole epoch alike on every rank); the ranks then meet each bucket at the same step, capture
+it together and agree (one all-reduce per capture) whether every capture succeeded.  Capturing begins after
+:data:`DDP_EAGER_STEPS` eager steps, and the DDP module is built on a side stream, as PyTorch's notes on CUDA graphs
+with DistributedDataParallel ask.
 """
 
 from __future__ import annotations
@@ -47,12 +55,21 @@ WIDTH_BUCKET = 4
 
 #: the loss of a batch at a training progress: (loss, statistics); the trainer's model + algorithm module
 LossFn = Callable[[Batch, Any], tuple[torch.Tensor, dict[str, Any]]]
+#: (rows, source width, target width)
+Dims = tuple[int, int, int]
+#: eager DDP steps before the first capture: DDP settles its gradient buckets and its sampled runtime statistics
+#: within the first 10 iterations (PyTorch's notes on CUDA graphs with DistributedDataParallel ask for 11)
+DDP_EAGER_STEPS = 11
 
 
-def bucket_shape(batch: Batch, width: int = WIDTH_BUCKET) -> tuple[int, int, int]:
+def bucket_shape(batch: Batch, width: int = WIDTH_BUCKET, at_least: Dims | None = None) -> Dims:
     """(rows, source width, target width) of ``batch``'s bucket: rows as the captured searches bucket them, widths
-    rounded up to a multiple of ``width``."""
-    return bucket_rows(len(batch)), round_up(batch.src.size(1), width), round_up(batch.tgt.size(1), width)
+    rounded up to a multiple of ``width``; ``at_least``: dimensions to pad to if larger (under DDP, those of the
+    largest batch any rank takes at this step)."""
+    rows, src_width, tgt_width = len(batch), batch.src.size(1), batch.tgt.size(1)
+    if at_least is not None:
+        rows, src_width, tgt_width = (max(a, b) for a, b in zip((rows, src_width, tgt_width), at_least, strict=True))
+    return bucket_rows(rows), round_up(src_width, width), round_up(tgt_width, width)
 
 
 @dataclass
@@ -103,7 +120,9 @@ class GraphedStep:
 
     ``params``: the parameters the optimizer updates.  ``precision``: a factory of the context the loss runs in
     (bf16 autocast on the GPU; its cache of cast weights must be off inside a graph).  ``width``: batch widths are
-    rounded up to a multiple of it (:func:`bucket_shape`)."""
+    rounded up to a multiple of it (:func:`bucket_shape`).  Under DDP (``loss_fn`` the DDP module): ``eager_steps``
+    steps run before the first capture (:data:`DDP_EAGER_STEPS`), and ``agree`` says whether a flag holds on every
+    rank, so that all ranks keep a captured bucket, or all train it eagerly."""
 
     def __init__(
         self,
@@ -113,9 +132,12 @@ class GraphedStep:
         capture: bool,
         precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
         width: int = WIDTH_BUCKET,
+        eager_steps: int = 0,
+        agree: Callable[[bool], bool] | None = None,
     ):
         self.loss_fn, self.params, self.device, self.width = loss_fn, params, device, width
         self.capture, self.precision = capture and device.type == "cuda", precision
+        self.eager_steps, self.agree = eager_steps, agree or (lambda flag: flag)
         #: each parameter and its gradient buffer, as the last eager step left them (the buffers graphs write)
         self._grad_of: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.steps: OrderedDict[tuple[int, int, int], CapturedStep] = OrderedDict()
@@ -123,10 +145,13 @@ class GraphedStep:
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
 
     # ------------------------------------------------------------------ the step
-    def forward_backward(self, batch: Batch, progress: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Zero the gradients, run the loss on ``batch`` (padded to its bucket) and back-propagate it; returns the
-        loss and the algorithm's statistics (tensors, copies the next step does not overwrite)."""
-        shape = bucket_shape(batch, self.width)
+    def forward_backward(
+        self, batch: Batch, progress: Any, at_least: Dims | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Zero the gradients, run the loss on ``batch`` (padded to its bucket, and to ``at_least`` if larger) and
+        back-propagate it; returns the loss and the algorithm's statistics (tensors, copies the next step does not
+        overwrite)."""
+        shape = bucket_shape(batch, self.width, at_least)
         if self.steps and not self._buffers_kept():
             self.steps.clear()  # captured against other gradient buffers: captured again as their buckets recur
         captured = self.steps.get(shape)
@@ -145,7 +170,10 @@ class GraphedStep:
         with torch.cuda.stream(side):  # a real step, and the warm-up the capture needs
             loss, extra = self._run(static, progress)
         torch.cuda.current_stream(self.device).wait_stream(side)
-        self._capture(shape, inputs, static, progress)
+        if self.eager_steps > 0:
+            self.eager_steps -= 1
+        else:
+            self._capture(shape, inputs, static, progress)
         return loss, extra
 
     def _run(self, batch: Batch, progress: Any) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -177,6 +205,7 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         buffers = self.grads
         grads = {id(g) for g in buffers}
+        failure: Exception | None = None
         try:
             with torch.cuda.graph(graph, pool=self._pool):
                 torch._foreach_zero_(buffers)
@@ -189,7 +218,10 @@ class GraphedStep:
             if any(p.grad is not None and id(p.grad) not in grads for p in self.params):
                 raise RuntimeError("a parameter got a gradient buffer of its own inside the graph")
         except Exception as e:  # noqa: BLE001 -- any failure to capture leaves the eager step, which is correct
-            message = f"train.cuda_graphs: the training step cannot be captured ({e}); training eagerly"
+            failure = e
+        if not self.agree(failure is None):  # under DDP: a graph is kept only where every rank captured it
+            why = failure or "another rank could not capture it"
+            message = f"train.cuda_graphs: the training step cannot be captured ({why}); training eagerly"
             warnings.warn(message, stacklevel=3)
             self.capture = False
             return

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from seqlab.algorithms.base import Algorithm, AlgorithmContext, Progress, build_algorithm, resolved_options
 from seqlab.catalog import check_config
 from seqlab.config import Config, ConfigError, save_config
-from seqlab.data.batching import TokenBatchSampler, collate, encode_corpus
+from seqlab.data.batching import TokenBatchSampler, batch_dims, collate, encode_corpus
 from seqlab.data.tasks import load_task
 from seqlab.erpo.budget import check_schedule_budget
 from seqlab.erpo.engine import loss_chunk_tokens
@@ -45,6 +45,7 @@ from seqlab.train.compiled import bucket_batch, compile_layers
 from seqlab.train.distributed import (
     AGREE_EVERY,
     DeferredAgreement,
+    all_ranks,
     barrier,
     broadcast_flag,
     broadcast_value,
@@ -52,7 +53,7 @@ from seqlab.train.distributed import (
     init_distributed,
 )
 from seqlab.train.evaluate import evaluate_corpus
-from seqlab.train.graphed import GraphedStep
+from seqlab.train.graphed import DDP_EAGER_STEPS, GraphedStep
 from seqlab.train.logger import MetricLogger
 from seqlab.train.profiling import StepProfiler
 from seqlab.train.runstate import StopSignals, TrainingInterrupted, finished_run
@@ -297,27 +298,39 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, [lambda step, g=g: self._lr_factor(g, step) for g in range(len(self.group_warmup))]
         )
-        self.graphed = self._graphed_step()
         if self.dist.enabled:
-            self.loss_module = DistributedDataParallel(
-                self.loss_module,
+            self.loss_module = self._distributed(self.loss_module)
+        self.graphed = self._graphed_step()
+
+    def _distributed(self, module: nn.Module) -> DistributedDataParallel:
+        """``module`` under DDP.  For ``train.cuda_graphs`` on CUDA, as PyTorch's notes on capturing DDP ask: built
+        on a side stream, and without DDP's sampled runtime statistics after its first 10 iterations (their timing
+        events must not be recorded inside a graph and read after it)."""
+        graphs = self.cfg.train.cuda_graphs and self.device.type == "cuda"
+        side = torch.cuda.Stream(self.device) if graphs else None
+        with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+            ddp = DistributedDataParallel(
+                module,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.algorithm.has_unused_parameters,
                 broadcast_buffers=False,  # buffers are constants (position tables): no broadcast before each step
                 gradient_as_bucket_view=True,
             )  # gradients live in the all-reduce buckets: no copy in and out
+        if side is not None:
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            ddp._set_ddp_runtime_logging_sample_rate(2**31 - 1)
+        return ddp
 
     def _graphed_step(self) -> GraphedStep | None:
-        """``train.cuda_graphs``: the fixed-shape step (captured on CUDA), or None (with a warning saying why) where
-        it cannot run: under DDP, or for an algorithm whose loss is not capturable."""
+        """``train.cuda_graphs``: the fixed-shape step (captured on CUDA), or None (with a warning saying why) for an
+        algorithm whose loss is not capturable.  Under DDP every rank pads a step to the same bucket (the largest
+        batch of the step, :meth:`_step_dims`), captures after :data:`DDP_EAGER_STEPS` eager steps, and all ranks
+        agree whether a capture succeeded: a graph holds the gradient all-reduce, which every rank must replay."""
         tc = self.cfg.train
         if not tc.cuda_graphs:
             return None
         if tc.compile:
             raise ConfigError("train.compile and train.cuda_graphs are two ways to a faster step: set one of them")
-        if self.dist.enabled:
-            warnings.warn("train.cuda_graphs is not used under DDP: the step runs eagerly", stacklevel=3)
-            return None
         if not self.algorithm.capturable_step:
             name = self.cfg.algorithm.name
             warnings.warn(f"train.cuda_graphs is not used for {name}, whose loss is not capturable", stacklevel=3)
@@ -327,7 +340,17 @@ class Trainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         # a captured graph must not keep autocast's cache of cast weights
         precision = functools.partial(self._precision, cache=False)
-        return GraphedStep(self.loss_module, params, self.device, True, precision, tc.cuda_graphs_width)
+        ddp = {"eager_steps": DDP_EAGER_STEPS, "agree": functools.partial(all_ranks, self.dist, self.device)}
+        options = ddp if self.dist.enabled else {}
+        return GraphedStep(self.loss_module, params, self.device, True, precision, tc.cuda_graphs_width, **options)
+
+    def _step_dims(self) -> tuple[int, int, int] | None:
+        """Under DDP with ``train.cuda_graphs``: the largest (rows, source width, target width) among the batches
+        every rank takes at this step (the sampler plans them alike on every rank), else None."""
+        if self.graphed is None or not self.dist.enabled:
+            return None
+        peers = [batch_dims(self.train_data, b) for b in self.sampler.round_at(self.sampler.position - 1)]
+        return tuple(max(d) for d in zip(*peers, strict=True))
 
     def _precision(self, cache: bool = True) -> contextlib.AbstractContextManager:
         """The context a training step's loss runs in: bf16 autocast on CUDA with ``train.bf16`` (``cache``: its
@@ -703,14 +726,16 @@ class Trainer:
             self._agreed_flags = self._agreement.exchange(flags)
         return self._agreed_flags
 
-    def train_step(self, batch: Any) -> dict[str, float]:
+    def train_step(self, batch: Any, at_least: tuple[int, int, int] | None = None) -> dict[str, float]:
+        """One optimizer step on ``batch``; ``at_least``: the dimensions a fixed-shape step pads it to if larger
+        (``train.cuda_graphs`` under DDP)."""
         tc = self.cfg.train
         self.loss_module.train()
         if tc.compile:  # bucketed widths: few shapes to compile and tune for
             batch = bucket_batch(batch)
         if self.graphed is not None:  # zeroing, forward and backward: one replay per step (seqlab.train.graphed)
             with loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss_and_backward"):
-                loss, extra = self.graphed.forward_backward(batch, self.progress())
+                loss, extra = self.graphed.forward_backward(batch, self.progress(), at_least)
         else:
             with self._precision(), loss_chunk_tokens(tc.loss_chunk_tokens), record_function("seqlab.loss"):
                 loss, extra = self.loss_module(batch, self.progress())
@@ -756,7 +781,7 @@ class Trainer:
                         batch = batch.pin_memory().to(self.device, non_blocking=True)
                     else:
                         batch = batch.to(self.device)
-                stats = self.train_step(batch)
+                stats = self.train_step(batch, self._step_dims())
                 window_tokens += batch.num_tgt_tokens
                 if self.device.type == "cuda" and self.step % tc.log_every_steps == 0:
                     torch.cuda.synchronize()
@@ -851,6 +876,9 @@ class Trainer:
             # comparison's finished runs against it: a changed default is a changed run)
             "algorithm_options": resolved_options(self.cfg.algorithm.name, self.algorithm.options),
         }
+        if self.graphed is not None:  # train.cuda_graphs: what was captured, and whether capturing was still on
+            g = self.graphed
+            results["cuda_graphs"] = {"captures": g.captures, "replays": g.replays, "capturing": g.capture}
         if self.dist.is_main:
             best = self.run_dir / "checkpoint_best.pt"
             if best.exists():
