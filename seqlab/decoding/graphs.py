@@ -15,7 +15,7 @@ import functools
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -87,22 +87,54 @@ def graphs_in_bf16() -> bool:
     return torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.bfloat16
 
 
+def graphs_in_tf32() -> bool:
+    """SEQLAB_GRAPH_TF32=1: float32 loops and searches multiply matrices on TF32 tensor cores (float32 in and out,
+    10-bit mantissas inside; PyTorch's ``float32_matmul_precision`` "high").  Off by default: measured against
+    float32 by ``benchmarks/chunk_steps.py --tf32`` (BENCHMARKS.md, Not yet measured, item 1)."""
+    return os.environ.get("SEQLAB_GRAPH_TF32", "0") == "1"
+
+
+@contextlib.contextmanager
+def matmul_precision(level: str) -> Iterator[None]:
+    """PyTorch's float32 matrix-product precision at ``level`` ("highest", "high": TF32) inside, restored after (the
+    one switch that agrees with both of PyTorch's TF32 flags).  A captured graph keeps the kernels chosen in it."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(level)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def loop_precision(device: torch.device) -> contextlib.AbstractContextManager:
     """The precision fixed-shape (capturable) loops and searches run in on a GPU (:func:`graphs_in_bf16`): float32
-    with autocast off, or bfloat16 autocast without autocast's cache of cast weights (a captured graph must not hold
-    on to it).  Elsewhere: the caller's context, unchanged.  Captures are keyed by it (:func:`precision_key`,
-    asked inside this context, where it reads what was chosen)."""
+    with autocast off (with TF32 matrix products under :func:`graphs_in_tf32`), or bfloat16 autocast without
+    autocast's cache of cast weights (a captured graph must not hold on to it).  Elsewhere: the caller's context,
+    unchanged.  Captures are keyed by it (:func:`precision_key`, asked inside this context, where it reads what was
+    chosen)."""
     if device.type != "cuda":
         return contextlib.nullcontext()
     if graphs_in_bf16():
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=False)
-    return torch.autocast(device_type="cuda", enabled=False)
+    return _float32(graphs_in_tf32())
+
+
+@contextlib.contextmanager
+def _float32(tf32: bool) -> Iterator[None]:
+    """float32 (autocast off), with TF32 matrix products when ``tf32``; else PyTorch's own setting."""
+    tensor_cores = matmul_precision("high") if tf32 else contextlib.nullcontext()
+    with torch.autocast(device_type="cuda", enabled=False), tensor_cores:
+        yield
 
 
 def precision_key() -> str:
     """What :func:`loop_precision` runs in, and whether the step is compiled (:func:`decode_step_compiled`), for the
     keys of cached captures."""
-    return ("bf16" if graphs_in_bf16() else "fp32") + ("+compiled" if decode_step_compiled() else "")
+    if graphs_in_bf16():
+        precision = "bf16"
+    else:
+        precision = "tf32" if graphs_in_tf32() else "fp32"
+    return precision + ("+compiled" if decode_step_compiled() else "")
 
 
 def decode_step_compiled() -> bool:
