@@ -157,7 +157,7 @@ def test_two_process_fixed_shape_steps_train_the_weights_of_plain_ddp(tmp_path):
 def test_two_gpu_captured_steps_train_the_weights_of_plain_ddp(tmp_path):
     """On two GPUs the captured steps hold DDP's all-reduce: both ranks capture each bucket after the eager steps
     and replay it, and the trained weights are plain DDP's (fp32, so that padding changes nothing but rounding)."""
-    cuda = {"train.device": "cuda", "train.bf16": "false", "train.max_steps": "48"}
+    cuda = {"train.device": "cuda", "train.bf16": "false", "train.max_steps": "32"}
     plain = torchrun_train(tmp_path, "plain", 29543, **cuda)
     captured = torchrun_train(tmp_path, "captured", 29544, **cuda, **{"train.cuda_graphs": "true"})
     graphs = captured["cuda_graphs"]
