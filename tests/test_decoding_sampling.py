@@ -411,7 +411,7 @@ def test_static_loops_of_several_shapes_share_their_kv_memory_and_match_private_
 
     sampling.clear_loops()
     shared = [run(seed, rows, steps) for seed, rows, steps in ((1, 4, 32), (2, 8, 48), (3, 4, 32), (1, 4, 32))]
-    ptrs = {loop.state["self"][0]["k_buf"].data_ptr() for loop, _ in shared}
+    ptrs = {loop.state["self"][0]["kv_buf"].data_ptr() for loop, _ in shared}
     assert len(ptrs) <= 2  # one memory (two if the second, larger loop grew it)
     monkeypatch.setattr(sampling, "takes_shared_buffers", lambda model: False)
     private = [run(seed, rows, steps) for seed, rows, steps in ((1, 4, 32), (2, 8, 48), (3, 4, 32), (1, 4, 32))]
@@ -420,7 +420,7 @@ def test_static_loops_of_several_shapes_share_their_kv_memory_and_match_private_
         torch.testing.assert_close(got.log_probs, expected.log_probs, atol=1e-6, rtol=0)
     assert torch.equal(shared[0][1].tokens, shared[3][1].tokens)
     wide, later = shared[1][0], shared[2][0]  # made after the last growth: one memory
-    assert wide.state["self"][0]["k_buf"].data_ptr() == later.state["self"][0]["k_buf"].data_ptr()
+    assert wide.state["self"][0]["kv_buf"].data_ptr() == later.state["self"][0]["kv_buf"].data_ptr()
     assert wide.state["mem_k"][0].data_ptr() == later.state["mem_k"][0].data_ptr()
     rerun = wide.load(*inputs(2, 8)).run(8, 48)  # after the later loop wrote over the memory
     assert torch.equal(rerun.tokens, private[1][1].tokens)

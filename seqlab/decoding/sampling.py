@@ -182,7 +182,7 @@ class SamplingLoop:
             if takes_shared_buffers(model):  # the K/V caches: views of memory every loop shares
                 self.state = model.init_static_state(enc, steps, buffers=SHARED)
                 shared = tensor_bytes(
-                    [self.state["mem_k"], self.state["mem_v"], [[c["k_buf"], c["v_buf"]] for c in self.state["self"]]]
+                    [self.state["mem_k"], self.state["mem_v"], [c["kv_buf"] for c in self.state["self"]]]
                 )
             else:
                 self.state = model.init_static_state(enc, steps)

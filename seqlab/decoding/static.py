@@ -163,7 +163,7 @@ class StaticSearch:
         self.nbytes = sum(t.numel() * t.element_size() for t in self._buffers())
 
     def _buffers(self) -> list[torch.Tensor]:
-        cache = [b for layer in self.state["self"] for b in (layer["k_buf"], layer["v_buf"])]
+        cache = [layer["kv_buf"] for layer in self.state["self"]]
         return [*cache, *self.state["mem_k"], *self.state["mem_v"], self.history, self.logps]
 
     # ------------------------------------------------------------------ the captured parts
@@ -248,10 +248,9 @@ class StaticSearch:
         self.lengths.copy_(self.lengths.index_select(0, origin) + (~done).long())
         self.done.copy_(done | tok.eq(EOS_ID))
         self.scores.copy_(top_scores)
-        for layer in self.state["self"]:
-            for key in ("k_buf", "v_buf"):
-                cache = layer[key][:, :, part]
-                cache.copy_(cache.index_select(0, origin))
+        for layer in self.state["self"]:  # keys and values of a layer together
+            cache = layer["kv_buf"][:, :, :, part]
+            cache.copy_(cache.index_select(1, origin))
         self.prev.copy_(tok)
 
     def _chunk_indices(self) -> list[int | None]:

@@ -145,17 +145,20 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """Self-attention if ``kv`` is None (with optional incremental ``cache``), else cross-attention.
 
-        A ``cache`` holding preallocated ``k_buf`` / ``v_buf`` [B, H, L, dh] and a position tensor ``t`` is
-        written in place at ``t`` (fixed shapes, so the step can be captured in a CUDA graph); ``mask``
-        then hides the positions after ``t``, and the cache's ``window`` (if set) cuts the attended positions to the
-        first ``window``."""
+        A ``cache`` holding a preallocated ``kv_buf`` [2, B, H, L, dh] (keys, values) and a position tensor ``t`` is
+        written in place at ``t``, keys and values in one copy (fixed shapes, so the step can be captured in a CUDA
+        graph); ``mask`` then hides the positions after ``t``, and the cache's ``window`` (if set) cuts the attended
+        positions to the first ``window``."""
         if kv is None:
-            q, k, v = (self._heads(t) for t in self.qkv(x).chunk(3, dim=-1))
-            if cache is not None and "k_buf" in cache:
-                cache["k_buf"].index_copy_(2, cache["t"], k)
-                cache["v_buf"].index_copy_(2, cache["t"], v)
+            projected = self.qkv(x)
+            q, k, v = (self._heads(t) for t in projected.chunk(3, dim=-1))
+            if cache is not None and "kv_buf" in cache:
+                b, steps, width = projected.shape
+                new = projected[..., width // 3 :].view(b, steps, 2, self.n_heads, self.head_dim)
+                new = new.permute(2, 0, 3, 1, 4)  # [2, B, H, steps, dh]
+                cache["kv_buf"].index_copy_(3, cache["t"], new)
                 window = cache.get("window")  # the positions a static step attends to (None: the whole cache)
-                k, v = cache["k_buf"][:, :, :window], cache["v_buf"][:, :, :window]
+                k, v = cache["kv_buf"][:, :, :, :window].unbind(0)
             elif cache is not None:
                 if "k" in cache:
                     k = torch.cat([cache["k"], k], dim=2)
@@ -320,7 +323,7 @@ class Transformer(Seq2SeqModel):
         kvs = self._memory_kv(enc)
         b, dev, dt = enc.memory.size(0), enc.memory.device, kvs[0][0].dtype  # projections' dtype (autocast)
         t = torch.zeros(1, dtype=torch.long, device=dev)
-        shape = (b, heads, max_len, head_dim)
+        shape = (2, b, heads, max_len, head_dim)  # keys and values
 
         def cache(name: tuple) -> torch.Tensor:
             if buffers is None:
@@ -338,9 +341,7 @@ class Transformer(Seq2SeqModel):
             "mem_bias": key_padding_bias(enc.pad_mask, dt),
             # row t: the self-attention bias of step t (0 up to t, -inf after): one kernel a step instead of four
             "causal_bias": torch.full((max_len, max_len), float("-inf"), device=dev).triu(1),
-            "self": [
-                {"k_buf": cache(("self_k", i)), "v_buf": cache(("self_v", i)), "t": t} for i in range(len(self.layers))
-            ],
+            "self": [{"kv_buf": cache(("self_kv", i)), "t": t} for i in range(len(self.layers))],
         }
 
     def static_step(self, tokens: torch.Tensor, state: dict, window: int | None = None) -> torch.Tensor:
