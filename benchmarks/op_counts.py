@@ -12,6 +12,10 @@ them ``(loop)``.
 
     python benchmarks/op_counts.py --algorithms mle,pg,interpolation,ac,erac,vaml [--sites 12]
 
+``--searches`` also counts the operations per step of the captured greedy and beam-5 searches (what a decoding
+step costs a latency-bound GPU, one kernel each): entries ``greedy_search_ops_per_step_cpu`` and
+``beam5_search_ops_per_step_cpu`` (``--algorithms ''`` for these alone).
+
 Entries ``<algo>_ops_per_step[_outside_loops|_vocabulary_wide]_cpu`` and their ``_ratio_vs_mle_cpu`` in
 benchmarks/results/op_counts_cpu.json; ``_vocabulary_wide`` counts the operations that write a [N, T, V] tensor
 outside the loops, what costs most on the real model's 8,000-token vocabulary.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
 import tempfile
 import traceback
@@ -115,11 +120,46 @@ def count_ops(algorithm: str, work: Path, sites: bool) -> OpCounter:
     return counter
 
 
+def count_search_ops(beam: int) -> float:
+    """Operations per step of the fixed-shape greedy (``beam`` 1) or beam search a CUDA graph replays, on the tiny
+    3+3 Transformer for one source: one chunk of steps after the first, its count over the chunk's steps.  The
+    single-query attention runs as on a GPU in float32 (two matmuls and a softmax; SDPA on the CPU otherwise)."""
+    from seqlab.decoding.static import SEARCH_CHUNK_STEPS, StaticSearch
+    from seqlab.models import transformer
+    from seqlab.models.transformer import Transformer, TransformerConfig
+
+    torch.manual_seed(0)
+    options = json.loads(DEPTH)
+    model = Transformer(TransformerConfig(200, 200, **options)).eval()
+    cpu_attention = transformer.attention
+
+    def as_on_a_gpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if q.size(-2) == 1 and not kwargs.get("is_causal"):
+            return transformer.single_query_attention(q, k, v, kwargs.get("attn_mask"))
+        return cpu_attention(q, k, v, **kwargs)
+
+    transformer.attention = as_on_a_gpu
+    try:
+        chunk = SEARCH_CHUNK_STEPS
+        search = StaticSearch(model, 1, 8, beam, 4 * chunk, 1.5, 10, 200, torch.device("cpu"), graph=False)
+        search.src[0, :5] = torch.tensor([5, 6, 7, 8, 2])
+        counter = OpCounter(sites=False)
+        with torch.no_grad():
+            search._prologue()
+            search._chunk(0)
+            with counter:
+                search._chunk(1)
+    finally:
+        transformer.attention = cpu_attention
+    return counter.total / chunk
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--algorithms", default="mle,raml,pg,interpolation,mixer,ac,erac,vaml")
     ap.add_argument("--sites", type=int, default=0, help="print each algorithm's N busiest seqlab sites")
     ap.add_argument("--label", default="", help="suffix of the metric names (e.g. _before)")
+    ap.add_argument("--searches", action="store_true", help="also the operations per step of greedy and beam-5 search")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     from seqlab.bench import results as results_io
@@ -128,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/op_counts.py " + " ".join(argv if argv is not None else sys.argv[1:])
     counts: dict[str, dict[str, int]] = {}  # algorithm -> {"": all, "_outside_loops": without the loops}
     with tempfile.TemporaryDirectory() as tmp:
-        for algorithm in args.algorithms.split(","):
+        for algorithm in [a for a in args.algorithms.split(",") if a]:
             counter = count_ops(algorithm, Path(tmp), sites=args.sites > 0)
             outside = counter.total - counter.in_loops
             counts[algorithm] = {"": counter.total, "_outside_loops": outside, "_vocabulary_wide": counter.vocab_passes}
@@ -153,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = round(total / counts["mle"][part], 2)
                 name = f"{algorithm}_ops_per_step{part}_ratio_vs_mle_cpu{args.label}"
                 entries.append(results_io.entry(name, ratio, "x MLE's operations per step", command))
+    if args.searches:
+        for beam, name in ((1, "greedy"), (5, "beam5")):
+            per_step = count_search_ops(beam)
+            print(f"{name} search: {per_step:.1f} operations per step")
+            unit = "kernel-launching ATen operations per step of the captured search (tiny 3+3 Transformer, CPU)"
+            entries.append(results_io.entry(f"{name}_search_ops_per_step_cpu{args.label}", per_step, unit, command))
     if not args.no_write:
         print(f"{len(entries)} entries -> {results_io.write('op_counts_cpu', entries)}")
     return 0
