@@ -145,6 +145,7 @@ class StaticSearch:
         self.prev = torch.full((n,), BOS_ID, dtype=torch.long, device=device)
         self.done = torch.zeros(n, dtype=torch.bool, device=device)
         self.limits = torch.ones(n, dtype=torch.long, device=device)
+        self.last_step = torch.zeros(n, dtype=torch.long, device=device)  # limits - 1: the step that must end a row
         self.history = torch.full((n, steps), PAD_ID, dtype=torch.long, device=device)
         self.logps = torch.zeros(n, steps, device=device)  # greedy: log p of each chosen token
         self.scores = torch.zeros(rows, beam, device=device)  # beam: running (unnormalised) scores
@@ -180,6 +181,7 @@ class StaticSearch:
         self.state["mem_bias"].copy_(fresh["mem_bias"])
         a, b, most = self.limit_rule
         self.limits.copy_((src_rows.ne(PAD_ID).sum(1).float() * a + b).long().clamp(min=1, max=most))
+        torch.sub(self.limits, 1, out=self.last_step)
         self.t.zero_()
         self.prev.fill_(BOS_ID)
         self.done.zero_()
@@ -218,7 +220,7 @@ class StaticSearch:
         positions filled after this step, the only ones it attends to)."""
         logp, step = self._log_probs(written)
         tok = logp.argmax(-1)
-        tok = torch.where(step + 1 >= self.limits, torch.full_like(tok, EOS_ID), tok)
+        tok = tok.masked_fill(self.last_step <= step, EOS_ID)
         tok = tok.masked_fill(self.done, PAD_ID)
         self.history.index_copy_(1, step, tok.unsqueeze(1))
         chosen = logp.gather(1, tok.unsqueeze(1)).masked_fill(self.done.unsqueeze(1), 0.0)
@@ -232,7 +234,7 @@ class StaticSearch:
         ``written``: the positions filled after this step (the later ones are masked and never read, so they need no
         reordering: a step then moves t positions of the cache, not the whole budget, and attends to them only)."""
         logp, step = self._log_probs(written)
-        at_limit = ((step + 1 >= self.limits) & ~self.done).unsqueeze(1)
+        at_limit = ((self.last_step <= step) & ~self.done).unsqueeze(1)
         logp = torch.where(at_limit & self.not_eos, torch.full_like(logp, float("-inf")), logp)
         logp = torch.where(self.done.unsqueeze(1), self.finished.expand_as(logp), logp)
         rows, k, v = self.rows, self.beam, logp.size(-1)

@@ -43,11 +43,13 @@ class Encoded:
         return self.select(index)
 
 
+assert (PAD_ID, BOS_ID) == (0, 1), "mask_special fills PAD and BOS as one slice"
+
+
 def mask_special(logits: torch.Tensor) -> torch.Tensor:
     """Float logits with PAD and BOS excluded: the distribution that decoding samples from and ``score`` scores."""
     logits = logits.float()
-    logits[..., PAD_ID] = float("-inf")
-    logits[..., BOS_ID] = float("-inf")
+    logits[..., PAD_ID : BOS_ID + 1] = float("-inf")  # ids 0 and 1: one fill
     return logits
 
 
