@@ -126,7 +126,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--checkpoint", help="trained seqlab checkpoint: decoding is timed on realistic outputs")
     ap.add_argument("--tokenizers", help="the tokenizers folder of that checkpoint's run (reused, not retrained)")
     ap.add_argument("--no-bart", action="store_true")
-    ap.add_argument("--no-compile", action="store_true", help="time only the eager training step")
+    ap.add_argument("--no-compile", action="store_true", help="no train.compile step (graphs still timed)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--profile", type=Path, help="also write torch.profiler tables of one pass of each search here")
     ap.add_argument("overrides", nargs="*")
