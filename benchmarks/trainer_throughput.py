@@ -16,6 +16,11 @@ around the kernels sets the pace).  Its ``trainer_tok_per_s`` then counts only t
 profiled steps: a CUDA profile can leave every later kernel launch of the process slower (CUPTI left attached,
 :func:`seqlab.train.profiling.release_cupti_after_profiling`).  The windows that start after them give
 ``trainer_tok_per_s_after_profile``, which shows whether it did.
+
+A run with ``train.cuda_graphs`` logs how many batch-shape buckets it has captured so far; the first batch of a
+bucket runs eagerly and is then captured, which slows its window.  ``trainer_cuda_graph_captures_counted`` says how
+many captures fall in the counted windows, and ``trainer_tok_per_s_between_captures`` is the median of the counted
+windows without one (the rate once every bucket is captured).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class Window:
     first: int
     last: int
     rate: float
+    captures: int | None = None  # train.cuda_graphs: buckets captured by the end of the window
 
 
 def windows(log: Path) -> list[Window]:
@@ -47,7 +53,7 @@ def windows(log: Path) -> list[Window]:
     out, previous = [], 0
     for r in train:
         step = int(r.get("step", previous + 1))
-        out.append(Window(r["time"], previous + 1, step, r["tgt_tok_per_s"]))
+        out.append(Window(r["time"], previous + 1, step, r["tgt_tok_per_s"], r.get("cuda_graph_captures")))
         previous = step
     return out
 
@@ -67,6 +73,18 @@ def split_at_profile(kept: list[Window], profiled: tuple[int, int] | None) -> tu
         return kept, []
     first, last = profiled
     return [w for w in kept if w.last < first], [w for w in kept if w.first > last]
+
+
+def capture_counts(all_rates: list[Window], counted: list[Window]) -> tuple[int, list[Window]] | None:
+    """(captures within the ``counted`` windows, those of them with none), or None for a run without captures."""
+    if not counted or counted[0].captures is None:
+        return None
+    before = {w.last: w.captures for w in all_rates}
+    new = []
+    for w in counted:
+        previous = max((last for last in before if last < w.first), default=None)
+        new.append(w.captures - (before[previous] if previous is not None else 0))
+    return sum(new), [w for w, n in zip(counted, new, strict=True) if n == 0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{span:.0f} s of logging)"
     )
     entries = [results_io.entry(f"trainer_tok_per_s{args.label}", round(rate, 1), "target tokens/s")]
+    captured = capture_counts(all_rates, clean)
+    if captured is not None:
+        count, quiet = captured
+        print(f"train.cuda_graphs: {count} captures in the counted windows, {len(quiet)} windows without one", end="")
+        entries.append(results_io.entry(f"trainer_cuda_graph_captures_counted{args.label}", count, "captures"))
+        if quiet:
+            between = statistics.median(w.rate for w in quiet)
+            print(f": {between:,.0f} target tokens/s", end="")
+            metric = f"trainer_tok_per_s_between_captures{args.label}"
+            entries.append(results_io.entry(metric, round(between, 1), "target tokens/s"))
+        print()
     if after:
         later = statistics.median(w.rate for w in after)
         print(f"after the profiled steps: {later:,.0f} (median of {len(after)} windows, {later / rate:.2f}x)")

@@ -783,6 +783,31 @@ def test_trainer_throughput_counts_only_the_windows_before_the_profiled_steps(tm
         mod.main([str(run), "--warmup-seconds", "5", "--no-write"])
 
 
+def test_trainer_throughput_counts_the_captures_of_a_cuda_graphs_run(tmp_path, monkeypatch):
+    """A train.cuda_graphs run logs its captures so far: trainer_throughput counts those inside the counted windows
+    and gives the median of the counted windows without one (trainer_tok_per_s_between_captures)."""
+    mod = load_script("trainer_throughput")
+    monkeypatch.setenv("SEQLAB_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SEQLAB_DEVICE", "GPU")
+    run = tmp_path / "run"
+    run.mkdir()
+    # (captures so far, rate) per window of 50 steps, one every 10 s; the first window is the warm-up
+    windows = [(20, 50.0), (24, 300.0), (24, 500.0), (25, 350.0), (25, 520.0), (25, 510.0)]
+    lines = [
+        json.dumps(
+            {"kind": "train", "step": 50 * (i + 1), "time": 10.0 * i, "tgt_tok_per_s": r, "cuda_graph_captures": c}
+        )
+        for i, (c, r) in enumerate(windows)
+    ]
+    (run / "log.jsonl").write_text("\n".join(lines) + "\n")
+    assert mod.main([str(run), "--warmup-seconds", "5", "--label", "_cuda_graphs"]) == 0
+    got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "speed_cuda.json").read_text())}
+    assert got["trainer_tok_per_s_cuda_graphs"] == 500.0  # windows 2-6
+    assert got["trainer_cuda_graph_captures_counted_cuda_graphs"] == 5  # 4 in window 2, 1 in window 4
+    assert got["trainer_tok_per_s_between_captures_cuda_graphs"] == 510.0  # windows 3, 5 and 6
+    assert mod.capture_counts(mod.windows(run / "log.jsonl"), []) is None
+
+
 def test_graphed_training_is_timed_at_each_width_and_the_trainer_is_left_as_it_was(tmp_path, monkeypatch):
     """bench_speed's time_graphed_training (fixed-shape steps, eager on the CPU): one figure per
     train.cuda_graphs_width, the default's also as train_tok_per_s_cuda_graphs, each width's own step (batches

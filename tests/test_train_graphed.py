@@ -7,6 +7,7 @@ neither the loss nor the gradients nor the trained weights.  The CUDA test also 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -84,6 +85,9 @@ def test_training_with_cuda_graphs_on_the_cpu_warns_and_trains_the_same_weights(
     assert fixed.graphed is not None
     fixed.fit()
     assert fixed.step == plain.step == 12
+    records = [json.loads(line) for line in (tmp_path / "fixed" / "log.jsonl").read_text().splitlines()]
+    assert [r["cuda_graph_captures"] for r in records if r["kind"] == "train"] == [0, 0]  # logged; none on the CPU
+    assert all("cuda_graph_captures" not in r for r in (tmp_path / "plain" / "log.jsonl").read_text().splitlines())
     for (name, a), (_, b) in zip(plain.model.state_dict().items(), fixed.model.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
 

@@ -788,18 +788,7 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - t0
                 bar.update(1)
                 if self.step % tc.log_every_steps == 0:
-                    elapsed = time.perf_counter() - window_start
-                    vals = {k: float(v) for k, v in stats.items()}
-                    vals.update(
-                        lr=self.scheduler.get_last_lr()[0],
-                        tgt_tok_per_s=window_tokens / max(elapsed, 1e-9),
-                        epoch=self.epoch,
-                    )
-                    self.logger.log("train", self.step, vals)
-                    post = {"loss": f"{vals['loss']:.3f}", "lr": f"{vals['lr']:.2e}"}
-                    if tc.max_minutes:
-                        post["min_left"] = f"{max(tc.max_minutes - self.train_seconds / 60, 0):.1f}"
-                    bar.set_postfix(post)
+                    self._log_window(stats, window_tokens / max(time.perf_counter() - window_start, 1e-9), bar)
                     window_tokens, window_start = 0, time.perf_counter()
                 epoch_done = self.sampler.position >= len(self.sampler)
                 if epoch_done:  # bookkeeping here, so a run stopped on an epoch's last batch resumes exactly
@@ -831,6 +820,20 @@ class Trainer:
                 stopped_early = self._validate(save_last=False)
         self._warn_if_cut_short()
         return self.finish(stopped_early)
+
+    def _log_window(self, stats: dict[str, Any], tok_per_s: float, bar: tqdm) -> None:
+        """The ``train`` record of a logging window (the last step's statistics, lr, throughput), and the progress
+        bar's loss, lr and minutes left."""
+        tc = self.cfg.train
+        vals = {k: float(v) for k, v in stats.items()}
+        vals.update(lr=self.scheduler.get_last_lr()[0], tgt_tok_per_s=tok_per_s, epoch=self.epoch)
+        if self.graphed is not None:  # train.cuda_graphs: captures so far (a capture slows its window)
+            vals["cuda_graph_captures"] = self.graphed.captures
+        self.logger.log("train", self.step, vals)
+        post = {"loss": f"{vals['loss']:.3f}", "lr": f"{vals['lr']:.2e}"}
+        if tc.max_minutes:
+            post["min_left"] = f"{max(tc.max_minutes - self.train_seconds / 60, 0):.1f}"
+        bar.set_postfix(post)
 
     def _stop_requested(self) -> bool:
         """Whether a signal asked to stop (under DDP agreed by every rank, :meth:`_agreed`)."""
