@@ -61,7 +61,7 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA only
     compile: bool = False
     # the step's forward and backward replayed as a CUDA graph per batch-shape bucket (seqlab.train.graphed):
-    # algorithms with a capturable loss (MLE), one GPU, no DDP; elsewhere the step runs eagerly
+    # algorithms with a capturable loss (MLE), on CUDA (under DDP with the gradient all-reduce); elsewhere eagerly
     cuda_graphs: bool = False
     # cuda_graphs: batch widths rounded up to a multiple of this (smaller: less padding, more buckets to capture)
     cuda_graphs_width: int = 4
