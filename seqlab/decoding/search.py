@@ -240,7 +240,8 @@ def beam_search(
 
     ``static``: run it as one fixed-shape search (:mod:`seqlab.decoding.static`, captured as CUDA graphs on a
     GPU); the hypotheses are the eager search's.  Default: only with ``SEQLAB_STATIC_BEAM=1`` -- on one H200 the
-    captured beam search was slower than this eager one (1,667 vs 2,058 sent/s, Multi30k, commit 8c8bc9d)."""
+    captured beam search in chunks of 8 steps was slower than this eager one (1,761 vs 1,821 sent/s, Multi30k,
+    session 23); in chunks of 2, the default since, it ran at 2,023 in another script, not yet beside eager."""
     if static is None:
         static = enc is None and os.environ.get("SEQLAB_STATIC_BEAM") == "1" and static_search_enabled(model, src)
     if static and beam_size > 1 and enc is None and hasattr(model, "static_step") and not model.training:
