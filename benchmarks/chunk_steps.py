@@ -45,7 +45,7 @@ from seqlab.bench import results as results_io
 from seqlab.bench.timing import timed
 from seqlab.config import DecodeConfig, load_config
 from seqlab.data.vocab import EOS_ID
-from seqlab.decoding.static import clear_searches
+from seqlab.decoding.static import clear_searches, whole_graph_share
 from seqlab.models import build_model, transformer
 from seqlab.train.evaluate import decode_ids
 from seqlab.utils import resolve_device
@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                     lambda b=beam: decode_ids(model, sources, decode, device, beam_size=b, batch_size=args.batch),
                     device,
                 )
-        except Exception as e:  # noqa: BLE001 -- only the compiled step is new; the rest must be reported
-            if not compiled:
+            latency = batch1_latency_ms(model, sources, decode, device, args.latency_sentences, warmup=None)
+        except Exception as e:  # noqa: BLE001 -- the compiled step and the device loop are new: the rest is reported
+            if not (compiled or device_loop):
                 raise
             print(f"{variant} failed: {type(e).__name__}: {e}", flush=True)
             failed = True
@@ -144,15 +145,19 @@ def main(argv: list[str] | None = None) -> int:
         hyps = passes[1][0] + passes[args.beam][0]
         reference = hyps if reference is None else reference
         figures[variant] = {
-            "latency": batch1_latency_ms(model, sources, decode, device, args.latency_sentences, warmup=None),
+            "latency": latency,
             "greedy": len(sources) / passes[1][1],
             "beam": len(sources) / passes[args.beam][1],
             "same": identical_fraction(hyps, reference),
         }
+        if device_loop:  # a search whose whole-graph capture failed warned and ran chunk by chunk instead
+            figures[variant]["whole"] = whole_graph_share()
+            failed = failed or figures[variant]["whole"] < 1.0
         f = figures[variant]
         print(
             f"{variant}: batch-1 greedy {f['latency']:.2f} ms, greedy {f['greedy']:.0f} sent/s, beam {args.beam} "
             f"{f['beam']:.0f} sent/s, identical {f['same']:.4f}"
+            + (f", whole-graph searches {f['whole']:.2f}" if "whole" in f else "")
         )
     command = "python benchmarks/chunk_steps.py " + " ".join(argv if argv is not None else sys.argv[1:])
     label, k = args.label, args.beam
@@ -164,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             results_io.entry(f"beam{k}_decode_sent_per_s_{variant}{label}", round(f["beam"], 1), "sent/s", command),
             results_io.entry(f"{variant}_identical_fraction{label}", round(f["same"], 4), "fraction", command),
         ]
+        if "whole" in f:
+            name = f"{variant}_whole_graph_searches_share{label}"
+            entries.append(results_io.entry(name, round(f["whole"], 4), "share of the captured searches", command))
     if not args.no_write:
         name = f"chunk_steps_{'cuda' if device.type == 'cuda' else 'cpu'}"
         print(f"{len(entries)} entries -> {results_io.write(name, entries)}")

@@ -268,3 +268,17 @@ def test_a_static_beam_search_ends_once_every_source_is_settled():
     fixed = beam_search(model, src, beam_size=4, length_penalty=0.6, static=True)
     assert torch.equal(eager.tokens, fixed.tokens) and eager.tokens.ne(PAD_ID).sum(1).eq(1).all()  # EOS alone
     assert torch.allclose(eager.scores, fixed.scores, atol=1e-5)
+
+
+def test_the_share_of_searches_captured_whole_counts_the_cached_ones(monkeypatch):
+    """whole_graph_share: which cached searches run as one graph (chunk_steps.py --device-loop reports it, so that
+    a capture that fell back to chunk graphs does not pass for the device loop)."""
+    from collections import OrderedDict
+    from types import SimpleNamespace
+
+    from seqlab.decoding import static
+
+    monkeypatch.setattr(static, "_CACHE", OrderedDict())
+    assert static.whole_graph_share() == 0.0
+    static._CACHE.update({1: SimpleNamespace(whole_graph=object()), 2: SimpleNamespace(whole_graph=None)})
+    assert static.whole_graph_share() == 0.5

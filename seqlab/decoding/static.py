@@ -352,6 +352,12 @@ def search_for(
     return search
 
 
+def whole_graph_share() -> float:
+    """The share of the cached captured searches that run as one graph (the device loop; 0 when none is cached)."""
+    searches = list(_CACHE.values())
+    return sum(s.whole_graph is not None for s in searches) / len(searches) if searches else 0.0
+
+
 def clear_searches() -> None:
     """Drop every captured search (e.g. after the model object was replaced)."""
     _CACHE.clear()
