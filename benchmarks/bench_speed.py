@@ -165,8 +165,12 @@ def time_graphed_training(trainer: Trainer, batches: list, args: argparse.Namesp
         trainer.cfg.train.cuda_graphs_width = width
         trainer.graphed = trainer._graphed_step()
         try:  # new: a failure must not lose the other figures
-            results[f"train_tok_per_s_cuda_graphs_w{width}"] = time_training(trainer.train_step, batches, args.warmup)
+            rate = time_training(trainer.train_step, batches, args.warmup)
             print(f"train.cuda_graphs_width={width}: {trainer.graphed.captures} buckets captured", flush=True)
+            if trainer.device.type == "cuda" and not trainer.graphed.captures:  # it warned and stepped eagerly
+                print(f"train.cuda_graphs_width={width}: nothing was captured; not recorded", flush=True)
+            else:
+                results[f"train_tok_per_s_cuda_graphs_w{width}"] = rate
         except Exception as e:  # noqa: BLE001
             print(f"train.cuda_graphs_width={width} failed: {type(e).__name__}: {e}", flush=True)
         trainer.graphed = None

@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     entries = [results_io.entry(f"trainer_tok_per_s{args.label}", round(rate, 1), "target tokens/s")]
     captured = capture_counts(all_rates, clean)
+    if captured is not None and not all_rates[-1].captures:
+        raise SystemExit(
+            f"{args.run_dir}: a train.cuda_graphs run that captured no step (it warned why and trained "
+            "eagerly): its throughput is not the captured step's"
+        )
     if captured is not None:
         count, quiet = captured
         print(f"train.cuda_graphs: {count} captures in the counted windows, {len(quiet)} windows without one", end="")

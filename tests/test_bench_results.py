@@ -806,6 +806,10 @@ def test_trainer_throughput_counts_the_captures_of_a_cuda_graphs_run(tmp_path, m
     assert got["trainer_cuda_graph_captures_counted_cuda_graphs"] == 5  # 4 in window 2, 1 in window 4
     assert got["trainer_tok_per_s_between_captures_cuda_graphs"] == 510.0  # windows 3, 5 and 6
     assert mod.capture_counts(mod.windows(run / "log.jsonl"), []) is None
+    eager = [{**json.loads(line), "cuda_graph_captures": 0} for line in lines]
+    (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in eager) + "\n")
+    with pytest.raises(SystemExit, match="captured no step"):  # it trained eagerly: not a captured figure
+        mod.main([str(run), "--warmup-seconds", "5", "--no-write"])
 
 
 def test_graphed_training_is_timed_at_each_width_and_the_trainer_is_left_as_it_was(tmp_path, monkeypatch):
