@@ -107,6 +107,16 @@ def throughput(log: Path, world_size: int, skip_windows: int) -> tuple[float, in
     return world_size * statistics.median(kept), len(kept)
 
 
+def uncaptured_graphs(run_dir: Path) -> str | None:
+    """Why a ``train.cuda_graphs`` run's throughput is not the captured step's (nothing was captured: it warned and
+    trained eagerly), or None (captured, or a run without captured steps)."""
+    path = run_dir / "results.json"
+    graphs = json.loads(path.read_text(encoding="utf-8")).get("cuda_graphs") if path.is_file() else None
+    if graphs is not None and not graphs["captures"]:
+        return f"{run_dir.name}: train.cuda_graphs captured no step (see its bench.out): not a captured figure"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/multi30k_transformer.yaml")
@@ -156,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             elif not (run_dir / "log.jsonl").is_file():
                 raise SystemExit(f"bench_ddp: --from-logs: {run_dir / 'log.jsonl'} not found")
+            uncaptured = uncaptured_graphs(run_dir) if args.device == "cuda" else None  # the CPU captures nothing
+            if uncaptured:
+                raise SystemExit(f"bench_ddp: {uncaptured}")
             rates[n], windows = throughput(run_dir / "log.jsonl", n, args.skip_windows)
             print(f"{algo}: {n} process(es): {rates[n]:,.0f} target tokens/s (median of {windows} windows)")
         eff = rates[2] / (2 * rates[1])

@@ -346,6 +346,9 @@ def test_bench_ddp_from_logs_records_the_runs_it_finds_and_launches_nothing(tmp_
     assert mod.main([*argv, "--label", "_cuda_graphs"]) == 0
     got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "ddp_cuda.json").read_text())}
     assert got["ddp_scaling_efficiency_2gpu_mle_cuda_graphs"] == 0.9 and got["ddp_scaling_efficiency_2gpu_mle"] == 0.775
+    (tmp_path / "mle_cuda_graphs_2" / "results.json").write_text(json.dumps({"cuda_graphs": {"captures": 0}}))
+    with pytest.raises(SystemExit, match="captured no step"):  # it trained eagerly: not a captured figure
+        mod.main([*argv, "--label", "_cuda_graphs"])
     (tmp_path / "mle_2" / "log.jsonl").unlink()
     try:
         mod.main(argv)
