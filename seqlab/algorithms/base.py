@@ -89,7 +89,8 @@ class Algorithm(nn.Module):
     #: parameters of the model that some steps leave unused (DDP needs to know)
     has_unused_parameters: bool = False
     #: whether its loss is one fixed sequence of tensor operations on the batch (no host reads, no sampling loops,
-    #: statistics as tensors), so ``train.cuda_graphs`` may capture it (:mod:`seqlab.train.graphed`)
+    #: statistics as tensors, nothing taken from the training progress: a graph keeps what its capture saw), so
+    #: ``train.cuda_graphs`` may capture it (:mod:`seqlab.train.graphed`)
     capturable_step: bool = False
     #: the largest learning rate that is safe when fine-tuning a trained model (None: no known limit).
     #: Algorithms that learn from the model's own samples collapse above it (BENCHMARKS.md, Multi30k).
