@@ -184,6 +184,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if results.get("test"):
         _print_table(f"{cfg.algorithm.name} on {cfg.task.name} ({cfg.run_dir})", results)
+    graphs = results.get("cuda_graphs")
+    if graphs:  # train.cuda_graphs: whether the steps were replayed, or it fell back to eager steps (it warned why)
+        how = "" if graphs["capturing"] else " (not capturing: see the warning above)"
+        print(f"train.cuda_graphs: {graphs['captures']} buckets captured, {graphs['replays']} steps replayed{how}")
     return 0
 
 

@@ -174,3 +174,15 @@ def test_under_ddp_every_rank_pads_a_step_to_the_largest_batch_any_rank_takes(tm
     assert widths_differ > 0  # the ranks' own batches differ: without the agreement they would pick other buckets
     ranks[0].dist = DistInfo()
     assert ranks[0]._step_dims() is None  # one process: each batch its own bucket
+
+
+def test_seqlab_train_says_what_it_captured(tmp_path, capsys):
+    """`seqlab train train.cuda_graphs=true` closes with how many buckets it captured and steps it replayed, and
+    says when it did not capture (on the CPU: none, with the warning that says why)."""
+    from seqlab.cli import main as cli_main
+
+    args = tiny_overrides(tmp_path, "cli", **{"train.max_steps": "4", "train.cuda_graphs": "true"})
+    with pytest.warns(UserWarning, match="no CUDA device"):
+        assert cli_main(["train", *args]) == 0
+    out = capsys.readouterr().out
+    assert "train.cuda_graphs: 0 buckets captured, 0 steps replayed (not capturing: see the warning above)" in out
