@@ -12,8 +12,8 @@ checkpoints are those of the eager step.
 Gradients live in buffers that persist across graphs (made by the first backward, then zeroed in place, never set
 to None), so every bucket's graph writes the ``.grad`` tensors the optimizer reads.  The first batch of a bucket
 runs eagerly on a side stream (the warm-up a capture needs) and is a real step; the bucket's graph is captured
-after it and replayed from its next batch on.  The graphs share one memory pool: they run one at a time and keep
-nothing in it between replays but their loss and statistics, copied out after each replay.
+after it, on the same stream, and replayed from its next batch on.  The graphs share one memory pool: they run one
+at a time and keep nothing in it between replays but their loss and statistics, copied out after each replay.
 
 Only algorithms whose loss is one fixed sequence of tensor operations on the batch are captured
 (``Algorithm.capturable_step``: MLE), on a CUDA device.  Elsewhere (the CPU) the same fixed-shape step runs eagerly
@@ -120,9 +120,10 @@ class GraphedStep:
 
     ``params``: the parameters the optimizer updates.  ``precision``: a factory of the context the loss runs in
     (bf16 autocast on the GPU; its cache of cast weights must be off inside a graph).  ``width``: batch widths are
-    rounded up to a multiple of it (:func:`bucket_shape`).  Under DDP (``loss_fn`` the DDP module): ``eager_steps``
-    steps run before the first capture (:data:`DDP_EAGER_STEPS`), and ``agree`` says whether a flag holds on every
-    rank, so that all ranks keep a captured bucket, or all train it eagerly."""
+    rounded up to a multiple of it (:func:`bucket_shape`).  ``stream``: the side stream that runs the warm-up steps
+    and every capture (made here when not given).  Under DDP (``loss_fn`` the DDP module, built on ``stream``):
+    ``eager_steps`` steps run before the first capture (:data:`DDP_EAGER_STEPS`), and ``agree`` says whether a flag
+    holds on every rank, so that all ranks keep a captured bucket, or all train it eagerly."""
 
     def __init__(
         self,
@@ -134,10 +135,13 @@ class GraphedStep:
         width: int = WIDTH_BUCKET,
         eager_steps: int = 0,
         agree: Callable[[bool], bool] | None = None,
+        stream: torch.cuda.Stream | None = None,
     ):
         self.loss_fn, self.params, self.device, self.width = loss_fn, params, device, width
         self.capture, self.precision = capture and device.type == "cuda", precision
         self.eager_steps, self.agree = eager_steps, agree or (lambda flag: flag)
+        #: the one side stream of the warm-up steps and of every capture (under DDP also the one DDP was built on)
+        self.stream = (stream or torch.cuda.Stream(device)) if self.capture else None
         #: each parameter and its gradient buffer, as the last eager step left them (the buffers graphs write)
         self._grad_of: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.steps: OrderedDict[tuple[int, int, int], CapturedStep] = OrderedDict()
@@ -165,11 +169,10 @@ class GraphedStep:
         static = inputs.load(batch)
         if not self.capture:
             return self._run(static, progress)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):  # a real step, and the warm-up the capture needs
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):  # a real step, and the warm-up the capture needs
             loss, extra = self._run(static, progress)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        torch.cuda.current_stream(self.device).wait_stream(self.stream)
         if self.eager_steps > 0:
             self.eager_steps -= 1
         else:
@@ -207,7 +210,7 @@ class GraphedStep:
         grads = {id(g) for g in buffers}
         failure: Exception | None = None
         try:
-            with torch.cuda.graph(graph, pool=self._pool):
+            with torch.cuda.graph(graph, pool=self._pool, stream=self.stream):
                 torch._foreach_zero_(buffers)
                 with self.precision():
                     loss, extra = self.loss_fn(static, progress)

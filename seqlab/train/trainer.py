@@ -298,16 +298,18 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, [lambda step, g=g: self._lr_factor(g, step) for g in range(len(self.group_warmup))]
         )
+        # train.cuda_graphs on CUDA: one side stream builds DDP, warms the captures up and captures them
+        graphs = self.cfg.train.cuda_graphs and self.device.type == "cuda"
+        self._graph_stream = torch.cuda.Stream(self.device) if graphs else None
         if self.dist.enabled:
             self.loss_module = self._distributed(self.loss_module)
         self.graphed = self._graphed_step()
 
     def _distributed(self, module: nn.Module) -> DistributedDataParallel:
         """``module`` under DDP.  For ``train.cuda_graphs`` on CUDA, as PyTorch's notes on capturing DDP ask: built
-        on a side stream, and without DDP's sampled runtime statistics after its first 10 iterations (their timing
-        events must not be recorded inside a graph and read after it)."""
-        graphs = self.cfg.train.cuda_graphs and self.device.type == "cuda"
-        side = torch.cuda.Stream(self.device) if graphs else None
+        on a side stream (the one the captures use), and without DDP's sampled runtime statistics after its first 10
+        iterations (their timing events must not be recorded inside a graph and read after it)."""
+        side = self._graph_stream
         with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
             ddp = DistributedDataParallel(
                 module,
@@ -341,7 +343,7 @@ class Trainer:
         # a captured graph must not keep autocast's cache of cast weights
         precision = functools.partial(self._precision, cache=False)
         ddp = {"eager_steps": DDP_EAGER_STEPS, "agree": functools.partial(all_ranks, self.dist, self.device)}
-        options = ddp if self.dist.enabled else {}
+        options = {"stream": self._graph_stream, **(ddp if self.dist.enabled else {})}
         return GraphedStep(self.loss_module, params, self.device, True, precision, tc.cuda_graphs_width, **options)
 
     def _step_dims(self) -> tuple[int, int, int] | None:
