@@ -186,3 +186,88 @@ def test_seqlab_train_says_what_it_captured(tmp_path, capsys):
         assert cli_main(["train", *args]) == 0
     out = capsys.readouterr().out
     assert "train.cuda_graphs: 0 buckets captured, 0 steps replayed (not capturing: see the warning above)" in out
+
+
+class _FakeCuda:
+    """Stand-ins for torch.cuda's graph and stream calls: a "capture" runs its body eagerly once and a replay runs
+    nothing, so that the capturing bookkeeping, which needs a GPU, runs on the CPU."""
+
+    class Graph:
+        def replay(self) -> None:
+            pass
+
+    class Stream:
+        def wait_stream(self, other) -> None:
+            pass
+
+    def __init__(self, monkeypatch, fail_capture: bool = False):
+        import contextlib
+
+        self.captures = 0
+
+        @contextlib.contextmanager
+        def graph(g, pool=None, stream=None):
+            self.captures += 1
+            if fail_capture:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            yield
+
+        monkeypatch.setattr(torch.cuda, "graph", graph)
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", self.Graph)
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: self.Stream())
+
+
+def capturing_step(t: Trainer, **options) -> GraphedStep:
+    """The trainer's fixed-shape step as on a GPU (capturing), with _FakeCuda in place."""
+    params = [p for g in t.optimizer.param_groups for p in g["params"]]
+    step = GraphedStep(t.loss_module, params, t.device, capture=False, **options)
+    step.capture, step.stream = True, _FakeCuda.Stream()
+    return step
+
+
+def test_capturing_keeps_one_graph_per_bucket_after_the_eager_steps_and_asks_the_ranks_each_time(tmp_path, monkeypatch):
+    """The bookkeeping of capturing (GPU-only code, run here with stand-ins): eager steps first (DDP's warm-up), then
+    the first batch of each bucket is a real step followed by a capture, and later batches of the bucket replay it;
+    every capture asks whether all ranks captured; a least-recently-used bucket is dropped past MAX_GRAPHS, and all
+    are dropped when the gradient buffers are replaced."""
+    import seqlab.train.graphed as graphed
+
+    fake = _FakeCuda(monkeypatch)
+    monkeypatch.setattr(graphed, "MAX_GRAPHS", 2)
+    t = trainer(tmp_path, "bookkeeping")
+    asked = []
+    step = capturing_step(t, eager_steps=2, agree=lambda ok: asked.append(ok) or ok)
+    vocab = t.model.vocab_size
+    small, mid, large = ((3, 4, 5), (5, 7, 9), (9, 13, 17))
+    for shape in (small, small, small, small, mid, small, large, small, mid):
+        step.forward_backward(ragged_batch(0, *shape, vocab=vocab), t.progress())
+    # small: eager, eager, captured (after the 2 eager steps), replay; mid: captured; small: replay; large: captured,
+    # evicting mid (least recently used); small: replay; mid: captured again
+    assert fake.captures == step.captures == 4 and asked == [True] * 4
+    assert step.replays == 3 and len(step.steps) == 2
+    t.model.encoder.layers[0].norm1.weight.grad = None  # a new buffer: the graphs would write the old one
+    step.forward_backward(ragged_batch(1, *small, vocab=vocab), t.progress())
+    assert step.captures == 5 and list(step.steps) == [graphed.bucket_shape(ragged_batch(1, *small, vocab=vocab))]
+
+
+def test_a_capture_that_one_rank_cannot_make_turns_capturing_off_on_every_rank(tmp_path, monkeypatch):
+    """A rank whose capture failed, or whose peers' did (agree says no), warns, keeps nothing and trains every later
+    bucket eagerly; the graphs captured before stay."""
+    t = trainer(tmp_path, "refused")
+    _FakeCuda(monkeypatch)
+    peers = iter([True, False])
+    step = capturing_step(t, agree=lambda ok: ok and next(peers))
+    vocab = t.model.vocab_size
+    step.forward_backward(ragged_batch(0, 3, 4, 5, vocab=vocab), t.progress())
+    with pytest.warns(UserWarning, match="another rank could not capture it"):
+        step.forward_backward(ragged_batch(0, 5, 7, 9, vocab=vocab), t.progress())
+    assert not step.capture and step.captures == 1 and len(step.steps) == 1
+    loss, _ = step.forward_backward(ragged_batch(0, 9, 13, 17, vocab=vocab), t.progress())  # eagerly
+    assert torch.isfinite(loss) and step.captures == 1
+    own = trainer(tmp_path, "failed")
+    _FakeCuda(monkeypatch, fail_capture=True)
+    failing = capturing_step(own, agree=lambda ok: ok)
+    with pytest.warns(UserWarning, match="operation not permitted when stream is capturing"):
+        failing.forward_backward(ragged_batch(0, 3, 4, 5, vocab=vocab), own.progress())
+    assert not failing.capture and failing.captures == 0 and not failing.steps
