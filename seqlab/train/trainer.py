@@ -299,7 +299,7 @@ class Trainer:
             self.optimizer, [lambda step, g=g: self._lr_factor(g, step) for g in range(len(self.group_warmup))]
         )
         # train.cuda_graphs on CUDA: one side stream builds DDP, warms the captures up and captures them
-        graphs = self.cfg.train.cuda_graphs and self.device.type == "cuda"
+        graphs = self.cfg.train.cuda_graphs and self.device.type == "cuda" and self.algorithm.capturable_step
         self._graph_stream = torch.cuda.Stream(self.device) if graphs else None
         if self.dist.enabled:
             self.loss_module = self._distributed(self.loss_module)
