@@ -140,13 +140,25 @@ def precision_key() -> str:
 def decode_step_compiled() -> bool:
     """SEQLAB_COMPILE_DECODE=1: fixed-shape loops and searches call the model's ``static_step`` through
     ``torch.compile`` (dynamic shapes, so that one compilation serves the buckets and the attended windows), which
-    fuses the step's elementwise work into fewer kernels; the captured graphs then replay those.  Opt-in: the
-    first call of each new shape kind compiles (seconds); on one H200 it cut batch-1 greedy from 6.53 to 4.74 ms and
-    added 12 % to batched greedy (BENCHMARKS.md, Speed, session 23)."""
+    fuses the step's elementwise work into fewer kernels; the captured greedy search's choice of the next token
+    (:func:`~seqlab.decoding.static.greedy_choice`) is compiled too.  The captured graphs then replay those.
+    Opt-in: the first call of each new shape kind compiles (seconds); on one H200 the compiled step alone cut batch-1
+    greedy from 6.53 to 4.74 ms and added 12 % to batched greedy (BENCHMARKS.md, Speed, session 23)."""
     return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"
 
 
 _COMPILED_STEPS: dict[type, Callable[..., torch.Tensor]] = {}
+_COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def compiled_under_switch(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a search's per-step choice: only tensor operations), or its compiled form under
+    :func:`decode_step_compiled` (once per function, dynamic shapes), which fuses its elementwise work too."""
+    if not decode_step_compiled():
+        return fn
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=True)
+    return _COMPILED[fn]
 
 
 def static_step_of(model: Any) -> Callable[..., torch.Tensor]:

@@ -39,6 +39,7 @@ from seqlab.decoding.graphs import (
     SOURCE_BUCKET,
     STEP_BUCKET,
     bucket_rows,
+    compiled_under_switch,
     evict,
     graph_cache_bytes,
     precision_key,
@@ -107,6 +108,29 @@ def step_budget(width: int, max_len_a: float, max_len_b: int, max_len: int) -> i
     return round_up(steps, STEP_BUCKET)
 
 
+def greedy_choice(
+    logits: torch.Tensor,
+    step: torch.Tensor,
+    last_step: torch.Tensor,
+    done: torch.Tensor,
+    history: torch.Tensor,
+    logps: torch.Tensor,
+    prev: torch.Tensor,
+) -> None:
+    """A greedy step's choice from the decoder's ``logits`` [n, V], in place on the search's buffers: the argmax
+    (PAD and BOS excluded), EOS forced at a row's ``last_step``, PAD after its end; its token goes to ``history``
+    and ``prev``, its log-probability to ``logps`` (0 after the end), and ``done`` marks the rows that ended."""
+    logp = torch.log_softmax(mask_special(logits), dim=-1)
+    tok = logp.argmax(-1)
+    tok = tok.masked_fill(last_step <= step, EOS_ID)
+    tok = tok.masked_fill(done, PAD_ID)
+    history.index_copy_(1, step, tok.unsqueeze(1))
+    chosen = logp.gather(1, tok.unsqueeze(1)).masked_fill(done.unsqueeze(1), 0.0)
+    logps.index_copy_(1, step, chosen)
+    done.logical_or_(tok.eq(EOS_ID))
+    prev.copy_(tok)
+
+
 class StaticSearch:
     """Greedy (``beam == 1``) or beam search of one bucketed shape; ``graph=True`` captures and replays it.
 
@@ -133,7 +157,8 @@ class StaticSearch:
     ):
         self.model, self.rows, self.width, self.beam, self.steps = model, rows, width, beam, steps
         self.chunk = chunk
-        self.decoder_step = static_step_of(model)  # compiled under SEQLAB_COMPILE_DECODE=1
+        self.decoder_step = static_step_of(model)  # compiled under SEQLAB_COMPILE_DECODE=1, as is the choice
+        self.greedy_choice = compiled_under_switch(greedy_choice)
         self.settle = settle if beam > 1 else None
         self.limit_rule = (max_len_a, max_len_b, max_len)
         n = rows * beam
@@ -216,17 +241,11 @@ class StaticSearch:
         return torch.log_softmax(mask_special(logits), dim=-1), step
 
     def _greedy_step(self, written: int | None = None) -> None:
-        """``sample_or_greedy``'s step: argmax, EOS forced at the limit, PAD after the end (``written``: the cache
-        positions filled after this step, the only ones it attends to)."""
-        logp, step = self._log_probs(written)
-        tok = logp.argmax(-1)
-        tok = tok.masked_fill(self.last_step <= step, EOS_ID)
-        tok = tok.masked_fill(self.done, PAD_ID)
-        self.history.index_copy_(1, step, tok.unsqueeze(1))
-        chosen = logp.gather(1, tok.unsqueeze(1)).masked_fill(self.done.unsqueeze(1), 0.0)
-        self.logps.index_copy_(1, step, chosen)
-        self.done.logical_or_(tok.eq(EOS_ID))
-        self.prev.copy_(tok)
+        """``sample_or_greedy``'s step (``written``: the cache positions filled after this step, the only ones it
+        attends to), then :func:`greedy_choice`."""
+        step = self.t.clone()  # static_step advances t
+        logits = self.decoder_step(self.prev, self.state, window=written)
+        self.greedy_choice(logits, step, self.last_step, self.done, self.history, self.logps, self.prev)
 
     def _beam_step(self, written: int | None = None) -> None:
         """``beam_search``'s step: finished hypotheses continue with PAD at no cost, top-k over beam x vocab,
