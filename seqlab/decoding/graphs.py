@@ -149,6 +149,14 @@ def decode_step_compiled() -> bool:
 
 _COMPILED_STEPS: dict[type, Callable[..., torch.Tensor]] = {}
 _COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+#: compilations a compiled decoding function may make: each bucket (rows, widths, step budget) and the first windows
+#: can cost one (dynamo's default of 8 was reached on Multi30k's test set, after which the step ran uncompiled)
+RECOMPILE_LIMIT = 64
+
+
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    return torch.compile(fn, dynamic=True)
 
 
 def compiled_under_switch(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -157,7 +165,7 @@ def compiled_under_switch(fn: Callable[..., Any]) -> Callable[..., Any]:
     if not decode_step_compiled():
         return fn
     if fn not in _COMPILED:
-        _COMPILED[fn] = torch.compile(fn, dynamic=True)
+        _COMPILED[fn] = _compiled(fn)
     return _COMPILED[fn]
 
 
@@ -168,7 +176,7 @@ def static_step_of(model: Any) -> Callable[..., torch.Tensor]:
         return model.static_step
     cls = type(model)
     if cls not in _COMPILED_STEPS:
-        _COMPILED_STEPS[cls] = torch.compile(cls.static_step, dynamic=True)
+        _COMPILED_STEPS[cls] = _compiled(cls.static_step)
     return functools.partial(_COMPILED_STEPS[cls], model)
 
 

@@ -341,7 +341,9 @@ class Transformer(Seq2SeqModel):
             "mem_bias": key_padding_bias(enc.pad_mask, dt),
             # row t: the self-attention bias of step t (0 up to t, -inf after): one kernel a step instead of four
             "causal_bias": torch.full((max_len, max_len), float("-inf"), device=dev).triu(1),
-            "self": [{"kv_buf": cache(("self_kv", i)), "t": t} for i in range(len(self.layers))],
+            # "window": the positions a step attends to, set by each step (here from the start, so that the state's
+            # keys never change: a compiled step would otherwise recompile for every new cache)
+            "self": [{"kv_buf": cache(("self_kv", i)), "t": t, "window": max_len} for i in range(len(self.layers))],
         }
 
     def static_step(self, tokens: torch.Tensor, state: dict, window: int | None = None) -> torch.Tensor:
