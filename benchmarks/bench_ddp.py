@@ -76,6 +76,7 @@ def launch(
         f"train.device={device}",
         "decode.beam_size=1",
         f"train.init_from={json.dumps(init_from) if init_from else 'null'}",
+        "train.cuda_graphs=false",  # eager on 1 and on 2 GPUs alike, unless an override asks for captured steps
         *overrides,
     ]
     env = dict(os.environ)

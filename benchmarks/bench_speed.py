@@ -40,6 +40,7 @@ from seqlab.bench.timing import first_batches, profile_table, report_conditions,
 from seqlab.bench.timing import timed as timed_call
 from seqlab.config import Config, DecodeConfig, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seqlab.decoding.graphs import decode_precision
 from seqlab.metrics import compute_metrics
 from seqlab.models.base import shift_right
 from seqlab.train.evaluate import decode_ids, encode_lines, pad_batch
@@ -145,6 +146,7 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
             f"task.options.path={args.data}",
             "train.resume=false",
             "train.progress_bar=false",
+            "train.cuda_graphs=false",  # the eager step first; time_graphed_training captures
             *args.overrides,
         ],
     )
@@ -159,7 +161,7 @@ def time_graphed_training(trainer: Trainer, batches: list, args: argparse.Namesp
     """The trainer's step with train.cuda_graphs at each of :data:`GRAPH_WIDTHS` (the first pass captures each
     bucket, the timed pass replays): ``train_tok_per_s_cuda_graphs_w<width>``, and the default width's as
     ``train_tok_per_s_cuda_graphs``."""
-    results, default = {}, trainer.cfg.train.cuda_graphs_width
+    results, default, switch = {}, trainer.cfg.train.cuda_graphs_width, trainer.cfg.train.cuda_graphs
     trainer.cfg.train.cuda_graphs = True
     for width in GRAPH_WIDTHS:
         trainer.cfg.train.cuda_graphs_width = width
@@ -175,7 +177,7 @@ def time_graphed_training(trainer: Trainer, batches: list, args: argparse.Namesp
             print(f"train.cuda_graphs_width={width} failed: {type(e).__name__}: {e}", flush=True)
         trainer.graphed = None
         trainer.optimizer.zero_grad(set_to_none=True)
-    trainer.cfg.train.cuda_graphs, trainer.cfg.train.cuda_graphs_width = False, default
+    trainer.cfg.train.cuda_graphs, trainer.cfg.train.cuda_graphs_width = switch, default
     if f"train_tok_per_s_cuda_graphs_w{default}" in results:
         results["train_tok_per_s_cuda_graphs"] = results[f"train_tok_per_s_cuda_graphs_w{default}"]
     return results
@@ -270,7 +272,7 @@ def time_seqlab_decoding(
     if device.type == "cuda":
         against_eager(1, hyps, "greedy")
     beams: list[list[int]] = []
-    with mock.patch.dict(os.environ, {"SEQLAB_STATIC_BEAM": "1"}):  # the captured beam search (eager: the default)
+    with mock.patch.dict(os.environ, {"SEQLAB_STATIC_BEAM": "1"}):  # the captured beam search (the default since s24)
         decode(5)  # warm-up
         results["beam5_decode_sent_per_s"] = len(src_ids) / timed(lambda: beams.extend(decode(5)))
         if device.type == "cuda":
@@ -354,10 +356,11 @@ def time_plain_decoding(
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
 
     def plain_decode():
-        for i in range(0, len(order), batch_size):
-            chunk = order[i : i + batch_size]
-            src = pad_batch([src_ids[j] for j in chunk], device)
-            plain.greedy(src, max_len=max(steps_of[j] for j in chunk), stop_at_eos=False)
+        with decode_precision(device):  # the matrix-product precision of seqlab's searches (TF32 by default)
+            for i in range(0, len(order), batch_size):
+                chunk = order[i : i + batch_size]
+                src = pad_batch([src_ids[j] for j in chunk], device)
+                plain.greedy(src, max_len=max(steps_of[j] for j in chunk), stop_at_eos=False)
 
     plain_decode()  # warm-up
     return len(src_ids) / timer(device)(plain_decode)
@@ -492,7 +495,7 @@ def bench_bart(batches, args, vocab, mo, src_ids, steps_of, device) -> dict[str,
     def gen(chunk):
         src = pad_batch([src_ids[j] for j in chunk], device)
         steps = max(steps_of[j] for j in chunk)  # as many steps as seqlab's outputs of this batch
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp), decode_precision(device):
             bart.generate(
                 input_ids=src,
                 attention_mask=src.ne(PAD_ID),

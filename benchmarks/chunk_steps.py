@@ -24,7 +24,7 @@ and ``chunk<k>_identical_fraction<label>`` (hypotheses equal to the first chunk 
 ``chunk<k>_compiled`` in place of ``chunk<k>`` for the compiled step, ``chunk<k>_<mode>[_compiled]`` with
 ``--attention``, ``_device_loop`` with ``--device-loop`` (the whole search as one graph, its chunks in conditional
 nodes: ``SEQLAB_SEARCH_DEVICE_LOOP=1``), ``_tf32`` with ``--tf32`` (the searches' float32 matrix products on TF32
-tensor cores, the library's ``SEQLAB_GRAPH_TF32=1``: fewer mantissa bits, so the hypotheses may differ; the exit
+tensor cores, the library's ``SEQLAB_DECODE_TF32``: fewer mantissa bits, so the hypotheses may differ; the exit
 status asks only the variants that differ from the first in chunks, compilation or the device loop to agree). Before
 session 22 the beam pass ran the eager beam search (no ``SEQLAB_STATIC_BEAM``), which has no chunks: its figures did
 not depend on the chunk size.
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SEQLAB_SEARCH_DEVICE_LOOP"] = "1" if device_loop else "0"
         if mode is not None:
             transformer.SINGLE_QUERY_MODE = mode
-        os.environ["SEQLAB_GRAPH_TF32"] = "1" if tf32 else "0"  # the library's switch (seqlab.decoding.graphs)
+        os.environ["SEQLAB_DECODE_TF32"] = "1" if tf32 else "0"  # the library's switch (seqlab.decoding.graphs)
         clear_searches()
         parts = [f"_{mode}" if mode else "", "_tf32" if tf32 else "", "_device_loop" if device_loop else ""]
         variant = f"chunk{chunk}{''.join(parts)}{'_compiled' if compiled else ''}"
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         name = f"chunk_steps_{'cuda' if device.type == 'cuda' else 'cpu'}"
         print(f"{len(entries)} entries -> {results_io.write(name, entries)}")
-    os.environ["SEQLAB_GRAPH_TF32"] = "0"
+    os.environ.pop("SEQLAB_DECODE_TF32", None)
     agree = all(figures[v]["same"] == 1.0 for v, must in must_agree.items() if must)
     return 0 if agree and not failed else 1
 

@@ -441,13 +441,13 @@ def test_loop_precision_follows_a_bf16_caller_and_the_switch(monkeypatch):
     monkeypatch.setattr(graphs.torch, "is_autocast_enabled", lambda device="cpu": caller.get(device) is not None)
     monkeypatch.setattr(graphs.torch, "get_autocast_dtype", lambda device: caller[device] or torch.float16)
 
-    def chosen() -> str:  # (without CUDA every autocast("cuda") reads as disabled: bf16 is the autocast object)
+    def chosen() -> str:  # (without CUDA every autocast("cuda") reads as disabled: the weight cache tells them apart)
         ctx = loop_precision(torch.device("cuda"))
-        if isinstance(ctx, torch.autocast):
-            assert ctx.fast_dtype == torch.bfloat16 and not ctx._cache_enabled
-            return "bf16"
-        with ctx:
-            return "tf32" if torch.get_float32_matmul_precision() == "high" else "fp32"
+        assert isinstance(ctx, torch.autocast)
+        if ctx._cache_enabled:  # autocast(enabled=False) keeps the default
+            return "fp32"
+        assert ctx.fast_dtype == torch.bfloat16
+        return "bf16"
 
     assert isinstance(loop_precision(torch.device("cpu")), contextlib.nullcontext)
     with warnings.catch_warnings():
@@ -465,14 +465,12 @@ def test_loop_precision_follows_a_bf16_caller_and_the_switch(monkeypatch):
         assert got[None, None] == fp32 and got[None, torch.bfloat16] == bf16 and got[None, torch.float16] == fp32
         assert all(got["1", d] == bf16 for d in (None, torch.bfloat16, torch.float16))
         assert all(got["0", d] == fp32 for d in (None, torch.bfloat16, torch.float16))
-        # SEQLAB_GRAPH_TF32=1: float32 loops multiply on TF32 inside, and the setting is restored after
-        monkeypatch.setenv("SEQLAB_GRAPH_TF32", "1")
-        assert torch.get_float32_matmul_precision() == "highest"
+        # float32 products on TF32 (decode_precision's, around evaluation searches): captures are keyed apart
         caller["cuda"] = None
-        assert (chosen(), precision_key()) == ("tf32", "tf32")
-        assert torch.get_float32_matmul_precision() == "highest"
-        monkeypatch.setenv("SEQLAB_GRAPH_BF16", "1")
-        assert (chosen(), precision_key()) == ("bf16", "bf16")  # bf16 autocast: no float32 products to change
+        monkeypatch.setenv("SEQLAB_GRAPH_BF16", "0")
+        with graphs.matmul_precision("high"):
+            assert (chosen(), precision_key()) == ("fp32", "tf32")
+        assert precision_key() == "fp32" and torch.get_float32_matmul_precision() == "highest"
 
 
 def test_fixed_shape_loops_and_searches_run_under_bf16_autocast(monkeypatch):

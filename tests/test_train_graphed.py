@@ -46,7 +46,7 @@ def trainer(tmp_path, run: str, **extra: str) -> Trainer:
 
 def test_a_batch_is_padded_to_its_bucket_with_rows_that_hold_no_target():
     batch = ragged_batch(0, rows=5, src_width=7, tgt_width=9, vocab=20)
-    assert bucket_shape(batch) == (8, 8, 12) and bucket_shape(batch, width=8) == (8, 8, 16)  # widths in 4s: default
+    assert bucket_shape(batch) == (8, 8, 10) and bucket_shape(batch, width=8) == (8, 8, 16)  # widths in 2s: default
     static = StaticBatch.of_shape(bucket_shape(batch), torch.device("cpu")).load(batch)
     assert torch.equal(static.src[:5, :7], batch.src) and torch.equal(static.tgt[:5, :9], batch.tgt)
     assert static.src[5:, 0].eq(EOS_ID).all() and static.src[5:, 1:].eq(PAD_ID).all()
@@ -271,3 +271,27 @@ def test_a_capture_that_one_rank_cannot_make_turns_capturing_off_on_every_rank(t
     with pytest.warns(UserWarning, match="operation not permitted when stream is capturing"):
         failing.forward_backward(ragged_batch(0, 3, 4, 5, vocab=vocab), own.progress())
     assert not failing.capture and failing.captures == 0 and not failing.steps
+
+
+def test_captured_steps_are_the_default_for_mle_on_seqlabs_transformer_on_one_gpu(tmp_path):
+    """train.cuda_graphs null (the default) resolves to on only where it was measured to win: a capturable
+    algorithm (MLE) training seqlab's Transformer on one CUDA device without train.compile; true or false as set."""
+    from seqlab.train.distributed import DistInfo
+
+    t = trainer(tmp_path, "auto")
+    assert t.cfg.train.cuda_graphs is None and t.graphed is None and not t._cuda_graphs()  # the CPU: off, silently
+    t.device = torch.device("cuda")  # what the resolution reads (nothing runs on it here)
+    assert t._cuda_graphs()
+    t.dist = DistInfo(rank=0, world_size=2)
+    assert not t._cuda_graphs()  # DDP: opt-in (train.cuda_graphs=true) until its scaling is measured
+    t.dist = DistInfo()
+    t.cfg.train.compile = True
+    assert not t._cuda_graphs()
+    t.cfg.train.compile = False
+    t.cfg.model.arch = "lstm"
+    assert not t._cuda_graphs()
+    t.cfg.train.cuda_graphs = True
+    assert t._cuda_graphs()
+    raml = trainer(tmp_path, "raml_auto", **{"algorithm.name": "raml"})
+    raml.device = torch.device("cuda")
+    assert not raml._cuda_graphs()

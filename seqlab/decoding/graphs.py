@@ -87,11 +87,13 @@ def graphs_in_bf16() -> bool:
     return torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.bfloat16
 
 
-def graphs_in_tf32() -> bool:
-    """SEQLAB_GRAPH_TF32=1: float32 loops and searches multiply matrices on TF32 tensor cores (float32 in and out,
-    10-bit mantissas inside; PyTorch's ``float32_matmul_precision`` "high").  Off by default: measured against
-    float32 by ``benchmarks/chunk_steps.py --tf32`` (BENCHMARKS.md, Not yet measured, item 1)."""
-    return os.environ.get("SEQLAB_GRAPH_TF32", "0") == "1"
+def decoding_in_tf32() -> bool:
+    """Whether evaluation and inference decoding (greedy and beam search, captured and eager alike) multiply float32
+    matrices on TF32 tensor cores (float32 in and out, 10-bit mantissas inside; PyTorch's
+    ``float32_matmul_precision`` "high").  On by default since session 24: on one H200 it took captured greedy
+    search from 8,913 to 15,273 sentences/s and beam 5 from 3,035 to 4,788 on Multi30k's test set, and changed 2 of
+    1,000 hypotheses (BENCHMARKS.md, Speed, session 24).  ``SEQLAB_DECODE_TF32=0``: full float32 products."""
+    return os.environ.get("SEQLAB_DECODE_TF32", "1") != "0"
 
 
 @contextlib.contextmanager
@@ -106,34 +108,34 @@ def matmul_precision(level: str) -> Iterator[None]:
         torch.set_float32_matmul_precision(before)
 
 
+def decode_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """The matrix-product precision searches for evaluation and inference run in: TF32 on CUDA under
+    :func:`decoding_in_tf32`, else the caller's."""
+    if device.type == "cuda" and decoding_in_tf32():
+        return matmul_precision("high")
+    return contextlib.nullcontext()
+
+
 def loop_precision(device: torch.device) -> contextlib.AbstractContextManager:
     """The precision fixed-shape (capturable) loops and searches run in on a GPU (:func:`graphs_in_bf16`): float32
-    with autocast off (with TF32 matrix products under :func:`graphs_in_tf32`), or bfloat16 autocast without
-    autocast's cache of cast weights (a captured graph must not hold on to it).  Elsewhere: the caller's context,
-    unchanged.  Captures are keyed by it (:func:`precision_key`, asked inside this context, where it reads what was
-    chosen)."""
+    with autocast off (its matrix products as the caller set them: TF32 in :func:`decode_precision`), or bfloat16
+    autocast without autocast's cache of cast weights (a captured graph must not hold on to it).  Elsewhere: the
+    caller's context, unchanged.  Captures are keyed by it (:func:`precision_key`, asked inside this context, where
+    it reads what was chosen)."""
     if device.type != "cuda":
         return contextlib.nullcontext()
     if graphs_in_bf16():
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=False)
-    return _float32(graphs_in_tf32())
-
-
-@contextlib.contextmanager
-def _float32(tf32: bool) -> Iterator[None]:
-    """float32 (autocast off), with TF32 matrix products when ``tf32``; else PyTorch's own setting."""
-    tensor_cores = matmul_precision("high") if tf32 else contextlib.nullcontext()
-    with torch.autocast(device_type="cuda", enabled=False), tensor_cores:
-        yield
+    return torch.autocast(device_type="cuda", enabled=False)
 
 
 def precision_key() -> str:
-    """What :func:`loop_precision` runs in, and whether the step is compiled (:func:`decode_step_compiled`), for the
-    keys of cached captures."""
+    """What :func:`loop_precision` runs in (float32 products on TF32 or not), and whether the step is compiled
+    (:func:`decode_step_compiled`), for the keys of cached captures."""
     if graphs_in_bf16():
         precision = "bf16"
     else:
-        precision = "tf32" if graphs_in_tf32() else "fp32"
+        precision = "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
     return precision + ("+compiled" if decode_step_compiled() else "")
 
 

@@ -239,11 +239,13 @@ def beam_search(
     once every source's result is settled (:mod:`seqlab.decoding.beam`): the same hypotheses, fewer steps.
 
     ``static``: run it as one fixed-shape search (:mod:`seqlab.decoding.static`, captured as CUDA graphs on a
-    GPU); the hypotheses are the eager search's.  Default: only with ``SEQLAB_STATIC_BEAM=1`` -- on one H200 the
-    captured beam search in chunks of 8 steps was slower than this eager one (1,761 vs 1,821 sent/s, Multi30k,
-    session 23); in chunks of 2, the default since, it ran at 2,023 in another script, not yet beside eager."""
+    GPU); the hypotheses are the eager search's.  Default: on wherever the static search runs (a CUDA model with a
+    static step), unless ``SEQLAB_STATIC_BEAM=0`` -- on one H200 the captured beam search in chunks of 2 steps ran at
+    3,035 sentences/s against this eager one's 2,920 on Multi30k's test set, with the same hypotheses (session 24;
+    in chunks of 8 it had lost, 1,761 against 1,821)."""
     if static is None:
-        static = enc is None and os.environ.get("SEQLAB_STATIC_BEAM") == "1" and static_search_enabled(model, src)
+        wanted = os.environ.get("SEQLAB_STATIC_BEAM", "1") != "0"
+        static = enc is None and wanted and static_search_enabled(model, src)
     if static and beam_size > 1 and enc is None and hasattr(model, "static_step") and not model.training:
         return static_search(model, src, beam_size, length_penalty, max_len_a, max_len_b, max_len, n_best)
     b, k = src.size(0), beam_size

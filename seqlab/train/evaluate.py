@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from seqlab.config import DecodeConfig
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding import beam_search, greedy_search
+from seqlab.decoding.graphs import decode_precision
 from seqlab.metrics import compute_metrics
 from seqlab.utils import eval_mode
 
@@ -69,9 +70,11 @@ def decode_ids(
             elif hasattr(model, "generate"):
                 hyp = model.generate(src, decode, beam)
             elif beam <= 1:
-                hyp = greedy_search(model, src, **kw)
+                with decode_precision(device):  # TF32 products unless SEQLAB_DECODE_TF32=0
+                    hyp = greedy_search(model, src, **kw)
             else:
-                hyp = beam_search(model, src, beam_size=beam, length_penalty=decode.length_penalty, **kw)
+                with decode_precision(device):
+                    hyp = beam_search(model, src, beam_size=beam, length_penalty=decode.length_penalty, **kw)
             for i, row in zip(chunk, hyp.tokens.tolist(), strict=True):
                 results[i] = strip_ids(row)
     return results

@@ -44,14 +44,16 @@ from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding.graphs import bucket_rows, round_up
 
 #: captured training steps kept (least recently used dropped first); they share one memory pool.  Multi30k's
-#: 8,192-token batches meet 89 buckets over 80 epochs with widths in fours (``python benchmarks/shape_keys.py``):
-#: a cache of 64 would capture 123 times in those epochs, one of 128 captures each bucket once
+#: 8,192-token batches meet 113 buckets over 80 epochs with widths in twos (``python benchmarks/shape_keys.py``):
+#: a cache of 64 would capture 195 times in those epochs, one of 128 captures each bucket once
 MAX_GRAPHS = 128
-#: ``train.cuda_graphs_width``'s default: batch widths in multiples of 4.  On Multi30k's 8,192-token batches a
-#: padded batch then holds 1.11x the token positions of the real one (2: 1.05x, 8: 1.24x), in 60 buckets over the
-#: first 1,000 steps (2: 72, 8: 48); ``benchmarks/shape_keys.py``, entries ``multi30k_train_graph_w*`` in
-#: benchmarks/results/shape_keys_cpu.json.  A captured step is bound by the GPU, so it pays for every padded position
-WIDTH_BUCKET = 4
+#: ``train.cuda_graphs_width``'s default: batch widths in multiples of 2.  On Multi30k's 8,192-token batches a
+#: padded batch then holds 1.05x the token positions of the real one (4: 1.11x, 8: 1.24x), in 72 buckets over the
+#: first 1,000 steps (4: 60, 8: 48); ``benchmarks/shape_keys.py``, entries ``multi30k_train_graph_w*`` in
+#: benchmarks/results/shape_keys_cpu.json.  A captured step is bound by the GPU, so it pays for every padded
+#: position: on one H200 the step ran at 640K / 619K / 577K target tokens/s at widths 2 / 4 / 8, and seqlab train at
+#: 631K / 608K (BENCHMARKS.md, Speed, session 24)
+WIDTH_BUCKET = 2
 
 #: the loss of a batch at a training progress: (loss, statistics); the trainer's model + algorithm module
 LossFn = Callable[[Batch, Any], tuple[torch.Tensor, dict[str, Any]]]
