@@ -71,15 +71,13 @@ def batching_trainer(config: str, overrides: list[str]) -> Iterator[Trainer]:
 @dataclass
 class EpochKeys:
     """The shape keys one epoch of the trainer's batches meets: sampling loops, greedy graphs and captured training
-    steps (``train.cuda_graphs``), its batch count, and the token positions of its batches as they are and padded
-    to their training-step buckets."""
+    steps (``train.cuda_graphs``), its batch count, and its batches' dimensions in order (:func:`count_width` counts
+    their padding and captures)."""
 
     sampling: set = field(default_factory=set)
     greedy: set = field(default_factory=set)
     train: set = field(default_factory=set)
     batches: int = 0
-    positions: int = 0
-    padded_positions: int = 0
     dims: list = field(default_factory=list)  # (rows, source width, target width) of each batch, in order
 
 
@@ -94,12 +92,9 @@ def epoch_keys(trainer: Trainer, epoch: int, args: argparse.Namespace) -> EpochK
         width, budget = round_up(src.size(1), SOURCE_BUCKET), round_up(steps, STEP_BUCKET)
         keys.sampling.add((bucket_sample_rows(src.size(0) * args.samples), width, budget))
         keys.greedy.add((bucket_rows(src.size(0)), width, budget))
-        rows, src_width, tgt_width = bucket_shape(batch)
-        keys.train.add((rows, src_width, tgt_width))
+        keys.train.add(bucket_shape(batch))
         keys.batches += 1
         keys.dims.append((src.size(0), src.size(1), batch.tgt.size(1)))
-        keys.positions += src.numel() + batch.tgt.numel()
-        keys.padded_positions += rows * (src_width + tgt_width)
     return keys
 
 
@@ -148,7 +143,7 @@ def main() -> None:
     for keys in per_epoch:
         new_per_epoch.append(len(keys.sampling - seen))
         seen |= keys.sampling
-    padding = first.padded_positions / first.positions
+    padding = count_width(first.dims, WIDTH_BUCKET).padding
     print(
         f"{first.batches} batches: {len(first.sampling)} sampling-loop keys (K = {args.samples}), "
         f"{len(first.greedy)} greedy keys, {len(first.train)} training-step buckets ({padding:.2f}x the positions)"

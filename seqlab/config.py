@@ -62,7 +62,7 @@ class TrainConfig:
     compile: bool = False
     # the step's forward and backward replayed as a CUDA graph per batch-shape bucket (seqlab.train.graphed):
     # algorithms with a capturable loss (MLE), on CUDA (under DDP with the gradient all-reduce); elsewhere eagerly.
-    # null (auto): on for a capturable algorithm training seqlab's Transformer on one GPU (1.5x eager on an H200)
+    # null (auto): on for a capturable algorithm training seqlab's Transformer on one GPU (1.85x eager on an H200)
     cuda_graphs: bool | None = None
     # cuda_graphs: batch widths rounded up to a multiple of this (smaller: less padding, more buckets to capture)
     cuda_graphs_width: int = 2

@@ -235,16 +235,15 @@ class StaticSearch:
             self.ended.copy_(settled.all())
         self.chunks_run.add_(1)
 
-    def _log_probs(self, written: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self.t.clone()  # static_step advances t
-        logits = self.decoder_step(self.prev, self.state, window=written)
-        return torch.log_softmax(mask_special(logits), dim=-1), step
+    def _logits(self, written: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder step's logits for ``prev``, and the step it took (``static_step`` advances t)."""
+        step = self.t.clone()
+        return self.decoder_step(self.prev, self.state, window=written), step
 
     def _greedy_step(self, written: int | None = None) -> None:
         """``sample_or_greedy``'s step (``written``: the cache positions filled after this step, the only ones it
         attends to), then :func:`greedy_choice`."""
-        step = self.t.clone()  # static_step advances t
-        logits = self.decoder_step(self.prev, self.state, window=written)
+        logits, step = self._logits(written)
         self.greedy_choice(logits, step, self.last_step, self.done, self.history, self.logps, self.prev)
 
     def _beam_step(self, written: int | None = None) -> None:
@@ -252,7 +251,8 @@ class StaticSearch:
         then the history, lengths and the decoder's self-attention cache follow their hypotheses' origins.
         ``written``: the positions filled after this step (the later ones are masked and never read, so they need no
         reordering: a step then moves t positions of the cache, not the whole budget, and attends to them only)."""
-        logp, step = self._log_probs(written)
+        logits, step = self._logits(written)
+        logp = torch.log_softmax(mask_special(logits), dim=-1)
         at_limit = ((self.last_step <= step) & ~self.done).unsqueeze(1)
         logp = torch.where(at_limit & self.not_eos, torch.full_like(logp, float("-inf")), logp)
         logp = torch.where(self.done.unsqueeze(1), self.finished.expand_as(logp), logp)

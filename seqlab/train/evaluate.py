@@ -69,12 +69,12 @@ def decode_ids(
                 hyp = decoder(model, src)
             elif hasattr(model, "generate"):
                 hyp = model.generate(src, decode, beam)
-            elif beam <= 1:
-                with decode_precision(device):  # TF32 products unless SEQLAB_DECODE_TF32=0
-                    hyp = greedy_search(model, src, **kw)
             else:
-                with decode_precision(device):
-                    hyp = beam_search(model, src, beam_size=beam, length_penalty=decode.length_penalty, **kw)
+                with decode_precision(device):  # TF32 products unless SEQLAB_DECODE_TF32=0
+                    if beam <= 1:
+                        hyp = greedy_search(model, src, **kw)
+                    else:
+                        hyp = beam_search(model, src, beam_size=beam, length_penalty=decode.length_penalty, **kw)
             for i, row in zip(chunk, hyp.tokens.tolist(), strict=True):
                 results[i] = strip_ids(row)
     return results

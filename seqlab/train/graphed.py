@@ -181,15 +181,22 @@ class GraphedStep:
             self._capture(shape, inputs, static, progress)
         return loss, extra
 
-    def _run(self, batch: Batch, progress: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The step's gradient part, eagerly: the gradients there are zeroed in place, a parameter's first one is
-        made by the backward pass; afterwards they are the buffers captured graphs write."""
-        present = [p.grad for p in self.params if p.grad is not None]
-        if present:
-            torch._foreach_zero_(present)
+    def _loss_and_backward(
+        self, batch: Batch, progress: Any, grads: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Zero ``grads`` in place, run the loss under the training precision and back-propagate it: what the eager
+        step runs and a capture records."""
+        if grads:
+            torch._foreach_zero_(grads)
         with self.precision():
             loss, extra = self.loss_fn(batch, progress)
         loss.backward()
+        return loss, extra
+
+    def _run(self, batch: Batch, progress: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The step's gradient part, eagerly: the gradients there are zeroed in place, a parameter's first one is
+        made by the backward pass; afterwards they are the buffers captured graphs write."""
+        loss, extra = self._loss_and_backward(batch, progress, [p.grad for p in self.params if p.grad is not None])
         self._grad_of = [(p, p.grad) for p in self.params]
         return loss.detach(), extra
 
@@ -213,10 +220,7 @@ class GraphedStep:
         failure: Exception | None = None
         try:
             with torch.cuda.graph(graph, pool=self._pool, stream=self.stream):
-                torch._foreach_zero_(buffers)
-                with self.precision():
-                    loss, extra = self.loss_fn(static, progress)
-                loss.backward()
+                loss, extra = self._loss_and_backward(static, progress, buffers)
             problem = [k for k, v in extra.items() if not isinstance(v, torch.Tensor)]
             if problem:
                 raise TypeError(f"statistics {problem} are not tensors")
