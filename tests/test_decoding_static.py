@@ -171,6 +171,7 @@ def test_a_compiled_decoder_step_gives_the_eager_searches_hypotheses(copier, mon
     monkeypatch.setenv("SEQLAB_COMPILE_DECODE", "1")
     torch._dynamo.reset()  # compiled here, not found from another test
     assert graphs.precision_key().endswith("+compiled") and graphs.static_step_of(model) != model.static_step
+    assert graphs.method_under_switch(model, "encode") != model.encode  # the prologue's encoder too
     compiled_before = counters["stats"]["unique_graphs"]
     for seed, rows, longest in ((7, 5, 7), (8, 3, 12)):  # a second bucket: wider sources, a longer budget
         src = sources(seed, rows=rows, longest=longest).to(model.tgt_embed.weight.device)

@@ -136,7 +136,9 @@ def precision_key() -> str:
         precision = "bf16"
     else:
         precision = "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
-    return precision + ("+compiled" if decode_step_compiled() else "")
+    if not decode_step_compiled():
+        return precision
+    return precision + "+compiled" + (f"-{compile_mode()}" if compile_mode() else "")
 
 
 def decode_step_compiled() -> bool:
@@ -149,16 +151,23 @@ def decode_step_compiled() -> bool:
     return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"
 
 
-_COMPILED_STEPS: dict[type, Callable[..., torch.Tensor]] = {}
-_COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+_COMPILED_METHODS: dict[tuple[type, str, str | None], Callable[..., Any]] = {}
+_COMPILED: dict[tuple[Callable[..., Any], str | None], Callable[..., Any]] = {}
 #: compilations a compiled decoding function may make: each bucket (rows, widths, step budget) and the first windows
 #: can cost one (dynamo's default of 8 was reached on Multi30k's test set, after which the step ran uncompiled)
 RECOMPILE_LIMIT = 64
 
 
+def compile_mode() -> str | None:
+    """``SEQLAB_COMPILE_DECODE_MODE``: torch.compile's ``mode`` for the compiled decoding functions (e.g.
+    ``max-autotune-no-cudagraphs``, which times Triton matrix-product kernels against cuBLAS for each shape; the
+    searches capture graphs of their own); unset: the default mode."""
+    return os.environ.get("SEQLAB_COMPILE_DECODE_MODE") or None
+
+
 def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-    return torch.compile(fn, dynamic=True)
+    return torch.compile(fn, dynamic=True, mode=compile_mode())
 
 
 def compiled_under_switch(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -166,20 +175,34 @@ def compiled_under_switch(fn: Callable[..., Any]) -> Callable[..., Any]:
     :func:`decode_step_compiled` (once per function, dynamic shapes), which fuses its elementwise work too."""
     if not decode_step_compiled():
         return fn
-    if fn not in _COMPILED:
-        _COMPILED[fn] = _compiled(fn)
-    return _COMPILED[fn]
+    key = (fn, compile_mode())
+    if key not in _COMPILED:
+        _COMPILED[key] = _compiled(fn)
+    return _COMPILED[key]
+
+
+def method_under_switch(model: Any, name: str) -> Callable[..., Any]:
+    """``model``'s method ``name``, or its compiled form under :func:`decode_step_compiled` (one compilation per
+    model class and method, shared by its instances: the weights are inputs of the compiled graph, not constants)."""
+    if not decode_step_compiled():
+        return getattr(model, name)
+    key = (type(model), name, compile_mode())
+    if key not in _COMPILED_METHODS:
+        _COMPILED_METHODS[key] = _compiled(getattr(type(model), name))
+    return functools.partial(_COMPILED_METHODS[key], model)
 
 
 def static_step_of(model: Any) -> Callable[..., torch.Tensor]:
-    """``model.static_step``, or its compiled form under :func:`decode_step_compiled` (one compilation per model
-    class, shared by its instances: the weights are inputs of the compiled graph, not constants)."""
-    if not decode_step_compiled():
-        return model.static_step
-    cls = type(model)
-    if cls not in _COMPILED_STEPS:
-        _COMPILED_STEPS[cls] = _compiled(cls.static_step)
-    return functools.partial(_COMPILED_STEPS[cls], model)
+    """``model.static_step``, compiled under :func:`decode_step_compiled`."""
+    return method_under_switch(model, "static_step")
+
+
+def labelled(name: str) -> contextlib.AbstractContextManager:
+    """A ``torch.profiler`` label for a part of a search while a profiler records (``benchmarks/latency_parts.py``
+    reads them), else nothing: an idle label costs microseconds, a batch-1 search a few milliseconds."""
+    if torch.autograd._profiler_enabled():
+        return torch.profiler.record_function(name)
+    return contextlib.nullcontext()
 
 
 def round_up(n: int, bucket: int) -> int:
@@ -217,11 +240,7 @@ class StaticStepper:
     def load(self, enc: Encoded, rows: int) -> StaticStepper:
         """Point the (captured) buffers at a new batch of the same shape and restart at step 0."""
         self.rows = rows
-        fresh = self.model.init_static_state(enc, self.max_len)
-        for key in ("mem_k", "mem_v"):
-            for dst, src in zip(self.state[key], fresh[key], strict=True):
-                dst.copy_(src)
-        self.state["mem_bias"].copy_(fresh["mem_bias"])
+        self.model.write_static_memory(self.state, enc)
         self.state["t"].zero_()
         return self
 

@@ -217,11 +217,7 @@ class SamplingLoop:
             if self.mode == "dynamic":
                 self.enc, self.state = enc, self.model.init_state(enc)
             else:
-                fresh = self.model.init_static_state(enc, 1)  # the memory keys / values and padding bias
-                for key in ("mem_k", "mem_v"):
-                    for dst, src in zip(self.state[key], fresh[key], strict=True):
-                        dst.copy_(src)
-                self.state["mem_bias"].copy_(fresh["mem_bias"])
+                self.model.write_static_memory(self.state, enc)
         self.limits.fill_(1)
         self.limits[:n].copy_(limits)
         self.uniforms.zero_()

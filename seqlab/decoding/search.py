@@ -47,8 +47,11 @@ DONE_CHECK_EVERY = 4
 def content_width(tokens: torch.Tensor) -> int:
     """Columns up to the last one holding a non-PAD token (at least 1): steps taken after every row finished
     only add PAD columns."""
+    if tokens.size(1) == 0:
+        return 1
     keep = tokens.ne(PAD_ID).any(0)
-    return int(keep.nonzero().max()) + 1 if bool(keep.any()) else 1
+    columns = torch.arange(1, keep.size(0) + 1, device=keep.device)
+    return max(int((keep * columns).max()), 1)  # one host read
 
 
 def _finish(tokens: list[torch.Tensor], logps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,10 +212,9 @@ def static_search(
         taken = search.run(src)
     b, k = src.size(0), beam_size
     if k == 1:
-        out, lp = search.history[:b, :taken].clone(), search.logps[:b, :taken].clone()
-        width = content_width(out)
-        lp = lp[:, :width].contiguous()
-        return Hypotheses(out[:, :width].contiguous(), lp.sum(1), lp)
+        width = content_width(search.history[:b, :taken])
+        lp = search.logps[:b, :width].clone()  # copies: the search's buffers serve its next batch
+        return Hypotheses(search.history[:b, :width].clone(), lp.sum(1), lp)
     normalized = search.scores[:b].reshape(-1) / gnmt_length_penalty(search.lengths[: b * k], length_penalty)
     normalized = normalized.view(b, k)
     order = normalized.argsort(dim=1, descending=True)[:, :n_best]

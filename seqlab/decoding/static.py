@@ -42,6 +42,8 @@ from seqlab.decoding.graphs import (
     compiled_under_switch,
     evict,
     graph_cache_bytes,
+    labelled,
+    method_under_switch,
     precision_key,
     round_up,
     static_step_of,
@@ -158,6 +160,7 @@ class StaticSearch:
         self.model, self.rows, self.width, self.beam, self.steps = model, rows, width, beam, steps
         self.chunk = chunk
         self.decoder_step = static_step_of(model)  # compiled under SEQLAB_COMPILE_DECODE=1, as is the choice
+        self.encode = method_under_switch(model, "encode")  # the prologue's encoder, compiled under the same switch
         self.greedy_choice = compiled_under_switch(greedy_choice)
         self.settle = settle if beam > 1 else None
         self.limit_rule = (max_len_a, max_len_b, max_len)
@@ -195,15 +198,11 @@ class StaticSearch:
     # ------------------------------------------------------------------ the captured parts
     def _prologue(self) -> None:
         """Encode the source buffer into the static state and reset the search."""
-        enc = self.model.encode(self.src)
+        enc = self.encode(self.src)
         src_rows = self.src
         if self.beam > 1:
             enc, src_rows = enc.repeat(self.beam), self.src.repeat_interleave(self.beam, dim=0)
-        fresh = self.model.init_static_state(enc, 1)  # the memory keys / values and padding bias
-        for key in ("mem_k", "mem_v"):
-            for dst, src in zip(self.state[key], fresh[key], strict=True):
-                dst.copy_(src)
-        self.state["mem_bias"].copy_(fresh["mem_bias"])
+        self.model.write_static_memory(self.state, enc)
         a, b, most = self.limit_rule
         self.limits.copy_((src_rows.ne(PAD_ID).sum(1).float() * a + b).long().clamp(min=1, max=most))
         torch.sub(self.limits, 1, out=self.last_step)
@@ -323,19 +322,23 @@ class StaticSearch:
         if self.whole_graph is not None:  # one replay; its chunks count themselves
             self.whole_graph.replay()
             return int(self.chunks_run) * self.chunk
-        if self.prologue_graph is None:
-            self._prologue()
-        else:
-            self.prologue_graph.replay()
+        with labelled("seqlab.search.prologue"):
+            if self.prologue_graph is None:
+                self._prologue()
+            else:
+                self.prologue_graph.replay()
         taken = 0
         while taken < self.steps:
             index = taken // self.chunk
-            if not self.chunk_graphs:
-                self._chunk(index)
-            else:
-                self.chunk_graphs[min(index, len(self.chunk_graphs) - 1)].replay()
+            with labelled("seqlab.search.chunk"):
+                if not self.chunk_graphs:
+                    self._chunk(index)
+                else:
+                    self.chunk_graphs[min(index, len(self.chunk_graphs) - 1)].replay()
             taken += self.chunk
-            if bool(self.ended):  # the end test: one host read per chunk
+            with labelled("seqlab.search.end_test"):
+                ended = bool(self.ended)  # one host read per chunk
+            if ended:
                 break
         return taken
 

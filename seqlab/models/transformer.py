@@ -346,6 +346,16 @@ class Transformer(Seq2SeqModel):
             "self": [{"kv_buf": cache(("self_kv", i)), "t": t, "window": max_len} for i in range(len(self.layers))],
         }
 
+    def write_static_memory(self, state: dict, enc: Encoded) -> None:
+        """Write ``enc``'s memory keys and values and its padding bias into a static ``state`` of the same rows and
+        width (:meth:`init_static_state`'s), in place: a new batch for buffers a captured graph reads."""
+        for i, (k, v) in enumerate(self._memory_kv(enc)):
+            state["mem_k"][i].copy_(k)
+            state["mem_v"][i].copy_(v)
+        bias = state["mem_bias"]
+        bias.zero_()
+        bias.masked_fill_(enc.pad_mask[:, None, None, :], float("-inf"))
+
     def static_step(self, tokens: torch.Tensor, state: dict, window: int | None = None) -> torch.Tensor:
         """One decoding step on a static cache (only tensor ops, fixed shapes); advances ``state["t"]``.
         ``window``: attend to the first ``window`` cache positions only, where the caller knows that every position

@@ -1,0 +1,225 @@
+"""Where a batch-1 greedy search's time goes: the host, the prologue (encoder and memory), the decoder steps, and the
+gaps between them (CUDA; on the CPU only the parts' wall times are real).
+
+The captured greedy search (:mod:`seqlab.decoding.static`) replays a prologue graph, then graphs of a few steps each,
+reading the end test between them; before and after it, :func:`~seqlab.train.evaluate.decode_ids` moves the source
+to the GPU and the hypothesis back. This times batch-1 greedy on the test sources without a profiler (the median
+latency, as ``bench_speed.py`` does), then records the same sentences under ``torch.profiler`` and splits each
+sentence's trace by the search's labels (``seqlab.search.prologue`` / ``.chunk`` / ``.end_test``): the kernels each
+part ran, the time the GPU was busy with them, and the wall time the GPU was idle. Per variant (``--variants``:
+``default``; ``compiled``, the decoder step and encoder through torch.compile, ``SEQLAB_COMPILE_DECODE=1``; ``fp32``,
+full float32 products, ``SEQLAB_DECODE_TF32=0``; ``autotune``, compiled in torch.compile's
+``max-autotune-no-cudagraphs`` mode, ``SEQLAB_COMPILE_DECODE_MODE``; joined with ``+``):
+
+    python benchmarks/latency_parts.py RUN/checkpoint_last.pt --data .devdata/multi30k --variants default,compiled
+
+Entries (``benchmarks/results/latency_parts_<device>.json``), per variant: ``batch1_greedy_latency_ms_<v>``,
+``batch1_gpu_busy_share_<v>`` (median of the profiled sentences' GPU-busy time over their wall time),
+``batch1_kernels_per_step_<v>`` and ``batch1_step_gpu_us_<v>`` (the chunk graphs' kernels and busy time per
+decoder step), ``batch1_prologue_kernels_<v>`` and ``batch1_prologue_gpu_us_<v>``, ``batch1_eager_kernels_<v>``
+(kernels outside the graphs, per sentence) and ``batch1_steps_<v>`` (decoder steps per sentence, median). The
+report (``--report``, JSON) adds the kernels that take most of a step's GPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_speed import batch1_latency_ms  # beside this script
+from chunk_steps import load
+
+from seqlab.bench import results as results_io
+from seqlab.decoding.static import chunk_steps, clear_searches
+from seqlab.train.evaluate import decode_ids
+from seqlab.train.profiling import release_cupti_after_profiling, union_length
+
+VARIANT_ENV = {
+    "default": {},
+    "compiled": {"SEQLAB_COMPILE_DECODE": "1"},
+    "fp32": {"SEQLAB_DECODE_TF32": "0"},
+    "autotune": {"SEQLAB_COMPILE_DECODE": "1", "SEQLAB_COMPILE_DECODE_MODE": "max-autotune-no-cudagraphs"},
+}
+DEVICE_KINDS = {"kernel", "gpu_memcpy", "gpu_memset"}
+PARTS = ("prologue", "chunk", "eager")
+
+
+@contextlib.contextmanager
+def variant_env(variant: str) -> Any:
+    """The switches of ``variant`` (names from :data:`VARIANT_ENV` joined with ``+``) set inside, restored after."""
+    wanted: dict[str, str] = {}
+    for name in variant.split("+"):
+        if name not in VARIANT_ENV:
+            raise SystemExit(f"unknown variant {name!r}: one of {', '.join(VARIANT_ENV)}, joined with '+'")
+        wanted.update(VARIANT_ENV[name])
+    before = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def within(ts: float, span: dict) -> bool:
+    return span["ts"] <= ts <= span["ts"] + span["dur"]
+
+
+def split_sentences(trace: dict) -> list[dict[str, Any]]:
+    """Per profiled sentence (a ``sentence`` label): its wall time, decoder steps, and per part (prologue, chunk
+    graphs, eager work) the kernels launched and the GPU time they cover; plus its GPU-busy time and the names and
+    durations of the chunk graphs' kernels."""
+    events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+    labels = [e for e in events if e.get("cat") == "user_annotation"]
+    sentences = sorted((e for e in labels if e["name"] == "sentence"), key=lambda e: e["ts"])
+    parts = [e for e in labels if e["name"] in ("seqlab.search.prologue", "seqlab.search.chunk")]
+    launches = {
+        e["args"]["correlation"]: e
+        for e in events
+        if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})
+    }
+    device = [e for e in events if e.get("cat") in DEVICE_KINDS and e.get("dur")]
+    out = []
+    for s in sentences:
+        mine = [p for p in parts if within(p["ts"], s)]
+        found: dict[str, list[dict]] = {part: [] for part in PARTS}
+        for k in device:
+            launch = launches.get(k.get("args", {}).get("correlation"))
+            if launch is None or not within(launch["ts"], s):
+                continue
+            label = next((p["name"].rsplit(".", 1)[1] for p in mine if within(launch["ts"], p)), "eager")
+            found[label].append(k)
+        every = [k for ks in found.values() for k in ks]
+        row: dict[str, Any] = {
+            "wall_us": s["dur"],
+            "chunks": sum(p["name"].endswith("chunk") for p in mine),
+            "busy_us": union_length([(k["ts"], k["ts"] + k["dur"]) for k in every]),
+            "chunk_kernel_us": [(k["name"], k["dur"]) for k in found["chunk"]],
+        }
+        for part, ks in found.items():
+            row[f"{part}_kernels"] = len(ks)
+            row[f"{part}_gpu_us"] = union_length([(k["ts"], k["ts"] + k["dur"]) for k in ks])
+        out.append(row)
+    return out
+
+
+def summarise(rows: list[dict[str, Any]], chunk: int) -> dict[str, Any]:
+    """Medians over the sentences, per decoder step for the chunk graphs, and the kernels that take most of a step."""
+    med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
+    steps = sum(r["chunks"] for r in rows) * chunk
+    names: collections.Counter[str] = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
+    for r in rows:
+        for name, dur in r["chunk_kernel_us"]:
+            names[name[:90]] += dur
+            counts[name[:90]] += 1
+    return {
+        "sentences": len(rows),
+        "wall_ms": med("wall_us") / 1000,
+        "busy_share": statistics.median(r["busy_us"] / r["wall_us"] for r in rows),
+        "steps": statistics.median(r["chunks"] * chunk for r in rows),
+        "kernels_per_step": sum(r["chunk_kernels"] for r in rows) / max(steps, 1),
+        "step_gpu_us": sum(r["chunk_gpu_us"] for r in rows) / max(steps, 1),
+        "prologue_kernels": med("prologue_kernels"),
+        "prologue_gpu_us": med("prologue_gpu_us"),
+        "eager_kernels": med("eager_kernels"),
+        "eager_gpu_us": med("eager_gpu_us"),
+        "top_step_kernels": [
+            {"name": n, "us_per_step": round(t / max(steps, 1), 2), "per_step": round(counts[n] / max(steps, 1), 2)}
+            for n, t in names.most_common(15)
+        ],
+    }
+
+
+def profile_sentences(model: Any, sources: list[list[int]], decode: Any, device: torch.device) -> dict:
+    """The Chrome trace of batch-1 greedy searches of ``sources``, each inside a ``sentence`` label."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    release_cupti_after_profiling()
+    with torch.profiler.profile(activities=activities) as prof:
+        for ids in sources:
+            with torch.profiler.record_function("sentence"):
+                decode_ids(model, [ids], decode, device, beam_size=1)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", nargs="?")
+    ap.add_argument("--random-model", metavar="CONFIG", help="an untrained model of this config, random sources")
+    ap.add_argument("--data", help="the task's data folder (task.options.path), if not the checkpoint's")
+    ap.add_argument("--variants", default="default,compiled")
+    ap.add_argument("--sentences", type=int, default=None, help="the first N test sources are read (default: all)")
+    ap.add_argument("--latency-sentences", type=int, default=100)
+    ap.add_argument("--profiled-sentences", type=int, default=30)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--report", type=Path, help="write the summaries (and the top kernels of a step) here, JSON")
+    ap.add_argument("--label", default="")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    if bool(args.checkpoint) == bool(args.random_model):
+        ap.error("give a checkpoint or --random-model CONFIG")
+    model, decode, sources, device = load(args)
+    torch.set_grad_enabled(False)
+    chunk = chunk_steps()
+    summaries = {}
+    for variant in args.variants.split(","):
+        with variant_env(variant):
+            clear_searches()
+            latency = batch1_latency_ms(model, sources, decode, device, args.latency_sentences, warmup=None)
+            rows = split_sentences(profile_sentences(model, sources[: args.profiled_sentences], decode, device))
+        summary = {"latency_ms": latency, **summarise(rows, chunk)}
+        summaries[variant] = summary
+        print(
+            f"{variant}: {latency:.2f} ms (profiled {summary['wall_ms']:.2f}), GPU busy {summary['busy_share']:.0%}, "
+            f"{summary['steps']:.0f} steps of {summary['kernels_per_step']:.1f} kernels / {summary['step_gpu_us']:.0f} "
+            f"us; prologue {summary['prologue_kernels']:.0f} kernels / {summary['prologue_gpu_us']:.0f} us; "
+            f"eager {summary['eager_kernels']:.0f} kernels / {summary['eager_gpu_us']:.0f} us",
+            flush=True,
+        )
+        for k in summary["top_step_kernels"][:8]:
+            print(f"    {k['us_per_step']:7.2f} us/step  x{k['per_step']:.2f}  {k['name']}")
+    if args.report:
+        args.report.write_text(json.dumps(summaries, indent=1))
+    command = "python benchmarks/latency_parts.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    figures = {
+        "batch1_greedy_latency_ms": ("latency_ms", "ms"),
+        "batch1_gpu_busy_share": ("busy_share", "share of wall time"),
+        "batch1_kernels_per_step": ("kernels_per_step", "kernels"),
+        "batch1_step_gpu_us": ("step_gpu_us", "us"),
+        "batch1_prologue_kernels": ("prologue_kernels", "kernels"),
+        "batch1_prologue_gpu_us": ("prologue_gpu_us", "us"),
+        "batch1_eager_kernels": ("eager_kernels", "kernels"),
+        "batch1_steps": ("steps", "decoder steps"),
+    }
+    entries = [
+        results_io.entry(f"{metric}_{v.replace('+', '_')}{args.label}", round(s[key], 4), unit, command)
+        for v, s in summaries.items()
+        for metric, (key, unit) in figures.items()
+    ]
+    if not args.no_write:
+        name = f"latency_parts_{'cuda' if device.type == 'cuda' else 'cpu'}"
+        print(f"{len(entries)} entries -> {results_io.write(name, entries)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
