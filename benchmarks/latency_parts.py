@@ -6,10 +6,19 @@ reading the end test between them; before and after it, :func:`~seqlab.train.eva
 to the GPU and the hypothesis back. This times batch-1 greedy on the test sources without a profiler (the median
 latency, as ``bench_speed.py`` does), then records the same sentences under ``torch.profiler`` and splits each
 sentence's trace by the search's labels (``seqlab.search.prologue`` / ``.chunk`` / ``.end_test``): the kernels each
-part ran, the time the GPU was busy with them, and the wall time the GPU was idle. Per variant (``--variants``:
-``default``; ``compiled``, the decoder step and encoder through torch.compile, ``SEQLAB_COMPILE_DECODE=1``; ``fp32``,
-full float32 products, ``SEQLAB_DECODE_TF32=0``; ``autotune``, compiled in torch.compile's
-``max-autotune-no-cudagraphs`` mode, ``SEQLAB_COMPILE_DECODE_MODE``; joined with ``+``):
+part ran, the time the GPU was busy with them, and the wall time the GPU was idle. Per variant (``--variants``, names
+joined with ``+``):
+
+- ``default``: the library's defaults;
+- ``compiled``: the decoder step and encoder through torch.compile (``SEQLAB_COMPILE_DECODE=1``); ``autotune``: the
+  same in torch.compile's ``max-autotune-no-cudagraphs`` mode (``SEQLAB_COMPILE_DECODE_MODE``);
+- ``fp32``: full float32 products (``SEQLAB_DECODE_TF32=0``);
+- ``lookahead``: each chunk replayed before the end test of the one before it is read (``SEQLAB_SEARCH_LOOKAHEAD=1``);
+- ``chunk1``: chunks of one step (``SEQLAB_SEARCH_CHUNK_STEPS=1``);
+- ``reduce``: a step's single-query attention as sums of products (``SEQLAB_SINGLE_QUERY_ATTENTION=reduce``).
+
+Each variant also decodes every test source (batches of ``--batch``) and compares its hypotheses with the first
+variant's.
 
     python benchmarks/latency_parts.py RUN/checkpoint_last.pt --data .devdata/multi30k --variants default,compiled
 
@@ -17,7 +26,9 @@ Entries (``benchmarks/results/latency_parts_<device>.json``), per variant: ``bat
 ``batch1_gpu_busy_share_<v>`` (median of the profiled sentences' GPU-busy time over their wall time),
 ``batch1_kernels_per_step_<v>`` and ``batch1_step_gpu_us_<v>`` (the chunk graphs' kernels and busy time per
 decoder step), ``batch1_prologue_kernels_<v>`` and ``batch1_prologue_gpu_us_<v>``, ``batch1_eager_kernels_<v>``
-(kernels outside the graphs, per sentence) and ``batch1_steps_<v>`` (decoder steps per sentence, median). The
+(kernels outside the graphs, per sentence), ``batch1_idle_between_kernels_us_<v>`` (the GPU's idle time between a
+sentence's first and last kernel, median; profiled), ``batch1_steps_<v>`` (decoder steps per sentence, median) and
+``greedy_identical_fraction_<v>`` (hypotheses equal to the first variant's). The
 report (``--report``, JSON) adds the kernels that take most of a step's GPU time.
 """
 
@@ -35,11 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_speed import batch1_latency_ms  # beside this script
+from bench_speed import batch1_latency_ms, identical_fraction  # beside this script
 from chunk_steps import load
 
 from seqlab.bench import results as results_io
 from seqlab.decoding.static import chunk_steps, clear_searches
+from seqlab.models import transformer
 from seqlab.train.evaluate import decode_ids
 from seqlab.train.profiling import release_cupti_after_profiling, union_length
 
@@ -48,6 +60,9 @@ VARIANT_ENV = {
     "compiled": {"SEQLAB_COMPILE_DECODE": "1"},
     "fp32": {"SEQLAB_DECODE_TF32": "0"},
     "autotune": {"SEQLAB_COMPILE_DECODE": "1", "SEQLAB_COMPILE_DECODE_MODE": "max-autotune-no-cudagraphs"},
+    "lookahead": {"SEQLAB_SEARCH_LOOKAHEAD": "1"},
+    "chunk1": {"SEQLAB_SEARCH_CHUNK_STEPS": "1"},
+    "reduce": {"SEQLAB_SINGLE_QUERY_ATTENTION": "reduce"},
 }
 DEVICE_KINDS = {"kernel", "gpu_memcpy", "gpu_memset"}
 PARTS = ("prologue", "chunk", "eager")
@@ -63,9 +78,12 @@ def variant_env(variant: str) -> Any:
         wanted.update(VARIANT_ENV[name])
     before = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
+    attention = transformer.SINGLE_QUERY_MODE  # read once at import: set here
+    transformer.SINGLE_QUERY_MODE = transformer.single_query_mode(os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION"))
     try:
         yield
     finally:
+        transformer.SINGLE_QUERY_MODE = attention
         for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -102,10 +120,13 @@ def split_sentences(trace: dict) -> list[dict[str, Any]]:
             label = next((p["name"].rsplit(".", 1)[1] for p in mine if within(launch["ts"], p)), "eager")
             found[label].append(k)
         every = [k for ks in found.values() for k in ks]
+        busy = union_length([(k["ts"], k["ts"] + k["dur"]) for k in every])
+        span_us = max(k["ts"] + k["dur"] for k in every) - min(k["ts"] for k in every) if every else 0.0
         row: dict[str, Any] = {
             "wall_us": s["dur"],
             "chunks": sum(p["name"].endswith("chunk") for p in mine),
-            "busy_us": union_length([(k["ts"], k["ts"] + k["dur"]) for k in every]),
+            "busy_us": busy,
+            "idle_between_us": span_us - busy,  # the GPU idle between the sentence's first and last kernels
             "chunk_kernel_us": [(k["name"], k["dur"]) for k in found["chunk"]],
         }
         for part, ks in found.items():
@@ -136,6 +157,7 @@ def summarise(rows: list[dict[str, Any]], chunk: int) -> dict[str, Any]:
         "prologue_gpu_us": med("prologue_gpu_us"),
         "eager_kernels": med("eager_kernels"),
         "eager_gpu_us": med("eager_gpu_us"),
+        "idle_between_us": med("idle_between_us"),
         "top_step_kernels": [
             {"name": n, "us_per_step": round(t / max(steps, 1), 2), "per_step": round(counts[n] / max(steps, 1), 2)}
             for n, t in names.most_common(15)
@@ -169,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="default,compiled")
     ap.add_argument("--sentences", type=int, default=None, help="the first N test sources are read (default: all)")
     ap.add_argument("--latency-sentences", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=256, help="sources per batch for the hypotheses compared")
     ap.add_argument("--profiled-sentences", type=int, default=30)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--report", type=Path, help="write the summaries (and the top kernels of a step) here, JSON")
@@ -179,20 +202,25 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give a checkpoint or --random-model CONFIG")
     model, decode, sources, device = load(args)
     torch.set_grad_enabled(False)
-    chunk = chunk_steps()
-    summaries = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    reference: list[list[int]] | None = None  # the first variant's greedy hypotheses (batches of --batch)
     for variant in args.variants.split(","):
         with variant_env(variant):
             clear_searches()
+            hyps = decode_ids(model, sources, decode, device, beam_size=1, batch_size=args.batch)
+            reference = hyps if reference is None else reference
             latency = batch1_latency_ms(model, sources, decode, device, args.latency_sentences, warmup=None)
             rows = split_sentences(profile_sentences(model, sources[: args.profiled_sentences], decode, device))
-        summary = {"latency_ms": latency, **summarise(rows, chunk)}
+            summary = {"latency_ms": latency, "identical": identical_fraction(hyps, reference)}
+            summary.update(summarise(rows, chunk_steps()))
         summaries[variant] = summary
         print(
-            f"{variant}: {latency:.2f} ms (profiled {summary['wall_ms']:.2f}), GPU busy {summary['busy_share']:.0%}, "
+            f"{variant}: {latency:.2f} ms (profiled {summary['wall_ms']:.2f}), identical {summary['identical']:.4f}, "
+            f"GPU busy {summary['busy_share']:.0%}, "
             f"{summary['steps']:.0f} steps of {summary['kernels_per_step']:.1f} kernels / {summary['step_gpu_us']:.0f} "
             f"us; prologue {summary['prologue_kernels']:.0f} kernels / {summary['prologue_gpu_us']:.0f} us; "
-            f"eager {summary['eager_kernels']:.0f} kernels / {summary['eager_gpu_us']:.0f} us",
+            f"eager {summary['eager_kernels']:.0f} kernels / {summary['eager_gpu_us']:.0f} us; GPU idle between "
+            f"kernels {summary['idle_between_us']:.0f} us",
             flush=True,
         )
         for k in summary["top_step_kernels"][:8]:
@@ -208,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         "batch1_prologue_kernels": ("prologue_kernels", "kernels"),
         "batch1_prologue_gpu_us": ("prologue_gpu_us", "us"),
         "batch1_eager_kernels": ("eager_kernels", "kernels"),
+        "batch1_idle_between_kernels_us": ("idle_between_us", "us"),
         "batch1_steps": ("steps", "decoder steps"),
+        "greedy_identical_fraction": ("identical", "fraction of the first variant's hypotheses"),
     }
     entries = [
         results_io.entry(f"{metric}_{v.replace('+', '_')}{args.label}", round(s[key], 4), unit, command)

@@ -51,6 +51,7 @@ def test_kernels_go_to_the_part_whose_label_holds_their_launch(parts):
     assert (row["prologue_kernels"], row["chunk_kernels"], row["eager_kernels"]) == (2, 3, 1)
     assert (row["prologue_gpu_us"], row["chunk_gpu_us"], row["eager_gpu_us"]) == (30, 50, 5)
     assert row["busy_us"] == 85 and row["wall_us"] == 1000 and row["chunks"] == 2
+    assert row["idle_between_us"] == (910 - 100) - 85
     summary = parts.summarise([row], chunk=2)
     assert summary["steps"] == 4 and summary["kernels_per_step"] == 0.75 and summary["step_gpu_us"] == 12.5
     assert summary["top_step_kernels"][0] == {"name": "gemv", "us_per_step": 10.0, "per_step": 0.5}

@@ -301,3 +301,60 @@ def test_evaluation_searches_on_a_gpu_multiply_on_tf32_unless_switched_off(monke
     monkeypatch.setenv("SEQLAB_DECODE_TF32", "0")
     with decode_precision(cuda):
         assert torch.get_float32_matmul_precision() == "highest"
+
+
+class _EagerChunk:
+    """A captured chunk's stand-in on the CPU: its replay runs the chunk eagerly."""
+
+    def __init__(self, search, index: int):
+        self.search, self.index = search, index
+
+    def replay(self) -> None:
+        self.search._chunk(self.index)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_lookahead_reads_each_end_test_a_chunk_late_and_gives_the_same_hypotheses(copier, monkeypatch, k):
+    """SEQLAB_SEARCH_LOOKAHEAD: the chunks replay one ahead of the end tests the host reads (torch.cuda's events and
+    streams stubbed, the chunks run eagerly), so a search runs exactly one chunk past the one whose end test held
+    (none past the budget), and those steps change no hypothesis, greedy or beam."""
+    import contextlib
+
+    from seqlab.decoding import search as search_module
+
+    class Event:
+        def record(self, stream=None) -> None:
+            pass
+
+    class Stream:
+        def wait_event(self, event) -> None:
+            pass
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    real_search_for, made = search_module.search_for, []
+
+    def ahead(*args, **kw):
+        search = real_search_for(*args, **kw)  # eager on the CPU
+        search.lookahead = True
+        search.chunk_graphs = [_EagerChunk(search, i) for i in search._chunk_indices()]
+        made.append(search)
+        return search
+
+    def decode(src):
+        return greedy_search(copier, src, static=True) if k == 1 else beam_search(copier, src, beam_size=k, static=True)
+
+    for seed, chunk in ((2, 2), (5, 1), (6, 8)):
+        monkeypatch.setenv("SEQLAB_SEARCH_CHUNK_STEPS", str(chunk))
+        src = sources(seed, rows=3, longest=6)
+        plain = real_search_for(copier, src, k, 1.5, 10, 256, graph=False)
+        plain.run(src)
+        expected = decode(src)
+        monkeypatch.setattr(search_module, "search_for", ahead)
+        got = decode(src)
+        monkeypatch.setattr(search_module, "search_for", real_search_for)
+        assert torch.equal(expected.tokens, got.tokens) and torch.allclose(expected.scores, got.scores, atol=1e-6)
+        chunks = len(made[-1].chunk_graphs)
+        assert int(made[-1].chunks_run) == min(int(plain.chunks_run) + 1, chunks)

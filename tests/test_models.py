@@ -237,15 +237,21 @@ def test_single_query_attention_mode_picks_matmul_in_float32_by_default_and_refu
     fp32, bf16 = torch.zeros(2, 4, 1, 8), torch.zeros(2, 4, 1, 8, dtype=torch.bfloat16)
     assert single_query_by_matmul(fp32, "auto") and not single_query_by_matmul(bf16, "auto")
     assert single_query_by_matmul(bf16, "matmul") and not single_query_by_matmul(fp32, "sdpa")
+    assert single_query_by_matmul(bf16, "reduce") and single_query_mode("reduce") == "reduce"
     with pytest.raises(ValueError, match="SEQLAB_SINGLE_QUERY_ATTENTION='flash'"):
         single_query_mode("flash")
 
 
+@pytest.mark.parametrize("mode", ["matmul", "reduce"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_single_query_attention_equals_sdpa_with_boolean_and_additive_masks(dtype):
-    """A decoding step's attention as matmuls (the CUDA path for one query per row) equals
-    F.scaled_dot_product_attention without a mask, with a boolean mask (True attends) and with an additive bias."""
+def test_single_query_attention_equals_sdpa_with_boolean_and_additive_masks(dtype, mode, monkeypatch):
+    """A decoding step's attention as matmuls (the CUDA path for one query per row), or as sums of products,
+    equals F.scaled_dot_product_attention without a mask, with a boolean mask (True attends) and with an additive
+    bias."""
+    from seqlab.models import transformer
     from seqlab.models.transformer import single_query_attention
+
+    monkeypatch.setattr(transformer, "SINGLE_QUERY_MODE", mode)
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(shape, generator=g).to(dtype) for shape in [(3, 4, 1, 8), (3, 4, 7, 8), (3, 4, 7, 8)])

@@ -21,3 +21,14 @@ def test_eval_mode_restores_on_error():
         assert not model[0].training
         raise RuntimeError("inside")
     assert model.training and model[0].training
+
+
+def test_eval_mode_leaves_a_module_in_eval_mode_as_it_is():
+    """The caller's eval-mode model is not switched (nor its submodules, even one the caller left in training)."""
+    model = nn.Sequential(nn.Dropout(0.5), nn.Dropout(0.5)).eval()
+    model[1].train()
+    calls = []
+    model.train = lambda mode=True: calls.append(mode)  # type: ignore[method-assign]
+    with eval_mode(model):
+        assert not model.training and model[1].training
+    assert calls == [] and not model.training and model[1].training

@@ -75,6 +75,13 @@ def chunk_steps() -> int:
     return steps
 
 
+def lookahead_enabled() -> bool:
+    """``SEQLAB_SEARCH_LOOKAHEAD=1``: captured searches replay a chunk before reading the end test of the chunk before
+    it, so that the GPU never waits for the host between chunks; a search then runs one chunk past its end (whose
+    steps only extend finished hypotheses: the same results).  Opt-in until measured."""
+    return os.environ.get("SEQLAB_SEARCH_LOOKAHEAD", "0") == "1"
+
+
 def device_loop_enabled() -> bool:
     """``SEQLAB_SEARCH_DEVICE_LOOP=1``, and this PyTorch can capture conditional graph nodes: the whole search as
     one graph whose chunks run while the end test on the device says a row goes on.  Opt-in until measured."""
@@ -180,6 +187,10 @@ class StaticSearch:
         self.lengths = torch.zeros(n, dtype=torch.long, device=device)
         self.ended = torch.zeros((), dtype=torch.bool, device=device)  # the end test, written by each chunk
         self.chunks_run = torch.zeros((), dtype=torch.long, device=device)  # counted by each chunk
+        self.lookahead = graph and lookahead_enabled()  # :meth:`_run_ahead`
+        self.ended_at = torch.zeros(steps // chunk, dtype=torch.bool, device=device)  # each chunk's end test
+        self.chunk_done: list[torch.cuda.Event] = []  # :meth:`_run_ahead`'s events, and the stream it reads them on
+        self.reader: torch.cuda.Stream | None = None
         self.base = (torch.arange(rows, device=device) * beam).unsqueeze(1)
         vocab = torch.arange(model.vocab_size, device=device)
         self.not_eos = vocab.ne(EOS_ID).unsqueeze(0)
@@ -233,6 +244,8 @@ class StaticSearch:
             settled = settled_sources(self.scores, self.lengths, self.done, self.limits, self.settle)
             self.ended.copy_(settled.all())
         self.chunks_run.add_(1)
+        if self.lookahead and index is not None:  # kept per chunk: the host reads it while the next chunk runs
+            self.ended_at[index].copy_(self.ended)
 
     def _logits(self, written: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder step's logits for ``prev``, and the step it took (``static_step`` advances t)."""
@@ -327,6 +340,8 @@ class StaticSearch:
                 self._prologue()
             else:
                 self.prologue_graph.replay()
+        if self.lookahead and self.chunk_graphs:
+            return self._run_ahead()
         taken = 0
         while taken < self.steps:
             index = taken // self.chunk
@@ -341,6 +356,26 @@ class StaticSearch:
             if ended:
                 break
         return taken
+
+    def _run_ahead(self) -> int:
+        """The captured chunks, each replayed before the end test of the one before it is read (on a side stream
+        that waits for that chunk alone); returns the steps run, one chunk past the end test that held."""
+        graphs, last, stream = self.chunk_graphs, len(self.chunk_graphs) - 1, torch.cuda.current_stream()
+        if self.reader is None:
+            self.chunk_done, self.reader = [torch.cuda.Event() for _ in graphs], torch.cuda.Stream()
+        for index in range(-1, last + 1):
+            if index < last:
+                with labelled("seqlab.search.chunk"):
+                    graphs[index + 1].replay()
+                    self.chunk_done[index + 1].record(stream)
+            if index < 0:
+                continue
+            with labelled("seqlab.search.end_test"), torch.cuda.stream(self.reader):
+                self.reader.wait_event(self.chunk_done[index])
+                ended = bool(self.ended_at[index])
+            if ended:
+                break
+        return min(index + 2, last + 1) * self.chunk
 
 
 _CACHE: OrderedDict[tuple, StaticSearch] = OrderedDict()
@@ -363,7 +398,7 @@ def search_for(
     chunk = chunk_steps()
     if not graph:
         return StaticSearch(model, *shape, False, settle, chunk)
-    key = (id(model), *shape, settle, chunk, precision_key(), device_loop_enabled())
+    key = (id(model), *shape, settle, chunk, precision_key(), device_loop_enabled(), lookahead_enabled())
     search = _CACHE.get(key)
     if search is not None and search.model is model:
         _CACHE.move_to_end(key)

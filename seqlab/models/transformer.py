@@ -50,17 +50,19 @@ def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
 CUDNN_ATTENTION = os.environ.get("SEQLAB_CUDNN_ATTENTION", "0") == "1"
 
 
-SINGLE_QUERY_MODES = ("auto", "matmul", "sdpa")
+SINGLE_QUERY_MODES = ("auto", "matmul", "sdpa", "reduce")
 
 
 def single_query_mode(text: str | None) -> str:
-    """SEQLAB_SINGLE_QUERY_ATTENTION, how a decoding step's attention (one query per row, CUDA) runs: ``matmul``
-    (two batched matmuls and a softmax, :func:`single_query_attention`), ``sdpa`` (SDPA's fused kernels, which
-    spend a tile of query rows on the one query), or ``auto`` (the default): matmul for float32 queries, SDPA
-    otherwise.  In float32 SDPA runs its memory-efficient kernel (45 % of a captured beam-5 search's GPU time on an
-    H200), and on one H200 matmuls decoded greedy 16-25 % and beam 5 38 % faster, batch-1 latency within the runs'
-    spread (untrained model, two runs; BENCHMARKS.md, Speed, session 23).  In bfloat16 (training steps' sampling loops)
-    the flash kernel runs, and matmuls changed those steps by -8 % to +19 % (9520c9f), so SDPA stays there."""
+    """SEQLAB_SINGLE_QUERY_ATTENTION, how a decoding step's attention (one query per row, CUDA) runs: ``matmul`` (two
+    batched matmuls and a softmax, :func:`single_query_attention`), ``sdpa`` (SDPA's fused kernels, which spend a tile
+    of query rows on the one query), ``reduce`` (products and sums, no matrix product: what torch.compile fuses with the
+    softmax, where a batch-1 step's matmuls are each a launch-bound cuBLAS kernel), or ``auto`` (the default): matmul
+    for float32 queries, SDPA otherwise. In float32 SDPA runs its memory-efficient kernel (45 % of a captured beam-5
+    search's GPU time on an H200), and on one H200 matmuls decoded greedy 16-25 % and beam 5 38 % faster, batch-1
+    latency within the runs' spread (untrained model, two runs; BENCHMARKS.md, Speed, session 23). In bfloat16 (training
+    steps' sampling loops) the flash kernel runs, and matmuls changed those steps by -8 % to +19 % (9520c9f), so SDPA
+    stays there."""
     mode = (text or "auto").strip().lower()
     if mode not in SINGLE_QUERY_MODES:
         raise ValueError(f"SEQLAB_SINGLE_QUERY_ATTENTION={text!r}: one of {', '.join(SINGLE_QUERY_MODES)}")
@@ -72,9 +74,10 @@ SINGLE_QUERY_MODE = single_query_mode(os.environ.get("SEQLAB_SINGLE_QUERY_ATTENT
 
 def single_query_by_matmul(q: torch.Tensor, mode: str | None = None) -> bool:
     """Whether queries ``q`` (one per row) go through :func:`single_query_attention` in ``mode``
-    (:func:`single_query_mode`; default :data:`SINGLE_QUERY_MODE`): ``matmul`` always, ``auto`` in float32."""
+    (:func:`single_query_mode`; default :data:`SINGLE_QUERY_MODE`): ``matmul`` and ``reduce`` always, ``auto`` in
+    float32."""
     mode = SINGLE_QUERY_MODE if mode is None else mode
-    return mode == "matmul" or (mode == "auto" and q.dtype == torch.float32)
+    return mode in ("matmul", "reduce") or (mode == "auto" and q.dtype == torch.float32)
 
 
 def single_query_attention(
@@ -82,14 +85,18 @@ def single_query_attention(
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) v for queries [B, H, 1, d] against keys [B, H, S, d]; ``attn_mask`` as
     ``F.scaled_dot_product_attention`` takes it (boolean: True attends; float: added), broadcast to [B, H, 1, S].
-    Scores and softmax in fp32 (as the fused kernels accumulate)."""
-    scores = torch.matmul(q, k.transpose(-2, -1)).float() * (q.size(-1) ** -0.5)
+    Scores and softmax in fp32 (as the fused kernels accumulate); in ``reduce`` mode (:data:`SINGLE_QUERY_MODE`) the
+    two products are sums of elementwise products."""
+    by_sums = SINGLE_QUERY_MODE == "reduce"
+    scores = (q * k).sum(-1, keepdim=True).transpose(-2, -1) if by_sums else torch.matmul(q, k.transpose(-2, -1))
+    scores = scores.float() * (q.size(-1) ** -0.5)
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attn_mask, float("-inf"))
         else:
             scores = scores + attn_mask
-    return torch.matmul(scores.softmax(-1).to(v.dtype), v)
+    weights = scores.softmax(-1).to(v.dtype)
+    return (weights.transpose(-2, -1) * v).sum(-2, keepdim=True) if by_sums else torch.matmul(weights, v)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor:

@@ -63,7 +63,7 @@ def decode_ids(
     kw = dict(max_len_a=decode.max_len_a, max_len_b=decode.max_len_b, max_len=decode.max_len)
     chunks = [order[i : i + bs] for i in range(0, len(order), bs)]
     with eval_mode(model):
-        for chunk in tqdm(chunks, desc="decode", disable=not show_progress, leave=False):
+        for chunk in tqdm(chunks, desc="decode", leave=False) if show_progress else chunks:
             src = pad_batch([sources[i] for i in chunk], device)
             if decoder is not None:
                 hyp = decoder(model, src)
