@@ -358,3 +358,31 @@ def test_lookahead_reads_each_end_test_a_chunk_late_and_gives_the_same_hypothese
         assert torch.equal(expected.tokens, got.tokens) and torch.allclose(expected.scores, got.scores, atol=1e-6)
         chunks = len(made[-1].chunk_graphs)
         assert int(made[-1].chunks_run) == min(int(plain.chunks_run) + 1, chunks)
+
+
+def test_lookahead_follows_the_compiled_step_unless_set(monkeypatch):
+    """SEQLAB_SEARCH_LOOKAHEAD unset: on with SEQLAB_COMPILE_DECODE=1 (where it measured faster), off without it;
+    set, it decides alone."""
+    from seqlab.decoding.static import lookahead_enabled
+
+    monkeypatch.delenv("SEQLAB_SEARCH_LOOKAHEAD", raising=False)
+    for compiled in ("0", "1"):
+        monkeypatch.setenv("SEQLAB_COMPILE_DECODE", compiled)
+        assert lookahead_enabled() == (compiled == "1")
+        for switch in ("0", "1"):
+            monkeypatch.setenv("SEQLAB_SEARCH_LOOKAHEAD", switch)
+            assert lookahead_enabled() == (switch == "1")
+        monkeypatch.delenv("SEQLAB_SEARCH_LOOKAHEAD")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_captured_searches_with_lookahead_equal_eager_on_cuda(copier, monkeypatch):
+    """SEQLAB_SEARCH_LOOKAHEAD=1 on a GPU: chunk graphs replayed one ahead of the end tests, read on a side stream."""
+    from seqlab.decoding.static import clear_searches
+
+    monkeypatch.setenv("SEQLAB_SEARCH_LOOKAHEAD", "1")
+    clear_searches()
+    model = copier.cuda()
+    assert_captured_searches_equal_eager(model, sources(7, rows=5, longest=7).cuda())
+    assert_captured_searches_equal_eager(model, sources(3, rows=1, longest=12).cuda())  # batch 1
+    model.cpu()

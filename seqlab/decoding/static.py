@@ -40,6 +40,7 @@ from seqlab.decoding.graphs import (
     STEP_BUCKET,
     bucket_rows,
     compiled_under_switch,
+    decode_step_compiled,
     evict,
     graph_cache_bytes,
     labelled,
@@ -78,8 +79,12 @@ def chunk_steps() -> int:
 def lookahead_enabled() -> bool:
     """``SEQLAB_SEARCH_LOOKAHEAD=1``: captured searches replay a chunk before reading the end test of the chunk before
     it, so that the GPU never waits for the host between chunks; a search then runs one chunk past its end (whose
-    steps only extend finished hypotheses: the same results).  Opt-in until measured."""
-    return os.environ.get("SEQLAB_SEARCH_LOOKAHEAD", "0") == "1"
+    steps only extend finished hypotheses: the same results).  Unset: with the compiled decoder step
+    (:func:`~seqlab.decoding.graphs.decode_step_compiled`), whose chunks cost less than the waits they save: on one
+    H200, batch-1 greedy took 3.41 ms with it and 3.62 without, where the uncompiled step took 4.27 and 4.07 ms
+    (BENCHMARKS.md, Speed, session 25)."""
+    switch = os.environ.get("SEQLAB_SEARCH_LOOKAHEAD", "")
+    return switch == "1" if switch else decode_step_compiled()
 
 
 def device_loop_enabled() -> bool:

@@ -85,9 +85,11 @@ def single_query_attention(
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) v for queries [B, H, 1, d] against keys [B, H, S, d]; ``attn_mask`` as
     ``F.scaled_dot_product_attention`` takes it (boolean: True attends; float: added), broadcast to [B, H, 1, S].
-    Scores and softmax in fp32 (as the fused kernels accumulate); in ``reduce`` mode (:data:`SINGLE_QUERY_MODE`) the
-    two products are sums of elementwise products."""
-    by_sums = SINGLE_QUERY_MODE == "reduce"
+    Scores and softmax in fp32 (as the fused kernels accumulate).  The two products are sums of elementwise products
+    in ``reduce`` mode (:data:`SINGLE_QUERY_MODE`), and in ``auto`` mode inside torch.compile, which fuses them with
+    the softmax: one batch-1 greedy step on an H200 took 134 instead of 144 us of GPU time (BENCHMARKS.md, Speed,
+    session 25)."""
+    by_sums = SINGLE_QUERY_MODE == "reduce" or (SINGLE_QUERY_MODE == "auto" and torch.compiler.is_compiling())
     scores = (q * k).sum(-1, keepdim=True).transpose(-2, -1) if by_sums else torch.matmul(q, k.transpose(-2, -1))
     scores = scores.float() * (q.size(-1) ** -0.5)
     if attn_mask is not None:
