@@ -142,16 +142,16 @@ def precision_key() -> str:
 
 
 def decode_step_compiled() -> bool:
-    """SEQLAB_COMPILE_DECODE=1: fixed-shape loops and searches call the model's ``static_step`` through ``torch.compile``
-    (dynamic shapes, so that one compilation serves the buckets and the attended windows), which fuses the step's
-    elementwise work into fewer kernels; the captured greedy search's choice of the next token
-    (:func:`~seqlab.decoding.static.greedy_choice`) and the searches' encoder are compiled too. The captured graphs then
-    replay those. It also brings the searches' lookahead (:func:`~seqlab.decoding.static.lookahead_enabled`) and, in the
-    default attention mode, a step's attention as sums of products
-    (:func:`~seqlab.models.transformer.single_query_attention`). On one H200 that took batch-1 greedy to 2.92-3.30 ms
-    (2.83 in chunks of one step) against about 4 ms at the defaults (BENCHMARKS.md, Speed, session 25). Opt-in: the
-    first call of each new shape kind compiles (seconds), and on one checkpoint of two it changed 2 of 1,000 greedy
-    hypotheses."""
+    """SEQLAB_COMPILE_DECODE=1: fixed-shape loops and searches call the model's ``static_step`` through
+    ``torch.compile`` (dynamic shapes, so that one compilation serves the buckets and the attended windows), which
+    fuses the step's elementwise work into fewer kernels; the captured greedy search's choice of the next token
+    (:func:`~seqlab.decoding.static.greedy_choice`) and the searches' encoder are compiled too. The captured graphs
+    then replay those. It also brings the searches' lookahead (:func:`~seqlab.decoding.static.lookahead_enabled`)
+    and, in the default attention mode, a step's attention as sums of products
+    (:func:`~seqlab.models.transformer.single_query_attention`). On one H200 that took batch-1 greedy to 2.92-3.30
+    ms (2.83 in chunks of one step) against about 4 ms at the defaults (BENCHMARKS.md, Speed, session 25). Opt-in:
+    the first call of each new shape kind compiles (seconds), and on one checkpoint of two it changed 2 of 1,000
+    greedy hypotheses."""
     return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"
 
 
