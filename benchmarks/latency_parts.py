@@ -26,7 +26,9 @@ Entries (``benchmarks/results/latency_parts_<device>.json``), per variant: ``bat
 ``batch1_gpu_busy_share_<v>`` (median of the profiled sentences' GPU-busy time over their wall time),
 ``batch1_kernels_per_step_<v>`` and ``batch1_step_gpu_us_<v>`` (the chunk graphs' kernels and busy time per
 decoder step), ``batch1_prologue_kernels_<v>`` and ``batch1_prologue_gpu_us_<v>``, ``batch1_eager_kernels_<v>``
-(kernels outside the graphs, per sentence), ``batch1_idle_between_kernels_us_<v>`` (the GPU's idle time between a
+(kernels outside the graphs, per sentence), ``batch1_before_search_us_<v>`` and ``batch1_after_search_us_<v>``
+(unprofiled, median: from the call to the prologue's launch, and from the host's last end-test read to the hypothesis
+on the host), ``batch1_idle_between_kernels_us_<v>`` (the GPU's idle time between a
 sentence's first and last kernel, median; profiled), ``batch1_steps_<v>`` (decoder steps per sentence, median) and
 ``greedy_identical_fraction_<v>`` (hypotheses equal to the first variant's). The
 report (``--report``, JSON) adds the kernels that take most of a step's GPU time.
@@ -42,6 +44,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,8 @@ from bench_speed import batch1_latency_ms, identical_fraction  # beside this scr
 from chunk_steps import load
 
 from seqlab.bench import results as results_io
+from seqlab.bench.timing import sync
+from seqlab.decoding import graphs
 from seqlab.decoding.static import chunk_steps, clear_searches
 from seqlab.models import transformer
 from seqlab.train.evaluate import decode_ids
@@ -165,6 +170,31 @@ def summarise(rows: list[dict[str, Any]], chunk: int) -> dict[str, Any]:
     }
 
 
+def host_parts(model: Any, sources: list[list[int]], decode: Any, device: torch.device) -> dict[str, float]:
+    """Without a profiler, per sentence (medians, us): the time from the call to the launch of the search's prologue
+    (host work: the source in, finding the search) and from the host's last read of an end test to the hypothesis on
+    the host (what the GPU still runs then, the result's copies and the host's work), from
+    :data:`~seqlab.decoding.graphs.PART_HOOK`'s timestamps."""
+    marks: list[float] = []
+    before, after = [], []
+    graphs.PART_HOOK = lambda name, edge: marks.append(time.perf_counter())
+    try:
+        for ids in sources:
+            sync(device)
+            marks.clear()
+            start = time.perf_counter()
+            decode_ids(model, [ids], decode, device, beam_size=1)
+            sync(device)
+            if marks:
+                before.append(marks[0] - start)
+                after.append(time.perf_counter() - marks[-1])
+    finally:
+        graphs.PART_HOOK = None
+    if not before:  # no captured search ran (the CPU)
+        return {"before_search_us": 0.0, "after_search_us": 0.0}
+    return {"before_search_us": statistics.median(before) * 1e6, "after_search_us": statistics.median(after) * 1e6}
+
+
 def profile_sentences(model: Any, sources: list[list[int]], decode: Any, device: torch.device) -> dict:
     """The Chrome trace of batch-1 greedy searches of ``sources``, each inside a ``sentence`` label."""
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -212,10 +242,12 @@ def main(argv: list[str] | None = None) -> int:
             latency = batch1_latency_ms(model, sources, decode, device, args.latency_sentences, warmup=None)
             rows = split_sentences(profile_sentences(model, sources[: args.profiled_sentences], decode, device))
             summary = {"latency_ms": latency, "identical": identical_fraction(hyps, reference)}
+            summary.update(host_parts(model, sources[: args.latency_sentences], decode, device))
             summary.update(summarise(rows, chunk_steps()))
         summaries[variant] = summary
         print(
             f"{variant}: {latency:.2f} ms (profiled {summary['wall_ms']:.2f}), identical {summary['identical']:.4f}, "
+            f"host before / after the search {summary['before_search_us']:.0f} / {summary['after_search_us']:.0f} us, "
             f"GPU busy {summary['busy_share']:.0%}, "
             f"{summary['steps']:.0f} steps of {summary['kernels_per_step']:.1f} kernels / {summary['step_gpu_us']:.0f} "
             f"us; prologue {summary['prologue_kernels']:.0f} kernels / {summary['prologue_gpu_us']:.0f} us; "
@@ -236,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch1_prologue_kernels": ("prologue_kernels", "kernels"),
         "batch1_prologue_gpu_us": ("prologue_gpu_us", "us"),
         "batch1_eager_kernels": ("eager_kernels", "kernels"),
+        "batch1_before_search_us": ("before_search_us", "us"),
+        "batch1_after_search_us": ("after_search_us", "us"),
         "batch1_idle_between_kernels_us": ("idle_between_us", "us"),
         "batch1_steps": ("steps", "decoder steps"),
         "greedy_identical_fraction": ("identical", "fraction of the first variant's hypotheses"),

@@ -66,3 +66,25 @@ def test_variants_set_their_switches_and_restore_them(parts, monkeypatch):
     with pytest.raises(SystemExit, match="unknown variant"):
         with parts.variant_env("fast"):
             pass
+
+
+def test_host_parts_time_the_host_before_and_after_a_search(parts, monkeypatch):
+    """The hook sees the search's labelled parts (no profiler): the time before the first (here at least 2 ms of
+    setup) and after the last (at least 3 ms of results), and it is unset afterwards."""
+    import time
+
+    import torch
+
+    from seqlab.decoding import graphs
+
+    def fake_decode(model, sources, decode, device, beam_size):
+        time.sleep(0.002)
+        for part in ("seqlab.search.prologue", "seqlab.search.chunk", "seqlab.search.end_test"):
+            with graphs.labelled(part):
+                pass
+        time.sleep(0.003)
+
+    monkeypatch.setattr(parts, "decode_ids", fake_decode)
+    found = parts.host_parts(None, [[5, 2], [6, 2]], None, torch.device("cpu"))
+    assert found["before_search_us"] >= 2000 and found["after_search_us"] >= 3000
+    assert graphs.PART_HOOK is None

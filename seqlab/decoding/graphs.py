@@ -201,9 +201,26 @@ def static_step_of(model: Any) -> Callable[..., torch.Tensor]:
     return method_under_switch(model, "static_step")
 
 
+#: ``hook(name, "begin" | "end")`` around each labelled part of a search, when set: how a benchmark times the parts on
+#: the host without a profiler (``benchmarks/latency_parts.py``)
+PART_HOOK: Callable[[str, str], None] | None = None
+
+
+@contextlib.contextmanager
+def _hooked(name: str, hook: Callable[[str, str], None]) -> Iterator[None]:
+    hook(name, "begin")
+    try:
+        yield
+    finally:
+        hook(name, "end")
+
+
 def labelled(name: str) -> contextlib.AbstractContextManager:
-    """A ``torch.profiler`` label for a part of a search while a profiler records (``benchmarks/latency_parts.py``
-    reads them), else nothing: an idle label costs microseconds, a batch-1 search a few milliseconds."""
+    """A part of a search: reported to :data:`PART_HOOK` when set, labelled for ``torch.profiler`` while one records
+    (``benchmarks/latency_parts.py`` reads both), else nothing: an idle label costs microseconds, a batch-1 search a
+    few milliseconds."""
+    if PART_HOOK is not None:
+        return _hooked(name, PART_HOOK)
     if torch.autograd._profiler_enabled():
         return torch.profiler.record_function(name)
     return contextlib.nullcontext()
