@@ -74,30 +74,45 @@ def load(args: argparse.Namespace) -> tuple[torch.nn.Module, DecodeConfig, list[
     return loaded.model, loaded.config.decode, ids, loaded.device
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def decoding_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments of the decoding benchmarks beside this script: the model (a checkpoint, or ``--random-model``),
+    its data, the sources, the device, the entries' label."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", nargs="?")
     ap.add_argument("--random-model", metavar="CONFIG", help="an untrained model of this config, random sources")
     ap.add_argument("--data", help="the task's data folder (task.options.path), if not the checkpoint's")
-    ap.add_argument("--chunks", default="8,4,2,1", help="chunk sizes, each dividing the step bucket (16)")
-    ap.add_argument("--beam", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=256, help="sources per batch for the throughputs")
+    ap.add_argument("--batch", type=int, default=256, help="sources per batch for the batched decodings")
     ap.add_argument("--sentences", type=int, default=None, help="the first N test sources (default: all)")
     ap.add_argument("--latency-sentences", type=int, default=100)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--label", default="")
+    ap.add_argument("--no-write", action="store_true")
+    return ap
+
+
+def parse_and_load(
+    ap: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, torch.nn.Module, DecodeConfig, list[list[int]], torch.device]:
+    """The arguments of :func:`decoding_parser`'s parser (and more), then :func:`load`'s model, decoding settings,
+    sources and device, with gradients off."""
+    args = ap.parse_args(argv)
+    if bool(args.checkpoint) == bool(args.random_model):
+        ap.error("give a checkpoint or --random-model CONFIG")
+    torch.set_grad_enabled(False)
+    return (args, *load(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = decoding_parser(__doc__)
+    ap.add_argument("--chunks", default="8,4,2,1", help="chunk sizes, each dividing the step bucket (16)")
+    ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--compiled", action="store_true", help="also each chunk size with the decoder step compiled")
     ap.add_argument("--attention", default="", help="single-query attention modes to compare, e.g. auto,sdpa")
     ap.add_argument("--tf32", action="store_true", help="also each variant with TF32 matrix products (fp32 search)")
     ap.add_argument(
         "--device-loop", action="store_true", help="also each variant as one graph with its end test on the device"
     )
-    ap.add_argument("--label", default="")
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
-    if bool(args.checkpoint) == bool(args.random_model):
-        ap.error("give a checkpoint or --random-model CONFIG")
-    model, decode, sources, device = load(args)
-    torch.set_grad_enabled(False)
+    args, model, decode, sources, device = parse_and_load(ap, argv)
     chunks = [int(c) for c in args.chunks.split(",")]
     modes = [transformer.single_query_mode(m) for m in args.attention.split(",")] if args.attention else [None]
     figures: dict[str, dict[str, float]] = {}

@@ -36,7 +36,6 @@ report (``--report``, JSON) adds the kernels that take most of a step's GPU time
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import json
@@ -50,7 +49,7 @@ from typing import Any
 
 import torch
 from bench_speed import batch1_latency_ms, identical_fraction  # beside this script
-from chunk_steps import load
+from chunk_steps import decoding_parser, parse_and_load
 
 from seqlab.bench import results as results_io
 from seqlab.bench.timing import sync
@@ -214,24 +213,11 @@ def profile_sentences(model: Any, sources: list[list[int]], decode: Any, device:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", nargs="?")
-    ap.add_argument("--random-model", metavar="CONFIG", help="an untrained model of this config, random sources")
-    ap.add_argument("--data", help="the task's data folder (task.options.path), if not the checkpoint's")
+    ap = decoding_parser(__doc__)
     ap.add_argument("--variants", default="default,compiled")
-    ap.add_argument("--sentences", type=int, default=None, help="the first N test sources are read (default: all)")
-    ap.add_argument("--latency-sentences", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=256, help="sources per batch for the hypotheses compared")
     ap.add_argument("--profiled-sentences", type=int, default=30)
-    ap.add_argument("--device", default="auto")
     ap.add_argument("--report", type=Path, help="write the summaries (and the top kernels of a step) here, JSON")
-    ap.add_argument("--label", default="")
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
-    if bool(args.checkpoint) == bool(args.random_model):
-        ap.error("give a checkpoint or --random-model CONFIG")
-    model, decode, sources, device = load(args)
-    torch.set_grad_enabled(False)
+    args, model, decode, sources, device = parse_and_load(ap, argv)
     summaries: dict[str, dict[str, Any]] = {}
     reference: list[list[int]] | None = None  # the first variant's greedy hypotheses (batches of --batch)
     for variant in args.variants.split(","):
