@@ -779,6 +779,7 @@ def test_trainer_throughput_counts_only_the_windows_before_the_profiled_steps(tm
     assert mod.main([str(run), "--warmup-seconds", "5"]) == 0
     got = {e["metric"]: e["value"] for e in json.loads((tmp_path / "results" / "speed_cuda.json").read_text())}
     assert got["trainer_tok_per_s"] == 405.0  # windows 2-6 (steps 51-300); window 7 holds the profiled steps
+    assert got["trainer_counted_seconds"] == 50.0  # from window 1's end (0 s) to window 6's (50 s)
     assert got["trainer_tok_per_s_after_profile"] == 300.0  # windows 8-10 (steps 351-500)
     assert got["trainer_device_busy_share"] == 0.5
     (run / "profile" / "summary.json").write_text(json.dumps({**summary, "steps": [1, 30]}))
