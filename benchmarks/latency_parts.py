@@ -57,7 +57,7 @@ from seqlab.decoding import graphs
 from seqlab.decoding.static import chunk_steps, clear_searches
 from seqlab.models import transformer
 from seqlab.train.evaluate import decode_ids
-from seqlab.train.profiling import release_cupti_after_profiling, union_length
+from seqlab.train.profiling import device_events, release_cupti_after_profiling, trace_device_busy_us
 
 VARIANT_ENV = {
     "default": {},
@@ -68,7 +68,6 @@ VARIANT_ENV = {
     "chunk1": {"SEQLAB_SEARCH_CHUNK_STEPS": "1"},
     "reduce": {"SEQLAB_SINGLE_QUERY_ATTENTION": "reduce"},
 }
-DEVICE_KINDS = {"kernel", "gpu_memcpy", "gpu_memset"}
 PARTS = ("prologue", "chunk", "eager")
 
 
@@ -112,7 +111,7 @@ def split_sentences(trace: dict) -> list[dict[str, Any]]:
         for e in events
         if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})
     }
-    device = [e for e in events if e.get("cat") in DEVICE_KINDS and e.get("dur")]
+    device = device_events(events)
     out = []
     for s in sentences:
         mine = [p for p in parts if within(p["ts"], s)]
@@ -124,7 +123,7 @@ def split_sentences(trace: dict) -> list[dict[str, Any]]:
             label = next((p["name"].rsplit(".", 1)[1] for p in mine if within(launch["ts"], p)), "eager")
             found[label].append(k)
         every = [k for ks in found.values() for k in ks]
-        busy = union_length([(k["ts"], k["ts"] + k["dur"]) for k in every])
+        busy = trace_device_busy_us(every)
         span_us = max(k["ts"] + k["dur"] for k in every) - min(k["ts"] for k in every) if every else 0.0
         row: dict[str, Any] = {
             "wall_us": s["dur"],
@@ -135,7 +134,7 @@ def split_sentences(trace: dict) -> list[dict[str, Any]]:
         }
         for part, ks in found.items():
             row[f"{part}_kernels"] = len(ks)
-            row[f"{part}_gpu_us"] = union_length([(k["ts"], k["ts"] + k["dur"]) for k in ks])
+            row[f"{part}_gpu_us"] = trace_device_busy_us(ks)
         out.append(row)
     return out
 

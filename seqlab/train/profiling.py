@@ -62,9 +62,17 @@ def device_busy_us(prof: Any) -> float:
 def trace_device_busy_us(trace: dict) -> float:
     """:func:`device_busy_us` from a Chrome trace (``trace.json``): the union of its kernel, memcpy and memset
     events (``cat`` ``kernel``, ``gpu_memcpy``, ``gpu_memset``), in microseconds."""
-    kinds = {"kernel", "gpu_memcpy", "gpu_memset"}
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    return union_length([(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") in kinds and e.get("dur")])
+    return union_length([(e["ts"], e["ts"] + e["dur"]) for e in device_events(events)])
+
+
+#: the ``cat`` of a Chrome trace's device work: kernels, copies and memsets
+DEVICE_EVENT_KINDS = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
+
+
+def device_events(events: list[dict]) -> list[dict]:
+    """The events of a Chrome trace's ``traceEvents`` that are device work (:data:`DEVICE_EVENT_KINDS`) and last."""
+    return [e for e in events if e.get("cat") in DEVICE_EVENT_KINDS and e.get("dur")]
 
 
 class StepProfiler:
