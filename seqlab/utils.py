@@ -26,8 +26,8 @@ def tree_map(fn: Callable[[torch.Tensor], torch.Tensor], obj: Any) -> Any:
 def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     """Put ``modules`` in eval mode for the block; afterwards each is set back to the mode it was in
     (``module.train(True)``), also when the block raises.  A module already in eval mode is left as it is,
-    submodules included: setting a model's mode visits every submodule twice, about 0.5 ms of host time for the
-    3+3-layer Transformer, a sixth of a batch-1 greedy search on an H200."""
+    submodules included: setting a model's mode visits every submodule in Python, twice per block, host time that a
+    batch-1 greedy search on a GPU waits for."""
     switched = [m for m in modules if m.training]
     for m in switched:
         m.eval()
