@@ -15,7 +15,8 @@ joined with ``+``):
 - ``fp32``: full float32 products (``SEQLAB_DECODE_TF32=0``);
 - ``lookahead``: each chunk replayed before the end test of the one before it is read (``SEQLAB_SEARCH_LOOKAHEAD=1``);
 - ``chunk1``: chunks of one step (``SEQLAB_SEARCH_CHUNK_STEPS=1``);
-- ``reduce``: a step's single-query attention as sums of products (``SEQLAB_SINGLE_QUERY_ATTENTION=reduce``).
+- ``reduce``: a step's single-query attention as sums of products (``SEQLAB_SINGLE_QUERY_ATTENTION=reduce``);
+- ``linear``: a step's linear layers as sums of products (``SEQLAB_FEW_ROWS_LINEAR=reduce``).
 
 Each variant also decodes every test source (batches of ``--batch``) and compares its hypotheses with the first
 variant's.
@@ -67,6 +68,7 @@ VARIANT_ENV = {
     "lookahead": {"SEQLAB_SEARCH_LOOKAHEAD": "1"},
     "chunk1": {"SEQLAB_SEARCH_CHUNK_STEPS": "1"},
     "reduce": {"SEQLAB_SINGLE_QUERY_ATTENTION": "reduce"},
+    "linear": {"SEQLAB_FEW_ROWS_LINEAR": "reduce"},
 }
 PARTS = ("prologue", "chunk", "eager")
 
@@ -81,12 +83,13 @@ def variant_env(variant: str) -> Any:
         wanted.update(VARIANT_ENV[name])
     before = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
-    attention = transformer.SINGLE_QUERY_MODE  # read once at import: set here
+    modes = transformer.SINGLE_QUERY_MODE, transformer.FEW_ROWS_LINEAR  # read once at import: set here
     transformer.SINGLE_QUERY_MODE = transformer.single_query_mode(os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION"))
+    transformer.FEW_ROWS_LINEAR = transformer.few_rows_linear_mode(os.environ.get("SEQLAB_FEW_ROWS_LINEAR"))
     try:
         yield
     finally:
-        transformer.SINGLE_QUERY_MODE = attention
+        transformer.SINGLE_QUERY_MODE, transformer.FEW_ROWS_LINEAR = modes
         for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -63,6 +63,11 @@ def test_variants_set_their_switches_and_restore_them(parts, monkeypatch):
     with parts.variant_env("compiled+fp32"):
         assert os.environ["SEQLAB_COMPILE_DECODE"] == "1" and os.environ["SEQLAB_DECODE_TF32"] == "0"
     assert os.environ["SEQLAB_DECODE_TF32"] == "1" and "SEQLAB_COMPILE_DECODE" not in os.environ
+    from seqlab.models import transformer
+
+    with parts.variant_env("compiled+linear+reduce"):  # the model's modes are read at import: set and restored
+        assert (transformer.FEW_ROWS_LINEAR, transformer.SINGLE_QUERY_MODE) == ("reduce", "reduce")
+    assert (transformer.FEW_ROWS_LINEAR, transformer.SINGLE_QUERY_MODE) == ("matmul", "auto")
     with pytest.raises(SystemExit, match="unknown variant"):
         with parts.variant_env("fast"):
             pass

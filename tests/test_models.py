@@ -242,6 +242,59 @@ def test_single_query_attention_mode_picks_matmul_in_float32_by_default_and_refu
         single_query_mode("flash")
 
 
+def test_few_rows_linear_as_sums_equals_f_linear_and_leaves_more_rows_and_autocast_to_it(monkeypatch):
+    """SEQLAB_FEW_ROWS_LINEAR=reduce: a linear layer on at most FEW_ROWS rows is sums of products, equal to F.linear
+    (with and without a bias); more rows, and autocast, go through F.linear itself; unknown modes are refused."""
+    from seqlab.models import transformer
+    from seqlab.models.transformer import FEW_ROWS, few_rows_linear_mode, linear
+
+    assert few_rows_linear_mode(None) == "matmul" and few_rows_linear_mode(" Reduce ") == "reduce"
+    with pytest.raises(ValueError, match="SEQLAB_FEW_ROWS_LINEAR='sums'"):
+        few_rows_linear_mode("sums")
+    monkeypatch.setattr(transformer, "FEW_ROWS_LINEAR", "reduce")
+    g = torch.Generator().manual_seed(0)
+    w, bias = torch.randn(12, 16, generator=g), torch.randn(12, generator=g)
+    calls = []
+    real = F.linear
+    monkeypatch.setattr(transformer.F, "linear", lambda *a: calls.append(a[0].shape) or real(*a))
+    for shape in [(1, 16), (FEW_ROWS, 1, 16), (2, 3, 16)]:
+        x = torch.randn(shape, generator=g)
+        torch.testing.assert_close(linear(x, w, bias), real(x, w, bias), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(linear(x, w), real(x, w), rtol=1e-5, atol=1e-5)
+    assert calls == []  # all of them as sums
+    many = torch.randn(FEW_ROWS + 1, 16, generator=g)
+    assert torch.equal(linear(many, w, bias), real(many, w, bias)) and calls == [many.shape]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear(many[:1], w, bias).dtype == torch.bfloat16 and calls[-1] == (1, 16)
+
+
+def test_a_transformer_decodes_the_same_with_its_few_rows_linear_layers_as_sums(monkeypatch):
+    """The decoder step's linear layers (attention projections, feed-forward, tied output) as sums of products give
+    the step's logits of F.linear, with no F.linear call left in the step; the parameters keep their names (a
+    checkpoint loads either way)."""
+    from seqlab.models import transformer
+    from seqlab.models.transformer import Transformer, TransformerConfig
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(20, 20, d_model=16, n_heads=2, ffn_dim=32, encoder_layers=2, decoder_layers=2, dropout=0.0)
+    model = Transformer(cfg).eval()
+    assert {"layers.0.ffn.0.weight", "layers.0.ffn.3.bias"} <= set(model.state_dict())
+    src, tokens = torch.randint(4, 20, (3, 5)), torch.randint(4, 20, (3,))
+    calls = []
+    real = F.linear
+    monkeypatch.setattr(transformer.F, "linear", lambda *a: calls.append(a[0].shape) or real(*a))
+    with torch.no_grad():
+        state = model.init_static_state(model.encode(src), 6)
+        expected = model.static_step(tokens, state)
+        assert len(calls) > 2 * cfg.decoder_layers * 3
+        monkeypatch.setattr(transformer, "FEW_ROWS_LINEAR", "reduce")
+        state["t"].zero_()
+        calls.clear()
+        got = model.static_step(tokens, state)
+    assert calls == []
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("mode", ["matmul", "reduce"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_single_query_attention_equals_sdpa_with_boolean_and_additive_masks(dtype, mode, monkeypatch):

@@ -101,6 +101,43 @@ def single_query_attention(
     return (weights.transpose(-2, -1) * v).sum(-2, keepdim=True) if by_sums else torch.matmul(weights, v)
 
 
+FEW_ROWS_LINEAR_MODES = ("matmul", "reduce")
+#: the most input rows (a batch-1 greedy or beam search step's) that a linear layer writes as sums in ``reduce`` mode
+FEW_ROWS = 8
+
+
+def few_rows_linear_mode(text: str | None) -> str:
+    """SEQLAB_FEW_ROWS_LINEAR, how the Transformer's linear layers run on at most :data:`FEW_ROWS` rows (outside
+    autocast): ``matmul`` (the default: ``F.linear``, a cuBLAS matrix-vector kernel bound by its launch at batch 1) or
+    ``reduce`` (sums of elementwise products, which torch.compile turns into one reduction kernel fused with the bias
+    and the elementwise work after it). Opt-in until measured."""
+    mode = (text or "matmul").strip().lower()
+    if mode not in FEW_ROWS_LINEAR_MODES:
+        raise ValueError(f"SEQLAB_FEW_ROWS_LINEAR={text!r}: one of {', '.join(FEW_ROWS_LINEAR_MODES)}")
+    return mode
+
+
+FEW_ROWS_LINEAR = few_rows_linear_mode(os.environ.get("SEQLAB_FEW_ROWS_LINEAR"))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``; as sums of products for at most :data:`FEW_ROWS` rows of ``x`` outside autocast
+    in ``reduce`` mode (:func:`few_rows_linear_mode`)."""
+    if (
+        FEW_ROWS_LINEAR == "reduce"
+        and x.numel() <= FEW_ROWS * x.size(-1)
+        and not torch.is_autocast_enabled(x.device.type)
+    ):
+        y = (x.unsqueeze(-2) * weight).sum(-1)
+        return y if bias is None else y + bias
+    return F.linear(x, weight, bias)
+
+
+def apply_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` through :func:`linear`."""
+    return linear(x, layer.weight, layer.bias)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` without cuDNN's kernel (see :data:`CUDNN_ATTENTION`); the global switch
     is restored afterwards (two flag calls, not ``sdpa_kernel``'s ~17 us per call).  A decoding step's single
@@ -141,7 +178,7 @@ class Attention(nn.Module):
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
 
     def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.kv(memory).chunk(2, dim=-1)
+        k, v = apply_linear(self.kv, memory).chunk(2, dim=-1)
         return self._heads(k), self._heads(v)
 
     def forward(
@@ -159,7 +196,7 @@ class Attention(nn.Module):
         graph); ``mask`` then hides the positions after ``t``, and the cache's ``window`` (if set) cuts the attended
         positions to the first ``window``."""
         if kv is None:
-            projected = self.qkv(x)
+            projected = apply_linear(self.qkv, x)
             q, k, v = (self._heads(t) for t in projected.chunk(3, dim=-1))
             if cache is not None and "kv_buf" in cache:
                 b, steps, width = projected.shape
@@ -174,15 +211,19 @@ class Attention(nn.Module):
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
         else:
-            q, (k, v) = self._heads(self.q(x)), kv
+            q, (k, v) = self._heads(apply_linear(self.q, x)), kv
         y = attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0)
         b, _, t, _ = y.shape
-        return self.out(y.transpose(1, 2).reshape(b, t, -1))
+        return apply_linear(self.out, y.transpose(1, 2).reshape(b, t, -1))
 
 
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float):
         super().__init__(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up, relu, drop, down = self
+        return apply_linear(down, drop(relu(apply_linear(up, x))))
 
 
 class EncoderLayer(nn.Module):
@@ -268,7 +309,7 @@ class Transformer(Seq2SeqModel):
 
     def output_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Tied output projection."""
-        return F.linear(self.norm(h), self.tgt_embed.weight)
+        return linear(self.norm(h), self.tgt_embed.weight)
 
     def encode(self, src: torch.Tensor) -> Encoded:
         memory, pad_mask = self.encoder(src)
