@@ -67,7 +67,7 @@ def test_variants_set_their_switches_and_restore_them(parts, monkeypatch):
 
     with parts.variant_env("compiled+linear+reduce"):  # the model's modes are read at import: set and restored
         assert (transformer.FEW_ROWS_LINEAR, transformer.SINGLE_QUERY_MODE) == ("reduce", "reduce")
-    assert (transformer.FEW_ROWS_LINEAR, transformer.SINGLE_QUERY_MODE) == ("matmul", "auto")
+    assert (transformer.FEW_ROWS_LINEAR, transformer.SINGLE_QUERY_MODE) == ("auto", "auto")
     with pytest.raises(SystemExit, match="unknown variant"):
         with parts.variant_env("fast"):
             pass

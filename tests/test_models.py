@@ -243,19 +243,29 @@ def test_single_query_attention_mode_picks_matmul_in_float32_by_default_and_refu
 
 
 def test_few_rows_linear_as_sums_equals_f_linear_and_leaves_more_rows_and_autocast_to_it(monkeypatch):
-    """SEQLAB_FEW_ROWS_LINEAR=reduce: a linear layer on at most FEW_ROWS rows is sums of products, equal to F.linear
-    (with and without a bias); more rows, and autocast, go through F.linear itself; unknown modes are refused."""
+    """SEQLAB_FEW_ROWS_LINEAR=reduce (and by default inside torch.compile): a linear layer on at most FEW_ROWS rows is
+    sums of products, equal to F.linear (with and without a bias); more rows, and autocast, go through F.linear itself;
+    unknown modes are refused."""
     from seqlab.models import transformer
     from seqlab.models.transformer import FEW_ROWS, few_rows_linear_mode, linear
 
-    assert few_rows_linear_mode(None) == "matmul" and few_rows_linear_mode(" Reduce ") == "reduce"
+    real = F.linear
+    assert few_rows_linear_mode(None) == "auto" and few_rows_linear_mode(" Reduce ") == "reduce"
     with pytest.raises(ValueError, match="SEQLAB_FEW_ROWS_LINEAR='sums'"):
         few_rows_linear_mode("sums")
-    monkeypatch.setattr(transformer, "FEW_ROWS_LINEAR", "reduce")
     g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(12, 16, generator=g), torch.randn(1, 16, generator=g)
+    traced = []
+    monkeypatch.setattr(transformer, "FEW_ROWS_LINEAR", "auto")
+    monkeypatch.setattr(transformer.F, "linear", lambda *a: traced.append(a[0].shape) or real(*a))
+    assert torch.equal(linear(x, w), real(x, w)) and traced == [x.shape]  # auto: F.linear outside torch.compile
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    torch.testing.assert_close(linear(x, w), real(x, w), rtol=1e-5, atol=1e-5)
+    assert traced == [x.shape]  # auto inside torch.compile: sums
+    monkeypatch.undo()
+    monkeypatch.setattr(transformer, "FEW_ROWS_LINEAR", "reduce")
     w, bias = torch.randn(12, 16, generator=g), torch.randn(12, generator=g)
     calls = []
-    real = F.linear
     monkeypatch.setattr(transformer.F, "linear", lambda *a: calls.append(a[0].shape) or real(*a))
     for shape in [(1, 16), (FEW_ROWS, 1, 16), (2, 3, 16)]:
         x = torch.randn(shape, generator=g)

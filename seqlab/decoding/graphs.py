@@ -147,11 +147,11 @@ def decode_step_compiled() -> bool:
     fuses the step's elementwise work into fewer kernels; the captured greedy search's choice of the next token
     (:func:`~seqlab.decoding.static.greedy_choice`) and the searches' encoder are compiled too. The captured graphs
     then replay those. It also brings the searches' lookahead (:func:`~seqlab.decoding.static.lookahead_enabled`)
-    and, in the default attention mode, a step's attention as sums of products
-    (:func:`~seqlab.models.transformer.single_query_attention`). On one H200 that took batch-1 greedy to 2.92-3.30
-    ms (2.83 in chunks of one step) against about 4 ms at the defaults (BENCHMARKS.md, Speed, session 25). Opt-in:
-    the first call of each new shape kind compiles (seconds), and on one checkpoint of two it changed 2 of 1,000
-    greedy hypotheses."""
+    and, in the default modes, a step's attention and its linear layers on few rows as sums of products
+    (:func:`~seqlab.models.transformer.single_query_attention`, :func:`~seqlab.models.transformer.linear`). On one
+    H200 that took batch-1 greedy to 2.50-2.76 ms (2.40-2.62 in chunks of one step) against about 4 ms at the
+    defaults (BENCHMARKS.md, Speed, session 26). Opt-in: the first call of each new shape kind compiles (seconds),
+    and it changed 2-3 of 1,000 greedy hypotheses on two checkpoints of three."""
     return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"
 
 

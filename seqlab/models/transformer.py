@@ -101,17 +101,19 @@ def single_query_attention(
     return (weights.transpose(-2, -1) * v).sum(-2, keepdim=True) if by_sums else torch.matmul(weights, v)
 
 
-FEW_ROWS_LINEAR_MODES = ("matmul", "reduce")
+FEW_ROWS_LINEAR_MODES = ("auto", "matmul", "reduce")
 #: the most input rows (a batch-1 greedy or beam search step's) that a linear layer writes as sums in ``reduce`` mode
 FEW_ROWS = 8
 
 
 def few_rows_linear_mode(text: str | None) -> str:
     """SEQLAB_FEW_ROWS_LINEAR, how the Transformer's linear layers run on at most :data:`FEW_ROWS` rows (outside
-    autocast): ``matmul`` (the default: ``F.linear``, a cuBLAS matrix-vector kernel bound by its launch at batch 1) or
-    ``reduce`` (sums of elementwise products, which torch.compile turns into one reduction kernel fused with the bias
-    and the elementwise work after it). Opt-in until measured."""
-    mode = (text or "matmul").strip().lower()
+    autocast): ``matmul`` (``F.linear``: at batch 1 a cuBLAS matrix-vector kernel bound by its launch), ``reduce`` (sums
+    of elementwise products, which torch.compile turns into one reduction kernel fused with the bias and the
+    elementwise work after it) or ``auto`` (the default): ``reduce`` inside torch.compile (the compiled decoding step,
+    ``SEQLAB_COMPILE_DECODE=1``), ``matmul`` elsewhere. On one H200 the compiled batch-1 greedy step took 108 instead
+    of 137 us of GPU time, and the search 2.50-2.76 instead of 3.06 ms (BENCHMARKS.md, Speed, session 26)."""
+    mode = (text or "auto").strip().lower()
     if mode not in FEW_ROWS_LINEAR_MODES:
         raise ValueError(f"SEQLAB_FEW_ROWS_LINEAR={text!r}: one of {', '.join(FEW_ROWS_LINEAR_MODES)}")
     return mode
@@ -122,12 +124,9 @@ FEW_ROWS_LINEAR = few_rows_linear_mode(os.environ.get("SEQLAB_FEW_ROWS_LINEAR"))
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``; as sums of products for at most :data:`FEW_ROWS` rows of ``x`` outside autocast
-    in ``reduce`` mode (:func:`few_rows_linear_mode`)."""
-    if (
-        FEW_ROWS_LINEAR == "reduce"
-        and x.numel() <= FEW_ROWS * x.size(-1)
-        and not torch.is_autocast_enabled(x.device.type)
-    ):
+    where :func:`few_rows_linear_mode` says (``reduce``, or ``auto`` inside torch.compile)."""
+    by_sums = FEW_ROWS_LINEAR == "reduce" or (FEW_ROWS_LINEAR == "auto" and torch.compiler.is_compiling())
+    if by_sums and x.numel() <= FEW_ROWS * x.size(-1) and not torch.is_autocast_enabled(x.device.type):
         y = (x.unsqueeze(-2) * weight).sum(-1)
         return y if bias is None else y + bias
     return F.linear(x, weight, bias)
