@@ -242,10 +242,11 @@ def test_single_query_attention_mode_picks_matmul_in_float32_by_default_and_refu
         single_query_mode("flash")
 
 
-def test_few_rows_linear_as_sums_equals_f_linear_and_leaves_more_rows_and_autocast_to_it(monkeypatch):
-    """SEQLAB_FEW_ROWS_LINEAR=reduce (and by default inside torch.compile): a linear layer on at most FEW_ROWS rows is
-    sums of products, equal to F.linear (with and without a bias); more rows, and autocast, go through F.linear itself;
-    unknown modes are refused."""
+@torch.no_grad()
+def test_few_rows_linear_as_sums_equals_f_linear_and_leaves_more_rows_autocast_and_training_to_it(monkeypatch):
+    """SEQLAB_FEW_ROWS_LINEAR=reduce (and by default inside torch.compile): a linear layer on at most FEW_ROWS rows
+    without gradients is sums of products, equal to F.linear (with and without a bias); more rows, autocast, and
+    gradients (training) go through F.linear itself; unknown modes are refused."""
     from seqlab.models import transformer
     from seqlab.models.transformer import FEW_ROWS, few_rows_linear_mode, linear
 
@@ -276,6 +277,9 @@ def test_few_rows_linear_as_sums_equals_f_linear_and_leaves_more_rows_and_autoca
     assert torch.equal(linear(many, w, bias), real(many, w, bias)) and calls == [many.shape]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert linear(many[:1], w, bias).dtype == torch.bfloat16 and calls[-1] == (1, 16)
+    with torch.enable_grad():
+        linear(many[:2], w.requires_grad_(), bias)
+    assert calls[-1] == (2, 16)
 
 
 def test_a_transformer_decodes_the_same_with_its_few_rows_linear_layers_as_sums(monkeypatch):

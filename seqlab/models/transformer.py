@@ -107,12 +107,13 @@ FEW_ROWS = 8
 
 
 def few_rows_linear_mode(text: str | None) -> str:
-    """SEQLAB_FEW_ROWS_LINEAR, how the Transformer's linear layers run on at most :data:`FEW_ROWS` rows (outside
-    autocast): ``matmul`` (``F.linear``: at batch 1 a cuBLAS matrix-vector kernel bound by its launch), ``reduce`` (sums
-    of elementwise products, which torch.compile turns into one reduction kernel fused with the bias and the
-    elementwise work after it) or ``auto`` (the default): ``reduce`` inside torch.compile (the compiled decoding step,
-    ``SEQLAB_COMPILE_DECODE=1``), ``matmul`` elsewhere. On one H200 the compiled batch-1 greedy step took 108 instead
-    of 137 us of GPU time, and the search 2.50-2.76 instead of 3.06 ms (BENCHMARKS.md, Speed, session 26)."""
+    """SEQLAB_FEW_ROWS_LINEAR, how the Transformer's linear layers run on at most :data:`FEW_ROWS` rows (decoding: no
+    gradients, no autocast): ``matmul`` (``F.linear``: at batch 1 a cuBLAS matrix-vector kernel bound by its launch),
+    ``reduce`` (sums of elementwise products, which torch.compile turns into one reduction kernel fused with the bias
+    and the elementwise work after it) or ``auto`` (the default): ``reduce`` inside torch.compile (the compiled
+    decoding step, ``SEQLAB_COMPILE_DECODE=1``), ``matmul`` elsewhere. On one H200 the compiled batch-1 greedy step
+    took 108 instead of 137 us of GPU time, and the search 2.50-2.76 instead of 3.06 ms (BENCHMARKS.md, Speed,
+    session 26)."""
     mode = (text or "auto").strip().lower()
     if mode not in FEW_ROWS_LINEAR_MODES:
         raise ValueError(f"SEQLAB_FEW_ROWS_LINEAR={text!r}: one of {', '.join(FEW_ROWS_LINEAR_MODES)}")
@@ -123,10 +124,16 @@ FEW_ROWS_LINEAR = few_rows_linear_mode(os.environ.get("SEQLAB_FEW_ROWS_LINEAR"))
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``; as sums of products for at most :data:`FEW_ROWS` rows of ``x`` outside autocast
-    where :func:`few_rows_linear_mode` says (``reduce``, or ``auto`` inside torch.compile)."""
+    """``F.linear(x, weight, bias)``; as sums of products for at most :data:`FEW_ROWS` rows of ``x`` without gradients
+    (decoding) and outside autocast, where :func:`few_rows_linear_mode` says (``reduce``, or ``auto`` inside
+    torch.compile)."""
     by_sums = FEW_ROWS_LINEAR == "reduce" or (FEW_ROWS_LINEAR == "auto" and torch.compiler.is_compiling())
-    if by_sums and x.numel() <= FEW_ROWS * x.size(-1) and not torch.is_autocast_enabled(x.device.type):
+    if (
+        by_sums
+        and x.numel() <= FEW_ROWS * x.size(-1)
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled(x.device.type)
+    ):
         y = (x.unsqueeze(-2) * weight).sum(-1)
         return y if bias is None else y + bias
     return F.linear(x, weight, bias)
