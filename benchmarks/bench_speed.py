@@ -129,6 +129,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-bart", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="no train.compile step (graphs still timed)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument(
+        "--label",
+        default="",
+        help="appended to every metric name, e.g. _compiled_decode for a run with "
+        "SEQLAB_COMPILE_DECODE=1 beside the defaults' entries",
+    )
     ap.add_argument("--profile", type=Path, help="also write torch.profiler tables of one pass of each search here")
     ap.add_argument("overrides", nargs="*")
     return ap.parse_args()
@@ -383,8 +389,8 @@ def batch1_latency_ms(
     return statistics.median(lat)
 
 
-def write_results(results: dict[str, float], device: torch.device) -> None:
-    """benchmarks/results/speed_<device>.json, each metric with its unit."""
+def write_results(results: dict[str, float], device: torch.device, label: str = "") -> None:
+    """benchmarks/results/speed_<device>.json, each metric (its name followed by ``label``) with its unit."""
     units = {
         "ratio": "x",
         "fraction": "",
@@ -395,7 +401,7 @@ def write_results(results: dict[str, float], device: torch.device) -> None:
     entries = []
     for k, v in results.items():
         unit = next((u for key, u in units.items() if key in k), "")
-        entries.append(results_io.entry(k, round(v, 3), unit))
+        entries.append(results_io.entry(k + label, round(v, 3), unit))
     print("wrote", results_io.write(f"speed_{device.type}", entries))
 
 
@@ -447,7 +453,7 @@ def main() -> None:
     for k, v in results.items():
         print(f"{k:45s} {v:12.2f}")
     if not args.no_write:
-        write_results(results, device)
+        write_results(results, device, args.label)
 
 
 def bench_bart(batches, args, vocab, mo, src_ids, steps_of, device) -> dict[str, float]:

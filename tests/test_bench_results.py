@@ -177,6 +177,28 @@ def test_training_throughput_reads_nothing_from_the_device_while_timed(monkeypat
     assert events == ["step"] * 3 + ["count"] * 2 + ["step"] * 2
 
 
+def test_the_speed_bench_labels_its_entries_when_asked(tmp_path, monkeypatch):
+    """bench_speed --label: every metric name ends with the label (a run beside the defaults' entries keeps them), each
+    with its unit; without one the names stay."""
+    import torch
+
+    bench = load_script("bench_speed")
+    monkeypatch.setenv("SEQLAB_RESULTS_DIR", str(tmp_path))
+    bench.write_results({"batch1_greedy_latency_ms": 2.5, "greedy_decode_sent_per_s": 9.0}, torch.device("cpu"))
+    bench.write_results({"batch1_greedy_latency_ms": 2.0}, torch.device("cpu"), "_compiled_decode")
+    entries = {e["metric"]: e for e in json.loads((tmp_path / "speed_cpu.json").read_text())}
+    assert set(entries) == {
+        "batch1_greedy_latency_ms",
+        "greedy_decode_sent_per_s",
+        "batch1_greedy_latency_ms_compiled_decode",
+    }
+    assert entries["batch1_greedy_latency_ms_compiled_decode"]["value"] == 2.0
+    assert (
+        entries["batch1_greedy_latency_ms"]["value"] == 2.5
+        and entries["greedy_decode_sent_per_s"]["unit"] == "sentences/s"
+    )
+
+
 def test_decoding_profiles_are_written_for_each_search_and_leave_the_environment_as_it_was(tmp_path, monkeypatch):
     """bench_speed --profile: one profiler table per search (greedy, beam 5; eager only on the CPU) with the
     operators the decoding ran, and the switches it set for them restored afterwards."""
