@@ -315,25 +315,33 @@ class _EagerChunk:
 
 @pytest.mark.parametrize("k", [1, 4])
 def test_lookahead_reads_each_end_test_a_chunk_late_and_gives_the_same_hypotheses(copier, monkeypatch, k):
-    """SEQLAB_SEARCH_LOOKAHEAD: the chunks replay one ahead of the end tests the host reads (torch.cuda's events and
-    streams stubbed, the chunks run eagerly), so a search runs exactly one chunk past the one whose end test held
-    (none past the budget), and those steps change no hypothesis, greedy or beam."""
+    """SEQLAB_SEARCH_LOOKAHEAD: the chunks replay on a side stream one ahead of the end tests the host reads
+    (torch.cuda's events and streams stubbed, the chunks run eagerly), so a search runs exactly one chunk past the one
+    whose end test held (none past the budget), and those steps change no hypothesis, greedy or beam. The caller's
+    stream waits for the chunk whose end test held (greedy: the chunk past it writes only later columns) or for every
+    chunk run (beam), and the next run of the search waits for them all before it writes its buffers."""
     import contextlib
 
     from seqlab.decoding import search as search_module
 
+    waits = []
+
     class Event:
         def record(self, stream=None) -> None:
-            pass
+            self.stream = stream
 
     class Stream:
         def wait_event(self, event) -> None:
-            pass
+            waits.append((self, "event", event))
 
+        def wait_stream(self, other) -> None:
+            waits.append((self, "stream", other))
+
+    caller = Stream()
     monkeypatch.setattr(torch.cuda, "Event", Event)
     monkeypatch.setattr(torch.cuda, "Stream", Stream)
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: caller)
     real_search_for, made = search_module.search_for, []
 
     def ahead(*args, **kw):
@@ -353,11 +361,20 @@ def test_lookahead_reads_each_end_test_a_chunk_late_and_gives_the_same_hypothese
         plain.run(src)
         expected = decode(src)
         monkeypatch.setattr(search_module, "search_for", ahead)
+        waits.clear()
         got = decode(src)
         monkeypatch.setattr(search_module, "search_for", real_search_for)
         assert torch.equal(expected.tokens, got.tokens) and torch.allclose(expected.scores, got.scores, atol=1e-6)
-        chunks = len(made[-1].chunk_graphs)
-        assert int(made[-1].chunks_run) == min(int(plain.chunks_run) + 1, chunks)
+        search = made[-1]
+        chunks, held = len(search.chunk_graphs), int(plain.chunks_run) - 1  # the chunk whose end test held
+        assert int(search.chunks_run) == min(held + 2, chunks)
+        assert waits[0] == (search.runner, "stream", caller)  # the chunks start after the prologue
+        assert all(w[:2] == (search.reader, "event") for w in waits[1:-1])  # the end tests, one chunk each
+        last = (caller, "event", search.chunk_done[held]) if k == 1 else (caller, "stream", search.runner)
+        assert waits[-1] == last
+        waits.clear()
+        search.run(src)  # run again: first wait for the chunks still running
+        assert waits[0] == (caller, "stream", search.runner)
 
 
 def test_lookahead_follows_the_compiled_step_unless_set(monkeypatch):

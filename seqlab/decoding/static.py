@@ -79,7 +79,8 @@ def chunk_steps() -> int:
 def lookahead_enabled() -> bool:
     """``SEQLAB_SEARCH_LOOKAHEAD=1``: captured searches replay a chunk before reading the end test of the chunk before
     it, so that the GPU never waits for the host between chunks; a search then runs one chunk past its end (whose
-    steps only extend finished hypotheses: the same results).  Unset: with the compiled decoder step
+    steps only extend finished hypotheses: the same results; since session 26 a greedy search's results no longer wait
+    for it, not yet measured).  Unset: with the compiled decoder step
     (:func:`~seqlab.decoding.graphs.decode_step_compiled`), whose chunks cost less than the waits they save: on one
     H200, batch-1 greedy took 3.41 ms with it and 3.62 without, where the uncompiled step took 4.27 and 4.07 ms
     (BENCHMARKS.md, Speed, session 25)."""
@@ -194,7 +195,9 @@ class StaticSearch:
         self.chunks_run = torch.zeros((), dtype=torch.long, device=device)  # counted by each chunk
         self.lookahead = graph and lookahead_enabled()  # :meth:`_run_ahead`
         self.ended_at = torch.zeros(steps // chunk, dtype=torch.bool, device=device)  # each chunk's end test
-        self.chunk_done: list[torch.cuda.Event] = []  # :meth:`_run_ahead`'s events, and the stream it reads them on
+        # :meth:`_run_ahead`'s events, the stream it replays the chunks on and the one it reads their end tests on
+        self.chunk_done: list[torch.cuda.Event] = []
+        self.runner: torch.cuda.Stream | None = None
         self.reader: torch.cuda.Stream | None = None
         self.base = (torch.arange(rows, device=device) * beam).unsqueeze(1)
         vocab = torch.arange(model.vocab_size, device=device)
@@ -333,6 +336,7 @@ class StaticSearch:
         """Search ``src`` [b, w] (b <= rows, w <= width); returns the number of steps taken.  Padding rows
         repeat the first source and are ignored."""
         b, w = src.shape
+        self.wait_for_chunks()
         self.src.fill_(PAD_ID)
         self.src[:b, :w].copy_(src)
         if b < self.rows:
@@ -363,24 +367,42 @@ class StaticSearch:
         return taken
 
     def _run_ahead(self) -> int:
-        """The captured chunks, each replayed before the end test of the one before it is read (on a side stream
-        that waits for that chunk alone); returns the steps run, one chunk past the end test that held."""
-        graphs, last, stream = self.chunk_graphs, len(self.chunk_graphs) - 1, torch.cuda.current_stream()
-        if self.reader is None:
-            self.chunk_done, self.reader = [torch.cuda.Event() for _ in graphs], torch.cuda.Stream()
+        """The captured chunks, replayed on a side stream, each before the end test of the one before it is read (on a
+        second side stream that waits for that chunk alone): the search runs one chunk past the chunk whose end test
+        held. That chunk only writes later columns of a greedy search's results, so the caller's stream waits for the
+        chunk whose end test held, not for the one past it, which runs while the host reads the results (the next
+        search, and a search dropped from the cache, wait for it: :meth:`wait_for_chunks`). A beam search's steps past
+        the end may reorder earlier columns: the caller's stream waits for them. Returns the steps whose results the
+        caller reads."""
+        graphs, last, caller = self.chunk_graphs, len(self.chunk_graphs) - 1, torch.cuda.current_stream()
+        if self.runner is None:
+            self.chunk_done = [torch.cuda.Event() for _ in graphs]
+            self.runner, self.reader = torch.cuda.Stream(), torch.cuda.Stream()
+        runner, reader = self.runner, self.reader
+        runner.wait_stream(caller)  # after the prologue
         for index in range(-1, last + 1):
             if index < last:
-                with labelled("seqlab.search.chunk"):
+                with labelled("seqlab.search.chunk"), torch.cuda.stream(runner):
                     graphs[index + 1].replay()
-                    self.chunk_done[index + 1].record(stream)
+                    self.chunk_done[index + 1].record(runner)
             if index < 0:
                 continue
-            with labelled("seqlab.search.end_test"), torch.cuda.stream(self.reader):
-                self.reader.wait_event(self.chunk_done[index])
+            with labelled("seqlab.search.end_test"), torch.cuda.stream(reader):
+                reader.wait_event(self.chunk_done[index])
                 ended = bool(self.ended_at[index])
             if ended:
                 break
+        if self.beam == 1:
+            caller.wait_event(self.chunk_done[index])
+            return (index + 1) * self.chunk
+        caller.wait_stream(runner)
         return min(index + 2, last + 1) * self.chunk
+
+    def wait_for_chunks(self) -> None:
+        """Make the current stream wait for the chunk :meth:`_run_ahead` ran past a greedy search's end, before anything
+        there writes this search's buffers again or frees them."""
+        if self.runner is not None:
+            torch.cuda.current_stream().wait_stream(self.runner)
 
 
 _CACHE: OrderedDict[tuple, StaticSearch] = OrderedDict()
@@ -408,6 +430,7 @@ def search_for(
     if search is not None and search.model is model:
         _CACHE.move_to_end(key)
         return search
+    wait_for_searches()  # a search dropped below may still run its last chunk
     search = StaticSearch(model, *shape, True, settle, chunk)
     _CACHE[key] = search
     evict(_CACHE, MAX_SEARCHES, graph_cache_bytes())
@@ -420,6 +443,13 @@ def whole_graph_share() -> float:
     return sum(s.whole_graph is not None for s in searches) / len(searches) if searches else 0.0
 
 
+def wait_for_searches() -> None:
+    """:meth:`StaticSearch.wait_for_chunks` for every cached search."""
+    for search in _CACHE.values():
+        search.wait_for_chunks()
+
+
 def clear_searches() -> None:
     """Drop every captured search (e.g. after the model object was replaced)."""
+    wait_for_searches()
     _CACHE.clear()
