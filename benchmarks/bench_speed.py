@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.bench import results as results_io
-from seqlab.bench.timing import first_batches, profile_table, report_conditions, sync, timing_conditions
+from seqlab.bench.timing import first_batches, profile_table, report_conditions, sync, timing_conditions, until_returned
 from seqlab.bench.timing import timed as timed_call
 from seqlab.config import Config, DecodeConfig, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
@@ -381,11 +381,14 @@ def batch1_latency_ms(
     warmup: int | None = 20,
 ) -> float:
     """Median milliseconds of a greedy search of one sentence (the first ``n``), after ``warmup`` warm-up sentences
-    (None: the ``n`` timed ones, so that every shape bucket is captured before the timing)."""
-    timed = timer(device)
+    (None: the ``n`` timed ones, so that every shape bucket is captured before the timing): from the call, the device
+    idle, until the hypothesis is on the host (:func:`~seqlab.bench.timing.until_returned`)."""
     for ids in src_ids[: n if warmup is None else warmup]:  # warm-up
         decode_ids(model, [ids], decode, device, beam_size=1)
-    lat = [timed(lambda ids=ids: decode_ids(model, [ids], decode, device, beam_size=1)) * 1000 for ids in src_ids[:n]]
+    lat = [
+        until_returned(lambda ids=ids: decode_ids(model, [ids], decode, device, beam_size=1), device)[1] * 1000
+        for ids in src_ids[:n]
+    ]
     return statistics.median(lat)
 
 

@@ -62,3 +62,15 @@ def test_timing_conditions_flag_a_busy_gpu_or_host(monkeypatch, capsys):
     assert not timing.report_conditions([quiet, quiet], "bench_speed") and capsys.readouterr().out == ""
     assert timing.report_conditions([quiet, busy], "bench_speed") and timing.contended([busy, quiet])
     assert capsys.readouterr().out.startswith("WARNING: bench_speed (after the timing) timed beside other work")
+
+
+def test_until_returned_times_the_work_to_its_return_and_waits_for_the_device_after_it(monkeypatch):
+    """A latency until the result is on the host: the device synchronised before the clock starts, the clock stopped
+    when the work returns, and the work it left queued (a search's chunk past its end) waited for after the clock."""
+    events = []
+    clock = iter([1.0, 1.25])
+    monkeypatch.setattr(timing.torch.cuda, "synchronize", lambda *_: events.append("sync"))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: events.append("clock") or next(clock))
+    result, seconds = timing.until_returned(lambda: events.append("work") or "hyp", torch.device("cuda", 0))
+    assert (result, seconds) == ("hyp", 0.25)
+    assert events == ["sync", "clock", "work", "clock", "sync"]

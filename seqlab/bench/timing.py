@@ -28,6 +28,18 @@ def timed(work: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
+def until_returned(work: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """``work()``'s result and the seconds until it returned, the device synchronised before; for work whose result is
+    on the host (a search's hypotheses as lists). GPU work it leaves queued behind that result (the chunk a captured
+    search ran past its end, whose output nothing reads) is waited for after the timing, not inside it."""
+    sync(device)
+    start = time.perf_counter()
+    result = work()
+    seconds = time.perf_counter() - start
+    sync(device)
+    return result, seconds
+
+
 #: above these, :func:`timing_conditions` reports a timing as contended: the GPU's utilisation while this process
 #: queues nothing (percent), and the 1-minute load average per CPU beyond this process's own (one busy thread on a
 #: GPU, its torch threads on the CPU)
