@@ -151,7 +151,7 @@ def decode_step_compiled() -> bool:
     (:func:`~seqlab.models.transformer.single_query_attention`, :func:`~seqlab.models.transformer.linear`). On one
     H200 that took batch-1 greedy to 2.50-2.76 ms (2.40-2.62 in chunks of one step) against about 4 ms at the
     defaults (BENCHMARKS.md, Speed, session 26). Opt-in: the first call of each new shape kind compiles (seconds),
-    and it changed 2-3 of 1,000 greedy hypotheses on two checkpoints of three."""
+    and it changed 1-3 of 1,000 greedy hypotheses on three checkpoints of four (sessions 25 and 26)."""
     return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"
 
 
