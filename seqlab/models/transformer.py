@@ -72,6 +72,12 @@ def single_query_mode(text: str | None) -> str:
 SINGLE_QUERY_MODE = single_query_mode(os.environ.get("SEQLAB_SINGLE_QUERY_ATTENTION"))
 
 
+def as_sums(mode: str) -> bool:
+    """Whether products run as sums of elementwise products in ``mode`` (of :func:`single_query_mode` or
+    :func:`few_rows_linear_mode`): in ``reduce`` mode, and in ``auto`` mode inside torch.compile, which fuses them."""
+    return mode == "reduce" or (mode == "auto" and torch.compiler.is_compiling())
+
+
 def single_query_by_matmul(q: torch.Tensor, mode: str | None = None) -> bool:
     """Whether queries ``q`` (one per row) go through :func:`single_query_attention` in ``mode``
     (:func:`single_query_mode`; default :data:`SINGLE_QUERY_MODE`): ``matmul`` and ``reduce`` always, ``auto`` in
@@ -89,7 +95,7 @@ def single_query_attention(
     in ``reduce`` mode (:data:`SINGLE_QUERY_MODE`), and in ``auto`` mode inside torch.compile, which fuses them with
     the softmax: one batch-1 greedy step on an H200 took 134 instead of 144 us of GPU time (BENCHMARKS.md, Speed,
     session 25)."""
-    by_sums = SINGLE_QUERY_MODE == "reduce" or (SINGLE_QUERY_MODE == "auto" and torch.compiler.is_compiling())
+    by_sums = as_sums(SINGLE_QUERY_MODE)
     scores = (q * k).sum(-1, keepdim=True).transpose(-2, -1) if by_sums else torch.matmul(q, k.transpose(-2, -1))
     scores = scores.float() * (q.size(-1) ** -0.5)
     if attn_mask is not None:
@@ -127,9 +133,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """``F.linear(x, weight, bias)``; as sums of products for at most :data:`FEW_ROWS` rows of ``x`` without gradients
     (decoding) and outside autocast, where :func:`few_rows_linear_mode` says (``reduce``, or ``auto`` inside
     torch.compile)."""
-    by_sums = FEW_ROWS_LINEAR == "reduce" or (FEW_ROWS_LINEAR == "auto" and torch.compiler.is_compiling())
     if (
-        by_sums
+        as_sums(FEW_ROWS_LINEAR)
         and x.numel() <= FEW_ROWS * x.size(-1)
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled(x.device.type)
