@@ -377,19 +377,17 @@ def test_lookahead_reads_each_end_test_a_chunk_late_and_gives_the_same_hypothese
         assert waits[0] == (caller, "stream", search.runner)
 
 
-def test_lookahead_follows_the_compiled_step_unless_set(monkeypatch):
-    """SEQLAB_SEARCH_LOOKAHEAD unset: on with SEQLAB_COMPILE_DECODE=1 (where it measured faster), off without it;
-    set, it decides alone."""
+def test_lookahead_is_on_unless_turned_off(monkeypatch):
+    """SEQLAB_SEARCH_LOOKAHEAD unset or 1: on, with or without the compiled step; 0: off."""
     from seqlab.decoding.static import lookahead_enabled
 
-    monkeypatch.delenv("SEQLAB_SEARCH_LOOKAHEAD", raising=False)
     for compiled in ("0", "1"):
         monkeypatch.setenv("SEQLAB_COMPILE_DECODE", compiled)
-        assert lookahead_enabled() == (compiled == "1")
+        monkeypatch.delenv("SEQLAB_SEARCH_LOOKAHEAD", raising=False)
+        assert lookahead_enabled()
         for switch in ("0", "1"):
             monkeypatch.setenv("SEQLAB_SEARCH_LOOKAHEAD", switch)
             assert lookahead_enabled() == (switch == "1")
-        monkeypatch.delenv("SEQLAB_SEARCH_LOOKAHEAD")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")

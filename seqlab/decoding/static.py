@@ -40,7 +40,6 @@ from seqlab.decoding.graphs import (
     STEP_BUCKET,
     bucket_rows,
     compiled_under_switch,
-    decode_step_compiled,
     evict,
     graph_cache_bytes,
     labelled,
@@ -77,15 +76,13 @@ def chunk_steps() -> int:
 
 
 def lookahead_enabled() -> bool:
-    """``SEQLAB_SEARCH_LOOKAHEAD=1``: captured searches replay a chunk before reading the end test of the chunk before
-    it, so that the GPU never waits for the host between chunks; a search then runs one chunk past its end (whose
-    steps only extend finished hypotheses: the same results; since session 26 a greedy search's results no longer wait
-    for it, not yet measured).  Unset: with the compiled decoder step
-    (:func:`~seqlab.decoding.graphs.decode_step_compiled`), whose chunks cost less than the waits they save: on one
-    H200, batch-1 greedy took 3.41 ms with it and 3.62 without, where the uncompiled step took 4.27 and 4.07 ms
-    (BENCHMARKS.md, Speed, session 25)."""
-    switch = os.environ.get("SEQLAB_SEARCH_LOOKAHEAD", "")
-    return switch == "1" if switch else decode_step_compiled()
+    """Captured searches replay a chunk before reading the end test of the chunk before it, so that the GPU never
+    waits for the host between chunks; a search then runs one chunk past its end (whose steps only extend finished
+    hypotheses: the same results), and a greedy search's results wait only for the chunk whose end test held.  On by
+    default; ``SEQLAB_SEARCH_LOOKAHEAD=0`` turns it off.  On one H200 (BENCHMARKS.md, Speed, session 27) batch-1
+    greedy took 4.28, 4.17 and 4.27 ms with it and 4.34, 4.40 and 4.33 ms without, with the same hypotheses, in
+    three runs on two checkpoints."""
+    return os.environ.get("SEQLAB_SEARCH_LOOKAHEAD", "1") != "0"
 
 
 def device_loop_enabled() -> bool:
