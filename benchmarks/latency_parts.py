@@ -13,7 +13,8 @@ joined with ``+``):
 - ``compiled``: the decoder step and encoder through torch.compile (``SEQLAB_COMPILE_DECODE=1``); ``autotune``: the
   same in torch.compile's ``max-autotune-no-cudagraphs`` mode (``SEQLAB_COMPILE_DECODE_MODE``);
 - ``fp32``: full float32 products (``SEQLAB_DECODE_TF32=0``);
-- ``lookahead``: each chunk replayed before the end test of the one before it is read (``SEQLAB_SEARCH_LOOKAHEAD=1``);
+- ``lookahead`` / ``no_lookahead``: each chunk replayed before the end test of the one before it is read, or not
+  (``SEQLAB_SEARCH_LOOKAHEAD=1`` / ``0``; a greedy search has it by default since session 27);
 - ``chunk1``: chunks of one step (``SEQLAB_SEARCH_CHUNK_STEPS=1``);
 - ``reduce``: a step's single-query attention as sums of products (``SEQLAB_SINGLE_QUERY_ATTENTION=reduce``);
 - ``linear``: a step's linear layers as sums of products (``SEQLAB_FEW_ROWS_LINEAR=reduce``).
@@ -66,6 +67,7 @@ VARIANT_ENV = {
     "fp32": {"SEQLAB_DECODE_TF32": "0"},
     "autotune": {"SEQLAB_COMPILE_DECODE": "1", "SEQLAB_COMPILE_DECODE_MODE": "max-autotune-no-cudagraphs"},
     "lookahead": {"SEQLAB_SEARCH_LOOKAHEAD": "1"},
+    "no_lookahead": {"SEQLAB_SEARCH_LOOKAHEAD": "0"},
     "chunk1": {"SEQLAB_SEARCH_CHUNK_STEPS": "1"},
     "reduce": {"SEQLAB_SINGLE_QUERY_ATTENTION": "reduce"},
     "linear": {"SEQLAB_FEW_ROWS_LINEAR": "reduce"},

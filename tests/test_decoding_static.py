@@ -377,17 +377,18 @@ def test_lookahead_reads_each_end_test_a_chunk_late_and_gives_the_same_hypothese
         assert waits[0] == (caller, "stream", search.runner)
 
 
-def test_lookahead_is_on_unless_turned_off(monkeypatch):
-    """SEQLAB_SEARCH_LOOKAHEAD unset or 1: on, with or without the compiled step; 0: off."""
+def test_lookahead_for_greedy_searches_unless_set(monkeypatch):
+    """SEQLAB_SEARCH_LOOKAHEAD unset: greedy searches have the lookahead and beam searches do not, with or without the
+    compiled step; set to 1 or 0, it decides for every width."""
     from seqlab.decoding.static import lookahead_enabled
 
     for compiled in ("0", "1"):
         monkeypatch.setenv("SEQLAB_COMPILE_DECODE", compiled)
         monkeypatch.delenv("SEQLAB_SEARCH_LOOKAHEAD", raising=False)
-        assert lookahead_enabled()
+        assert lookahead_enabled(1) and not lookahead_enabled(5)
         for switch in ("0", "1"):
             monkeypatch.setenv("SEQLAB_SEARCH_LOOKAHEAD", switch)
-            assert lookahead_enabled() == (switch == "1")
+            assert lookahead_enabled(1) == lookahead_enabled(5) == (switch == "1")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")

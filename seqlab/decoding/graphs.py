@@ -146,12 +146,12 @@ def decode_step_compiled() -> bool:
     ``torch.compile`` (dynamic shapes, so that one compilation serves the buckets and the attended windows), which
     fuses the step's elementwise work into fewer kernels; the captured greedy search's choice of the next token
     (:func:`~seqlab.decoding.static.greedy_choice`) and the searches' encoder are compiled too. The captured graphs
-    then replay those. It also brings the searches' lookahead (:func:`~seqlab.decoding.static.lookahead_enabled`)
-    and, in the default modes, a step's attention and its linear layers on few rows as sums of products
-    (:func:`~seqlab.models.transformer.single_query_attention`, :func:`~seqlab.models.transformer.linear`). On one
-    H200 that took batch-1 greedy to 2.50-2.76 ms (2.40-2.62 in chunks of one step) against about 4 ms at the
-    defaults (BENCHMARKS.md, Speed, session 26). Opt-in: the first call of each new shape kind compiles (seconds),
-    and it changed 1-3 of 1,000 greedy hypotheses on three checkpoints of four (sessions 25 and 26)."""
+    then replay those. In the default modes it also brings a step's attention and its linear layers on few rows as
+    sums of products (:func:`~seqlab.models.transformer.single_query_attention`,
+    :func:`~seqlab.models.transformer.linear`). On one H200 that took batch-1 greedy to 2.50-2.76 ms (2.40-2.62 in
+    chunks of one step) against about 4 ms at the defaults (BENCHMARKS.md, Speed, sessions 26 and 27). Opt-in: the
+    first call of each new shape kind compiles (seconds), and it changed 1-4 of 1,000 greedy hypotheses on four
+    checkpoints of six (sessions 25 to 27)."""
     return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"
 
 

@@ -75,14 +75,17 @@ def chunk_steps() -> int:
     return steps
 
 
-def lookahead_enabled() -> bool:
-    """Captured searches replay a chunk before reading the end test of the chunk before it, so that the GPU never
-    waits for the host between chunks; a search then runs one chunk past its end (whose steps only extend finished
-    hypotheses: the same results), and a greedy search's results wait only for the chunk whose end test held.  On by
-    default; ``SEQLAB_SEARCH_LOOKAHEAD=0`` turns it off.  On one H200 (BENCHMARKS.md, Speed, session 27) batch-1
-    greedy took 4.28, 4.17 and 4.27 ms with it and 4.34, 4.40 and 4.33 ms without, with the same hypotheses, in
-    three runs on two checkpoints."""
-    return os.environ.get("SEQLAB_SEARCH_LOOKAHEAD", "1") != "0"
+def lookahead_enabled(beam: int = 1) -> bool:
+    """Whether a captured search of this beam width replays each chunk before reading the end test of the chunk
+    before it, so that the GPU never waits for the host between chunks.  It then runs one chunk past its end (whose
+    steps only extend finished hypotheses: the same results); a greedy search's results wait only for the chunk whose
+    end test held, a beam search's for every chunk.  ``SEQLAB_SEARCH_LOOKAHEAD=1`` or ``0`` decides for every search;
+    unset, greedy searches (``beam == 1``) have it and beam searches do not.  On one H200 (BENCHMARKS.md, Speed,
+    session 27) it took batch-1 greedy from 4.34, 4.40 and 4.33 ms to 4.28, 4.17 and 4.27 ms with the same hypotheses,
+    and from 4.18 and 4.34 to 3.85 and 4.04 ms in bench_speed, while beam 5 ran at 4,341 and 4,303 sentences/s with it
+    and 4,696 and 4,479 without."""
+    switch = os.environ.get("SEQLAB_SEARCH_LOOKAHEAD", "")
+    return switch == "1" if switch else beam == 1
 
 
 def device_loop_enabled() -> bool:
@@ -190,7 +193,7 @@ class StaticSearch:
         self.lengths = torch.zeros(n, dtype=torch.long, device=device)
         self.ended = torch.zeros((), dtype=torch.bool, device=device)  # the end test, written by each chunk
         self.chunks_run = torch.zeros((), dtype=torch.long, device=device)  # counted by each chunk
-        self.lookahead = graph and lookahead_enabled()  # :meth:`_run_ahead`
+        self.lookahead = graph and lookahead_enabled(beam)  # :meth:`_run_ahead`
         self.ended_at = torch.zeros(steps // chunk, dtype=torch.bool, device=device)  # each chunk's end test
         # :meth:`_run_ahead`'s events, the stream it replays the chunks on and the one it reads their end tests on
         self.chunk_done: list[torch.cuda.Event] = []
@@ -422,7 +425,7 @@ def search_for(
     chunk = chunk_steps()
     if not graph:
         return StaticSearch(model, *shape, False, settle, chunk)
-    key = (id(model), *shape, settle, chunk, precision_key(), device_loop_enabled(), lookahead_enabled())
+    key = (id(model), *shape, settle, chunk, precision_key(), device_loop_enabled(), lookahead_enabled(beam))
     search = _CACHE.get(key)
     if search is not None and search.model is model:
         _CACHE.move_to_end(key)
