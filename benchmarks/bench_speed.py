@@ -270,6 +270,8 @@ def time_seqlab_decoding(
         results[f"{name}_graph_vs_eager_identical_fraction"] = same
         results[f"{name}_decode_sent_per_s_eager"] = len(src_ids) / t_eager
         print(f"{name}, CUDA graphs vs eager: {same:.4f} of hypotheses identical")
+        for i in [i for i, (a, b) in enumerate(zip(eager, captured, strict=True)) if a != b][:10]:
+            print(f"  test source {i}: eager {eager[i]}, captured {captured[i]}")
 
     for beam in (1, 5):  # warm-up pass over every batch shape
         decode(beam)
