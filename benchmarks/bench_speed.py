@@ -41,6 +41,7 @@ from seqlab.bench.timing import timed as timed_call
 from seqlab.config import Config, DecodeConfig, load_config
 from seqlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seqlab.decoding.graphs import decode_precision
+from seqlab.decoding.search import Hypotheses, static_search
 from seqlab.metrics import compute_metrics
 from seqlab.models.base import shift_right
 from seqlab.train.evaluate import decode_ids, encode_lines, pad_batch
@@ -250,40 +251,65 @@ def identical_fraction(a: list[list[int]], b: list[list[int]]) -> float:
 
 
 def time_seqlab_decoding(
-    model: nn.Module, src_ids: list[list[int]], cfg: Config, device: torch.device, args: argparse.Namespace
+    model: nn.Module,
+    src_ids: list[list[int]],
+    cfg: Config,
+    device: torch.device,
+    args: argparse.Namespace,
+    compare_eager: bool | None = None,
 ) -> tuple[dict[str, float], list[int], dict[int, list[list[int]]]]:
-    """Greedy and beam-5 decoding of the test sources (captured searches, compared with the eager ones on CUDA);
-    also the number of steps each greedy hypothesis took (the baselines decode as many) and the hypotheses by beam
-    size."""
+    """Greedy and beam-5 decoding of the test sources (captured searches, compared with the eager ones where
+    ``compare_eager``, by default on CUDA); also the number of steps each greedy hypothesis took (the baselines decode
+    as many) and the hypotheses by beam size."""
+    compare_eager = device.type == "cuda" if compare_eager is None else compare_eager
     results: dict[str, float] = {}
     timed = timer(device)
 
     def decode(beam_size: int) -> list[list[int]]:
         return decode_ids(model, src_ids, cfg.decode, device, beam_size=beam_size, batch_size=args.decode_batch)
 
+    def uncaptured(beam_size: int) -> list[list[int]]:
+        """The captured search's own fixed-shape search, run without the capture (the same shapes and kernels)."""
+        d = cfg.decode
+
+        def search(net: nn.Module, src: torch.Tensor) -> Hypotheses:
+            with decode_precision(device):
+                return static_search(
+                    net, src, beam_size, d.length_penalty, d.max_len_a, d.max_len_b, d.max_len, graph=False
+                )
+
+        return decode_ids(model, src_ids, d, device, beam_size=beam_size, batch_size=args.decode_batch, decoder=search)
+
+    def compare(captured: list[list[int]], other: list[list[int]], name: str, label: str) -> None:
+        """The share of identical hypotheses as ``{name}_graph_vs_{label}_identical_fraction``; the first sources that
+        differ printed."""
+        same = identical_fraction(other, captured)
+        results[f"{name}_graph_vs_{label}_identical_fraction"] = same
+        print(f"{name}, CUDA graphs vs {label}: {same:.4f} of hypotheses identical")
+        for i in [i for i, (a, b) in enumerate(zip(other, captured, strict=True)) if a != b][:10]:
+            print(f"  test source {i}: {label} {other[i]}, captured {captured[i]}")
+
     def against_eager(beam_size: int, captured: list[list[int]], name: str) -> None:
-        """The captured search must give the eager search's hypotheses; also time the eager search."""
+        """The captured search must give the eager search's hypotheses (``beam_search``'s own loop, on the batch's
+        own shapes) and those of its fixed-shape search run uncaptured; also time the eager search."""
         with mock.patch.dict(os.environ, {"SEQLAB_CUDA_GRAPHS": "0"}):
             eager = decode(beam_size)
             t_eager = timed(lambda: decode(beam_size))
-        same = identical_fraction(eager, captured)
-        results[f"{name}_graph_vs_eager_identical_fraction"] = same
         results[f"{name}_decode_sent_per_s_eager"] = len(src_ids) / t_eager
-        print(f"{name}, CUDA graphs vs eager: {same:.4f} of hypotheses identical")
-        for i in [i for i, (a, b) in enumerate(zip(eager, captured, strict=True)) if a != b][:10]:
-            print(f"  test source {i}: eager {eager[i]}, captured {captured[i]}")
+        compare(captured, eager, name, "eager")
+        compare(captured, uncaptured(beam_size), name, "uncaptured")
 
     for beam in (1, 5):  # warm-up pass over every batch shape
         decode(beam)
     hyps: list[list[int]] = []
     results["greedy_decode_sent_per_s"] = len(src_ids) / timed(lambda: hyps.extend(decode(1)))
-    if device.type == "cuda":
+    if compare_eager:
         against_eager(1, hyps, "greedy")
     beams: list[list[int]] = []
     with mock.patch.dict(os.environ, {"SEQLAB_STATIC_BEAM": "1"}):  # the captured beam search (the default since s24)
         decode(5)  # warm-up
         results["beam5_decode_sent_per_s"] = len(src_ids) / timed(lambda: beams.extend(decode(5)))
-        if device.type == "cuda":
+        if compare_eager:
             against_eager(5, beams, "beam5")
     return results, [len(h) + 1 for h in hyps], {1: hyps, 5: beams}
 

@@ -886,3 +886,38 @@ def test_shape_keys_counts_each_widths_padding_and_the_captures_of_a_least_recen
     assert one.captures == 3 and one.padding == pytest.approx((real + 6 * 12) / real)  # 10 rows -> 16
     monkeypatch.setattr(keys, "MAX_GRAPHS", 1)
     assert keys.count_width(dims, 1).captures == 5  # (16, 5, 7) is evicted each time before it recurs
+
+
+def test_the_speed_bench_compares_the_searches_with_eager_and_uncaptured_ones(tmp_path, monkeypatch, capsys):
+    """bench_speed's decoding comparison (CUDA by default, asked for here on the CPU): the searches' hypotheses against
+    ``beam_search``'s own loop and against their fixed-shape search run uncaptured, as shares of identical
+    hypotheses; a search that differs lowers the share and names the sources."""
+    from types import SimpleNamespace
+
+    from helpers import tiny_overrides
+
+    from seqlab.config import load_config
+    from seqlab.train.trainer import Trainer
+
+    bench = load_script("bench_speed")
+    monkeypatch.delenv("SEQLAB_STATIC_BEAM", raising=False)
+    trainer = Trainer(load_config(None, tiny_overrides(tmp_path, "run")), console=False)
+    model, args = trainer.model.eval(), SimpleNamespace(decode_batch=8)
+    src_ids = [[5, 6, 7, 2], [8, 9, 2], [6, 6, 5, 9, 2]]
+    results, _, _ = bench.time_seqlab_decoding(model, src_ids, trainer.cfg, trainer.device, args, compare_eager=True)
+    for name in ("greedy", "beam5"):
+        assert results[f"{name}_graph_vs_eager_identical_fraction"] == 1.0
+        assert results[f"{name}_graph_vs_uncaptured_identical_fraction"] == 1.0
+    real = bench.static_search
+
+    def first_token_changed(*a, **kw):
+        hyp = real(*a, **kw)
+        hyp.tokens[0, 0] = hyp.tokens[0, 0] + 1
+        return hyp
+
+    monkeypatch.setattr(bench, "static_search", first_token_changed)
+    capsys.readouterr()
+    results, _, _ = bench.time_seqlab_decoding(model, src_ids, trainer.cfg, trainer.device, args, compare_eager=True)
+    assert results["beam5_graph_vs_uncaptured_identical_fraction"] == pytest.approx(2 / 3)
+    assert results["beam5_graph_vs_eager_identical_fraction"] == 1.0
+    assert "test source 1: uncaptured" in capsys.readouterr().out  # the shortest source is decoded first

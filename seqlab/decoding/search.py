@@ -201,11 +201,13 @@ def static_search(
     max_len_b: int = 10,
     max_len: int = 256,
     n_best: int = 1,
+    graph: bool | None = None,
 ) -> Hypotheses:
     """Greedy (``beam_size`` 1) or beam search as one fixed-shape search (:class:`seqlab.decoding.static.
     StaticSearch`): captured as CUDA graphs on a GPU (in the precision of
-    :func:`~seqlab.decoding.graphs.loop_precision`), run eagerly elsewhere; the eager searches' results."""
-    graph = static_search_enabled(model, src)
+    :func:`~seqlab.decoding.graphs.loop_precision`), run eagerly elsewhere; the eager searches' results.
+    ``graph=False`` runs it eagerly on a GPU too: the same shapes and kernels without the capture."""
+    graph = static_search_enabled(model, src) if graph is None else graph
     settle = length_penalty if beam_size > 1 and n_best == 1 else None
     with loop_precision(src.device):
         search = search_for(model, src, beam_size, max_len_a, max_len_b, max_len, graph=graph, settle=settle)
