@@ -75,7 +75,7 @@ def chunk_steps() -> int:
     return steps
 
 
-def lookahead_enabled(beam: int = 1) -> bool:
+def lookahead_enabled(beam: int) -> bool:
     """Whether a captured search of this beam width replays each chunk before reading the end test of the chunk
     before it, so that the GPU never waits for the host between chunks.  It then runs one chunk past its end (whose
     steps only extend finished hypotheses: the same results); a greedy search's results wait only for the chunk whose
