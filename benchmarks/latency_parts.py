@@ -32,14 +32,16 @@ decoder step), ``batch1_prologue_kernels_<v>`` and ``batch1_prologue_gpu_us_<v>`
 (unprofiled, median: from the call to the prologue's launch, and from the host's last end-test read to the hypothesis
 on the host), ``batch1_idle_between_kernels_us_<v>`` (the GPU's idle time between a
 sentence's first and last kernel, median; profiled), ``batch1_steps_<v>`` (decoder steps per sentence, median) and
-``greedy_identical_fraction_<v>`` (hypotheses equal to the first variant's). The
-report (``--report``, JSON) adds the kernels that take most of a step's GPU time.
+``greedy_identical_fraction_<v>`` (hypotheses equal to the first variant's). The report (``--report``, JSON) adds
+the kernels that take most of a step's GPU time; ``--traces DIR`` keeps each variant's profiler trace
+(``VARIANT.json.gz``).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import gzip
 import json
 import os
 import statistics
@@ -199,8 +201,11 @@ def host_parts(model: Any, sources: list[list[int]], decode: Any, device: torch.
     return {"before_search_us": statistics.median(before) * 1e6, "after_search_us": statistics.median(after) * 1e6}
 
 
-def profile_sentences(model: Any, sources: list[list[int]], decode: Any, device: torch.device) -> dict:
-    """The Chrome trace of batch-1 greedy searches of ``sources``, each inside a ``sentence`` label."""
+def profile_sentences(
+    model: Any, sources: list[list[int]], decode: Any, device: torch.device, keep: Path | None = None
+) -> dict:
+    """The Chrome trace of batch-1 greedy searches of ``sources``, each inside a ``sentence`` label; also written to
+    ``keep`` (gzipped JSON) when given."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -214,7 +219,11 @@ def profile_sentences(model: Any, sources: list[list[int]], decode: Any, device:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(path))
-        return json.loads(path.read_text())
+        text = path.read_text()
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_bytes(gzip.compress(text.encode()))
+    return json.loads(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="default,compiled")
     ap.add_argument("--profiled-sentences", type=int, default=30)
     ap.add_argument("--report", type=Path, help="write the summaries (and the top kernels of a step) here, JSON")
+    ap.add_argument("--traces", type=Path, help="keep each variant's profiler trace here (VARIANT.json.gz)")
     args, model, decode, sources, device = parse_and_load(ap, argv)
     summaries: dict[str, dict[str, Any]] = {}
     reference: list[list[int]] | None = None  # the first variant's greedy hypotheses (batches of --batch)
@@ -231,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
             hyps = decode_ids(model, sources, decode, device, beam_size=1, batch_size=args.batch)
             reference = hyps if reference is None else reference
             latency = batch1_latency_ms(model, sources, decode, device, args.latency_sentences, warmup=None)
-            rows = split_sentences(profile_sentences(model, sources[: args.profiled_sentences], decode, device))
+            keep = args.traces / f"{variant}.json.gz" if args.traces else None
+            profiled = profile_sentences(model, sources[: args.profiled_sentences], decode, device, keep)
+            rows = split_sentences(profiled)
             summary = {"latency_ms": latency, "identical": identical_fraction(hyps, reference)}
             summary.update(host_parts(model, sources[: args.latency_sentences], decode, device))
             summary.update(summarise(rows, chunk_steps()))
