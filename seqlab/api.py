@@ -208,7 +208,7 @@ class Seq2Seq:
                 max_len_b=d.max_len_b,
                 max_len=d.max_len,
             )
-            rows = [self.tgt_tokenizer.decode(strip_ids(r)) for r in hyp.tokens.tolist()]
+            rows = [self.tgt_tokenizer.decode(strip_ids(r)) for r in hyp.token_rows()]
             out.extend(rows[j : j + num_samples] for j in range(0, len(rows), num_samples))
         return out
 

@@ -44,6 +44,7 @@ def test_static_beam_search_equals_eager(copier, seed, k):
         fixed = beam_search(copier, src, beam_size=k, n_best=n_best, static=True)
         assert torch.equal(eager.tokens, fixed.tokens)
         assert torch.allclose(eager.scores, fixed.scores, atol=1e-5)
+        assert fixed.host_rows == fixed.token_rows() == eager.tokens.tolist()  # read once, on the host already
     ended = fixed.tokens.eq(EOS_ID).any(1)
     assert ended.all() and fixed.tokens.ne(PAD_ID).sum(1).unique().numel() > 1  # varied lengths, all ended
 
@@ -66,6 +67,8 @@ def test_static_greedy_equals_eager_and_stops_early(copier):
     eager = greedy_search(copier, src, static=False)
     fixed = greedy_search(copier, src, static=True)
     assert torch.equal(eager.tokens, fixed.tokens)
+    assert fixed.host_rows == eager.tokens.tolist() and eager.host_rows is None
+    assert eager.token_rows() == fixed.token_rows()
     assert torch.allclose(eager.token_log_probs, fixed.token_log_probs, atol=1e-5)
     assert torch.allclose(eager.scores, fixed.scores, atol=1e-5)
     search = search_for(copier, src, 1, 1.5, 10, 256, graph=False)

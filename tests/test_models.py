@@ -335,3 +335,22 @@ def test_single_query_attention_equals_sdpa_with_boolean_and_additive_masks(dtyp
     masked = single_query_attention(q, k, v, keep)
     moved = v.masked_fill(~keep.transpose(-2, -1), 1e4)  # values at hidden keys change nothing
     torch.testing.assert_close(single_query_attention(q, k, moved, keep), masked, rtol=0, atol=0)
+
+
+def test_single_query_attention_adds_its_bias_and_scale_in_one_op_with_the_same_values_at_head_size_64():
+    """mask + scale * scores in one ``torch.add``: the two-op result (scale, then the bias) bit for bit where the
+    scale is a power of two (head size 64: 1/8), within one rounding elsewhere."""
+    from seqlab.models.transformer import single_query_attention
+
+    g = torch.Generator().manual_seed(1)
+    for head, exact in ((64, True), (32, False)):
+        q, k, v = (torch.randn(shape, generator=g) for shape in [(2, 8, 1, head), (2, 8, 9, head), (2, 8, 9, head)])
+        bias = torch.randn(2, 1, 1, 9, generator=g)
+        bias[0, ..., 3] = float("-inf")
+        two_ops = (torch.matmul(q, k.transpose(-2, -1)) * head**-0.5 + bias).softmax(-1)
+        expected = torch.matmul(two_ops, v)
+        got = single_query_attention(q, k, v, bias)
+        if exact:
+            assert torch.equal(got, expected)
+        else:
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)

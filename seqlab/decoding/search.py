@@ -26,6 +26,11 @@ class Hypotheses:
     tokens: torch.Tensor  # [N, T]
     scores: torch.Tensor  # [N] sum of log-probabilities (beam: length-penalised score)
     token_log_probs: torch.Tensor | None = None  # [N, T] (greedy / sampling)
+    host_rows: list[list[int]] | None = None  # ``tokens`` as lists, where the search read them to the host already
+
+    def token_rows(self) -> list[list[int]]:
+        """``tokens`` as host lists (one read from the device, unless the search made it)."""
+        return self.host_rows if self.host_rows is not None else self.tokens.tolist()
 
 
 def max_lengths(src: torch.Tensor, max_len_a: float, max_len_b: int, max_len: int) -> torch.Tensor:
@@ -214,15 +219,19 @@ def static_search(
         taken = search.run(src)
     b, k = src.size(0), beam_size
     if k == 1:
-        width = content_width(search.history[:b, :taken])
+        host = search.history[:b, :taken].cpu()  # the one read: the width, and the rows decode_ids takes
+        width = content_width(host)
         lp = search.logps[:b, :width].clone()  # copies: the search's buffers serve its next batch
-        return Hypotheses(search.history[:b, :width].clone(), lp.sum(1), lp)
+        tokens = search.history[:b, :width].clone()
+        return Hypotheses(tokens, lp.sum(1), lp, host_rows=host[:, :width].tolist())
     normalized = search.scores[:b].reshape(-1) / gnmt_length_penalty(search.lengths[: b * k], length_penalty)
     normalized = normalized.view(b, k)
     order = normalized.argsort(dim=1, descending=True)[:, :n_best]
     pick = (order + (torch.arange(b, device=src.device) * k).unsqueeze(1)).view(-1)
     best = search.history[: b * k, :taken].index_select(0, pick)
-    return Hypotheses(best[:, : content_width(best)], normalized.view(-1).index_select(0, pick))
+    host = best.cpu()
+    width = content_width(host)
+    return Hypotheses(best[:, :width], normalized.view(-1).index_select(0, pick), host_rows=host[:, :width].tolist())
 
 
 @torch.no_grad()

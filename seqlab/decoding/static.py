@@ -137,10 +137,10 @@ def greedy_choice(
     and ``prev``, its log-probability to ``logps`` (0 after the end), and ``done`` marks the rows that ended."""
     logp = torch.log_softmax(mask_special(logits), dim=-1)
     tok = logp.argmax(-1)
-    tok = tok.masked_fill(last_step <= step, EOS_ID)
-    tok = tok.masked_fill(done, PAD_ID)
+    tok = torch.where(last_step <= step, EOS_ID, tok)  # where, not masked_fill: no copy of the input first
+    tok = torch.where(done, PAD_ID, tok)
     history.index_copy_(1, step, tok.unsqueeze(1))
-    chosen = logp.gather(1, tok.unsqueeze(1)).masked_fill(done.unsqueeze(1), 0.0)
+    chosen = torch.where(done.unsqueeze(1), 0.0, logp.gather(1, tok.unsqueeze(1)))
     logps.index_copy_(1, step, chosen)
     done.logical_or_(tok.eq(EOS_ID))
     prev.copy_(tok)
@@ -232,9 +232,10 @@ class StaticSearch:
         self.chunks_run.zero_()
         self.history.fill_(PAD_ID)
         self.logps.zero_()
-        self.lengths.zero_()
-        self.scores.fill_(float("-inf"))
-        self.scores[:, 0] = 0.0
+        if self.beam > 1:  # a beam search's own state
+            self.lengths.zero_()
+            self.scores.fill_(float("-inf"))
+            self.scores[:, 0] = 0.0
 
     def _chunk(self, index: int | None = None) -> None:
         """``chunk`` steps; ``index``: the chunk's place in the search (its steps are index * chunk + j),
@@ -274,7 +275,7 @@ class StaticSearch:
         logits, step = self._logits(written)
         logp = torch.log_softmax(mask_special(logits), dim=-1)
         at_limit = ((self.last_step <= step) & ~self.done).unsqueeze(1)
-        logp = torch.where(at_limit & self.not_eos, torch.full_like(logp, float("-inf")), logp)
+        logp = torch.where(at_limit & self.not_eos, float("-inf"), logp)
         logp = torch.where(self.done.unsqueeze(1), self.finished.expand_as(logp), logp)
         rows, k, v = self.rows, self.beam, logp.size(-1)
         cand = (self.scores.view(-1, 1) + logp).view(rows, k * v)

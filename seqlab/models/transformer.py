@@ -97,12 +97,13 @@ def single_query_attention(
     session 25)."""
     by_sums = as_sums(SINGLE_QUERY_MODE)
     scores = (q * k).sum(-1, keepdim=True).transpose(-2, -1) if by_sums else torch.matmul(q, k.transpose(-2, -1))
-    scores = scores.float() * (q.size(-1) ** -0.5)
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
-        else:
-            scores = scores + attn_mask
+    scores, scale = scores.float(), q.size(-1) ** -0.5
+    if attn_mask is None:
+        scores = scores * scale
+    elif attn_mask.dtype == torch.bool:
+        scores = torch.where(attn_mask, scores * scale, float("-inf"))
+    else:  # mask + scale * scores in one kernel (the same values where the scale is a power of two: head size 64)
+        scores = torch.add(attn_mask, scores, alpha=scale)
     weights = scores.softmax(-1).to(v.dtype)
     return (weights.transpose(-2, -1) * v).sum(-2, keepdim=True) if by_sums else torch.matmul(weights, v)
 

@@ -17,11 +17,12 @@ from seqlab.utils import eval_mode
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
+    """Right-padded id rows on ``device`` (to a GPU from pinned memory, without waiting for the copy)."""
     width = max(len(s) for s in seqs)
-    out = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out.to(device)
+    out = torch.tensor([list(s) + [PAD_ID] * (width - len(s)) for s in seqs], dtype=torch.long)
+    if device.type != "cuda":
+        return out.to(device)
+    return out.pin_memory().to(device, non_blocking=True)
 
 
 def encode_lines(tokenizer: Any, lines: Sequence[str], max_len: int) -> list[list[int]]:
@@ -75,7 +76,7 @@ def decode_ids(
                         hyp = greedy_search(model, src, **kw)
                     else:
                         hyp = beam_search(model, src, beam_size=beam, length_penalty=decode.length_penalty, **kw)
-            for i, row in zip(chunk, hyp.tokens.tolist(), strict=True):
+            for i, row in zip(chunk, hyp.token_rows(), strict=True):
                 results[i] = strip_ids(row)
     return results
 
