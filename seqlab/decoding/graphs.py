@@ -149,9 +149,9 @@ def decode_step_compiled() -> bool:
     then replay those. In the default modes it also brings a step's attention and its linear layers on few rows as
     sums of products (:func:`~seqlab.models.transformer.single_query_attention`,
     :func:`~seqlab.models.transformer.linear`). On one H200 that took batch-1 greedy to 2.50-3.00 ms (2.40-2.89 in
-    chunks of one step) against about 4 ms at the defaults (BENCHMARKS.md, Speed, sessions 26 and 27). Opt-in: the
-    first call of each new shape kind compiles (seconds), and it changed 1-4 of 1,000 greedy hypotheses on four
-    checkpoints of six (sessions 25 to 27)."""
+    chunks of one step) against about 4 ms at the defaults (BENCHMARKS.md, Speed, sessions 26 to 28). Opt-in: the
+    first call of each new shape kind compiles (seconds), and it changed 1-4 of 1,000 greedy hypotheses on five
+    checkpoints of seven (sessions 25 to 28)."""
     return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"
 
 
