@@ -33,8 +33,8 @@ decoder step), ``batch1_prologue_kernels_<v>`` and ``batch1_prologue_gpu_us_<v>`
 on the host), ``batch1_idle_between_kernels_us_<v>`` (the GPU's idle time between a
 sentence's first and last kernel, median; profiled), ``batch1_steps_<v>`` (decoder steps per sentence, median) and
 ``greedy_identical_fraction_<v>`` (hypotheses equal to the first variant's). The report (``--report``, JSON) adds
-the kernels that take most of a step's GPU time; ``--traces DIR`` keeps each variant's profiler trace
-(``VARIANT.json.gz``).
+the kernels that take most of a step's GPU time and one chunk's kernels in the order they ran; ``--traces DIR`` keeps
+each variant's profiler trace (``VARIANT.json.gz``).
 """
 
 from __future__ import annotations
@@ -146,6 +146,37 @@ def split_sentences(trace: dict) -> list[dict[str, Any]]:
     return out
 
 
+def chunk_sequence(trace: dict) -> list[dict[str, Any]]:
+    """The kernels of one captured chunk in the order they ran (the middle chunk of the middle profiled sentence):
+    name, GPU microseconds and the idle gap before each, for reading a step kernel by kernel."""
+    events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+    labels = [e for e in events if e.get("cat") == "user_annotation"]
+    sentences = sorted((e for e in labels if e["name"] == "sentence"), key=lambda e: e["ts"])
+    if not sentences:
+        return []
+    sentence = sentences[len(sentences) // 2]
+    chunks = sorted(
+        (e for e in labels if e["name"] == "seqlab.search.chunk" and within(e["ts"], sentence)), key=lambda e: e["ts"]
+    )
+    if not chunks:
+        return []
+    chunk = chunks[len(chunks) // 2]
+    launched = {
+        e["args"]["correlation"]
+        for e in events
+        if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {}) and within(e["ts"], chunk)
+    }
+    kernels = sorted(
+        (k for k in device_events(events) if k.get("args", {}).get("correlation") in launched), key=lambda k: k["ts"]
+    )
+    out, end = [], None
+    for k in kernels:
+        gap = 0.0 if end is None else max(k["ts"] - end, 0.0)
+        out.append({"name": k["name"][:90], "us": round(k["dur"], 2), "gap_us": round(gap, 2)})
+        end = k["ts"] + k["dur"]
+    return out
+
+
 def summarise(rows: list[dict[str, Any]], chunk: int) -> dict[str, Any]:
     """Medians over the sentences, per decoder step for the chunk graphs, and the kernels that take most of a step."""
     med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
@@ -226,12 +257,32 @@ def profile_sentences(
     return json.loads(text)
 
 
+def summarise_kept_trace(args: Any) -> int:
+    """``--from-trace``: a kept trace's summary and one chunk's kernels, printed and written to ``--report``."""
+    trace = json.loads(gzip.decompress(args.from_trace.read_bytes()))
+    summary = summarise(split_sentences(trace), chunk_steps())
+    summary["chunk_sequence"] = chunk_sequence(trace)
+    for k in summary["chunk_sequence"]:
+        print(f"{k['us']:7.2f} us  (gap {k['gap_us']:5.2f})  {k['name']}")
+    print(f"{summary['kernels_per_step']:.1f} kernels / {summary['step_gpu_us']:.0f} us per step")
+    if args.report:
+        args.report.write_text(json.dumps(summary, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = decoding_parser(__doc__)
     ap.add_argument("--variants", default="default,compiled")
     ap.add_argument("--profiled-sentences", type=int, default=30)
     ap.add_argument("--report", type=Path, help="write the summaries (and the top kernels of a step) here, JSON")
     ap.add_argument("--traces", type=Path, help="keep each variant's profiler trace here (VARIANT.json.gz)")
+    ap.add_argument(
+        "--from-trace",
+        type=Path,
+        help="summarise a kept trace (no model, no entries), steps per chunk from SEQLAB_SEARCH_CHUNK_STEPS as it ran",
+    )
+    if ap.parse_args(argv).from_trace:
+        return summarise_kept_trace(ap.parse_args(argv))
     args, model, decode, sources, device = parse_and_load(ap, argv)
     summaries: dict[str, dict[str, Any]] = {}
     reference: list[list[int]] | None = None  # the first variant's greedy hypotheses (batches of --batch)
@@ -247,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = {"latency_ms": latency, "identical": identical_fraction(hyps, reference)}
             summary.update(host_parts(model, sources[: args.latency_sentences], decode, device))
             summary.update(summarise(rows, chunk_steps()))
+            summary["chunk_sequence"] = chunk_sequence(profiled)
         summaries[variant] = summary
         print(
             f"{variant}: {latency:.2f} ms (profiled {summary['wall_ms']:.2f}), identical {summary['identical']:.4f}, "

@@ -93,3 +93,38 @@ def test_host_parts_time_the_host_before_and_after_a_search(parts, monkeypatch):
     found = parts.host_parts(None, [[5, 2], [6, 2]], None, torch.device("cpu"))
     assert found["before_search_us"] >= 2000 and found["after_search_us"] >= 3000
     assert graphs.PART_HOOK is None
+
+
+def test_one_chunk_is_read_kernel_by_kernel_from_a_kept_trace(parts, tmp_path, capsys):
+    """The middle chunk of the middle sentence, its kernels in the order they ran with the idle gap before each;
+    ``--from-trace`` reads a gzipped trace without a model and writes the summary with that chunk."""
+    import gzip
+    import json
+
+    trace = {
+        "traceEvents": [
+            span("sentence", 0, 1000),
+            span("seqlab.search.chunk", 10, 20),
+            span("seqlab.search.chunk", 100, 20),
+            span("seqlab.search.chunk", 200, 20),
+            span("cudaGraphLaunch", 15, 5, cat="cuda_runtime", correlation=1),
+            span("cudaGraphLaunch", 105, 5, cat="cuda_runtime", correlation=2),
+            span("cudaGraphLaunch", 205, 5, cat="cuda_runtime", correlation=3),
+            kernel(50, 10, 1, "first chunk"),
+            kernel(150, 4, 2, "layer_norm"),
+            kernel(140, 6, 2, "gemv"),  # listed out of order: sorted by when it ran
+            kernel(155, 3, 2, "add"),
+            kernel(250, 10, 3, "last chunk"),
+        ]
+    }
+    assert parts.chunk_sequence(trace) == [
+        {"name": "gemv", "us": 6, "gap_us": 0.0},
+        {"name": "layer_norm", "us": 4, "gap_us": 4},
+        {"name": "add", "us": 3, "gap_us": 1},
+    ]
+    kept, report = tmp_path / "default.json.gz", tmp_path / "summary.json"
+    kept.write_bytes(gzip.compress(json.dumps(trace).encode()))
+    assert parts.main(["--from-trace", str(kept), "--report", str(report)]) == 0
+    summary = json.loads(report.read_text())
+    assert [k["name"] for k in summary["chunk_sequence"]] == ["gemv", "layer_norm", "add"]
+    assert summary["steps"] == 3 * 2 and "layer_norm" in capsys.readouterr().out
