@@ -7,6 +7,7 @@ the parsers of ``distill`` / ``compare`` / ``control`` are built only when that 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
@@ -328,7 +329,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     src = open(args.input, encoding="utf-8") if args.input else sys.stdin
     lines = [line.rstrip("\n") for line in src]
     ids = encode_lines(src_tok, lines, cfg.decode.max_len)
-    hyps = decode_ids(model, ids, cfg.decode, dev, beam_size=args.beam_size, batch_size=args.batch_size)
+    decode = dataclasses.replace(cfg.decode, compile=cfg.decode.compile or args.compile)
+    hyps = decode_ids(model, ids, decode, dev, beam_size=args.beam_size, batch_size=args.batch_size)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     for h in hyps:
         out.write(tgt_tok.decode(h) + "\n")
@@ -443,6 +445,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=_positive_int, default=None, help="default: the run's decode.beam_size")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="sentences per decoding batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the decoder step (a GPU: faster steps; the first sentence waits for the compilation)",
+    )
     _add_decoding_flags(p, command, "translate")
     p.set_defaults(func=cmd_translate)
 

@@ -306,6 +306,27 @@ def test_evaluation_searches_on_a_gpu_multiply_on_tf32_unless_switched_off(monke
         assert torch.get_float32_matmul_precision() == "highest"
 
 
+def test_a_runs_decode_compile_switches_the_compiled_step_on_around_its_gpu_searches_only(monkeypatch):
+    """``decode.compile`` (decode_ids' switches): the compiled decoder step on CUDA whatever SEQLAB_COMPILE_DECODE
+    says, the environment's choice again afterwards, and nothing on the CPU."""
+    from seqlab.config import DecodeConfig
+    from seqlab.decoding.graphs import compiled_decoding, decode_step_compiled, precision_key
+    from seqlab.train.evaluate import decoding_switches
+
+    monkeypatch.setenv("SEQLAB_COMPILE_DECODE", "0")
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    with decoding_switches(DecodeConfig(compile=True), cuda):
+        assert decode_step_compiled() and "+compiled" in precision_key()  # the captures are keyed apart
+    assert not decode_step_compiled()
+    for decode, device in ((DecodeConfig(compile=True), cpu), (DecodeConfig(), cuda)):
+        with decoding_switches(decode, device):
+            assert not decode_step_compiled()
+    monkeypatch.setenv("SEQLAB_COMPILE_DECODE", "1")
+    with compiled_decoding(False):  # a run's setting decides over the environment's
+        assert not decode_step_compiled()
+    assert decode_step_compiled()
+
+
 class _EagerChunk:
     """A captured chunk's stand-in on the CPU: its replay runs the chunk eagerly."""
 

@@ -112,6 +112,12 @@ def test_cli_train_translate_evaluate(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out.txt"
     assert cli_main(["translate", str(ckpt), "-i", str(inp), "-o", str(out), "--beam-size", "3"]) == 0
     assert len(out.read_text().splitlines()) == 3
+    from seqlab.train import evaluate
+
+    asked, decode_ids = [], evaluate.decode_ids
+    monkeypatch.setattr(evaluate, "decode_ids", lambda *a, **kw: asked.append(a[2].compile) or decode_ids(*a, **kw))
+    assert cli_main(["translate", str(ckpt), "-i", str(inp), "-o", str(out), "--compile"]) == 0
+    assert asked == [True] and len(out.read_text().splitlines()) == 3  # on the CPU the searches run uncompiled
     capsys.readouterr()
     assert cli_main(["evaluate", str(ckpt), "--split", "valid", "--beam-size", "2"]) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

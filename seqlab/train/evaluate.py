@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from tqdm.auto import tqdm
 from seqlab.config import DecodeConfig
 from seqlab.data.vocab import EOS_ID, PAD_ID
 from seqlab.decoding import beam_search, greedy_search
-from seqlab.decoding.graphs import decode_precision
+from seqlab.decoding.graphs import compiled_decoding, decode_precision
 from seqlab.metrics import compute_metrics
 from seqlab.utils import eval_mode
 
@@ -23,6 +24,14 @@ def pad_batch(seqs: Sequence[Sequence[int]], device: torch.device) -> torch.Tens
     if device.type != "cuda":
         return out.to(device)
     return out.pin_memory().to(device, non_blocking=True)
+
+
+def decoding_switches(decode: DecodeConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """What a run's decode section switches on around its searches: the compiled decoder step (``decode.compile``,
+    on a GPU; elsewhere the searches run uncompiled either way)."""
+    if decode.compile and device.type == "cuda":
+        return compiled_decoding(True)
+    return contextlib.nullcontext()
 
 
 def encode_lines(tokenizer: Any, lines: Sequence[str], max_len: int) -> list[list[int]]:
@@ -63,7 +72,7 @@ def decode_ids(
     results: list[list[int]] = [[] for _ in sources]
     kw = dict(max_len_a=decode.max_len_a, max_len_b=decode.max_len_b, max_len=decode.max_len)
     chunks = [order[i : i + bs] for i in range(0, len(order), bs)]
-    with eval_mode(model):
+    with eval_mode(model), decoding_switches(decode, device):
         for chunk in tqdm(chunks, desc="decode", leave=False) if show_progress else chunks:
             src = pad_batch([sources[i] for i in chunk], device)
             if decoder is not None:
