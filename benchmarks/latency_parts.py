@@ -105,20 +105,26 @@ def within(ts: float, span: dict) -> bool:
     return span["ts"] <= ts <= span["ts"] + span["dur"]
 
 
-def split_sentences(trace: dict) -> list[dict[str, Any]]:
-    """Per profiled sentence (a ``sentence`` label): its wall time, decoder steps, and per part (prologue, chunk
-    graphs, eager work) the kernels launched and the GPU time they cover; plus its GPU-busy time and the names and
-    durations of the chunk graphs' kernels."""
+def parse_trace(trace: dict) -> tuple[list[dict], list[dict], dict[Any, dict], list[dict]]:
+    """A Chrome trace's labels (``user_annotation``), its ``sentence`` labels in order, its host launches by
+    correlation id, and its device work."""
     events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
     labels = [e for e in events if e.get("cat") == "user_annotation"]
     sentences = sorted((e for e in labels if e["name"] == "sentence"), key=lambda e: e["ts"])
-    parts = [e for e in labels if e["name"] in ("seqlab.search.prologue", "seqlab.search.chunk")]
     launches = {
         e["args"]["correlation"]: e
         for e in events
         if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})
     }
-    device = device_events(events)
+    return labels, sentences, launches, device_events(events)
+
+
+def split_sentences(trace: dict) -> list[dict[str, Any]]:
+    """Per profiled sentence (a ``sentence`` label): its wall time, decoder steps, and per part (prologue, chunk
+    graphs, eager work) the kernels launched and the GPU time they cover; plus its GPU-busy time and the names and
+    durations of the chunk graphs' kernels."""
+    labels, sentences, launches, device = parse_trace(trace)
+    parts = [e for e in labels if e["name"] in ("seqlab.search.prologue", "seqlab.search.chunk")]
     out = []
     for s in sentences:
         mine = [p for p in parts if within(p["ts"], s)]
@@ -149,9 +155,7 @@ def split_sentences(trace: dict) -> list[dict[str, Any]]:
 def chunk_sequence(trace: dict) -> list[dict[str, Any]]:
     """The kernels of one captured chunk in the order they ran (the middle chunk of the middle profiled sentence):
     name, GPU microseconds and the idle gap before each, for reading a step kernel by kernel."""
-    events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
-    labels = [e for e in events if e.get("cat") == "user_annotation"]
-    sentences = sorted((e for e in labels if e["name"] == "sentence"), key=lambda e: e["ts"])
+    labels, sentences, launches, device = parse_trace(trace)
     if not sentences:
         return []
     sentence = sentences[len(sentences) // 2]
@@ -161,14 +165,12 @@ def chunk_sequence(trace: dict) -> list[dict[str, Any]]:
     if not chunks:
         return []
     chunk = chunks[len(chunks) // 2]
-    launched = {
-        e["args"]["correlation"]
-        for e in events
-        if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {}) and within(e["ts"], chunk)
-    }
-    kernels = sorted(
-        (k for k in device_events(events) if k.get("args", {}).get("correlation") in launched), key=lambda k: k["ts"]
-    )
+    kernels = []
+    for k in device:
+        launch = launches.get(k.get("args", {}).get("correlation"))
+        if launch is not None and within(launch["ts"], chunk):
+            kernels.append(k)
+    kernels.sort(key=lambda k: k["ts"])
     out, end = [], None
     for k in kernels:
         gap = 0.0 if end is None else max(k["ts"] - end, 0.0)

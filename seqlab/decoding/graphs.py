@@ -162,13 +162,13 @@ def decode_step_compiled() -> bool:
     searches call the model's ``static_step`` through ``torch.compile`` (dynamic shapes, so that one compilation
     serves the buckets and the attended windows), which fuses the step's elementwise work into fewer kernels; the
     captured greedy search's choice of the next token (:func:`~seqlab.decoding.static.greedy_choice`) and the
-    searches' encoder are compiled too. The captured graphs
-    then replay those. In the default modes it also brings a step's attention and its linear layers on few rows as
-    sums of products (:func:`~seqlab.models.transformer.single_query_attention`,
-    :func:`~seqlab.models.transformer.linear`). On one H200 that took batch-1 greedy to 2.50-3.00 ms (2.40-2.89 in
-    chunks of one step) against about 4 ms at the defaults (BENCHMARKS.md, Speed, sessions 26 to 28). Opt-in: a new
-    process's first decode waits 20-47 s for the compilation against about 1 s (session 28), and it changed 1-4 of
-    1,000 greedy hypotheses on five checkpoints of seven (sessions 25 to 28)."""
+    searches' encoder are compiled too. The captured graphs then replay those. In the default modes it also brings a
+    step's attention and its linear layers on few rows as sums of products
+    (:func:`~seqlab.models.transformer.single_query_attention`, :func:`~seqlab.models.transformer.linear`). On one
+    H200 that took batch-1 greedy to 2.50-3.00 ms (2.40-2.89 in chunks of one step) against about 4 ms at the defaults
+    (BENCHMARKS.md, Speed, sessions 26 to 28). Opt-in: a new process's first decode waits 20-47 s for the compilation
+    against about 1 s (session 28), and it changed 1-4 of 1,000 greedy hypotheses on five checkpoints of seven
+    (sessions 25 to 28)."""
     if _COMPILE_DECODE is not None:
         return _COMPILE_DECODE
     return os.environ.get("SEQLAB_COMPILE_DECODE", "0") == "1"

@@ -59,6 +59,13 @@ def content_width(tokens: torch.Tensor) -> int:
     return max(int((keep * columns).max()), 1)  # one host read
 
 
+def read_rows(tokens: torch.Tensor) -> tuple[int, list[list[int]]]:
+    """A search's token rows read to the host once: their :func:`content_width`, and the rows up to it as lists."""
+    host = tokens.cpu()
+    width = content_width(host)
+    return width, host[:, :width].tolist()
+
+
 def _finish(tokens: list[torch.Tensor], logps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack per-step outputs and drop trailing all-PAD columns."""
     out, lp = torch.stack(tokens, 1), torch.stack(logps, 1)
@@ -219,19 +226,16 @@ def static_search(
         taken = search.run(src)
     b, k = src.size(0), beam_size
     if k == 1:
-        host = search.history[:b, :taken].cpu()  # the one read: the width, and the rows decode_ids takes
-        width = content_width(host)
+        width, rows = read_rows(search.history[:b, :taken])
         lp = search.logps[:b, :width].clone()  # copies: the search's buffers serve its next batch
-        tokens = search.history[:b, :width].clone()
-        return Hypotheses(tokens, lp.sum(1), lp, host_rows=host[:, :width].tolist())
+        return Hypotheses(search.history[:b, :width].clone(), lp.sum(1), lp, host_rows=rows)
     normalized = search.scores[:b].reshape(-1) / gnmt_length_penalty(search.lengths[: b * k], length_penalty)
     normalized = normalized.view(b, k)
     order = normalized.argsort(dim=1, descending=True)[:, :n_best]
     pick = (order + (torch.arange(b, device=src.device) * k).unsqueeze(1)).view(-1)
     best = search.history[: b * k, :taken].index_select(0, pick)
-    host = best.cpu()
-    width = content_width(host)
-    return Hypotheses(best[:, :width], normalized.view(-1).index_select(0, pick), host_rows=host[:, :width].tolist())
+    width, rows = read_rows(best)
+    return Hypotheses(best[:, :width], normalized.view(-1).index_select(0, pick), host_rows=rows)
 
 
 @torch.no_grad()
